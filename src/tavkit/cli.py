@@ -1,0 +1,34 @@
+"""The ``tavkit`` command line: one Typer app, each concern's commands in its own module.
+
+Each command group lives beside the code it drives (signatures in
+:mod:`tavkit.auth.cli`, the server in :mod:`tavkit.server.cli`, ...) and is
+attached here, so this module stays a table of contents.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from tavkit import __version__
+
+app = typer.Typer(
+    name="tavkit",
+    help="Self-hosted audio/video calls: server, signatures, client.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+def version() -> None:
+    """Print tavkit's version."""
+    typer.echo(__version__)
+
+
+# Command groups. Keep one line per group, in the order of `tavkit --help`.
+
+
+def main() -> None:
+    """Entry point of the ``tavkit`` console script and ``python -m tavkit``."""
+    app()
