@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from tavkit import __version__
+from tavkit.auth.cli import privatemapkey_app, sig_app, usersig_app
 
 app = typer.Typer(
     name="tavkit",
@@ -27,6 +28,9 @@ def version() -> None:
 
 
 # Command groups. Keep one line per group, in the order of `tavkit --help`.
+app.add_typer(usersig_app, name="usersig")
+app.add_typer(privatemapkey_app, name="privatemapkey")
+app.add_typer(sig_app, name="sig")
 
 
 def main() -> None:
