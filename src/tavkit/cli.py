@@ -11,6 +11,7 @@ import typer
 
 from tavkit import __version__
 from tavkit.auth.cli import privatemapkey_app, sig_app, usersig_app
+from tavkit.server.cli import server_app
 
 app = typer.Typer(
     name="tavkit",
@@ -31,6 +32,7 @@ def version() -> None:
 app.add_typer(usersig_app, name="usersig")
 app.add_typer(privatemapkey_app, name="privatemapkey")
 app.add_typer(sig_app, name="sig")
+app.add_typer(server_app)  # serve, db
 
 
 def main() -> None:

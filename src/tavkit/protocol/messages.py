@@ -1,0 +1,447 @@
+"""The signaling socket's frames (protocol v1) as typed values, and their encoding.
+
+Every frame on ``/v1/ws`` is one JSON object with a ``type``. This module gives each
+frame a frozen dataclass whose ``to_wire()`` is exactly the JSON object of
+``docs/protocol.md`` section 2, so the server and the Python client build frames from
+values instead of hand-written dicts. Parsing (the strict direction) lives in
+:mod:`tavkit.protocol.parsing`.
+
+Two families::
+
+    ClientMessage   SignalTo · State · Ping · Leave                 client -> server
+    ServerMessage   Welcome · MemberJoined · MemberLeft · MemberState ·
+                    SignalFrom · Pong · ErrorFrame · Replaced · Removed · RoomClosed
+
+``signal`` frames carry :data:`SignalData`: a session description or an ICE candidate
+(``None`` = end of candidates), with the browser's JSON field names on the wire.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, ClassVar, Final, Literal
+
+from tavkit.errors import ServerCode, ServerError, TAvKitError
+
+__all__ = [
+    "LEAVE_REASONS",
+    "MAX_CANDIDATE_BYTES",
+    "MAX_FRAME_BYTES",
+    "MAX_ID_CHARS",
+    "MAX_SDP_BYTES",
+    "PROTOCOL_VERSION",
+    "CandidateData",
+    "ClientMessage",
+    "CloseCode",
+    "DescriptionData",
+    "ErrorFrame",
+    "FrameError",
+    "IceCandidate",
+    "Leave",
+    "LeaveReason",
+    "Member",
+    "MemberJoined",
+    "MemberLeft",
+    "MemberState",
+    "Ping",
+    "Pong",
+    "Removed",
+    "Replaced",
+    "RoomClosed",
+    "ServerMessage",
+    "SessionDescription",
+    "SignalData",
+    "SignalFrom",
+    "SignalTo",
+    "State",
+    "Welcome",
+    "encode",
+]
+
+PROTOCOL_VERSION: Final = 1
+"""The ``v`` the server announces in ``welcome``; bumped only for incompatible changes."""
+
+# Limits of the contract. Sizes are UTF-8 bytes, so they bound memory, not characters.
+MAX_FRAME_BYTES: Final = 64 * 1024
+MAX_SDP_BYTES: Final = 60 * 1024
+MAX_CANDIDATE_BYTES: Final = 1024
+MAX_ID_CHARS: Final = 64
+
+LeaveReason = Literal["exit", "timeout", "replaced", "removed", "closed", "moved"]
+LEAVE_REASONS: Final[frozenset[str]] = frozenset(
+    {"exit", "timeout", "replaced", "removed", "closed", "moved"}
+)
+DescriptionType = Literal["offer", "answer", "rollback"]
+
+
+class CloseCode(IntEnum):
+    """How and why the server closes the socket; a client decides from it whether to resume."""
+
+    NORMAL = 1000
+    """After ``leave``: the member has left; do not reconnect."""
+    TOO_BIG = 1009
+    """A frame was over :data:`MAX_FRAME_BYTES`."""
+    SERVER_ERROR = 1011
+    """The server lost track of this socket (e.g. events were lost); reconnect to resume."""
+    TRY_AGAIN_LATER = 1013
+    """The client read too slowly and its send queue overflowed; reconnect to resume."""
+    REPLACED = 4001
+    """The same user entered elsewhere, or a newer socket took over this connection."""
+    REMOVED = 4002
+    """An admin removed the member, or it timed out."""
+    ROOM_CLOSED = 4003
+    """The session was closed."""
+    UNAUTHORISED = 4401
+    """The token was bad, expired, or its connection has left the room."""
+
+
+class FrameError(ServerError):
+    """A frame was refused; ``ref`` is the frame's ``id`` so the reply can name it.
+
+    It is a :class:`~tavkit.errors.ServerError` (10003 for non-JSON, 10004 for a bad
+    shape), so whoever does not care about ``ref`` handles it like any server error.
+    """
+
+    def __init__(self, code: ServerCode, message: str, *, ref: str | None = None) -> None:
+        super().__init__(code, message)
+        self.ref = ref
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A room member as the socket shows it to the others."""
+
+    user_id: str
+    joined_at: float
+    muted: bool = False
+    camera: bool = True
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``member`` object of the contract."""
+        return {
+            "userId": self.user_id,
+            "joinedAt": self.joined_at,
+            "muted": self.muted,
+            "camera": self.camera,
+        }
+
+
+# --- signal payloads -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDescription:
+    """An SDP offer, answer or rollback, as ``RTCSessionDescription.toJSON()`` has it."""
+
+    type: DescriptionType
+    sdp: str
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{"type", "sdp"}``."""
+        return {"type": self.type, "sdp": self.sdp}
+
+
+@dataclass(frozen=True, slots=True)
+class IceCandidate:
+    """One trickled candidate, as ``RTCIceCandidate.toJSON()`` has it.
+
+    An empty ``candidate`` string is the browser's own end-of-candidates marker and
+    is relayed as is.
+    """
+
+    candidate: str
+    sdp_mid: str | None = None
+    sdp_mline_index: int | None = None
+    username_fragment: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{"candidate", "sdpMid", "sdpMLineIndex"[, "usernameFragment"]}``."""
+        wire: dict[str, Any] = {
+            "candidate": self.candidate,
+            "sdpMid": self.sdp_mid,
+            "sdpMLineIndex": self.sdp_mline_index,
+        }
+        if self.username_fragment is not None:
+            wire["usernameFragment"] = self.username_fragment
+        return wire
+
+
+@dataclass(frozen=True, slots=True)
+class DescriptionData:
+    """``signal.data`` carrying a session description."""
+
+    description: SessionDescription
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{"description": {...}}``."""
+        return {"description": self.description.to_wire()}
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateData:
+    """``signal.data`` carrying a candidate; ``None`` says there are no more."""
+
+    candidate: IceCandidate | None
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{"candidate": {...} | null}``."""
+        return {"candidate": None if self.candidate is None else self.candidate.to_wire()}
+
+
+SignalData = DescriptionData | CandidateData
+
+
+# --- client -> server ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignalTo:
+    """Relay ``data`` to the member ``to`` of the same session."""
+
+    type: ClassVar[str] = "signal"
+    to: str
+    data: SignalData
+    id: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``signal`` frame a client sends."""
+        return _with_id({"type": self.type, "to": self.to, "data": self.data.to_wire()}, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """This member's microphone and camera state, broadcast as ``member-state``."""
+
+    type: ClassVar[str] = "state"
+    muted: bool
+    camera: bool
+    id: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``state`` frame."""
+        return _with_id({"type": self.type, "muted": self.muted, "camera": self.camera}, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """A liveness probe; the server answers ``pong`` with the same ``t``."""
+
+    type: ClassVar[str] = "ping"
+    t: float
+    id: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``ping`` frame."""
+        return _with_id({"type": self.type, "t": self.t}, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """Hang up: leave the room; the server closes the socket with 1000."""
+
+    type: ClassVar[str] = "leave"
+    id: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``leave`` frame."""
+        return _with_id({"type": self.type}, self.id)
+
+
+ClientMessage = SignalTo | State | Ping | Leave
+
+
+# --- server -> client ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """The first frame after accept: who this socket is and who else is in the room."""
+
+    type: ClassVar[str] = "welcome"
+    room_uuid: str
+    user_id: str
+    connection_id: str
+    members: tuple[Member, ...]
+    heartbeat_interval: float
+    heartbeat_timeout: float
+    resumed: bool = False
+    v: int = PROTOCOL_VERSION
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``welcome`` frame."""
+        return {
+            "type": self.type,
+            "v": self.v,
+            "roomUuid": self.room_uuid,
+            "userId": self.user_id,
+            "connectionId": self.connection_id,
+            "members": [m.to_wire() for m in self.members],
+            "heartbeatInterval": self.heartbeat_interval,
+            "heartbeatTimeout": self.heartbeat_timeout,
+            "resumed": self.resumed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MemberJoined:
+    """Another member joined the session."""
+
+    type: ClassVar[str] = "member-joined"
+    member: Member
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``member-joined`` frame."""
+        return {"type": self.type, "member": self.member.to_wire()}
+
+
+@dataclass(frozen=True, slots=True)
+class MemberLeft:
+    """Another member left; ``reason`` says how."""
+
+    type: ClassVar[str] = "member-left"
+    user_id: str
+    reason: LeaveReason
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``member-left`` frame."""
+        return {"type": self.type, "userId": self.user_id, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class MemberState:
+    """Another member's microphone or camera changed."""
+
+    type: ClassVar[str] = "member-state"
+    user_id: str
+    muted: bool
+    camera: bool
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``member-state`` frame."""
+        return {
+            "type": self.type,
+            "userId": self.user_id,
+            "muted": self.muted,
+            "camera": self.camera,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SignalFrom:
+    """``data`` relayed from the member ``sender`` (``from`` on the wire)."""
+
+    type: ClassVar[str] = "signal"
+    sender: str
+    data: SignalData
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``signal`` frame a client receives."""
+        return {"type": self.type, "from": self.sender, "data": self.data.to_wire()}
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """The answer to ``ping``, echoing its ``t``."""
+
+    type: ClassVar[str] = "pong"
+    t: float
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``pong`` frame."""
+        return {"type": self.type, "t": self.t}
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorFrame:
+    """A refused frame, in the seed's error shape plus the refused frame's ``ref``."""
+
+    type: ClassVar[str] = "error"
+    module: str
+    error_code: int
+    error_msg: str
+    ref: str | None = None
+
+    @classmethod
+    def from_error(cls, exc: TAvKitError, ref: str | None = None) -> ErrorFrame:
+        """The frame reporting ``exc``; a :class:`FrameError` brings its own ``ref``."""
+        if ref is None and isinstance(exc, FrameError):
+            ref = exc.ref
+        return cls(exc.module.value, exc.error_code, exc.message, ref)
+
+    def to_error(self) -> TAvKitError:
+        """The exception this frame reports (``ValueError`` if not a seed code)."""
+        return TAvKitError.from_dict(
+            {"module": self.module, "errorCode": self.error_code, "errorMsg": self.error_msg}
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``error`` frame; ``ref`` only when the refused frame had an ``id``."""
+        wire: dict[str, Any] = {
+            "type": self.type,
+            "module": self.module,
+            "errorCode": self.error_code,
+            "errorMsg": self.error_msg,
+        }
+        return _with_id(wire, self.ref, key="ref")
+
+
+@dataclass(frozen=True, slots=True)
+class Replaced:
+    """The same user entered elsewhere; the server closes this socket with 4001."""
+
+    type: ClassVar[str] = "replaced"
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``replaced`` frame."""
+        return {"type": self.type}
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """An admin removed this member or it timed out; the server closes with 4002."""
+
+    type: ClassVar[str] = "removed"
+    reason: str
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``removed`` frame."""
+        return {"type": self.type, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class RoomClosed:
+    """The session closed; the server closes with 4003."""
+
+    type: ClassVar[str] = "room-closed"
+    reason: str
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``room-closed`` frame."""
+        return {"type": self.type, "reason": self.reason}
+
+
+ServerMessage = (
+    Welcome
+    | MemberJoined
+    | MemberLeft
+    | MemberState
+    | SignalFrom
+    | Pong
+    | ErrorFrame
+    | Replaced
+    | Removed
+    | RoomClosed
+)
+
+
+def encode(msg: ClientMessage | ServerMessage) -> str:
+    """The JSON text of one frame, compact and without NaN/Infinity (not JSON)."""
+    return json.dumps(msg.to_wire(), separators=(",", ":"), allow_nan=False)
+
+
+def _with_id(wire: dict[str, Any], value: str | None, *, key: str = "id") -> dict[str, Any]:
+    if value is not None:
+        wire[key] = value
+    return wire

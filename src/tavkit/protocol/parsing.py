@@ -1,0 +1,251 @@
+"""Strict parsing of signaling frames: text in, a typed message or a FrameError out.
+
+The server runs every inbound frame through :func:`parse_client_frame`; the Python
+client runs every frame it receives through :func:`parse_server_frame`. Both refuse
+rather than guess: non-JSON is server 10003, anything else the contract does not
+allow (wrong type, wrong size, unknown ``type``, a binary frame) is 10004, and the
+message names the field. Unknown *extra* members of an object are ignored, so v1 can
+grow optional fields without breaking older peers; the relayed ``signal.data`` is
+rebuilt from the parsed values, so nothing unchecked is ever forwarded.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any, Final, cast
+
+from tavkit.errors import ErrorModule, ServerCode
+from tavkit.protocol._fields import Fields
+from tavkit.protocol.messages import (
+    LEAVE_REASONS,
+    MAX_CANDIDATE_BYTES,
+    MAX_ID_CHARS,
+    MAX_SDP_BYTES,
+    PROTOCOL_VERSION,
+    CandidateData,
+    ClientMessage,
+    DescriptionData,
+    ErrorFrame,
+    FrameError,
+    IceCandidate,
+    Leave,
+    LeaveReason,
+    Member,
+    MemberJoined,
+    MemberLeft,
+    MemberState,
+    Ping,
+    Pong,
+    Removed,
+    Replaced,
+    RoomClosed,
+    ServerMessage,
+    SessionDescription,
+    SignalData,
+    SignalFrom,
+    SignalTo,
+    State,
+    Welcome,
+)
+
+__all__ = ["parse_client_frame", "parse_server_frame", "parse_signal_data"]
+
+_DESCRIPTION_TYPES: Final = frozenset({"offer", "answer", "rollback"})
+_MAX_MID_BYTES: Final = 64
+_MAX_UFRAG_BYTES: Final = 256
+_MAX_REASON_BYTES: Final = 64
+_MAX_ERROR_MSG_BYTES: Final = 4096
+_MAX_MEMBERS: Final = 10_000
+
+
+def parse_client_frame(text: str | bytes) -> ClientMessage:
+    """Parse one frame a client sent; raise :class:`FrameError` (10003/10004) if refused.
+
+    ``bytes`` stands for a binary WebSocket frame, which the contract refuses (10004).
+    """
+    frame = _load(text)
+    parser = _CLIENT_PARSERS.get(frame.type_name)
+    if parser is None:
+        raise frame.top.fail("type", "one of " + ", ".join(sorted(_CLIENT_PARSERS)))
+    return parser(frame.fields, frame.fields.ref)
+
+
+def parse_server_frame(text: str | bytes) -> ServerMessage:
+    """Parse one frame the server sent; raise :class:`FrameError` (10003/10004) if refused.
+
+    A client should treat a refused server frame as a protocol bug to log, not a reason
+    to hang up: a newer server may send frame types this client does not know yet.
+    """
+    frame = _load(text)
+    parser = _SERVER_PARSERS.get(frame.type_name)
+    if parser is None:
+        raise frame.top.fail("type", "one of " + ", ".join(sorted(_SERVER_PARSERS)))
+    return parser(frame.fields)
+
+
+class _Frame:
+    """A decoded frame: its fields (path named after its type) and that type."""
+
+    def __init__(self, obj: object) -> None:
+        top = Fields(obj, "frame")
+        ref: str | None = None
+        if top.obj.get("id") is not None:
+            ref = top.string("id", max_bytes=4 * MAX_ID_CHARS, min_len=1)
+            if len(ref) > MAX_ID_CHARS:
+                raise top.fail("id", f"a string of at most {MAX_ID_CHARS} characters")
+        top.ref = ref
+        self.top = top
+        self.type_name = top.string("type", max_bytes=64, min_len=1)
+        self.fields = Fields(top.obj, self.type_name, ref=ref)
+
+
+def _load(text: str | bytes) -> _Frame:
+    if isinstance(text, bytes | bytearray | memoryview):
+        raise FrameError(
+            ServerCode.INVALID_PARAMETER, "binary frames are not accepted; send JSON text"
+        )
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise FrameError(ServerCode.JSON_DECODE, "frame is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, NaN/Infinity, over-long integers
+        raise FrameError(ServerCode.JSON_DECODE, f"frame is not JSON: {exc}") from None
+    return _Frame(obj)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# --- client frames ---------------------------------------------------------------------
+
+
+def _signal_to(f: Fields, ref: str | None) -> SignalTo:
+    return SignalTo(to=f.user_id("to"), data=_signal_data(f.sub("data")), id=ref)
+
+
+def _state(f: Fields, ref: str | None) -> State:
+    return State(muted=f.boolean("muted"), camera=f.boolean("camera"), id=ref)
+
+
+def _ping(f: Fields, ref: str | None) -> Ping:
+    return Ping(t=f.number("t"), id=ref)
+
+
+def _leave(f: Fields, ref: str | None) -> Leave:
+    return Leave(id=ref)
+
+
+_CLIENT_PARSERS: Final[dict[str, Callable[[Fields, str | None], ClientMessage]]] = {
+    "signal": _signal_to,
+    "state": _state,
+    "ping": _ping,
+    "leave": _leave,
+}
+
+
+def parse_signal_data(data: object, path: str = "signal.data") -> SignalData:
+    """Check one ``signal.data`` value (already decoded JSON) and return it typed.
+
+    For data that arrives outside a frame, such as the server's bus events.
+    """
+    return _signal_data(Fields(data, path))
+
+
+def _signal_data(d: Fields) -> SignalData:
+    """``signal.data``: exactly one of a description or a candidate (``null`` = the end)."""
+    if d.has("description") == d.has("candidate"):
+        raise d.fail("", 'an object with exactly one of "description" or "candidate"')
+    if d.has("description"):
+        desc = d.sub("description")
+        kind = desc.choice("type", _DESCRIPTION_TYPES)
+        # A rollback carries no SDP (browsers send ""); offers and answers must.
+        sdp = desc.string("sdp", max_bytes=MAX_SDP_BYTES, min_len=0 if kind == "rollback" else 1)
+        return DescriptionData(SessionDescription(cast(Any, kind), sdp))
+    if d.raw("candidate") is None:
+        return CandidateData(None)
+    c = d.sub("candidate")
+    line = c.string("candidate", max_bytes=MAX_CANDIDATE_BYTES)
+    if line and not line.startswith("candidate:"):
+        raise c.fail("candidate", 'an empty string or a string starting with "candidate:"')
+    mid = c.opt_string("sdpMid", max_bytes=_MAX_MID_BYTES)
+    index = c.opt_integer("sdpMLineIndex", minimum=0, maximum=65535)
+    if line and mid is None and index is None:
+        # addIceCandidate() throws a TypeError for this; refuse it here instead.
+        raise c.fail("sdpMid", "a string when sdpMLineIndex is null")
+    ufrag = c.opt_string("usernameFragment", max_bytes=_MAX_UFRAG_BYTES)
+    return CandidateData(IceCandidate(line, mid, index, ufrag))
+
+
+# --- server frames ---------------------------------------------------------------------
+
+
+def _member(f: Fields) -> Member:
+    return Member(
+        user_id=f.user_id("userId"),
+        joined_at=f.number("joinedAt", minimum=0),
+        muted=f.boolean("muted"),
+        camera=f.boolean("camera"),
+    )
+
+
+def _welcome(f: Fields) -> Welcome:
+    v = f.raw("v")
+    if isinstance(v, bool) or v != PROTOCOL_VERSION:
+        raise f.fail("v", f"{PROTOCOL_VERSION} (this side speaks protocol v{PROTOCOL_VERSION})")
+    room_uuid = f.string("roomUuid", max_bytes=36, min_len=36)
+    try:
+        canonical = str(uuid.UUID(room_uuid)) == room_uuid
+    except ValueError:
+        canonical = False
+    if not canonical:
+        raise f.fail("roomUuid", "a canonical lowercase UUID")
+    members = f.array("members", max_items=_MAX_MEMBERS)
+    return Welcome(
+        room_uuid=room_uuid,
+        user_id=f.user_id("userId"),
+        connection_id=f.string("connectionId", max_bytes=MAX_ID_CHARS, min_len=1),
+        members=tuple(
+            _member(Fields(m, f"{f.path}.members[{i}]", ref=f.ref)) for i, m in enumerate(members)
+        ),
+        heartbeat_interval=f.number("heartbeatInterval", minimum=0),
+        heartbeat_timeout=f.number("heartbeatTimeout", minimum=0),
+        resumed=f.boolean("resumed"),
+    )
+
+
+def _member_left(f: Fields) -> MemberLeft:
+    reason = cast(LeaveReason, f.choice("reason", LEAVE_REASONS))
+    return MemberLeft(user_id=f.user_id("userId"), reason=reason)
+
+
+def _member_state(f: Fields) -> MemberState:
+    return MemberState(
+        user_id=f.user_id("userId"), muted=f.boolean("muted"), camera=f.boolean("camera")
+    )
+
+
+def _error(f: Fields) -> ErrorFrame:
+    modules = frozenset(m.value for m in ErrorModule)
+    return ErrorFrame(
+        module=f.choice("module", modules),
+        error_code=f.integer("errorCode", minimum=-(2**31), maximum=2**31 - 1),
+        error_msg=f.string("errorMsg", max_bytes=_MAX_ERROR_MSG_BYTES),
+        ref=f.opt_string("ref", max_bytes=MAX_ID_CHARS),
+    )
+
+
+_SERVER_PARSERS: Final[dict[str, Callable[[Fields], ServerMessage]]] = {
+    "welcome": _welcome,
+    "member-joined": lambda f: MemberJoined(_member(f.sub("member"))),
+    "member-left": _member_left,
+    "member-state": _member_state,
+    "signal": lambda f: SignalFrom(f.user_id("from"), _signal_data(f.sub("data"))),
+    "pong": lambda f: Pong(f.number("t")),
+    "error": _error,
+    "replaced": lambda f: Replaced(),
+    "removed": lambda f: Removed(f.string("reason", max_bytes=_MAX_REASON_BYTES, min_len=1)),
+    "room-closed": lambda f: RoomClosed(f.string("reason", max_bytes=_MAX_REASON_BYTES, min_len=1)),
+}

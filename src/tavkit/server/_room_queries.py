@@ -1,0 +1,116 @@
+"""The queries behind :class:`tavkit.server.rooms.RoomService`, one transaction's worth each.
+
+Plain functions over an open ``AsyncSession``: they read or add rows and never
+commit, so the room service decides what one transaction holds. ``lock=True``
+selects ``FOR UPDATE`` (PostgreSQL row locks; SQLite's ``BEGIN IMMEDIATE`` already
+serialises writers).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import and_, exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tavkit.errors import ServerCode, ServerError
+from tavkit.server.store.models import EventRow, MemberRow, SessionRow
+
+__all__ = [
+    "has_live_members",
+    "live_member",
+    "live_rows",
+    "log_event",
+    "member_in",
+    "open_session",
+]
+
+
+def has_live_members() -> Any:
+    """A correlated ``EXISTS``: the session row in the outer query has a live member."""
+    return exists().where(and_(MemberRow.session_id == SessionRow.id, MemberRow.left_at.is_(None)))
+
+
+def log_event(
+    s: AsyncSession,
+    session_id: uuid.UUID,
+    at: float,
+    kind: str,
+    user_id: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """Add one line to the session's event log."""
+    s.add(EventRow(session_id=session_id, at=at, kind=kind, user_id=user_id, detail=detail))
+
+
+async def open_session(
+    s: AsyncSession, sdk_app_id: int, room_id: int, *, lock: bool = False
+) -> SessionRow | None:
+    """The room's open session, if any."""
+    query = select(SessionRow).where(
+        SessionRow.sdk_app_id == sdk_app_id,
+        SessionRow.room_id == room_id,
+        SessionRow.closed_at.is_(None),
+    )
+    return await s.scalar(query.with_for_update() if lock else query)
+
+
+async def live_rows(s: AsyncSession, session_id: uuid.UUID) -> list[MemberRow]:
+    """The session's live memberships, oldest first."""
+    rows = await s.scalars(
+        select(MemberRow)
+        .where(MemberRow.session_id == session_id, MemberRow.left_at.is_(None))
+        .order_by(MemberRow.joined_at, MemberRow.id)
+    )
+    return list(rows)
+
+
+async def live_member(
+    s: AsyncSession, sdk_app_id: int, user_id: str, *, lock: bool = False
+) -> MemberRow | None:
+    """The user's live membership in the app (in whichever room), if any."""
+    query = select(MemberRow).where(
+        MemberRow.sdk_app_id == sdk_app_id,
+        MemberRow.user_id == user_id,
+        MemberRow.left_at.is_(None),
+    )
+    return await s.scalar(query.with_for_update() if lock else query)
+
+
+async def member_in(
+    s: AsyncSession, sdk_app_id: int, room_id: int, user_id: str, *, lock: bool = False
+) -> MemberRow:
+    """The user's live membership in ``room_id``, or the seed's error saying why not.
+
+    14002 when the user is in another room or never was in this one; 14003 when an
+    admin closed the room under them; 14004 when they left it any other way.
+    """
+    member = await live_member(s, sdk_app_id, user_id, lock=lock)
+    if member is not None:
+        if member.room_id != room_id:
+            raise ServerError(
+                ServerCode.ROOM_MISMATCH,
+                f"user {user_id} is in room {member.room_id}, not room {room_id}",
+            )
+        return member
+    last = await s.scalar(
+        select(MemberRow)
+        .where(
+            MemberRow.sdk_app_id == sdk_app_id,
+            MemberRow.user_id == user_id,
+            MemberRow.room_id == room_id,
+        )
+        .order_by(MemberRow.id.desc())
+        .limit(1)
+    )
+    if last is None:
+        raise ServerError(ServerCode.ROOM_MISMATCH, f"user {user_id} is not in room {room_id}")
+    if last.leave_reason == "closed":
+        raise ServerError(
+            ServerCode.ROOM_CLOSED, f"room {room_id} was closed (session {last.session_id})"
+        )
+    raise ServerError(
+        ServerCode.USER_EXITED,
+        f"user {user_id} has left room {room_id} (reason: {last.leave_reason})",
+    )

@@ -1,0 +1,165 @@
+"""The app factory: :func:`create_app` builds the ASGI app a host can serve or mount.
+
+``tavkit serve`` is uvicorn over ``create_app(settings)``. A host application can
+mount the same app inside its own; Starlette does not run a mounted app's lifespan,
+so the host runs it from its own::
+
+    calls = create_app(Settings.from_env(os.environ))
+    host = FastAPI(lifespan=lambda _: calls.router.lifespan_context(calls))
+    host.mount("/calls", calls)
+
+The lifespan owns everything with a lifetime: it opens the store and applies the
+migrations, creates the bus and the room service, registers the configured apps,
+starts the heartbeat sweeper, puts a :class:`ServerContext` on ``app.state.tavkit``,
+and undoes all of it on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from importlib.resources import files
+from pathlib import Path
+from typing import Final
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+
+from tavkit import __version__
+from tavkit.server import routes
+from tavkit.server.bus import InProcessBus
+from tavkit.server.context import ServerContext
+from tavkit.server.errors import install_error_handlers
+from tavkit.server.rooms import RoomService
+from tavkit.server.settings import AppConfig, Settings
+from tavkit.server.signaling import router as signaling_router
+from tavkit.server.store.db import Store
+from tavkit.server.sweeper import Sweeper
+from tavkit.server.tokens import load_or_create_secret
+
+__all__ = ["DEMO_APP_FILE", "DEMO_SDK_APP_ID", "create_app", "is_loopback", "prepare", "web_dir"]
+
+logger = logging.getLogger(__name__)
+
+DEMO_SDK_APP_ID: Final = 1400000001
+"""The sdkAppId demo mode creates when no app is configured."""
+DEMO_APP_FILE: Final = "demo-app.json"
+_MIGRATE_TIMEOUT: Final = 120.0
+
+
+def web_dir() -> Path:
+    """The packaged web component (``tavkit/web``), served at ``/tavkit/``."""
+    return Path(str(files("tavkit") / "web"))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def prepare(settings: Settings) -> Settings:
+    """Check demo mode's safety rule and give it its app; a no-op for ordinary settings.
+
+    Demo mode lets anyone who can reach the server mint userSigs, so it refuses a
+    non-loopback host unless ``unsafe_demo`` says the operator means it. With no app
+    configured it creates one whose random key is kept in the data directory, so the
+    demo's sdkAppId and signatures survive restarts. Raises ``ValueError``.
+    """
+    if not settings.demo:
+        return settings
+    if not is_loopback(settings.host) and not settings.unsafe_demo:
+        raise ValueError(
+            f"demo mode lets anyone mint userSigs; refusing to serve it on {settings.host}"
+            " (bind 127.0.0.1, or add --unsafe-demo if you really mean it)"
+        )
+    if settings.apps:
+        return settings
+    return replace(settings, apps=(_demo_app(settings.data_dir),))
+
+
+def _demo_app(data_dir: Path) -> AppConfig:
+    path = data_dir / DEMO_APP_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        record = {"sdkAppId": DEMO_SDK_APP_ID, "key": secrets.token_hex(32)}
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # created concurrently; read theirs below
+        else:
+            with os.fdopen(fd, "w") as out:
+                json.dump(record, out)
+    try:
+        record = json.loads(path.read_text())
+        return AppConfig(int(record["sdkAppId"]), str(record["key"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is damaged ({exc}); delete it to make a new demo app") from None
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The tavkit server as an ASGI app; ``None`` reads the settings from the environment."""
+    if settings is None:
+        settings = Settings.from_env(os.environ)
+    settings = prepare(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        socket_secret = load_or_create_secret(settings.data_dir)
+        store = Store.open(settings.effective_database_url, schema=settings.database_schema)
+        try:
+            await asyncio.wait_for(store.migrate(), _MIGRATE_TIMEOUT)
+            bus = InProcessBus()
+            rooms = RoomService(store, bus, settings)
+            await rooms.register_apps(settings.apps)
+            app.state.tavkit = ServerContext(
+                settings=settings,
+                store=store,
+                rooms=rooms,
+                bus=bus,
+                socket_secret=socket_secret,
+            )
+            if not settings.apps:
+                logger.warning("no app is configured: every call will be refused (use --app)")
+            async with Sweeper(rooms, settings.sweep_interval):
+                yield
+        finally:
+            await store.close()
+
+    app = FastAPI(
+        title="tavkit",
+        version=__version__,
+        summary="Self-hosted audio/video rooms: REST v1 and the signaling socket.",
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+        )
+    app.include_router(routes.health)
+    app.include_router(routes.api)
+    app.include_router(signaling_router)
+    if settings.demo:
+        app.include_router(routes.demo)
+        app.add_api_route(
+            "/", routes.demo_page(web_dir() / "demo" / "index.html"), include_in_schema=False
+        )
+    app.mount("/tavkit", StaticFiles(directory=web_dir(), check_dir=False), name="tavkit-web")
+    return app

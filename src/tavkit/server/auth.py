@@ -1,0 +1,190 @@
+"""Who is calling: the credential headers, checked, turned into a :class:`Caller`.
+
+Every REST call carries ``X-TAvKit-SdkAppId``, ``X-TAvKit-UserId`` and
+``X-TAvKit-UserSig`` (and optionally ``X-TAvKit-PrivateMapKey``). Missing or
+malformed headers are server 10005. A signature that does not verify is reported
+the seed's way on ``enter`` -- avkit 70346 for the userSig, avkit 80/82/86/87 for
+the privateMapKey, avkit 88 for an sdkAppId the server does not serve -- because
+that is where the original kit reported them, and as server 10005 everywhere else.
+
+The headers are declared as FastAPI security schemes so ``/openapi.json`` and
+``/docs`` show them; the schemes never reject anything themselves
+(``auto_error=False``) so that every refusal has the seed's shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Annotated, Final
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
+
+from tavkit.auth import (
+    Privilege,
+    SignatureError,
+    verify_private_map_key,
+    verify_user_sig,
+)
+from tavkit.errors import AvkitCode, AvkitError, ServerCode, ServerError
+from tavkit.server.context import ServerContext
+from tavkit.server.settings import U32_MAX, AppConfig
+
+__all__ = [
+    "USER_ID_RE",
+    "Caller",
+    "Credentials",
+    "authenticate",
+    "credentials",
+]
+
+logger = logging.getLogger(__name__)
+
+USER_ID_RE: Final = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+"""The contract's userId: 1-64 characters of ``[A-Za-z0-9_.@-]`` (use ``fullmatch``)."""
+
+_MAX_SIG_CHARS: Final = 16 * 1024
+
+_app_header = APIKeyHeader(
+    name="X-TAvKit-SdkAppId",
+    scheme_name="SdkAppId",
+    description="The app's sdkAppId (decimal).",
+    auto_error=False,
+)
+_user_header = APIKeyHeader(
+    name="X-TAvKit-UserId",
+    scheme_name="UserId",
+    description="The caller's userId: 1-64 characters of A-Z a-z 0-9 _ . @ -",
+    auto_error=False,
+)
+_sig_header = APIKeyHeader(
+    name="X-TAvKit-UserSig",
+    scheme_name="UserSig",
+    description="The caller's userSig (TLS-sig v2) for that sdkAppId and userId.",
+    auto_error=False,
+)
+_pmk_header = APIKeyHeader(
+    name="X-TAvKit-PrivateMapKey",
+    scheme_name="PrivateMapKey",
+    description="Optional privateMapKey; required on enter when the app requires it.",
+    auto_error=False,
+)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The credential headers, well-formed but not yet verified."""
+
+    sdk_app_id: int
+    user_id: str
+    user_sig: str
+    private_map_key: str | None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A verified caller: the app, the user, and what they may do."""
+
+    app: AppConfig
+    user_id: str
+    privileges: int
+    """The privateMapKey's privilege map; 255 when no key was used."""
+    is_admin: bool
+
+    @property
+    def sdk_app_id(self) -> int:
+        """The caller's app."""
+        return self.app.sdk_app_id
+
+
+def _unauthorised(message: str) -> ServerError:
+    return ServerError(ServerCode.UNAUTHORISED, message)
+
+
+def credentials(
+    sdk_app_id: Annotated[str | None, Depends(_app_header)],
+    user_id: Annotated[str | None, Depends(_user_header)],
+    user_sig: Annotated[str | None, Depends(_sig_header)],
+    private_map_key: Annotated[str | None, Depends(_pmk_header)],
+) -> Credentials:
+    """Read the headers; server 10005 when one is missing or malformed."""
+    if not sdk_app_id or not user_id or not user_sig:
+        missing = [
+            name
+            for name, value in (
+                ("X-TAvKit-SdkAppId", sdk_app_id),
+                ("X-TAvKit-UserId", user_id),
+                ("X-TAvKit-UserSig", user_sig),
+            )
+            if not value
+        ]
+        raise _unauthorised(f"missing credential header {', '.join(missing)}")
+    if not sdk_app_id.isascii() or not sdk_app_id.isdigit() or not 1 <= int(sdk_app_id) <= U32_MAX:
+        raise _unauthorised("X-TAvKit-SdkAppId must be a decimal number in 1..4294967295")
+    if not USER_ID_RE.fullmatch(user_id):
+        raise _unauthorised("X-TAvKit-UserId must be 1-64 characters of A-Z a-z 0-9 _ . @ -")
+    if len(user_sig) > _MAX_SIG_CHARS or (
+        private_map_key is not None and len(private_map_key) > _MAX_SIG_CHARS
+    ):
+        raise _unauthorised("a signature header is too long")
+    return Credentials(int(sdk_app_id), user_id, user_sig, private_map_key or None)
+
+
+def authenticate(
+    ctx: ServerContext,
+    creds: Credentials,
+    *,
+    entering_room: int | None = None,
+    admin: bool = False,
+) -> Caller:
+    """Verify ``creds``; with ``entering_room``, also the privateMapKey for that room.
+
+    Raises the seed's codes described in the module docstring; with ``admin``, a
+    caller who is not the app's admin userId is server 10005.
+    """
+    entering = entering_room is not None
+    app = ctx.settings.app(creds.sdk_app_id)
+    if app is None:
+        if entering:
+            raise AvkitError(
+                AvkitCode.NO_PACKAGE, f"sdkAppId {creds.sdk_app_id} is not served here"
+            )
+        raise _unauthorised(f"sdkAppId {creds.sdk_app_id} is not served here")
+    try:
+        verify_user_sig(
+            creds.user_sig, sdk_app_id=app.sdk_app_id, key=app.key, user_id=creds.user_id
+        )
+    except SignatureError as exc:
+        logger.info("refused userSig of %s/%s: %s", app.sdk_app_id, creds.user_id, exc.message)
+        if entering:
+            raise
+        raise _unauthorised(exc.message) from None
+    is_admin = creds.user_id == ctx.settings.admin_user
+    if admin and not is_admin:
+        raise _unauthorised(f"only {ctx.settings.admin_user} may call the admin API")
+    privileges = int(Privilege.ALL)
+    if entering_room is not None and (
+        app.require_private_map_key or creds.private_map_key is not None
+    ):
+        grant = verify_private_map_key(
+            creds.private_map_key,
+            sdk_app_id=app.sdk_app_id,
+            key=app.key,
+            user_id=creds.user_id,
+            room_id=entering_room,
+        )
+        grant.require(Privilege.ENTER)
+        privileges = int(grant.privilege)
+    return Caller(app=app, user_id=creds.user_id, privileges=privileges, is_admin=is_admin)
+
+
+CredentialsDep = Annotated[Credentials, Depends(credentials)]
+"""A route parameter that reads the credential headers."""
+
+
+def context_of(request: Request) -> ServerContext:
+    """The :class:`ServerContext` of the app serving ``request``."""
+    ctx: ServerContext = request.app.state.tavkit
+    return ctx

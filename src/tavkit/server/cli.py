@@ -1,0 +1,249 @@
+"""``tavkit serve`` and ``tavkit db upgrade``: the server's commands.
+
+Every option is also a ``TAVKIT_*`` environment variable (see
+:mod:`tavkit.server.settings`); an option given on the command line wins. The
+server binds its socket before uvicorn starts, so ``--port 0`` works and the
+printed URL is the one actually bound, printed once the app has started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import typer
+
+from tavkit.errors import TAvKitError
+from tavkit.server.settings import (
+    Settings,
+    parse_apps,
+    parse_ice_servers,
+    parse_networks,
+)
+
+__all__ = ["db_app", "server_app"]
+
+_START_TIMEOUT: Final = 180.0
+
+server_app = typer.Typer(add_completion=False)
+db_app = typer.Typer(help="Manage the server's database.", no_args_is_help=True)
+server_app.add_typer(db_app, name="db")
+
+
+def _env(name: str) -> str:
+    # Parentheses, not brackets: Typer renders help as rich markup.
+    return f"(env TAVKIT_{name})"
+
+
+@server_app.command()
+def serve(
+    # Network
+    host: Annotated[
+        str | None, typer.Option(help=f"Bind address (default 127.0.0.1). {_env('HOST')}")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help=f"Bind port (default 8080; 0 picks a free one). {_env('PORT')}"),
+    ] = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(help=f"Base URL clients reach us at, behind a proxy. {_env('PUBLIC_URL')}"),
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(help=f"Origin allowed to call the API (repeatable). {_env('CORS_ORIGINS')}"),
+    ] = None,
+    # Storage
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help=f"Data directory (default ./tavkit-data). {_env('DATA_DIR')}"),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="SQLAlchemy URL (default SQLite in the data dir); postgresql+asyncpg://... "
+            f"works too. {_env('DATABASE_URL')}"
+        ),
+    ] = None,
+    database_schema: Annotated[
+        str | None, typer.Option(help=f"PostgreSQL schema. {_env('DATABASE_SCHEMA')}")
+    ] = None,
+    # Apps and auth
+    app: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--app",
+            help="An app as ID:KEY; append :pmk to require a privateMapKey on entry "
+            f"(repeatable). {_env('APPS')}, comma-separated",
+        ),
+    ] = None,
+    admin_user: Annotated[
+        str | None,
+        typer.Option(help=f"Admin userId (default administrator). {_env('ADMIN_USER')}"),
+    ] = None,
+    demo: Annotated[
+        bool | None,
+        typer.Option(
+            "--demo/--no-demo",
+            help=f"Serve the demo page, which may mint userSigs (loopback only). {_env('DEMO')}",
+        ),
+    ] = None,
+    unsafe_demo: Annotated[
+        bool | None,
+        typer.Option(
+            "--unsafe-demo/--no-unsafe-demo",
+            help=f"Allow demo mode on a non-loopback host. {_env('UNSAFE_DEMO')}",
+        ),
+    ] = None,
+    # Rooms
+    heartbeat_interval: Annotated[
+        float | None, typer.Option(help=f"Seconds (default 5). {_env('HEARTBEAT_INTERVAL')}")
+    ] = None,
+    heartbeat_timeout: Annotated[
+        float | None, typer.Option(help=f"Seconds (default 15). {_env('HEARTBEAT_TIMEOUT')}")
+    ] = None,
+    max_members: Annotated[
+        int | None, typer.Option(help=f"Members per room (default 6). {_env('MAX_MEMBERS')}")
+    ] = None,
+    close_grace: Annotated[
+        float | None,
+        typer.Option(help=f"Seconds an empty room stays open (default 2). {_env('CLOSE_GRACE')}"),
+    ] = None,
+    sweep_interval: Annotated[
+        float | None, typer.Option(help=f"Seconds (default 1). {_env('SWEEP_INTERVAL')}")
+    ] = None,
+    # ICE
+    ice_servers: Annotated[
+        str | None,
+        typer.Option(
+            help=f"JSON list or comma-separated URLs (default none). {_env('ICE_SERVERS')}"
+        ),
+    ] = None,
+    ice_allowed_networks: Annotated[
+        str | None,
+        typer.Option(
+            help=f"CIDRs whose candidates are relayed (default all). {_env('ICE_ALLOWED_NETWORKS')}"
+        ),
+    ] = None,
+    turn_secret: Annotated[
+        str | None,
+        typer.Option(
+            help="coturn's static-auth-secret, to mint TURN credentials (prefer the "
+            f"environment: options show in the process list). {_env('TURN_SECRET')}"
+        ),
+    ] = None,
+    # Logging
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the room server (REST v1, signaling socket, web component)."""
+    given: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "public_url": public_url,
+        "cors_origins": tuple(cors_origin) if cors_origin else None,
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "database_schema": database_schema,
+        "admin_user": admin_user,
+        "demo": demo,
+        "unsafe_demo": unsafe_demo,
+        "heartbeat_interval": heartbeat_interval,
+        "heartbeat_timeout": heartbeat_timeout,
+        "max_members": max_members,
+        "close_grace": close_grace,
+        "sweep_interval": sweep_interval,
+        "turn_secret": turn_secret,
+    }
+    from tavkit.server.app import prepare  # FastAPI & co. load only when serving
+
+    try:
+        if app:
+            given["apps"] = parse_apps(",".join(app))
+        if ice_servers is not None:
+            given["ice_servers"] = parse_ice_servers(ice_servers)
+        if ice_allowed_networks is not None:
+            given["ice_allowed_networks"] = parse_networks(ice_allowed_networks)
+        overrides = {name: value for name, value in given.items() if value is not None}
+        settings = prepare(Settings.from_env(os.environ, **overrides))
+    except ValueError as exc:
+        typer.echo(f"tavkit serve: {exc}", err=True)
+        raise typer.Exit(2) from None
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    code = asyncio.run(_serve(settings, log_level))
+    raise typer.Exit(code)
+
+
+async def _serve(settings: Settings, log_level: str) -> int:
+    """Serve until a signal; 1 if the app failed to start."""
+    import uvicorn
+
+    from tavkit.server.app import create_app
+
+    class _Server(uvicorn.Server):
+        """uvicorn's server with an event set once the app has started and listens."""
+
+        def __init__(self, config: uvicorn.Config) -> None:
+            super().__init__(config)
+            self.ready = asyncio.Event()
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                self.ready.set()
+
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host.strip("[]"), settings.port))
+    except OSError as exc:
+        typer.echo(f"tavkit serve: cannot bind {settings.host}:{settings.port}: {exc}", err=True)
+        sock.close()
+        return 1
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(settings), log_level=log_level, lifespan="on")
+    server = _Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    ready = asyncio.create_task(server.ready.wait())
+    await asyncio.wait({task, ready}, timeout=_START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+    ready.cancel()
+    if server.started:
+        host = f"[{settings.host}]" if family == socket.AF_INET6 else settings.host
+        url = f"http://{host}:{port}"
+        typer.echo(f"tavkit serving on {url}")
+        if settings.demo:
+            typer.echo(f"demo: open {url}/ (sdkAppId {settings.apps[0].sdk_app_id})")
+    await task
+    sock.close()
+    return 0 if server.started else 1
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    data_dir: Annotated[
+        Path | None, typer.Option(help=f"Data directory. {_env('DATA_DIR')}")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help=f"SQLAlchemy URL. {_env('DATABASE_URL')}")
+    ] = None,
+    database_schema: Annotated[
+        str | None, typer.Option(help=f"PostgreSQL schema. {_env('DATABASE_SCHEMA')}")
+    ] = None,
+) -> None:
+    """Apply the database migrations (the server also does this when it starts)."""
+    from tavkit.server.store.db import upgrade
+
+    given = {"data_dir": data_dir, "database_url": database_url, "database_schema": database_schema}
+    try:
+        settings = Settings.from_env(
+            os.environ, **{name: value for name, value in given.items() if value is not None}
+        )
+        asyncio.run(upgrade(settings.effective_database_url, schema=settings.database_schema))
+    except (ValueError, TAvKitError) as exc:
+        typer.echo(f"tavkit db upgrade: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo("database is at the newest revision")

@@ -1,0 +1,168 @@
+"""Every failure leaves the server as the seed's ``{module, errorCode, errorMsg}``.
+
+Handlers map each kind of failure to its code and to ``http_status(code)``:
+
+================================  ===================================================
+failure                           answer
+================================  ===================================================
+``TAvKitError`` raised anywhere   its own module and code
+a path/query value out of range   server 10004, naming the parameter
+unknown route, wrong method       server 10001, HTTP 404/405 kept (and ``Allow``)
+a body over 64 KiB                server 10001 (:class:`GuardMiddleware`)
+anything unexpected               server 10000, logged with its trace, never sent
+================================  ===================================================
+
+Bodies are parsed by :func:`tavkit.server.routes.json_body`, which raises the
+seed's 10001/10003/10004 itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tavkit.errors import ServerCode, ServerError, TAvKitError, http_status
+
+__all__ = ["MAX_BODY_BYTES", "GuardMiddleware", "error_response", "install_error_handlers"]
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES: Final = 64 * 1024
+"""Request bodies above this are refused with server 10001."""
+_DRAIN_LIMIT: Final = 1024 * 1024
+
+
+def error_response(exc: TAvKitError, *, status: int | None = None, **headers: str) -> JSONResponse:
+    """The seed-shaped response for ``exc`` (status from ``http_status`` unless given)."""
+    return JSONResponse(
+        exc.to_dict(),
+        status_code=status if status is not None else http_status(exc.code),
+        headers=headers or None,
+    )
+
+
+async def _on_tavkit_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TAvKitError)
+    return error_response(exc)
+
+
+async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for item in exc.errors():
+        where = ".".join(str(part) for part in item.get("loc", ())[1:]) or "request"
+        problems.append(f"{where}: {item.get('msg', 'invalid')}")
+    message = "; ".join(problems) or "invalid parameter"
+    return error_response(ServerError(ServerCode.INVALID_PARAMETER, message))
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        message = f"no such resource: {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"method {request.method} is not allowed on {request.url.path}"
+    else:
+        message = str(exc.detail)
+    return error_response(
+        ServerError(ServerCode.BAD_REQUEST, message),
+        status=exc.status_code,
+        **(exc.headers or {}),
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers and :class:`GuardMiddleware` on ``app``."""
+    app.add_exception_handler(TAvKitError, _on_tavkit_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_middleware(GuardMiddleware)
+
+
+class GuardMiddleware:
+    """Caps request bodies at 64 KiB and turns an unhandled exception into server 10000.
+
+    The body is read up front (at most 64 KiB of it) and replayed to the app, so the
+    cap holds for chunked uploads with no ``Content-Length`` too. An exception that
+    escapes after the response has started can only be logged, and is re-raised.
+    """
+
+    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        outcome, body = await self._read_body(scope, receive)
+        if outcome == "gone":
+            return
+        if outcome == "too-big":
+            too_big = ServerError(
+                ServerCode.BAD_REQUEST, f"the request body is over {self.max_body} bytes"
+            )
+            await error_response(too_big, Connection="close")(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        try:
+            await self.app(scope, replay, tracked_send)
+        except Exception:
+            logger.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            internal = ServerError(ServerCode.INTERNAL, "internal server error")
+            await error_response(internal)(scope, receive, send)
+
+    async def _read_body(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[Literal["ok", "too-big", "gone"], bytes]:
+        """Read the whole body: ``ok`` with it, ``too-big`` past the cap, ``gone`` if the
+        client disconnected first.
+
+        An oversized body is still read (and dropped) up to ``_DRAIN_LIMIT``, so the
+        client, still sending, gets the refusal instead of a reset connection.
+        """
+        declared = next(
+            (value for name, value in scope.get("headers", ()) if name == b"content-length"), b""
+        )
+        too_big = declared.isdigit() and int(declared) > self.max_body
+        if too_big and int(declared) > _DRAIN_LIMIT:
+            return "too-big", b""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message: dict[str, Any] = dict(await receive())
+            if message["type"] != "http.request":
+                return "gone", b""
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                too_big = True
+                chunks.clear()
+            if not too_big:
+                chunks.append(chunk)
+            if not message.get("more_body", False) or size > _DRAIN_LIMIT:
+                return ("too-big", b"") if too_big else ("ok", b"".join(chunks))

@@ -1,0 +1,170 @@
+"""ICE policy: the servers a client is told to use, and which candidates may pass.
+
+Two jobs, both pure functions of the settings:
+
+* :func:`ice_servers_for` builds the ``iceServers`` list that ``enter`` returns. With a
+  TURN secret configured, ``turn:``/``turns:`` entries get time-limited credentials in
+  the "TURN REST API" scheme that coturn implements (``use-auth-secret``): the username
+  is ``"{expiry}:{userId}"`` and the password is base64(HMAC-SHA1(secret, username)),
+  so coturn checks them with the shared secret and no call back to us.
+* :func:`filter_candidate`, :func:`filter_sdp` and :func:`filter_signal` drop ICE
+  candidates whose address lies outside ``ice_allowed_networks`` before the server
+  relays them, so a deployment can keep peers on its own networks (and the tests on
+  loopback). An empty list of networks lets everything through.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Final
+
+from tavkit.protocol import CandidateData, DescriptionData, SignalData
+from tavkit.server.settings import Network, Settings
+
+__all__ = [
+    "candidate_address",
+    "filter_candidate",
+    "filter_sdp",
+    "filter_signal",
+    "ice_servers_for",
+    "turn_credentials",
+]
+
+logger = logging.getLogger(__name__)
+
+_TURN_SCHEMES: Final = ("turn:", "turns:")
+
+
+# --- ICE servers -------------------------------------------------------------------------
+
+
+def turn_credentials(secret: str, user_id: str, expiry: int) -> tuple[str, str]:
+    """The TURN REST ``(username, credential)`` pair valid until Unix time ``expiry``."""
+    username = f"{expiry}:{user_id}"
+    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return username, base64.b64encode(digest).decode("ascii")
+
+
+def ice_servers_for(
+    settings: Settings, user_id: str, now: float | None = None
+) -> list[dict[str, Any]]:
+    """The ``iceServers`` for ``user_id``, in ``RTCIceServer`` shape (``urls`` always a list).
+
+    Entries come from ``settings.ice_servers`` (a URL string or a dict with ``urls`` and
+    optional ``username``/``credential``). A TURN entry without its own credentials gets
+    minted ones when ``turn_secret`` is set, valid for ``turn_ttl`` seconds (24 h by
+    default; the expiry is a whole Unix second, as coturn reads it). Without a secret
+    such an entry is left out: browsers refuse the whole configuration when a TURN
+    server has no credentials.
+    """
+    now = time.time() if now is None else now
+    minted: tuple[str, str] | None = None
+    if settings.turn_secret:
+        minted = turn_credentials(settings.turn_secret, user_id, int(now + settings.turn_ttl))
+    servers: list[dict[str, Any]] = []
+    for entry in settings.ice_servers:
+        server = _normalise(entry)
+        is_turn = any(url.startswith(_TURN_SCHEMES) for url in server["urls"])
+        if not is_turn or ("username" in server and "credential" in server):
+            servers.append(server)
+        elif minted is not None:
+            server["username"], server["credential"] = minted
+            servers.append(server)
+        else:
+            logger.warning(
+                "ICE server %s has no credentials and no TURN secret is set; skipped",
+                server["urls"],
+            )
+    return servers
+
+
+def _normalise(entry: str | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(entry, str):
+        return {"urls": [entry]}
+    server = dict(entry)
+    urls = server.get("urls")
+    server["urls"] = [urls] if isinstance(urls, str) else list(urls or [])
+    return server
+
+
+# --- candidate filtering -----------------------------------------------------------------
+
+
+def candidate_address(candidate_line: str) -> str | None:
+    """The connection address of an ICE candidate line, or None if it is malformed.
+
+    Accepts ``candidate:...`` as trickled and ``a=candidate:...`` as in SDP
+    (RFC 8839: foundation, component, transport, priority, address, port, ``typ``, type).
+    """
+    line = candidate_line.strip()
+    line = line.removeprefix("a=")
+    if not line.startswith("candidate:"):
+        return None
+    parts = line[len("candidate:") :].split()
+    if len(parts) < 8 or parts[6] != "typ":
+        return None
+    return parts[4]
+
+
+def filter_candidate(candidate_line: str, allowed_networks: Sequence[Network] | None) -> bool:
+    """Whether a candidate may be relayed: its address is inside an allowed network.
+
+    No networks means no restriction. The empty line (end of candidates) always passes.
+    A malformed line, a hostname, or an mDNS ``.local`` name is dropped when networks
+    are restricted: browsers hide host addresses behind random ``<uuid>.local`` names,
+    and the server cannot know which address the peer's resolver will turn that name
+    into, so it cannot prove the address is allowed. (Chromium can be told not to hide
+    them with ``--disable-features=WebRtcHideLocalIpsWithMdns``.)
+    """
+    if not allowed_networks or not candidate_line.strip():
+        return True
+    address = candidate_address(candidate_line)
+    if address is None:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:  # a hostname, mDNS or otherwise
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in allowed_networks)
+
+
+def filter_sdp(sdp: str, allowed_networks: Sequence[Network] | None) -> str:
+    """``sdp`` without the ``a=candidate`` lines :func:`filter_candidate` refuses.
+
+    Every other line, ``a=end-of-candidates`` included, is kept with its line ending.
+    """
+    if not allowed_networks:
+        return sdp
+    return "".join(
+        line
+        for line in sdp.splitlines(keepends=True)
+        if not line.startswith("a=candidate:") or filter_candidate(line, allowed_networks)
+    )
+
+
+def filter_signal(
+    data: SignalData, allowed_networks: Sequence[Network] | None
+) -> SignalData | None:
+    """``signal.data`` as it may be relayed, or None when it is a refused candidate."""
+    if not allowed_networks:
+        return data
+    if isinstance(data, DescriptionData):
+        description = data.description
+        return DescriptionData(
+            replace(description, sdp=filter_sdp(description.sdp, allowed_networks))
+        )
+    refused = (
+        isinstance(data, CandidateData)
+        and data.candidate is not None
+        and not filter_candidate(data.candidate.candidate, allowed_networks)
+    )
+    return None if refused else data

@@ -1,0 +1,623 @@
+"""Rooms: who is in which session, and every change to that, as the seed's users expect it.
+
+The rules (``docs/protocol.md``, DESIGN "Rooms"):
+
+* ``(sdkAppId, roomId)`` has at most one open session, named by a UUID; the first
+  enter opens it, and once it has closed a later enter opens a new one;
+* a user is in one room per app: entering another room leaves the first (``moved``);
+  entering the same room again replaces the old connection (``replaced``);
+* a member whose heartbeats stop for ``heartbeat_timeout`` is removed (``timeout``);
+* a session closes ``close_grace`` after its last member leaves, or when an admin
+  closes it.
+
+Every change is one database transaction, and changes within an app are serialised
+in-process by a per-app :class:`asyncio.Lock`; the database's unique indexes catch
+what the lock cannot see (another replica), and such a conflict is retried. Events
+go to the bus only after the transaction commits, so nobody hears of a change that
+was rolled back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tavkit.errors import ServerCode, ServerError
+from tavkit.server._room_queries import (
+    has_live_members,
+    live_member,
+    live_rows,
+    log_event,
+    member_in,
+    open_session,
+)
+from tavkit.server.bus import Bus, session_channel
+from tavkit.server.settings import AppConfig, Settings
+from tavkit.server.store.db import Store, storage_errors
+from tavkit.server.store.models import AppRow, MemberRow, SessionRow
+
+__all__ = ["EnterResult", "MemberInfo", "RoomService", "SweepReport"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Outbox = list[tuple[str, dict[str, Any]]]
+
+_ATTEMPTS: Final = 3
+_RETRYABLE_SQLSTATES: Final = frozenset({"40001", "40P01"})  # serialization, deadlock
+# Event-log kind for each leave reason; the reason itself goes into the detail.
+_LEAVE_EVENT: Final = {
+    "exit": "left",
+    "moved": "left",
+    "closed": "left",
+    "replaced": "replaced",
+    "timeout": "timed-out",
+    "removed": "removed",
+}
+
+
+def _is_conflict(exc: DBAPIError) -> bool:
+    """Whether retrying the transaction can succeed: a unique index caught a race, or
+    PostgreSQL broke a deadlock or a serialisation conflict."""
+    if isinstance(exc, IntegrityError):
+        return True
+    return getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    """A live member as other members see it."""
+
+    user_id: str
+    joined_at: float
+    muted: bool
+    camera: bool
+
+    def to_wire(self) -> dict[str, Any]:
+        """The protocol's ``member`` object."""
+        return {
+            "userId": self.user_id,
+            "joinedAt": self.joined_at,
+            "muted": self.muted,
+            "camera": self.camera,
+        }
+
+    @classmethod
+    def of(cls, row: MemberRow) -> MemberInfo:
+        """The public view of a membership row."""
+        return cls(row.user_id, row.joined_at, row.muted, row.camera)
+
+
+@dataclass(frozen=True)
+class EnterResult:
+    """What ``enter`` decided: the session, the new connection, and who else is there."""
+
+    room_uuid: uuid.UUID
+    connection_id: str
+    members: list[MemberInfo]
+    """The other live members, oldest first."""
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What one sweep did."""
+
+    timed_out: int = 0
+    closed: int = 0
+
+
+class RoomService:
+    """Room membership over a :class:`Store`, announcing changes on a :class:`Bus`."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        op_timeout: float = 30.0,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._settings = settings
+        self._clock = clock
+        self._op_timeout = op_timeout
+        self._locks: dict[int, asyncio.Lock] = {}
+        # connection id -> when its heartbeat was last written, to spare the database
+        # a write for every socket frame (see touch()).
+        self._touched: dict[str, float] = {}
+        self._touch_every = settings.heartbeat_interval / 2
+
+    # -- setup -------------------------------------------------------------------------
+
+    async def register_apps(self, apps: Iterable[AppConfig]) -> None:
+        """Record every configured app, so sessions can refer to it."""
+        for app in apps:
+
+            async def add(s: AsyncSession, _out: Outbox, app_id: int = app.sdk_app_id) -> None:
+                if await s.get(AppRow, app_id) is None:
+                    s.add(AppRow(sdk_app_id=app_id, created_at=self._clock()))
+
+            await self._write(app.sdk_app_id, "registering apps", ServerCode.INTERNAL, add)
+
+    # -- membership --------------------------------------------------------------------
+
+    async def enter(
+        self, sdk_app_id: int, room_id: int, user_id: str, *, privileges: int
+    ) -> EnterResult:
+        """Put ``user_id`` in ``room_id``, opening a session if none is open.
+
+        Raises ``ServerError(ENTER_FAILED)`` (14000) when the room is full.
+        ``privileges`` is the privateMapKey's map, already checked for the enter bit.
+        """
+
+        async def run(s: AsyncSession, out: Outbox) -> EnterResult:
+            now = self._clock()
+            current = await live_member(s, sdk_app_id, user_id, lock=True)
+            session = await open_session(s, sdk_app_id, room_id, lock=True)
+            same_session = (
+                current is not None and session is not None and current.session_id == session.id
+            )
+            others: list[MemberInfo] = []
+            if session is not None:
+                others = [
+                    MemberInfo.of(row)
+                    for row in await live_rows(s, session.id)
+                    if row.user_id != user_id
+                ]
+                if len(others) >= self._settings.max_members:
+                    raise ServerError(
+                        ServerCode.ENTER_FAILED,
+                        f"room {room_id} is full ({self._settings.max_members} members)",
+                    )
+            if current is not None:
+                reason = "replaced" if same_session else "moved"
+                # _leave flushes, freeing the one-live-membership index for the insert below.
+                await self._leave(s, out, current, reason, now, rejoining=same_session)
+            if session is None:
+                session = SessionRow(
+                    id=uuid.uuid4(), sdk_app_id=sdk_app_id, room_id=room_id, opened_at=now
+                )
+                s.add(session)
+                await s.flush()  # no relationship() orders the inserts: the session goes first
+                log_event(s, session.id, now, "opened")
+            else:
+                session.empty_since = None
+            member = MemberRow(
+                session_id=session.id,
+                sdk_app_id=sdk_app_id,
+                room_id=room_id,
+                user_id=user_id,
+                connection_id=uuid.uuid4().hex,
+                joined_at=now,
+                last_heartbeat=now,
+                muted=False,
+                camera=True,
+            )
+            s.add(member)
+            log_event(s, session.id, now, "joined", user_id, f"privileges={privileges}")
+            await s.flush()
+            out.append(
+                (
+                    session_channel(session.id),
+                    {
+                        "kind": "member-joined",
+                        "member": MemberInfo.of(member).to_wire(),
+                        "connectionId": member.connection_id,
+                    },
+                )
+            )
+            return EnterResult(
+                room_uuid=session.id,
+                connection_id=member.connection_id,
+                members=others,
+            )
+
+        return await self._write(sdk_app_id, "entering the room", ServerCode.ENTER_FAILED, run)
+
+    async def heartbeat(self, sdk_app_id: int, room_id: int, user_id: str) -> uuid.UUID:
+        """Record that ``user_id`` is still in ``room_id``; return the session's UUID.
+
+        14002 when the user is in another room (or never was in this one), 14003 when
+        the session was closed under them, 14004 when they have left.
+        """
+
+        async def run(s: AsyncSession, _out: Outbox) -> uuid.UUID:
+            session_id: uuid.UUID | None = await s.scalar(
+                update(MemberRow)
+                .where(
+                    MemberRow.sdk_app_id == sdk_app_id,
+                    MemberRow.user_id == user_id,
+                    MemberRow.room_id == room_id,
+                    MemberRow.left_at.is_(None),
+                )
+                .values(last_heartbeat=self._clock())
+                .returning(MemberRow.session_id)
+            )
+            if session_id is not None:
+                return session_id
+            # Not there: find out why, for the right code. (If the user entered in the
+            # meantime, _member_in finds them and the heartbeat simply counts.)
+            member = await member_in(s, sdk_app_id, room_id, user_id)
+            member.last_heartbeat = self._clock()
+            return member.session_id
+
+        # No app lock: one guarded UPDATE, so heartbeats never queue behind enters.
+        return await self._transaction("updating the heartbeat", ServerCode.HEARTBEAT_FAILED, run)
+
+    async def exit(
+        self, sdk_app_id: int, room_id: int, user_id: str, reason: str = "exit"
+    ) -> uuid.UUID:
+        """Take ``user_id`` out of ``room_id``; same refusals as :meth:`heartbeat`."""
+        if reason not in _LEAVE_EVENT:
+            raise ValueError(f"unknown leave reason {reason!r}")
+
+        async def run(s: AsyncSession, out: Outbox) -> uuid.UUID:
+            member = await member_in(s, sdk_app_id, room_id, user_id, lock=True)
+            await self._leave(s, out, member, reason, self._clock())
+            return member.session_id
+
+        return await self._write(sdk_app_id, "leaving the room", ServerCode.EXIT_FAILED, run)
+
+    async def remove(self, sdk_app_id: int, room_id: int, user_id: str) -> uuid.UUID:
+        """Admin: take ``user_id`` out of ``room_id`` (reason ``removed``); 14004 if not there."""
+
+        async def run(s: AsyncSession, out: Outbox) -> uuid.UUID:
+            member = await live_member(s, sdk_app_id, user_id, lock=True)
+            if member is None or member.room_id != room_id:
+                raise ServerError(
+                    ServerCode.USER_EXITED, f"user {user_id} is not in room {room_id}"
+                )
+            await self._leave(s, out, member, "removed", self._clock())
+            return member.session_id
+
+        return await self._write(sdk_app_id, "removing the user", ServerCode.EXIT_FAILED, run)
+
+    async def close(self, sdk_app_id: int, room_id: int, reason: str = "admin") -> uuid.UUID:
+        """Admin: close the room's open session, removing every member (reason ``closed``).
+
+        14003 when the room has no open session.
+        """
+
+        async def run(s: AsyncSession, out: Outbox) -> uuid.UUID:
+            session = await open_session(s, sdk_app_id, room_id, lock=True)
+            if session is None:
+                raise ServerError(ServerCode.ROOM_CLOSED, f"room {room_id} has no open session")
+            now = self._clock()
+            for member in await live_rows(s, session.id):
+                await self._leave(s, out, member, "closed", now, rejoining=True)
+            self._close(s, out, session, reason, now)
+            return session.id
+
+        return await self._write(sdk_app_id, "closing the room", ServerCode.ROOM_CLOSED, run)
+
+    # -- the socket's view -------------------------------------------------------------
+
+    async def touch(self, room_uuid: uuid.UUID, user_id: str, connection_id: str) -> bool:
+        """Count socket traffic as a heartbeat; False when the connection is no longer live.
+
+        Writes at most once per half heartbeat interval per connection: a socket may
+        send dozens of frames a second and the heartbeat needs none of that precision.
+        """
+        now = self._clock()
+        last = self._touched.get(connection_id)
+        if last is not None and now - last < self._touch_every:
+            return True
+
+        async def run(s: AsyncSession, _out: Outbox) -> bool:
+            result = await s.execute(
+                update(MemberRow)
+                .where(
+                    MemberRow.session_id == room_uuid,
+                    MemberRow.user_id == user_id,
+                    MemberRow.connection_id == connection_id,
+                    MemberRow.left_at.is_(None),
+                )
+                .values(last_heartbeat=now)
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+        live = await self._transaction("updating the heartbeat", ServerCode.HEARTBEAT_FAILED, run)
+        if live:
+            self._touched[connection_id] = now
+        else:
+            self._touched.pop(connection_id, None)
+        return live
+
+    async def leave_connection(
+        self, room_uuid: uuid.UUID, user_id: str, connection_id: str, reason: str
+    ) -> None:
+        """The socket hung up for its member; a no-op once that connection was replaced."""
+        if reason not in _LEAVE_EVENT:
+            raise ValueError(f"unknown leave reason {reason!r}")
+        sdk_app_id = await self._app_of(room_uuid)
+        if sdk_app_id is None:
+            return
+
+        async def run(s: AsyncSession, out: Outbox) -> None:
+            member = await s.scalar(
+                select(MemberRow)
+                .where(
+                    MemberRow.session_id == room_uuid,
+                    MemberRow.user_id == user_id,
+                    MemberRow.connection_id == connection_id,
+                    MemberRow.left_at.is_(None),
+                )
+                .with_for_update()
+            )
+            if member is not None:
+                await self._leave(s, out, member, reason, self._clock())
+
+        await self._write(sdk_app_id, "leaving the room", ServerCode.EXIT_FAILED, run)
+
+    async def set_state(
+        self, room_uuid: uuid.UUID, user_id: str, *, muted: bool, camera: bool
+    ) -> None:
+        """Record a member's mute/camera state and tell the others; 14004 if not a member."""
+
+        async def run(s: AsyncSession, out: Outbox) -> None:
+            result = await s.execute(
+                update(MemberRow)
+                .where(
+                    MemberRow.session_id == room_uuid,
+                    MemberRow.user_id == user_id,
+                    MemberRow.left_at.is_(None),
+                )
+                .values(muted=muted, camera=camera)
+            )
+            if not getattr(result, "rowcount", 0):
+                raise ServerError(ServerCode.USER_EXITED, f"user {user_id} is not in the room")
+            event = {"kind": "member-state", "userId": user_id, "muted": muted, "camera": camera}
+            out.append((session_channel(room_uuid), event))
+
+        await self._transaction("saving the member state", ServerCode.INTERNAL, run)
+
+    async def members(self, room_uuid: uuid.UUID) -> list[MemberInfo]:
+        """The session's live members, oldest first."""
+
+        async def run(s: AsyncSession, _out: Outbox) -> list[MemberInfo]:
+            return [MemberInfo.of(row) for row in await live_rows(s, room_uuid)]
+
+        return await self._transaction(
+            "listing members", ServerCode.QUERY_MEMBERS_FAILED, run, readonly=True
+        )
+
+    async def is_member(self, room_uuid: uuid.UUID, user_id: str, connection_id: str) -> bool:
+        """Whether ``connection_id`` is still ``user_id``'s live connection to the session."""
+
+        async def run(s: AsyncSession, _out: Outbox) -> bool:
+            found = await s.scalar(
+                select(MemberRow.id).where(
+                    MemberRow.session_id == room_uuid,
+                    MemberRow.user_id == user_id,
+                    MemberRow.connection_id == connection_id,
+                    MemberRow.left_at.is_(None),
+                )
+            )
+            return found is not None
+
+        return await self._transaction(
+            "checking membership", ServerCode.INTERNAL, run, readonly=True
+        )
+
+    async def room_members(
+        self, sdk_app_id: int, room_id: int, user_id: str
+    ) -> tuple[uuid.UUID, list[MemberInfo]]:
+        """The caller's session in ``room_id`` and its live members (caller included).
+
+        Only a member may look; the refusals are those of :meth:`heartbeat`.
+        """
+
+        async def run(s: AsyncSession, _out: Outbox) -> tuple[uuid.UUID, list[MemberInfo]]:
+            member = await member_in(s, sdk_app_id, room_id, user_id)
+            rows = await live_rows(s, member.session_id)
+            return member.session_id, [MemberInfo.of(row) for row in rows]
+
+        return await self._transaction(
+            "listing members", ServerCode.QUERY_MEMBERS_FAILED, run, readonly=True
+        )
+
+    # -- background --------------------------------------------------------------------
+
+    async def sweep(self) -> SweepReport:
+        """Remove members silent for the heartbeat timeout; close sessions empty past the grace."""
+        now = self._clock()
+        cutoff = now - self._settings.heartbeat_timeout
+        timed_out = closed = 0
+        with storage_errors("sweeping"):
+            async with asyncio.timeout(self._op_timeout), self._store.reads() as s:
+                silent = (
+                    await s.execute(
+                        select(MemberRow.sdk_app_id, MemberRow.id).where(
+                            MemberRow.left_at.is_(None), MemberRow.last_heartbeat < cutoff
+                        )
+                    )
+                ).all()
+                empty = (
+                    await s.execute(
+                        select(SessionRow.sdk_app_id, SessionRow.id).where(
+                            SessionRow.closed_at.is_(None), ~has_live_members()
+                        )
+                    )
+                ).all()
+        for sdk_app_id, member_id in silent:
+            timed_out += await self._expire(sdk_app_id, member_id, cutoff)
+        for sdk_app_id, session_id in empty:
+            closed += await self._close_if_empty(sdk_app_id, session_id, now)
+        stale = now - self._settings.heartbeat_timeout
+        for connection_id, at in list(self._touched.items()):
+            if at < stale:
+                del self._touched[connection_id]
+        return SweepReport(timed_out=timed_out, closed=closed)
+
+    async def _expire(self, sdk_app_id: int, member_id: int, cutoff: float) -> int:
+        async def run(s: AsyncSession, out: Outbox) -> int:
+            member = await s.scalar(
+                select(MemberRow)
+                .where(
+                    MemberRow.id == member_id,
+                    MemberRow.left_at.is_(None),
+                    MemberRow.last_heartbeat < cutoff,
+                )
+                .with_for_update()
+            )
+            if member is None:  # it spoke up, or left, since the scan
+                return 0
+            await self._leave(s, out, member, "timeout", self._clock())
+            return 1
+
+        return await self._write(sdk_app_id, "expiring a member", ServerCode.INTERNAL, run)
+
+    async def _close_if_empty(self, sdk_app_id: int, session_id: uuid.UUID, now: float) -> int:
+        grace = self._settings.close_grace
+
+        async def run(s: AsyncSession, out: Outbox) -> int:
+            session = await s.scalar(
+                select(SessionRow)
+                .where(
+                    SessionRow.id == session_id,
+                    SessionRow.closed_at.is_(None),
+                    ~has_live_members(),
+                )
+                .with_for_update()
+            )
+            if session is None:
+                return 0
+            since = session.empty_since if session.empty_since is not None else session.opened_at
+            if since > now - grace:
+                return 0
+            self._close(s, out, session, "empty", self._clock())
+            return 1
+
+        return await self._write(sdk_app_id, "closing an empty room", ServerCode.INTERNAL, run)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    async def _write(
+        self,
+        sdk_app_id: int,
+        action: str,
+        conflict: ServerCode,
+        body: Callable[[AsyncSession, Outbox], Awaitable[T]],
+    ) -> T:
+        """Run ``body`` in a transaction holding the app's lock, then publish its events."""
+        lock = self._locks.setdefault(sdk_app_id, asyncio.Lock())
+        try:
+            async with asyncio.timeout(self._op_timeout), lock:
+                return await self._run(action, conflict, body)
+        except TimeoutError:
+            raise ServerError(ServerCode.DATABASE, f"timed out while {action}") from None
+
+    async def _transaction(
+        self,
+        action: str,
+        conflict: ServerCode,
+        body: Callable[[AsyncSession, Outbox], Awaitable[T]],
+        *,
+        readonly: bool = False,
+    ) -> T:
+        """Run ``body`` in a transaction without the app's lock, then publish its events."""
+        try:
+            async with asyncio.timeout(self._op_timeout):
+                return await self._run(action, conflict, body, readonly=readonly)
+        except TimeoutError:
+            raise ServerError(ServerCode.DATABASE, f"timed out while {action}") from None
+
+    async def _run(
+        self,
+        action: str,
+        conflict: ServerCode,
+        body: Callable[[AsyncSession, Outbox], Awaitable[T]],
+        *,
+        readonly: bool = False,
+    ) -> T:
+        """One transaction, retried on a unique-index conflict; events published after commit."""
+        sessions = self._store.reads if readonly else self._store.sessions
+        for attempt in range(1, _ATTEMPTS + 1):
+            out: Outbox = []
+            with storage_errors(action):
+                try:
+                    async with sessions() as s, s.begin():
+                        result = await body(s, out)
+                except DBAPIError as exc:
+                    if not _is_conflict(exc):
+                        raise
+                    logger.info("conflict while %s (attempt %d): %s", action, attempt, exc.orig)
+                    if attempt < _ATTEMPTS:
+                        continue
+                    raise ServerError(
+                        conflict, f"the room changed concurrently while {action}; try again"
+                    ) from exc
+            for channel, event in out:
+                await self._bus.publish(channel, event)
+            return result
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _leave(
+        self,
+        s: AsyncSession,
+        out: Outbox,
+        member: MemberRow,
+        reason: str,
+        now: float,
+        *,
+        rejoining: bool = False,
+    ) -> None:
+        """Mark ``member`` gone and log it; start the close grace if the session emptied.
+
+        ``rejoining`` skips the emptiness check when the caller refills or closes the
+        session itself in the same transaction.
+        """
+        member.left_at = now
+        member.leave_reason = reason
+        self._touched.pop(member.connection_id, None)
+        kind = _LEAVE_EVENT[reason]
+        log_event(s, member.session_id, now, kind, member.user_id, reason)
+        out.append(
+            (
+                session_channel(member.session_id),
+                {
+                    "kind": "member-left",
+                    "userId": member.user_id,
+                    "reason": reason,
+                    "connectionId": member.connection_id,
+                },
+            )
+        )
+        await s.flush()
+        if rejoining or await live_rows(s, member.session_id):
+            return
+        session = await s.get(SessionRow, member.session_id, with_for_update=True)
+        if session is None or session.closed_at is not None:
+            return
+        if self._settings.close_grace == 0:
+            self._close(s, out, session, "empty", now)
+        else:
+            session.empty_since = now
+
+    def _close(
+        self, s: AsyncSession, out: Outbox, session: SessionRow, reason: str, now: float
+    ) -> None:
+        session.closed_at = now
+        session.close_reason = reason
+        session.empty_since = None
+        log_event(s, session.id, now, "closed", None, reason)
+        out.append((session_channel(session.id), {"kind": "room-closed", "reason": reason}))
+
+    async def _app_of(self, room_uuid: uuid.UUID) -> int | None:
+        async def run(s: AsyncSession, _out: Outbox) -> int | None:
+            return await s.scalar(select(SessionRow.sdk_app_id).where(SessionRow.id == room_uuid))
+
+        return await self._transaction(
+            "finding the session", ServerCode.INTERNAL, run, readonly=True
+        )

@@ -1,0 +1,315 @@
+"""The server's settings: one frozen dataclass, read from ``TAVKIT_*`` variables at the edges.
+
+Nothing below the CLI and the app factory reads the environment; they build a
+:class:`Settings` once (:meth:`Settings.from_env`) and pass it down. Every field has
+a documented default, and every field that holds a secret (app keys, the TURN
+secret, a database password) is masked in ``repr`` so settings can be logged.
+
+Environment variables (all optional)::
+
+    TAVKIT_HOST                  bind address                 127.0.0.1
+    TAVKIT_PORT                  bind port (0: any free port) 8080
+    TAVKIT_DATA_DIR              data directory               ./tavkit-data
+    TAVKIT_DATABASE_URL          SQLAlchemy URL               sqlite in the data dir
+    TAVKIT_DATABASE_SCHEMA       PostgreSQL schema            (the user's search_path)
+    TAVKIT_APPS                  ID:KEY[:pmk],...             (none)
+    TAVKIT_ADMIN_USER            admin userId                 administrator
+    TAVKIT_HEARTBEAT_INTERVAL    seconds                      5
+    TAVKIT_HEARTBEAT_TIMEOUT     seconds                      15
+    TAVKIT_MAX_MEMBERS           members per room             6
+    TAVKIT_CLOSE_GRACE           seconds an empty room stays  2
+    TAVKIT_SWEEP_INTERVAL        seconds between sweeps       1
+    TAVKIT_SOCKET_TOKEN_TTL      seconds                      60
+    TAVKIT_ICE_SERVERS           JSON list, or URLs a,b       (none: no public STUN)
+    TAVKIT_ICE_TRANSPORT_POLICY  all | relay                  all
+    TAVKIT_ICE_ALLOWED_NETWORKS  CIDRs a,b                    (all)
+    TAVKIT_TURN_SECRET           coturn use-auth-secret       (none)
+    TAVKIT_TURN_TTL              seconds                      86400
+    TAVKIT_PUBLIC_URL            base URL clients reach us at (derived from each request)
+    TAVKIT_CORS_ORIGINS          origins a,b (or *)           (none)
+    TAVKIT_DEMO                  1/true: demo mode            false
+    TAVKIT_UNSAFE_DEMO           1/true: demo off loopback    false
+
+An app entry ``ID:KEY:pmk`` makes privateMapKey mandatory on entry to that app's rooms.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final, Literal
+
+__all__ = [
+    "AppConfig",
+    "IceServerEntry",
+    "Network",
+    "Settings",
+    "parse_apps",
+    "parse_ice_servers",
+    "parse_networks",
+]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+IceServerEntry = str | Mapping[str, Any]
+"""One ``iceServers`` entry: a URL, or an ``RTCIceServer``-shaped mapping."""
+
+U32_MAX: Final = 0xFFFF_FFFF
+_KEY_RE: Final = re.compile(r"[0-9A-Za-z]{16,128}")
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"", "0", "false", "no", "off"})
+_SECRET_FIELDS: Final = frozenset({"turn_secret"})
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """One tenant: an sdkAppId, its secret key, and whether entry needs a privateMapKey."""
+
+    sdk_app_id: int
+    key: str = field(repr=False)
+    require_private_map_key: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sdk_app_id, bool) or not 1 <= self.sdk_app_id <= U32_MAX:
+            raise ValueError(f"sdkAppId must be an integer in 1..{U32_MAX}, not {self.sdk_app_id}")
+        if not _KEY_RE.fullmatch(self.key):
+            raise ValueError(f"the key of app {self.sdk_app_id} must be 16-128 letters or digits")
+
+
+@dataclass(frozen=True, repr=False)
+class Settings:
+    """Everything ``tavkit serve`` and :func:`tavkit.server.create_app` can be told.
+
+    Durations are seconds (floats allowed, so tests can run a heartbeat in 0.1 s).
+    """
+
+    # Network
+    host: str = "127.0.0.1"
+    """Bind address. Demo mode refuses anything but loopback unless ``unsafe_demo``."""
+    port: int = 8080
+    """Bind port; 0 picks a free one (``tavkit serve`` prints the bound URL)."""
+    public_url: str | None = None
+    """The base URL clients reach the server at, when a proxy hides it; None derives it
+    from each request's Host header (and the mount path)."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins allowed to call the REST API from a browser page served elsewhere."""
+
+    # Storage
+    data_dir: Path = Path("./tavkit-data")
+    """Where the SQLite database, the socket-token secret and the demo app live."""
+    database_url: str | None = None
+    """A SQLAlchemy async URL; None means ``sqlite+aiosqlite:///<data_dir>/tavkit.db``.
+    ``postgresql+asyncpg://user@host/db`` works the same."""
+    database_schema: str | None = None
+    """PostgreSQL only: the schema tavkit's tables live in (created if missing)."""
+
+    # Apps and auth
+    apps: tuple[AppConfig, ...] = ()
+    """The tenants. Demo mode adds one when there is none."""
+    admin_user: str = "administrator"
+    """The userId whose userSig may call the admin API of its app."""
+    demo: bool = False
+    """Serve the demo page and let it mint userSigs. For a developer's machine only."""
+    unsafe_demo: bool = False
+    """Allow demo mode on a non-loopback address (anyone reaching it can mint userSigs)."""
+
+    # Rooms
+    heartbeat_interval: float = 5.0
+    """How often clients are told to send a heartbeat."""
+    heartbeat_timeout: float = 15.0
+    """A member silent this long is removed with reason ``timeout``."""
+    max_members: int = 6
+    """Members per room; entering a full room is server 14000."""
+    close_grace: float = 2.0
+    """An empty session stays open this long, so a quick re-enter keeps its UUID."""
+    sweep_interval: float = 1.0
+    """How often the sweeper looks for silent members and empty sessions."""
+    socket_token_ttl: float = 60.0
+    """How long the socket token returned by ``enter`` is good for a first connection."""
+
+    # ICE
+    ice_servers: tuple[IceServerEntry, ...] = ()
+    """STUN/TURN servers handed to clients. Empty by default: no public STUN."""
+    ice_transport_policy: Literal["all", "relay"] = "all"
+    """``relay`` forces clients through TURN."""
+    ice_allowed_networks: tuple[Network, ...] = ()
+    """Candidates outside these networks are not relayed; empty allows every address."""
+    turn_secret: str | None = None
+    """coturn's ``static-auth-secret``: TURN entries without credentials get minted ones."""
+    turn_ttl: float = 86400.0
+    """Lifetime of minted TURN credentials."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in 0..65535, not {self.port}")
+        for name in (
+            "heartbeat_interval",
+            "heartbeat_timeout",
+            "sweep_interval",
+            "socket_token_ttl",
+            "turn_ttl",
+        ):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number of seconds, not {value}")
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise ValueError("heartbeat_timeout must be longer than heartbeat_interval")
+        if not (math.isfinite(self.close_grace) and self.close_grace >= 0):
+            raise ValueError(f"close_grace must be zero or more seconds, not {self.close_grace}")
+        if self.max_members < 1:
+            raise ValueError(f"max_members must be at least 1, not {self.max_members}")
+        if self.ice_transport_policy not in ("all", "relay"):
+            raise ValueError("ice_transport_policy must be 'all' or 'relay'")
+        ids = [app.sdk_app_id for app in self.apps]
+        if len(ids) != len(set(ids)):
+            raise ValueError("an sdkAppId is configured twice")
+        if self.database_schema is not None and not re.fullmatch(
+            r"[a-z_][a-z0-9_]{0,62}", self.database_schema
+        ):
+            raise ValueError("database_schema must be a lowercase SQL identifier")
+        # Freeze nested mappings so a shared Settings cannot be changed through them.
+        frozen = tuple(
+            entry if isinstance(entry, str) else MappingProxyType(dict(entry))
+            for entry in self.ice_servers
+        )
+        object.__setattr__(self, "ice_servers", frozen)
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL in use: the configured one, or SQLite in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'tavkit.db').resolve()}"
+
+    def app(self, sdk_app_id: int) -> AppConfig | None:
+        """The configured app with ``sdk_app_id``, or None."""
+        for app in self.apps:
+            if app.sdk_app_id == sdk_app_id:
+                return app
+        return None
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _SECRET_FIELDS and value is not None:
+                shown = "'***'"
+            elif f.name == "database_url" and value is not None:
+                shown = repr(_mask_url(value))
+            elif f.name == "ice_servers":
+                shown = repr(tuple(_mask_ice(entry) for entry in value))
+            else:
+                shown = repr(value)
+            parts.append(f"{f.name}={shown}")
+        return f"Settings({', '.join(parts)})"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
+        """Build settings from ``TAVKIT_*`` variables, then apply ``overrides``.
+
+        Raises ``ValueError`` naming the variable when a value cannot be read.
+        """
+        values: dict[str, Any] = {}
+        readers: dict[str, Any] = {
+            "host": str,
+            "port": int,
+            "public_url": str,
+            "cors_origins": _split,
+            "data_dir": Path,
+            "database_url": str,
+            "database_schema": str,
+            "apps": parse_apps,
+            "admin_user": str,
+            "demo": _flag,
+            "unsafe_demo": _flag,
+            "heartbeat_interval": float,
+            "heartbeat_timeout": float,
+            "max_members": int,
+            "close_grace": float,
+            "sweep_interval": float,
+            "socket_token_ttl": float,
+            "ice_servers": parse_ice_servers,
+            "ice_transport_policy": str,
+            "ice_allowed_networks": parse_networks,
+            "turn_secret": str,
+            "turn_ttl": float,
+        }
+        for name, read in readers.items():
+            variable = f"TAVKIT_{name.upper()}"
+            raw = environ.get(variable)
+            if raw is None or (raw.strip() == "" and name not in ("demo", "unsafe_demo")):
+                continue
+            try:
+                values[name] = read(raw.strip())
+            except ValueError as exc:
+                raise ValueError(f"{variable}: {exc}") from None
+        values.update(overrides)
+        return cls(**values)
+
+
+def parse_apps(text: str) -> tuple[AppConfig, ...]:
+    """Read ``ID:KEY[:pmk],ID:KEY[:pmk]``; ``pmk`` makes privateMapKey mandatory."""
+    apps = []
+    for item in _split(text):
+        parts = item.split(":")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2].lower() != "pmk"):
+            raise ValueError(f"expected ID:KEY or ID:KEY:pmk, not {item.split(':')[0]}:...")
+        try:
+            sdk_app_id = int(parts[0])
+        except ValueError:
+            raise ValueError(f"sdkAppId {parts[0]!r} is not a number") from None
+        apps.append(AppConfig(sdk_app_id, parts[1], require_private_map_key=len(parts) == 3))
+    return tuple(apps)
+
+
+def parse_ice_servers(text: str) -> tuple[IceServerEntry, ...]:
+    """Read a JSON list (URLs or ``RTCIceServer`` objects) or comma-separated URLs."""
+    if text.startswith("["):
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc.msg}") from None
+        entries: list[IceServerEntry] = []
+        for item in raw:
+            url_or_server = isinstance(item, str) or (
+                isinstance(item, dict) and isinstance(item.get("urls"), str | list)
+            )
+            if not url_or_server:
+                raise ValueError("each entry must be a URL or an object with 'urls'")
+            entries.append(item)
+        return tuple(entries)
+    return tuple(_split(text))
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """Read comma-separated CIDR networks (``10.0.0.0/8,::1/128``)."""
+    return tuple(ipaddress.ip_network(item, strict=False) for item in _split(text))
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _flag(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"expected true or false, not {text!r}")
+
+
+def _mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***``."""
+    return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", url)
+
+
+def _mask_ice(entry: IceServerEntry) -> IceServerEntry:
+    if isinstance(entry, str) or "credential" not in entry:
+        return entry
+    return {**entry, "credential": "***"}

@@ -1,0 +1,159 @@
+"""The tables: apps, room sessions, memberships and each session's event log.
+
+The room rules that must hold even when two server replicas race are written as
+database constraints, so a bug or a race ends in an ``IntegrityError`` rather than
+in a room with two open sessions:
+
+* one open session per ``(sdk_app_id, room_id)``: a partial unique index over the
+  rows whose ``closed_at`` is NULL;
+* one live membership per ``(sdk_app_id, user_id)`` -- a user is in one room per
+  app: a partial unique index over the rows whose ``left_at`` is NULL;
+* a session is closed exactly when it has a close reason, and a membership has
+  left exactly when it has a leave reason (check constraints).
+
+Times are Unix seconds as double-precision floats, the unit the wire uses, so
+nothing is converted between the database and JSON. Membership rows are never
+reused: a replaced connection leaves a row behind and a new row starts, so the
+tables double as the call ledger.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Uuid,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "AppRow",
+    "Base",
+    "EventRow",
+    "MemberRow",
+    "SessionRow",
+]
+
+# Deterministic constraint names, so migrations can refer to them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants a bigint.
+_SERIAL = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class AppRow(Base):
+    """An sdkAppId the server has served; sessions refer to it.
+
+    Keys stay in the settings, never in the database.
+    """
+
+    __tablename__ = "apps"
+
+    sdk_app_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class SessionRow(Base):
+    """One session of a room: opened by the first enter, closed when empty or by an admin."""
+
+    __tablename__ = "room_sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    sdk_app_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("apps.sdk_app_id"))
+    room_id: Mapped[int] = mapped_column(BigInteger)
+    opened_at: Mapped[float] = mapped_column(Double)
+    empty_since: Mapped[float | None] = mapped_column(Double, default=None)
+    """When the last member left; the sweeper closes the session ``close_grace`` later."""
+    closed_at: Mapped[float | None] = mapped_column(Double, default=None)
+    close_reason: Mapped[str | None] = mapped_column(String(16), default=None)
+
+    __table_args__ = (
+        CheckConstraint("room_id BETWEEN 1 AND 4294967295", name="room_id_u32"),
+        CheckConstraint("(closed_at IS NULL) = (close_reason IS NULL)", name="closed_has_reason"),
+        Index(
+            "uq_room_sessions_open",
+            "sdk_app_id",
+            "room_id",
+            unique=True,
+            sqlite_where=text("closed_at IS NULL"),
+            postgresql_where=text("closed_at IS NULL"),
+        ),
+        Index("ix_room_sessions_app_room", "sdk_app_id", "room_id", "opened_at"),
+    )
+
+
+class MemberRow(Base):
+    """One connection of a user to a session, from enter until it left (and why)."""
+
+    __tablename__ = "members"
+
+    id: Mapped[int] = mapped_column(_SERIAL, primary_key=True, autoincrement=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("room_sessions.id"))
+    sdk_app_id: Mapped[int] = mapped_column(BigInteger)
+    """Copied from the session so the one-room-per-user index can name it."""
+    room_id: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[str] = mapped_column(String(64))
+    connection_id: Mapped[str] = mapped_column(String(40), unique=True)
+    joined_at: Mapped[float] = mapped_column(Double)
+    last_heartbeat: Mapped[float] = mapped_column(Double)
+    left_at: Mapped[float | None] = mapped_column(Double, default=None)
+    leave_reason: Mapped[str | None] = mapped_column(String(16), default=None)
+    muted: Mapped[bool] = mapped_column(Boolean, default=False)
+    camera: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    __table_args__ = (
+        CheckConstraint("(left_at IS NULL) = (leave_reason IS NULL)", name="left_has_reason"),
+        Index(
+            "uq_members_live_user",
+            "sdk_app_id",
+            "user_id",
+            unique=True,
+            sqlite_where=text("left_at IS NULL"),
+            postgresql_where=text("left_at IS NULL"),
+        ),
+        Index("ix_members_session", "session_id", "joined_at"),
+        Index("ix_members_app_user", "sdk_app_id", "user_id", "id"),
+        Index(
+            "ix_members_live_heartbeat",
+            "last_heartbeat",
+            sqlite_where=text("left_at IS NULL"),
+            postgresql_where=text("left_at IS NULL"),
+        ),
+    )
+
+
+class EventRow(Base):
+    """One line of a session's log: opened, joined, left, timed-out, replaced, removed, closed."""
+
+    __tablename__ = "session_events"
+
+    id: Mapped[int] = mapped_column(_SERIAL, primary_key=True, autoincrement=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("room_sessions.id"))
+    at: Mapped[float] = mapped_column(Double)
+    kind: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    detail: Mapped[str | None] = mapped_column(String(200), default=None)
+
+    __table_args__ = (Index("ix_session_events_session", "session_id", "id"),)

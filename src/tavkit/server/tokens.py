@@ -1,0 +1,155 @@
+"""Socket tokens: what ``enter`` hands out so the signaling socket knows who is calling.
+
+A token binds one connection -- ``(sdkAppId, session UUID, userId, connectionId)`` --
+and an expiry. It is ``base64url(json claims) "." base64url(HMAC-SHA256)`` under a
+server secret. The secret is random per data directory and kept there
+(:func:`load_or_create_secret`), so tokens survive a restart and a replica sharing
+the data directory accepts them.
+
+Tokens are opaque to clients; only this module reads them. Every refusal is
+``ServerError(UNAUTHORISED)`` (10005), the code the socket sends before closing 4401.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from tavkit.errors import ServerCode, ServerError
+
+__all__ = ["SECRET_FILE", "SocketClaims", "load_or_create_secret", "mint", "verify"]
+
+SECRET_FILE: Final = "socket-token-secret"
+_SECRET_BYTES: Final = 32
+_MAX_TOKEN_CHARS: Final = 2048
+
+
+@dataclass(frozen=True)
+class SocketClaims:
+    """What a valid token says: which connection of which member, and until when."""
+
+    sdk_app_id: int
+    room_uuid: uuid.UUID
+    user_id: str
+    connection_id: str
+    expires_at: float
+
+    def expired(self, now: float | None = None) -> bool:
+        """Whether the token's first-connection window has passed."""
+        return (time.time() if now is None else now) > self.expires_at
+
+
+def mint(
+    secret: bytes,
+    *,
+    sdk_app_id: int,
+    room_uuid: uuid.UUID,
+    user_id: str,
+    connection_id: str,
+    ttl: float,
+    now: float | None = None,
+) -> str:
+    """A token for one connection, valid for ``ttl`` seconds from ``now``."""
+    if len(secret) < 16:
+        raise ValueError("the token secret must be at least 16 bytes")
+    issued = time.time() if now is None else now
+    claims = {
+        "a": sdk_app_id,
+        "r": str(room_uuid),
+        "u": user_id,
+        "c": connection_id,
+        "e": round(issued + ttl, 3),
+    }
+    body = _b64(json.dumps(claims, separators=(",", ":")).encode())
+    return f"{body}.{_b64(_sign(secret, body))}"
+
+
+def verify(
+    secret: bytes, token: str, now: float | None = None, *, ignore_expiry: bool = False
+) -> SocketClaims:
+    """Check the token's signature and expiry and return its claims.
+
+    ``ignore_expiry`` is for a socket resuming a connection whose member is still in
+    the room: the token is then proof of identity only, and the caller must check
+    that the connection is still live.
+    """
+
+    def refuse(why: str) -> ServerError:
+        return ServerError(ServerCode.UNAUTHORISED, f"socket token {why}")
+
+    if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN_CHARS:
+        raise refuse("is missing or too long")
+    body, dot, mac = token.partition(".")
+    if not dot:
+        raise refuse("is malformed")
+    try:
+        given = _unb64(mac)
+        expected = _sign(secret, body)
+    except (ValueError, binascii.Error):
+        raise refuse("is malformed") from None
+    if not hmac.compare_digest(given, expected):
+        raise refuse("has a bad signature")
+    try:
+        raw: Any = json.loads(_unb64(body))
+        claims = SocketClaims(
+            sdk_app_id=_typed(raw["a"], int),
+            room_uuid=uuid.UUID(_typed(raw["r"], str)),
+            user_id=_typed(raw["u"], str),
+            connection_id=_typed(raw["c"], str),
+            expires_at=float(_typed(raw["e"], (int, float))),
+        )
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        raise refuse("is malformed") from None
+    if not ignore_expiry and claims.expired(now):
+        raise refuse("has expired")
+    return claims
+
+
+def load_or_create_secret(data_dir: Path) -> bytes:
+    """The data directory's token secret, created (owner-readable only) on first use."""
+    path = data_dir / SECRET_FILE
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        text = secrets.token_hex(_SECRET_BYTES)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process won the race; use its secret
+            text = path.read_text().strip()
+        else:
+            with os.fdopen(fd, "w") as out:
+                out.write(text + "\n")
+    secret = bytes.fromhex(text)
+    if len(secret) < 16:
+        raise ValueError(f"{path} holds a secret shorter than 16 bytes")
+    return secret
+
+
+def _sign(secret: bytes, body: str) -> bytes:
+    return hmac.new(secret, body.encode("ascii"), hashlib.sha256).digest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    text.encode("ascii")  # a non-ASCII character raises UnicodeEncodeError, a ValueError
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _typed(value: Any, kind: type | tuple[type, ...]) -> Any:
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise TypeError(f"unexpected {type(value).__name__}")
+    return value

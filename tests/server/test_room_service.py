@@ -1,0 +1,225 @@
+"""RoomService on a real database: the events it publishes and what the sweeper decides.
+
+These drive the service directly (with a clock the test controls) so that timing
+rules are checked exactly, without waiting on wall-clock time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tavkit.errors import ServerCode, ServerError
+from tavkit.server.bus import InProcessBus, session_channel
+from tavkit.server.rooms import RoomService
+from tavkit.server.settings import AppConfig, Settings
+from tavkit.server.store.db import Store
+
+if TYPE_CHECKING:
+    from conftest import Database
+
+APP = 1400000001
+
+
+class Clock:
+    """A clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def store(database: Database) -> AsyncIterator[Store]:
+    """A migrated store on each database."""
+    store = Store.open(database.url, schema=database.schema)
+    await store.migrate()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """The service's clock."""
+    return Clock()
+
+
+@pytest.fixture
+async def rooms(store: Store, clock: Clock) -> RoomService:
+    """A room service with a 10 s heartbeat timeout and a 2 s close grace."""
+    settings = Settings(
+        apps=(AppConfig(APP, "a" * 64),),
+        heartbeat_interval=3.0,
+        heartbeat_timeout=10.0,
+        close_grace=2.0,
+        max_members=3,
+    )
+    service = RoomService(store, InProcessBus(), settings, clock=clock)
+    await service.register_apps(settings.apps)
+    return service
+
+
+def bus_of(rooms: RoomService) -> InProcessBus:
+    """The service's in-process bus."""
+    bus = rooms._bus
+    assert isinstance(bus, InProcessBus)
+    return bus
+
+
+async def drain(subscription: Any) -> list[dict[str, Any]]:
+    """Every event already delivered to ``subscription``."""
+    events = []
+    iterator = aiter(subscription)
+    while True:
+        try:
+            async with asyncio.timeout(0.05):
+                events.append(await anext(iterator))
+        except TimeoutError:
+            return events
+
+
+async def test_replacing_publishes_the_old_connection_leaving_then_the_new_joining(rooms):
+    """Re-entering publishes member-left(replaced, old connection) then member-joined."""
+    first = await rooms.enter(APP, 5, "alice", privileges=255)
+    async with bus_of(rooms).subscribe(session_channel(first.room_uuid)) as events:
+        second = await rooms.enter(APP, 5, "alice", privileges=255)
+        got = await drain(events)
+    assert second.room_uuid == first.room_uuid
+    assert [(e["kind"], e.get("reason"), e["connectionId"]) for e in got] == [
+        ("member-left", "replaced", first.connection_id),
+        ("member-joined", None, second.connection_id),
+    ]
+    assert got[1]["member"]["userId"] == "alice"
+    assert await rooms.touch(first.room_uuid, "alice", first.connection_id) is False
+    assert await rooms.touch(second.room_uuid, "alice", second.connection_id) is True
+    assert await rooms.is_member(first.room_uuid, "alice", first.connection_id) is False
+    # The socket of the replaced connection hanging up afterwards changes nothing.
+    await rooms.leave_connection(first.room_uuid, "alice", first.connection_id, "exit")
+    assert [m.user_id for m in await rooms.members(first.room_uuid)] == ["alice"]
+
+
+async def test_moving_tells_the_old_room(rooms):
+    """Entering another room publishes member-left(moved) in the old session."""
+    old = await rooms.enter(APP, 1, "alice", privileges=255)
+    await rooms.enter(APP, 1, "bob", privileges=255)
+    async with bus_of(rooms).subscribe(session_channel(old.room_uuid)) as events:
+        new = await rooms.enter(APP, 2, "alice", privileges=255)
+        got = await drain(events)
+    assert new.room_uuid != old.room_uuid
+    assert got == [
+        {
+            "kind": "member-left",
+            "userId": "alice",
+            "reason": "moved",
+            "connectionId": old.connection_id,
+        }
+    ]
+
+
+async def test_the_sweeper_times_out_exactly_after_the_timeout(rooms, clock):
+    """A member is kept until heartbeat_timeout has passed since its last sign of life."""
+    alice = await rooms.enter(APP, 7, "alice", privileges=255)
+    await rooms.enter(APP, 7, "bob", privileges=255)
+    clock.now += 6
+    await rooms.heartbeat(APP, 7, "bob")
+    clock.now += 4  # alice: exactly 10 s of silence, not more
+    assert (await rooms.sweep()).timed_out == 0
+    async with bus_of(rooms).subscribe(session_channel(alice.room_uuid)) as events:
+        clock.now += 0.5
+        report = await rooms.sweep()
+        got = await drain(events)
+    assert (report.timed_out, report.closed) == (1, 0)
+    assert got == [
+        {
+            "kind": "member-left",
+            "userId": "alice",
+            "reason": "timeout",
+            "connectionId": alice.connection_id,
+        }
+    ]
+    assert [m.user_id for m in await rooms.members(alice.room_uuid)] == ["bob"]
+
+
+async def test_socket_traffic_counts_as_a_heartbeat(rooms, clock):
+    """touch() keeps a member alive like a heartbeat does."""
+    alice = await rooms.enter(APP, 7, "alice", privileges=255)
+    clock.now += 8
+    assert await rooms.touch(alice.room_uuid, "alice", alice.connection_id)
+    clock.now += 8
+    assert (await rooms.sweep()).timed_out == 0
+    clock.now += 3
+    assert (await rooms.sweep()).timed_out == 1
+
+
+async def test_an_empty_session_closes_only_after_the_grace(rooms, clock):
+    """The last member leaving starts the grace; the sweep after it closes the session."""
+    alice = await rooms.enter(APP, 9, "alice", privileges=255)
+    await rooms.exit(APP, 9, "alice")
+    clock.now += 1.9
+    assert (await rooms.sweep()).closed == 0
+    async with bus_of(rooms).subscribe(session_channel(alice.room_uuid)) as events:
+        clock.now += 0.2
+        assert (await rooms.sweep()).closed == 1
+        got = await drain(events)
+    assert got == [{"kind": "room-closed", "reason": "empty"}]
+    again = await rooms.enter(APP, 9, "alice", privileges=255)
+    assert again.room_uuid != alice.room_uuid
+
+
+async def test_state_changes_are_stored_and_published(rooms):
+    """set_state updates the member and publishes member-state; a non-member gets 14004."""
+    alice = await rooms.enter(APP, 3, "alice", privileges=255)
+    async with bus_of(rooms).subscribe(session_channel(alice.room_uuid)) as events:
+        await rooms.set_state(alice.room_uuid, "alice", muted=True, camera=False)
+        got = await drain(events)
+    assert got == [{"kind": "member-state", "userId": "alice", "muted": True, "camera": False}]
+    (member,) = await rooms.members(alice.room_uuid)
+    assert (member.muted, member.camera) == (True, False)
+    with pytest.raises(ServerError) as caught:
+        await rooms.set_state(alice.room_uuid, "bob", muted=False, camera=True)
+    assert caught.value.code is ServerCode.USER_EXITED
+
+
+async def test_admin_close_tells_every_member_and_the_room(rooms):
+    """close() publishes member-left(closed) for each member, then room-closed(admin)."""
+    alice = await rooms.enter(APP, 4, "alice", privileges=255)
+    bob = await rooms.enter(APP, 4, "bob", privileges=255)
+    async with bus_of(rooms).subscribe(session_channel(alice.room_uuid)) as events:
+        await rooms.close(APP, 4)
+        got = await drain(events)
+    assert [(e["kind"], e.get("connectionId"), e["reason"]) for e in got] == [
+        ("member-left", alice.connection_id, "closed"),
+        ("member-left", bob.connection_id, "closed"),
+        ("room-closed", None, "admin"),
+    ]
+
+
+async def test_the_socket_leaving_exits_the_member(rooms):
+    """leave_connection() of the live connection exits the member with the given reason."""
+    alice = await rooms.enter(APP, 4, "alice", privileges=255)
+    async with bus_of(rooms).subscribe(session_channel(alice.room_uuid)) as events:
+        await rooms.leave_connection(alice.room_uuid, "alice", alice.connection_id, "exit")
+        got = await drain(events)
+    assert got[0]["kind"] == "member-left" and got[0]["reason"] == "exit"
+    assert await rooms.members(alice.room_uuid) == []
+
+
+async def test_concurrent_enters_never_overfill_a_room(rooms):
+    """Many users entering one room at once: exactly max_members get in, the rest 14000."""
+    results = await asyncio.gather(
+        *(rooms.enter(APP, 11, f"user{n}", privileges=255) for n in range(12)),
+        return_exceptions=True,
+    )
+    refused = [r for r in results if isinstance(r, ServerError)]
+    assert len(refused) == 9
+    assert all(r.code is ServerCode.ENTER_FAILED for r in refused)
+    entered = [r for r in results if not isinstance(r, BaseException)]
+    assert len({r.room_uuid for r in entered}) == 1
+    assert len(await rooms.members(entered[0].room_uuid)) == 3

@@ -1,0 +1,147 @@
+"""Settings: read from TAVKIT_* variables, validated, and never showing secrets."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from tavkit.server.app import is_loopback, prepare
+from tavkit.server.settings import AppConfig, Settings
+
+KEY = "ab" * 32
+
+
+def test_defaults_match_the_documentation():
+    """With no variables the settings are the documented defaults."""
+    settings = Settings.from_env({})
+    assert (settings.host, settings.port, settings.data_dir) == (
+        "127.0.0.1",
+        8080,
+        Path("./tavkit-data"),
+    )
+    assert (settings.heartbeat_interval, settings.heartbeat_timeout) == (5.0, 15.0)
+    assert (settings.max_members, settings.admin_user, settings.demo) == (6, "administrator", False)
+    assert settings.ice_servers == () and settings.ice_allowed_networks == ()
+    assert settings.effective_database_url.startswith("sqlite+aiosqlite:///")
+    assert settings.effective_database_url.endswith("tavkit-data/tavkit.db")
+
+
+def test_every_variable_is_read():
+    """Each TAVKIT_* variable lands in its field with the right type."""
+    settings = Settings.from_env(
+        {
+            "TAVKIT_HOST": "::1",
+            "TAVKIT_PORT": "0",
+            "TAVKIT_DATA_DIR": "/tmp/x",
+            "TAVKIT_DATABASE_URL": "postgresql+asyncpg://u:pw@db/tavkit",
+            "TAVKIT_DATABASE_SCHEMA": "calls",
+            "TAVKIT_APPS": f"1400000001:{KEY}, 1400000002:{KEY}:pmk",
+            "TAVKIT_ADMIN_USER": "boss",
+            "TAVKIT_HEARTBEAT_INTERVAL": "0.25",
+            "TAVKIT_HEARTBEAT_TIMEOUT": "1.5",
+            "TAVKIT_MAX_MEMBERS": "3",
+            "TAVKIT_CLOSE_GRACE": "0",
+            "TAVKIT_SWEEP_INTERVAL": "0.1",
+            "TAVKIT_ICE_SERVERS": "stun:127.0.0.1:3478,turn:127.0.0.1:3478",
+            "TAVKIT_ICE_ALLOWED_NETWORKS": "127.0.0.0/8, ::1/128",
+            "TAVKIT_TURN_SECRET": "hush",
+            "TAVKIT_DEMO": "true",
+            "TAVKIT_UNSAFE_DEMO": "0",
+            "TAVKIT_CORS_ORIGINS": "https://a.example,https://b.example",
+        }
+    )
+    assert settings.apps == (
+        AppConfig(1400000001, KEY),
+        AppConfig(1400000002, KEY, require_private_map_key=True),
+    )
+    assert (settings.port, settings.heartbeat_interval, settings.close_grace) == (0, 0.25, 0.0)
+    assert settings.ice_servers == ("stun:127.0.0.1:3478", "turn:127.0.0.1:3478")
+    assert settings.ice_allowed_networks == (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    assert settings.demo is True and settings.unsafe_demo is False
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+    assert settings.app(1400000002).require_private_map_key
+    assert settings.app(1) is None
+
+
+def test_ice_servers_may_be_json():
+    """TAVKIT_ICE_SERVERS also takes a JSON list of URLs and RTCIceServer objects."""
+    settings = Settings.from_env(
+        {
+            "TAVKIT_ICE_SERVERS": '["stun:10.0.0.1", {"urls": ["turn:10.0.0.1"], '
+            '"username": "u", "credential": "c"}]'
+        }
+    )
+    assert settings.ice_servers[0] == "stun:10.0.0.1"
+    assert dict(settings.ice_servers[1]) == {
+        "urls": ["turn:10.0.0.1"],
+        "username": "u",
+        "credential": "c",
+    }
+
+
+def test_repr_hides_every_secret():
+    """Keys, the TURN secret, database passwords and ICE credentials never show in repr."""
+    settings = Settings.from_env(
+        {
+            "TAVKIT_APPS": f"1400000001:{KEY}",
+            "TAVKIT_TURN_SECRET": "turn-hush",
+            "TAVKIT_DATABASE_URL": "postgresql+asyncpg://user:db-hush@host/tavkit",
+            "TAVKIT_ICE_SERVERS": '[{"urls": "turn:h", "username": "u", "credential": "ice-hush"}]',
+        }
+    )
+    text = repr(settings)
+    for secret in (KEY, "turn-hush", "db-hush", "ice-hush"):
+        assert secret not in text
+    assert "1400000001" in text and "user:***@host" in text
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("TAVKIT_PORT", "eighty"),
+        ("TAVKIT_PORT", "70000"),
+        ("TAVKIT_APPS", "1400000001"),
+        ("TAVKIT_APPS", f"x:{KEY}"),
+        ("TAVKIT_APPS", "1400000001:short"),
+        ("TAVKIT_APPS", f"1400000001:{KEY}:admin"),
+        ("TAVKIT_APPS", f"1400000001:{KEY},1400000001:{KEY}"),
+        ("TAVKIT_HEARTBEAT_TIMEOUT", "2"),
+        ("TAVKIT_HEARTBEAT_INTERVAL", "-1"),
+        ("TAVKIT_SWEEP_INTERVAL", "nan"),
+        ("TAVKIT_MAX_MEMBERS", "0"),
+        ("TAVKIT_ICE_SERVERS", "[1, 2]"),
+        ("TAVKIT_ICE_ALLOWED_NETWORKS", "not-a-network"),
+        ("TAVKIT_DEMO", "maybe"),
+        ("TAVKIT_DATABASE_SCHEMA", "Robert'); DROP"),
+    ],
+)
+def test_bad_values_are_refused_with_the_variable_named(variable, value):
+    """An unreadable or inconsistent value raises ValueError (naming the variable if parsing)."""
+    with pytest.raises(ValueError):
+        Settings.from_env({variable: value})
+
+
+def test_demo_mode_refuses_a_public_host_and_keeps_its_app(tmp_path):
+    """Demo mode needs loopback (or unsafe_demo) and reuses its app across restarts."""
+    with pytest.raises(ValueError, match="unsafe-demo"):
+        prepare(Settings(demo=True, host="0.0.0.0", data_dir=tmp_path))
+    assert prepare(Settings(demo=True, host="0.0.0.0", unsafe_demo=True, data_dir=tmp_path)).apps
+    first = prepare(Settings(demo=True, data_dir=tmp_path))
+    again = prepare(Settings(demo=True, data_dir=tmp_path))
+    assert first.apps == again.apps and len(first.apps) == 1
+    assert prepare(Settings(data_dir=tmp_path / "plain")).apps == ()
+    assert [
+        is_loopback(h) for h in ("127.0.0.1", "::1", "[::1]", "localhost", "10.0.0.1", "0.0.0.0")
+    ] == [
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
