@@ -5,6 +5,8 @@ Python client share one error model (:mod:`tavkit.errors`) and one signature sch
 (:mod:`tavkit.auth`), compatible with the cloud vendor's TLS-sig v2.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from tavkit.errors import (
     AvkitError,
     ErrorModule,
@@ -14,6 +16,9 @@ from tavkit.errors import (
     TrtcError,
 )
 
+if TYPE_CHECKING:
+    from tavkit.client.kit import TAvKit
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -21,7 +26,17 @@ __all__ = [
     "ErrorModule",
     "HttpError",
     "ServerError",
+    "TAvKit",
     "TAvKitError",
     "TrtcError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The call client pulls in aiortc and PyAV; load it only when someone asks for it.
+    if name == "TAvKit":
+        from tavkit.client.kit import TAvKit
+
+        return TAvKit
+    raise AttributeError(f"module 'tavkit' has no attribute {name!r}")

@@ -11,6 +11,7 @@ import typer
 
 from tavkit import __version__
 from tavkit.auth.cli import privatemapkey_app, sig_app, usersig_app
+from tavkit.client.cli import call
 from tavkit.server.cli import server_app
 
 app = typer.Typer(
@@ -33,6 +34,7 @@ app.add_typer(usersig_app, name="usersig")
 app.add_typer(privatemapkey_app, name="privatemapkey")
 app.add_typer(sig_app, name="sig")
 app.add_typer(server_app)  # serve, db
+app.command("call")(call)
 
 
 def main() -> None:

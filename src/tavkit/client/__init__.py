@@ -1,0 +1,64 @@
+"""The Python call client: the seed's ``TAvKit`` component on aiortc.
+
+:class:`TAvKit` enters a room of a tavkit server and calls every member with one
+aiortc peer connection each, interoperating with the ``<tavkit-call>`` browser
+component (``docs/protocol.md``). :class:`Listener` is the seed's listener with
+no-op callbacks; :mod:`tavkit.client.media` has the sources (test pattern, file,
+device); :mod:`tavkit.client.api` is the REST client on its own.
+
+The names are imported on first use, so ``tavkit --help`` and ``import tavkit`` do
+not pay for loading aiortc and PyAV.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tavkit.client.api import Credentials, EnterResult, RoomApi
+    from tavkit.client.kit import TAvKit
+    from tavkit.client.listener import Listener, ListenerProtocol, UserInfo
+    from tavkit.client.media import DeviceSource, FileSource, MediaSource, TestPattern
+    from tavkit.client.sinks import PeerStats
+
+__all__ = [
+    "Credentials",
+    "DeviceSource",
+    "EnterResult",
+    "FileSource",
+    "Listener",
+    "ListenerProtocol",
+    "MediaSource",
+    "PeerStats",
+    "RoomApi",
+    "TAvKit",
+    "TestPattern",
+    "UserInfo",
+]
+
+_HOME = {
+    "Credentials": "api",
+    "EnterResult": "api",
+    "RoomApi": "api",
+    "TAvKit": "kit",
+    "Listener": "listener",
+    "ListenerProtocol": "listener",
+    "UserInfo": "listener",
+    "DeviceSource": "media",
+    "FileSource": "media",
+    "MediaSource": "media",
+    "TestPattern": "media",
+    "PeerStats": "sinks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tavkit.client' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"tavkit.client.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

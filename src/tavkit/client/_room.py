@@ -1,0 +1,338 @@
+"""One membership (one ``enter``): its socket, its heartbeat, the members, a link each.
+
+:class:`RoomState` turns the socket's frames into mesh actions and listener events:
+the members in ``welcome`` are the ones *we* call (we are the newcomer), a member
+who joins later calls us (its offer creates our side of the link), ``member-left``
+closes the link. It also decides what the socket's final end means: our own
+``leave``; an end of the call (replaced, removed by an admin, room closed); or a
+membership the server dropped while we were away (resume refused or too late),
+after which :class:`~tavkit.client.TAvKit` enters the room again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiortc import MediaStreamTrack, RTCConfiguration
+from av.frame import Frame
+
+from tavkit.client._publish import Publisher
+from tavkit.client.api import EnterResult, RoomApi
+from tavkit.client.listener import UserInfo
+from tavkit.client.peer import PeerLink
+from tavkit.client.session import SignalingSocket
+from tavkit.client.sinks import PeerStats
+from tavkit.errors import HttpError, ServerCode, ServerError, TAvKitError, TrtcCode, TrtcError
+from tavkit.protocol import (
+    DescriptionData,
+    ErrorFrame,
+    Leave,
+    Member,
+    MemberJoined,
+    MemberLeft,
+    MemberState,
+    Ping,
+    Removed,
+    Replaced,
+    RoomClosed,
+    ServerMessage,
+    SignalData,
+    SignalFrom,
+    SignalTo,
+    Welcome,
+)
+
+__all__ = ["RoomState"]
+
+logger = logging.getLogger(__name__)
+
+Emit = Callable[..., None]
+
+
+class RoomState:
+    """Members, peer links and the socket of one membership (one ``enter``)."""
+
+    def __init__(
+        self,
+        entered: EnterResult,
+        *,
+        user_id: str,
+        configuration: Callable[[], RTCConfiguration],
+        host_addresses: Sequence[str] | None,
+        publishers: Sequence[Publisher],
+        emit: Emit,
+        report: Callable[[TAvKitError], None],
+        on_frame: Callable[[str, Frame], None],
+        on_track: Callable[[str, MediaStreamTrack], None],
+        on_gone: Callable[[TAvKitError | None, bool], None],
+        on_left: Callable[[str], None],
+        store_info: Callable[[list[UserInfo]], None],
+        seen: dict[str, PeerStats] | None = None,
+    ) -> None:
+        self.room_uuid = entered.room_uuid
+        self._entered = entered
+        self.user_id = user_id
+        self.members: dict[str, Member] = {}
+        self.links: dict[str, PeerLink] = {}
+        #: Everyone we had a link with in this membership, their counters kept after leaving.
+        self.seen: dict[str, PeerStats] = dict(seen or {})
+        self.socket: SignalingSocket | None = None
+        self.leaving = False
+        self._configuration = configuration
+        self._host_addresses = host_addresses
+        self._publishers = publishers
+        self._emit = emit
+        self._report = report
+        self._on_frame = on_frame
+        self._on_track = on_track
+        self._on_gone = on_gone
+        self._on_left = on_left
+        self._store_info = store_info
+        self._ending: TAvKitError | None = None
+        self._removed_reason: str | None = None
+        self._left = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    async def connect(self, api: RoomApi, room_id: int) -> None:
+        """Open the socket, call everyone in ``welcome`` and start the heartbeat.
+
+        If the socket cannot be opened the membership is given back (REST ``exit``),
+        so the others do not see a member who never arrives; the error is raised.
+        """
+        socket = SignalingSocket(
+            self._entered.socket_url,
+            self._entered.socket_token,
+            self.on_message,
+            self.on_socket_end,
+            heartbeat_interval=self._entered.heartbeat_interval,
+            resume_within=self._entered.heartbeat_timeout,
+        )
+        try:
+            welcome = await socket.open()
+        except TAvKitError:
+            with contextlib.suppress(TAvKitError):
+                await api.exit(room_id)
+            raise
+        self.attach(socket, welcome)
+        self.start_heartbeat(api, room_id, self._entered.heartbeat_interval)
+
+    def attach(self, socket: SignalingSocket, welcome: Welcome) -> None:
+        """Start using ``socket``, whose first ``welcome`` is given: call everyone in it."""
+        self.socket = socket
+        self.room_uuid = welcome.room_uuid
+        fresh = [m for m in welcome.members if m.user_id != self.user_id]
+        for member in fresh:
+            self._add_member(member)
+            self._link(member.user_id, initiator=True).offer()
+        self._announce([m.user_id for m in fresh])
+
+    def start_heartbeat(self, api: RoomApi, room_id: int, interval: float) -> None:
+        """Keep the membership alive: REST heartbeat and socket ``ping`` every ``interval``."""
+        self.stop_heartbeat()
+        self._heartbeat = asyncio.create_task(
+            self._beat(api, room_id, interval), name="tavkit-heartbeat"
+        )
+
+    def stop_heartbeat(self) -> None:
+        """Stop the heartbeat task (before leaving, so no beat races the ``leave``)."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._tasks.add(self._heartbeat)  # awaited by aclose()
+            self._heartbeat = None
+
+    async def leave(self, message: Leave, grace: float) -> bool:
+        """Send ``leave``; wait ``grace`` seconds for the server to close; ``False`` if not."""
+        socket = self.socket
+        if socket is None or not socket.connected.is_set():
+            return False
+        await socket.send(message)
+        try:
+            await asyncio.wait_for(self._left.wait(), grace)
+        except TimeoutError:
+            return False
+        return True
+
+    def reconnect(self, user_id: str | None = None) -> list[str]:
+        """Offer again, on a fresh pc, every session we offered (to ``user_id`` or all)."""
+        targets = [user_id] if user_id is not None else sorted(self.links)
+        done = []
+        for target in targets:
+            link = self.links.get(target)
+            if link is not None and link.initiator:
+                link.stats.rebuilds += 1
+                link.offer()
+                done.append(target)
+        return done
+
+    def stats(self) -> dict[str, PeerStats]:
+        """Counters of every linked member."""
+        return {uid: link.stats for uid, link in self.links.items()}
+
+    async def quality(self) -> dict[str, dict[str, float]]:
+        """RTT and byte counters of every link."""
+        return {uid: await link.quality() for uid, link in list(self.links.items())}
+
+    async def aclose(self) -> None:
+        """Close the socket and every link, and wait for the tasks this state owns."""
+        self.stop_heartbeat()
+        if self.socket is not None:
+            await self.socket.aclose()
+        links, self.links = self.links, {}
+        for link in links.values():
+            await link.aclose()
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- socket callbacks -------------------------------------------------------------
+
+    async def _beat(self, api: RoomApi, room_id: int, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                interval = await api.heartbeat(room_id) or interval
+            except HttpError as exc:  # the network: the socket's resume covers it
+                logger.info("heartbeat failed, will retry: %s", exc)
+            except ServerError as exc:  # the membership is gone: the socket will say so
+                logger.info("heartbeat refused: %s", exc)
+            if self.socket is not None and self.socket.connected.is_set():
+                await self.socket.send(Ping(t=time.time()))
+
+    def on_message(self, message: ServerMessage) -> None:
+        """Handle one server frame (called by the socket's reader; never blocks)."""
+        if isinstance(message, SignalFrom):
+            self._signal(message.sender, message.data)
+        elif isinstance(message, MemberJoined):
+            self._joined(message.member)
+        elif isinstance(message, MemberLeft):
+            self._gone(message.user_id, message.reason)
+        elif isinstance(message, MemberState):
+            self._emit("on_user_state", message.user_id, message.muted, message.camera)
+        elif isinstance(message, Welcome):
+            self._resumed(message)
+        elif isinstance(message, ErrorFrame):
+            self._report(_error_of(message))
+        elif isinstance(message, Replaced):
+            self._ending = ServerError(ServerCode.USER_EXITED, "entered the room again elsewhere")
+        elif isinstance(message, Removed):
+            self._removed_reason = message.reason
+            self._ending = ServerError(
+                ServerCode.USER_EXITED, f"removed from the room ({message.reason})"
+            )
+        elif isinstance(message, RoomClosed):
+            self._ending = ServerError(ServerCode.ROOM_CLOSED, f"room closed ({message.reason})")
+
+    def on_socket_end(self, code: int | None, error: TAvKitError | None) -> None:
+        """The socket is over for good; decide between done, ended and rejoin."""
+        if self.leaving:
+            self._left.set()
+            return
+        if code is None or code == 4401 or self._removed_reason == "timeout":
+            lost = TrtcError(
+                TrtcCode.PUSH_DISCONNECTED,
+                f"the server dropped our membership ({error or 'timeout'}); entering again",
+            )
+            self._on_gone(lost, True)
+            return
+        self._on_gone(self._ending or error, False)
+
+    # -- membership -------------------------------------------------------------------
+
+    def _joined(self, member: Member) -> None:
+        stale = self.links.pop(member.user_id, None)
+        if stale is not None:
+            self._spawn(stale.aclose())
+        self._add_member(member)
+        self._announce([member.user_id])
+
+    def _gone(self, user_id: str, reason: str) -> None:
+        self.members.pop(user_id, None)
+        link = self.links.pop(user_id, None)
+        if link is not None:
+            self._spawn(link.aclose())
+        self._on_left(user_id)
+        self._emit("on_user_leave", user_id, reason)
+
+    def _resumed(self, welcome: Welcome) -> None:
+        """After a resume: reconcile with the members the server lists now."""
+        present = {m.user_id: m for m in welcome.members if m.user_id != self.user_id}
+        for user_id in list(self.members):
+            if user_id not in present:
+                self._gone(user_id, "exit")
+        arrived = [uid for uid in present if uid not in self.members]
+        for user_id in arrived:
+            self._add_member(present[user_id])  # they call us: we are in their welcome
+        self._announce(arrived)
+
+    def _add_member(self, member: Member) -> None:
+        self.members[member.user_id] = member
+        if member.user_id not in self.seen:
+            self.seen[member.user_id] = PeerStats(member.user_id, joined_at=time.monotonic())
+        self._emit("on_user_enter", member.user_id)
+
+    def _announce(self, user_ids: list[str]) -> None:
+        if user_ids:
+            self._emit("on_user_info", user_ids, self._store_info)
+
+    # -- the mesh ---------------------------------------------------------------------
+
+    def _signal(self, sender: str, data: SignalData) -> None:
+        link = self.links.get(sender)
+        if link is None:
+            is_offer = isinstance(data, DescriptionData) and data.description.type == "offer"
+            if not is_offer:
+                logger.info("ignoring a first signal from %s that is not an offer", sender)
+                return
+            link = self._link(sender, initiator=False)
+        link.handle(data)
+
+    def _link(self, user_id: str, *, initiator: bool) -> PeerLink:
+        socket = self.socket
+
+        async def send(data: SignalData) -> None:
+            if socket is not None:
+                await socket.send(SignalTo(to=user_id, data=data))
+
+        link = PeerLink(
+            local_id=self.user_id,
+            remote_id=user_id,
+            initiator=initiator,
+            configuration=self._configuration,
+            host_addresses=self._host_addresses,
+            publishers=self._publishers,
+            send=send,
+            on_frame=self._on_frame,
+            on_track=self._on_track,
+            on_give_up=self._give_up,
+            stats=self.seen.get(user_id),
+        )
+        self.links[user_id] = link
+        self.seen[user_id] = link.stats
+        return link
+
+    def _give_up(self, link: PeerLink) -> None:
+        self._report(
+            TrtcError(
+                TrtcCode.PUSH_DISCONNECTED,
+                f"the media connection with {link.remote_id} failed and could not be rebuilt",
+            )
+        )
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _error_of(frame: ErrorFrame) -> TAvKitError:
+    try:
+        return frame.to_error()
+    except ValueError:
+        return ServerError(ServerCode.INTERNAL, frame.error_msg)

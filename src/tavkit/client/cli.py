@@ -1,0 +1,223 @@
+"""``tavkit call``: join a room from the command line with a test pattern, a file or a device.
+
+A live status line (peers, frames per second in and out, incoming bitrate, RTT) is
+drawn on stderr when it is a terminal. ``--json`` prints one summary object on
+stdout when the call ends::
+
+    {"roomUuid": "...", "peers": {"alice": {"videoFrames": 290, "audioFrames": 480,
+     "firstFrameMs": 412.5}}, "errors": [{"module": ..., "errorCode": ..., "errorMsg": ...}]}
+
+Exit status: 0 the call ran (errors during it are in the summary), 1 it could not
+start (the error on stderr and in the summary), 2 a usage mistake. The call ends
+after ``--duration`` seconds, on Ctrl-C or SIGTERM (hanging up properly), or when the
+server ends it. The heavy imports (aiortc, PyAV) happen only when the command runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from tavkit.client.kit import TAvKit
+
+__all__ = ["call"]
+
+_STATUS_PERIOD = 1.0
+
+
+def call(
+    sdk_app_id: Annotated[int, typer.Option("--sdk-app-id", help="The app's sdkAppId.", min=1)],
+    room_id: Annotated[int, typer.Option("--room-id", help="The room to enter.", min=1)],
+    user_id: Annotated[str, typer.Option("--user-id", help="Who we are in the room.")],
+    server: Annotated[
+        str, typer.Option("--server", envvar="TAVKIT_SERVER", help="The tavkit server's URL.")
+    ] = "http://127.0.0.1:8080",
+    user_sig: Annotated[
+        str | None, typer.Option("--user-sig", envvar="TAVKIT_USER_SIG", help="Our userSig.")
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key", envvar="TAVKIT_KEY", help="Mint the userSig from the app key instead."
+        ),
+    ] = None,
+    private_map_key: Annotated[
+        str | None, typer.Option("--private-map-key", help="The room's privateMapKey, if needed.")
+    ] = None,
+    source: Annotated[
+        str,
+        typer.Option("--source", help="testsrc, a media file, or a device (/dev/video0[,hw:0])."),
+    ] = "testsrc",
+    record: Annotated[
+        Path | None, typer.Option("--record", help="Record each participant to DIR/<userId>.mkv.")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option("--duration", help="Hang up after this many seconds.", min=0)
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print a JSON summary on stdout at the end.")
+    ] = False,
+    host_address: Annotated[
+        list[str] | None,
+        typer.Option("--host-address", help="Gather ICE candidates on this address (repeatable)."),
+    ] = None,
+    encode_once: Annotated[
+        bool,
+        typer.Option("--encode-once/--encode-per-peer", help="Share one encoding among all peers."),
+    ] = True,
+) -> None:
+    """Join a room as a Python participant and exchange audio and video."""
+    if (user_sig is None) == (key is None):
+        raise typer.BadParameter("give exactly one of --user-sig and --key")
+    if user_sig is None:
+        from tavkit.auth import gen_user_sig
+
+        assert key is not None
+        user_sig = gen_user_sig(sdk_app_id, key, user_id)
+    options = {
+        "sdk_app_id": sdk_app_id,
+        "user_id": user_id,
+        "user_sig": user_sig,
+        "room_id": room_id,
+        "private_map_key": private_map_key,
+    }
+    code = asyncio.run(
+        _run(
+            server,
+            options,
+            source=source,
+            record=record,
+            duration=duration,
+            json_output=json_output,
+            host_addresses=host_address or None,
+            encode_once=encode_once,
+        )
+    )
+    raise typer.Exit(code)
+
+
+async def _run(
+    server: str,
+    options: dict[str, Any],
+    *,
+    source: str,
+    record: Path | None,
+    duration: float | None,
+    json_output: bool,
+    host_addresses: list[str] | None,
+    encode_once: bool,
+) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from tavkit.client.kit import TAvKit
+    from tavkit.client.media import source_from_spec
+    from tavkit.errors import TAvKitError
+
+    console = Console(stderr=True)
+    try:
+        kit = TAvKit(
+            server,
+            source=source_from_spec(source),
+            record_dir=record,
+            host_addresses=host_addresses,
+            encode_once=encode_once,
+        )
+    except ValueError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    status = 0
+    async with kit:
+        try:
+            await kit.start(**options)
+        except TAvKitError as exc:
+            console.print(f"[red]could not start the call:[/red] {escape(str(exc))}")
+            status = 1
+        else:
+            await _until_done(kit, stop, duration, console)
+    if json_output:
+        sys.stdout.write(json.dumps(summary(kit)) + "\n")
+        sys.stdout.flush()
+    elif status == 0:
+        for user_id, entry in summary(kit)["peers"].items():
+            console.print(f"{user_id}: {entry}", markup=False)
+    return status
+
+
+def summary(kit: TAvKit) -> dict[str, Any]:
+    """The ``--json`` summary: the session, what arrived from each peer, the errors."""
+    return {
+        "roomUuid": kit.room_uuid,
+        "peers": {uid: stats.summary() for uid, stats in sorted(kit.peers_seen.items())},
+        "errors": list(kit.errors),
+    }
+
+
+async def _until_done(
+    kit: TAvKit, stop: asyncio.Event, duration: float | None, console: Console
+) -> None:
+    """Wait for the end (duration, signal, or the server), refreshing the status line."""
+    from rich.live import Live
+
+    loop = asyncio.get_running_loop()
+    deadline = None if duration is None else loop.time() + duration
+    meter = _Meter()
+    live = Live(console=console, transient=True, auto_refresh=False)
+    with live if console.is_terminal else contextlib.nullcontext():
+        while not stop.is_set() and not kit.closed:
+            wait = _STATUS_PERIOD
+            if deadline is not None:
+                wait = min(wait, deadline - loop.time())
+                if wait <= 0:
+                    break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+            if console.is_terminal:
+                live.update(meter.line(kit, await kit.quality()), refresh=True)
+
+
+class _Meter:
+    """Turns cumulative counters into rates between two status refreshes."""
+
+    def __init__(self) -> None:
+        self._at = time.monotonic()
+        self._frames_in = 0
+        self._frames_out = 0
+        self._bytes_in = 0.0
+
+    def line(self, kit: TAvKit, quality: dict[str, dict[str, float]]) -> str:
+        now = time.monotonic()
+        elapsed = max(now - self._at, 1e-3)
+        frames_in = sum(s.video_frames for s in kit.peers.values())
+        frames_out = kit.frames_sent.get("video", 0)
+        bytes_in = sum(q["bytesReceived"] for q in quality.values())
+        rtt = max((q["rtt"] for q in quality.values()), default=0.0)
+        fps_in = (frames_in - self._frames_in) / elapsed
+        fps_out = (frames_out - self._frames_out) / elapsed
+        kbps = max(bytes_in - self._bytes_in, 0.0) * 8 / elapsed / 1000
+        self._at, self._frames_in, self._frames_out, self._bytes_in = (
+            now,
+            frames_in,
+            frames_out,
+            bytes_in,
+        )
+        return (
+            f"{len(kit.members)} peers · in {fps_in:4.1f} fps {kbps:6.0f} kbit/s · "
+            f"out {fps_out:4.1f} fps · rtt {rtt * 1000:4.0f} ms" + (" · muted" if kit.muted else "")
+        )

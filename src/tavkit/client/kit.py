@@ -1,0 +1,412 @@
+"""``TAvKit``: the seed's call component for Python programs, on aiortc.
+
+The same ``start(options)`` and listener as the seed (``TAvKit-README.md`` 3.7-3.8)
+and as ``<tavkit-call>``, against a tavkit server::
+
+    async with TAvKit("http://127.0.0.1:8080", host_addresses=["127.0.0.1"]) as kit:
+        await kit.start(sdk_app_id=1400000001, user_id="bot", user_sig=sig,
+                        room_id=1234, listener=MyListener())
+        async with asyncio.timeout(60):
+            await kit.wait_closed()
+
+``start`` validates the options, opens the media source, enters the room (REST),
+opens the signaling socket and connects to every member already there. Any failure
+is reported to ``listener.on_error`` in the seed's shape and then raised as the
+matching :mod:`tavkit.errors` exception. While the call runs, one heartbeat task
+keeps the membership alive, the socket resumes by itself after drops
+(``session.py``), each peer connection recovers by itself (``peer.py``), and if the
+server has forgotten us after a long outage the kit enters the room again.
+
+Everything the kit starts - tasks, threads, sockets, peer connections - is owned
+by it and released by :meth:`TAvKit.aclose` (also on ``async with`` exit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+from aiortc import MediaStreamTrack
+from av.frame import Frame
+
+from tavkit.client import _ice
+from tavkit.client._delivery import RemoteMedia
+from tavkit.client._dispatch import Dispatcher, check_options
+from tavkit.client._publish import Publisher
+from tavkit.client._room import RoomState
+from tavkit.client.api import Credentials, EnterResult, RoomApi
+from tavkit.client.listener import UserInfo
+from tavkit.client.media import MediaSource, TestPattern
+from tavkit.client.sinks import PeerStats
+from tavkit.errors import HttpError, TAvKitError
+from tavkit.protocol import Leave, State
+
+__all__ = ["TAvKit"]
+
+logger = logging.getLogger(__name__)
+
+_PRIV_SEND_AUDIO: Final = 4
+_PRIV_SEND_VIDEO: Final = 16
+_LEAVE_TIMEOUT: Final = 3.0
+# How long the kit keeps trying to enter again after the server dropped it (seconds).
+_REJOIN_PATIENCE: Final = 60.0
+
+
+class TAvKit:
+    """A call participant: media in and out, room membership, the seed's listener.
+
+    Media (keyword options, all optional):
+      ``source`` - a :class:`~tavkit.client.media.MediaSource`; default a test pattern.
+      ``back_source`` - the other camera for :meth:`switch_camera`; ``None``: no switch
+      (the callback still fires, the picture stays).
+      ``record_dir`` - record each remote participant to ``<dir>/<userId>.mkv``.
+      ``on_frame(user_id, frame)`` - called with every decoded remote frame.
+      ``encode_once`` - share one VP8/Opus encoding among all peers (default ``True``);
+      ``False`` lets aiortc encode per peer (adapts bitrate per peer, costs N x CPU).
+      ``video_bitrate`` - the encode-once video bitrate in bit/s.
+
+    Network:
+      ``host_addresses`` - gather ICE host candidates on exactly these addresses
+      (e.g. ``["127.0.0.1"]``); ``None`` keeps aioice's discovery, which skips
+      loopback. See :mod:`tavkit.client._ice`.
+      ``http_timeout`` (s) and ``http_retries`` - per REST call; exhausted: http 10000.
+      ``transport`` - an httpx transport for the REST calls (testing, embedding).
+    """
+
+    def __init__(
+        self,
+        server: str = "http://127.0.0.1:8080",
+        *,
+        source: MediaSource | None = None,
+        back_source: MediaSource | None = None,
+        record_dir: str | os.PathLike[str] | None = None,
+        on_frame: Callable[[str, Frame], Any] | None = None,
+        encode_once: bool = True,
+        video_bitrate: int = 1_000_000,
+        host_addresses: Sequence[str] | None = None,
+        http_timeout: float = 10.0,
+        http_retries: int = 3,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.server = server
+        self._host_addresses = None
+        if host_addresses is not None:
+            self._host_addresses = _ice.validate_addresses(host_addresses)
+            _ice.check_supported()
+        self._source = source if source is not None else TestPattern()
+        self._back_source = back_source
+        self._encode_once = encode_once
+        self._video_bitrate = video_bitrate
+        self._http_timeout = http_timeout
+        self._http_retries = http_retries
+        self._transport = transport
+        self._dispatch = Dispatcher()
+        self._api: RoomApi | None = None
+        self._room_id = 0
+        self._room: RoomState | None = None
+        self._publishers: dict[str, Publisher] = {}
+        self._media = RemoteMedia(
+            Path(record_dir) if record_dir is not None else None, on_frame, self._dispatch.call
+        )
+        self._seen_before: dict[str, PeerStats] = {}
+        self._closed = asyncio.Event()
+        self._releasing: asyncio.Future[None] | None = None
+        self._started = False
+        self.user_info: dict[str, UserInfo] = {}
+        self.muted = False
+        self.camera = True
+        self.front = True
+
+    # -- the seed's API -----------------------------------------------------------------
+
+    async def start(
+        self,
+        *,
+        sdk_app_id: int,
+        user_id: str,
+        user_sig: str,
+        room_id: int,
+        private_map_key: str | None = None,
+        listener: object | None = None,
+    ) -> None:
+        """Enter the room and start the call; on failure report to ``on_error`` and raise.
+
+        The options are the seed's (``sdkAppId``, ``userId``, ``userSig``, ``roomId``,
+        ``privateMapKey``, ``listener``). ``listener`` is any object with some of the
+        :class:`~tavkit.client.ListenerProtocol` methods. Raises
+        :class:`~tavkit.errors.AvkitError` (options, signatures),
+        :class:`~tavkit.errors.ServerError` (e.g. 14000 room full),
+        :class:`~tavkit.errors.HttpError` (network) or
+        :class:`~tavkit.errors.TrtcError` (media source).
+        """
+        if self._started:
+            raise RuntimeError("this TAvKit was already started; make a new one per call")
+        self._started = True
+        self._dispatch.listener = listener
+        try:
+            check_options(sdk_app_id, user_id, user_sig, room_id)
+            credentials = Credentials(sdk_app_id, user_id, user_sig, private_map_key)
+            self._api = RoomApi(
+                self.server,
+                credentials,
+                timeout=self._http_timeout,
+                retries=self._http_retries,
+                transport=self._transport,
+            )
+            self._room_id = room_id
+            await self._open_media()
+            entered = await self._api.enter(room_id)
+            self._start_publishing(entered.privileges)
+            await self._join(entered)
+        except TAvKitError as exc:
+            self._dispatch.report(exc)
+            await self._release()
+            raise
+
+    async def mute(self, muted: bool = True) -> None:
+        """Mute (silence) or unmute the microphone, tell the room, fire ``on_muted``."""
+        self.muted = muted
+        if "audio" in self._publishers:
+            self._publishers["audio"].blank = muted
+        await self._send_state()
+        self._dispatch.emit("on_muted", muted)
+
+    async def enable_camera(self, enabled: bool = True) -> None:
+        """Turn the camera on or off (black frames, as a browser sends) and tell the room."""
+        self.camera = enabled
+        if "video" in self._publishers:
+            self._publishers["video"].blank = not enabled
+        await self._send_state()
+
+    def switch_camera(self) -> bool:
+        """Swap ``source`` and ``back_source``, fire ``on_switch_camera``; return ``front``."""
+        self.front = not self.front
+        video = self._publishers.get("video")
+        chosen = self._source if self.front else self._back_source
+        if video is not None and chosen is not None and chosen.video is not None:
+            video.switch(chosen.video)
+        self._dispatch.emit("on_switch_camera", self.front)
+        return self.front
+
+    def reconnect(self, user_id: str | None = None) -> list[str]:
+        """Renegotiate, on fresh peer connections, the sessions this client offered.
+
+        What the kit does by itself when such a connection fails (aiortc has no ICE
+        restart); useful after a network change. Sessions the other side offered are
+        repaired by that side (see :mod:`tavkit.client.peer`). Returns the userIds
+        renegotiated.
+        """
+        if self._room is None:
+            return []
+        return self._room.reconnect(user_id)
+
+    async def hangup(self) -> None:
+        """Leave the room, fire ``on_handup`` and release everything (idempotent)."""
+        room = self._room
+        if room is not None and not room.leaving and not self._closed.is_set():
+            room.leaving = True
+            room.stop_heartbeat()
+            self._dispatch.emit("on_handup")
+            if not await room.leave(Leave(), _LEAVE_TIMEOUT) and self._api is not None:
+                with contextlib.suppress(TAvKitError):
+                    await self._api.exit(self._room_id)
+        await self._release()
+
+    # -- state and lifetime -----------------------------------------------------------------
+
+    @property
+    def room_uuid(self) -> str | None:
+        """The session's UUID once entered."""
+        return self._room.room_uuid if self._room else None
+
+    @property
+    def members(self) -> list[str]:
+        """The other members' userIds, as the server last told us."""
+        return sorted(self._room.members) if self._room else []
+
+    @property
+    def peers(self) -> dict[str, PeerStats]:
+        """Per remote participant: frames received, first-frame time, connection state."""
+        return self._room.stats() if self._room else {}
+
+    @property
+    def peers_seen(self) -> dict[str, PeerStats]:
+        """Every participant met during the call, including those who left."""
+        seen = dict(self._seen_before)
+        if self._room is not None:
+            seen.update(self._room.seen)
+        return seen
+
+    @property
+    def resumes(self) -> int:
+        """How many times the signaling socket came back after a drop (this membership)."""
+        room = self._room
+        return room.socket.resumes if room is not None and room.socket is not None else 0
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """Every error reported to ``on_error`` so far, in the seed's wire shape."""
+        return self._dispatch.errors
+
+    @property
+    def closed(self) -> bool:
+        """Whether the call is over (hung up, removed, room closed, or failed)."""
+        return self._closed.is_set()
+
+    @property
+    def frames_sent(self) -> dict[str, int]:
+        """Frames read from the local source per kind (what ``fps out`` is made of)."""
+        return {kind: pub.frames_out for kind, pub in self._publishers.items()}
+
+    @property
+    def frames_delivered(self) -> dict[str, int]:
+        """Frames (encoded packets with ``encode_once``) taken by the peers' senders, summed."""
+        return {kind: pub.delivered for kind, pub in self._publishers.items()}
+
+    async def quality(self) -> dict[str, dict[str, float]]:
+        """Per peer: RTT (s) and bytes received/sent, from aiortc's statistics."""
+        return await self._room.quality() if self._room else {}
+
+    async def wait_closed(self) -> None:
+        """Wait until the call ends (bound it with ``asyncio.timeout``)."""
+        await self._closed.wait()
+
+    async def aclose(self) -> None:
+        """Hang up if still in the call and release everything."""
+        await self.hangup()
+
+    async def __aenter__(self) -> TAvKit:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- internals ----------------------------------------------------------------------
+
+    async def _open_media(self) -> None:
+        await self._source.open()
+        if self._back_source is not None:
+            await self._back_source.open()
+
+    def _start_publishing(self, privileges: int) -> None:
+        for kind, bit, track in (
+            ("audio", _PRIV_SEND_AUDIO, self._source.audio),
+            ("video", _PRIV_SEND_VIDEO, self._source.video),
+        ):
+            if track is None or not privileges & bit:
+                continue
+            publisher = Publisher(
+                kind,  # type: ignore[arg-type]
+                track,
+                encoded=self._encode_once,
+                video_bitrate=self._video_bitrate,
+            )
+            publisher.start()
+            self._publishers[kind] = publisher
+
+    async def _join(self, entered: EnterResult) -> None:
+        assert self._api is not None
+        room = RoomState(
+            entered,
+            user_id=self._api.credentials.user_id,
+            configuration=lambda: _ice.configuration(
+                entered.ice_servers, entered.ice_transport_policy
+            ),
+            host_addresses=self._host_addresses,
+            publishers=list(self._publishers.values()),
+            emit=self._dispatch.emit,
+            report=self._dispatch.report,
+            on_frame=self._frame,
+            on_track=self._track,
+            on_gone=self._membership_gone,
+            on_left=self._media.left,
+            store_info=self._store_info,
+            seen=self._seen_before,
+        )
+        self._room = room
+        await room.connect(self._api, self._room_id)
+        if self.muted or not self.camera:
+            await self._send_state()
+
+    def _membership_gone(self, error: TAvKitError | None, rejoin: bool) -> None:
+        """The socket ended for good: rejoin after a long outage, else end the call."""
+        if error is not None:
+            self._dispatch.report(error)
+        if rejoin and self._api is not None and not self._closed.is_set():
+            self._dispatch.spawn(self._rejoin())
+        else:
+            self._dispatch.spawn(self._release())
+
+    async def _rejoin(self) -> None:
+        assert self._api is not None
+        old = self._room
+        self._room = None
+        if old is not None:
+            self._seen_before.update(old.seen)
+            await old.aclose()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _REJOIN_PATIENCE
+        delay = 0.5
+        while True:
+            try:
+                await self._join(await self._api.enter(self._room_id))
+                return
+            except HttpError as exc:  # the network is still down: keep trying a while
+                if loop.time() + delay > deadline:
+                    self._dispatch.report(exc)
+                    break
+                logger.info("entering again failed (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except TAvKitError as exc:  # the server said no (room closed, signature expired)
+                self._dispatch.report(exc)
+                break
+        await self._release()
+
+    async def _send_state(self) -> None:
+        if self._room is not None and self._room.socket is not None:
+            await self._room.socket.send(State(muted=self.muted, camera=self.camera))
+
+    def _frame(self, user_id: str, frame: Frame) -> None:
+        if self._room is not None and user_id in self._room.links:
+            self._media.deliver(user_id, frame)
+        # else: the last frames of a link being closed after its member left
+
+    def _track(self, user_id: str, track: MediaStreamTrack) -> None:
+        if self._dispatch.has("on_remote_track"):
+            self._dispatch.emit("on_remote_track", user_id, self._media.tap(user_id, track.kind))
+
+    def _store_info(self, infos: list[UserInfo]) -> None:
+        """The seed's ``onUserInfoListener`` callback: names and avatars, kept by userId."""
+        for info in infos:
+            user_id = info.get("userId")
+            if isinstance(user_id, str):
+                self.user_info[user_id] = info
+
+    async def _release(self) -> None:
+        """Release everything once; later callers wait for the first release to finish."""
+        if self._releasing is None:
+            self._closed.set()
+            self._releasing = asyncio.ensure_future(self._release_all())
+        await asyncio.shield(self._releasing)
+
+    async def _release_all(self) -> None:
+        await self._dispatch.cancel_all(_LEAVE_TIMEOUT)
+        room, self._room = self._room, None
+        if room is not None:
+            self._seen_before.update(room.seen)
+            await room.aclose()
+        for publisher in self._publishers.values():
+            await publisher.aclose()
+        for source in (self._source, self._back_source):
+            if source is not None:
+                await source.close()
+        await self._media.aclose()
+        if self._api is not None:
+            await self._api.aclose()

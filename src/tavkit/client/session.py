@@ -1,0 +1,229 @@
+"""The signaling socket of one room membership, which survives network drops.
+
+:class:`SignalingSocket` connects to ``socketUrl?token=...`` from ``enter``, waits
+for ``welcome`` and then hands every parsed server frame to a callback. If the
+connection drops for any reason other than the server ending the membership
+(close codes 1000, 4001-4003) it reconnects **with the same token**; the server
+accepts it as a resume for as long as the member has not timed out
+(``docs/protocol.md`` section 2), so the other members never see us leave. Frames
+sent while disconnected are queued and flushed after the resume.
+
+Liveness: the websockets keepalive pings every ``heartbeat_interval`` and drops a
+connection whose pong is late, which turns a silent network failure into a
+reconnect. The contract's own ``ping`` frame (and the REST heartbeat) are sent by
+:class:`~tavkit.client.TAvKit`'s heartbeat task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Final
+from urllib.parse import quote
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from tavkit.errors import HttpCode, HttpError, ServerCode, ServerError, TAvKitError
+from tavkit.protocol import (
+    MAX_FRAME_BYTES,
+    ClientMessage,
+    ErrorFrame,
+    FrameError,
+    ServerMessage,
+    Welcome,
+    encode,
+    parse_server_frame,
+)
+
+__all__ = ["FINAL_CLOSE_CODES", "SignalingSocket"]
+
+logger = logging.getLogger(__name__)
+
+#: Close codes after which resuming is pointless: the server ended the membership.
+FINAL_CLOSE_CODES: Final = frozenset({1000, 4001, 4002, 4003, 4401})
+_BAD_TOKEN: Final = 4401
+_MAX_QUEUED: Final = 512
+_MAX_BACKOFF: Final = 2.0
+
+
+class SignalingSocket:
+    """One membership's socket: connect, resume after drops, report its final end.
+
+    ``on_message`` gets every frame after ``welcome`` (and the ``welcome`` of each
+    resume); it must not block. ``on_end(code, error)`` is called once when the
+    socket is over for good: ``code`` is the close code (``None`` if resuming gave
+    up) and ``error`` the reason when it was not a normal ``leave``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        on_message: Callable[[ServerMessage], None],
+        on_end: Callable[[int | None, TAvKitError | None], None],
+        *,
+        heartbeat_interval: float = 5.0,
+        resume_within: float = 15.0,
+        open_timeout: float = 10.0,
+    ) -> None:
+        self._url = f"{url}{'&' if '?' in url else '?'}token={quote(token, safe='')}"
+        self._on_message = on_message
+        self._on_end = on_end
+        self._interval = heartbeat_interval
+        self._resume_within = resume_within
+        self._open_timeout = open_timeout
+        self._ws: ClientConnection | None = None
+        self._outbox: collections.deque[str] = collections.deque(maxlen=_MAX_QUEUED)
+        self._task: asyncio.Task[None] | None = None
+        self._ended = False
+        self.resumes = 0
+        self.connected = asyncio.Event()
+
+    async def open(self) -> Welcome:
+        """Connect and return ``welcome``; raise the server's error or ``HttpError``."""
+        ws, welcome = await self._connect()
+        self._ws = ws
+        self.connected.set()
+        self._task = asyncio.create_task(self._run(), name="tavkit-signaling")
+        return welcome
+
+    async def send(self, message: ClientMessage) -> None:
+        """Send a frame now, or queue it until the socket is back."""
+        text = encode(message)
+        ws = self._ws
+        if ws is not None and self.connected.is_set():
+            try:
+                await ws.send(text)
+                return
+            except ConnectionClosed:
+                pass
+        if not self._ended:
+            self._outbox.append(text)
+
+    def abort(self) -> None:
+        """Drop the TCP connection without a close handshake, as a network failure would."""
+        if self._ws is not None:
+            self._ws.transport.abort()
+
+    async def aclose(self) -> None:
+        """Stop resuming and close the socket (without ``leave``)."""
+        self._ended = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._ws.close(), 2.0)
+            self._ws = None
+        self.connected.clear()
+
+    async def _connect(self) -> tuple[ClientConnection, Welcome]:
+        try:
+            ws = await connect(
+                self._url,
+                open_timeout=self._open_timeout,
+                ping_interval=self._interval,
+                ping_timeout=self._interval * 2,
+                close_timeout=2.0,
+                max_size=MAX_FRAME_BYTES * 4,
+            )
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+            raise HttpError(HttpCode.NETWORK, f"signaling socket: {exc!r}") from exc
+        try:
+            async with asyncio.timeout(self._open_timeout):
+                first = parse_server_frame(await ws.recv())
+        except (TimeoutError, ConnectionClosed, FrameError) as exc:
+            await ws.close()
+            raise HttpError(HttpCode.NETWORK, f"no welcome on the socket: {exc!r}") from exc
+        if isinstance(first, ErrorFrame):
+            await ws.close()
+            raise _frame_error(first)
+        if not isinstance(first, Welcome):
+            await ws.close()
+            raise ServerError(ServerCode.INVALID_PARAMETER, f"expected welcome, got {first.type}")
+        return ws, first
+
+    async def _run(self) -> None:
+        while True:
+            ws = self._ws
+            assert ws is not None
+            await self._read(ws)
+            self.connected.clear()
+            code = ws.close_code
+            if code in FINAL_CLOSE_CODES:
+                self._end(code, None if code == 1000 else _close_error(code))
+                return
+            logger.info("signaling socket dropped (close code %s); resuming", code)
+            if not await self._resume():
+                return
+
+    async def _read(self, ws: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for text in ws:
+                try:
+                    message = parse_server_frame(text)
+                except FrameError as exc:
+                    logger.warning("ignoring a server frame we cannot parse: %s", exc)
+                    continue
+                self._on_message(message)
+
+    async def _resume(self) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._resume_within
+        delay = 0.1
+        last: TAvKitError | None = None
+        while loop.time() < deadline:
+            try:
+                ws, welcome = await self._connect()
+            except HttpError as exc:
+                last = exc
+            except TAvKitError as exc:  # the server refused the token: membership is gone
+                self._end(None, exc)
+                return False
+            else:
+                self._ws = ws
+                self.resumes += 1
+                self.connected.set()
+                self._on_message(welcome)
+                await self._flush(ws)
+                return True
+            await asyncio.sleep(min(delay, max(deadline - loop.time(), 0.0)))
+            delay = min(delay * 2, _MAX_BACKOFF)
+        self._end(None, last or HttpError(HttpCode.NETWORK, "signaling socket lost"))
+        return False
+
+    async def _flush(self, ws: ClientConnection) -> None:
+        while self._outbox:
+            text = self._outbox.popleft()
+            try:
+                await ws.send(text)
+            except ConnectionClosed:
+                self._outbox.appendleft(text)
+                return
+
+    def _end(self, code: int | None, error: TAvKitError | None) -> None:
+        if not self._ended:
+            self._ended = True
+            self._on_end(code, error)
+
+
+def _frame_error(frame: ErrorFrame) -> TAvKitError:
+    try:
+        return frame.to_error()
+    except ValueError:
+        return ServerError(ServerCode.INTERNAL, frame.error_msg)
+
+
+def _close_error(code: int) -> TAvKitError:
+    if code == 4003:
+        return ServerError(ServerCode.ROOM_CLOSED, "the room was closed")
+    if code == _BAD_TOKEN:
+        return ServerError(ServerCode.UNAUTHORISED, "the socket token was refused")
+    reason = {4001: "entered again elsewhere", 4002: "removed from the room"}.get(code, "")
+    return ServerError(ServerCode.USER_EXITED, f"left the room: {reason or f'close {code}'}")
