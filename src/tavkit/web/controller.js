@@ -1,0 +1,539 @@
+// The call's state and logic, with no DOM: what <tavkit-call> shows and does.
+//
+// start() runs enter → (camera/microphone ∥ signaling socket) → mesh. Enter comes
+// first so a refused userSig or privateMapKey never opens a device. The socket opens
+// while the devices do, and its frames wait until there are tracks to send.
+//
+// The controller tells the page through the seed's listener callbacks and, through
+// `emit(name, detail)`, the element's DOM events; it tells the view through its own
+// "change" and "permission" events. Listener calls are guarded: a throwing page
+// callback is logged and never breaks the call.
+//
+// Ending a call (decided here, the seed is silent): hang-up, from the button or
+// hangup(), fires onHandupListener and then reports trtc 5000 "exit call" through
+// onErrorListener, the seed listing 5000 among trtc's codes. A call ended by the
+// server (replaced, removed, room closed) or by a lost connection reports its error
+// but not onHandupListener, which stays the user's action.
+//
+// Once in the room, a Reporter (reporter.js, the seed's elk-component) sends the
+// call's log lines and getStats quality samples to the server; it never affects the
+// call itself.
+
+import { ApiClient } from "./api.js";
+import { CallError, asCallError, callError } from "./errors.js";
+import { openCamera, openLocalMedia } from "./media.js";
+import { Mesh } from "./mesh.js";
+import { checkOptions, pickListener } from "./options.js";
+import { Reporter } from "./reporter.js";
+import { Signaling } from "./signaling.js";
+
+const USER_INFO_BATCH_MS = 50;
+const ACTIVE = new Set(["entering", "connecting", "waiting", "in-call", "reconnecting"]);
+// Heartbeat answers that mean our place in the room is gone.
+const GONE = new Set([14002, 14003, 14004]);
+
+/** State and logic of one <tavkit-call>; an EventTarget for its view. */
+export class CallController extends EventTarget {
+  /** `emit(name, detail)` dispatches the element's DOM event; `server` is the default origin. */
+  constructor({ emit, server, lang = "en", log = () => {} } = {}) {
+    super();
+    this.emit = emit || (() => {});
+    this.defaultServer = server || "";
+    this.lang = lang;
+    this.log = log;
+    this.state = "idle";
+    this.listener = {};
+    this.options = null;
+    this.room = null;
+    this.joinedAt = 0;
+    this.self = { userId: "", userName: "", avatarUrl: "", muted: false, camera: true, front: true };
+    this.peers = new Map();
+    this.localStream = null;
+    this.api = null;
+    this.signaling = null;
+    this.mesh = null;
+    this.reporter = null;
+    this.generation = 0;
+    this.pending = null;
+    this.heartbeat = null;
+    this.infoQueue = new Set();
+    this.infoTimer = null;
+  }
+
+  /** Whether a call is being set up or is up. */
+  get active() {
+    return ACTIVE.has(this.state);
+  }
+
+  /**
+   * Enter the room and start the call; resolves true once in the room, false when
+   * it failed (the failure went to onErrorListener). Throws only for a second
+   * start() while a call is active, a programming mistake.
+   */
+  async start(raw) {
+    if (this.active) throw new Error("tavkit-call: start() while a call is active; hangup() first");
+    const gen = ++this.generation;
+    this.listener = pickListener(raw?.listener);
+    const { options, error } = checkOptions(raw, this.defaultServer, this.lang);
+    if (error) {
+      this.#report(error);
+      return false;
+    }
+    this.options = options;
+    this.peers = new Map();
+    this.self = { ...this.self, userId: options.userId, userName: "", avatarUrl: "", front: true };
+    this.#setState("entering");
+    this.api = new ApiClient({ ...options, lang: this.lang });
+    try {
+      this.room = await this.api.enter(options.roomId);
+    } catch (err) {
+      if (gen !== this.generation) return false;
+      this.#setState("ended");
+      this.#report(asCallError(err, callError("http", 10000, this.lang, String(err))));
+      this.#report(callError("trtc", -1019, this.lang));
+      return false;
+    }
+    if (gen !== this.generation) {
+      this.api.exit(options.roomId).catch(() => {});
+      return false;
+    }
+    return this.#connect(gen);
+  }
+
+  async #connect(gen) {
+    const room = this.room;
+    this.#setState("connecting");
+    this.pending = [];
+    this.signaling = new Signaling({
+      url: room.socketUrl,
+      token: room.socketToken,
+      heartbeatInterval: room.heartbeatInterval,
+      heartbeatTimeout: room.heartbeatTimeout,
+      lang: this.lang,
+      onMessage: (frame) => (this.pending ? this.pending.push(frame) : this.#frame(frame)),
+      onStatus: (status, info) => this.#socketStatus(status, info),
+    });
+    const welcomed = this.signaling.open();
+    welcomed.catch(() => {}); // awaited below, after the devices
+    const media = await openLocalMedia(this.lang, true);
+    if (gen !== this.generation) {
+      media.stream?.getTracks().forEach((t) => t.stop());
+      return false;
+    }
+    for (const err of media.errors) this.#report(err);
+    if (media.fatal) {
+      await this.#leave();
+      this.#teardown("ended");
+      this.#report(media.fatal);
+      if (media.denied) this.dispatchEvent(new CustomEvent("permission", { detail: media.denied }));
+      return false;
+    }
+    this.localStream = media.stream;
+    // A device that failed to open reads as switched off, here and on the others' tiles.
+    if (media.stream.getVideoTracks().length === 0) this.self.camera = false;
+    if (media.stream.getAudioTracks().length === 0) this.self.muted = true;
+    this.#applyTrackState();
+    this.mesh = new Mesh({
+      selfId: this.self.userId,
+      iceServers: room.iceServers,
+      iceTransportPolicy: room.iceTransportPolicy,
+      send: (to, data) => this.signaling?.send({ type: "signal", to, data }),
+      onChange: (userId) => this.#peerChanged(userId),
+      onLost: (userId) => this.#report(callError("trtc", -1307, this.lang, `media to ${userId}`)),
+      log: this.log,
+    });
+    this.mesh.localStream = media.stream;
+    this.#changed();
+    const queued = this.pending;
+    this.pending = null;
+    for (const frame of queued) this.#frame(frame);
+    try {
+      await welcomed;
+    } catch (err) {
+      if (gen !== this.generation) return false;
+      await this.#leave();
+      this.#teardown("ended");
+      this.#report(asCallError(err, callError("trtc", -1307, this.lang)));
+      this.#report(callError("trtc", -1019, this.lang));
+      return false;
+    }
+    if (gen !== this.generation) return false;
+    this.#startReporter();
+    this.#startHeartbeat(gen);
+    if (this.self.muted || !this.self.camera) this.#sendState();
+    return true;
+  }
+
+  /** Leave the room at the user's request; see the module comment for the events. */
+  async hangup() {
+    if (!this.active) return;
+    this.generation += 1;
+    this.reporter?.log("info", "hangup");
+    this.#stopReporter();
+    const wasSignaling = this.signaling;
+    this.#stopMedia();
+    await this.#leave(wasSignaling);
+    this.#teardown("ended");
+    this.#call("onHandupListener");
+    this.emit("tavkit:handup", {});
+    this.#report(callError("trtc", 5000, this.lang));
+  }
+
+  /** The page is unloading: tell the server without waiting for anything. */
+  unload() {
+    if (!this.active) return;
+    this.generation += 1;
+    if (this.signaling && this.signaling.status === "open") this.signaling.leaveNow();
+    else if (this.room) this.api.exitOnUnload(this.options.roomId);
+    this.#teardown("ended");
+  }
+
+  /** Mute or unmute the microphone (track.enabled + a `state` frame). */
+  mute(muted) {
+    muted = Boolean(muted);
+    if (this.self.muted === muted) return;
+    this.self.muted = muted;
+    this.#applyTrackState();
+    this.#sendState();
+    this.#changed();
+    this.#call("onMutedListener", muted);
+    this.emit("tavkit:muted", { muted });
+  }
+
+  /** Turn the camera on or off; the remote tiles show the avatar while it is off. */
+  enableCamera(enabled) {
+    enabled = Boolean(enabled);
+    if (this.self.camera === enabled) return;
+    this.self.camera = enabled;
+    this.#applyTrackState();
+    this.#sendState();
+    this.#changed();
+    this.emit("tavkit:camera", { enabled });
+  }
+
+  /** Switch between front and back cameras; resolves to the new `front`. */
+  async switchCamera() {
+    const front = !this.self.front;
+    const old = this.localStream?.getVideoTracks()[0];
+    if (!old) {
+      this.#report(callError("trtc", -1301, this.lang, "no camera to switch"));
+      return this.self.front;
+    }
+    let track;
+    try {
+      track = await openCamera(this.lang, front);
+    } catch {
+      // Phones often open one camera at a time: release ours and try again.
+      old.stop();
+      try {
+        track = await openCamera(this.lang, front);
+      } catch (err) {
+        // Put the camera we had back, so a failed switch does not leave us without video.
+        track = await openCamera(this.lang, !front).catch(() => null);
+        if (track && this.localStream) await this.#swapVideo(old, track);
+        else track?.stop();
+        this.#report(asCallError(err, callError("trtc", -1301, this.lang)));
+        return this.self.front;
+      }
+    }
+    if (!this.localStream) {
+      track.stop(); // hung up while the camera opened
+      return this.self.front;
+    }
+    await this.#swapVideo(old, track);
+    this.self.front = front;
+    this.#changed();
+    this.#call("onSwitchCameraListener", front);
+    this.emit("tavkit:switch-camera", { front });
+    return front;
+  }
+
+  /** userId → RTCPeerConnection (a snapshot), for tests and diagnostics. */
+  peerConnections() {
+    return this.mesh ? this.mesh.connections() : new Map();
+  }
+
+  async #swapVideo(old, track) {
+    track.enabled = this.self.camera;
+    await this.mesh?.replaceTrack("video", track);
+    this.localStream.removeTrack(old);
+    this.localStream.addTrack(track);
+    old.stop();
+  }
+
+  // -- signaling frames ---------------------------------------------------------
+
+  #frame(frame) {
+    switch (frame.type) {
+      case "welcome":
+        return this.#welcome(frame);
+      case "member-joined":
+        return this.#addPeer(frame.member);
+      case "member-left":
+        return this.#removePeer(frame.userId, frame.reason);
+      case "member-state":
+        return this.#memberState(frame);
+      case "signal":
+        if (!this.peers.has(frame.from)) {
+          // An offer can outrun its sender's member-joined; anything else from an
+          // unknown member is a straggler of someone who already left.
+          if (frame.data?.description?.type !== "offer") return undefined;
+          this.#addPeer({ userId: frame.from });
+        }
+        this.mesh?.handleSignal(frame.from, frame.data);
+        return undefined;
+      case "replaced":
+        return this.#end(callError("trtc", -1019, this.lang, "entered the room elsewhere"));
+      case "removed":
+        return this.#end(callError("trtc", -1019, this.lang, `removed (${frame.reason})`));
+      case "room-closed":
+        return this.#end(callError("server", 14003, this.lang, frame.reason || ""));
+      case "error":
+        this.log("server refused a frame", frame);
+        return undefined;
+      default:
+        return undefined;
+    }
+  }
+
+  #welcome(frame) {
+    const members = Array.isArray(frame.members) ? frame.members : [];
+    if (!this.joinedAt) {
+      this.joinedAt = Date.now();
+      this.room.roomUuid = frame.roomUuid || this.room.roomUuid;
+      this.emit("tavkit:joined", {
+        roomId: this.options.roomId,
+        roomUuid: this.room.roomUuid,
+        userId: this.self.userId,
+        members: members.map((m) => m.userId),
+      });
+      for (const member of members) {
+        this.#addPeer(member);
+        this.mesh.connect(member.userId);
+      }
+    } else {
+      // Resumed: the server's list is the truth; offer to anyone we missed.
+      const present = new Set(members.map((m) => m.userId));
+      for (const userId of [...this.peers.keys()]) {
+        if (!present.has(userId)) this.#removePeer(userId, "timeout");
+      }
+      for (const member of members) {
+        if (!this.peers.has(member.userId)) this.#addPeer(member);
+        else this.#memberState(member);
+        if (!this.mesh.get(member.userId)) this.mesh.connect(member.userId);
+      }
+      this.mesh.heal();
+    }
+    this.#settle();
+  }
+
+  #addPeer(member) {
+    if (!member || typeof member.userId !== "string" || member.userId === this.self.userId) return;
+    if (this.peers.has(member.userId)) return;
+    this.peers.set(member.userId, {
+      userId: member.userId,
+      userName: "",
+      avatarUrl: "",
+      muted: Boolean(member.muted),
+      camera: member.camera !== false,
+      status: "connecting",
+      stream: null,
+    });
+    this.emit("tavkit:user-enter", { userId: member.userId });
+    this.reporter?.log("info", "user-enter", { peer: member.userId });
+    this.#queueUserInfo(member.userId);
+    this.#settle();
+  }
+
+  #removePeer(userId, reason) {
+    if (!this.peers.has(userId)) return;
+    this.mesh?.remove(userId);
+    this.peers.delete(userId);
+    this.emit("tavkit:user-leave", { userId, reason: reason || "exit" });
+    this.reporter?.log("info", "user-leave", { peer: userId, reason: reason || "exit" });
+    this.#settle();
+  }
+
+  #memberState(frame) {
+    const peer = this.peers.get(frame.userId);
+    if (!peer) return;
+    peer.muted = Boolean(frame.muted);
+    peer.camera = frame.camera !== false;
+    this.#changed();
+  }
+
+  #peerChanged(userId) {
+    const peer = this.peers.get(userId);
+    const remote = this.mesh?.get(userId);
+    if (!peer || !remote) return;
+    peer.status = remote.status;
+    peer.stream = remote.stream;
+    this.#changed();
+  }
+
+  #socketStatus(status, info) {
+    if (!this.active) return;
+    if (status === "reconnecting") {
+      this.reporter?.log("warn", "signaling-reconnecting");
+      this.#setState("reconnecting");
+    }
+    else if (status === "lost") this.#end(info.error);
+    else if (status === "closed" && [4001, 4002, 4003].includes(info.code)) {
+      this.#end(callError("trtc", -1019, this.lang, `closed by the server (${info.code})`));
+    }
+  }
+
+  // -- user info ----------------------------------------------------------------
+
+  #queueUserInfo(userId) {
+    this.infoQueue.add(userId);
+    if (this.infoTimer) return;
+    this.infoTimer = setTimeout(() => {
+      this.infoTimer = null;
+      const userIds = [...this.infoQueue].filter((id) => this.peers.has(id));
+      this.infoQueue.clear();
+      if (userIds.length === 0) return;
+      const callback = (infos) => this.#applyUserInfo(infos);
+      this.#call("onUserInfoListener", userIds, callback);
+      this.emit("tavkit:user-info", { userIds, callback });
+    }, USER_INFO_BATCH_MS);
+  }
+
+  #applyUserInfo(infos) {
+    for (const info of Array.isArray(infos) ? infos : [infos]) {
+      if (!info || typeof info.userId !== "string") continue;
+      const target = info.userId === this.self.userId ? this.self : this.peers.get(info.userId);
+      if (!target) continue;
+      if (typeof info.userName === "string") target.userName = info.userName;
+      if (typeof info.avatarUrl === "string") target.avatarUrl = info.avatarUrl;
+    }
+    this.#changed();
+  }
+
+  // -- helpers ------------------------------------------------------------------
+
+  #applyTrackState() {
+    for (const track of this.localStream?.getAudioTracks() || []) track.enabled = !this.self.muted;
+    for (const track of this.localStream?.getVideoTracks() || []) track.enabled = this.self.camera;
+  }
+
+  #sendState() {
+    this.signaling?.send({ type: "state", muted: this.self.muted, camera: this.self.camera });
+  }
+
+  #startHeartbeat(gen) {
+    clearInterval(this.heartbeat);
+    const every = Math.max(0.2, Number(this.room.heartbeatInterval) || 5) * 1000;
+    this.heartbeat = setInterval(() => {
+      this.api.heartbeat(this.options.roomId).catch((err) => {
+        if (gen !== this.generation) return;
+        this.log("heartbeat failed", err);
+        // Network trouble is the socket's to judge; only "you are not in the room" ends it.
+        if (err instanceof CallError && err.module === "server" && GONE.has(err.errorCode)) {
+          this.#end(err);
+        }
+      });
+    }, every);
+  }
+
+  /** Recompute the call state from the socket and the peers. */
+  #settle() {
+    if (!this.active || this.state === "entering" || !this.joinedAt) {
+      this.#changed();
+      return;
+    }
+    if (this.signaling && this.signaling.status === "reconnecting") this.#setState("reconnecting");
+    else this.#setState(this.peers.size > 0 ? "in-call" : "waiting");
+    this.#changed();
+  }
+
+  #end(err) {
+    if (!this.active) return;
+    this.generation += 1;
+    if (err) this.reporter?.log("error", "call-ended", { error: err.toJSON?.() || err });
+    this.#stopReporter();
+    this.#stopMedia();
+    this.signaling?.close();
+    this.#teardown("ended");
+    if (err) this.#report(err);
+  }
+
+  async #leave(signaling = this.signaling) {
+    let confirmed = false;
+    if (signaling) confirmed = await signaling.leave();
+    if (!confirmed && this.room) {
+      await this.api.exit(this.options.roomId).catch(() => {});
+    }
+  }
+
+  #stopMedia() {
+    this.localStream?.getTracks().forEach((t) => t.stop());
+    this.mesh?.close();
+  }
+
+  #startReporter() {
+    const { server, sdkAppId, userId, userSig } = this.options;
+    this.reporter = new Reporter({
+      server,
+      credentials: { sdkAppId, userId, userSig },
+      roomUuid: this.room.roomUuid,
+      getPeers: () => this.peerConnections(),
+    });
+    this.reporter.start();
+    this.reporter.log("info", "joined", { members: [...this.peers.keys()] });
+  }
+
+  /** Stop reporting; it samples once more and sends the rest without holding us up. */
+  #stopReporter() {
+    const reporter = this.reporter;
+    this.reporter = null;
+    reporter?.stop().catch(() => {});
+  }
+
+  #teardown(state) {
+    this.#stopReporter();
+    clearInterval(this.heartbeat);
+    clearTimeout(this.infoTimer);
+    this.heartbeat = null;
+    this.infoTimer = null;
+    this.infoQueue.clear();
+    this.#stopMedia();
+    this.signaling?.close();
+    this.signaling = null;
+    this.mesh = null;
+    this.localStream = null;
+    this.pending = null;
+    this.room = null;
+    this.joinedAt = 0;
+    this.peers = new Map();
+    this.#setState(state);
+  }
+
+  #report(err) {
+    const error = err instanceof CallError ? err.toJSON() : err;
+    this.reporter?.log("error", "error", { error });
+    this.#call("onErrorListener", error);
+    this.emit("tavkit:error", error);
+  }
+
+  #call(name, ...args) {
+    const fn = this.listener[name];
+    if (!fn) return;
+    try {
+      fn(...args);
+    } catch (err) {
+      console.error(`tavkit: ${name} threw`, err);
+    }
+  }
+
+  #setState(state) {
+    if (this.state === state) return;
+    this.log("state", this.state, "→", state);
+    this.state = state;
+    this.#changed();
+  }
+
+  #changed() {
+    this.dispatchEvent(new Event("change"));
+  }
+}

@@ -1,0 +1,110 @@
+// Layout helpers: which layout a call uses, the grid's shape, the draggable
+// picture-in-picture. The arithmetic is pure so it can be reasoned about (and
+// tested) without a browser; only makeDraggable touches the DOM.
+
+/** "solo" (only us), "pip" (1v1: the other fills, we float) or "grid" (3 and more). */
+export function layoutFor(count) {
+  if (count <= 1) return "solo";
+  if (count === 2) return "pip";
+  return "grid";
+}
+
+/**
+ * Columns and rows for `count` tiles in a `width`×`height` box.
+ *
+ * Tries every column count and keeps the one whose tiles, fitted at `aspect`
+ * (width/height) with `gap` pixels between them, are largest: a phone held upright
+ * gets a tall grid, a desktop window a wide one.
+ */
+export function gridShape(count, width, height, aspect = 4 / 3, gap = 8) {
+  let best = { cols: 1, rows: Math.max(1, count), size: -1 };
+  if (count <= 0 || width <= 0 || height <= 0) return { cols: 1, rows: 1 };
+  for (let cols = 1; cols <= count; cols += 1) {
+    const rows = Math.ceil(count / cols);
+    const cellW = (width - gap * (cols - 1)) / cols;
+    const cellH = (height - gap * (rows - 1)) / rows;
+    if (cellW <= 0 || cellH <= 0) continue;
+    const tileW = Math.min(cellW, cellH * aspect);
+    const size = tileW * (tileW / aspect);
+    // Prefer fewer empty cells when sizes tie within 2%.
+    if (size > best.size * 1.02 || (size >= best.size * 0.98 && cols * rows < best.cols * best.rows)) {
+      best = { cols, rows, size };
+    }
+  }
+  return { cols: best.cols, rows: best.rows };
+}
+
+/** The corner ("tl", "tr", "bl", "br") nearest to a box whose centre is (x, y). */
+export function nearestCorner(x, y, width, height) {
+  return `${y < height / 2 ? "t" : "b"}${x < width / 2 ? "l" : "r"}`;
+}
+
+/**
+ * Let the user drag `el` (absolutely positioned inside `bounds`) with a pointer;
+ * on release it snaps to the nearest corner, reported through `onCorner`.
+ *
+ * Pointer events with capture cover mouse, touch and pen alike. A press that
+ * barely moves is left alone so a tap still reaches the tile. Returns a function
+ * that removes the listeners.
+ */
+export function makeDraggable(el, bounds, onCorner) {
+  let drag = null;
+  const down = (event) => {
+    if (event.button !== 0) return;
+    const box = el.getBoundingClientRect();
+    drag = { id: event.pointerId, dx: event.clientX - box.left, dy: event.clientY - box.top };
+    drag.startX = event.clientX;
+    drag.startY = event.clientY;
+    drag.moved = false;
+  };
+  const move = (event) => {
+    if (!drag || event.pointerId !== drag.id) return;
+    if (!drag.moved && Math.hypot(event.clientX - drag.startX, event.clientY - drag.startY) < 4) {
+      return;
+    }
+    if (!drag.moved) {
+      drag.moved = true;
+      el.setPointerCapture(event.pointerId);
+      el.classList.add("tv-dragging");
+    }
+    const area = bounds.getBoundingClientRect();
+    const box = el.getBoundingClientRect();
+    const x = clamp(event.clientX - area.left - drag.dx, 0, area.width - box.width);
+    const y = clamp(event.clientY - area.top - drag.dy, 0, area.height - box.height);
+    el.style.left = `${x}px`;
+    el.style.top = `${y}px`;
+    el.style.right = "auto";
+    el.style.bottom = "auto";
+  };
+  const up = (event) => {
+    if (!drag || event.pointerId !== drag.id) return;
+    const moved = drag.moved;
+    drag = null;
+    if (!moved) return;
+    el.classList.remove("tv-dragging");
+    const area = bounds.getBoundingClientRect();
+    const box = el.getBoundingClientRect();
+    const corner = nearestCorner(
+      box.left - area.left + box.width / 2,
+      box.top - area.top + box.height / 2,
+      area.width,
+      area.height,
+    );
+    for (const side of ["left", "top", "right", "bottom"]) el.style[side] = "";
+    onCorner(corner);
+  };
+  el.addEventListener("pointerdown", down);
+  el.addEventListener("pointermove", move);
+  el.addEventListener("pointerup", up);
+  el.addEventListener("pointercancel", up);
+  return () => {
+    el.removeEventListener("pointerdown", down);
+    el.removeEventListener("pointermove", move);
+    el.removeEventListener("pointerup", up);
+    el.removeEventListener("pointercancel", up);
+  };
+}
+
+function clamp(value, low, high) {
+  return Math.max(low, Math.min(high, value));
+}

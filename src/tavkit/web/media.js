@@ -1,0 +1,89 @@
+// Opening the camera and microphone, and naming what went wrong in the seed's codes.
+//
+// One getUserMedia call asks for both devices (one permission prompt). When it fails,
+// the browser does not say which device was the problem, so each is probed alone:
+// a refused permission is trtc 10001 (camera) / 10002 (microphone) and ends the
+// start; a device that cannot open is -1301 / -1302 and the call goes on with the
+// device that did open, as a call with only audio is still a call.
+
+import { callError } from "./errors.js";
+
+// Mesh calls encode one stream per peer, so a modest capture size keeps a 4-way call
+// within a laptop's CPU; the browser scales down further under load.
+const VIDEO = { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } };
+const AUDIO = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
+
+function denied(err) {
+  return err && (err.name === "NotAllowedError" || err.name === "SecurityError");
+}
+
+function videoConstraints(front) {
+  return { ...VIDEO, facingMode: { ideal: front ? "user" : "environment" } };
+}
+
+async function probe(constraints) {
+  try {
+    return { stream: await navigator.mediaDevices.getUserMedia(constraints) };
+  } catch (err) {
+    return { err };
+  }
+}
+
+/**
+ * Open both devices.
+ *
+ * Resolves to `{stream, errors, fatal, denied}`: `errors` are non-fatal device
+ * failures to report, `fatal` (a CallError or null) means the call cannot start,
+ * `denied` is "camera" or "microphone" when a permission was refused (the caller
+ * shows the help dialog).
+ */
+export async function openLocalMedia(lang = "en", front = true) {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    // Insecure origins (plain http on a non-localhost host) have no mediaDevices.
+    const err = callError("trtc", -1301, lang, "media devices need https or localhost");
+    return { stream: null, errors: [], fatal: err, denied: null };
+  }
+  const both = await probe({ audio: AUDIO, video: videoConstraints(front) });
+  if (both.stream) return { stream: both.stream, errors: [], fatal: null, denied: null };
+
+  const video = await probe({ video: videoConstraints(front) });
+  const audio = await probe({ audio: AUDIO });
+  if (denied(video.err) || (denied(both.err) && !denied(audio.err))) {
+    release(video.stream, audio.stream);
+    const err = callError("trtc", 10001, lang, video.err?.message || both.err?.message || "");
+    return { stream: null, errors: [], fatal: err, denied: "camera" };
+  }
+  if (denied(audio.err)) {
+    release(video.stream, audio.stream);
+    return {
+      stream: null,
+      errors: [],
+      fatal: callError("trtc", 10002, lang, audio.err.message || ""),
+      denied: "microphone",
+    };
+  }
+  const errors = [];
+  if (video.err) errors.push(callError("trtc", -1301, lang, describe(video.err)));
+  if (audio.err) errors.push(callError("trtc", -1302, lang, describe(audio.err)));
+  const tracks = [...(video.stream?.getTracks() || []), ...(audio.stream?.getTracks() || [])];
+  if (tracks.length === 0) {
+    return { stream: null, errors: errors.slice(0, -1), fatal: errors.at(-1), denied: null };
+  }
+  return { stream: new MediaStream(tracks), errors, fatal: null, denied: null };
+}
+
+/** Open the other camera; resolves to a video track or rejects with trtc -1301. */
+export async function openCamera(lang, front) {
+  const result = await probe({ video: videoConstraints(front) });
+  if (result.stream) return result.stream.getVideoTracks()[0];
+  throw callError("trtc", denied(result.err) ? 10001 : -1301, lang, describe(result.err));
+}
+
+function describe(err) {
+  if (!err) return "";
+  return err.name ? `${err.name}${err.message ? ` (${err.message})` : ""}` : String(err);
+}
+
+function release(...streams) {
+  for (const stream of streams) stream?.getTracks().forEach((t) => t.stop());
+}

@@ -1,0 +1,363 @@
+// The media mesh: one RTCPeerConnection per remote member, "perfect negotiation".
+//
+// protocol.md section 3: the newcomer creates the connection and offers; the member
+// already in the room creates its connection when the first signal arrives, adds its
+// tracks with addTrack (so JSEP pairs them with the offer's m-lines and the answer
+// sends media at once), then applies the offer. Glare is settled by the polite peer
+// (the lower userId) rolling back its own offer; the impolite one ignores the
+// colliding offer. Candidates are trickled. A connection that fails is restarted
+// (ICE restart) a few times before it is reported lost (once); it is then still
+// restarted now and then, so a network that comes back brings the peer back.
+//
+// Perfect negotiation assumes no message is lost, but a socket that drops and
+// resumes loses what was relayed meanwhile. An offer left unanswered would then
+// wedge both sides (the impolite peer keeps ignoring the polite one's offers), so
+// until a connection is up it is nudged every few seconds: an unanswered offer is
+// sent again, and a connection on which no negotiation is under way starts one. A
+// duplicate is harmless (an offer applied twice is answered twice, a stale answer
+// is dropped) and glare is what perfect negotiation settles.
+
+const RESTARTS = 3; // ICE restarts before a peer is reported lost (trtc -1307)
+const SLOW_RESTART = 10000; // ms between the restarts of a peer reported lost
+const DISCONNECT_GRACE = 4000; // ms in "disconnected" before forcing a restart
+const NUDGE = 3000; // ms between nudges of a connection that is not up (plus jitter)
+const OFFER_RETRIES = 20;
+
+// What each outgoing video stream may cost. In a mesh every member encodes and
+// uploads one stream per peer, so a bigger room sends each one smaller: a grid tile
+// is a fraction of the screen, and N-1 full-size streams would swamp an uplink and
+// a phone's CPU alike.
+const VIDEO_BUDGET = [
+  { upTo: 2, maxBitrate: 1_200_000, scaleResolutionDownBy: 1, maxFramerate: 30 },
+  { upTo: 4, maxBitrate: 400_000, scaleResolutionDownBy: 1.5, maxFramerate: 15 },
+  { upTo: Infinity, maxBitrate: 250_000, scaleResolutionDownBy: 2, maxFramerate: 12 },
+];
+
+/** The per-stream video budget for a call of `members` people (us included). */
+export function videoBudget(members) {
+  const { upTo, ...budget } = VIDEO_BUDGET.find((b) => members <= b.upTo);
+  return budget;
+}
+
+/** One remote member: its connection, negotiation flags and received stream. */
+class Peer {
+  constructor(mesh, userId) {
+    this.mesh = mesh;
+    this.userId = userId;
+    this.polite = mesh.selfId < userId; // plain string comparison, as both sides do it
+    this.pc = new RTCPeerConnection(mesh.rtcConfig);
+    this.stream = null;
+    this.status = "connecting";
+    this.makingOffer = false;
+    this.ignoreOffer = false;
+    this.settingAnswer = false;
+    this.restarts = 0;
+    this.reportedLost = false;
+    this.graceTimer = null;
+    this.nudgeTimer = null;
+    this.offerRetries = 0;
+    this.chain = Promise.resolve();
+    this.#wire();
+    this.#armNudge();
+  }
+
+  #log(...args) {
+    this.mesh.log(`[${this.mesh.selfId}→${this.userId}]`, ...args);
+  }
+
+  #wire() {
+    const pc = this.pc;
+    pc.onnegotiationneeded = async () => {
+      try {
+        this.makingOffer = true;
+        await pc.setLocalDescription();
+        this.#send({ description: pc.localDescription.toJSON() });
+        this.offerRetries = 0;
+      } catch (err) {
+        this.#log("offer failed", err);
+      } finally {
+        this.makingOffer = false;
+      }
+    };
+    pc.onicecandidate = ({ candidate }) => {
+      this.#send({ candidate: candidate ? candidate.toJSON() : null });
+    };
+    pc.ontrack = ({ track, streams }) => {
+      if (streams && streams[0]) {
+        this.stream = streams[0];
+      } else {
+        if (!this.stream) this.stream = new MediaStream();
+        this.stream.addTrack(track);
+      }
+      this.mesh.changed(this.userId);
+    };
+    pc.onconnectionstatechange = () => this.#connectionState();
+  }
+
+  /** Add our tracks; the offerer also asks to receive kinds it does not send. */
+  addLocalTracks(stream, offerer) {
+    const kinds = new Set();
+    if (stream) {
+      for (const track of stream.getTracks()) {
+        this.pc.addTrack(track, stream);
+        kinds.add(track.kind);
+      }
+    }
+    if (offerer) {
+      for (const kind of ["audio", "video"]) {
+        if (!kinds.has(kind)) this.pc.addTransceiver(kind, { direction: "recvonly" });
+      }
+    }
+  }
+
+  /** Queue one signal; they are applied strictly in arrival order. */
+  receive(data) {
+    this.chain = this.chain.then(() => this.#apply(data)).catch((err) => this.#log("signal", err));
+    return this.chain;
+  }
+
+  async #apply(data) {
+    const pc = this.pc;
+    if (pc.signalingState === "closed") return;
+    if (data.description) {
+      const description = data.description;
+      if (description.type === "rollback") return; // implicit in setRemoteDescription
+      const readyForOffer =
+        !this.makingOffer && (pc.signalingState === "stable" || this.settingAnswer);
+      const collision = description.type === "offer" && !readyForOffer;
+      this.ignoreOffer = !this.polite && collision;
+      if (this.ignoreOffer) {
+        this.#log("ignoring colliding offer");
+        return;
+      }
+      if (description.type === "answer" && pc.signalingState !== "have-local-offer") {
+        return; // a duplicate of an answer already applied
+      }
+      this.settingAnswer = description.type === "answer";
+      await pc.setRemoteDescription(description);
+      this.settingAnswer = false;
+      if (description.type === "offer") {
+        await pc.setLocalDescription();
+        this.#send({ description: pc.localDescription.toJSON() });
+      }
+    } else if ("candidate" in data) {
+      // A null candidate ends the remote's gathering; browsers infer that anyway.
+      if (!data.candidate || !data.candidate.candidate) return;
+      try {
+        await pc.addIceCandidate(data.candidate);
+      } catch (err) {
+        if (!this.ignoreOffer) throw err;
+      }
+    }
+  }
+
+  #send(data) {
+    this.mesh.send(this.userId, data);
+  }
+
+  #armNudge() {
+    clearTimeout(this.nudgeTimer);
+    this.nudgeTimer = setTimeout(() => this.#nudge(), NUDGE + Math.random() * 1000);
+  }
+
+  /** Until the connection is up, repair a negotiation that messages lost have wedged. */
+  #nudge() {
+    const pc = this.pc;
+    if (pc.signalingState === "closed" || pc.connectionState === "connected") return;
+    if (pc.signalingState === "have-local-offer") {
+      this.resendOffer();
+    } else if (pc.signalingState === "stable" && pc.connectionState === "new") {
+      this.#log("no negotiation under way, starting one");
+      pc.restartIce(); // sets negotiation-needed even before the first offer
+    }
+    this.#armNudge();
+  }
+
+  /** Send our pending offer again (it, or its answer, may have been lost). */
+  resendOffer() {
+    const pc = this.pc;
+    if (pc.signalingState !== "have-local-offer" || !pc.localDescription) return;
+    if (this.offerRetries >= OFFER_RETRIES) return;
+    this.offerRetries += 1;
+    this.#log("offer unanswered, sending it again");
+    this.#send({ description: pc.localDescription.toJSON() });
+  }
+
+  #connectionState() {
+    const state = this.pc.connectionState;
+    this.#log("connection", state);
+    clearTimeout(this.graceTimer);
+    if (state === "connected") {
+      this.restarts = 0;
+      this.reportedLost = false;
+      this.tune();
+      this.#setStatus("connected");
+    } else if (state === "disconnected") {
+      this.#setStatus("reconnecting");
+      this.graceTimer = setTimeout(() => this.restart(), DISCONNECT_GRACE);
+    } else if (state === "failed") {
+      this.restart();
+    }
+  }
+
+  /** Apply the mesh's current video budget to our video sender (no renegotiation). */
+  async tune() {
+    const budget = videoBudget(this.mesh.peers.size + 1);
+    for (const sender of this.pc.getSenders()) {
+      if (!sender.track || sender.track.kind !== "video") continue;
+      const params = sender.getParameters();
+      if (!params.encodings || params.encodings.length === 0) continue; // not negotiated yet
+      const current = params.encodings[0];
+      if (Object.entries(budget).every(([k, v]) => current[k] === v)) continue;
+      Object.assign(current, budget);
+      try {
+        await sender.setParameters(params);
+      } catch (err) {
+        this.#log("cannot set the video budget", err);
+      }
+    }
+  }
+
+  /** ICE restart; after RESTARTS failed attempts the peer is reported lost, once. */
+  restart() {
+    if (this.pc.connectionState === "connected" || this.pc.signalingState === "closed") return;
+    if (this.restarts >= RESTARTS) {
+      this.#setStatus("lost");
+      if (!this.reportedLost) {
+        this.reportedLost = true;
+        this.mesh.lost(this.userId);
+      }
+      clearTimeout(this.graceTimer);
+      this.graceTimer = setTimeout(() => {
+        if (this.pc.connectionState !== "connected") this.pc.restartIce();
+      }, SLOW_RESTART);
+      return;
+    }
+    this.restarts += 1;
+    this.#setStatus("reconnecting");
+    this.pc.restartIce();
+    this.#armNudge();
+  }
+
+  #setStatus(status) {
+    if (this.status === status) return;
+    this.status = status;
+    this.mesh.changed(this.userId);
+  }
+
+  close() {
+    clearTimeout(this.graceTimer);
+    clearTimeout(this.nudgeTimer);
+    this.pc.onnegotiationneeded = null;
+    this.pc.onicecandidate = null;
+    this.pc.ontrack = null;
+    this.pc.onconnectionstatechange = null;
+    this.pc.close();
+  }
+}
+
+/** All of one member's peer connections. */
+export class Mesh {
+  /**
+   * `send(to, data)` carries a signal; `onChange(userId)` is told when a peer's
+   * status or stream changes; `onLost(userId)` when restarts are exhausted.
+   */
+  constructor({ selfId, iceServers, iceTransportPolicy, send, onChange, onLost, log }) {
+    this.selfId = selfId;
+    // No default STUN: without the server's list the mesh uses host candidates only.
+    this.rtcConfig = {
+      iceServers: Array.isArray(iceServers) ? iceServers : [],
+      iceTransportPolicy: iceTransportPolicy === "relay" ? "relay" : "all",
+    };
+    this.send = send;
+    this.onChange = onChange;
+    this.onLost = onLost;
+    this.log = log || (() => {});
+    this.localStream = null;
+    this.peers = new Map();
+  }
+
+  changed(userId) {
+    this.onChange?.(userId);
+  }
+
+  lost(userId) {
+    this.onLost?.(userId);
+  }
+
+  /** Newcomer side: connect to a member already in the room (we offer). */
+  connect(userId) {
+    if (this.peers.has(userId)) return this.peers.get(userId);
+    const peer = new Peer(this, userId);
+    this.peers.set(userId, peer);
+    peer.addLocalTracks(this.localStream, true);
+    this.#retune();
+    this.changed(userId);
+    return peer;
+  }
+
+  /** The room's size changed: every connected peer gets the new budget. */
+  #retune() {
+    for (const peer of this.peers.values()) {
+      if (peer.pc.connectionState === "connected") peer.tune();
+    }
+  }
+
+  /** Apply a signal; a first signal from an unknown member creates the answering side. */
+  handleSignal(from, data) {
+    let peer = this.peers.get(from);
+    if (!peer) {
+      if (!data || !data.description || data.description.type !== "offer") return null;
+      peer = new Peer(this, from);
+      this.peers.set(from, peer);
+      peer.addLocalTracks(this.localStream, false);
+      this.#retune();
+      this.changed(from);
+    }
+    return peer.receive(data || {});
+  }
+
+  /**
+   * After the socket resumed: what was relayed while it was down is lost, so send
+   * pending offers again and restart connections that broke meanwhile.
+   */
+  heal() {
+    for (const peer of this.peers.values()) {
+      peer.resendOffer();
+      if (["failed", "disconnected"].includes(peer.pc.connectionState)) peer.restart();
+    }
+  }
+
+  /** Swap the outgoing track of one kind everywhere (camera switch); no renegotiation. */
+  async replaceTrack(kind, track) {
+    const jobs = [];
+    for (const peer of this.peers.values()) {
+      for (const sender of peer.pc.getSenders()) {
+        if (sender.track && sender.track.kind === kind) jobs.push(sender.replaceTrack(track));
+      }
+    }
+    await Promise.all(jobs);
+  }
+
+  get(userId) {
+    return this.peers.get(userId) || null;
+  }
+
+  remove(userId) {
+    const peer = this.peers.get(userId);
+    if (!peer) return;
+    this.peers.delete(userId);
+    peer.close();
+    this.#retune();
+  }
+
+  /** userId → RTCPeerConnection, a snapshot for tests and diagnostics. */
+  connections() {
+    return new Map([...this.peers].map(([id, peer]) => [id, peer.pc]));
+  }
+
+  close() {
+    for (const peer of this.peers.values()) peer.close();
+    this.peers.clear();
+  }
+}

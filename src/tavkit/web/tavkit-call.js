@@ -1,0 +1,369 @@
+// <tavkit-call>: the seed's tavkit-component as a custom element.
+//
+// A thin view over CallController (controller.js), which owns the call. This file
+// renders the controller's state into an open shadow root (so pages and tests can
+// reach the <video data-user-id> elements), turns clicks into controller calls,
+// and re-dispatches the controller's events as bubbling, composed CustomEvents.
+
+import { CallController } from "./controller.js";
+import { pickLang, translator } from "./i18n.js";
+import { icons } from "./icons.js";
+import { gridShape, layoutFor, makeDraggable } from "./layout.js";
+import { createTile, updateTile } from "./tiles.js";
+
+const STYLESHEET = new URL("./tavkit.css", import.meta.url).href;
+const STATUS_TEXT = {
+  idle: "idle",
+  entering: "entering",
+  connecting: "connecting",
+  waiting: "waiting",
+  reconnecting: "reconnecting",
+  ended: "ended",
+};
+
+const TEMPLATE = `
+<link rel="stylesheet" href="${STYLESHEET}">
+<div class="tv-call" part="call" data-state="idle" data-layout="solo">
+  <header class="tv-topbar" part="topbar">
+    <span class="tv-room"></span>
+    <span class="tv-dot" aria-hidden="true"></span>
+    <span class="tv-timer" aria-live="off"></span>
+    <span class="tv-count"></span>
+  </header>
+  <div class="tv-stage" part="stage"></div>
+  <div class="tv-status" part="status" role="status" aria-live="polite">
+    <span class="tv-status-icon"></span><span class="tv-spinner"></span>
+    <span class="tv-status-text"></span>
+  </div>
+  <button class="tv-sound" type="button" hidden></button>
+  <div class="tv-controls" part="controls" role="toolbar">
+    <button class="tv-control" type="button" data-action="mute" aria-pressed="false"></button>
+    <button class="tv-control" type="button" data-action="camera" aria-pressed="false"></button>
+    <button class="tv-control" type="button" data-action="switch-camera"></button>
+    <button class="tv-control tv-control-danger" type="button" data-action="hangup"></button>
+  </div>
+  <tavkit-dialog></tavkit-dialog>
+</div>`;
+
+/** The call element: start(options), hangup(), mute(b), enableCamera(b), switchCamera(). */
+export class TavkitCall extends HTMLElement {
+  static observedAttributes = ["lang"];
+
+  #controller = null;
+  #lastOptions = null;
+  #corner = "tr";
+  #painted = new WeakMap(); // element → the markup last written, to skip identical rewrites
+  #renderQueued = false;
+  #undrag = null;
+  #clock = null;
+  #resize = null;
+  #onPageHide = () => this.#controller.unload();
+
+  constructor() {
+    super();
+    this.#controller = new CallController({
+      server: globalThis.location?.origin || "",
+      lang: this.#lang(),
+      emit: (name, detail) =>
+        this.dispatchEvent(new CustomEvent(name, { detail, bubbles: true, composed: true })),
+      log: (...args) => {
+        if (globalThis.localStorage?.getItem("tavkit:debug")) console.debug("tavkit", ...args);
+      },
+    });
+    this.#controller.addEventListener("change", () => this.#scheduleRender());
+    this.#controller.addEventListener("permission", (e) => this.#permissionHelp(e.detail));
+  }
+
+  connectedCallback() {
+    if (!this.shadowRoot) {
+      this.attachShadow({ mode: "open" }).innerHTML = TEMPLATE;
+      this.shadowRoot.querySelector(".tv-controls").addEventListener("click", (e) => {
+        const button = e.target.closest("button[data-action]");
+        if (button) this.#action(button.dataset.action);
+      });
+      this.shadowRoot.querySelector(".tv-sound").addEventListener("click", () => this.#unmuteAll());
+      this.#resize = new ResizeObserver(() => this.#fitGrid());
+    }
+    this.#resize.observe(this);
+    globalThis.addEventListener("pagehide", this.#onPageHide);
+    this.#render();
+  }
+
+  disconnectedCallback() {
+    this.#resize?.disconnect();
+    globalThis.removeEventListener("pagehide", this.#onPageHide);
+    // Moving the element fires disconnect then connect; only a real removal ends the call.
+    queueMicrotask(() => {
+      if (!this.isConnected) this.#controller.unload();
+    });
+  }
+
+  attributeChangedCallback() {
+    this.#controller.lang = this.#lang();
+    if (this.shadowRoot) this.#render();
+  }
+
+  /** Enter the room and start the call (the seed's start); see controller.js. */
+  start(options) {
+    this.#lastOptions = options;
+    this.#controller.lang = this.#lang();
+    return this.#controller.start(options);
+  }
+
+  /** Leave the call (no confirmation: the confirmation is for the button). */
+  hangup() {
+    return this.#controller.hangup();
+  }
+
+  /** Mute (true) or unmute (false) the microphone. */
+  mute(muted) {
+    this.#controller.mute(muted);
+  }
+
+  /** Turn the camera on (true) or off (false). */
+  enableCamera(enabled) {
+    this.#controller.enableCamera(enabled);
+  }
+
+  /** Switch between the front and back camera. */
+  switchCamera() {
+    return this.#controller.switchCamera();
+  }
+
+  /** userId → RTCPeerConnection of the current call (for tests and diagnostics). */
+  peerConnections() {
+    return this.#controller.peerConnections();
+  }
+
+  /** The call's state: idle, entering, connecting, waiting, in-call, reconnecting, ended. */
+  get state() {
+    return this.#controller.state;
+  }
+
+  /** Whether our microphone is muted. */
+  get muted() {
+    return this.#controller.self.muted;
+  }
+
+  /** Whether our camera is on. */
+  get cameraEnabled() {
+    return this.#controller.self.camera;
+  }
+
+  /** The local camera/microphone stream, or null. */
+  get localStream() {
+    return this.#controller.localStream;
+  }
+
+  #lang() {
+    return pickLang(this.getAttribute("lang"));
+  }
+
+  async #action(action) {
+    const c = this.#controller;
+    if (action === "mute") c.mute(!c.self.muted);
+    else if (action === "camera") c.enableCamera(!c.self.camera);
+    else if (action === "switch-camera") await c.switchCamera();
+    else if (action === "hangup") {
+      const t = translator(this.#lang());
+      const answer = await this.#dialog().show({
+        kind: "confirm-hangup",
+        title: t("confirmTitle"),
+        message: t("confirmBody"),
+        icon: "hangup",
+        actions: [
+          { id: "cancel", label: t("cancel"), variant: "plain" },
+          { id: "hangup", label: t("confirmOk"), variant: "danger" },
+        ],
+        dismiss: "cancel",
+      });
+      if (answer === "hangup") await c.hangup();
+    }
+  }
+
+  async #permissionHelp(which) {
+    const t = translator(this.#lang());
+    const answer = await this.#dialog().show({
+      kind: "permission",
+      title: t(which === "microphone" ? "micDeniedTitle" : "cameraDeniedTitle"),
+      message: t("deniedBody"),
+      icon: "alert",
+      actions: [
+        { id: "close", label: t("close"), variant: "plain" },
+        { id: "retry", label: t("retry"), variant: "primary" },
+      ],
+      dismiss: "close",
+    });
+    if (answer === "retry" && this.#lastOptions && !this.#controller.active) {
+      this.start(this.#lastOptions);
+    }
+  }
+
+  #dialog() {
+    return this.shadowRoot.querySelector("tavkit-dialog");
+  }
+
+  // -- rendering ----------------------------------------------------------------
+
+  /**
+   * Render once per burst of changes. A join changes state, adds peers and streams in
+   * one go; rendering (and measuring the stage) after each would delay the offer.
+   */
+  #scheduleRender() {
+    if (this.#renderQueued) return;
+    this.#renderQueued = true;
+    queueMicrotask(() => {
+      this.#renderQueued = false;
+      this.#render();
+    });
+  }
+
+  #render() {
+    const root = this.shadowRoot;
+    if (!root) return;
+    const c = this.#controller;
+    const t = translator(this.#lang());
+    const call = root.querySelector(".tv-call");
+    const count = c.active ? c.peers.size + 1 : 0;
+    const layout = layoutFor(count);
+    call.dataset.state = c.state;
+    call.dataset.layout = layout;
+    call.lang = this.#lang() === "zh" ? "zh-CN" : "en";
+    this.#renderBars(root, c, t, count);
+    this.#renderTiles(root, c, t, layout);
+    this.#fitGrid();
+    this.#tickClock(c.active && c.joinedAt);
+  }
+
+  #renderBars(root, c, t, count) {
+    root.querySelector(".tv-room").textContent = c.options ? t("room", { room: c.options.roomId }) : "";
+    root.querySelector(".tv-count").textContent = count > 1 ? t("participants", { n: count }) : "";
+    const statusKey = c.state === "in-call" ? "" : STATUS_TEXT[c.state];
+    root.querySelector(".tv-status-text").textContent = statusKey ? t(statusKey) : "";
+    root.querySelector(".tv-status-icon").innerHTML = c.state === "waiting" ? icons.users : "";
+    root.querySelector(".tv-controls").setAttribute("aria-label", t("controls"));
+    const sound = root.querySelector(".tv-sound");
+    const soundHtml = `${icons.volume}<span>${t("enableSound")}</span>`;
+    this.#paint(sound, soundHtml);
+    const set = (action, aria, label, icon, pressed) => {
+      const button = root.querySelector(`[data-action="${action}"]`);
+      button.setAttribute("aria-label", t(aria));
+      if (pressed !== undefined) button.setAttribute("aria-pressed", String(pressed));
+      button.disabled = !c.active;
+      const html = `<span class="tv-control-icon">${icon}</span><span class="tv-control-label">${t(label)}</span>`;
+      this.#paint(button, html);
+    };
+    set("mute", "muteAria", "mute", c.self.muted ? icons.micOff : icons.mic, c.self.muted);
+    set("camera", "cameraAria", "camera", c.self.camera ? icons.camera : icons.cameraOff, !c.self.camera);
+    set("switch-camera", "switchCameraAria", "switchCamera", icons.switchCamera);
+    set("hangup", "hangupAria", "hangup", icons.hangup);
+  }
+
+  #paint(el, html) {
+    if (this.#painted.get(el) === html) return;
+    this.#painted.set(el, html);
+    el.innerHTML = html;
+  }
+
+  #renderTiles(root, c, t, layout) {
+    const stage = root.querySelector(".tv-stage");
+    const wanted = new Map();
+    if (c.active && c.self.userId) {
+      wanted.set(c.self.userId, {
+        local: true,
+        name: c.self.userName || t("you"),
+        avatarUrl: c.self.avatarUrl,
+        muted: c.self.muted,
+        camera: c.self.camera,
+        status: "connected",
+        stream: c.localStream,
+        mirror: c.self.front,
+      });
+      for (const peer of c.peers.values()) {
+        wanted.set(peer.userId, { ...peer, local: false, name: peer.userName || peer.userId, mirror: false });
+      }
+    }
+    for (const tile of [...stage.children]) {
+      if (!wanted.has(tile.dataset.userId)) tile.remove();
+    }
+    let index = 0;
+    for (const [userId, info] of wanted) {
+      let tile = stage.querySelector(`.tv-tile[data-user-id="${CSS.escape(userId)}"]`);
+      if (!tile) {
+        tile = createTile(userId, info.local);
+        stage.append(tile);
+      }
+      tile.style.order = String(info.local ? 0 : ++index);
+      const started = updateTile(tile, info, t);
+      if (started) this.#play(started, info.local);
+    }
+    this.#placePip(stage, layout, c.self.userId);
+  }
+
+  #placePip(stage, layout, selfId) {
+    const local = selfId ? stage.querySelector(`.tv-tile[data-user-id="${CSS.escape(selfId)}"]`) : null;
+    for (const tile of stage.querySelectorAll(".tv-pip")) {
+      if (tile !== local || layout !== "pip") tile.classList.remove("tv-pip");
+    }
+    if (layout === "pip" && local) {
+      local.classList.add("tv-pip");
+      local.dataset.corner = this.#corner;
+      if (!this.#undrag) {
+        this.#undrag = makeDraggable(local, stage, (corner) => {
+          this.#corner = corner;
+          local.dataset.corner = corner;
+        });
+      }
+    } else if (this.#undrag) {
+      this.#undrag();
+      this.#undrag = null;
+    }
+  }
+
+  #fitGrid() {
+    const stage = this.shadowRoot?.querySelector(".tv-stage");
+    if (!stage) return;
+    const count = stage.children.length;
+    const box = stage.getBoundingClientRect();
+    const portrait = box.height > box.width;
+    const { cols, rows } = gridShape(count, box.width, box.height, portrait ? 3 / 4 : 4 / 3);
+    stage.style.setProperty("--tv-cols", String(cols));
+    stage.style.setProperty("--tv-rows", String(rows));
+  }
+
+  /** Play a video; when autoplay with sound is refused, play muted and offer a button. */
+  #play(video, local) {
+    video.play().catch((err) => {
+      if (local || err.name !== "NotAllowedError") return;
+      video.muted = true;
+      video.play().catch(() => {});
+      this.shadowRoot.querySelector(".tv-sound").hidden = false;
+    });
+  }
+
+  #unmuteAll() {
+    for (const video of this.shadowRoot.querySelectorAll(".tv-tile:not([data-local]) video")) {
+      video.muted = false;
+      video.play().catch(() => {});
+    }
+    this.shadowRoot.querySelector(".tv-sound").hidden = true;
+  }
+
+  #tickClock(since) {
+    const timer = this.shadowRoot.querySelector(".tv-timer");
+    const paint = () => {
+      const seconds = Math.max(0, Math.floor((Date.now() - since) / 1000));
+      const mm = String(Math.floor(seconds / 60)).padStart(2, "0");
+      const ss = String(seconds % 60).padStart(2, "0");
+      timer.textContent = `${mm}:${ss}`;
+    };
+    if (!since) {
+      clearInterval(this.#clock);
+      this.#clock = null;
+      timer.textContent = "";
+      return;
+    }
+    paint();
+    if (!this.#clock) this.#clock = setInterval(paint, 1000);
+  }
+}

@@ -1,0 +1,108 @@
+// Video tiles: one per participant, built once and then updated in place.
+//
+// Updating in place matters: replacing a <video> element restarts playback and
+// flashes black, so a tile keeps its element and only its attributes, texts and
+// srcObject change. State a user must see (microphone off, camera off, connecting)
+// is a data-* attribute on the tile that the stylesheet turns into icons.
+
+import { icons } from "./icons.js";
+
+const PALETTE = ["#5b7cfa", "#14b8a6", "#f59e0b", "#ec4899", "#8b5cf6", "#22c55e", "#ef6c4a"];
+
+function colourFor(userId) {
+  let hash = 0;
+  for (const ch of userId) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
+  return PALETTE[hash % PALETTE.length];
+}
+
+/** One or two letters for the avatar: initials of a name, or the userId's start. */
+export function initials(name) {
+  const words = String(name || "?").trim().split(/[\s._@-]+/).filter(Boolean);
+  if (words.length === 0) return "?";
+  const first = [...words[0]][0] || "?";
+  // A CJK name reads best as its first character alone.
+  if (/\p{Script=Han}/u.test(first)) return first;
+  const second = words.length > 1 ? [...words[1]][0] : [...words[0]][1] || "";
+  return (first + second).toUpperCase();
+}
+
+/** Build an empty tile for `userId`; `local` tiles get a muted, mirrored video. */
+export function createTile(userId, local) {
+  const tile = document.createElement("div");
+  tile.className = "tv-tile";
+  tile.dataset.userId = userId;
+  if (local) tile.dataset.local = "";
+  tile.style.setProperty("--tv-avatar-bg", colourFor(userId));
+  tile.innerHTML =
+    '<video class="tv-video" playsinline autoplay></video>' +
+    '<div class="tv-avatar" aria-hidden="true"><span class="tv-avatar-circle"></span></div>' +
+    '<div class="tv-tile-status" role="status"><span class="tv-spinner"></span>' +
+    '<span class="tv-tile-status-text"></span></div>' +
+    `<div class="tv-label"><span class="tv-label-mic">${icons.micOff}</span>` +
+    '<span class="tv-name"></span></div>';
+  const video = tile.querySelector("video");
+  video.dataset.userId = userId;
+  // The local preview must never play our own microphone back to us.
+  video.muted = local;
+  return tile;
+}
+
+/**
+ * Bring a tile up to date.
+ *
+ * `info` = {name, avatarUrl, muted, camera, status, stream, mirror}; `t` is the
+ * translator. Returns the <video> when its stream changed, so the caller can
+ * start playback (which may need the autoplay fallback).
+ */
+export function updateTile(tile, info, t) {
+  setFlag(tile, "muted", info.muted);
+  setFlag(tile, "cameraOff", !info.camera || !hasLiveVideo(info.stream));
+  setFlag(tile, "mirror", info.mirror);
+  tile.dataset.status = info.status || "connected";
+  const name = tile.querySelector(".tv-name");
+  if (name.textContent !== info.name) name.textContent = info.name;
+  tile.querySelector(".tv-label-mic").setAttribute("aria-label", info.muted ? t("micOff") : "");
+  tile.querySelector(".tv-label-mic").setAttribute("role", info.muted ? "img" : "presentation");
+  const statusText = { connecting: "tileConnecting", reconnecting: "tileReconnecting" };
+  const label = statusText[info.status] ? t(statusText[info.status]) : "";
+  tile.querySelector(".tv-tile-status-text").textContent =
+    info.status === "lost" ? t("tileLost") : label;
+  tile.setAttribute("aria-label", info.name);
+  updateAvatar(tile.querySelector(".tv-avatar-circle"), info);
+  const video = tile.querySelector("video");
+  if (video.srcObject !== (info.stream || null)) {
+    video.srcObject = info.stream || null;
+    return info.stream ? video : null;
+  }
+  return null;
+}
+
+function updateAvatar(circle, info) {
+  const url = info.avatarUrl || "";
+  if (circle.dataset.url === url && circle.dataset.name === info.name) return;
+  circle.dataset.url = url;
+  circle.dataset.name = info.name;
+  circle.replaceChildren();
+  if (url) {
+    const img = document.createElement("img");
+    img.alt = "";
+    img.src = url;
+    img.referrerPolicy = "no-referrer";
+    img.addEventListener("error", () => {
+      circle.textContent = initials(info.name);
+    });
+    circle.append(img);
+  } else {
+    circle.textContent = initials(info.name);
+  }
+}
+
+function hasLiveVideo(stream) {
+  if (!stream) return true; // still connecting: show the spinner, not the avatar
+  return stream.getVideoTracks().some((track) => track.readyState === "live");
+}
+
+function setFlag(el, name, on) {
+  if (on) el.dataset[name] = "";
+  else delete el.dataset[name];
+}
