@@ -32,6 +32,7 @@ import pytest
 import uvicorn
 
 from tavkit.auth import gen_private_map_key, gen_user_sig
+from tavkit.protocol import MAX_FRAME_BYTES
 from tavkit.server import AppConfig, Settings, create_app
 
 T = TypeVar("T")
@@ -170,7 +171,11 @@ class RunningServer:
         self.url = f"http://127.0.0.1:{self.port}"
         build = self.app_factory or create_app
         config = uvicorn.Config(
-            build(self.settings), log_level="warning", lifespan="on", loop="asyncio"
+            build(self.settings),
+            log_level="warning",
+            lifespan="on",
+            loop="asyncio",
+            ws_max_size=MAX_FRAME_BYTES,
         )
         server = _ThreadServer(config)
         thread = threading.Thread(

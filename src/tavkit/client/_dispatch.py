@@ -29,6 +29,8 @@ class Dispatcher:
         self.listener: object | None = None
         #: Every error reported to ``on_error``, in the seed's wire shape.
         self.errors: list[dict[str, Any]] = []
+        #: Also told of every reported error (the log reporter); must not raise.
+        self.on_report: Callable[[TAvKitError], None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def has(self, name: str) -> bool:
@@ -45,6 +47,8 @@ class Dispatcher:
         """Record ``error`` and hand its wire shape to ``on_error``."""
         logger.info("reporting %r", error)
         self.errors.append(error.to_dict())
+        if self.on_report is not None:
+            self.on_report(error)
         self.emit("on_error", error.to_dict())
 
     def call(self, callback: Callable[..., Any], *args: Any) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
-from aiortc import MediaStreamTrack
+from aiortc import MediaStreamTrack, RTCPeerConnection
 from av.frame import Frame
 
 from tavkit.client import _ice
@@ -43,6 +43,7 @@ from tavkit.client._room import RoomState
 from tavkit.client.api import Credentials, EnterResult, RoomApi
 from tavkit.client.listener import UserInfo
 from tavkit.client.media import MediaSource, TestPattern
+from tavkit.client.reporter import Reporter
 from tavkit.client.sinks import PeerStats
 from tavkit.errors import HttpError, TAvKitError
 from tavkit.protocol import Leave, State
@@ -56,6 +57,8 @@ _PRIV_SEND_VIDEO: Final = 16
 _LEAVE_TIMEOUT: Final = 3.0
 # How long the kit keeps trying to enter again after the server dropped it (seconds).
 _REJOIN_PATIENCE: Final = 60.0
+# Seconds the log reporter may spend on its last sample and flush at hang-up.
+_REPORTER_STOP_TIMEOUT: Final = 2.0
 
 
 class TAvKit:
@@ -77,6 +80,11 @@ class TAvKit:
       loopback. See :mod:`tavkit.client._ice`.
       ``http_timeout`` (s) and ``http_retries`` - per REST call; exhausted: http 10000.
       ``transport`` - an httpx transport for the REST calls (testing, embedding).
+
+    Logs:
+      ``reporting`` - send log lines and per-peer quality samples to the server's
+      ``POST /v1/logs`` while in a room (default ``True``; see
+      :mod:`tavkit.client.reporter`). Never slows or breaks the call.
     """
 
     def __init__(
@@ -93,6 +101,7 @@ class TAvKit:
         http_timeout: float = 10.0,
         http_retries: int = 3,
         transport: httpx.AsyncBaseTransport | None = None,
+        reporting: bool = True,
     ) -> None:
         self.server = server
         self._host_addresses = None
@@ -106,7 +115,10 @@ class TAvKit:
         self._http_timeout = http_timeout
         self._http_retries = http_retries
         self._transport = transport
+        self._reporting = reporting
+        self._reporter: Reporter | None = None
         self._dispatch = Dispatcher()
+        self._dispatch.on_report = self._log_error
         self._api: RoomApi | None = None
         self._room_id = 0
         self._room: RoomState | None = None
@@ -212,6 +224,8 @@ class TAvKit:
         if room is not None and not room.leaving and not self._closed.is_set():
             room.leaving = True
             room.stop_heartbeat()
+            if self._reporter is not None:
+                self._reporter.log("info", "hangup")
             self._dispatch.emit("on_handup")
             if not await room.leave(Leave(), _LEAVE_TIMEOUT) and self._api is not None:
                 with contextlib.suppress(TAvKitError):
@@ -331,6 +345,7 @@ class TAvKit:
         )
         self._room = room
         await room.connect(self._api, self._room_id)
+        await self._start_reporter(entered.room_uuid)
         if self.muted or not self.camera:
             await self._send_state()
 
@@ -389,6 +404,35 @@ class TAvKit:
             if isinstance(user_id, str):
                 self.user_info[user_id] = info
 
+    async def _start_reporter(self, room_uuid: str) -> None:
+        """Report on this session (a rejoin after a long outage may be a new one)."""
+        if not self._reporting or self._api is None:
+            return
+        old = self._reporter
+        if old is not None:
+            if old.room_uuid == room_uuid:
+                return
+            self._reporter = None
+            self._dispatch.spawn(old.stop())
+        self._reporter = Reporter(
+            self.server,
+            self._api.credentials,
+            room_uuid,
+            self._peer_connections,
+            stop_timeout=_REPORTER_STOP_TIMEOUT,
+            transport=self._transport,
+        )
+        await self._reporter.start()
+        self._reporter.log("info", "joined", {"members": self.members})
+
+    def _peer_connections(self) -> dict[str, RTCPeerConnection | None]:
+        room = self._room
+        return {uid: link.pc for uid, link in room.links.items()} if room is not None else {}
+
+    def _log_error(self, error: TAvKitError) -> None:
+        if self._reporter is not None:
+            self._reporter.log("error", "error", error=error)
+
     async def _release(self) -> None:
         """Release everything once; later callers wait for the first release to finish."""
         if self._releasing is None:
@@ -398,6 +442,9 @@ class TAvKit:
 
     async def _release_all(self) -> None:
         await self._dispatch.cancel_all(_LEAVE_TIMEOUT)
+        reporter, self._reporter = self._reporter, None
+        if reporter is not None:  # before the room closes: its last sample sees the peers
+            await reporter.stop()
         room, self._room = self._room, None
         if room is not None:
             self._seen_before.update(room.seen)

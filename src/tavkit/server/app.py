@@ -34,10 +34,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from tavkit import __version__
-from tavkit.server import routes
+from tavkit.server import dashboard, logs, routes
 from tavkit.server.bus import InProcessBus
 from tavkit.server.context import ServerContext
 from tavkit.server.errors import install_error_handlers
+from tavkit.server.metrics import ObservedBus, install_metrics
 from tavkit.server.rooms import RoomService
 from tavkit.server.settings import AppConfig, Settings
 from tavkit.server.signaling import router as signaling_router
@@ -121,7 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = Store.open(settings.effective_database_url, schema=settings.database_schema)
         try:
             await asyncio.wait_for(store.migrate(), _MIGRATE_TIMEOUT)
-            bus = InProcessBus()
+            bus = ObservedBus(InProcessBus(), metrics)
             rooms = RoomService(store, bus, settings)
             await rooms.register_apps(settings.apps)
             app.state.tavkit = ServerContext(
@@ -146,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
+    metrics = install_metrics(app)  # outside the error handlers, so it counts every error
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -156,6 +158,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes.health)
     app.include_router(routes.api)
     app.include_router(signaling_router)
+    app.include_router(logs.router)
+    app.include_router(dashboard.router)
     if settings.demo:
         app.include_router(routes.demo)
         app.add_api_route(

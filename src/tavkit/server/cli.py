@@ -9,7 +9,6 @@ printed URL is the one actually bound, printed once the app has started.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import socket
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Annotated, Any, Final
 import typer
 
 from tavkit.errors import TAvKitError
+from tavkit.protocol import MAX_FRAME_BYTES
+from tavkit.server.logformat import configure_logging
 from tavkit.server.settings import (
     Settings,
     parse_apps,
@@ -138,6 +139,20 @@ def serve(
     ] = None,
     # Logging
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_format: Annotated[
+        str,
+        typer.Option(
+            envvar="TAVKIT_LOG_FORMAT",
+            help="text, or json: one JSON object per line with session and user fields.",
+        ),
+    ] = "text",
+    log_forward_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Also send clients' logs to this Elasticsearch/OpenSearch URL. "
+            f"{_env('LOG_FORWARD_URL')}"
+        ),
+    ] = None,
 ) -> None:
     """Run the room server (REST v1, signaling socket, web component)."""
     given: dict[str, Any] = {
@@ -157,6 +172,7 @@ def serve(
         "close_grace": close_grace,
         "sweep_interval": sweep_interval,
         "turn_secret": turn_secret,
+        "log_forward_url": log_forward_url,
     }
     from tavkit.server.app import prepare  # FastAPI & co. load only when serving
 
@@ -172,7 +188,10 @@ def serve(
     except ValueError as exc:
         typer.echo(f"tavkit serve: {exc}", err=True)
         raise typer.Exit(2) from None
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if log_format not in ("text", "json"):
+        typer.echo("tavkit serve: --log-format must be text or json", err=True)
+        raise typer.Exit(2)
+    configure_logging(log_level, "json" if log_format == "json" else "text")
     code = asyncio.run(_serve(settings, log_level))
     raise typer.Exit(code)
 
@@ -205,7 +224,15 @@ async def _serve(settings: Settings, log_level: str) -> int:
         sock.close()
         return 1
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), log_level=log_level, lifespan="on")
+    # log_config=None: uvicorn's loggers propagate to ours (configure_logging).
+    # uvicorn would otherwise buffer frames up to 16 MiB before the socket sees them.
+    config = uvicorn.Config(
+        create_app(settings),
+        log_level=log_level,
+        lifespan="on",
+        log_config=None,
+        ws_max_size=MAX_FRAME_BYTES,
+    )
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     ready = asyncio.create_task(server.ready.wait())

@@ -29,6 +29,9 @@ Environment variables (all optional)::
     TAVKIT_CORS_ORIGINS          origins a,b (or *)           (none)
     TAVKIT_DEMO                  1/true: demo mode            false
     TAVKIT_UNSAFE_DEMO           1/true: demo off loopback    false
+    TAVKIT_LOG_FORWARD_URL       Elasticsearch/OpenSearch URL (none: logs stay in the database)
+    TAVKIT_LOG_FORWARD_INDEX     index or data stream         tavkit-logs
+    TAVKIT_LOG_FORWARD_FLAVOR    elasticsearch | opensearch   elasticsearch
 
 An app entry ``ID:KEY:pmk`` makes privateMapKey mandatory on entry to that app's rooms.
 """
@@ -144,6 +147,15 @@ class Settings:
     turn_ttl: float = 86400.0
     """Lifetime of minted TURN credentials."""
 
+    # Logs
+    log_forward_url: str | None = None
+    """Where clients' logs are also sent (``http(s)://[user:pass@]host:9200``); None keeps
+    them in the database only. See :mod:`tavkit.server.forwarder`."""
+    log_forward_index: str = "tavkit-logs"
+    """The index (or data stream) forwarded documents go to."""
+    log_forward_flavor: Literal["elasticsearch", "opensearch"] = "elasticsearch"
+    """``opensearch`` sends plain NDJSON bulk requests (the official client refuses it)."""
+
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in 0..65535, not {self.port}")
@@ -165,6 +177,8 @@ class Settings:
             raise ValueError(f"max_members must be at least 1, not {self.max_members}")
         if self.ice_transport_policy not in ("all", "relay"):
             raise ValueError("ice_transport_policy must be 'all' or 'relay'")
+        if self.log_forward_flavor not in ("elasticsearch", "opensearch"):
+            raise ValueError("log_forward_flavor must be 'elasticsearch' or 'opensearch'")
         ids = [app.sdk_app_id for app in self.apps]
         if len(ids) != len(set(ids)):
             raise ValueError("an sdkAppId is configured twice")
@@ -199,7 +213,7 @@ class Settings:
             value = getattr(self, f.name)
             if f.name in _SECRET_FIELDS and value is not None:
                 shown = "'***'"
-            elif f.name == "database_url" and value is not None:
+            elif f.name in ("database_url", "log_forward_url") and value is not None:
                 shown = repr(_mask_url(value))
             elif f.name == "ice_servers":
                 shown = repr(tuple(_mask_ice(entry) for entry in value))
@@ -238,6 +252,9 @@ class Settings:
             "ice_allowed_networks": parse_networks,
             "turn_secret": str,
             "turn_ttl": float,
+            "log_forward_url": str,
+            "log_forward_index": str,
+            "log_forward_flavor": str,
         }
         for name, read in readers.items():
             variable = f"TAVKIT_{name.upper()}"

@@ -1,0 +1,175 @@
+"""The operator's dashboard: ``/dashboard`` (a static page) and the session list it reads.
+
+The page itself (``tavkit/web/dashboard/``) is plain HTML, CSS and ES modules
+with hand-written SVG charts, served from the package like the web component:
+no build step, no CDN, works offline. It signs in with the admin userId's userSig,
+kept in ``sessionStorage`` (gone when the tab closes) and sent as the usual
+``X-TAvKit-*`` headers, so the dashboard has no authority of its own: it can do
+exactly what the admin API allows, and every call it makes is checked the same way.
+
+Besides the existing session endpoints (``/v1/sessions/{uuid}``, ``.../logs``,
+``.../quality``), the page needs one list: ``GET /v1/admin/sessions``, the app's
+sessions newest first, each with its duration, participants and worst quality.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel
+from sqlalchemy import func, select
+
+from tavkit.errors import ServerCode, ServerError
+from tavkit.server.auth import CredentialsDep, authenticate, context_of
+from tavkit.server.errors import error_response
+from tavkit.server.store.db import Store, storage_errors
+from tavkit.server.store.logs_models import ClientLogRow, QualitySampleRow
+from tavkit.server.store.models import MemberRow, SessionRow
+
+__all__ = ["dashboard_dir", "list_sessions", "router"]
+
+DEFAULT_SESSIONS: Final = 50
+MAX_SESSIONS: Final = 500
+
+
+def dashboard_dir() -> Path:
+    """The packaged dashboard page and its assets (``tavkit/web/dashboard``)."""
+    return Path(str(files("tavkit") / "web" / "dashboard"))
+
+
+class Worst(BaseModel):
+    """The worst figures any participant reported in the session."""
+
+    packetLoss: float | None
+    rttMs: float | None
+
+
+class SessionSummary(BaseModel):
+    """One session as the dashboard lists it."""
+
+    roomUuid: str
+    roomId: int
+    openedAt: float
+    closedAt: float | None
+    closeReason: str | None
+    duration: float
+    members: list[str]
+    samples: int
+    errors: int
+    worst: Worst
+
+
+class SessionsResponse(BaseModel):
+    """The app's sessions, newest first."""
+
+    sessions: list[SessionSummary]
+
+
+async def list_sessions(
+    store: Store, sdk_app_id: int, *, limit: int, before: float | None = None
+) -> list[dict[str, Any]]:
+    """The app's sessions opened before ``before``, newest first, with their summaries."""
+    query = select(SessionRow).where(SessionRow.sdk_app_id == sdk_app_id)
+    if before is not None:
+        query = query.where(SessionRow.opened_at < before)
+    query = query.order_by(SessionRow.opened_at.desc()).limit(limit)
+    now = time.time()
+    with storage_errors("listing sessions"):
+        async with store.sessions() as s:
+            sessions = list(await s.scalars(query))
+            ids = [row.id for row in sessions]
+            if not ids:
+                return []
+            members: dict[uuid.UUID, list[str]] = {}
+            rows = await s.execute(
+                select(MemberRow.session_id, MemberRow.user_id)
+                .where(MemberRow.session_id.in_(ids))
+                .order_by(MemberRow.joined_at, MemberRow.id)
+            )
+            for session_id, user_id in rows:
+                names = members.setdefault(session_id, [])
+                if user_id not in names:
+                    names.append(user_id)
+            quality = {
+                session_id: (count, loss, rtt)
+                for session_id, count, loss, rtt in await s.execute(
+                    select(
+                        QualitySampleRow.session_id,
+                        func.count(),
+                        func.max(QualitySampleRow.packet_loss),
+                        func.max(QualitySampleRow.rtt_ms),
+                    )
+                    .where(QualitySampleRow.session_id.in_(ids))
+                    .group_by(QualitySampleRow.session_id)
+                )
+            }
+            errors = dict(
+                (session_id, count)
+                for session_id, count in await s.execute(
+                    select(ClientLogRow.session_id, func.count())
+                    .where(ClientLogRow.session_id.in_(ids), ClientLogRow.error_code.is_not(None))
+                    .group_by(ClientLogRow.session_id)
+                )
+            )
+    out = []
+    for row in sessions:
+        count, loss, rtt = quality.get(row.id, (0, None, None))
+        out.append(
+            {
+                "roomUuid": str(row.id),
+                "roomId": row.room_id,
+                "openedAt": row.opened_at,
+                "closedAt": row.closed_at,
+                "closeReason": row.close_reason,
+                "duration": max(0.0, (row.closed_at or now) - row.opened_at),
+                "members": members.get(row.id, []),
+                "samples": int(count),
+                "errors": int(errors.get(row.id, 0)),
+                "worst": {"packetLoss": loss, "rttMs": rtt},
+            }
+        )
+    return out
+
+
+router = APIRouter()
+
+
+@router.get("/dashboard", include_in_schema=False)
+async def dashboard_page() -> Response:
+    """The dashboard's single page (sign-in, session list and session view)."""
+    index = dashboard_dir() / "index.html"
+    if not index.is_file():
+        missing = ServerError(ServerCode.BAD_REQUEST, "the dashboard is not installed")
+        return error_response(missing, status=404)
+    # The page holds a credential in sessionStorage: keep it out of frames and caches.
+    headers = {
+        "Cache-Control": "no-store",
+        "X-Frame-Options": "DENY",
+        "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
+        "Referrer-Policy": "no-referrer",
+    }
+    return FileResponse(index, media_type="text/html", headers=headers)
+
+
+@router.get(
+    "/v1/admin/sessions",
+    response_model=SessionsResponse,
+    tags=["admin"],
+)
+async def admin_sessions(
+    request: Request,
+    creds: CredentialsDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_SESSIONS)] = DEFAULT_SESSIONS,
+    before: Annotated[float | None, Query(description="Sessions opened before this time.")] = None,
+) -> Any:
+    """The caller's app's sessions, open and closed, newest first (admin only)."""
+    ctx = context_of(request)
+    caller = authenticate(ctx, creds, admin=True)
+    sessions = await list_sessions(ctx.store, caller.sdk_app_id, limit=limit, before=before)
+    return {"sessions": sessions}
