@@ -104,6 +104,6 @@ def test_display_names_survive_the_userid_round_trip(
         }"""
     )
     for name, user_id, back in result:
-        assert 1 <= len(user_id) <= 64 and all(c.isalnum() or c in "_.@-" for c in user_id)
+        assert 0 < len(user_id) <= 64 and all(c.isalnum() or c in "_.@-" for c in user_id)
         assert name.startswith(back) and len(back) >= min(len(name), 14), (name, back)
     assert result[1][2] == "张伟"
