@@ -30,24 +30,17 @@ import http
 import os
 import platform
 import secrets
-import socket
 import statistics
-import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-import uvicorn
+from _common import p95, tavkit_server, write_section
 from playwright.async_api import Browser, async_playwright
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from tavkit.auth import gen_user_sig
-from tavkit.server import AppConfig, Settings, create_app
 
 APP_ID = 1400000078
 CHROMIUM = "/usr/bin/chromium"
@@ -63,8 +56,6 @@ FLAGS = [
     "--use-fake-ui-for-media-stream",
     "--allow-loopback-in-peer-connection",
 ]
-RESULTS = Path(__file__).with_name("RESULTS.md")
-BEGIN, END = "<!-- ttff_browser -->", "<!-- /ttff_browser -->"
 WAIT_MS = 60_000
 
 # -- tavkit -------------------------------------------------------------------------------
@@ -104,33 +95,6 @@ async (options) => {
   return await call.start(options);
 }
 """
-
-
-@contextmanager
-def tavkit_server(key: str) -> Iterator[str]:
-    """A real tavkit server on a free loopback port in a thread; yields its base URL."""
-    with tempfile.TemporaryDirectory(prefix="tavkit-bench-") as data:
-        settings = Settings(
-            host="127.0.0.1", port=0, data_dir=Path(data), apps=(AppConfig(APP_ID, key),)
-        )
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
-        thread = threading.Thread(
-            target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True
-        )
-        thread.start()
-        deadline = time.monotonic() + 60
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("the benchmark server did not start")
-            time.sleep(0.05)
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            thread.join(30)
 
 
 async def ttff_tavkit(browser: Browser, url: str, key: str, room: int) -> float:
@@ -258,11 +222,6 @@ async def ttff_bare(browser: Browser, relay: Relay) -> float:
 # -- report -------------------------------------------------------------------------------
 
 
-def _p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-
-
 def report(times: dict[str, list[float]], chromium: str) -> str:
     """The Markdown section for RESULTS.md."""
     tv, bare = times["tavkit"], times["bare"]
@@ -283,25 +242,12 @@ def report(times: dict[str, list[float]], chromium: str) -> str:
             "",
             "| path | median | p95 |",
             "| --- | ---: | ---: |",
-            f"| tavkit (REST enter + socket + server relay) | {med_t:.0f} ms | {_p95(tv):.0f} ms |",
-            f"| bare page + minimal relay | {med_b:.0f} ms | {_p95(bare):.0f} ms |",
-            f"| ratio tavkit / bare | {med_t / med_b:.2f} | {_p95(tv) / _p95(bare):.2f} |",
+            f"| tavkit (REST enter + socket + server relay) | {med_t:.0f} ms | {p95(tv):.0f} ms |",
+            f"| bare page + minimal relay | {med_b:.0f} ms | {p95(bare):.0f} ms |",
+            f"| ratio tavkit / bare | {med_t / med_b:.2f} | {p95(tv) / p95(bare):.2f} |",
             "",
         ]
     )
-
-
-def write_section(section: str) -> None:
-    """Replace (or add) this benchmark's section of RESULTS.md, leaving the rest alone."""
-    block = f"{BEGIN}\n{section}{END}\n"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        text = head + block + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    RESULTS.write_text(text)
 
 
 async def run_all(url: str, key: str, runs: int) -> tuple[dict[str, list[float]], str]:
@@ -332,13 +278,13 @@ def main() -> None:
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     key = secrets.token_hex(32)
-    with tavkit_server(key) as url:
+    with tavkit_server(APP_ID, key) as url:
         times, chromium = asyncio.run(run_all(url, key, args.runs))
     section = report(times, chromium)
     print()
     print(section)
     if not args.no_write:
-        write_section(section)
+        write_section("ttff_browser", section)
 
 
 if __name__ == "__main__":

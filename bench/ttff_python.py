@@ -30,65 +30,25 @@ import json
 import os
 import platform
 import secrets
-import socket
 import statistics
 import sys
-import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-import uvicorn
+from _common import RESULTS, p95, tavkit_server, write_section
 from aiortc import RTCPeerConnection
 from av import VideoFrame
 
 from tavkit.auth import gen_private_map_key, gen_user_sig
 from tavkit.client import TAvKit, TestPattern
 from tavkit.client._ice import configuration, gather_on
-from tavkit.server import AppConfig, Settings, create_app
 
 APP_ID = 1400000077
 LOOPBACK = ["127.0.0.1"]
-RESULTS = Path(__file__).with_name("RESULTS.md")
-BEGIN, END = "<!-- ttff_python -->", "<!-- /ttff_python -->"
 WAIT = 60.0
 
 
 # -- a server for the benchmark ----------------------------------------------------------
-
-
-@contextmanager
-def tavkit_server(key: str) -> Iterator[str]:
-    """A real server on a free loopback port in a thread; yields its base URL."""
-    with tempfile.TemporaryDirectory(prefix="tavkit-bench-") as data:
-        settings = Settings(
-            host="127.0.0.1",
-            port=0,
-            data_dir=Path(data),
-            apps=(AppConfig(APP_ID, key),),
-            max_members=8,
-        )
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
-        thread = threading.Thread(
-            target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True
-        )
-        thread.start()
-        deadline = time.monotonic() + WAIT
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("the benchmark server did not start")
-            time.sleep(0.05)
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            thread.join(30)
 
 
 # -- time to first frame -------------------------------------------------------------------
@@ -257,11 +217,6 @@ def _decoded(viewer: TAvKit) -> int:
 # -- report ----------------------------------------------------------------------------------
 
 
-def _p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-
-
 def report(
     ttff: dict[str, list[float]],
     cpu: dict[tuple[bool, int], dict[str, Any]],
@@ -286,11 +241,11 @@ def report(
         "| path | median | p95 |",
         "| --- | ---: | ---: |",
         f"| tavkit (REST + socket + server relay) | {med_t * 1000:.0f} ms | "
-        f"{_p95(ttff['tavkit']) * 1000:.0f} ms |",
+        f"{p95(ttff['tavkit']) * 1000:.0f} ms |",
         f"| floor (aiortc, in-memory signaling) | {med_f * 1000:.0f} ms | "
-        f"{_p95(ttff['floor']) * 1000:.0f} ms |",
+        f"{p95(ttff['floor']) * 1000:.0f} ms |",
         f"| ratio tavkit / floor | {med_t / med_f:.2f} | "
-        f"{_p95(ttff['tavkit']) / _p95(ttff['floor']):.2f} |",
+        f"{p95(ttff['tavkit']) / p95(ttff['floor']):.2f} |",
         "",
         "**Publisher CPU.** One publisher process sends to receive-only viewers in another "
         "process. Over a window it reports its process CPU time, the frames its source "
@@ -326,19 +281,6 @@ def report(
         "encryption and sending.",
     ]
     return "\n".join(lines) + "\n"
-
-
-def write_section(section: str) -> None:
-    """Replace (or add) this benchmark's section of RESULTS.md, leaving the rest alone."""
-    block = f"{BEGIN}\n{section}{END}\n"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        text = head + block + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    RESULTS.write_text(text)
 
 
 def _cost(result: dict[str, Any]) -> float:
@@ -379,14 +321,14 @@ def main() -> None:
         asyncio.run(publish(*json.loads(args.publish)))
         return
     key = secrets.token_hex(32)
-    with tavkit_server(key) as url:
+    with tavkit_server(APP_ID, key, max_members=8) as url:
         section = asyncio.run(
             run_all(url, key, args.runs, args.cpu_seconds, max(args.cpu_repeats, 1))
         )
     print()
     print(section)
     if not args.no_write:
-        write_section(section)
+        write_section("ttff_python", section)
         print(f"written to {RESULTS}")
 
 

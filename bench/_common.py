@@ -1,0 +1,75 @@
+"""What every benchmark script shares: a real server to measure, p95, and RESULTS.md.
+
+Each script owns one section of ``bench/RESULTS.md`` between its own HTML-comment
+markers, so scripts can be re-run one at a time without clobbering the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from tavkit.server import AppConfig, Settings, create_app
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+_START_TIMEOUT = 60.0
+
+
+@contextmanager
+def tavkit_server(app_id: int, key: str, **settings: Any) -> Iterator[str]:
+    """A real server on a free loopback port in a thread; yields its base URL."""
+    with tempfile.TemporaryDirectory(prefix="tavkit-bench-") as data:
+        config = Settings(
+            host="127.0.0.1",
+            port=0,
+            data_dir=Path(data),
+            apps=(AppConfig(app_id, key),),
+            **settings,
+        )
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(create_app(config), log_level="warning"))
+        thread = threading.Thread(
+            target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True
+        )
+        thread.start()
+        deadline = time.monotonic() + _START_TIMEOUT
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("the benchmark server did not start")
+            time.sleep(0.05)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            thread.join(30)
+
+
+def p95(values: list[float]) -> float:
+    """The 95th percentile by nearest rank (the runs are few, so no interpolation)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def write_section(name: str, section: str) -> None:
+    """Replace (or add) the section ``name`` of RESULTS.md, leaving the rest alone."""
+    begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    block = f"{begin}\n{section}{end}\n"
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
+        text = head + block + ("\n" + tail if tail else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    RESULTS.write_text(text)
