@@ -18,11 +18,13 @@ from tavkit.errors import (
 
 if TYPE_CHECKING:
     from tavkit.client.kit import TAvKit
+    from tavkit.protocol import ChatMessage
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AvkitError",
+    "ChatMessage",
     "ErrorModule",
     "HttpError",
     "ServerError",
@@ -39,4 +41,8 @@ def __getattr__(name: str) -> Any:
         from tavkit.client.kit import TAvKit
 
         return TAvKit
+    if name == "ChatMessage":
+        from tavkit.protocol import ChatMessage
+
+        return ChatMessage
     raise AttributeError(f"module 'tavkit' has no attribute {name!r}")

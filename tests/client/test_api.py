@@ -65,6 +65,7 @@ def test_credentials_do_not_show_the_signature() -> None:
 def test_client_all_is_the_public_api() -> None:
     """``tavkit.client.__all__`` lists exactly what the package exports, and each resolves."""
     assert sorted(tavkit.client.__all__) == [
+        "ChatMessage",
         "Credentials",
         "DeviceSource",
         "EnterResult",

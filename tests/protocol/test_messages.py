@@ -263,6 +263,7 @@ def test_welcome_wire_shape() -> None:
         "heartbeatInterval": 5.0,
         "heartbeatTimeout": 15.0,
         "resumed": True,
+        "lastSeq": 0,
     }
 
 

@@ -383,6 +383,30 @@ async def test_leave_exits_and_closes_with_1000(loopback_server, http):
     assert response.json()["errorCode"] == 14004
 
 
+async def test_leave_then_an_abrupt_close_still_exits(loopback_server, http):
+    """Members that drop their socket right after leave (a closing tab) still exit."""
+    for room in (32, 33, 34):
+        async with member(http, loopback_server, "bob", room) as (bob, welcome):
+            async with member(http, loopback_server, "alice", room) as (alice, _):
+                await until(bob, "member-joined")
+                await alice.send(json.dumps({"type": "leave"}))
+                alice.transport.abort()
+            left, _ = await until(bob, "member-left")
+            assert left == {"type": "member-left", "userId": "alice", "reason": "exit"}
+            await bob.send(json.dumps({"type": "leave"}))
+            bob.transport.abort()
+        for user in ("alice", "bob"):
+            response = await http.post(
+                f"/v1/rooms/{room}/heartbeat", headers=loopback_server.headers(user)
+            )
+            assert response.json()["errorCode"] == 14004, (room, user, response.text)
+        session = await http.get(
+            f"/v1/sessions/{welcome['roomUuid']}", headers=loopback_server.admin_headers()
+        )
+        reasons = {m["userId"]: m["leaveReason"] for m in session.json()["members"]}
+        assert reasons == {"alice": "exit", "bob": "exit"}, reasons
+
+
 async def test_entering_again_replaces_the_old_socket(loopback_server, http):
     """The same user entering again: old socket gets replaced + 4001; others see left, joined."""
     async with (

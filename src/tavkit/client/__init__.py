@@ -4,7 +4,8 @@
 aiortc peer connection each, interoperating with the ``<tavkit-call>`` browser
 component (``docs/protocol.md``). :class:`Listener` is the seed's listener with
 no-op callbacks; :mod:`tavkit.client.media` has the sources (test pattern, file,
-device); :mod:`tavkit.client.api` is the REST client on its own.
+device); :mod:`tavkit.client.api` is the REST client on its own. In-call messages
+are :class:`ChatMessage` values.
 
 The names are imported on first use, so ``tavkit --help`` and ``import tavkit`` do
 not pay for loading aiortc and PyAV.
@@ -21,8 +22,10 @@ if TYPE_CHECKING:
     from tavkit.client.listener import Listener, ListenerProtocol, UserInfo
     from tavkit.client.media import DeviceSource, FileSource, MediaSource, TestPattern
     from tavkit.client.sinks import PeerStats
+    from tavkit.protocol import ChatMessage
 
 __all__ = [
+    "ChatMessage",
     "Credentials",
     "DeviceSource",
     "EnterResult",
@@ -38,6 +41,7 @@ __all__ = [
 ]
 
 _HOME = {
+    "ChatMessage": "_im",
     "Credentials": "api",
     "EnterResult": "api",
     "RoomApi": "api",

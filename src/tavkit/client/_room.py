@@ -73,12 +73,15 @@ class RoomState:
         on_left: Callable[[str], None],
         store_info: Callable[[list[UserInfo]], None],
         seen: dict[str, PeerStats] | None = None,
+        on_chat: Callable[[ServerMessage], bool] | None = None,
     ) -> None:
         self.room_uuid = entered.room_uuid
         self._entered = entered
         self.user_id = user_id
         self.members: dict[str, Member] = {}
         self.links: dict[str, PeerLink] = {}
+        #: Links with the server's hidden participants (the recorder): answered, never shown.
+        self.hidden: dict[str, PeerLink] = {}
         #: Everyone we had a link with in this membership, their counters kept after leaving.
         self.seen: dict[str, PeerStats] = dict(seen or {})
         self.socket: SignalingSocket | None = None
@@ -93,6 +96,8 @@ class RoomState:
         self._on_gone = on_gone
         self._on_left = on_left
         self._store_info = store_info
+        #: Sees every frame first (in-call messages, ``welcome``); ``True`` = consumed.
+        self._on_chat = on_chat
         self._ending: TAvKitError | None = None
         self._removed_reason: str | None = None
         self._left = asyncio.Event()
@@ -131,6 +136,8 @@ class RoomState:
             self._add_member(member)
             self._link(member.user_id, initiator=True).offer()
         self._announce([m.user_id for m in fresh])
+        if self._on_chat is not None:
+            self._on_chat(welcome)
 
     def start_heartbeat(self, api: RoomApi, room_id: int, interval: float) -> None:
         """Keep the membership alive: REST heartbeat and socket ``ping`` every ``interval``."""
@@ -184,7 +191,8 @@ class RoomState:
         if self.socket is not None:
             await self.socket.aclose()
         links, self.links = self.links, {}
-        for link in links.values():
+        hidden, self.hidden = self.hidden, {}
+        for link in [*links.values(), *hidden.values()]:
             await link.aclose()
         for task in list(self._tasks):
             task.cancel()
@@ -207,6 +215,8 @@ class RoomState:
 
     def on_message(self, message: ServerMessage) -> None:
         """Handle one server frame (called by the socket's reader; never blocks)."""
+        if self._on_chat is not None and self._on_chat(message):
+            return
         if isinstance(message, SignalFrom):
             self._signal(message.sender, message.data)
         elif isinstance(message, MemberJoined):
@@ -284,9 +294,14 @@ class RoomState:
     # -- the mesh ---------------------------------------------------------------------
 
     def _signal(self, sender: str, data: SignalData) -> None:
-        link = self.links.get(sender)
+        is_offer = isinstance(data, DescriptionData) and data.description.type == "offer"
+        link = (self.hidden if _is_hidden(sender) else self.links).get(sender)
+        if link is not None and is_offer and _is_hidden(sender):
+            # The recorder offers only on a fresh connection of its own (a restart, or
+            # a new recording): answer it on a fresh one too, whatever the old one is doing.
+            self._spawn(self.hidden.pop(sender).aclose())
+            link = None
         if link is None:
-            is_offer = isinstance(data, DescriptionData) and data.description.type == "offer"
             if not is_offer:
                 logger.info("ignoring a first signal from %s that is not an offer", sender)
                 return
@@ -313,11 +328,17 @@ class RoomState:
             on_give_up=self._give_up,
             stats=self.seen.get(user_id),
         )
+        if _is_hidden(user_id):  # the recorder: it only receives, and is no member
+            self.hidden[user_id] = link
+            return link
         self.links[user_id] = link
         self.seen[user_id] = link.stats
         return link
 
     def _give_up(self, link: PeerLink) -> None:
+        if self.hidden.get(link.remote_id) is link:  # the recorder stopped: nothing to report
+            self._spawn(self.hidden.pop(link.remote_id).aclose())
+            return
         self._report(
             TrtcError(
                 TrtcCode.PUSH_DISCONNECTED,
@@ -329,6 +350,11 @@ class RoomState:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _is_hidden(user_id: str) -> bool:
+    """Whether ``user_id`` is the server's own participant (``__`` prefix, the recorder)."""
+    return user_id.startswith("__")
 
 
 def _error_of(frame: ErrorFrame) -> TAvKitError:

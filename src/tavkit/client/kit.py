@@ -17,6 +17,12 @@ keeps the membership alive, the socket resumes by itself after drops
 (``session.py``), each peer connection recovers by itself (``peer.py``), and if the
 server has forgotten us after a long outage the kit enters the room again.
 
+In-call messages (``docs/protocol.md`` section 5): :meth:`TAvKit.send_message` and
+:meth:`TAvKit.send_custom_message` return the stored message once the server has
+acknowledged it, and ``listener.on_message`` gets every message of the session -
+history first, own ones included - exactly once and in ``seq`` order, across socket
+resumes (the ordering itself is ``_im.py``).
+
 Everything the kit starts - tasks, threads, sockets, peer connections - is owned
 by it and released by :meth:`TAvKit.aclose` (also on ``async with`` exit).
 """
@@ -38,6 +44,7 @@ from av.frame import Frame
 from tavkit.client import _ice
 from tavkit.client._delivery import RemoteMedia
 from tavkit.client._dispatch import Dispatcher, check_options
+from tavkit.client._im import MessageLog
 from tavkit.client._publish import Publisher
 from tavkit.client._room import RoomState
 from tavkit.client.api import Credentials, EnterResult, RoomApi
@@ -45,8 +52,18 @@ from tavkit.client.listener import UserInfo
 from tavkit.client.media import MediaSource, TestPattern
 from tavkit.client.reporter import Reporter
 from tavkit.client.sinks import PeerStats
-from tavkit.errors import HttpError, TAvKitError
-from tavkit.protocol import Leave, State
+from tavkit.errors import HttpCode, HttpError, ServerCode, ServerError, TAvKitError
+from tavkit.protocol import (
+    ChatMessage,
+    ClientMessage,
+    ErrorFrame,
+    Leave,
+    MessageFrom,
+    ServerMessage,
+    State,
+    Synced,
+    Welcome,
+)
 
 __all__ = ["TAvKit"]
 
@@ -80,6 +97,8 @@ class TAvKit:
       loopback. See :mod:`tavkit.client._ice`.
       ``http_timeout`` (s) and ``http_retries`` - per REST call; exhausted: http 10000.
       ``transport`` - an httpx transport for the REST calls (testing, embedding).
+      ``message_timeout`` (s) - how long :meth:`send_message` waits for the server's
+      acknowledgement, socket resumes included (default 15).
 
     Logs:
       ``reporting`` - send log lines and per-peer quality samples to the server's
@@ -102,6 +121,7 @@ class TAvKit:
         http_retries: int = 3,
         transport: httpx.AsyncBaseTransport | None = None,
         reporting: bool = True,
+        message_timeout: float = 15.0,
     ) -> None:
         self.server = server
         self._host_addresses = None
@@ -116,6 +136,7 @@ class TAvKit:
         self._http_retries = http_retries
         self._transport = transport
         self._reporting = reporting
+        self._message_timeout = message_timeout
         self._reporter: Reporter | None = None
         self._dispatch = Dispatcher()
         self._dispatch.on_report = self._log_error
@@ -130,6 +151,8 @@ class TAvKit:
         self._closed = asyncio.Event()
         self._releasing: asyncio.Future[None] | None = None
         self._started = False
+        self._messages: MessageLog | None = None
+        self._acks: dict[str, asyncio.Future[ChatMessage]] = {}
         self.user_info: dict[str, UserInfo] = {}
         self.muted = False
         self.camera = True
@@ -163,6 +186,7 @@ class TAvKit:
         self._dispatch.listener = listener
         try:
             check_options(sdk_app_id, user_id, user_sig, room_id)
+            self._messages = MessageLog(user_id)
             credentials = Credentials(sdk_app_id, user_id, user_sig, private_map_key)
             self._api = RoomApi(
                 self.server,
@@ -205,6 +229,26 @@ class TAvKit:
             video.switch(chosen.video)
         self._dispatch.emit("on_switch_camera", self.front)
         return self.front
+
+    async def send_message(self, text: str) -> ChatMessage:
+        """Send a text message to the room; return it as the server stored it (with ``seq``).
+
+        Waits for the server's acknowledgement (``message_timeout``); if the
+        socket drops meanwhile, the message is sent again after the resume (the server
+        stores it once). Raises :class:`~tavkit.errors.ServerError` when the server
+        refuses it (10004: empty, over 4,000 characters, rate limited) or the call is
+        over (14004), :class:`~tavkit.errors.HttpError` (10000) when no acknowledgement
+        came in time, and ``RuntimeError`` before :meth:`start`.
+        """
+        return await self._send_chat("text", text)
+
+    async def send_custom_message(self, data: Any) -> ChatMessage:
+        """Send a custom message (an app command: any JSON value, at most 8 KiB compact).
+
+        Delivered to every member's ``on_message`` like a text message, never shown in
+        a chat panel. Same acknowledgement and errors as :meth:`send_message`.
+        """
+        return await self._send_chat("custom", data)
 
     def reconnect(self, user_id: str | None = None) -> list[str]:
         """Renegotiate, on fresh peer connections, the sessions this client offered.
@@ -342,6 +386,7 @@ class TAvKit:
             on_left=self._media.left,
             store_info=self._store_info,
             seen=self._seen_before,
+            on_chat=self._chat_frame,
         )
         self._room = room
         await room.connect(self._api, self._room_id)
@@ -387,6 +432,79 @@ class TAvKit:
     async def _send_state(self) -> None:
         if self._room is not None and self._room.socket is not None:
             await self._room.socket.send(State(muted=self.muted, camera=self.camera))
+
+    async def _send_chat(self, kind: str, value: Any) -> ChatMessage:
+        log = self._messages
+        if log is None:
+            raise RuntimeError("start() the call before sending messages")
+        if self._closed.is_set():
+            raise ServerError(ServerCode.USER_EXITED, "the call is over")
+        frame = log.compose(kind, value)
+        ack: asyncio.Future[ChatMessage] = asyncio.get_running_loop().create_future()
+        self._acks[frame.client_msg_id] = ack
+        try:
+            await self._transmit([frame])
+            async with asyncio.timeout(self._message_timeout):
+                return await ack
+        except TimeoutError:
+            raise HttpError(
+                HttpCode.NETWORK,
+                f"the server did not acknowledge the message in {self._message_timeout} s",
+            ) from None
+        finally:
+            self._acks.pop(frame.client_msg_id, None)
+            log.forget(frame.client_msg_id)
+
+    def _chat_frame(self, message: ServerMessage) -> bool:
+        """Take the socket's in-call message frames; see ``welcome`` to sync and resend."""
+        log = self._messages
+        if log is None:
+            return False
+        if isinstance(message, MessageFrom):
+            inbound = log.receive(message.message)
+            for delivered in inbound.deliver:
+                self._dispatch.emit("on_message", delivered)
+            for acked in inbound.acked:
+                self._settle(acked.client_msg_id, acked)
+            self._send_soon(inbound.send)
+            return True
+        if isinstance(message, Synced):
+            self._send_soon(log.synced())
+            return True
+        if isinstance(message, Welcome):
+            self._send_soon(log.connected(message.room_uuid))
+            return False  # the room reconciles its members too
+        if isinstance(message, ErrorFrame) and log.refused(message.ref):
+            assert message.ref is not None
+            try:
+                error = message.to_error()
+            except ValueError:
+                error = ServerError(ServerCode.INTERNAL, message.error_msg)
+            self._settle(message.ref, error)
+            return True
+        return False
+
+    def _settle(self, client_msg_id: str, outcome: ChatMessage | TAvKitError) -> None:
+        ack = self._acks.get(client_msg_id)
+        if ack is None or ack.done():
+            return
+        if isinstance(outcome, TAvKitError):
+            ack.set_exception(outcome)
+        else:
+            ack.set_result(outcome)
+
+    def _send_soon(self, frames: Sequence[ClientMessage]) -> None:
+        if frames:
+            self._dispatch.spawn(self._transmit(frames))
+
+    async def _transmit(self, frames: Sequence[ClientMessage]) -> None:
+        """Send now if the socket is up; otherwise the next ``welcome`` sends them again."""
+        room = self._room
+        socket = room.socket if room is not None else None
+        for frame in frames:
+            if socket is None or not socket.connected.is_set():
+                return
+            await socket.send(frame)
 
     def _frame(self, user_id: str, frame: Frame) -> None:
         if self._room is not None and user_id in self._room.links:
@@ -441,6 +559,8 @@ class TAvKit:
         await asyncio.shield(self._releasing)
 
     async def _release_all(self) -> None:
+        for client_msg_id in list(self._acks):
+            self._settle(client_msg_id, ServerError(ServerCode.USER_EXITED, "the call is over"))
         await self._dispatch.cancel_all(_LEAVE_TIMEOUT)
         reporter, self._reporter = self._reporter, None
         if reporter is not None:  # before the room closes: its last sample sees the peers

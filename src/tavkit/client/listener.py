@@ -6,6 +6,7 @@ The seed (``TAvKit-README.md`` 3.8) has ``onUserInfoListener``,
 ``on_muted``, ``on_handup`` and ``on_error``, with the same arguments. A Python
 program also needs to know who comes and goes and to get at the media, hence
 ``on_user_enter``, ``on_user_leave``, ``on_user_state`` and ``on_remote_track``.
+In-call messages (the seed's webim-component) arrive through ``on_message``.
 
 Every method is optional: subclass :class:`Listener` and override what you need,
 or pass any object that has some of these methods (:class:`ListenerProtocol`
@@ -19,6 +20,8 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypedDict
 
 from aiortc import MediaStreamTrack
+
+from tavkit.protocol import ChatMessage
 
 __all__ = ["Listener", "ListenerProtocol", "UserInfo"]
 
@@ -45,6 +48,7 @@ class ListenerProtocol(Protocol):
     def on_user_leave(self, user_id: str, reason: str) -> Any: ...
     def on_user_state(self, user_id: str, muted: bool, camera: bool) -> Any: ...
     def on_remote_track(self, user_id: str, track: MediaStreamTrack) -> Any: ...
+    def on_message(self, message: ChatMessage) -> Any: ...
 
 
 class Listener:
@@ -76,3 +80,9 @@ class Listener:
 
     def on_remote_track(self, user_id: str, track: MediaStreamTrack) -> Any:
         """A remote audio or video track arrived (a copy: reading it steals nothing)."""
+
+    def on_message(self, message: ChatMessage) -> Any:
+        """An in-call message (text or custom, ours included): each once, in ``seq`` order.
+
+        On entering, the session's earlier messages come first (a late joiner's history).
+        """

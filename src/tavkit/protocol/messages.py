@@ -8,17 +8,21 @@ values instead of hand-written dicts. Parsing (the strict direction) lives in
 
 Two families::
 
-    ClientMessage   SignalTo · State · Ping · Leave                 client -> server
+    ClientMessage   SignalTo · State · Ping · Leave · SendMessage · Sync      client -> server
     ServerMessage   Welcome · MemberJoined · MemberLeft · MemberState ·
-                    SignalFrom · Pong · ErrorFrame · Replaced · Removed · RoomClosed
+                    SignalFrom · Pong · ErrorFrame · Replaced · Removed · RoomClosed ·
+                    MessageFrom · Synced
 
 ``signal`` frames carry :data:`SignalData`: a session description or an ICE candidate
 (``None`` = end of candidates), with the browser's JSON field names on the wire.
+In-call messages (section 5) are :class:`ChatMessage` values: ``SendMessage`` carries
+what a client may say, ``MessageFrom`` the stored message with its ``seq``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, ClassVar, Final, Literal
@@ -26,13 +30,19 @@ from typing import Any, ClassVar, Final, Literal
 from tavkit.errors import ServerCode, ServerError, TAvKitError
 
 __all__ = [
+    "CLIENT_MSG_ID_RE",
     "LEAVE_REASONS",
     "MAX_CANDIDATE_BYTES",
+    "MAX_DATA_BYTES",
     "MAX_FRAME_BYTES",
     "MAX_ID_CHARS",
     "MAX_SDP_BYTES",
+    "MAX_SEQ",
+    "MAX_TEXT_CHARS",
+    "MESSAGE_KINDS",
     "PROTOCOL_VERSION",
     "CandidateData",
+    "ChatMessage",
     "ClientMessage",
     "CloseCode",
     "DescriptionData",
@@ -45,18 +55,24 @@ __all__ = [
     "MemberJoined",
     "MemberLeft",
     "MemberState",
+    "MessageFrom",
+    "MessageKind",
     "Ping",
     "Pong",
     "Removed",
     "Replaced",
     "RoomClosed",
+    "SendMessage",
     "ServerMessage",
     "SessionDescription",
     "SignalData",
     "SignalFrom",
     "SignalTo",
     "State",
+    "Sync",
+    "Synced",
     "Welcome",
+    "data_size",
     "encode",
 ]
 
@@ -68,6 +84,18 @@ MAX_FRAME_BYTES: Final = 64 * 1024
 MAX_SDP_BYTES: Final = 60 * 1024
 MAX_CANDIDATE_BYTES: Final = 1024
 MAX_ID_CHARS: Final = 64
+# In-call messages (section 5).
+MAX_TEXT_CHARS: Final = 4000
+"""A ``text`` message is 1 to this many characters (code points)."""
+MAX_DATA_BYTES: Final = 8 * 1024
+"""A ``custom`` message's ``data``, serialised compactly (:func:`data_size`), in UTF-8 bytes."""
+MAX_SEQ: Final = 2**31 - 1
+"""The largest ``seq`` (and ``after``) there can be: the store keeps 32-bit integers."""
+CLIENT_MSG_ID_RE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+"""A ``clientMsgId``: 1-64 characters of ``[A-Za-z0-9_.:-]`` (use ``fullmatch``)."""
+
+MessageKind = Literal["text", "custom"]
+MESSAGE_KINDS: Final[frozenset[str]] = frozenset({"text", "custom"})
 
 LeaveReason = Literal["exit", "timeout", "replaced", "removed", "closed", "moved"]
 LEAVE_REASONS: Final[frozenset[str]] = frozenset(
@@ -249,7 +277,49 @@ class Leave:
         return _with_id({"type": self.type}, self.id)
 
 
-ClientMessage = SignalTo | State | Ping | Leave
+@dataclass(frozen=True, slots=True)
+class SendMessage:
+    """Send an in-call message: ``text`` for kind ``text``, ``data`` (any JSON) for ``custom``.
+
+    ``client_msg_id`` makes a resend idempotent: the server stores it once per sender
+    and session, and answers a repeat with the stored message.
+    """
+
+    type: ClassVar[str] = "message"
+    client_msg_id: str
+    kind: MessageKind
+    text: str | None = None
+    data: Any = None
+    id: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``message`` frame a client sends (``text`` or ``data`` by ``kind``)."""
+        wire: dict[str, Any] = {
+            "type": self.type,
+            "clientMsgId": self.client_msg_id,
+            "kind": self.kind,
+        }
+        if self.kind == "text":
+            wire["text"] = self.text
+        else:
+            wire["data"] = self.data
+        return _with_id(wire, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Sync:
+    """Ask for every stored message with ``seq > after``; answered by ``synced``."""
+
+    type: ClassVar[str] = "sync"
+    after: int = 0
+    id: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``sync`` frame."""
+        return _with_id({"type": self.type, "after": self.after}, self.id)
+
+
+ClientMessage = SignalTo | State | Ping | Leave | SendMessage | Sync
 
 
 # --- server -> client ------------------------------------------------------------------
@@ -268,6 +338,8 @@ class Welcome:
     heartbeat_timeout: float
     resumed: bool = False
     v: int = PROTOCOL_VERSION
+    last_seq: int = 0
+    """The session's last message ``seq`` when the socket opened (0 from an older server)."""
 
     def to_wire(self) -> dict[str, Any]:
         """The ``welcome`` frame."""
@@ -281,6 +353,7 @@ class Welcome:
             "heartbeatInterval": self.heartbeat_interval,
             "heartbeatTimeout": self.heartbeat_timeout,
             "resumed": self.resumed,
+            "lastSeq": self.last_seq,
         }
 
 
@@ -422,6 +495,58 @@ class RoomClosed:
         return {"type": self.type, "reason": self.reason}
 
 
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """A stored in-call message: the same object on the socket and in REST history.
+
+    ``sender`` (``from`` on the wire) is the authenticated userId that sent it;
+    ``text`` is set for kind ``text``, ``data`` (any JSON value) for ``custom``.
+    """
+
+    seq: int
+    sender: str
+    kind: MessageKind
+    client_msg_id: str
+    sent_at: float
+    text: str | None = None
+    data: Any = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{"seq", "from", "kind", "text"|"data", "clientMsgId", "sentAt"}``."""
+        wire: dict[str, Any] = {"seq": self.seq, "from": self.sender, "kind": self.kind}
+        if self.kind == "text":
+            wire["text"] = self.text
+        else:
+            wire["data"] = self.data
+        wire["clientMsgId"] = self.client_msg_id
+        wire["sentAt"] = self.sent_at
+        return wire
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFrom:
+    """A stored message, to every member of the session (the sender's acknowledgement too)."""
+
+    type: ClassVar[str] = "message"
+    message: ChatMessage
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``message`` frame a client receives: the message object plus ``type``."""
+        return {"type": self.type, **self.message.to_wire()}
+
+
+@dataclass(frozen=True, slots=True)
+class Synced:
+    """Every message up to ``last_seq`` has been sent in reply to a ``sync``."""
+
+    type: ClassVar[str] = "synced"
+    last_seq: int
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``synced`` frame."""
+        return {"type": self.type, "lastSeq": self.last_seq}
+
+
 ServerMessage = (
     Welcome
     | MemberJoined
@@ -433,12 +558,24 @@ ServerMessage = (
     | Replaced
     | Removed
     | RoomClosed
+    | MessageFrom
+    | Synced
 )
 
 
 def encode(msg: ClientMessage | ServerMessage) -> str:
     """The JSON text of one frame, compact and without NaN/Infinity (not JSON)."""
     return json.dumps(msg.to_wire(), separators=(",", ":"), allow_nan=False)
+
+
+def data_size(data: Any) -> int:
+    """The size a ``custom`` message's ``data`` counts for: compact JSON, in UTF-8 bytes.
+
+    Compact means no spaces after separators and non-ASCII characters as themselves
+    (like ``JSON.stringify``); raises ``ValueError`` for NaN/Infinity (not JSON).
+    """
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def _with_id(wire: dict[str, Any], value: str | None, *, key: str = "id") -> dict[str, Any]:

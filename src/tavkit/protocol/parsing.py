@@ -6,7 +6,9 @@ rather than guess: non-JSON is server 10003, anything else the contract does not
 allow (wrong type, wrong size, unknown ``type``, a binary frame) is 10004, and the
 message names the field. Unknown *extra* members of an object are ignored, so v1 can
 grow optional fields without breaking older peers; the relayed ``signal.data`` is
-rebuilt from the parsed values, so nothing unchecked is ever forwarded.
+rebuilt from the parsed values, so nothing unchecked is ever forwarded. The one
+exception is the client's ``message`` frame, which is stored for good: any member
+the contract does not list (``from``, ``seq``, ``sentAt`` above all) is refused.
 """
 
 from __future__ import annotations
@@ -19,12 +21,18 @@ from typing import Any, Final, cast
 from tavkit.errors import ErrorModule, ServerCode
 from tavkit.protocol._fields import Fields
 from tavkit.protocol.messages import (
+    CLIENT_MSG_ID_RE,
     LEAVE_REASONS,
     MAX_CANDIDATE_BYTES,
+    MAX_DATA_BYTES,
     MAX_ID_CHARS,
     MAX_SDP_BYTES,
+    MAX_SEQ,
+    MAX_TEXT_CHARS,
+    MESSAGE_KINDS,
     PROTOCOL_VERSION,
     CandidateData,
+    ChatMessage,
     ClientMessage,
     DescriptionData,
     ErrorFrame,
@@ -36,21 +44,27 @@ from tavkit.protocol.messages import (
     MemberJoined,
     MemberLeft,
     MemberState,
+    MessageFrom,
+    MessageKind,
     Ping,
     Pong,
     Removed,
     Replaced,
     RoomClosed,
+    SendMessage,
     ServerMessage,
     SessionDescription,
     SignalData,
     SignalFrom,
     SignalTo,
     State,
+    Sync,
+    Synced,
     Welcome,
+    data_size,
 )
 
-__all__ = ["parse_client_frame", "parse_server_frame", "parse_signal_data"]
+__all__ = ["parse_chat_message", "parse_client_frame", "parse_server_frame", "parse_signal_data"]
 
 _DESCRIPTION_TYPES: Final = frozenset({"offer", "answer", "rollback"})
 _MAX_MID_BYTES: Final = 64
@@ -58,6 +72,8 @@ _MAX_UFRAG_BYTES: Final = 256
 _MAX_REASON_BYTES: Final = 64
 _MAX_ERROR_MSG_BYTES: Final = 4096
 _MAX_MEMBERS: Final = 10_000
+_MESSAGE_FIELDS: Final = frozenset({"type", "id", "clientMsgId", "kind", "text", "data"})
+_SERVER_SET: Final = ("from", "seq", "sentAt")
 
 
 def parse_client_frame(text: str | bytes) -> ClientMessage:
@@ -138,11 +154,61 @@ def _leave(f: Fields, ref: str | None) -> Leave:
     return Leave(id=ref)
 
 
+def _send_message(f: Fields, ref: str | None) -> SendMessage:
+    """The one frame parsed strictly: what it carries is stored and fanned out as is."""
+    for name in _SERVER_SET:
+        if f.has(name):
+            raise f.fail(name, "nothing (the server sets it)")
+    unknown = sorted(set(f.obj) - _MESSAGE_FIELDS)
+    if unknown:
+        raise f.fail(unknown[0], "no such field (clientMsgId, kind, text or data)")
+    client_msg_id = _client_msg_id(f)
+    kind, text, data = _body(f, strict=True)
+    return SendMessage(client_msg_id, kind, text=text, data=data, id=ref)
+
+
+def _sync(f: Fields, ref: str | None) -> Sync:
+    return Sync(after=f.integer("after", minimum=0, maximum=MAX_SEQ), id=ref)
+
+
+def _client_msg_id(f: Fields) -> str:
+    value = f.raw("clientMsgId")
+    if not isinstance(value, str) or not CLIENT_MSG_ID_RE.fullmatch(value):
+        raise f.fail("clientMsgId", "1-64 characters of A-Z a-z 0-9 _ . : -")
+    return value
+
+
+def _body(f: Fields, *, strict: bool) -> tuple[MessageKind, str | None, Any]:
+    """``kind`` and its payload: ``text`` (1-4000 characters) or ``data`` (JSON, <= 8 KiB).
+
+    ``strict`` (a client's frame) also refuses the payload of the other kind.
+    """
+    kind = cast(MessageKind, f.choice("kind", MESSAGE_KINDS))
+    own, other = ("text", "data") if kind == "text" else ("data", "text")
+    if strict and f.has(other):
+        raise f.fail(other, f'nothing for kind "{kind}" (it carries {own})')
+    if kind == "text":
+        text = f.raw("text")
+        if not isinstance(text, str) or not 1 <= len(text) <= MAX_TEXT_CHARS:
+            raise f.fail("text", f"a string of 1 to {MAX_TEXT_CHARS} characters")
+        return kind, text, None
+    data = f.raw("data")
+    try:
+        size = data_size(data)
+    except ValueError:  # 1e400 decodes to inf, which JSON cannot carry on
+        raise f.fail("data", "a JSON value with finite numbers") from None
+    if strict and size > MAX_DATA_BYTES:
+        raise f.fail("data", f"a JSON value of at most {MAX_DATA_BYTES} bytes serialised")
+    return kind, None, data
+
+
 _CLIENT_PARSERS: Final[dict[str, Callable[[Fields, str | None], ClientMessage]]] = {
     "signal": _signal_to,
     "state": _state,
     "ping": _ping,
     "leave": _leave,
+    "message": _send_message,
+    "sync": _sync,
 }
 
 
@@ -213,6 +279,7 @@ def _welcome(f: Fields) -> Welcome:
         heartbeat_interval=f.number("heartbeatInterval", minimum=0),
         heartbeat_timeout=f.number("heartbeatTimeout", minimum=0),
         resumed=f.boolean("resumed"),
+        last_seq=f.opt_integer("lastSeq", minimum=0, maximum=MAX_SEQ) or 0,
     )
 
 
@@ -224,6 +291,24 @@ def _member_left(f: Fields) -> MemberLeft:
 def _member_state(f: Fields) -> MemberState:
     return MemberState(
         user_id=f.user_id("userId"), muted=f.boolean("muted"), camera=f.boolean("camera")
+    )
+
+
+def parse_chat_message(obj: object, path: str = "message") -> ChatMessage:
+    """Check one stored message object (REST history, a bus event) and return it typed."""
+    return _chat_message(Fields(obj, path))
+
+
+def _chat_message(f: Fields) -> ChatMessage:
+    kind, text, data = _body(f, strict=False)
+    return ChatMessage(
+        seq=f.integer("seq", minimum=1, maximum=MAX_SEQ),
+        sender=f.user_id("from"),
+        kind=kind,
+        client_msg_id=_client_msg_id(f),
+        sent_at=f.number("sentAt", minimum=0),
+        text=text,
+        data=data,
     )
 
 
@@ -248,4 +333,6 @@ _SERVER_PARSERS: Final[dict[str, Callable[[Fields], ServerMessage]]] = {
     "replaced": lambda f: Replaced(),
     "removed": lambda f: Removed(f.string("reason", max_bytes=_MAX_REASON_BYTES, min_len=1)),
     "room-closed": lambda f: RoomClosed(f.string("reason", max_bytes=_MAX_REASON_BYTES, min_len=1)),
+    "message": lambda f: MessageFrom(_chat_message(f)),
+    "synced": lambda f: Synced(f.integer("lastSeq", minimum=0, maximum=MAX_SEQ)),
 }

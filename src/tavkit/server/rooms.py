@@ -8,7 +8,10 @@ The rules (``docs/protocol.md``, DESIGN "Rooms"):
   entering the same room again replaces the old connection (``replaced``);
 * a member whose heartbeats stop for ``heartbeat_timeout`` is removed (``timeout``);
 * a session closes ``close_grace`` after its last member leaves, or when an admin
-  closes it.
+  closes it;
+* userIds starting with ``__`` are the server's own (:func:`is_hidden`): nobody enters
+  with one. The server's participants (the recorder) never become members at all, so
+  no member list, count or emptiness check can see them.
 
 Every change is one database transaction, and changes within an app are serialised
 in-process by a per-app :class:`asyncio.Lock`; the database's unique indexes catch
@@ -45,12 +48,23 @@ from tavkit.server.settings import AppConfig, Settings
 from tavkit.server.store.db import Store, storage_errors
 from tavkit.server.store.models import AppRow, MemberRow, SessionRow
 
-__all__ = ["EnterResult", "MemberInfo", "RoomService", "SweepReport"]
+__all__ = [
+    "HIDDEN_PREFIX",
+    "EnterResult",
+    "MemberInfo",
+    "RoomService",
+    "SweepReport",
+    "is_hidden",
+    "recorder_id",
+]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Outbox = list[tuple[str, dict[str, Any]]]
+
+HIDDEN_PREFIX: Final = "__"
+"""userIds with this prefix belong to the server (``docs/protocol.md`` section 6)."""
 
 _ATTEMPTS: Final = 3
 _RETRYABLE_SQLSTATES: Final = frozenset({"40001", "40P01"})  # serialization, deadlock
@@ -63,6 +77,16 @@ _LEAVE_EVENT: Final = {
     "timeout": "timed-out",
     "removed": "removed",
 }
+
+
+def is_hidden(user_id: str) -> bool:
+    """Whether ``user_id`` is one of the server's own, hidden participants."""
+    return user_id.startswith(HIDDEN_PREFIX)
+
+
+def recorder_id(room_uuid: uuid.UUID) -> str:
+    """The userId of the session's recorder: ``__rec.`` and the UUID's 32 hex digits."""
+    return f"{HIDDEN_PREFIX}rec.{room_uuid.hex}"
 
 
 def _is_conflict(exc: DBAPIError) -> bool:
@@ -105,6 +129,8 @@ class EnterResult:
     connection_id: str
     members: list[MemberInfo]
     """The other live members, oldest first."""
+    opened: bool = False
+    """Whether this enter opened the session."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +163,15 @@ class RoomService:
         # a write for every socket frame (see touch()).
         self._touched: dict[str, float] = {}
         self._touch_every = settings.heartbeat_interval / 2
+        self._open_listeners: list[Callable[[int, int, uuid.UUID], None]] = []
+
+    def on_session_opened(self, listener: Callable[[int, int, uuid.UUID], None]) -> None:
+        """Call ``listener(sdk_app_id, room_id, room_uuid)`` after each enter that opens a session.
+
+        Called in this process only, after the commit: the replica that opened a session
+        is the one that acts on it (the recorder), whatever bus the replicas share.
+        """
+        self._open_listeners.append(listener)
 
     # -- setup -------------------------------------------------------------------------
 
@@ -159,7 +194,13 @@ class RoomService:
 
         Raises ``ServerError(ENTER_FAILED)`` (14000) when the room is full.
         ``privileges`` is the privateMapKey's map, already checked for the enter bit.
+        A reserved userId (:func:`is_hidden`) is server 10004.
         """
+        if is_hidden(user_id):
+            raise ServerError(
+                ServerCode.INVALID_PARAMETER,
+                f"userId: ids starting with {HIDDEN_PREFIX} are reserved for the server",
+            )
 
         async def run(s: AsyncSession, out: Outbox) -> EnterResult:
             now = self._clock()
@@ -184,6 +225,7 @@ class RoomService:
                 reason = "replaced" if same_session else "moved"
                 # _leave flushes, freeing the one-live-membership index for the insert below.
                 await self._leave(s, out, current, reason, now, rejoining=same_session)
+            opened = session is None
             if session is None:
                 session = SessionRow(
                     id=uuid.uuid4(), sdk_app_id=sdk_app_id, room_id=room_id, opened_at=now
@@ -221,9 +263,17 @@ class RoomService:
                 room_uuid=session.id,
                 connection_id=member.connection_id,
                 members=others,
+                opened=opened,
             )
 
-        return await self._write(sdk_app_id, "entering the room", ServerCode.ENTER_FAILED, run)
+        result = await self._write(sdk_app_id, "entering the room", ServerCode.ENTER_FAILED, run)
+        if result.opened:
+            for listener in self._open_listeners:
+                try:
+                    listener(sdk_app_id, room_id, result.room_uuid)
+                except Exception:  # a listener's bug must not fail the enter
+                    logger.exception("a session-opened listener failed")
+        return result
 
     async def heartbeat(self, sdk_app_id: int, room_id: int, user_id: str) -> uuid.UUID:
         """Record that ``user_id`` is still in ``room_id``; return the session's UUID.
@@ -390,6 +440,29 @@ class RoomService:
 
         return await self._transaction(
             "listing members", ServerCode.QUERY_MEMBERS_FAILED, run, readonly=True
+        )
+
+    async def connections(self, room_uuid: uuid.UUID) -> list[tuple[MemberInfo, str]]:
+        """The session's live members with their connection ids, oldest first."""
+
+        async def run(s: AsyncSession, _out: Outbox) -> list[tuple[MemberInfo, str]]:
+            return [
+                (MemberInfo.of(row), row.connection_id) for row in await live_rows(s, room_uuid)
+            ]
+
+        return await self._transaction(
+            "listing members", ServerCode.QUERY_MEMBERS_FAILED, run, readonly=True
+        )
+
+    async def open_session_of(self, sdk_app_id: int, room_id: int) -> uuid.UUID | None:
+        """The room's open session, if it has one."""
+
+        async def run(s: AsyncSession, _out: Outbox) -> uuid.UUID | None:
+            session = await open_session(s, sdk_app_id, room_id)
+            return session.id if session is not None else None
+
+        return await self._transaction(
+            "finding the session", ServerCode.INTERNAL, run, readonly=True
         )
 
     async def is_member(self, room_uuid: uuid.UUID, user_id: str, connection_id: str) -> bool:

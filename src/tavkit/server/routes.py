@@ -18,16 +18,18 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
 
 from tavkit.auth import gen_user_sig
 from tavkit.errors import ServerCode, ServerError, TAvKitError
+from tavkit.protocol import MAX_SEQ
 from tavkit.server.auth import USER_ID_RE, CredentialsDep, authenticate, context_of
 from tavkit.server.errors import error_response
 from tavkit.server.ice import ice_servers_for
+from tavkit.server.im import DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT, message_service
 from tavkit.server.settings import U32_MAX
 from tavkit.server.store.ledger import SessionRecord, open_rooms, session_record
 from tavkit.server.tokens import mint
@@ -141,11 +143,13 @@ class SessionResponse(BaseModel):
     events: list[SessionEvent]
 
 
-class RecordingsResponse(BaseModel):
-    """A session's recordings."""
+class MessagesResponse(BaseModel):
+    """A page of a session's in-call messages, ``seq`` order."""
 
     roomUuid: str
-    recordings: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+    lastSeq: int
+    hasMore: bool
 
 
 class AdminRoom(BaseModel):
@@ -337,15 +341,29 @@ async def session(request: Request, room_uuid: SessionUuid, creds: CredentialsDe
 
 
 @api.get(
-    "/sessions/{uuid}/recordings",
-    response_model=RecordingsResponse,
+    "/sessions/{uuid}/messages",
+    response_model=MessagesResponse,
     responses=_errors(400, 401, 404, 422, 503),
     tags=["sessions"],
 )
-async def recordings(request: Request, room_uuid: SessionUuid, creds: CredentialsDep) -> Any:
-    """A session's recordings (none yet: the recorder comes later)."""
+async def messages(
+    request: Request,
+    room_uuid: SessionUuid,
+    creds: CredentialsDep,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="Only seq > after.")] = 0,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_HISTORY_LIMIT, description="At most this many messages.")
+    ] = DEFAULT_HISTORY_LIMIT,
+) -> Any:
+    """A session's in-call messages, also after it closed (its members, ever, and the admin)."""
     record = await _visible_session(request, room_uuid, creds)
-    return {"roomUuid": str(record.room_uuid), "recordings": []}
+    page = await message_service(request.app).history(record.room_uuid, after=after, limit=limit)
+    return {
+        "roomUuid": str(record.room_uuid),
+        "messages": [m.to_wire() for m in page.messages],
+        "lastSeq": page.last_seq,
+        "hasMore": page.has_more,
+    }
 
 
 async def _visible_session(

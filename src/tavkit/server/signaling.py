@@ -35,6 +35,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from tavkit.errors import ServerCode, ServerError, TAvKitError
 from tavkit.protocol import (
     MAX_FRAME_BYTES,
+    ChatMessage,
     ClientMessage,
     CloseCode,
     ErrorFrame,
@@ -44,25 +45,32 @@ from tavkit.protocol import (
     MemberJoined,
     MemberLeft,
     MemberState,
+    MessageFrom,
     Ping,
     Pong,
     Removed,
     Replaced,
     RoomClosed,
+    SendMessage,
     ServerMessage,
     SignalFrom,
     SignalTo,
     State,
+    Sync,
+    Synced,
     TokenBucket,
     Welcome,
     encode,
+    parse_chat_message,
     parse_client_frame,
     parse_signal_data,
 )
 from tavkit.server.bus import session_channel
 from tavkit.server.context import ServerContext
 from tavkit.server.ice import filter_signal
+from tavkit.server.im import MESSAGE_RATE, message_service
 from tavkit.server.metrics import Metrics, metrics_of
+from tavkit.server.rooms import recorder_id
 from tavkit.server.tokens import SocketClaims, verify
 
 __all__ = ["SignalingConnection", "SocketRegistry", "router"]
@@ -76,6 +84,8 @@ SEND_TIMEOUT: Final = 10.0
 """A frame the transport has not taken within this marks the client as stuck."""
 CLOSE_TIMEOUT: Final = 2.0
 """How long sending the goodbye (an error, a close frame) may take."""
+LEAVE_TIMEOUT: Final = 10.0
+"""How long a closing socket waits for its member's `leave` to reach the database."""
 LOST_GRACE: Final = 1.0
 """When the database says the connection is gone, wait this long for the bus to say why."""
 ROOM_CLOSED_WAIT: Final = 1.0
@@ -92,6 +102,12 @@ TOUCH_EVERY: Final = 1.0
 """At most one heartbeat write a second per socket, however chatty it is."""
 REMEMBER_FOR: Final = 3600.0
 """How long a connection whose socket ended still counts as having had one."""
+SYNC_PAGE: Final = 100
+SYNC_HEADROOM: Final = 64
+"""A ``sync`` reply goes out a page at a time, each once the queue has room for it and
+this many live frames besides, so a long history cannot overflow the send queue."""
+HELD_MAX: Final = 4 * SEND_QUEUE
+"""Live messages held back while a ``sync`` reply is being sent; past this, resync (1011)."""
 
 router = APIRouter()
 
@@ -130,6 +146,10 @@ class SocketRegistry:
         """Whether ``connection_id`` has (or recently had) a socket here."""
         self._forget_old()
         return connection_id in self._live or connection_id in self._ended
+
+    def is_live(self, connection_id: str) -> bool:
+        """Whether ``connection_id`` has a socket here now (subscribed to its session)."""
+        return connection_id in self._live
 
     def attach(self, socket: SignalingConnection) -> tuple[bool, SignalingConnection | None]:
         """Register ``socket``; return (resumed, the socket it takes over from, if any)."""
@@ -196,6 +216,14 @@ class SignalingConnection:
         self._last_rate_error = -math.inf
         self._others: dict[str, float] = {}  # the other members: userId -> joinedAt
         self._room_closing = False
+        self._leaving: asyncio.Task[None] | None = None  # a `leave` being carried out
+        self._im = message_service(websocket.app)
+        # While a sync reply is being sent, live messages wait in _held; afterwards those
+        # the reply already carried, seq in (after, through], are not sent again.
+        self._syncing = False
+        self._dequeued = asyncio.Event()  # the writer took a frame: a sync may send more
+        self._held: list[ChatMessage] = []
+        self._synced_range = (0, 0)
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -211,6 +239,7 @@ class SignalingConnection:
                 # Subscribed before the snapshot, so no change falls between the two.
                 try:
                     members = await self._ctx.rooms.members(self.room_uuid)
+                    last_seq = await self._im.last_seq(self.room_uuid)
                 except TAvKitError as exc:
                     await _refuse(self._ws, exc, CloseCode.SERVER_ERROR, self._metrics)
                     return
@@ -227,10 +256,22 @@ class SignalingConnection:
                         heartbeat_interval=self._settings.heartbeat_interval,
                         heartbeat_timeout=self._settings.heartbeat_timeout,
                         resumed=resumed,
+                        last_seq=last_seq,
                     )
                 )
+                # The recorder offers to a member once its socket can hear the offer.
+                opened = {
+                    "kind": "socket-open",
+                    "userId": self.user_id,
+                    "connectionId": self.connection_id,
+                }
+                await self._ctx.bus.publish(self._channel, opened)
                 await self._serve(events)
         finally:
+            if self._leaving is not None:
+                with suppress(TimeoutError, TAvKitError):
+                    async with asyncio.timeout(LEAVE_TIMEOUT):
+                        await asyncio.shield(self._leaving)
             self._registry.detach(self)
             self._log(logging.INFO, "closed (%d)", self._close_code)
 
@@ -288,6 +329,7 @@ class SignalingConnection:
     async def _write(self) -> None:
         while True:
             item = await self._outbox.get()  # the supervisor cancels this wait
+            self._dequeued.set()
             if isinstance(item, _Close):
                 await self._close_socket(item.code, item.reason)
                 return
@@ -384,11 +426,20 @@ class SignalingConnection:
             await rooms.set_state(self.room_uuid, self.user_id, muted=msg.muted, camera=msg.camera)
         elif isinstance(msg, Ping):
             self.send(Pong(msg.t))
+        elif isinstance(msg, SendMessage):
+            await self._post(msg)
+        elif isinstance(msg, Sync):
+            await self._sync(msg)
         elif isinstance(msg, Leave):
+            # A client may drop its end right after `leave` (a closing tab does); the
+            # writer then fails and the supervisor cancels this reader. The exit must
+            # still happen, so it runs as a task of its own that run() waits for.
+            self._leaving = asyncio.create_task(
+                rooms.leave_connection(self.room_uuid, self.user_id, self.connection_id, "exit"),
+                name=f"{self._tag} leave",
+            )
             try:
-                await rooms.leave_connection(
-                    self.room_uuid, self.user_id, self.connection_id, "exit"
-                )
+                await asyncio.shield(self._leaving)
             except TAvKitError as exc:
                 self.send(ErrorFrame.from_error(exc, msg.id))
             self.close(CloseCode.NORMAL, "left")
@@ -396,7 +447,8 @@ class SignalingConnection:
     async def _relay(self, msg: SignalTo) -> None:
         if msg.to == self.user_id:
             raise FrameError(ServerCode.INVALID_PARAMETER, "signal.to: that is you", ref=msg.id)
-        if msg.to not in self._others and not await self._is_member(msg.to):
+        hidden = msg.to == recorder_id(self.room_uuid)  # never a member, always addressable
+        if not hidden and msg.to not in self._others and not await self._is_member(msg.to):
             raise FrameError(
                 ServerCode.INVALID_PARAMETER,
                 f"signal.to: {msg.to} is not a member of this session",
@@ -408,6 +460,67 @@ class SignalingConnection:
             return
         event = {"kind": "signal", "from": self.user_id, "to": msg.to, "data": data.to_wire()}
         await self._ctx.bus.publish(self._channel, event)
+
+    # -- in-call messages (section 5) --------------------------------------------------------
+
+    async def _post(self, msg: SendMessage) -> None:
+        """Store and fan out; a resend (or a message the bus refused) goes back to us alone."""
+        if not self._im.allow(self.room_uuid, self.user_id):
+            self._count_in("message-rate-limited")
+            raise FrameError(
+                ServerCode.INVALID_PARAMETER,
+                f"message rate limited: over {MESSAGE_RATE:g} messages/s; not stored",
+                ref=msg.id,
+            )
+        posted = await self._im.post(self.room_uuid, self.user_id, msg)
+        if posted.duplicate or not posted.published:
+            self.send(MessageFrom(posted.message))
+
+    async def _sync(self, msg: Sync) -> None:
+        """Send every stored message after ``msg.after`` in pages, then ``synced``."""
+        self._syncing = True
+        try:
+            cursor = msg.after
+            while True:
+                if not await self._room_for(SYNC_PAGE):
+                    return
+                page = await self._im.history(self.room_uuid, after=cursor, limit=SYNC_PAGE)
+                for message in page.messages:
+                    self.send(MessageFrom(message))
+                if page.messages:
+                    cursor = page.messages[-1].seq
+                    self._synced_range = (msg.after, cursor)
+                if not page.has_more:
+                    break
+            self.send(Synced(cursor if cursor > msg.after else min(msg.after, page.last_seq)))
+        finally:
+            self._syncing = False
+            held, self._held = self._held, []
+            for message in held:
+                self._live_message(message)
+
+    async def _room_for(self, frames: int) -> bool:
+        """Wait until the send queue can take ``frames`` more; False once the socket closes."""
+        limit = SEND_QUEUE - frames - SYNC_HEADROOM
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT):
+                while self._outbox.qsize() > limit and not self._closing.is_set():
+                    self._dequeued.clear()
+                    await self._dequeued.wait()
+        except TimeoutError:
+            self._log(logging.WARNING, "a sync reply waited %g s for room: dropping", SEND_TIMEOUT)
+            self.close(CloseCode.TRY_AGAIN_LATER, "too slow")
+        return not self._closing.is_set()
+
+    def _live_message(self, message: ChatMessage) -> None:
+        if self._syncing:
+            if len(self._held) >= HELD_MAX:
+                self.close(CloseCode.SERVER_ERROR, "messages lost; reconnect")
+            self._held.append(message)
+            return
+        after, through = self._synced_range
+        if not after < message.seq <= through:
+            self.send(MessageFrom(message))
 
     async def _is_member(self, user_id: str) -> bool:
         """Ask the database: the bus may not have told us of a member that just joined."""
@@ -468,6 +581,8 @@ class SignalingConnection:
         elif kind == "member-state":
             if event["userId"] != self.user_id:
                 self.send(MemberState(event["userId"], event["muted"], event["camera"]))
+        elif kind == "message":
+            self._live_message(parse_chat_message(event["message"]))
         elif kind == "room-closed":
             reason = str(event.get("reason") or "closed")
             self.close(CloseCode.ROOM_CLOSED, "room closed", RoomClosed(reason))

@@ -18,11 +18,17 @@
 // Once in the room, a Reporter (reporter.js, the seed's elk-component) sends the
 // call's log lines and getStats quality samples to the server; it never affects the
 // call itself.
+//
+// In-call messages (protocol.md section 5) go through a Chat (chat.js), which
+// delivers them exactly once and in order; each reaches onMessageListener and the
+// `tavkit:message` event, own ones included. The chat panel's state (open, unread
+// count of others' text messages while closed) lives here too.
 
 import { ApiClient } from "./api.js";
+import { Chat } from "./chat.js";
 import { CallError, asCallError, callError } from "./errors.js";
 import { openCamera, openLocalMedia } from "./media.js";
-import { Mesh } from "./mesh.js";
+import { Mesh, isHidden } from "./mesh.js";
 import { checkOptions, pickListener } from "./options.js";
 import { Reporter } from "./reporter.js";
 import { Signaling } from "./signaling.js";
@@ -58,6 +64,10 @@ export class CallController extends EventTarget {
     this.heartbeat = null;
     this.infoQueue = new Set();
     this.infoTimer = null;
+    this.chat = null;
+    this.chatOpen = false;
+    this.unread = 0;
+    this.names = new Map(); // userId → userName from onUserInfoListener, kept after they leave
   }
 
   /** Whether a call is being set up or is up. */
@@ -81,6 +91,7 @@ export class CallController extends EventTarget {
     }
     this.options = options;
     this.peers = new Map();
+    this.names = new Map();
     this.self = { ...this.self, userId: options.userId, userName: "", avatarUrl: "", front: true };
     this.#setState("entering");
     this.api = new ApiClient({ ...options, lang: this.lang });
@@ -104,6 +115,7 @@ export class CallController extends EventTarget {
     const room = this.room;
     this.#setState("connecting");
     this.pending = [];
+    this.#startChat();
     this.signaling = new Signaling({
       url: room.socketUrl,
       token: room.socketToken,
@@ -248,6 +260,29 @@ export class CallController extends EventTarget {
     return front;
   }
 
+  /** Send a text message; resolves with the stored message (see chat.js for rejections). */
+  sendMessage(text) {
+    return this.#chatSend("text", text);
+  }
+
+  /** Send a custom message (any JSON value); delivered to listeners, not shown in the panel. */
+  sendCustomMessage(data) {
+    return this.#chatSend("custom", data);
+  }
+
+  /** Open or close the chat panel; opening clears the unread count. */
+  setChatOpen(open) {
+    this.chatOpen = Boolean(open) && this.active;
+    if (this.chatOpen) this.unread = 0;
+    this.#changed();
+  }
+
+  /** The name to show for `userId`: from onUserInfoListener, else the userId. */
+  displayName(userId) {
+    if (userId === this.self.userId && this.self.userName) return this.self.userName;
+    return this.peers.get(userId)?.userName || this.names.get(userId) || userId;
+  }
+
   /** userId → RTCPeerConnection (a snapshot), for tests and diagnostics. */
   peerConnections() {
     return this.mesh ? this.mesh.connections() : new Map();
@@ -274,9 +309,10 @@ export class CallController extends EventTarget {
       case "member-state":
         return this.#memberState(frame);
       case "signal":
-        if (!this.peers.has(frame.from)) {
+        if (!this.peers.has(frame.from) && !isHidden(frame.from)) {
           // An offer can outrun its sender's member-joined; anything else from an
-          // unknown member is a straggler of someone who already left.
+          // unknown member is a straggler of someone who already left. The server's
+          // hidden peer (the recorder) is answered by the mesh but never shown.
           if (frame.data?.description?.type !== "offer") return undefined;
           this.#addPeer({ userId: frame.from });
         }
@@ -288,7 +324,12 @@ export class CallController extends EventTarget {
         return this.#end(callError("trtc", -1019, this.lang, `removed (${frame.reason})`));
       case "room-closed":
         return this.#end(callError("server", 14003, this.lang, frame.reason || ""));
+      case "message":
+        return this.chat?.receive(frame);
+      case "synced":
+        return this.chat?.synced();
       case "error":
+        if (this.chat?.refused(frame)) return undefined;
         this.log("server refused a frame", frame);
         return undefined;
       default:
@@ -324,6 +365,7 @@ export class CallController extends EventTarget {
       }
       this.mesh.heal();
     }
+    this.chat?.connected();
     this.#settle();
   }
 
@@ -374,6 +416,7 @@ export class CallController extends EventTarget {
   #socketStatus(status, info) {
     if (!this.active) return;
     if (status === "reconnecting") {
+      this.chat?.disconnected();
       this.reporter?.log("warn", "signaling-reconnecting");
       this.#setState("reconnecting");
     }
@@ -404,9 +447,41 @@ export class CallController extends EventTarget {
       if (!info || typeof info.userId !== "string") continue;
       const target = info.userId === this.self.userId ? this.self : this.peers.get(info.userId);
       if (!target) continue;
-      if (typeof info.userName === "string") target.userName = info.userName;
+      if (typeof info.userName === "string") {
+        target.userName = info.userName;
+        this.names.set(info.userId, info.userName);
+      }
       if (typeof info.avatarUrl === "string") target.avatarUrl = info.avatarUrl;
     }
+    this.#changed();
+  }
+
+  // -- messages -----------------------------------------------------------------
+
+  #startChat() {
+    this.chat?.close();
+    this.unread = 0;
+    this.chatOpen = false;
+    this.chat = new Chat({
+      selfId: this.self.userId,
+      lang: this.lang,
+      send: (frame) => this.signaling?.send(frame),
+      onDeliver: (message) => this.#delivered(message),
+    });
+  }
+
+  #chatSend(kind, value) {
+    if (!this.chat || !this.active) {
+      return Promise.reject(callError("server", 14004, this.lang, "not in a call"));
+    }
+    return this.chat.send(kind, value);
+  }
+
+  #delivered(message) {
+    const others = message.from !== this.self.userId;
+    if (message.kind === "text" && others && !this.chatOpen) this.unread += 1;
+    this.#call("onMessageListener", { ...message });
+    this.emit("tavkit:message", { ...message });
     this.#changed();
   }
 
@@ -497,6 +572,9 @@ export class CallController extends EventTarget {
     this.heartbeat = null;
     this.infoTimer = null;
     this.infoQueue.clear();
+    this.chat?.close();
+    this.chatOpen = false;
+    this.unread = 0;
     this.#stopMedia();
     this.signaling?.close();
     this.signaling = null;

@@ -15,6 +15,7 @@ const LISTENERS = [
   "onMutedListener",
   "onHandupListener",
   "onErrorListener",
+  "onMessageListener",
 ];
 
 function positiveInteger(value, max) {

@@ -9,6 +9,9 @@
 // socket pings every heartbeat interval and treats a long silence as a drop, early
 // enough to resume before the server's timeout; a false alarm on a busy machine
 // costs one reconnect, not the call.
+// In-call message frames (`message`, `sync`) are never queued: the chat (chat.js)
+// resends what the server has not acknowledged once the socket is back, and asks
+// for what it missed with a fresh `sync`.
 
 import { callError, fromWire } from "./errors.js";
 
@@ -17,6 +20,7 @@ const FINAL_CLOSE = new Set([1000, 4001, 4002, 4003]);
 const BAD_TOKEN = 4401;
 const MAX_QUEUED = 500; // frames kept while reconnecting; negotiation needs them in order
 const GIVE_UP_SLACK = 5000; // ms past the heartbeat timeout before reconnecting stops
+const UNQUEUED = new Set(["message", "sync"]); // the chat resends these itself
 
 /** One member's signaling socket with resume, ping and an outbound queue. */
 export class Signaling {
@@ -63,12 +67,16 @@ export class Signaling {
     return promise;
   }
 
-  /** Send a frame; while reconnecting, signal and state frames wait in a queue. */
+  /**
+   * Send a frame; while reconnecting, signal and state frames wait in a queue.
+   * Returns false when the frame was neither sent nor queued.
+   */
   send(frame) {
     if (this.ws && this.ws.readyState === WebSocket.OPEN && this.status === "open") {
       this.ws.send(JSON.stringify(frame));
       return true;
     }
+    if (UNQUEUED.has(frame.type)) return false;
     if (this.status === "reconnecting" || this.status === "connecting") {
       if (this.queue.length < MAX_QUEUED) this.queue.push(frame);
       return true;

@@ -4,9 +4,12 @@
 // renders the controller's state into an open shadow root (so pages and tests can
 // reach the <video data-user-id> elements), turns clicks into controller calls,
 // and re-dispatches the controller's events as bubbling, composed CustomEvents.
+// The chat panel shows the text messages the controller delivered (chat-panel.js
+// builds the list).
 
 import { CallController } from "./controller.js";
 import { pickLang, translator } from "./i18n.js";
+import { MessageList } from "./chat-panel.js";
 import { icons } from "./icons.js";
 import { gridShape, layoutFor, makeDraggable } from "./layout.js";
 import { createTile, updateTile } from "./tiles.js";
@@ -40,8 +43,22 @@ const TEMPLATE = `
     <button class="tv-control" type="button" data-action="mute" aria-pressed="false"></button>
     <button class="tv-control" type="button" data-action="camera" aria-pressed="false"></button>
     <button class="tv-control" type="button" data-action="switch-camera"></button>
+    <button class="tv-control" type="button" data-action="chat" aria-pressed="false"></button>
     <button class="tv-control tv-control-danger" type="button" data-action="hangup"></button>
   </div>
+  <aside class="tv-chat" part="chat" hidden>
+    <header class="tv-chat-head">
+      <h2 class="tv-chat-title"></h2>
+      <button class="tv-chat-close" type="button"></button>
+    </header>
+    <ol class="tv-chat-list" role="log" aria-live="polite"></ol>
+    <p class="tv-chat-empty"></p>
+    <p class="tv-chat-error" role="alert" hidden></p>
+    <form class="tv-chat-form">
+      <input class="tv-chat-input" type="text" autocomplete="off" enterkeyhint="send">
+      <button class="tv-chat-send" type="submit"></button>
+    </form>
+  </aside>
   <tavkit-dialog></tavkit-dialog>
 </div>`;
 
@@ -57,6 +74,7 @@ export class TavkitCall extends HTMLElement {
   #undrag = null;
   #clock = null;
   #resize = null;
+  #messages = null; // the chat panel's MessageList
   #onPageHide = () => this.#controller.unload();
 
   constructor() {
@@ -82,6 +100,8 @@ export class TavkitCall extends HTMLElement {
         if (button) this.#action(button.dataset.action);
       });
       this.shadowRoot.querySelector(".tv-sound").addEventListener("click", () => this.#unmuteAll());
+      this.#messages = new MessageList(this.shadowRoot.querySelector(".tv-chat-list"));
+      this.#wireChat(this.shadowRoot);
       this.#resize = new ResizeObserver(() => this.#fitGrid());
     }
     this.#resize.observe(this);
@@ -130,6 +150,16 @@ export class TavkitCall extends HTMLElement {
     return this.#controller.switchCamera();
   }
 
+  /** Send a text message; resolves with the stored message, rejects with {module, errorCode, errorMsg}. */
+  sendMessage(text) {
+    return this.#controller.sendMessage(text);
+  }
+
+  /** Send a custom message (any JSON value) to every member; not shown in the chat panel. */
+  sendCustomMessage(data) {
+    return this.#controller.sendCustomMessage(data);
+  }
+
   /** userId → RTCPeerConnection of the current call (for tests and diagnostics). */
   peerConnections() {
     return this.#controller.peerConnections();
@@ -164,6 +194,7 @@ export class TavkitCall extends HTMLElement {
     if (action === "mute") c.mute(!c.self.muted);
     else if (action === "camera") c.enableCamera(!c.self.camera);
     else if (action === "switch-camera") await c.switchCamera();
+    else if (action === "chat") this.#toggleChat(!c.chatOpen);
     else if (action === "hangup") {
       const t = translator(this.#lang());
       const answer = await this.#dialog().show({
@@ -231,6 +262,7 @@ export class TavkitCall extends HTMLElement {
     call.lang = this.#lang() === "zh" ? "zh-CN" : "en";
     this.#renderBars(root, c, t, count);
     this.#renderTiles(root, c, t, layout);
+    this.#renderChat(root, c, t);
     this.#fitGrid();
     this.#tickClock(c.active && c.joinedAt);
   }
@@ -256,7 +288,85 @@ export class TavkitCall extends HTMLElement {
     set("mute", "muteAria", "mute", c.self.muted ? icons.micOff : icons.mic, c.self.muted);
     set("camera", "cameraAria", "camera", c.self.camera ? icons.camera : icons.cameraOff, !c.self.camera);
     set("switch-camera", "switchCameraAria", "switchCamera", icons.switchCamera);
+    const unread = c.unread > 99 ? "99+" : String(c.unread);
+    const badge = c.unread > 0 ? `<span class="tv-badge" aria-hidden="true">${unread}</span>` : "";
+    set("chat", "chatAria", "chat", icons.chat + badge, c.chatOpen);
+    if (c.unread > 0) {
+      const label = `${t("chatAria")} (${t("chatUnread", { n: unread })})`;
+      root.querySelector('[data-action="chat"]').setAttribute("aria-label", label);
+    }
     set("hangup", "hangupAria", "hangup", icons.hangup);
+  }
+
+  // -- chat -----------------------------------------------------------------------
+
+  #wireChat(root) {
+    const panel = root.querySelector(".tv-chat");
+    const close = () => {
+      this.#toggleChat(false);
+      root.querySelector('[data-action="chat"]').focus(); // focus must not vanish with the panel
+    };
+    root.querySelector(".tv-chat-close").addEventListener("click", close);
+    panel.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") close();
+    });
+    root.querySelector(".tv-chat-input").addEventListener("input", () => {
+      root.querySelector(".tv-chat-error").hidden = true;
+    });
+    root.querySelector(".tv-chat-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const input = root.querySelector(".tv-chat-input");
+      const text = input.value;
+      if (!text.trim()) return;
+      input.value = "";
+      const error = root.querySelector(".tv-chat-error");
+      error.hidden = true;
+      this.#controller.sendMessage(text).catch((err) => {
+        if (!input.value) input.value = text;
+        error.textContent = translator(this.#lang())("chatFailed", { reason: err.errorMsg || err });
+        error.hidden = false;
+      });
+    });
+  }
+
+  #toggleChat(open) {
+    this.#controller.setChatOpen(open);
+    if (!this.#controller.chatOpen) return;
+    const root = this.shadowRoot;
+    this.#render(); // now, so the list can be scrolled and the input focused
+    const list = root.querySelector(".tv-chat-list");
+    list.scrollTop = list.scrollHeight;
+    // A touch screen would pop up its keyboard over the call; a desktop just gets focus.
+    if (globalThis.matchMedia?.("(pointer: fine)").matches) root.querySelector(".tv-chat-input").focus();
+  }
+
+  #renderChat(root, c, t) {
+    const call = root.querySelector(".tv-call");
+    const panel = root.querySelector(".tv-chat");
+    call.dataset.chat = c.chatOpen ? "open" : "closed";
+    panel.hidden = !c.chatOpen;
+    panel.setAttribute("aria-label", t("chatTitle"));
+    root.querySelector(".tv-chat-title").textContent = t("chatTitle");
+    const close = root.querySelector(".tv-chat-close");
+    close.setAttribute("aria-label", t("chatClose"));
+    this.#paint(close, icons.close);
+    const send = root.querySelector(".tv-chat-send");
+    send.setAttribute("aria-label", t("chatSend"));
+    this.#paint(send, icons.send);
+    root.querySelector(".tv-chat-input").placeholder = t("chatPlaceholder");
+    root.querySelector(".tv-chat-empty").textContent = t("chatEmpty");
+    const list = root.querySelector(".tv-chat-list");
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    const ownAdded = this.#messages.update(c.chat, {
+      selfId: c.self.userId,
+      locale: this.#lang() === "zh" ? "zh-CN" : "en",
+      displayName: (userId) => c.displayName(userId),
+    });
+    const empty = this.#messages.size === 0;
+    list.hidden = empty;
+    root.querySelector(".tv-chat-empty").hidden = !empty;
+    // Follow new messages unless the user scrolled up to read; always after sending.
+    if (c.chatOpen && (atBottom || ownAdded)) list.scrollTop = list.scrollHeight;
   }
 
   #paint(el, html) {

@@ -31,6 +31,8 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
+    UniqueConstraint,
     Uuid,
     text,
 )
@@ -41,6 +43,7 @@ __all__ = [
     "Base",
     "EventRow",
     "MemberRow",
+    "MessageRow",
     "SessionRow",
 ]
 
@@ -88,6 +91,8 @@ class SessionRow(Base):
     """When the last member left; the sweeper closes the session ``close_grace`` later."""
     closed_at: Mapped[float | None] = mapped_column(Double, default=None)
     close_reason: Mapped[str | None] = mapped_column(String(16), default=None)
+    last_msg_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """The ``seq`` of the session's last in-call message (0: none yet); see :class:`MessageRow`."""
 
     __table_args__ = (
         CheckConstraint("room_id BETWEEN 1 AND 4294967295", name="room_id_u32"),
@@ -157,3 +162,33 @@ class EventRow(Base):
     detail: Mapped[str | None] = mapped_column(String(200), default=None)
 
     __table_args__ = (Index("ix_session_events_session", "session_id", "id"),)
+
+
+class MessageRow(Base):
+    """One in-call message (``docs/protocol.md`` section 5), numbered ``seq`` within its session.
+
+    ``seq`` comes from ``room_sessions.last_msg_seq``, bumped in the same transaction
+    as the insert, so a session's numbers have no gaps; the two unique constraints
+    keep them unique and make a resent ``client_msg_id`` a no-op even across replicas.
+    """
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(_SERIAL, primary_key=True, autoincrement=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("room_sessions.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    sender: Mapped[str] = mapped_column(String(64))
+    """The sender's userId, taken from the socket, never from the frame."""
+    kind: Mapped[str] = mapped_column(String(8))
+    body: Mapped[str] = mapped_column(Text)
+    """``{"text": ...}`` or ``{"data": ...}`` as JSON text."""
+    client_msg_id: Mapped[str] = mapped_column(String(64))
+    sent_at: Mapped[float] = mapped_column(Double)
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('text', 'custom')", name="kind_known"),
+        UniqueConstraint("session_id", "seq", name="uq_messages_session_seq"),
+        UniqueConstraint(
+            "session_id", "sender", "client_msg_id", name="uq_messages_session_sender_client_id"
+        ),
+    )
