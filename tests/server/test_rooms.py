@@ -160,7 +160,7 @@ async def test_a_session_is_visible_to_its_members_and_the_admin_only(
         recordings = await client.get(
             f"/v1/sessions/{room}/recordings", headers=server.headers("alice")
         )
-        assert recordings.json() == {"roomUuid": room, "recordings": []}
+        assert recordings.json() == {"roomUuid": room, "recording": False, "recordings": []}
         stranger = await client.get(f"/v1/sessions/{room}", headers=server.headers("eve"))
         expect_error(stranger, ServerCode.UNAUTHORISED)
         assert uuid.UUID(room)

@@ -34,13 +34,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from tavkit import __version__
-from tavkit.server import dashboard, logs, routes
+from tavkit.server import dashboard, logs, recordings, routes
 from tavkit.server.bus import InProcessBus
 from tavkit.server.context import ServerContext
 from tavkit.server.errors import install_error_handlers
 from tavkit.server.metrics import ObservedBus, install_metrics
+from tavkit.server.recorder import RecordingService
 from tavkit.server.rooms import RoomService
 from tavkit.server.settings import AppConfig, Settings
+from tavkit.server.signaling import SocketRegistry
 from tavkit.server.signaling import router as signaling_router
 from tavkit.server.store.db import Store
 from tavkit.server.sweeper import Sweeper
@@ -134,7 +136,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             if not settings.apps:
                 logger.warning("no app is configured: every call will be refused (use --app)")
-            async with Sweeper(rooms, settings.sweep_interval):
+            sockets = app.state.tavkit_sockets = SocketRegistry()
+            recorder = RecordingService(
+                settings=settings, store=store, bus=bus, rooms=rooms, is_live=sockets.is_live
+            )
+            # Exits before the store closes: a graceful shutdown finalises every file.
+            async with recorder, Sweeper(rooms, settings.sweep_interval):
+                app.state.tavkit_recordings = recorder
                 yield
         finally:
             await store.close()
@@ -159,6 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes.api)
     app.include_router(signaling_router)
     app.include_router(logs.router)
+    app.include_router(recordings.router)
     app.include_router(dashboard.router)
     if settings.demo:
         app.include_router(routes.demo)

@@ -153,6 +153,14 @@ def serve(
             f"{_env('LOG_FORWARD_URL')}"
         ),
     ] = None,
+    # Recording
+    recording: Annotated[
+        str | None,
+        typer.Option(
+            help="Recording policy of apps without their own: off, auto (every session) "
+            f"or on-demand (admin start/stop); default off. {_env('RECORDING')}"
+        ),
+    ] = None,
 ) -> None:
     """Run the room server (REST v1, signaling socket, web component)."""
     given: dict[str, Any] = {
@@ -173,6 +181,7 @@ def serve(
         "sweep_interval": sweep_interval,
         "turn_secret": turn_secret,
         "log_forward_url": log_forward_url,
+        "recording": recording,
     }
     from tavkit.server.app import prepare  # FastAPI & co. load only when serving
 

@@ -336,7 +336,7 @@ async def users(request: Request, room_id: RoomId, creds: CredentialsDep) -> dic
 )
 async def session(request: Request, room_uuid: SessionUuid, creds: CredentialsDep) -> Any:
     """A session's members and event log, for anyone who was in it or the app's admin."""
-    record = await _visible_session(request, room_uuid, creds)
+    record = await visible_session(request, room_uuid, creds)
     return record.to_wire()
 
 
@@ -356,7 +356,7 @@ async def messages(
     ] = DEFAULT_HISTORY_LIMIT,
 ) -> Any:
     """A session's in-call messages, also after it closed (its members, ever, and the admin)."""
-    record = await _visible_session(request, room_uuid, creds)
+    record = await visible_session(request, room_uuid, creds)
     page = await message_service(request.app).history(record.room_uuid, after=after, limit=limit)
     return {
         "roomUuid": str(record.room_uuid),
@@ -366,9 +366,12 @@ async def messages(
     }
 
 
-async def _visible_session(
-    request: Request, room_uuid: str, creds: CredentialsDep
-) -> SessionRecord:
+async def visible_session(request: Request, room_uuid: str, creds: CredentialsDep) -> SessionRecord:
+    """The session if the caller may see it: 14007 unknown, 10005 never a member.
+
+    Shared by every ``/sessions/{uuid}/...`` route (messages, recordings), so who may
+    read a session's data is decided in one place.
+    """
     ctx = context_of(request)
     caller = authenticate(ctx, creds)
     record = await session_record(ctx.store, uuid.UUID(room_uuid))

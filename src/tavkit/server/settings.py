@@ -32,6 +32,7 @@ Environment variables (all optional)::
     TAVKIT_LOG_FORWARD_URL       Elasticsearch/OpenSearch URL (none: logs stay in the database)
     TAVKIT_LOG_FORWARD_INDEX     index or data stream         tavkit-logs
     TAVKIT_LOG_FORWARD_FLAVOR    elasticsearch | opensearch   elasticsearch
+    TAVKIT_RECORDING             off | auto | on-demand       off
 
 An app entry ``ID:KEY:pmk`` makes privateMapKey mandatory on entry to that app's rooms.
 """
@@ -49,6 +50,7 @@ from types import MappingProxyType
 from typing import Any, Final, Literal
 
 __all__ = [
+    "RECORDING_POLICIES",
     "AppConfig",
     "IceServerEntry",
     "Network",
@@ -63,6 +65,8 @@ IceServerEntry = str | Mapping[str, Any]
 """One ``iceServers`` entry: a URL, or an ``RTCIceServer``-shaped mapping."""
 
 U32_MAX: Final = 0xFFFF_FFFF
+RECORDING_POLICIES: Final = ("off", "auto", "on-demand")
+"""The recording policies, in the order the CLI lists them."""
 _KEY_RE: Final = re.compile(r"[0-9A-Za-z]{16,128}")
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"", "0", "false", "no", "off"})
@@ -156,6 +160,11 @@ class Settings:
     log_forward_flavor: Literal["elasticsearch", "opensearch"] = "elasticsearch"
     """``opensearch`` sends plain NDJSON bulk requests (the official client refuses it)."""
 
+    # Recording
+    recording: Literal["off", "auto", "on-demand"] = "off"
+    """The recording policy of apps without their own (``docs/protocol.md`` section 6):
+    ``auto`` records every session, ``on-demand`` only between an admin's start and stop."""
+
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in 0..65535, not {self.port}")
@@ -179,6 +188,8 @@ class Settings:
             raise ValueError("ice_transport_policy must be 'all' or 'relay'")
         if self.log_forward_flavor not in ("elasticsearch", "opensearch"):
             raise ValueError("log_forward_flavor must be 'elasticsearch' or 'opensearch'")
+        if self.recording not in RECORDING_POLICIES:
+            raise ValueError("recording must be 'off', 'auto' or 'on-demand'")
         ids = [app.sdk_app_id for app in self.apps]
         if len(ids) != len(set(ids)):
             raise ValueError("an sdkAppId is configured twice")
@@ -255,6 +266,7 @@ class Settings:
             "log_forward_url": str,
             "log_forward_index": str,
             "log_forward_flavor": str,
+            "recording": _recording_policy,
         }
         for name, read in readers.items():
             variable = f"TAVKIT_{name.upper()}"
@@ -306,6 +318,12 @@ def parse_ice_servers(text: str) -> tuple[IceServerEntry, ...]:
 def parse_networks(text: str) -> tuple[Network, ...]:
     """Read comma-separated CIDR networks (``10.0.0.0/8,::1/128``)."""
     return tuple(ipaddress.ip_network(item, strict=False) for item in _split(text))
+
+
+def _recording_policy(text: str) -> str:
+    if text not in RECORDING_POLICIES:
+        raise ValueError(f"expected off, auto or on-demand, not {text!r}")
+    return text
 
 
 def _split(text: str) -> tuple[str, ...]:

@@ -16,6 +16,12 @@
 // sent again, and a connection on which no negotiation is under way starts one. A
 // duplicate is harmless (an offer applied twice is answered twice, a stale answer
 // is dropped) and glare is what perfect negotiation settles.
+//
+// A peer whose userId starts with "__" is the server's own (the recorder, protocol.md
+// section 6): we answer its offers with our tracks, but it is no participant. It is
+// left out of the video budget and of connections(); it is never nudged, restarted
+// or reported lost; a connection with it that fails or closes is simply dropped, and
+// its next offer (it repairs what it offered) makes a fresh one.
 
 const RESTARTS = 3; // ICE restarts before a peer is reported lost (trtc -1307)
 const SLOW_RESTART = 10000; // ms between the restarts of a peer reported lost
@@ -39,11 +45,17 @@ export function videoBudget(members) {
   return budget;
 }
 
+/** Whether `userId` is one of the server's hidden participants (the recorder). */
+export function isHidden(userId) {
+  return typeof userId === "string" && userId.startsWith("__");
+}
+
 /** One remote member: its connection, negotiation flags and received stream. */
 class Peer {
   constructor(mesh, userId) {
     this.mesh = mesh;
     this.userId = userId;
+    this.hidden = isHidden(userId);
     this.polite = mesh.selfId < userId; // plain string comparison, as both sides do it
     this.pc = new RTCPeerConnection(mesh.rtcConfig);
     this.stream = null;
@@ -156,6 +168,7 @@ class Peer {
   }
 
   #armNudge() {
+    if (this.hidden) return; // the recorder repairs its own offers
     clearTimeout(this.nudgeTimer);
     this.nudgeTimer = setTimeout(() => this.#nudge(), NUDGE + Math.random() * 1000);
   }
@@ -187,6 +200,10 @@ class Peer {
     const state = this.pc.connectionState;
     this.#log("connection", state);
     clearTimeout(this.graceTimer);
+    if (this.hidden) {
+      if (state === "failed" || state === "closed") this.mesh.remove(this.userId);
+      return;
+    }
     if (state === "connected") {
       this.restarts = 0;
       this.reportedLost = false;
@@ -202,7 +219,7 @@ class Peer {
 
   /** Apply the mesh's current video budget to our video sender (no renegotiation). */
   async tune() {
-    const budget = videoBudget(this.mesh.peers.size + 1);
+    const budget = videoBudget(this.mesh.size() + 1);
     for (const sender of this.pc.getSenders()) {
       if (!sender.track || sender.track.kind !== "video") continue;
       const params = sender.getParameters();
@@ -220,6 +237,7 @@ class Peer {
 
   /** ICE restart; after RESTARTS failed attempts the peer is reported lost, once. */
   restart() {
+    if (this.hidden) return;
     if (this.pc.connectionState === "connected" || this.pc.signalingState === "closed") return;
     if (this.restarts >= RESTARTS) {
       this.#setStatus("lost");
@@ -281,6 +299,11 @@ export class Mesh {
     this.onChange?.(userId);
   }
 
+  /** How many members we are connected with (the server's hidden peers not counted). */
+  size() {
+    return [...this.peers.keys()].filter((id) => !isHidden(id)).length;
+  }
+
   lost(userId) {
     this.onLost?.(userId);
   }
@@ -306,6 +329,10 @@ export class Mesh {
   /** Apply a signal; a first signal from an unknown member creates the answering side. */
   handleSignal(from, data) {
     let peer = this.peers.get(from);
+    if (peer && peer.hidden && data?.description?.type === "offer") {
+      this.remove(from); // the recorder offers only on a fresh connection of its own
+      peer = null;
+    }
     if (!peer) {
       if (!data || !data.description || data.description.type !== "offer") return null;
       peer = new Peer(this, from);
@@ -353,7 +380,7 @@ export class Mesh {
 
   /** userId → RTCPeerConnection, a snapshot for tests and diagnostics. */
   connections() {
-    return new Map([...this.peers].map(([id, peer]) => [id, peer.pc]));
+    return new Map([...this.peers].filter(([id]) => !isHidden(id)).map(([id, p]) => [id, p.pc]));
   }
 
   close() {

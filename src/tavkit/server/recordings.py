@@ -1,0 +1,344 @@
+"""REST for recordings (``docs/protocol.md`` section 6): list, download, delete, policy, control.
+
+The files are written by :mod:`tavkit.server.recorder`; this module only reads
+rows and files. Downloads go through Starlette's :class:`FileResponse`, which
+serves single and multiple byte ranges (206 with ``Content-Range``); the ``Range``
+header is checked here first so a bad one is answered with 416 in the seed's error
+shape (Starlette would answer 400 or 416 in plain text). The ``ETag`` is the file's
+SHA-256, known once the file is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import stat
+import uuid
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel
+
+from tavkit.errors import ServerCode, ServerError
+from tavkit.server import _recording_rows as rows
+from tavkit.server.auth import CredentialsDep, authenticate, context_of
+from tavkit.server.errors import error_response
+from tavkit.server.recorder import RecordingService
+from tavkit.server.routes import ErrorBody, RoomId, SessionUuid, json_body, visible_session
+from tavkit.server.settings import RECORDING_POLICIES
+from tavkit.server.store.ledger import SessionRecord
+from tavkit.server.store.recording_models import RecordingRow
+
+__all__ = ["recordings_of", "router"]
+
+MEDIA_TYPE: Final = "video/x-matroska"
+_RANGE_PART: Final = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+
+RecordingId = Annotated[str, PathParam(alias="id", description="A recording's id (a UUID).")]
+
+router = APIRouter(prefix="/v1")
+
+
+class Recording(BaseModel):
+    """One participant's stint in a session, as one file."""
+
+    id: str
+    userId: str
+    startedAt: float
+    endedAt: float | None
+    duration: float | None
+    size: int | None
+    sha256: str | None
+    status: Literal["recording", "complete", "partial", "failed"]
+    hasVideo: bool
+    hasAudio: bool
+
+
+class RecordingsResponse(BaseModel):
+    """A session's recordings, and whether it is being recorded now."""
+
+    roomUuid: str
+    recording: bool
+    recordings: list[Recording]
+
+
+class DeletedResponse(BaseModel):
+    """A recording that is gone, file and row."""
+
+    id: str
+    deleted: bool
+
+
+class PolicyResponse(BaseModel):
+    """The app's recording policy; ``default`` when it follows ``--recording``."""
+
+    sdkAppId: int
+    policy: Literal["off", "auto", "on-demand"]
+    default: bool
+
+
+class RecordingStateResponse(BaseModel):
+    """Whether the room's open session is being recorded after the call."""
+
+    roomUuid: str
+    recording: bool
+
+
+def recordings_of(request: Request) -> RecordingService:
+    """The app's recording service (made by the lifespan)."""
+    service = getattr(request.app.state, "tavkit_recordings", None)
+    if not isinstance(service, RecordingService):
+        raise ServerError(ServerCode.INTERNAL, "the recording service is not running")
+    return service
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
+# -- sessions ----------------------------------------------------------------------------
+
+
+@router.get(
+    "/sessions/{uuid}/recordings",
+    response_model=RecordingsResponse,
+    responses=_errors(400, 401, 404, 422, 503),
+    tags=["recordings"],
+)
+async def list_recordings(
+    request: Request, room_uuid: SessionUuid, creds: CredentialsDep
+) -> dict[str, Any]:
+    """A session's recordings in ``startedAt`` order, for its members (ever) and the admin."""
+    record = await visible_session(request, room_uuid, creds)
+    found = await rows.session_rows(context_of(request).store, record.room_uuid)
+    return {
+        "roomUuid": str(record.room_uuid),
+        "recording": recordings_of(request).is_recording(record.room_uuid),
+        "recordings": [rows.recording_to_wire(rec) for rec in found],
+    }
+
+
+@router.get(
+    "/sessions/{uuid}/recordings/{id}",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {MEDIA_TYPE: {}}, "description": "The whole file."},
+        206: {"content": {MEDIA_TYPE: {}}, "description": "The requested byte range."},
+        **_errors(400, 401, 404, 416, 422, 503),
+    },
+    tags=["recordings"],
+)
+async def download_recording(
+    request: Request, room_uuid: SessionUuid, recording_id: RecordingId, creds: CredentialsDep
+) -> Response:
+    """Download one file (``video/x-matroska``), with ``Range`` and an ``ETag`` (its SHA-256)."""
+    record = await visible_session(request, room_uuid, creds)
+    ctx = context_of(request)
+    rec = await _recording(request, record, recording_id)
+    path = ctx.settings.data_dir / rec.path
+    try:
+        info = await asyncio.to_thread(os.stat, path)
+    except OSError:
+        info = None
+    if info is None or not stat.S_ISREG(info.st_mode) or not await _readable(path):
+        raise ServerError(ServerCode.RECORDING_FAILED, f"the file of recording {rec.id} is gone")
+    headers = {"Cache-Control": "private, no-cache"}
+    if rec.sha256 and rec.status != "recording":
+        headers["ETag"] = f'"{rec.sha256}"'
+    bad = _bad_range(request.headers.get("range"), info.st_size)
+    if bad is not None:
+        return error_response(
+            ServerError(ServerCode.INVALID_PARAMETER, f"Range: {bad}"),
+            status=416,
+            **{"Content-Range": f"bytes */{info.st_size}"},
+        )
+    return FileResponse(
+        path,
+        media_type=MEDIA_TYPE,
+        headers=headers,
+        filename=Path(rec.path).name,
+        stat_result=info,
+    )
+
+
+@router.delete(
+    "/sessions/{uuid}/recordings/{id}",
+    response_model=DeletedResponse,
+    responses=_errors(400, 401, 404, 422, 503),
+    tags=["recordings"],
+)
+async def delete_recording(
+    request: Request, room_uuid: SessionUuid, recording_id: RecordingId, creds: CredentialsDep
+) -> dict[str, Any]:
+    """Admin: remove a recording's file and row (not while it is being written: 10004)."""
+    ctx = context_of(request)
+    authenticate(ctx, creds, admin=True)
+    record = await visible_session(request, room_uuid, creds)
+    rec = await _recording(request, record, recording_id)
+    if rec.status == "recording":
+        raise ServerError(
+            ServerCode.INVALID_PARAMETER, f"recording {rec.id} is still being written"
+        )
+    path = ctx.settings.data_dir / rec.path
+    try:
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+    except OSError as exc:
+        raise ServerError(ServerCode.RECORDING_FAILED, f"cannot delete the file: {exc}") from None
+    await rows.delete_row(ctx.store, rec.id)
+    return {"id": str(rec.id), "deleted": True}
+
+
+# -- admin -------------------------------------------------------------------------------
+
+
+@router.get(
+    "/admin/recording", response_model=PolicyResponse, responses=_errors(401, 503), tags=["admin"]
+)
+async def get_policy(request: Request, creds: CredentialsDep) -> dict[str, Any]:
+    """The app's recording policy (admin only)."""
+    ctx = context_of(request)
+    caller = authenticate(ctx, creds, admin=True)
+    policy, default = await recordings_of(request).policy(caller.sdk_app_id)
+    return {"sdkAppId": caller.sdk_app_id, "policy": policy, "default": default}
+
+
+@router.put(
+    "/admin/recording",
+    response_model=PolicyResponse,
+    responses=_errors(400, 401, 422, 503),
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "policy": {"enum": [*RECORDING_POLICIES, None]},
+                        },
+                        "required": ["policy"],
+                    }
+                }
+            },
+            "required": True,
+        }
+    },
+    tags=["admin"],
+)
+async def put_policy(request: Request, creds: CredentialsDep) -> dict[str, Any]:
+    """Set the app's recording policy; ``null`` goes back to the ``--recording`` default."""
+    ctx = context_of(request)
+    body = await json_body(request) or {}
+    caller = authenticate(ctx, creds, admin=True)
+    policy = body.get("policy", ...)
+    if policy is not None and policy not in RECORDING_POLICIES:
+        raise ServerError(
+            ServerCode.INVALID_PARAMETER, "policy: expected off, auto, on-demand or null"
+        )
+    now, default = await recordings_of(request).set_policy(caller.sdk_app_id, policy)
+    return {"sdkAppId": caller.sdk_app_id, "policy": now, "default": default}
+
+
+@router.post(
+    "/admin/rooms/{roomId}/recording/start",
+    response_model=RecordingStateResponse,
+    responses=_errors(400, 401, 410, 422, 503),
+    tags=["admin"],
+)
+async def start_recording(request: Request, room_id: RoomId, creds: CredentialsDep) -> Any:
+    """Record the room's open session from now on (14003 none open, 10004 policy ``off``)."""
+    ctx = context_of(request)
+    await json_body(request)
+    caller = authenticate(ctx, creds, admin=True)
+    service = recordings_of(request)
+    room_uuid = await _open_session(request, caller.sdk_app_id, room_id)
+    policy, _default = await service.policy(caller.sdk_app_id)
+    if policy == "off":
+        raise ServerError(
+            ServerCode.INVALID_PARAMETER, "recording is off for this app (PUT /v1/admin/recording)"
+        )
+    await service.start(caller.sdk_app_id, room_id, room_uuid)
+    return {"roomUuid": str(room_uuid), "recording": service.is_recording(room_uuid)}
+
+
+@router.post(
+    "/admin/rooms/{roomId}/recording/stop",
+    response_model=RecordingStateResponse,
+    responses=_errors(400, 401, 410, 422, 503),
+    tags=["admin"],
+)
+async def stop_recording(request: Request, room_id: RoomId, creds: CredentialsDep) -> Any:
+    """Stop recording the room's open session, finalising its files (14003 none open)."""
+    ctx = context_of(request)
+    await json_body(request)
+    caller = authenticate(ctx, creds, admin=True)
+    service = recordings_of(request)
+    room_uuid = await _open_session(request, caller.sdk_app_id, room_id)
+    await service.stop(room_uuid)
+    return {"roomUuid": str(room_uuid), "recording": False}
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+async def _recording(request: Request, record: SessionRecord, recording_id: str) -> RecordingRow:
+    """The session's recording ``recording_id``, or 14008."""
+    try:
+        wanted = uuid.UUID(recording_id)
+    except ValueError:
+        wanted = None
+    rec = None
+    if wanted is not None:
+        rec = await rows.row(context_of(request).store, record.room_uuid, wanted)
+    if rec is None:
+        raise ServerError(ServerCode.RECORDING_FAILED, f"no recording {recording_id}")
+    return rec
+
+
+async def _open_session(request: Request, sdk_app_id: int, room_id: int) -> uuid.UUID:
+    room_uuid = await context_of(request).rooms.open_session_of(sdk_app_id, room_id)
+    if room_uuid is None:
+        raise ServerError(ServerCode.ROOM_CLOSED, f"room {room_id} has no open session")
+    return room_uuid
+
+
+async def _readable(path: Path) -> bool:
+    def check() -> bool:
+        try:
+            with path.open("rb") as file:
+                file.read(1)
+        except OSError:
+            return False
+        return True
+
+    return await asyncio.to_thread(check)
+
+
+def _bad_range(header: str | None, size: int) -> str | None:
+    """Why ``header`` cannot be served from a file of ``size`` bytes; None if it can.
+
+    Accepts what RFC 9110 defines for bytes: ``a-b``, ``a-`` and ``-n`` (suffix),
+    comma-separated; FileResponse then serves it.
+    """
+    if header is None:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or not spec.strip():
+        return "only bytes=first-last ranges are served"
+    for part in spec.split(","):
+        match = _RANGE_PART.match(part)
+        if match is None or match.group(1) == match.group(2) == "":
+            return f"cannot read {part.strip()!r}"
+        first, last = match.group(1), match.group(2)
+        if first == "":  # suffix: the last n bytes
+            if int(last) == 0 or size == 0:
+                return f"{part.strip()} is empty"
+            continue
+        if int(first) >= size:
+            return f"{part.strip()} starts past the end ({size} bytes)"
+        if last != "" and int(last) < int(first):
+            return f"{part.strip()} ends before it starts"
+    return None
