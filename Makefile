@@ -43,6 +43,11 @@ serve: venv
 bench: venv chromium
 	$(PY) bench/ttff_python.py
 	$(PY) bench/ttff_browser.py
+	$(PY) bench/relay.py
+	$(PY) bench/capacity.py
+	$(PY) bench/detect.py
+	$(PY) bench/resume.py
+	$(PY) bench/recording_cpu.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist src/*.egg-info

@@ -12,6 +12,7 @@ import typer
 from tavkit import __version__
 from tavkit.auth.cli import privatemapkey_app, sig_app, usersig_app
 from tavkit.client.cli import call
+from tavkit.loadtest.cli import loadtest
 from tavkit.recording.cli import recordings_app
 from tavkit.server.cli import server_app
 
@@ -36,6 +37,7 @@ app.add_typer(privatemapkey_app, name="privatemapkey")
 app.add_typer(sig_app, name="sig")
 app.add_typer(server_app)  # serve, db
 app.command("call")(call)
+app.command("loadtest")(loadtest)
 app.add_typer(recordings_app, name="recordings")
 
 

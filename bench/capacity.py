@@ -1,0 +1,193 @@
+"""Capacity benchmark: how many heartbeating participants one ``tavkit serve`` process holds.
+
+Run from the repository root::
+
+    .venv/bin/python bench/capacity.py [--participants 3000] [--rooms 500] [--ramp 30]
+                                       [--hold 30] [--no-write]
+
+One ``tavkit serve`` process (SQLite in a temporary directory, default timers:
+heartbeat every 5 s, timeout 15 s) is measured idle for a few seconds -- the
+baseline -- and then while the load test runner (:mod:`tavkit.loadtest`, in this
+process) ramps ``--participants`` members into ``--rooms`` rooms of six and holds
+them with ``ping`` frames at the server's interval for ``--hold`` seconds (no
+signals, no messages). Server memory (VmRSS) and CPU time come from ``/proc``;
+memory per connection is the growth over the idle server divided by the members
+held. The open-file limit is raised for the bench and the server it starts.
+
+Written into ``bench/RESULTS.md`` between the ``<!-- capacity -->`` markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from _common import RESULTS, write_section
+from _serve import ServeProcess, cpu_seconds, machine, raise_nofile, rss_kib, stamp
+
+from tavkit.loadtest import LoadConfig, LoadReport, LoadTest, Recorder
+
+APP_ID = 1400000094
+IDLE_SECONDS = 5.0
+INTERVAL = 5.0  # the server's default heartbeat interval, which the generator follows
+SETTLE = 5.0
+
+
+@dataclass
+class Sample:
+    """Server memory and CPU share over one window."""
+
+    rss_kib: int
+    cpu_percent: float
+
+
+def window(pid: int, seconds: float) -> Sample:
+    """The server's CPU share over ``seconds`` (blocking) and its RSS at the end."""
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    cpu1, t1 = cpu_seconds(pid), time.monotonic()
+    return Sample(rss_kib(pid), (cpu1 - cpu0) / (t1 - t0) * 100)
+
+
+async def hold_sample(test: LoadTest, pid: int, hold: float) -> tuple[Sample, int, int]:
+    """Wait for the hold phase, settle, then sample the server; (sample, joined, sockets)."""
+    while test.recorder.phase not in ("traffic", "done"):  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(SETTLE)
+    sample = await asyncio.to_thread(window, pid, max(hold - SETTLE - 2.0, 1.0))
+    return sample, test.recorder.joined, test.recorder.connected
+
+
+def report(
+    args: argparse.Namespace,
+    idle: Sample,
+    held: Sample,
+    counts: tuple[int, int],
+    result: LoadReport,
+    ramp_seconds: float,
+    generator_cpu: float,
+) -> str:
+    """The Markdown section for RESULTS.md."""
+    joined, sockets = counts
+    per_conn = (held.rss_kib - idle.rss_kib) / max(sockets, 1)
+    cpu_per_1000 = (held.cpu_percent - idle.cpu_percent) / max(sockets, 1) * 1000
+    pings_per_second = max(sockets, 1) / INTERVAL
+    per_ping = (held.cpu_percent - idle.cpu_percent) / 100 / pings_per_second * 1000
+    ceiling = 100 / max(cpu_per_1000, 1e-9) * 1000
+    join = result.latency["join"]
+    beat = result.latency["heartbeat"]
+    errors = ", ".join(f"{k} x{v}" for k, v in sorted(result.errors.items())) or "none"
+    verdict = "PASS" if result.consistency.passed else "FAIL"
+    return (
+        "\n".join(
+            [
+                "## Capacity: heartbeating participants held by one server process",
+                "",
+                f"Measured {stamp()} by `bench/capacity.py` on {machine()}. One `tavkit serve` "
+                "process (SQLite, default timers: heartbeat every 5 s, timeout 15 s); the load "
+                f"generator (`tavkit.loadtest`) in the bench process ramps {args.participants} "
+                f"participants into {args.rooms} rooms at {args.ramp:g}/s and holds them with "
+                f"`ping` frames at the server's interval for {args.hold:g} s (no signals or "
+                "messages). Both share the same 2 cores, so the generator's CPU is taken from "
+                "the server's. Server memory and CPU from /proc.",
+                "",
+                "| | tavkit holding | baseline: idle server | per connection |",
+                "| --- | ---: | ---: | ---: |",
+                f"| participants joined / sockets open | {joined} / {sockets} "
+                f"(of {args.participants}) | 0 | |",
+                f"| server RSS | {held.rss_kib / 1024:.0f} MiB | {idle.rss_kib / 1024:.0f} MiB | "
+                f"{per_conn:.0f} KiB |",
+                f"| server CPU (share of one core) | {held.cpu_percent:.1f} % | "
+                f"{idle.cpu_percent:.1f} % | "
+                f"{cpu_per_1000:.2f} % per 1000 |",
+                "",
+                f"Ramp took {ramp_seconds:.0f} s (join = REST enter + socket + `welcome`: p50 "
+                f"{join.p50:.0f} ms, p95 {join.p95:.0f} ms, p99 {join.p99:.0f} ms). Heartbeat "
+                f"RTT while holding: p50 {beat.p50:.1f} ms, p95 {beat.p95:.1f} ms, p99 "
+                f"{beat.p99:.1f} ms. Errors: {errors}. Consistency (server's member lists vs "
+                f"the generator's): {verdict}. The generator itself used {generator_cpu:.0f} s "
+                "of CPU over the run.",
+                "",
+                f"Holding costs the server {per_ping:.1f} ms of CPU per heartbeat ({sockets} "
+                f"sockets, one `ping` per {INTERVAL:g} s each); the server is one event loop, "
+                f"so one core bounds it at about {ceiling:.0f} members with these timers. Every "
+                "`ping` also records the heartbeat in the database (at most once a second per "
+                "socket), probably much of that cost (not profiled here).",
+            ]
+        )
+        + "\n"
+    )
+
+
+async def run(args: argparse.Namespace) -> str:
+    key = secrets.token_hex(32)
+    limit = raise_nofile(args.participants * 2 + 1024)
+    print(f"open files limit: {limit}")
+    with (
+        tempfile.TemporaryDirectory(prefix="tavkit-capacity-") as data,
+        ServeProcess(Path(data) / "data", APP_ID, key) as serve,
+    ):
+        await asyncio.sleep(2.0)
+        idle = await asyncio.to_thread(window, serve.pid, IDLE_SECONDS)
+        print(f"idle: {idle}")
+        phases: dict[str, float] = {}
+        start = time.monotonic()
+
+        def progress(rec: Recorder) -> None:
+            if rec.phase not in phases:
+                phases[rec.phase] = time.monotonic() - start
+                print(
+                    f"  {phases[rec.phase]:6.1f} s {rec.phase}: joined {rec.joined}, "
+                    f"errors {sum(rec.errors.values())}",
+                    flush=True,
+                )
+
+        config = LoadConfig(
+            serve.url,
+            APP_ID,
+            key,
+            participants=args.participants,
+            rooms=args.rooms,
+            ramp=args.ramp,
+            duration=args.hold,
+            signal_interval=0,
+            messages=0,
+            recovery_timeout=30.0,
+            timeout=60.0,
+            on_progress=progress,
+        )
+        cpu0 = time.process_time()
+        test = LoadTest(config)
+        sampler = asyncio.create_task(hold_sample(test, serve.pid, args.hold))
+        result = await test.run()
+        held, joined, sockets = await sampler
+        generator_cpu = time.process_time() - cpu0
+        print(f"held: {held}, joined {joined}, sockets {sockets}")
+        print(result.render())
+    ramp_seconds = phases.get("traffic", 0.0) - phases.get("ramp", 0.0)
+    return report(args, idle, held, (joined, sockets), result, ramp_seconds, generator_cpu)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--participants", type=int, default=3000)
+    parser.add_argument("--rooms", type=int, default=500)
+    parser.add_argument("--ramp", type=float, default=30.0, help="participants per second")
+    parser.add_argument("--hold", type=float, default=30.0, help="seconds holding everyone")
+    parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    args = parser.parse_args()
+    section = asyncio.run(run(args))
+    print()
+    print(section)
+    if not args.no_write:
+        write_section("capacity", section)
+        print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
