@@ -394,3 +394,24 @@ async def test_welcome_tells_a_newcomer_the_last_seq(im_server):
             await bob.wait(lambda: any(f["type"] == "synced" for f in bob.frames))
             assert [m["text"] for m in bob.messages] == ["one", "two"]
             assert bob.frames[-1] == {"type": "synced", "lastSeq": 2}
+
+
+async def test_a_sync_the_database_cannot_answer_closes_the_socket_to_resync(im_server):
+    """A failed sync read closes 1011 (not an error frame that leaves the gap open forever)."""
+    server = im_server
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=30) as http,
+        peers(http, server, 108, ["alice", "bob"]) as (alice, bob),
+    ):
+        await alice.say("a", "one")
+        await bob.wait(lambda: bob.messages)
+        server.database.execute("ALTER TABLE messages RENAME TO messages_away")
+        try:
+            await bob.send(type="sync", after=0, id="s")
+            async with asyncio.timeout(TIMEOUT):
+                await bob.ws.wait_closed()
+        finally:
+            server.database.execute("ALTER TABLE messages_away RENAME TO messages")
+        assert bob.ws.close_code == 1011
+        assert not any(f["type"] in ("error", "synced") for f in bob.frames)
+        await alice.ping()  # the others' sockets are untouched

@@ -61,7 +61,8 @@ class LoadConfig:
     recovery_timeout: float = 30.0
     """How long a participant keeps trying to get back after its socket dropped."""
     drain_timeout: float = 10.0
-    """After the traffic, how long to wait for outstanding messages and signals."""
+    """After the traffic, how long to wait for outstanding messages and signals (counted
+    again from now while a participant is still reconnecting, within its recovery_timeout)."""
 
     # Identity
     run: str = field(default_factory=lambda: secrets.token_hex(3))

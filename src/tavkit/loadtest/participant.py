@@ -114,8 +114,12 @@ class Participant:
         self._aborted = False
         self._tasks: list[asyncio.Task[None]] = []
         self._sent = 0
+        self._syncs = 0
+        self._connected = False
+        self._syncing = False
         self._unacked: dict[str, str] = {}
         self._seen: set[tuple[str, int]] = set()
+        self._got: set[tuple[str, str]] = set()  # (from, clientMsgId) of every delivery
         self._contiguous: dict[str, int] = {}
         self._ahead: dict[str, set[int]] = {}
 
@@ -173,6 +177,26 @@ class Participant:
         """Messages sent but not yet acknowledged by the server."""
         return len(self._unacked)
 
+    @property
+    def getting_back(self) -> bool:
+        """Between a dropped socket and the next ``welcome``, still trying (not given up)."""
+        return not self._connected and not self.done.is_set()
+
+    def settled(self) -> bool:
+        """Nothing of ours in flight: socket open, every send acknowledged, no sync pending.
+
+        Only then are this participant's deliveries final: one still getting back (or
+        waiting for its ``sync`` reply) has yet to receive what it missed while away.
+        A participant whose life ended (left, or gave up) is settled.
+        """
+        if self.done.is_set():
+            return True
+        return self._connected and not self._syncing and not self._unacked
+
+    def deliveries(self) -> frozenset[tuple[str, int]]:
+        """Every (session uuid, seq) received from someone else, each once."""
+        return frozenset(self._seen)
+
     async def _hold_until_left(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -200,6 +224,8 @@ class Participant:
         with contextlib.suppress(ConnectionClosed):
             async for raw in ws:
                 self._on_frame(raw)
+        self._connected = False
+        self._syncing = False  # a reply that did not finish is asked for again on resume
         self._rec.connected -= 1
         return _close_code(ws)
 
@@ -288,6 +314,7 @@ class Participant:
             ws.transport.abort()
             return "refused" if code == _REFUSED else "failed"
         self._ws = ws
+        self._connected = True
         self._rec.connected += 1
         self._welcome(first, resuming)
         return "ok"
@@ -309,7 +336,11 @@ class Participant:
             self._ahead[uuid] = set()
         elif self.shared.messages_on:
             # Back in the same session: fetch what we missed, resend what was not stored.
-            self._send_later({"type": "sync", "after": self._contiguous[uuid]})
+            # Until its ``synced`` arrives, what we were sent while away is still coming.
+            self._syncs += 1
+            self._syncing = True
+            frame = {"type": "sync", "id": f"s:{self._syncs}", "after": self._contiguous[uuid]}
+            self._send_later(frame)
         for text in self._unacked.values():
             self._send_later(text)
 
@@ -335,6 +366,8 @@ class Participant:
                     self._rec.signals_received += 1
         elif kind == "message":
             self._on_message(frame, now)
+        elif kind == "synced":
+            self._syncing = False
         elif kind == "member-joined":
             member = frame.get("member")
             if isinstance(member, dict):
@@ -359,6 +392,13 @@ class Participant:
         if (uuid, seq) in self._seen:
             return  # live and again in a sync reply
         self._seen.add((uuid, seq))
+        sent_as = (str(frame.get("from")), str(frame.get("clientMsgId")))
+        if sent_as in self._got:
+            # One send stored twice (its sender resent it into a new session after the
+            # old one ended unacknowledged): a user would see it twice. Counted once.
+            self._rec.error("message:duplicate", f"{self.user_id}: {sent_as[1]} again, seq {seq}")
+            return
+        self._got.add(sent_as)
         data = frame.get("data")
         if isinstance(data, dict) and isinstance(data.get("lt"), int | float):
             self._rec.messages_received += 1
@@ -390,6 +430,8 @@ class Participant:
             )
             self._unacked.clear()
             return
+        if isinstance(ref, str) and ref.startswith("s:"):
+            self._syncing = False  # refused: no `synced` will come (counted as an error below)
         self._rec.seed_error(frame, f"{self.user_id}: error frame (ref {ref})")
 
     # -- outbound --------------------------------------------------------------------------

@@ -15,7 +15,16 @@ one JSON object of ``tavkit loadtest --json``::
 
 Errors are keyed ``module:errorCode`` with the seed's modules (REST answers and
 ``error`` frames), ``http:10000`` for network failures, and ``close:<code>`` for a
-socket the server (or the network) closed when the participant did not ask it to.
+socket the server (or the network) closed when the participant did not ask it to;
+``message:duplicate`` when one send (sender and ``clientMsgId``) arrived under two
+``seq`` (resent into a new session after the old one ended unacknowledged); it is
+counted as received once.
+
+Deliveries are judged once everyone is back: the drain waits for participants still
+reconnecting (each within its ``recovery_timeout``) and for their ``sync`` replies. A
+message stored in a session a participant's membership then ended in (4002/4003, or
+its session closed while the server was away) is not delivered in the next session
+by design, and shows as missing next to those close codes.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ Phases (``Recorder.phase``)::
     media    (--media python) real TAvKit clients enter first
     ramp     participant i starts at i / ramp seconds; each enters and opens its socket
     traffic  everyone in: signals and messages flow for ``duration`` seconds
-    drain    wait (bounded) for the last messages to be acknowledged and fanned out
+    drain    wait (bounded) for the last messages to be acknowledged and fanned out, and
+             for every participant still getting back to reconnect and sync
     check    the server's member lists against the members this process holds
     leave    every participant sends ``leave`` and waits for close 1000
 
@@ -162,11 +163,17 @@ class LoadTest:
     async def _drain(self) -> None:
         rec = self.recorder
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.drain_timeout
+        wait = self.config.drain_timeout
+        deadline = loop.time() + wait
         while loop.time() < deadline:
-            outstanding = sum(p.outstanding() for p in self.participants if p.in_room)
-            if outstanding == 0 and rec.messages_received >= rec.messages_expected:
+            unsettled = [p for p in self.participants if not p.settled()]
+            if not unsettled and rec.messages_received >= rec.messages_expected:
                 break
+            if any(p.getting_back for p in unsettled):
+                # Deliveries are final only once everyone is back and synced: one still
+                # reconnecting (after a restart, say) would otherwise be counted as a loss.
+                # Its own recovery_timeout bounds this: then it gives up and is settled.
+                deadline = max(deadline, loop.time() + wait)
             await asyncio.sleep(0.1)
         # Signals and fan-out to slower sockets may trail the acknowledgements a little.
         await asyncio.sleep(min(0.5, self.config.drain_timeout))

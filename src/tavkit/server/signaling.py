@@ -484,7 +484,14 @@ class SignalingConnection:
             while True:
                 if not await self._room_for(SYNC_PAGE):
                     return
-                page = await self._im.history(self.room_uuid, after=cursor, limit=SYNC_PAGE)
+                try:
+                    page = await self._im.history(self.room_uuid, after=cursor, limit=SYNC_PAGE)
+                except TAvKitError as exc:
+                    # An error frame would leave the client waiting for a `synced` that never
+                    # comes, its gap unfilled; reconnecting makes it ask again (as for 1011).
+                    self._log(logging.WARNING, "sync after %d failed: %s", cursor, exc)
+                    self.close(CloseCode.SERVER_ERROR, "sync failed; reconnect")
+                    return
                 for message in page.messages:
                     self.send(MessageFrom(message))
                 if page.messages:
