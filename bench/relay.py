@@ -245,7 +245,8 @@ def report(results: dict[str, Run], pairs: int, rate: float, seconds: float) -> 
         f"{b.sent}. Per frame tavkit parses and validates it strictly, checks the addressee "
         "is a member of the session, filters ICE candidates, publishes it on the bus, and "
         "the addressee's socket re-encodes it; every inbound frame also counts as a "
-        "heartbeat (a database write at most once a second per socket).",
+        "heartbeat (at most one a second per socket, group-committed with the other "
+        "sockets' heartbeats into one database write).",
     ]
     return "\n".join(lines) + "\n"
 

@@ -9,8 +9,10 @@ printed URL is the one actually bound, printed once the app has started.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -201,8 +203,22 @@ def serve(
         typer.echo("tavkit serve: --log-format must be text or json", err=True)
         raise typer.Exit(2)
     configure_logging(log_level, "json" if log_format == "json" else "text")
-    code = asyncio.run(_serve(settings, log_level))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        code = runner.run(_serve(settings, log_level))
     raise typer.Exit(code)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (``uvicorn[standard]`` brings it), else None.
+
+    Every socket frame passes through the event loop several times (read, bus, write),
+    and uvloop does that work in C: it is the cheapest capacity the server can get.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def _serve(settings: Settings, log_level: str) -> int:
@@ -248,6 +264,10 @@ async def _serve(settings: Settings, log_level: str) -> int:
     await asyncio.wait({task, ready}, timeout=_START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
     ready.cancel()
     if server.started:
+        # What exists once the app has started (modules, the app, its services) lives as
+        # long as the process: keep it out of the collector's full passes, which would
+        # otherwise walk it all and stall the event loop for every socket at once.
+        gc.freeze()
         host = f"[{settings.host}]" if family == socket.AF_INET6 else settings.host
         url = f"http://{host}:{port}"
         typer.echo(f"tavkit serving on {url}")

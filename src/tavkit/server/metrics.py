@@ -109,6 +109,9 @@ class Metrics:
             registry=r,
         )
         self._watched: dict[str, Callable[[], Iterator[Metric]]] = {}
+        # Every socket frame is counted: looking up its labelled child once per
+        # (direction, type) rather than per frame spares the hot path a lock and a dict.
+        self._socket_children: dict[tuple[str, str], Any] = {}
         r.register(_WatchedCollector(self._watched))
 
     # -- sources -------------------------------------------------------------------------
@@ -119,7 +122,12 @@ class Metrics:
 
     def socket_message(self, direction: str, kind: str) -> None:
         """Count one signaling frame; ``direction`` is ``in`` or ``out``."""
-        self.socket_messages.labels(direction=direction, type=kind).inc()
+        child = self._socket_children.get((direction, kind))
+        if child is None:
+            child = self._socket_children[direction, kind] = self.socket_messages.labels(
+                direction=direction, type=kind
+            )
+        child.inc()
 
     def room_event(self, event: dict[str, Any]) -> None:
         """Count one room-service bus event (see :class:`ObservedBus`)."""

@@ -26,11 +26,12 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -67,6 +68,17 @@ HIDDEN_PREFIX: Final = "__"
 """userIds with this prefix belong to the server (``docs/protocol.md`` section 6)."""
 
 _ATTEMPTS: Final = 3
+_TOUCH_CHUNK: Final = 500
+"""Connection ids per ``UPDATE ... IN (...)`` of a touch batch (well under bind limits)."""
+_MEMBER_TABLE: Final = cast(Table, MemberRow.__table__)
+_MEMBERS: Final = _MEMBER_TABLE.c
+_TOUCH_MANY: Final = (
+    update(_MEMBER_TABLE)
+    .where(_MEMBERS.connection_id.in_(bindparam("ids", expanding=True)), _MEMBERS.left_at.is_(None))
+    .values(last_heartbeat=bindparam("now"))
+    .returning(_MEMBERS.connection_id, _MEMBERS.session_id, _MEMBERS.user_id)
+)
+"""The heartbeat of a batch of connections, returning those still live (built once)."""
 _RETRYABLE_SQLSTATES: Final = frozenset({"40001", "40P01"})  # serialization, deadlock
 # Event-log kind for each leave reason; the reason itself goes into the detail.
 _LEAVE_EVENT: Final = {
@@ -159,10 +171,15 @@ class RoomService:
         self._clock = clock
         self._op_timeout = op_timeout
         self._locks: dict[int, asyncio.Lock] = {}
+        # SQLite has one writer at a time; a writer that finds the database locked polls
+        # with growing sleeps (up to 100 ms) until the busy timeout. Queueing this
+        # process's writers here instead hands the lock over the moment it is free.
+        self._writer: asyncio.Lock | None = asyncio.Lock() if store.dialect == "sqlite" else None
         # connection id -> when its heartbeat was last written, to spare the database
         # a write for every socket frame (see touch()).
         self._touched: dict[str, float] = {}
         self._touch_every = settings.heartbeat_interval / 2
+        self._touches = _TouchBatch(self._touch_many)
         self._open_listeners: list[Callable[[int, int, uuid.UUID], None]] = []
 
     def on_session_opened(self, listener: Callable[[int, int, uuid.UUID], None]) -> None:
@@ -358,30 +375,45 @@ class RoomService:
 
         Writes at most once per half heartbeat interval per connection: a socket may
         send dozens of frames a second and the heartbeat needs none of that precision.
+        The writes are group-committed (:class:`_TouchBatch`): a touch that arrives while
+        another batch is being written waits for the next one, so a thousand sockets cost
+        a handful of transactions a second rather than a thousand, and an idle server
+        writes a lone touch at once.
         """
         now = self._clock()
         last = self._touched.get(connection_id)
         if last is not None and now - last < self._touch_every:
             return True
+        return await self._touches.touch(room_uuid, user_id, connection_id)
 
-        async def run(s: AsyncSession, _out: Outbox) -> bool:
-            result = await s.execute(
-                update(MemberRow)
-                .where(
-                    MemberRow.session_id == room_uuid,
-                    MemberRow.user_id == user_id,
-                    MemberRow.connection_id == connection_id,
-                    MemberRow.left_at.is_(None),
+    async def _touch_many(self, wanted: dict[str, tuple[uuid.UUID, str]]) -> set[str]:
+        """Record a heartbeat for every connection in ``wanted`` in one transaction.
+
+        ``wanted`` maps a connection id to its (session, userId); the result holds the
+        ids whose membership is live, the others having left or been replaced.
+        """
+        now = self._clock()
+
+        async def run(s: AsyncSession, _out: Outbox) -> set[str]:
+            ids = list(wanted)
+            live: set[str] = set()
+            conn = await s.connection()  # Core, not the ORM's bulk UPDATE: no objects to sync
+            for start in range(0, len(ids), _TOUCH_CHUNK):
+                rows = await conn.execute(
+                    _TOUCH_MANY, {"ids": ids[start : start + _TOUCH_CHUNK], "now": now}
                 )
-                .values(last_heartbeat=now)
-            )
-            return bool(getattr(result, "rowcount", 0))
+                live.update(
+                    connection_id
+                    for connection_id, session_id, user_id in rows
+                    if wanted[connection_id] == (session_id, user_id)
+                )
+            return live
 
         live = await self._transaction("updating the heartbeat", ServerCode.HEARTBEAT_FAILED, run)
-        if live:
-            self._touched[connection_id] = now
-        else:
-            self._touched.pop(connection_id, None)
+        for connection_id in wanted:
+            self._touched.pop(connection_id, None)  # re-insert: keep the dict in write order
+            if connection_id in live:
+                self._touched[connection_id] = now
         return live
 
     async def leave_connection(
@@ -527,10 +559,13 @@ class RoomService:
             timed_out += await self._expire(sdk_app_id, member_id, cutoff)
         for sdk_app_id, session_id in empty:
             closed += await self._close_if_empty(sdk_app_id, session_id, now)
+        # _touched is in the order of the writes (see _touch_many): drop from the front.
         stale = now - self._settings.heartbeat_timeout
-        for connection_id, at in list(self._touched.items()):
-            if at < stale:
-                del self._touched[connection_id]
+        while self._touched:
+            connection_id, at = next(iter(self._touched.items()))
+            if at >= stale:
+                break
+            del self._touched[connection_id]
         return SweepReport(timed_out=timed_out, closed=closed)
 
     async def _expire(self, sdk_app_id: int, member_id: int, cutoff: float) -> int:
@@ -616,11 +651,12 @@ class RoomService:
     ) -> T:
         """One transaction, retried on a unique-index conflict; events published after commit."""
         sessions = self._store.reads if readonly else self._store.sessions
+        writer = None if readonly else self._writer
         for attempt in range(1, _ATTEMPTS + 1):
             out: Outbox = []
             with storage_errors(action):
                 try:
-                    async with sessions() as s, s.begin():
+                    async with _held(writer), sessions() as s, s.begin():
                         result = await body(s, out)
                 except DBAPIError as exc:
                     if not _is_conflict(exc):
@@ -694,3 +730,64 @@ class RoomService:
         return await self._transaction(
             "finding the session", ServerCode.INTERNAL, run, readonly=True
         )
+
+
+@asynccontextmanager
+async def _held(lock: asyncio.Lock | None) -> AsyncIterator[None]:
+    """Hold ``lock`` for the block, or nothing when there is no lock."""
+    if lock is None:
+        yield
+        return
+    async with lock:
+        yield
+
+
+class _TouchBatch:
+    """Group commit for :meth:`RoomService.touch`: one transaction for every waiting touch.
+
+    A touch starts a write at once when none is running; touches that arrive while one
+    runs are collected and written together by the next, as soon as the running one
+    ends. So at low load a touch costs what it did alone, and under load the number of
+    transactions per second stays bounded by how long one takes, not by the sockets.
+    The write runs as a task of its own: a caller that is cancelled (its socket closed)
+    stops waiting without cancelling the others' write.
+    """
+
+    def __init__(
+        self, write: Callable[[dict[str, tuple[uuid.UUID, str]]], Awaitable[set[str]]]
+    ) -> None:
+        self._write = write
+        self._pending: dict[str, tuple[uuid.UUID, str]] = {}
+        self._waiters: list[tuple[str, asyncio.Future[bool]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def touch(self, room_uuid: uuid.UUID, user_id: str, connection_id: str) -> bool:
+        """Wait for the batch holding this touch; True if the connection is live."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending[connection_id] = (room_uuid, user_id)
+        self._waiters.append((connection_id, future))
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain(), name="tavkit touch batch")
+        return await future
+
+    async def _drain(self) -> None:
+        waiters: list[tuple[str, asyncio.Future[bool]]] = []
+        try:
+            while self._waiters:
+                wanted, self._pending = self._pending, {}
+                waiters, self._waiters = self._waiters, []
+                try:
+                    live = await self._write(wanted)
+                except Exception as exc:  # every waiter of this batch hears of it
+                    for _, future in waiters:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for connection_id, future in waiters:
+                    if not future.done():
+                        future.set_result(connection_id in live)
+        finally:
+            self._task = None
+            for _, future in waiters + self._waiters:  # cancelled (shutdown): nobody hangs
+                future.cancel()
+            self._pending, self._waiters = {}, []

@@ -1,0 +1,141 @@
+"""Group-committed socket heartbeats: ``RoomService.touch`` on a real database.
+
+Touches that arrive while one batch is being written go into the next, one
+transaction for all of them; each caller still learns whether its own connection
+is live. Transactions are counted with the engine's own ``begin`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from sqlalchemy import event
+
+from tavkit.server.bus import InProcessBus
+from tavkit.server.rooms import RoomService
+from tavkit.server.settings import AppConfig, Settings
+from tavkit.server.store.db import Store
+
+if TYPE_CHECKING:
+    from conftest import Database
+
+APP = 1400000001
+
+
+class Clock:
+    """A clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def store(database: Database) -> AsyncIterator[Store]:
+    """A migrated store on each database."""
+    store = Store.open(database.url, schema=database.schema)
+    await store.migrate()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """The service's clock."""
+    return Clock()
+
+
+@pytest.fixture
+async def rooms(store: Store, clock: Clock) -> RoomService:
+    """A room service with a 10 s heartbeat timeout and room for 60 members a room."""
+    settings = Settings(
+        apps=(AppConfig(APP, "a" * 64),),
+        heartbeat_interval=3.0,
+        heartbeat_timeout=10.0,
+        close_grace=2.0,
+        max_members=60,
+    )
+    service = RoomService(store, InProcessBus(), settings, clock=clock)
+    await service.register_apps(settings.apps)
+    return service
+
+
+@pytest.fixture
+def writes(store: Store) -> list[int]:
+    """One entry per write transaction the store begins (readers excluded)."""
+    seen: list[int] = []
+
+    def on_begin(conn: Any) -> None:
+        if not conn.get_execution_options().get("tavkit_readonly", False):
+            seen.append(1)
+
+    event.listen(store.engine.sync_engine, "begin", on_begin)
+    return seen
+
+
+async def test_concurrent_touches_share_transactions_and_each_learns_its_fate(rooms, writes):
+    """40 concurrent touches take at most two transactions; the left member's alone is False."""
+    entered = [await rooms.enter(APP, 1, f"u{i}", privileges=255) for i in range(40)]
+    await rooms.exit(APP, 1, "u7")
+    writes.clear()
+    results = await asyncio.gather(
+        *(rooms.touch(e.room_uuid, f"u{i}", e.connection_id) for i, e in enumerate(entered))
+    )
+    assert results == [i != 7 for i in range(40)]
+    assert 1 <= len(writes) <= 2  # the first touch alone, the 39 that queued behind it together
+
+
+async def test_a_replaced_or_mismatched_connection_is_not_live(rooms):
+    """A replaced connection, or a live connection id under another user or session, is False."""
+    old = await rooms.enter(APP, 2, "alice", privileges=255)
+    new = await rooms.enter(APP, 2, "alice", privileges=255)  # replaces the old connection
+    bob = await rooms.enter(APP, 2, "bob", privileges=255)
+    results = await asyncio.gather(
+        rooms.touch(old.room_uuid, "alice", old.connection_id),
+        rooms.touch(new.room_uuid, "alice", new.connection_id),
+        rooms.touch(bob.room_uuid, "mallory", bob.connection_id),
+        rooms.touch(uuid.uuid4(), "bob", bob.connection_id),
+    )
+    assert results == [False, True, False, False]
+
+
+async def test_batched_touches_keep_members_alive_and_the_sweeper_times_out_the_silent(
+    rooms, clock
+):
+    """Members touched in one batch survive the sweep; the one that stayed silent times out."""
+    entered = [await rooms.enter(APP, 3, f"u{i}", privileges=255) for i in range(10)]
+    clock.now += 8
+    results = await asyncio.gather(
+        *(rooms.touch(e.room_uuid, f"u{i}", e.connection_id) for i, e in enumerate(entered[1:], 1))
+    )
+    assert all(results)
+    clock.now += 3  # u0 silent for 11 s, the others for 3 s
+    assert (await rooms.sweep()).timed_out == 1
+    assert sorted(m.user_id for m in await rooms.members(entered[0].room_uuid)) == [
+        f"u{i}" for i in range(1, 10)
+    ]
+
+
+async def test_a_cancelled_touch_does_not_fail_the_others(rooms):
+    """A caller that stops waiting (its socket closed) leaves the batch's other touches intact."""
+    entered = [await rooms.enter(APP, 4, f"u{i}", privileges=255) for i in range(6)]
+    tasks = [
+        asyncio.create_task(rooms.touch(e.room_uuid, f"u{i}", e.connection_id))
+        for i, e in enumerate(entered)
+    ]
+    await asyncio.sleep(0)  # every touch is queued or being written
+    tasks[3].cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(done[3], asyncio.CancelledError)
+    assert [r for i, r in enumerate(done) if i != 3] == [True] * 5
+    # The service still writes touches afterwards.
+    again = await rooms.enter(APP, 4, "late", privileges=255)
+    assert await rooms.touch(again.room_uuid, "late", again.connection_id)
