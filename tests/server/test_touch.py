@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -20,37 +19,12 @@ from tavkit.server.rooms import RoomService
 from tavkit.server.settings import AppConfig, Settings
 from tavkit.server.store.db import Store
 
+from ._util import Clock
+
 if TYPE_CHECKING:
-    from conftest import Database
+    pass
 
 APP = 1400000001
-
-
-class Clock:
-    """A clock that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-async def store(database: Database) -> AsyncIterator[Store]:
-    """A migrated store on each database."""
-    store = Store.open(database.url, schema=database.schema)
-    await store.migrate()
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    """The service's clock."""
-    return Clock()
 
 
 @pytest.fixture

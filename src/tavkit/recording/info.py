@@ -59,6 +59,41 @@ class RecordingInfo:
     has_audio: bool
     passthrough: dict[str, bool] = field(default_factory=dict)
 
+    @classmethod
+    def of_streams(
+        cls,
+        path: Path,
+        *,
+        user_id: str | None,
+        started_at: datetime | None,
+        ends: dict[str, float],
+        size: int,
+        sha256: str,
+        passthrough: dict[str, bool] | None = None,
+    ) -> RecordingInfo:
+        """Build the info from each stream kind's end time (seconds after the start).
+
+        The writer (as it closes a file) and :func:`probe` (reading one back after a
+        crash) know the same things, so both describe a file through this.
+        """
+        duration = max(ends.values()) if ends else None
+        return cls(
+            path=path,
+            user_id=user_id,
+            started_at=started_at,
+            ended_at=(
+                started_at + timedelta(seconds=duration)
+                if started_at is not None and duration is not None
+                else None
+            ),
+            duration=duration,
+            size=size,
+            sha256=sha256,
+            has_video="video" in ends,
+            has_audio="audio" in ends,
+            passthrough=dict(passthrough or {}),
+        )
+
 
 def file_digest(path: Path) -> tuple[int, str]:
     """Size and hex SHA-256 of a file; ``(0, sha256(b""))`` when it does not exist."""
@@ -125,20 +160,11 @@ def probe(path: Path) -> RecordingInfo:
                 ServerCode.RECORDING_FAILED, f"unreadable recording {path}: {exc}"
             ) from exc
         # A file cut mid-cluster ends in garbage: what came before it still counts.
-    started_at = parse_started_at(tags.get(TAG_STARTED_AT))
-    duration = max(ends.values()) if ends else None
-    return RecordingInfo(
-        path=path,
+    return RecordingInfo.of_streams(
+        path,
         user_id=tags.get(TAG_USER_ID),
-        started_at=started_at,
-        ended_at=(
-            started_at + timedelta(seconds=duration)
-            if started_at is not None and duration is not None
-            else None
-        ),
-        duration=duration,
+        started_at=parse_started_at(tags.get(TAG_STARTED_AT)),
+        ends=ends,
         size=size,
         sha256=sha256,
-        has_video="video" in ends,
-        has_audio="audio" in ends,
     )

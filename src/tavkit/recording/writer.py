@@ -28,7 +28,7 @@ import logging
 import queue
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -209,23 +209,14 @@ class ParticipantRecorder:
         if writer.thread.is_alive():
             logger.warning("recording %s did not close within %.0f s", self.path, _STOP_TIMEOUT)
         size, sha256 = await asyncio.to_thread(file_digest, self.path)
-        duration = max(writer.ends.values()) if writer.ends else None
-        started_at = self._started_at if duration is not None else None
-        return RecordingInfo(
-            path=self.path,
+        return RecordingInfo.of_streams(
+            self.path,
             user_id=self.user_id,
-            started_at=started_at,
-            ended_at=(
-                started_at + timedelta(seconds=duration)
-                if started_at is not None and duration is not None
-                else None
-            ),
-            duration=duration,
+            started_at=self._started_at if writer.ends else None,
+            ends=writer.ends,
             size=size,
             sha256=sha256,
-            has_video="video" in writer.ends,
-            has_audio="audio" in writer.ends,
-            passthrough=dict(self._modes),
+            passthrough=self._modes,
         )
 
 
