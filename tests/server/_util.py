@@ -10,6 +10,10 @@ from typing import Any, TypeVar
 import httpx
 
 from tavkit.errors import ErrorCode, http_status
+from tavkit.server.bus import InProcessBus
+from tavkit.server.rooms import RoomService
+from tavkit.server.settings import AppConfig, Settings
+from tavkit.server.store.db import Store
 
 T = TypeVar("T")
 
@@ -57,3 +61,21 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+APP = 1400000001
+"""The sdkAppId of the service tests' one app."""
+
+
+async def room_service(store: Store, clock: Clock, *, max_members: int) -> RoomService:
+    """A RoomService on ``store`` and ``clock``: 3 s heartbeats, 10 s timeout, 2 s grace."""
+    settings = Settings(
+        apps=(AppConfig(APP, "a" * 64),),
+        heartbeat_interval=3.0,
+        heartbeat_timeout=10.0,
+        close_grace=2.0,
+        max_members=max_members,
+    )
+    service = RoomService(store, InProcessBus(), settings, clock=clock)
+    await service.register_apps(settings.apps)
+    return service

@@ -7,37 +7,22 @@ rules are checked exactly, without waiting on wall-clock time.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 from tavkit.errors import ServerCode, ServerError
 from tavkit.server.bus import InProcessBus, session_channel
 from tavkit.server.rooms import RoomService
-from tavkit.server.settings import AppConfig, Settings
 from tavkit.server.store.db import Store
 
-from ._util import Clock
-
-if TYPE_CHECKING:
-    pass
-
-APP = 1400000001
+from ._util import APP, Clock, room_service
 
 
 @pytest.fixture
 async def rooms(store: Store, clock: Clock) -> RoomService:
-    """A room service with a 10 s heartbeat timeout and a 2 s close grace."""
-    settings = Settings(
-        apps=(AppConfig(APP, "a" * 64),),
-        heartbeat_interval=3.0,
-        heartbeat_timeout=10.0,
-        close_grace=2.0,
-        max_members=3,
-    )
-    service = RoomService(store, InProcessBus(), settings, clock=clock)
-    await service.register_apps(settings.apps)
-    return service
+    """A room service with a 10 s heartbeat timeout, a 2 s close grace and rooms of 3."""
+    return await room_service(store, clock, max_members=3)
 
 
 def bus_of(rooms: RoomService) -> InProcessBus:

@@ -9,37 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from sqlalchemy import event
 
-from tavkit.server.bus import InProcessBus
 from tavkit.server.rooms import RoomService
-from tavkit.server.settings import AppConfig, Settings
 from tavkit.server.store.db import Store
 
-from ._util import Clock
-
-if TYPE_CHECKING:
-    pass
-
-APP = 1400000001
+from ._util import APP, Clock, room_service
 
 
 @pytest.fixture
 async def rooms(store: Store, clock: Clock) -> RoomService:
     """A room service with a 10 s heartbeat timeout and room for 60 members a room."""
-    settings = Settings(
-        apps=(AppConfig(APP, "a" * 64),),
-        heartbeat_interval=3.0,
-        heartbeat_timeout=10.0,
-        close_grace=2.0,
-        max_members=60,
-    )
-    service = RoomService(store, InProcessBus(), settings, clock=clock)
-    await service.register_apps(settings.apps)
-    return service
+    return await room_service(store, clock, max_members=60)
 
 
 @pytest.fixture
