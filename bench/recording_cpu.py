@@ -44,7 +44,7 @@ from _common import RESULTS, write_section
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
 from tavkit.client import TestPattern
-from tavkit.client._ice import configuration, gather_on
+from tavkit.ice import configuration, gather_on
 from tavkit.client._publish import Publisher
 from tavkit.recording import ParticipantRecorder
 

@@ -41,7 +41,7 @@ from av import VideoFrame
 
 from tavkit.auth import gen_private_map_key, gen_user_sig
 from tavkit.client import TAvKit, TestPattern
-from tavkit.client._ice import configuration, gather_on
+from tavkit.ice import configuration, gather_on
 
 APP_ID = 1400000077
 LOOPBACK = ["127.0.0.1"]

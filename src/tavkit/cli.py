@@ -13,8 +13,8 @@ from tavkit import __version__
 from tavkit.auth.cli import privatemapkey_app, sig_app, usersig_app
 from tavkit.client.cli import call
 from tavkit.loadtest.cli import loadtest
-from tavkit.recording.cli import recordings_app
 from tavkit.server.cli import server_app
+from tavkit.server.recording.cli import recordings_app
 
 app = typer.Typer(
     name="tavkit",

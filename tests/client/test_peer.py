@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from tavkit.client._ice import configuration
+from tavkit.ice import configuration
 from tavkit.client._publish import Publisher
 from tavkit.client.peer import PeerLink
 from tavkit.protocol import DescriptionData, SessionDescription, SignalData

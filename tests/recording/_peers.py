@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 
-from tavkit.client._ice import configuration, gather_on
+from tavkit.ice import configuration, gather_on
 from tavkit.client._pattern import PatternVideoTrack, ToneAudioTrack
 
 LOOPBACK = ["127.0.0.1"]

@@ -11,7 +11,7 @@ import httpx
 
 from tavkit.errors import ErrorCode, http_status
 from tavkit.server.bus import InProcessBus
-from tavkit.server.rooms import RoomService
+from tavkit.server.rooms.service import RoomService
 from tavkit.server.settings import AppConfig, Settings
 from tavkit.server.store.db import Store
 

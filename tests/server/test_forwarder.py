@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tavkit.server.forwarder import Forwarder, ForwarderConfig
-from tavkit.server.logs import forwarder_config
+from tavkit.server.logs.forwarder import Forwarder, ForwarderConfig
+from tavkit.server.logs.routes import forwarder_config
 from tavkit.server.settings import Settings
 
 from ._util import eventually

@@ -13,8 +13,8 @@ import pytest
 from tavkit.errors import ServerCode, ServerError
 from tavkit.protocol import SendMessage
 from tavkit.server.bus import InProcessBus, session_channel
-from tavkit.server.im import MESSAGE_BURST, MessageService
-from tavkit.server.rooms import RoomService
+from tavkit.server.im.service import MESSAGE_BURST, MessageService
+from tavkit.server.rooms.service import RoomService
 from tavkit.server.settings import AppConfig, Settings
 from tavkit.server.store.db import Store
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tavkit.errors import ServerCode
-from tavkit.server._logs_wire import MAX_ITEMS
+from tavkit.server.logs.wire import MAX_ITEMS
 
 from ._util import expect_error
 from .test_cli import tavkit

@@ -11,7 +11,7 @@ import pytest
 
 from tavkit.errors import AvkitCode, ServerCode
 from tavkit.server.app import web_dir
-from tavkit.server.tokens import load_or_create_secret, verify
+from tavkit.server.signaling.tokens import load_or_create_secret, verify
 
 from ._util import expect_error
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from tavkit.server.tokens import load_or_create_secret, verify
+from tavkit.server.signaling.tokens import load_or_create_secret, verify
 
 from ._util import eventually, session_of
 

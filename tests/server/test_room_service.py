@@ -13,7 +13,7 @@ import pytest
 
 from tavkit.errors import ServerCode, ServerError
 from tavkit.server.bus import InProcessBus, session_channel
-from tavkit.server.rooms import RoomService
+from tavkit.server.rooms.service import RoomService
 from tavkit.server.store.db import Store
 
 from ._util import APP, Clock, room_service

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from tavkit.errors import ServerCode
-from tavkit.server.tokens import load_or_create_secret, verify
+from tavkit.server.signaling.tokens import load_or_create_secret, verify
 
 from ._util import eventually, expect_error, session_of
 

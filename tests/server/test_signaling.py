@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tavkit.server.settings import parse_networks
-from tavkit.server.tokens import load_or_create_secret, mint, verify
+from tavkit.server.signaling.tokens import load_or_create_secret, mint, verify
 
 from ._util import eventually
 
@@ -566,23 +566,8 @@ async def test_a_client_that_stops_reading_is_dropped_alone(sqlite_server_factor
 
 
 @pytest.fixture
-def metrics_server(
-    sqlite_server_factory: ServerFactory, monkeypatch: pytest.MonkeyPatch
-) -> RunningServer:
-    """A loopback server with Prometheus metrics (installed here if create_app does not)."""
-    import conftest
-
-    from tavkit.server.metrics import install_metrics, metrics_of
-
-    real = conftest.create_app
-
-    def create(settings: Any) -> Any:
-        app = real(settings)
-        if metrics_of(app) is None:
-            install_metrics(app)
-        return app
-
-    monkeypatch.setattr(conftest, "create_app", create)
+def metrics_server(sqlite_server_factory: ServerFactory) -> RunningServer:
+    """A loopback server; every app has Prometheus metrics (``create_app`` installs them)."""
     return sqlite_server_factory(ice_allowed_networks=LOOPBACK)
 
 

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from tavkit.errors import ServerCode, ServerError
-from tavkit.server.tokens import SECRET_FILE, load_or_create_secret, mint, verify
+from tavkit.server.signaling.tokens import SECRET_FILE, load_or_create_secret, mint, verify
 
 SECRET = b"s" * 32
 ROOM = uuid.UUID("1b4e28ba-2fa1-11d2-883f-0016d3cca427")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from tavkit.server.rooms import RoomService
+from tavkit.server.rooms.service import RoomService
 from tavkit.server.store.db import Store
 
 from ._util import APP, Clock, room_service

@@ -41,7 +41,7 @@ import httpx
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from av.frame import Frame
 
-from tavkit.client import _ice
+from tavkit import ice as _ice
 from tavkit.client._delivery import RemoteMedia
 from tavkit.client._dispatch import Dispatcher, check_options
 from tavkit.client._im import MessageLog
@@ -94,7 +94,7 @@ class TAvKit:
     Network:
       ``host_addresses`` - gather ICE host candidates on exactly these addresses
       (e.g. ``["127.0.0.1"]``); ``None`` keeps aioice's discovery, which skips
-      loopback. See :mod:`tavkit.client._ice`.
+      loopback. See :mod:`tavkit.ice`.
       ``http_timeout`` (s) and ``http_retries`` - per REST call; exhausted: http 10000.
       ``transport`` - an httpx transport for the REST calls (testing, embedding).
       ``message_timeout`` (s) - how long :meth:`send_message` waits for the server's

@@ -1,6 +1,6 @@
 """The signaling protocol (v1) without I/O: frames, strict parsing, the flood guard.
 
-Shared by the server's socket (:mod:`tavkit.server.signaling`) and the Python
+Shared by the server's socket (:mod:`tavkit.server.signaling.connection`) and the Python
 client, in the sans-I/O style of ``websockets``: values and pure functions here, the
 sockets elsewhere. The contract itself is ``docs/protocol.md`` sections 2 and 5.
 """

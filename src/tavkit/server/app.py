@@ -9,9 +9,11 @@ so the host runs it from its own::
     host.mount("/calls", calls)
 
 The lifespan owns everything with a lifetime: it opens the store and applies the
-migrations, creates the bus and the room service, registers the configured apps,
-starts the heartbeat sweeper, puts a :class:`ServerContext` on ``app.state.tavkit``,
-and undoes all of it on shutdown.
+migrations, creates the bus and every service (rooms, messages, logs, recordings,
+the socket registry), registers the configured apps, starts the heartbeat sweeper,
+the recorder and the log forwarder, and puts them all in one :class:`ServerContext`
+on the app (read with :func:`~tavkit.server.context.context_of`); it undoes all of it
+on shutdown.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import logging
 import os
 import secrets
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
@@ -34,19 +36,30 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from tavkit import __version__
-from tavkit.server import dashboard, logs, recordings, routes
+from tavkit.server import demo, health
+from tavkit.server.admin import dashboard
+from tavkit.server.admin import routes as admin_routes
 from tavkit.server.bus import InProcessBus
 from tavkit.server.context import ServerContext
 from tavkit.server.errors import install_error_handlers
+from tavkit.server.im import routes as im_routes
+from tavkit.server.im.service import MessageService
+from tavkit.server.logs import routes as logs_routes
+from tavkit.server.logs.forwarder import Forwarder
+from tavkit.server.logs.routes import forwarder_config, watch_forwarder
+from tavkit.server.logs.service import LogService
 from tavkit.server.metrics import ObservedBus, install_metrics
-from tavkit.server.recorder import RecordingService
-from tavkit.server.rooms import RoomService
+from tavkit.server.recording import routes as recording_routes
+from tavkit.server.recording.service import RecordingService
+from tavkit.server.rooms import routes as rooms_routes
+from tavkit.server.rooms.service import RoomService
+from tavkit.server.rooms.sweeper import Sweeper
 from tavkit.server.settings import AppConfig, Settings
-from tavkit.server.signaling import SocketRegistry
-from tavkit.server.signaling import router as signaling_router
+from tavkit.server.signaling.connection import SignalingConnection
+from tavkit.server.signaling.registry import SocketRegistry
+from tavkit.server.signaling.socket import router as signaling_router
+from tavkit.server.signaling.tokens import load_or_create_secret
 from tavkit.server.store.db import Store
-from tavkit.server.sweeper import Sweeper
-from tavkit.server.tokens import load_or_create_secret
 
 __all__ = ["DEMO_APP_FILE", "DEMO_SDK_APP_ID", "create_app", "is_loopback", "prepare", "web_dir"]
 
@@ -127,22 +140,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             bus = ObservedBus(InProcessBus(), metrics)
             rooms = RoomService(store, bus, settings)
             await rooms.register_apps(settings.apps)
+            if not settings.apps:
+                logger.warning("no app is configured: every call will be refused (use --app)")
+            sockets: SocketRegistry[SignalingConnection] = SocketRegistry()
+            recordings = RecordingService(
+                settings=settings, store=store, bus=bus, rooms=rooms, is_live=sockets.is_live
+            )
+            config = forwarder_config(settings)
+            forwarder = Forwarder(config) if config is not None else None
             app.state.tavkit = ServerContext(
                 settings=settings,
                 store=store,
-                rooms=rooms,
                 bus=bus,
+                rooms=rooms,
+                messages=MessageService(store, bus),
+                logs=LogService(store, metrics=metrics, forwarder=forwarder),
+                recordings=recordings,
+                sockets=sockets,
+                metrics=metrics,
                 socket_secret=socket_secret,
             )
-            if not settings.apps:
-                logger.warning("no app is configured: every call will be refused (use --app)")
-            sockets = app.state.tavkit_sockets = SocketRegistry()
-            recorder = RecordingService(
-                settings=settings, store=store, bus=bus, rooms=rooms, is_live=sockets.is_live
-            )
-            # Exits before the store closes: a graceful shutdown finalises every file.
-            async with recorder, Sweeper(rooms, settings.sweep_interval):
-                app.state.tavkit_recordings = recorder
+            # Exits before the store closes: a graceful shutdown finalises every file and
+            # sends the forwarder's buffer.
+            async with AsyncExitStack() as running:
+                if forwarder is not None:
+                    watch_forwarder(metrics, forwarder)
+                    await running.enter_async_context(forwarder)
+                await running.enter_async_context(recordings)
+                await running.enter_async_context(Sweeper(rooms, settings.sweep_interval))
                 yield
         finally:
             await store.close()
@@ -163,16 +188,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
         )
-    app.include_router(routes.health)
-    app.include_router(routes.api)
+    app.include_router(health.health)
+    app.include_router(rooms_routes.api)
+    app.include_router(im_routes.api)
+    app.include_router(admin_routes.api)
     app.include_router(signaling_router)
-    app.include_router(logs.router)
-    app.include_router(recordings.router)
+    app.include_router(logs_routes.router)
+    app.include_router(recording_routes.router)
     app.include_router(dashboard.router)
     if settings.demo:
-        app.include_router(routes.demo)
+        app.include_router(demo.demo)
         app.add_api_route(
-            "/", routes.demo_page(web_dir() / "demo" / "index.html"), include_in_schema=False
+            "/", demo.demo_page(web_dir() / "demo" / "index.html"), include_in_schema=False
         )
     app.mount("/tavkit", StaticFiles(directory=web_dir(), check_dir=False), name="tavkit-web")
     return app

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Final
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import APIKeyHeader
 
 from tavkit.auth import (
@@ -35,7 +35,7 @@ from tavkit.server.settings import U32_MAX, AppConfig
 __all__ = [
     "USER_ID_RE",
     "Caller",
-    "Credentials",
+    "HeaderCredentials",
     "authenticate",
     "credentials",
 ]
@@ -74,7 +74,7 @@ _pmk_header = APIKeyHeader(
 
 
 @dataclass(frozen=True)
-class Credentials:
+class HeaderCredentials:
     """The credential headers, well-formed but not yet verified."""
 
     sdk_app_id: int
@@ -108,7 +108,7 @@ def credentials(
     user_id: Annotated[str | None, Depends(_user_header)],
     user_sig: Annotated[str | None, Depends(_sig_header)],
     private_map_key: Annotated[str | None, Depends(_pmk_header)],
-) -> Credentials:
+) -> HeaderCredentials:
     """Read the headers; server 10005 when one is missing or malformed."""
     if not sdk_app_id or not user_id or not user_sig:
         missing = [
@@ -129,12 +129,12 @@ def credentials(
         private_map_key is not None and len(private_map_key) > _MAX_SIG_CHARS
     ):
         raise _unauthorised("a signature header is too long")
-    return Credentials(int(sdk_app_id), user_id, user_sig, private_map_key or None)
+    return HeaderCredentials(int(sdk_app_id), user_id, user_sig, private_map_key or None)
 
 
 def authenticate(
     ctx: ServerContext,
-    creds: Credentials,
+    creds: HeaderCredentials,
     *,
     entering_room: int | None = None,
     admin: bool = False,
@@ -180,11 +180,5 @@ def authenticate(
     return Caller(app=app, user_id=creds.user_id, privileges=privileges, is_admin=is_admin)
 
 
-CredentialsDep = Annotated[Credentials, Depends(credentials)]
+CredentialsDep = Annotated[HeaderCredentials, Depends(credentials)]
 """A route parameter that reads the credential headers."""
-
-
-def context_of(request: Request) -> ServerContext:
-    """The :class:`ServerContext` of the app serving ``request``."""
-    ctx: ServerContext = request.app.state.tavkit
-    return ctx

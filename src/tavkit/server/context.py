@@ -1,20 +1,32 @@
-"""What request handlers and the signaling socket need, in one object on ``app.state.tavkit``.
+"""What request handlers and the signaling socket need, in one object: :class:`ServerContext`.
 
-The app's lifespan builds it (store opened and migrated, bus and room service
-created, sweeper started) and tears it down; handlers reach it through
-``request.app.state.tavkit`` or ``websocket.app.state.tavkit``.
+The app's lifespan (:func:`tavkit.server.app.create_app`) builds every service (store
+opened and migrated, bus, rooms, messages, logs, recordings, socket registry), puts
+the context on the app, and tears it all down. Handlers reach it one way only:
+:func:`context_of` for a request or a websocket; no service hangs off the app's
+state on its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from tavkit.server.bus import Bus
-from tavkit.server.rooms import RoomService
-from tavkit.server.settings import Settings
-from tavkit.server.store.db import Store
+from tavkit.errors import ServerCode, ServerError
 
-__all__ = ["ServerContext"]
+if TYPE_CHECKING:
+    from tavkit.server.bus import Bus
+    from tavkit.server.im.service import MessageService
+    from tavkit.server.logs.service import LogService
+    from tavkit.server.metrics import Metrics
+    from tavkit.server.recording.service import RecordingService
+    from tavkit.server.rooms.service import RoomService
+    from tavkit.server.settings import Settings
+    from tavkit.server.signaling.connection import SignalingConnection
+    from tavkit.server.signaling.registry import SocketRegistry
+    from tavkit.server.store.db import Store
+
+__all__ = ["ServerContext", "context_of"]
 
 
 @dataclass
@@ -23,7 +35,24 @@ class ServerContext:
 
     settings: Settings
     store: Store
-    rooms: RoomService
     bus: Bus
+    rooms: RoomService
+    messages: MessageService
+    logs: LogService
+    recordings: RecordingService
+    sockets: SocketRegistry[SignalingConnection]
+    metrics: Metrics | None
     socket_secret: bytes = field(repr=False)
-    """The data directory's secret for socket tokens (:mod:`tavkit.server.tokens`)."""
+    """The data directory's secret for socket tokens (:mod:`tavkit.server.signaling.tokens`)."""
+
+
+def context_of(connection: Any) -> ServerContext:
+    """The :class:`ServerContext` of the app serving ``connection`` (a request or websocket).
+
+    Server 10000 when the app's lifespan has not run (a host that mounted the app
+    without running its lifespan), rather than an AttributeError deep in a handler.
+    """
+    ctx = getattr(connection.app.state, "tavkit", None)
+    if not isinstance(ctx, ServerContext):
+        raise ServerError(ServerCode.INTERNAL, "the tavkit server has not started (lifespan)")
+    return ctx

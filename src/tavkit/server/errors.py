@@ -12,7 +12,7 @@ a body over 64 KiB                server 10001 (:class:`GuardMiddleware`)
 anything unexpected               server 10000, logged with its trace, never sent
 ================================  ===================================================
 
-Bodies are parsed by :func:`tavkit.server.routes.json_body`, which raises the
+Bodies are parsed by :func:`tavkit.server.http.json_body`, which raises the
 seed's 10001/10003/10004 itself.
 """
 

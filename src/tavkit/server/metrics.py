@@ -52,7 +52,6 @@ __all__ = [
     "counter_family",
     "gauge_family",
     "install_metrics",
-    "metrics_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -295,11 +294,10 @@ def install_metrics(app: FastAPI) -> Metrics:
     never identities; keep it behind the same network rules as the server itself.
     """
     metrics = Metrics()
-    app.state.tavkit_metrics = metrics
     app.add_middleware(ErrorCounter, metrics=metrics)
 
     async def scrape(request: Request) -> Response:
-        ctx = getattr(request.app.state, "tavkit", None)
+        ctx = getattr(request.app.state, "tavkit", None)  # None before the lifespan ran
         if ctx is not None:
             try:
                 await metrics.refresh(ctx.store)
@@ -309,9 +307,3 @@ def install_metrics(app: FastAPI) -> Metrics:
 
     app.add_api_route("/metrics", scrape, methods=["GET"], include_in_schema=False)
     return metrics
-
-
-def metrics_of(app: Any) -> Metrics | None:
-    """The :class:`Metrics` installed on ``app``, if any."""
-    metrics = getattr(app.state, "tavkit_metrics", None)
-    return metrics if isinstance(metrics, Metrics) else None

@@ -154,7 +154,7 @@ class Settings:
     # Logs
     log_forward_url: str | None = None
     """Where clients' logs are also sent (``http(s)://[user:pass@]host:9200``); None keeps
-    them in the database only. See :mod:`tavkit.server.forwarder`."""
+    them in the database only. See :mod:`tavkit.server.logs.forwarder`."""
     log_forward_index: str = "tavkit-logs"
     """The index (or data stream) forwarded documents go to."""
     log_forward_flavor: Literal["elasticsearch", "opensearch"] = "elasticsearch"

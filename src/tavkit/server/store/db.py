@@ -99,6 +99,12 @@ class Store:
             engine.execution_options(**{_READONLY: True}), expire_on_commit=False
         )
         """Sessions for transactions that only read (on SQLite they never wait for a writer)."""
+        # SQLite has one writer at a time; a writer that finds the database locked polls
+        # with growing sleeps (up to 100 ms) until the busy timeout. Queueing this
+        # process's writers on one lock instead hands the database over the moment it is
+        # free (see store.unit_of_work); PostgreSQL needs no such thing.
+        self.writer: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
+        """The process's SQLite writer lock, None on PostgreSQL."""
 
     @property
     def dialect(self) -> str:

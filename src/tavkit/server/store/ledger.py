@@ -1,6 +1,6 @@
 """Read-only views of the call ledger: one session's history, the open rooms of an app.
 
-:mod:`tavkit.server.rooms` owns every change; these queries only read, so they take
+:mod:`tavkit.server.rooms.service` owns every change; these queries only read, so they take
 no lock and can serve the session and admin pages while rooms change.
 """
 

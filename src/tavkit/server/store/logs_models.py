@@ -7,7 +7,7 @@ ended. They live on the same declarative ``Base`` as the room tables, so one
 
 Times are Unix seconds as floats, like the room tables. ``at`` is the client's
 clock corrected by the offset measured when the batch arrived (see
-:mod:`tavkit.server.logs`), and ``received_at`` is the server's clock; keeping both
+:mod:`tavkit.server.logs.routes`), and ``received_at`` is the server's clock; keeping both
 lets a reader tell a late batch from a skewed clock. Quality figures are nullable:
 a browser reports frame rate and resolution, aiortc does not, and nothing is better
 than a made-up zero.

@@ -1,7 +1,7 @@
 """The tables of recording: one row per recorded file, and each app's recording policy.
 
 A :class:`RecordingRow` is one participant's stint in a session, written by the
-server's recorder (:mod:`tavkit.server.recorder`) to ``path``, relative to the data
+server's recorder (:mod:`tavkit.server.recording.service`) to ``path``, relative to the data
 directory, so the data directory can move without touching the database. The row
 is inserted as ``recording`` when the stint starts and completed when it stops,
 with the file's size and SHA-256; a row still ``recording`` at start-up belongs to

@@ -1,7 +1,7 @@
 """The recorder: a hidden, receive-only participant that writes one file per member stint.
 
 ``docs/protocol.md`` section 6. Each recorded session gets a :class:`SessionRecorder`
-whose userId is ``__rec.<uuid hex>`` (:func:`~tavkit.server.rooms.recorder_id`). It
+whose userId is ``__rec.<uuid hex>`` (:func:`~tavkit.server.rooms.service.recorder_id`). It
 offers receive-only audio and video to every member, on the client's own
 :class:`~tavkit.client.peer.PeerLink` (the negotiation, candidate queueing and
 rebuild-on-failure the Python client uses), and hands each member's tracks to a
@@ -49,15 +49,15 @@ from typing import Any, Final, Self
 from aiortc import MediaStreamTrack, RTCConfiguration
 from av.frame import Frame
 
-from tavkit.client._ice import configuration
 from tavkit.client.peer import PeerLink
 from tavkit.errors import ServerCode, ServerError, TAvKitError
+from tavkit.ice import configuration
 from tavkit.protocol import FrameError, SignalData, parse_signal_data
 from tavkit.recording import ParticipantRecorder, RecordingInfo, probe
-from tavkit.server import _recording_rows as rows
 from tavkit.server.bus import Bus, session_channel
 from tavkit.server.ice import filter_signal, ice_servers_for
-from tavkit.server.rooms import RoomService, recorder_id
+from tavkit.server.recording import rows
+from tavkit.server.rooms.service import RoomService, recorder_id
 from tavkit.server.settings import RECORDING_POLICIES, Settings
 from tavkit.server.store.db import Store
 from tavkit.server.store.recording_models import RecordingRow

@@ -26,17 +26,18 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar, cast
+from typing import Final, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.errors import ServerCode, ServerError
-from tavkit.server._room_queries import (
+from tavkit.protocol import Member
+from tavkit.server.bus import Bus, session_channel
+from tavkit.server.rooms.heartbeats import TouchBatch
+from tavkit.server.rooms.queries import (
     has_live_members,
     live_member,
     live_rows,
@@ -44,30 +45,28 @@ from tavkit.server._room_queries import (
     member_in,
     open_session,
 )
-from tavkit.server.bus import Bus, session_channel
 from tavkit.server.settings import AppConfig, Settings
 from tavkit.server.store.db import Store, storage_errors
 from tavkit.server.store.models import AppRow, MemberRow, SessionRow
+from tavkit.server.store.unit_of_work import Body, Outbox, transaction
 
 __all__ = [
     "HIDDEN_PREFIX",
-    "EnterResult",
-    "MemberInfo",
+    "Admission",
     "RoomService",
     "SweepReport",
     "is_hidden",
+    "member_of",
     "recorder_id",
 ]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Outbox = list[tuple[str, dict[str, Any]]]
 
 HIDDEN_PREFIX: Final = "__"
 """userIds with this prefix belong to the server (``docs/protocol.md`` section 6)."""
 
-_ATTEMPTS: Final = 3
 _TOUCH_CHUNK: Final = 500
 """Connection ids per ``UPDATE ... IN (...)`` of a touch batch (well under bind limits)."""
 _MEMBER_TABLE: Final = cast(Table, MemberRow.__table__)
@@ -79,7 +78,6 @@ _TOUCH_MANY: Final = (
     .returning(_MEMBERS.connection_id, _MEMBERS.session_id, _MEMBERS.user_id)
 )
 """The heartbeat of a batch of connections, returning those still live (built once)."""
-_RETRYABLE_SQLSTATES: Final = frozenset({"40001", "40P01"})  # serialization, deadlock
 # Event-log kind for each leave reason; the reason itself goes into the detail.
 _LEAVE_EVENT: Final = {
     "exit": "left",
@@ -101,45 +99,18 @@ def recorder_id(room_uuid: uuid.UUID) -> str:
     return f"{HIDDEN_PREFIX}rec.{room_uuid.hex}"
 
 
-def _is_conflict(exc: DBAPIError) -> bool:
-    """Whether retrying the transaction can succeed: a unique index caught a race, or
-    PostgreSQL broke a deadlock or a serialisation conflict."""
-    if isinstance(exc, IntegrityError):
-        return True
-    return getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
+def member_of(row: MemberRow) -> Member:
+    """The protocol's view of a live membership row (what the other members see)."""
+    return Member(row.user_id, row.joined_at, row.muted, row.camera)
 
 
 @dataclass(frozen=True)
-class MemberInfo:
-    """A live member as other members see it."""
-
-    user_id: str
-    joined_at: float
-    muted: bool
-    camera: bool
-
-    def to_wire(self) -> dict[str, Any]:
-        """The protocol's ``member`` object."""
-        return {
-            "userId": self.user_id,
-            "joinedAt": self.joined_at,
-            "muted": self.muted,
-            "camera": self.camera,
-        }
-
-    @classmethod
-    def of(cls, row: MemberRow) -> MemberInfo:
-        """The public view of a membership row."""
-        return cls(row.user_id, row.joined_at, row.muted, row.camera)
-
-
-@dataclass(frozen=True)
-class EnterResult:
+class Admission:
     """What ``enter`` decided: the session, the new connection, and who else is there."""
 
     room_uuid: uuid.UUID
     connection_id: str
-    members: list[MemberInfo]
+    members: list[Member]
     """The other live members, oldest first."""
     opened: bool = False
     """Whether this enter opened the session."""
@@ -171,15 +142,11 @@ class RoomService:
         self._clock = clock
         self._op_timeout = op_timeout
         self._locks: dict[int, asyncio.Lock] = {}
-        # SQLite has one writer at a time; a writer that finds the database locked polls
-        # with growing sleeps (up to 100 ms) until the busy timeout. Queueing this
-        # process's writers here instead hands the lock over the moment it is free.
-        self._writer: asyncio.Lock | None = asyncio.Lock() if store.dialect == "sqlite" else None
         # connection id -> when its heartbeat was last written, to spare the database
         # a write for every socket frame (see touch()).
         self._touched: dict[str, float] = {}
         self._touch_every = settings.heartbeat_interval / 2
-        self._touches = _TouchBatch(self._touch_many)
+        self._touches = TouchBatch(self._touch_many)
         self._open_listeners: list[Callable[[int, int, uuid.UUID], None]] = []
 
     def on_session_opened(self, listener: Callable[[int, int, uuid.UUID], None]) -> None:
@@ -206,7 +173,7 @@ class RoomService:
 
     async def enter(
         self, sdk_app_id: int, room_id: int, user_id: str, *, privileges: int
-    ) -> EnterResult:
+    ) -> Admission:
         """Put ``user_id`` in ``room_id``, opening a session if none is open.
 
         Raises ``ServerError(ENTER_FAILED)`` (14000) when the room is full.
@@ -219,17 +186,17 @@ class RoomService:
                 f"userId: ids starting with {HIDDEN_PREFIX} are reserved for the server",
             )
 
-        async def run(s: AsyncSession, out: Outbox) -> EnterResult:
+        async def run(s: AsyncSession, out: Outbox) -> Admission:
             now = self._clock()
             current = await live_member(s, sdk_app_id, user_id, lock=True)
             session = await open_session(s, sdk_app_id, room_id, lock=True)
             same_session = (
                 current is not None and session is not None and current.session_id == session.id
             )
-            others: list[MemberInfo] = []
+            others: list[Member] = []
             if session is not None:
                 others = [
-                    MemberInfo.of(row)
+                    member_of(row)
                     for row in await live_rows(s, session.id)
                     if row.user_id != user_id
                 ]
@@ -271,12 +238,12 @@ class RoomService:
                     session_channel(session.id),
                     {
                         "kind": "member-joined",
-                        "member": MemberInfo.of(member).to_wire(),
+                        "member": member_of(member).to_wire(),
                         "connectionId": member.connection_id,
                     },
                 )
             )
-            return EnterResult(
+            return Admission(
                 room_uuid=session.id,
                 connection_id=member.connection_id,
                 members=others,
@@ -375,7 +342,7 @@ class RoomService:
 
         Writes at most once per half heartbeat interval per connection: a socket may
         send dozens of frames a second and the heartbeat needs none of that precision.
-        The writes are group-committed (:class:`_TouchBatch`): a touch that arrives while
+        The writes are group-committed (:class:`.heartbeats.TouchBatch`): a touch that arrives while
         another batch is being written waits for the next one, so a thousand sockets cost
         a handful of transactions a second rather than a thousand, and an idle server
         writes a lone touch at once.
@@ -464,23 +431,21 @@ class RoomService:
 
         await self._transaction("saving the member state", ServerCode.INTERNAL, run)
 
-    async def members(self, room_uuid: uuid.UUID) -> list[MemberInfo]:
+    async def members(self, room_uuid: uuid.UUID) -> list[Member]:
         """The session's live members, oldest first."""
 
-        async def run(s: AsyncSession, _out: Outbox) -> list[MemberInfo]:
-            return [MemberInfo.of(row) for row in await live_rows(s, room_uuid)]
+        async def run(s: AsyncSession, _out: Outbox) -> list[Member]:
+            return [member_of(row) for row in await live_rows(s, room_uuid)]
 
         return await self._transaction(
             "listing members", ServerCode.QUERY_MEMBERS_FAILED, run, readonly=True
         )
 
-    async def connections(self, room_uuid: uuid.UUID) -> list[tuple[MemberInfo, str]]:
+    async def connections(self, room_uuid: uuid.UUID) -> list[tuple[Member, str]]:
         """The session's live members with their connection ids, oldest first."""
 
-        async def run(s: AsyncSession, _out: Outbox) -> list[tuple[MemberInfo, str]]:
-            return [
-                (MemberInfo.of(row), row.connection_id) for row in await live_rows(s, room_uuid)
-            ]
+        async def run(s: AsyncSession, _out: Outbox) -> list[tuple[Member, str]]:
+            return [(member_of(row), row.connection_id) for row in await live_rows(s, room_uuid)]
 
         return await self._transaction(
             "listing members", ServerCode.QUERY_MEMBERS_FAILED, run, readonly=True
@@ -517,16 +482,16 @@ class RoomService:
 
     async def room_members(
         self, sdk_app_id: int, room_id: int, user_id: str
-    ) -> tuple[uuid.UUID, list[MemberInfo]]:
+    ) -> tuple[uuid.UUID, list[Member]]:
         """The caller's session in ``room_id`` and its live members (caller included).
 
         Only a member may look; the refusals are those of :meth:`heartbeat`.
         """
 
-        async def run(s: AsyncSession, _out: Outbox) -> tuple[uuid.UUID, list[MemberInfo]]:
+        async def run(s: AsyncSession, _out: Outbox) -> tuple[uuid.UUID, list[Member]]:
             member = await member_in(s, sdk_app_id, room_id, user_id)
             rows = await live_rows(s, member.session_id)
-            return member.session_id, [MemberInfo.of(row) for row in rows]
+            return member.session_id, [member_of(row) for row in rows]
 
         return await self._transaction(
             "listing members", ServerCode.QUERY_MEMBERS_FAILED, run, readonly=True
@@ -616,61 +581,32 @@ class RoomService:
         sdk_app_id: int,
         action: str,
         conflict: ServerCode,
-        body: Callable[[AsyncSession, Outbox], Awaitable[T]],
+        body: Body[T],
     ) -> T:
         """Run ``body`` in a transaction holding the app's lock, then publish its events."""
         lock = self._locks.setdefault(sdk_app_id, asyncio.Lock())
-        try:
-            async with asyncio.timeout(self._op_timeout), lock:
-                return await self._run(action, conflict, body)
-        except TimeoutError:
-            raise ServerError(ServerCode.DATABASE, f"timed out while {action}") from None
+        return await self._transaction(action, conflict, body, lock=lock)
 
     async def _transaction(
         self,
         action: str,
         conflict: ServerCode,
-        body: Callable[[AsyncSession, Outbox], Awaitable[T]],
+        body: Body[T],
         *,
         readonly: bool = False,
+        lock: asyncio.Lock | None = None,
     ) -> T:
-        """Run ``body`` in a transaction without the app's lock, then publish its events."""
-        try:
-            async with asyncio.timeout(self._op_timeout):
-                return await self._run(action, conflict, body, readonly=readonly)
-        except TimeoutError:
-            raise ServerError(ServerCode.DATABASE, f"timed out while {action}") from None
-
-    async def _run(
-        self,
-        action: str,
-        conflict: ServerCode,
-        body: Callable[[AsyncSession, Outbox], Awaitable[T]],
-        *,
-        readonly: bool = False,
-    ) -> T:
-        """One transaction, retried on a unique-index conflict; events published after commit."""
-        sessions = self._store.reads if readonly else self._store.sessions
-        writer = None if readonly else self._writer
-        for attempt in range(1, _ATTEMPTS + 1):
-            out: Outbox = []
-            with storage_errors(action):
-                try:
-                    async with _held(writer), sessions() as s, s.begin():
-                        result = await body(s, out)
-                except DBAPIError as exc:
-                    if not _is_conflict(exc):
-                        raise
-                    logger.info("conflict while %s (attempt %d): %s", action, attempt, exc.orig)
-                    if attempt < _ATTEMPTS:
-                        continue
-                    raise ServerError(
-                        conflict, f"the room changed concurrently while {action}; try again"
-                    ) from exc
-            for channel, event in out:
-                await self._bus.publish(channel, event)
-            return result
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        """Run ``body`` in a transaction (under ``lock`` if given), then publish its events."""
+        return await transaction(
+            self._store,
+            action,
+            body,
+            bus=self._bus,
+            conflict=conflict,
+            readonly=readonly,
+            lock=lock,
+            op_timeout=self._op_timeout,
+        )
 
     async def _leave(
         self,
@@ -730,64 +666,3 @@ class RoomService:
         return await self._transaction(
             "finding the session", ServerCode.INTERNAL, run, readonly=True
         )
-
-
-@asynccontextmanager
-async def _held(lock: asyncio.Lock | None) -> AsyncIterator[None]:
-    """Hold ``lock`` for the block, or nothing when there is no lock."""
-    if lock is None:
-        yield
-        return
-    async with lock:
-        yield
-
-
-class _TouchBatch:
-    """Group commit for :meth:`RoomService.touch`: one transaction for every waiting touch.
-
-    A touch starts a write at once when none is running; touches that arrive while one
-    runs are collected and written together by the next, as soon as the running one
-    ends. So at low load a touch costs what it did alone, and under load the number of
-    transactions per second stays bounded by how long one takes, not by the sockets.
-    The write runs as a task of its own: a caller that is cancelled (its socket closed)
-    stops waiting without cancelling the others' write.
-    """
-
-    def __init__(
-        self, write: Callable[[dict[str, tuple[uuid.UUID, str]]], Awaitable[set[str]]]
-    ) -> None:
-        self._write = write
-        self._pending: dict[str, tuple[uuid.UUID, str]] = {}
-        self._waiters: list[tuple[str, asyncio.Future[bool]]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def touch(self, room_uuid: uuid.UUID, user_id: str, connection_id: str) -> bool:
-        """Wait for the batch holding this touch; True if the connection is live."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending[connection_id] = (room_uuid, user_id)
-        self._waiters.append((connection_id, future))
-        if self._task is None:
-            self._task = asyncio.create_task(self._drain(), name="tavkit touch batch")
-        return await future
-
-    async def _drain(self) -> None:
-        waiters: list[tuple[str, asyncio.Future[bool]]] = []
-        try:
-            while self._waiters:
-                wanted, self._pending = self._pending, {}
-                waiters, self._waiters = self._waiters, []
-                try:
-                    live = await self._write(wanted)
-                except Exception as exc:  # every waiter of this batch hears of it
-                    for _, future in waiters:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for connection_id, future in waiters:
-                    if not future.done():
-                        future.set_result(connection_id in live)
-        finally:
-            self._task = None
-            for _, future in waiters + self._waiters:  # cancelled (shutdown): nobody hangs
-                future.cancel()
-            self._pending, self._waiters = {}, []

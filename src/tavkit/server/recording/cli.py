@@ -27,6 +27,7 @@ from tavkit.recording.compose import (
     inputs_from_directory,
 )
 from tavkit.recording.info import stored_started_at
+from tavkit.server.settings import Settings
 
 __all__ = ["recordings_app"]
 
@@ -60,8 +61,6 @@ def compose_command(
     ] = None,
 ) -> None:
     """Render a session's per-participant files into one MP4 (grid video, mixed audio)."""
-    from tavkit.server.settings import Settings
-
     try:
         room_uuid = uuid.UUID(session)
     except ValueError:
@@ -116,26 +115,15 @@ async def _rows(
     room_uuid: uuid.UUID, data_dir: Path, url: str, schema: str | None
 ) -> list[ComposeInput]:
     """Complete and partial recording rows of the session; [] without a usable database."""
-    from sqlalchemy import select
     from sqlalchemy.exc import SQLAlchemyError
 
+    from tavkit.server.recording.rows import playable
     from tavkit.server.store.db import Store
-    from tavkit.server.store.recording_models import RecordingRow
 
     store = Store.open(url, schema=schema)
     try:
-        async with store.reads() as db:
-            rows = (
-                await db.scalars(
-                    select(RecordingRow)
-                    .where(
-                        RecordingRow.session_id == room_uuid,
-                        RecordingRow.status.in_(("complete", "partial")),
-                    )
-                    .order_by(RecordingRow.started_at)
-                )
-            ).all()
-    except (SQLAlchemyError, OSError):
+        rows = await playable(store, room_uuid)
+    except (SQLAlchemyError, OSError, TAvKitError):
         return []  # an older schema or an unreachable server: fall back to the files
     finally:
         await store.close()

@@ -1,4 +1,4 @@
-"""The queries behind :class:`tavkit.server.rooms.RoomService`, one transaction's worth each.
+"""The queries behind the room service, one transaction's worth each.
 
 Plain functions over an open ``AsyncSession``: they read or add rows and never
 commit, so the room service decides what one transaction holds. ``lock=True``

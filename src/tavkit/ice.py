@@ -1,4 +1,4 @@
-"""ICE configuration for the client's peer connections, and gathering on chosen addresses.
+"""ICE for aiortc peers: an explicit configuration, and gathering on chosen addresses.
 
 Two things aiortc does by default that a self-hosted call must not:
 

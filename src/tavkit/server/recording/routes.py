@@ -1,6 +1,6 @@
 """REST for recordings (``docs/protocol.md`` section 6): list, download, delete, policy, control.
 
-The files are written by :mod:`tavkit.server.recorder`; this module only reads
+The files are written by :mod:`tavkit.server.recording.service`; this module only reads
 rows and files. Downloads go through Starlette's :class:`FileResponse`, which
 serves single and multiple byte ranges (206 with ``Content-Range``); the ``Range``
 header is checked here first so a bad one is answered with 416 in the seed's error
@@ -24,11 +24,13 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel
 
 from tavkit.errors import ServerCode, ServerError
-from tavkit.server import _recording_rows as rows
-from tavkit.server.auth import CredentialsDep, authenticate, context_of
+from tavkit.server.auth import CredentialsDep, authenticate
+from tavkit.server.context import context_of
 from tavkit.server.errors import error_response
-from tavkit.server.recorder import RecordingService
-from tavkit.server.routes import ErrorBody, RoomId, SessionUuid, json_body, visible_session
+from tavkit.server.http import RoomId, SessionUuid, error_responses, json_body
+from tavkit.server.recording import rows
+from tavkit.server.recording.service import RecordingService
+from tavkit.server.rooms.access import visible_session
 from tavkit.server.settings import RECORDING_POLICIES
 from tavkit.server.store.ledger import SessionRecord
 from tavkit.server.store.recording_models import RecordingRow
@@ -89,15 +91,8 @@ class RecordingStateResponse(BaseModel):
 
 
 def recordings_of(request: Request) -> RecordingService:
-    """The app's recording service (made by the lifespan)."""
-    service = getattr(request.app.state, "tavkit_recordings", None)
-    if not isinstance(service, RecordingService):
-        raise ServerError(ServerCode.INTERNAL, "the recording service is not running")
-    return service
-
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorBody} for status in statuses}
+    """The app's recording service."""
+    return context_of(request).recordings
 
 
 # -- sessions ----------------------------------------------------------------------------
@@ -106,7 +101,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 @router.get(
     "/sessions/{uuid}/recordings",
     response_model=RecordingsResponse,
-    responses=_errors(400, 401, 404, 422, 503),
+    responses=error_responses(400, 401, 404, 422, 503),
     tags=["recordings"],
 )
 async def list_recordings(
@@ -128,7 +123,7 @@ async def list_recordings(
     responses={
         200: {"content": {MEDIA_TYPE: {}}, "description": "The whole file."},
         206: {"content": {MEDIA_TYPE: {}}, "description": "The requested byte range."},
-        **_errors(400, 401, 404, 416, 422, 503),
+        **error_responses(400, 401, 404, 416, 422, 503),
     },
     tags=["recordings"],
 )
@@ -168,7 +163,7 @@ async def download_recording(
 @router.delete(
     "/sessions/{uuid}/recordings/{id}",
     response_model=DeletedResponse,
-    responses=_errors(400, 401, 404, 422, 503),
+    responses=error_responses(400, 401, 404, 422, 503),
     tags=["recordings"],
 )
 async def delete_recording(
@@ -196,7 +191,10 @@ async def delete_recording(
 
 
 @router.get(
-    "/admin/recording", response_model=PolicyResponse, responses=_errors(401, 503), tags=["admin"]
+    "/admin/recording",
+    response_model=PolicyResponse,
+    responses=error_responses(401, 503),
+    tags=["admin"],
 )
 async def get_policy(request: Request, creds: CredentialsDep) -> dict[str, Any]:
     """The app's recording policy (admin only)."""
@@ -209,7 +207,7 @@ async def get_policy(request: Request, creds: CredentialsDep) -> dict[str, Any]:
 @router.put(
     "/admin/recording",
     response_model=PolicyResponse,
-    responses=_errors(400, 401, 422, 503),
+    responses=error_responses(400, 401, 422, 503),
     openapi_extra={
         "requestBody": {
             "content": {
@@ -245,7 +243,7 @@ async def put_policy(request: Request, creds: CredentialsDep) -> dict[str, Any]:
 @router.post(
     "/admin/rooms/{roomId}/recording/start",
     response_model=RecordingStateResponse,
-    responses=_errors(400, 401, 410, 422, 503),
+    responses=error_responses(400, 401, 410, 422, 503),
     tags=["admin"],
 )
 async def start_recording(request: Request, room_id: RoomId, creds: CredentialsDep) -> Any:
@@ -267,7 +265,7 @@ async def start_recording(request: Request, room_id: RoomId, creds: CredentialsD
 @router.post(
     "/admin/rooms/{roomId}/recording/stop",
     response_model=RecordingStateResponse,
-    responses=_errors(400, 401, 410, 422, 503),
+    responses=error_responses(400, 401, 410, 422, 503),
     tags=["admin"],
 )
 async def stop_recording(request: Request, room_id: RoomId, creds: CredentialsDep) -> Any:

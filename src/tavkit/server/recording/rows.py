@@ -3,7 +3,7 @@
 Plain functions over a :class:`~tavkit.server.store.db.Store`, one short transaction
 each, every database failure turned into server 10006 by
 :func:`~tavkit.server.store.db.storage_errors`. The recorder writes rows through
-them and the REST handlers (:mod:`tavkit.server.recordings`) read them.
+them and the REST handlers (:mod:`tavkit.server.recording.routes`) read them.
 """
 
 from __future__ import annotations
@@ -13,16 +13,19 @@ import uuid
 from typing import Any, Final
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.recording import RecordingInfo
 from tavkit.server.store.db import Store, storage_errors
 from tavkit.server.store.recording_models import AppSettingRow, RecordingRow
+from tavkit.server.store.unit_of_work import Outbox, transaction
 
 __all__ = [
     "delete_row",
     "finish",
     "get_policy",
     "insert",
+    "playable",
     "recording_to_wire",
     "row",
     "session_rows",
@@ -62,13 +65,15 @@ async def get_policy(store: Store, sdk_app_id: int) -> str | None:
 
 async def set_policy(store: Store, sdk_app_id: int, policy: str | None) -> None:
     """Give the app its own policy (None: back to the server default)."""
-    with storage_errors("saving the recording policy"):
-        async with asyncio.timeout(_TIMEOUT), store.sessions() as s, s.begin():
-            setting = await s.get(AppSettingRow, sdk_app_id, with_for_update=True)
-            if setting is None:
-                s.add(AppSettingRow(sdk_app_id=sdk_app_id, recording=policy))
-            else:
-                setting.recording = policy
+
+    async def run(s: AsyncSession, _out: Outbox) -> None:
+        setting = await s.get(AppSettingRow, sdk_app_id, with_for_update=True)
+        if setting is None:
+            s.add(AppSettingRow(sdk_app_id=sdk_app_id, recording=policy))
+        else:
+            setting.recording = policy
+
+    await transaction(store, "saving the recording policy", run)
 
 
 async def stint_counts(store: Store, session_id: uuid.UUID) -> dict[str, int]:
@@ -85,32 +90,36 @@ async def stint_counts(store: Store, session_id: uuid.UUID) -> dict[str, int]:
 
 async def insert(store: Store, rec: RecordingRow) -> None:
     """Add a new row (status ``recording``)."""
-    with storage_errors("saving a recording"):
-        async with asyncio.timeout(_TIMEOUT), store.sessions() as s, s.begin():
-            s.add(rec)
+
+    async def run(s: AsyncSession, _out: Outbox) -> None:
+        s.add(rec)
+
+    await transaction(store, "saving a recording", run)
 
 
 async def finish(
     store: Store, recording_id: uuid.UUID, status: str, info: RecordingInfo | None
 ) -> None:
     """Close a row: its final ``status`` and, when the file exists, what it holds."""
-    with storage_errors("closing a recording"):
-        async with asyncio.timeout(_TIMEOUT), store.sessions() as s, s.begin():
-            rec = await s.get(RecordingRow, recording_id, with_for_update=True)
-            if rec is None:  # deleted by an admin meanwhile
-                return
-            rec.status = status
-            if info is None:
-                return
-            if info.started_at is not None:
-                rec.started_at = info.started_at.timestamp()
-            rec.duration = info.duration
-            if info.duration is not None:
-                rec.ended_at = rec.started_at + info.duration
-            rec.size = info.size
-            rec.sha256 = info.sha256
-            rec.has_video = info.has_video
-            rec.has_audio = info.has_audio
+
+    async def run(s: AsyncSession, _out: Outbox) -> None:
+        rec = await s.get(RecordingRow, recording_id, with_for_update=True)
+        if rec is None:  # deleted by an admin meanwhile
+            return
+        rec.status = status
+        if info is None:
+            return
+        if info.started_at is not None:
+            rec.started_at = info.started_at.timestamp()
+        rec.duration = info.duration
+        if info.duration is not None:
+            rec.ended_at = rec.started_at + info.duration
+        rec.size = info.size
+        rec.sha256 = info.sha256
+        rec.has_video = info.has_video
+        rec.has_audio = info.has_audio
+
+    await transaction(store, "closing a recording", run)
 
 
 async def unfinished(store: Store) -> list[RecordingRow]:
@@ -133,6 +142,21 @@ async def session_rows(store: Store, session_id: uuid.UUID) -> list[RecordingRow
             return list(rows)
 
 
+async def playable(store: Store, session_id: uuid.UUID) -> list[RecordingRow]:
+    """The session's ``complete`` and ``partial`` rows, ``startedAt`` order: what composes."""
+    with storage_errors("listing recordings"):
+        async with asyncio.timeout(_TIMEOUT), store.reads() as s:
+            rows = await s.scalars(
+                select(RecordingRow)
+                .where(
+                    RecordingRow.session_id == session_id,
+                    RecordingRow.status.in_(("complete", "partial")),
+                )
+                .order_by(RecordingRow.started_at)
+            )
+            return list(rows)
+
+
 async def row(store: Store, session_id: uuid.UUID, recording_id: uuid.UUID) -> RecordingRow | None:
     """One recording of the session, or None."""
     with storage_errors("reading a recording"):
@@ -143,6 +167,8 @@ async def row(store: Store, session_id: uuid.UUID, recording_id: uuid.UUID) -> R
 
 async def delete_row(store: Store, recording_id: uuid.UUID) -> None:
     """Forget a recording (its file is the caller's to remove)."""
-    with storage_errors("deleting a recording"):
-        async with asyncio.timeout(_TIMEOUT), store.sessions() as s, s.begin():
-            await s.execute(delete(RecordingRow).where(RecordingRow.id == recording_id))
+
+    async def run(s: AsyncSession, _out: Outbox) -> None:
+        await s.execute(delete(RecordingRow).where(RecordingRow.id == recording_id))
+
+    await transaction(store, "deleting a recording", run)

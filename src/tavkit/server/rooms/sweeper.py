@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Final, Self
 
 from tavkit.errors import TAvKitError
-from tavkit.server.rooms import RoomService, SweepReport
+from tavkit.server.rooms.service import RoomService, SweepReport
 
 __all__ = ["Sweeper"]
 

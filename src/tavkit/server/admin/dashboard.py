@@ -26,7 +26,8 @@ from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from tavkit.errors import ServerCode, ServerError
-from tavkit.server.auth import CredentialsDep, authenticate, context_of
+from tavkit.server.auth import CredentialsDep, authenticate
+from tavkit.server.context import context_of
 from tavkit.server.errors import error_response
 from tavkit.server.store.db import Store, storage_errors
 from tavkit.server.store.logs_models import ClientLogRow, QualitySampleRow

@@ -26,31 +26,29 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from typing import Annotated, Any, Final, Literal
 
-from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi import Path as PathParam
+from fastapi import APIRouter, Query, Request
 from prometheus_client.core import Metric
 from pydantic import BaseModel
 from sqlalchemy import exists, select
 
 from tavkit.errors import ServerCode, ServerError, TAvKitError
-from tavkit.server._logs_service import LogService
-from tavkit.server._logs_wire import body_credentials, parse_batch
 from tavkit.server.auth import (
     USER_ID_RE,
     CredentialsDep,
     authenticate,
-    context_of,
     credentials,
 )
+from tavkit.server.context import context_of
 from tavkit.server.errors import error_response
-from tavkit.server.forwarder import Forwarder, ForwarderConfig
+from tavkit.server.http import SessionUuid, json_body
 from tavkit.server.logformat import log_context
-from tavkit.server.metrics import counter_family, gauge_family, metrics_of
-from tavkit.server.routes import json_body
+from tavkit.server.logs.forwarder import Forwarder, ForwarderConfig
+from tavkit.server.logs.service import LogService
+from tavkit.server.logs.wire import body_credentials, parse_batch
+from tavkit.server.metrics import Metrics, counter_family, gauge_family
 from tavkit.server.settings import Settings
 from tavkit.server.store.db import storage_errors
 from tavkit.server.store.models import MemberRow, SessionRow
@@ -59,12 +57,6 @@ __all__ = ["LogService", "forwarder_config", "router"]
 
 DEFAULT_LIMIT: Final = 5000
 MAX_LIMIT: Final = 20_000
-
-_UUID_PATTERN: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-
-SessionUuid = Annotated[
-    str, PathParam(alias="uuid", pattern=_UUID_PATTERN, description="A session UUID, lowercase.")
-]
 
 
 # -- lifetime ------------------------------------------------------------------------------
@@ -98,31 +90,15 @@ def _forwarder_series(forwarder: Forwarder) -> Iterator[Metric]:
     )
 
 
-@asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Runs inside the app's own lifespan (so the store is open): service and forwarder."""
-    ctx = app.state.tavkit
-    metrics = metrics_of(app)
-    config = forwarder_config(ctx.settings)
-    forwarder = Forwarder(config) if config is not None else None
-    app.state.tavkit_logs = LogService(ctx.store, metrics=metrics, forwarder=forwarder)
-    if forwarder is None:
-        yield
-        return
+def watch_forwarder(metrics: Metrics | None, forwarder: Forwarder) -> None:
+    """Show the forwarder's counters on ``/metrics`` (when metrics are installed)."""
     if metrics is not None:
         metrics.watch("forwarder", lambda: _forwarder_series(forwarder))
-    async with forwarder:
-        yield
-
-
-def _service(request: Request) -> LogService:
-    service: LogService = request.app.state.tavkit_logs
-    return service
 
 
 # -- routes ----------------------------------------------------------------------------------
 
-router = APIRouter(prefix="/v1", lifespan=_lifespan, tags=["logs"])
+router = APIRouter(prefix="/v1", tags=["logs"])
 
 
 class ErrorDoc(BaseModel):
@@ -218,7 +194,7 @@ _INGEST_BODY: Final = {
 async def ingest(request: Request) -> Any:
     """Store a batch of log lines and quality samples for a session the caller was in."""
     ctx = context_of(request)
-    service = _service(request)
+    service = context_of(request).logs
     body = await json_body(request)
     if body is None:
         raise ServerError(ServerCode.BAD_REQUEST, "the body must be a JSON object")
@@ -311,7 +287,9 @@ async def session_logs(
 ) -> Any:
     """A session's client log lines (admin: everyone's; a member: their own)."""
     who = await _readable(request, room_uuid, creds, user_id)
-    rows = await _service(request).logs(uuid.UUID(room_uuid), user_id=who, since=since, limit=limit)
+    rows = await context_of(request).logs.logs(
+        uuid.UUID(room_uuid), user_id=who, since=since, limit=limit
+    )
     return {"roomUuid": room_uuid, "logs": rows}
 
 
@@ -330,7 +308,7 @@ async def session_quality(
 ) -> Any:
     """A session's quality samples (admin: everyone's; a member: their own)."""
     who = await _readable(request, room_uuid, creds, user_id)
-    rows = await _service(request).quality(
+    rows = await context_of(request).logs.quality(
         uuid.UUID(room_uuid), user_id=who, since=since, limit=limit
     )
     return {"roomUuid": room_uuid, "quality": rows}

@@ -1,6 +1,6 @@
 """Storage and forwarding of client reports: rate buckets, rows, queries, documents.
 
-:mod:`tavkit.server.logs` checks who is asking and what they sent; this module
+:mod:`tavkit.server.logs.routes` checks who is asking and what they sent; this module
 stores an accepted batch in one transaction (after checking the caller was in the
 session), reads entries back in time order, and turns a batch into the flat
 documents the forwarder ships to Elasticsearch or OpenSearch.
@@ -17,16 +17,18 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.errors import ServerCode, ServerError
 from tavkit.protocol import TokenBucket
-from tavkit.server._logs_wire import LogBatch
 from tavkit.server.auth import Caller
-from tavkit.server.forwarder import Forwarder
+from tavkit.server.logs.forwarder import Forwarder
+from tavkit.server.logs.wire import LogBatch
 from tavkit.server.metrics import Metrics
 from tavkit.server.store.db import Store, storage_errors
 from tavkit.server.store.logs_models import ClientLogRow, QualitySampleRow
 from tavkit.server.store.models import MemberRow, SessionRow
+from tavkit.server.store.unit_of_work import Outbox, transaction
 
 __all__ = ["BURST", "MAX_TRACKED_USERS", "RATE", "LogService"]
 
@@ -97,27 +99,29 @@ class LogService:
 
     async def ingest(self, caller: Caller, batch: LogBatch, *, now: float) -> None:
         """Store ``batch`` for ``caller`` if they were in its session; then forward it."""
-        with storage_errors("storing client logs"):
-            async with self.store.sessions() as s, s.begin():
-                row = await s.get(SessionRow, batch.room_uuid)
-                if row is None or row.sdk_app_id != caller.sdk_app_id:
-                    raise ServerError(ServerCode.SESSION_NOT_FOUND, f"no session {batch.room_uuid}")
-                was_member = await s.scalar(
-                    select(
-                        exists().where(
-                            MemberRow.session_id == batch.room_uuid,
-                            MemberRow.user_id == caller.user_id,
-                        )
+
+        async def run(s: AsyncSession, _out: Outbox) -> _Session:
+            row = await s.get(SessionRow, batch.room_uuid)
+            if row is None or row.sdk_app_id != caller.sdk_app_id:
+                raise ServerError(ServerCode.SESSION_NOT_FOUND, f"no session {batch.room_uuid}")
+            was_member = await s.scalar(
+                select(
+                    exists().where(
+                        MemberRow.session_id == batch.room_uuid,
+                        MemberRow.user_id == caller.user_id,
                     )
                 )
-                if not was_member:
-                    raise ServerError(
-                        ServerCode.UNAUTHORISED,
-                        f"{caller.user_id} was never in session {batch.room_uuid}",
-                    )
-                session = _Session(row.id, row.sdk_app_id, row.room_id)
-                s.add_all(_log_rows(batch, caller.user_id, now))
-                s.add_all(_quality_rows(batch, caller.user_id, now))
+            )
+            if not was_member:
+                raise ServerError(
+                    ServerCode.UNAUTHORISED,
+                    f"{caller.user_id} was never in session {batch.room_uuid}",
+                )
+            s.add_all(_log_rows(batch, caller.user_id, now))
+            s.add_all(_quality_rows(batch, caller.user_id, now))
+            return _Session(row.id, row.sdk_app_id, row.room_id)
+
+        session = await transaction(self.store, "storing client logs", run)
         self._count(batch)
         if self.forwarder is not None:
             self.forwarder.submit(_documents(session, caller.user_id, batch))

@@ -34,13 +34,14 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.errors import ServerCode, ServerError, TAvKitError
 from tavkit.protocol import ChatMessage, MessageKind, SendMessage, TokenBucket
 from tavkit.server.bus import Bus, session_channel
 from tavkit.server.store.db import Store, storage_errors
 from tavkit.server.store.models import MessageRow, SessionRow
+from tavkit.server.store.unit_of_work import Outbox, transaction
 
 __all__ = [
     "DEFAULT_HISTORY_LIMIT",
@@ -50,7 +51,6 @@ __all__ = [
     "History",
     "MessageService",
     "Posted",
-    "message_service",
 ]
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,6 @@ MESSAGE_BURST: Final = 20.0
 DEFAULT_HISTORY_LIMIT: Final = 100
 MAX_HISTORY_LIMIT: Final = 1000
 """``limit`` of a history page: its default and its largest value."""
-_ATTEMPTS: Final = 3
 _PRUNE_BUCKETS_OVER: Final = 4096
 
 
@@ -185,51 +184,47 @@ class MessageService:
     async def _store_once(
         self, room_uuid: uuid.UUID, sender: str, msg: SendMessage
     ) -> tuple[ChatMessage, bool]:
-        """One transaction, retried if another replica raced us: (message, was it there)."""
+        """One transaction, retried if another replica raced us: (message, was it there).
+
+        The sequence number is bumped and the row inserted together, so a failed insert
+        gives its number back and the numbers have no gaps.
+        """
         body = {"text": msg.text} if msg.kind == "text" else {"data": msg.data}
-        for attempt in range(1, _ATTEMPTS + 1):
-            with storage_errors("storing a message"):
-                try:
-                    async with self._store.sessions() as s, s.begin():
-                        existing = await s.scalar(
-                            select(MessageRow).where(
-                                MessageRow.session_id == room_uuid,
-                                MessageRow.sender == sender,
-                                MessageRow.client_msg_id == msg.client_msg_id,
-                            )
-                        )
-                        if existing is not None:
-                            return _message(existing), True
-                        seq = await s.scalar(
-                            update(SessionRow)
-                            .where(SessionRow.id == room_uuid, SessionRow.closed_at.is_(None))
-                            .values(last_msg_seq=SessionRow.last_msg_seq + 1)
-                            .returning(SessionRow.last_msg_seq)
-                            .execution_options(synchronize_session=False)
-                        )
-                        if seq is None:
-                            raise ServerError(
-                                ServerCode.ROOM_CLOSED, f"session {room_uuid} is closed"
-                            )
-                        row = MessageRow(
-                            session_id=room_uuid,
-                            seq=seq,
-                            sender=sender,
-                            kind=msg.kind,
-                            body=json.dumps(body, separators=(",", ":"), allow_nan=False),
-                            client_msg_id=msg.client_msg_id,
-                            sent_at=self._clock(),
-                        )
-                        s.add(row)
-                        await s.flush()
-                        stored = _message(row)
-                except IntegrityError as exc:
-                    logger.info("message conflict in %s (attempt %d): %s", room_uuid, attempt, exc)
-                    if attempt < _ATTEMPTS:
-                        continue
-                    raise
-            return stored, False
-        raise AssertionError("unreachable: the last attempt returns or raises")
+
+        async def run(s: AsyncSession, _out: Outbox) -> tuple[ChatMessage, bool]:
+            existing = await s.scalar(
+                select(MessageRow).where(
+                    MessageRow.session_id == room_uuid,
+                    MessageRow.sender == sender,
+                    MessageRow.client_msg_id == msg.client_msg_id,
+                )
+            )
+            if existing is not None:
+                return _message(existing), True
+            seq = await s.scalar(
+                update(SessionRow)
+                .where(SessionRow.id == room_uuid, SessionRow.closed_at.is_(None))
+                .values(last_msg_seq=SessionRow.last_msg_seq + 1)
+                .returning(SessionRow.last_msg_seq)
+                .execution_options(synchronize_session=False)
+            )
+            if seq is None:
+                raise ServerError(ServerCode.ROOM_CLOSED, f"session {room_uuid} is closed")
+            row = MessageRow(
+                session_id=room_uuid,
+                seq=seq,
+                sender=sender,
+                kind=msg.kind,
+                body=json.dumps(body, separators=(",", ":"), allow_nan=False),
+                client_msg_id=msg.client_msg_id,
+                sent_at=self._clock(),
+            )
+            s.add(row)
+            await s.flush()
+            return _message(row), False
+
+        # The timeout is the caller's (post), which also covers the session lock.
+        return await transaction(self._store, "storing a message", run, op_timeout=None)
 
     @asynccontextmanager
     async def _serialised(self, room_uuid: uuid.UUID) -> AsyncIterator[None]:
@@ -263,13 +258,3 @@ def _message(row: MessageRow) -> ChatMessage:
         text=body.get("text"),
         data=body.get("data"),
     )
-
-
-def message_service(app: Any) -> MessageService:
-    """The app's message service, made on first use over its store and bus (app state)."""
-    ctx = app.state.tavkit
-    service = getattr(app.state, "tavkit_im", None)
-    if service is None or service._store is not ctx.store:  # a new lifespan, a new store
-        service = app.state.tavkit_im = MessageService(ctx.store, ctx.bus)
-    assert isinstance(service, MessageService)
-    return service

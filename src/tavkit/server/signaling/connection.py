@@ -29,10 +29,10 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Final
 
-from fastapi import APIRouter, WebSocket
+from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from tavkit.errors import ServerCode, ServerError, TAvKitError
+from tavkit.errors import ServerCode, TAvKitError
 from tavkit.protocol import (
     MAX_FRAME_BYTES,
     ChatMessage,
@@ -58,7 +58,6 @@ from tavkit.protocol import (
     State,
     Sync,
     Synced,
-    TokenBucket,
     Welcome,
     encode,
     parse_chat_message,
@@ -68,12 +67,15 @@ from tavkit.protocol import (
 from tavkit.server.bus import session_channel
 from tavkit.server.context import ServerContext
 from tavkit.server.ice import filter_signal
-from tavkit.server.im import MESSAGE_RATE, message_service
-from tavkit.server.metrics import Metrics, metrics_of
-from tavkit.server.rooms import recorder_id
-from tavkit.server.tokens import SocketClaims, verify
+from tavkit.server.im.service import MESSAGE_RATE
+from tavkit.server.im.sync import Overflow, SyncGate
+from tavkit.server.metrics import Metrics
+from tavkit.server.rooms.service import recorder_id
+from tavkit.server.signaling.inbound import InboundScreen, Verdict
+from tavkit.server.signaling.registry import SocketRegistry
+from tavkit.server.signaling.tokens import SocketClaims
 
-__all__ = ["SignalingConnection", "SocketRegistry", "router"]
+__all__ = ["SignalingConnection", "count_out", "refuse"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,85 +95,14 @@ ROOM_CLOSED_WAIT: Final = 1.0
 # Limits
 SEND_QUEUE: Final = 256
 """Frames waiting for a slow client; one more drops it (close 1013)."""
-RATE: Final = 50.0
-BURST: Final = 100.0
-"""Inbound frames per second (sustained) and at once, per socket."""
-RATE_ERROR_EVERY: Final = 1.0
-"""At most one "rate limited" error a second, so a flood is not answered by a flood."""
 TOUCH_EVERY: Final = 1.0
 """At most one heartbeat write a second per socket, however chatty it is."""
-REMEMBER_FOR: Final = 3600.0
-"""How long a connection whose socket ended still counts as having had one."""
 SYNC_PAGE: Final = 100
 SYNC_HEADROOM: Final = 64
 """A ``sync`` reply goes out a page at a time, each once the queue has room for it and
 this many live frames besides, so a long history cannot overflow the send queue."""
 HELD_MAX: Final = 4 * SEND_QUEUE
 """Live messages held back while a ``sync`` reply is being sent; past this, resync (1011)."""
-
-router = APIRouter()
-
-
-@router.websocket("/v1/ws")
-async def signaling_socket(websocket: WebSocket) -> None:
-    """The signaling socket; ``?token=`` is the ``socketToken`` from ``enter``."""
-    ctx: ServerContext = websocket.app.state.tavkit
-    registry = _registry_of(websocket.app)
-    metrics = metrics_of(websocket.app)
-    await websocket.accept()
-    claims = await _authenticate(websocket, ctx, registry, metrics)
-    if claims is not None:
-        await SignalingConnection(websocket, ctx, registry, claims, metrics=metrics).run()
-
-
-class SocketRegistry:
-    """This process's sockets by connection id, and which connections have had one.
-
-    It answers ``welcome.resumed``, lets a token past its first-connection expiry only
-    for a connection that had a socket, and closes a half-open older socket when its
-    connection resumes on a new one. It is per process: with several replicas a
-    resume landing on another replica after the token expired is refused (4401) and
-    the client enters again.
-    """
-
-    def __init__(
-        self, *, remember_for: float = REMEMBER_FOR, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._remember_for = remember_for
-        self._clock = clock
-        self._live: dict[str, SignalingConnection] = {}
-        self._ended: dict[str, float] = {}  # connection id -> when its last socket ended
-
-    def had_socket(self, connection_id: str) -> bool:
-        """Whether ``connection_id`` has (or recently had) a socket here."""
-        self._forget_old()
-        return connection_id in self._live or connection_id in self._ended
-
-    def is_live(self, connection_id: str) -> bool:
-        """Whether ``connection_id`` has a socket here now (subscribed to its session)."""
-        return connection_id in self._live
-
-    def attach(self, socket: SignalingConnection) -> tuple[bool, SignalingConnection | None]:
-        """Register ``socket``; return (resumed, the socket it takes over from, if any)."""
-        resumed = self.had_socket(socket.connection_id)
-        previous = self._live.get(socket.connection_id)
-        self._live[socket.connection_id] = socket
-        return resumed, previous
-
-    def detach(self, socket: SignalingConnection) -> None:
-        """Forget ``socket`` as live, remembering that its connection had one."""
-        if self._live.get(socket.connection_id) is socket:
-            del self._live[socket.connection_id]
-        self._ended.pop(socket.connection_id, None)  # re-insert: keep the dict in time order
-        self._ended[socket.connection_id] = self._clock()
-
-    def _forget_old(self) -> None:
-        cutoff = self._clock() - self._remember_for
-        while self._ended:
-            connection_id, ended = next(iter(self._ended.items()))
-            if ended >= cutoff:
-                break
-            del self._ended[connection_id]
 
 
 @dataclass(frozen=True)
@@ -189,7 +120,7 @@ class SignalingConnection:
         self,
         websocket: WebSocket,
         ctx: ServerContext,
-        registry: SocketRegistry,
+        registry: SocketRegistry[SignalingConnection],
         claims: SocketClaims,
         *,
         metrics: Metrics | None = None,
@@ -210,20 +141,16 @@ class SignalingConnection:
         self._writer: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
         self._close_code: int = CloseCode.SERVER_ERROR
-        self._bucket = TokenBucket(RATE, BURST, clock=clock)
+        self._screen = InboundScreen(clock)
         self._touch_every = min(TOUCH_EVERY, self._settings.heartbeat_timeout / 4)
         self._last_touch = -math.inf
-        self._last_rate_error = -math.inf
         self._others: dict[str, float] = {}  # the other members: userId -> joinedAt
         self._room_closing = False
         self._leaving: asyncio.Task[None] | None = None  # a `leave` being carried out
-        self._im = message_service(websocket.app)
-        # While a sync reply is being sent, live messages wait in _held; afterwards those
-        # the reply already carried, seq in (after, through], are not sent again.
-        self._syncing = False
+        self._im = ctx.messages
+        # Live messages versus sync replies (held during a reply, not sent twice after).
+        self._gate = SyncGate(held_max=HELD_MAX)
         self._dequeued = asyncio.Event()  # the writer took a frame: a sync may send more
-        self._held: list[ChatMessage] = []
-        self._synced_range = (0, 0)
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -241,7 +168,7 @@ class SignalingConnection:
                     members = await self._ctx.rooms.members(self.room_uuid)
                     last_seq = await self._im.last_seq(self.room_uuid)
                 except TAvKitError as exc:
-                    await _refuse(self._ws, exc, CloseCode.SERVER_ERROR, self._metrics)
+                    await refuse(self._ws, exc, CloseCode.SERVER_ERROR, self._metrics)
                     return
                 others = [m for m in members if m.user_id != self.user_id]
                 self._others = {m.user_id: m.joined_at for m in others}
@@ -305,7 +232,7 @@ class SignalingConnection:
         self._close_code = code
         try:
             if frame is not None:
-                _count_out(self._metrics, frame)
+                count_out(self._metrics, frame)
                 self._outbox.put_nowait(encode(frame))
             self._outbox.put_nowait(_Close(code, reason))
         except asyncio.QueueFull:
@@ -317,7 +244,7 @@ class SignalingConnection:
         """Queue ``msg`` for the client; a client this far behind is dropped (1013)."""
         if self._closing.is_set():
             return
-        _count_out(self._metrics, msg)
+        count_out(self._metrics, msg)
         try:
             self._outbox.put_nowait(encode(msg))
         except asyncio.QueueFull:
@@ -389,20 +316,15 @@ class SignalingConnection:
         raw: str | bytes | None = text if text is not None else data
         if raw is None:
             return
-        if _over_limit(raw, MAX_FRAME_BYTES):
+        verdict = self._screen.check(raw)
+        if verdict is Verdict.TOO_BIG:
             self._log(logging.INFO, "frame over %d bytes: closing", MAX_FRAME_BYTES)
             self.close(CloseCode.TOO_BIG, "frame too big")
             return
-        if not self._bucket.allow():
+        if verdict is not Verdict.PASS:
             self._count_in("rate-limited")
-            now = self._clock()
-            if now - self._last_rate_error >= RATE_ERROR_EVERY:
-                self._last_rate_error = now
-                limited = ServerError(
-                    ServerCode.INVALID_PARAMETER,
-                    f"rate limited: over {RATE:g} frames/s; frames are being dropped",
-                )
-                self.send(ErrorFrame.from_error(limited))
+            if verdict is Verdict.DROP_AND_WARN:
+                self.send(ErrorFrame.from_error(self._screen.rate_error()))
             return
         if not await self._touch():
             return
@@ -478,33 +400,30 @@ class SignalingConnection:
 
     async def _sync(self, msg: Sync) -> None:
         """Send every stored message after ``msg.after`` in pages, then ``synced``."""
-        self._syncing = True
+        gate = self._gate
+        gate.start(msg.after)
         try:
-            cursor = msg.after
             while True:
                 if not await self._room_for(SYNC_PAGE):
                     return
                 try:
-                    page = await self._im.history(self.room_uuid, after=cursor, limit=SYNC_PAGE)
+                    page = await self._im.history(
+                        self.room_uuid, after=gate.cursor, limit=SYNC_PAGE
+                    )
                 except TAvKitError as exc:
                     # An error frame would leave the client waiting for a `synced` that never
                     # comes, its gap unfilled; reconnecting makes it ask again (as for 1011).
-                    self._log(logging.WARNING, "sync after %d failed: %s", cursor, exc)
+                    self._log(logging.WARNING, "sync after %d failed: %s", gate.cursor, exc)
                     self.close(CloseCode.SERVER_ERROR, "sync failed; reconnect")
                     return
-                for message in page.messages:
+                for message in gate.page(page.messages):
                     self.send(MessageFrom(message))
-                if page.messages:
-                    cursor = page.messages[-1].seq
-                    self._synced_range = (msg.after, cursor)
                 if not page.has_more:
                     break
-            self.send(Synced(cursor if cursor > msg.after else min(msg.after, page.last_seq)))
+            self.send(Synced(gate.synced(page.last_seq)))
         finally:
-            self._syncing = False
-            held, self._held = self._held, []
-            for message in held:
-                self._live_message(message)
+            for message in gate.finish():
+                self.send(MessageFrom(message))
 
     async def _room_for(self, frames: int) -> bool:
         """Wait until the send queue can take ``frames`` more; False once the socket closes."""
@@ -520,14 +439,13 @@ class SignalingConnection:
         return not self._closing.is_set()
 
     def _live_message(self, message: ChatMessage) -> None:
-        if self._syncing:
-            if len(self._held) >= HELD_MAX:
-                self.close(CloseCode.SERVER_ERROR, "messages lost; reconnect")
-            self._held.append(message)
+        try:
+            sendable = self._gate.live(message)
+        except Overflow:
+            self.close(CloseCode.SERVER_ERROR, "messages lost; reconnect")
             return
-        after, through = self._synced_range
-        if not after < message.seq <= through:
-            self.send(MessageFrom(message))
+        for ready in sendable:
+            self.send(MessageFrom(ready))
 
     async def _is_member(self, user_id: str) -> bool:
         """Ask the database: the bus may not have told us of a member that just joined."""
@@ -626,72 +544,22 @@ class SignalingConnection:
         logger.log(level, f"{self._tag} {msg}", *args, exc_info=exc_info)
 
 
-async def _authenticate(
-    websocket: WebSocket, ctx: ServerContext, registry: SocketRegistry, metrics: Metrics | None
-) -> SocketClaims | None:
-    """The token's claims if it opens a socket now; otherwise refuse and return None."""
-    token = websocket.query_params.get("token", "")
-    try:
-        try:
-            claims = verify(ctx.socket_secret, token)
-        except ServerError as exc:
-            # Past its first-connection window a token still resumes a connection that
-            # had a socket here, as long as the member is in the room (checked below).
-            try:
-                claims = verify(ctx.socket_secret, token, ignore_expiry=True)
-            except ServerError:
-                raise exc from None
-            if not registry.had_socket(claims.connection_id):
-                raise
-        live = await ctx.rooms.is_member(claims.room_uuid, claims.user_id, claims.connection_id)
-    except TAvKitError as exc:
-        unauthorised = exc.code is ServerCode.UNAUTHORISED
-        code = CloseCode.UNAUTHORISED if unauthorised else CloseCode.SERVER_ERROR
-        await _refuse(websocket, exc, code, metrics)
-        return None
-    if not live:
-        gone = ServerError(
-            ServerCode.UNAUTHORISED, "socket token is for a connection no longer in the room"
-        )
-        await _refuse(websocket, gone, CloseCode.UNAUTHORISED, metrics)
-        return None
-    return claims
-
-
-async def _refuse(
+async def refuse(
     websocket: WebSocket, exc: TAvKitError, code: int, metrics: Metrics | None
 ) -> None:
     """Send one ``error`` and close with ``code``, all within bounded time."""
     refusal = ErrorFrame.from_error(exc)
-    _count_out(metrics, refusal)
+    count_out(metrics, refusal)
     with suppress(TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
         async with asyncio.timeout(CLOSE_TIMEOUT):
             await websocket.send_text(encode(refusal))
             await websocket.close(code, exc.message[:120])
 
 
-def _count_out(metrics: Metrics | None, msg: ServerMessage) -> None:
+def count_out(metrics: Metrics | None, msg: ServerMessage) -> None:
     """Count a frame sent (and, for an ``error``, the seed error it carries)."""
     if metrics is None:
         return
     metrics.socket_message("out", msg.type)
     if isinstance(msg, ErrorFrame):
         metrics.error(msg.module, msg.error_code)
-
-
-def _over_limit(raw: str | bytes, limit: int) -> bool:
-    """Whether a frame is over ``limit`` UTF-8 bytes, encoding only when it must."""
-    if isinstance(raw, bytes) or len(raw) > limit:
-        return len(raw) > limit
-    if len(raw) * 4 <= limit:  # no character takes more than four bytes
-        return False
-    return len(raw.encode("utf-8", "surrogatepass")) > limit
-
-
-def _registry_of(app: Any) -> SocketRegistry:
-    """The app's registry, made on first use (the app state, not a module global)."""
-    registry = getattr(app.state, "tavkit_sockets", None)
-    if registry is None:
-        registry = app.state.tavkit_sockets = SocketRegistry()
-    assert isinstance(registry, SocketRegistry)
-    return registry

@@ -1,0 +1,1 @@
+"""The app admin's surface: admin REST routes and the dashboard."""

@@ -1,0 +1,86 @@
+"""REST v1 for the app's admin: open rooms, close a room, remove a member."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from tavkit.server.auth import CredentialsDep, authenticate
+from tavkit.server.context import context_of
+from tavkit.server.http import (
+    COMMON_ERRORS,
+    EMPTY_BODY,
+    MemberBody,
+    RoomId,
+    RoomUuidResponse,
+    UserIdParam,
+    error_responses,
+    json_body,
+)
+from tavkit.server.store.ledger import open_rooms
+
+__all__ = ["api"]
+
+
+class AdminRoom(BaseModel):
+    """An open room."""
+
+    roomUuid: str
+    sdkAppId: int
+    roomId: int
+    openedAt: float
+    members: list[MemberBody]
+
+
+class AdminRoomsResponse(BaseModel):
+    """The app's open rooms."""
+
+    rooms: list[AdminRoom]
+
+
+api = APIRouter(prefix="/v1")
+
+
+@api.get("/admin/rooms", response_model=AdminRoomsResponse, responses=COMMON_ERRORS, tags=["admin"])
+async def admin_rooms(request: Request, creds: CredentialsDep) -> dict[str, Any]:
+    """The caller's app's open rooms and their members (admin only)."""
+    ctx = context_of(request)
+    caller = authenticate(ctx, creds, admin=True)
+    rooms = await open_rooms(ctx.store, caller.sdk_app_id)
+    return {"rooms": [room.to_wire() for room in rooms]}
+
+
+@api.post(
+    "/admin/rooms/{roomId}/close",
+    response_model=RoomUuidResponse,
+    responses=error_responses(400, 401, 410, 422, 503),
+    openapi_extra=EMPTY_BODY,
+    tags=["admin"],
+)
+async def admin_close(request: Request, room_id: RoomId, creds: CredentialsDep) -> dict[str, Any]:
+    """Close the room's open session; every member leaves with reason ``closed``."""
+    ctx = context_of(request)
+    await json_body(request)
+    caller = authenticate(ctx, creds, admin=True)
+    room_uuid = await ctx.rooms.close(caller.sdk_app_id, room_id)
+    return {"roomUuid": str(room_uuid)}
+
+
+@api.post(
+    "/admin/rooms/{roomId}/users/{userId}/remove",
+    response_model=RoomUuidResponse,
+    responses=error_responses(400, 401, 410, 422, 503),
+    openapi_extra=EMPTY_BODY,
+    tags=["admin"],
+)
+async def admin_remove(
+    request: Request, room_id: RoomId, user_id: UserIdParam, creds: CredentialsDep
+) -> dict[str, Any]:
+    """Remove one member from the room (reason ``removed``)."""
+    ctx = context_of(request)
+    await json_body(request)
+    caller = authenticate(ctx, creds, admin=True)
+    room_uuid = await ctx.rooms.remove(caller.sdk_app_id, room_id, user_id)
+    return {"roomUuid": str(room_uuid)}

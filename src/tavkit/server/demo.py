@@ -1,0 +1,81 @@
+"""Demo mode: the userSig mint endpoint and the demo page (included only with ``--demo``)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, Final
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel
+
+from tavkit.auth import gen_user_sig
+from tavkit.errors import ServerCode, ServerError
+from tavkit.server.auth import USER_ID_RE
+from tavkit.server.context import context_of
+from tavkit.server.errors import error_response
+from tavkit.server.http import (
+    body_with,
+    error_responses,
+    json_body,
+)
+
+__all__ = ["DEMO_SIG_LIFETIME", "demo", "demo_page"]
+
+
+DEMO_SIG_LIFETIME: Final = 24 * 3600
+"""Lifetime of the userSigs the demo endpoint mints."""
+
+
+class DemoUserSigRequest(BaseModel):
+    """Whom to mint a userSig for."""
+
+    userId: str
+
+
+class DemoUserSigResponse(BaseModel):
+    """A freshly minted userSig for the demo app."""
+
+    sdkAppId: int
+    userId: str
+    userSig: str
+
+
+demo = APIRouter(prefix="/v1")
+"""Included only in demo mode; elsewhere its path is an ordinary 404."""
+
+
+@demo.post(
+    "/demo/usersig",
+    response_model=DemoUserSigResponse,
+    responses=error_responses(400, 404, 422),
+    openapi_extra=body_with(DemoUserSigRequest.model_json_schema()),
+    tags=["demo"],
+)
+async def demo_usersig(request: Request) -> dict[str, Any]:
+    """Demo mode only: mint a userSig of the demo app for any userId (404 otherwise)."""
+    settings = context_of(request).settings
+    body = await json_body(request) or {}
+    user_id = body.get("userId")
+    if not isinstance(user_id, str) or not USER_ID_RE.fullmatch(user_id):
+        raise ServerError(
+            ServerCode.INVALID_PARAMETER,
+            "userId: expected 1-64 characters of A-Z a-z 0-9 _ . @ -",
+        )
+    app = settings.apps[0]
+    sig = gen_user_sig(app.sdk_app_id, app.key, user_id, DEMO_SIG_LIFETIME)
+    return {"sdkAppId": app.sdk_app_id, "userId": user_id, "userSig": sig}
+
+
+def demo_page(index: Path) -> Any:
+    """A handler serving the demo page ``index`` (404 in the seed's shape if it is missing)."""
+
+    async def page() -> Any:
+        if not await asyncio.to_thread(index.is_file):
+            return error_response(
+                ServerError(ServerCode.BAD_REQUEST, "the demo page is not installed"), status=404
+            )
+        return FileResponse(index, media_type="text/html")
+
+    return page

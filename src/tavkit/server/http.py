@@ -1,0 +1,129 @@
+"""Shared HTTP pieces for every route module: the seed's error body, path types, bodies.
+
+Bodies are read by :func:`json_body` rather than by FastAPI's model binding, so each
+malformed body gets the seed's code (10003 not JSON, 10001 not an object, 10004 a bad
+field) whatever its Content-Type; route modules document their answers with
+pydantic models in ``/openapi.json`` and :func:`error_responses`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Final, Literal
+
+from fastapi import Path as PathParam
+from fastapi import Request
+from pydantic import BaseModel
+
+from tavkit.errors import ServerCode, ServerError
+from tavkit.server.auth import USER_ID_RE
+from tavkit.server.settings import U32_MAX
+
+__all__ = [
+    "COMMON_ERRORS",
+    "EMPTY_BODY",
+    "ErrorBody",
+    "MemberBody",
+    "RoomId",
+    "RoomUuidResponse",
+    "SessionUuid",
+    "UserIdParam",
+    "body_with",
+    "error_responses",
+    "json_body",
+    "socket_url",
+]
+
+UUID_PATTERN: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+RoomId = Annotated[
+    int,
+    PathParam(alias="roomId", ge=1, le=U32_MAX, description="The room: an integer 1..2^32-1."),
+]
+SessionUuid = Annotated[
+    str,
+    PathParam(alias="uuid", pattern=UUID_PATTERN, description="A session UUID, lowercase."),
+]
+UserIdParam = Annotated[
+    str,
+    PathParam(alias="userId", pattern=f"^{USER_ID_RE.pattern}$", description="A userId."),
+]
+
+
+class ErrorBody(BaseModel):
+    """Every error: the seed's shape."""
+
+    module: Literal["trtc", "server", "http", "avkit"]
+    errorCode: int
+    errorMsg: str
+
+
+class MemberBody(BaseModel):
+    """A live member."""
+
+    userId: str
+    joinedAt: float
+    muted: bool
+    camera: bool
+
+
+class RoomUuidResponse(BaseModel):
+    """The session an action applied to."""
+
+    roomUuid: str
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` naming each status with the seed's error body."""
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
+COMMON_ERRORS = error_responses(400, 401, 422, 503)
+"""What any authenticated route may answer besides its success."""
+
+
+async def json_body(request: Request) -> dict[str, Any] | None:
+    """The request's JSON object, None when there is no body.
+
+    Server 10003 when the body is not JSON at all, 10001 when it is JSON but not an
+    object; size was already capped by the guard middleware.
+    """
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ServerError(ServerCode.JSON_DECODE, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ServerError(ServerCode.BAD_REQUEST, "the body must be a JSON object")
+    return data
+
+
+def body_with(fields: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` for a JSON object with ``fields`` (a JSON schema)."""
+    return {
+        "requestBody": {
+            "content": {"application/json": {"schema": fields}},
+            "required": False,
+        }
+    }
+
+
+EMPTY_BODY = body_with({"type": "object", "properties": {}})
+"""The OpenAPI body of a POST that takes none (an empty object is accepted)."""
+
+
+def socket_url(request: Request, public_url: str | None) -> str:
+    """The absolute URL of the signaling socket, as this client reaches the server.
+
+    Under a mount (or uvicorn's ``--root-path``) the socket lives below that prefix too,
+    which Starlette keeps in the scope's ``root_path``.
+    """
+    if public_url:
+        base = public_url.rstrip("/")
+    else:
+        root = str(request.scope.get("root_path", "")).rstrip("/")
+        base = f"{request.url.scheme}://{request.url.netloc}{root}"
+    return re.sub(r"^http", "ws", base) + "/v1/ws"
