@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 # Debian's chromium drives the real-browser tests; Playwright's own download cannot work here.
 # A CJK font lets screenshots of the Chinese UI show text instead of empty boxes.
-CHROMIUM_PKGS := chromium fonts-wqy-zenhei
+CHROMIUM_PKGS := chromium fonts-wqy-zenhei nodejs
 chromium:
 	@dpkg -s $(CHROMIUM_PKGS) >/dev/null 2>&1 || { \
 		echo "installing $(CHROMIUM_PKGS) from Debian"; \

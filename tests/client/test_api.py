@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 
 import tavkit.client
+from tavkit.auth import Privilege
 from tavkit.client import Credentials, RoomApi
 from tavkit.errors import ServerError
 
@@ -26,7 +27,7 @@ async def test_enter_lists_the_others_and_the_socket(sqlite_server_factory: Any)
         assert [m.user_id for m in second.members] == ["ann"]
         assert second.socket_url.startswith("ws://127.0.0.1:") and second.socket_token
         assert second.heartbeat_timeout > second.heartbeat_interval > 0
-        assert second.ice_servers == () and second.privileges == 255
+        assert second.ice_servers == () and second.privileges == Privilege.ALL
         assert sorted(m.user_id for m in await ann.users(601)) == ["ann", "bob"]
         record = await ann.session(first.room_uuid)
         assert record["roomUuid"] == first.room_uuid

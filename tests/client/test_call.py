@@ -8,6 +8,7 @@ from typing import Any
 
 from av import AudioFrame, VideoFrame
 
+from tavkit.auth import Privilege
 from tavkit.client import TAvKit
 
 from ._util import (
@@ -225,11 +226,12 @@ def test_tavkit_is_exported_from_the_package() -> None:
 async def test_a_receive_only_key_sends_nothing_and_receives_everything(
     sqlite_server_factory: Any,
 ) -> None:
-    """With a privateMapKey of privilege 42 (enter + receive) the client only watches."""
+    """With a VIEWER privateMapKey (enter + receive, 42) the client only watches."""
     server = sqlite_server_factory()
     async with make_kit(server.url) as host, make_kit(server.url) as viewer:
         await enter(host, server, "host", 110)
-        await enter(viewer, server, "viewer", 110, private_map_key=server.pmk("viewer", 110, 42))
+        viewer_key = server.pmk("viewer", 110, Privilege.VIEWER)
+        await enter(viewer, server, "viewer", 110, private_map_key=viewer_key)
         await until(receiving(viewer, "host"), "the viewer decodes the host")
         await until(lambda: host.peers["viewer"].connected, "the host is connected to the viewer")
         assert viewer.frames_sent == {}

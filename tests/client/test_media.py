@@ -14,8 +14,8 @@ from av import AudioFrame, VideoFrame
 from av.packet import Packet
 
 from tavkit.client import FileSource
-from tavkit.ice import configuration, gather_on, validate_addresses
 from tavkit.client._publish import Publisher
+from tavkit.ice import configuration, gather_on, validate_addresses
 
 from ._util import enter, make_kit, receiving, small_pattern, until
 

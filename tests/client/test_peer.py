@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from tavkit.ice import configuration
 from tavkit.client._publish import Publisher
 from tavkit.client.peer import PeerLink
+from tavkit.ice import configuration
 from tavkit.protocol import DescriptionData, SessionDescription, SignalData
 
 from ._util import LOOPBACK, small_pattern, until

@@ -19,6 +19,7 @@ import pytest
 
 from tavkit.auth import gen_user_sig
 from tavkit.loadtest import LoadConfig, LoadTest, run_loadtest
+from tavkit.protocol import CloseCode
 
 if TYPE_CHECKING:
     from conftest import RunningServer, ServerFactory
@@ -230,7 +231,7 @@ async def test_a_removed_member_enters_again_and_the_run_reports_it(sqlite_serve
         assert removed.status_code == 200, removed.text
     async with asyncio.timeout(WAIT):
         report = await run
-    assert report.errors.get("close:4002") == 1, report.errors
+    assert report.errors.get(f"close:{int(CloseCode.REMOVED)}") == 1, report.errors
     assert report.reentered == 1 and report.failed == 0
     assert report.consistency.passed and report.recovered
     assert report.messages_complete

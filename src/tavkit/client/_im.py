@@ -14,8 +14,8 @@ The server echoes every stored message to its sender, which is the acknowledgeme
 after a reconnect every unacknowledged ``message`` frame is sent again with the same
 ``clientMsgId``, which the server stores once, so a resend never duplicates a message.
 
-Everything here is plain state: the kit (``kit.py``) feeds it frames and sends the
-frames it returns.
+Everything here is plain state: the outbox (``_outbox.py``) feeds it frames, sends the
+frames it returns and keeps the futures that wait for the acknowledgements.
 """
 
 from __future__ import annotations

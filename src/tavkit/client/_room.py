@@ -29,6 +29,7 @@ from tavkit.client.session import SignalingSocket
 from tavkit.client.sinks import PeerStats
 from tavkit.errors import HttpError, ServerCode, ServerError, TAvKitError, TrtcCode, TrtcError
 from tavkit.protocol import (
+    CloseCode,
     DescriptionData,
     ErrorFrame,
     Leave,
@@ -244,7 +245,7 @@ class RoomState:
         if self.leaving:
             self._left.set()
             return
-        if code is None or code == 4401 or self._removed_reason == "timeout":
+        if code is None or code == CloseCode.UNAUTHORISED or self._removed_reason == "timeout":
             lost = TrtcError(
                 TrtcCode.PUSH_DISCONNECTED,
                 f"the server dropped our membership ({error or 'timeout'}); entering again",

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import httpx
 
+from tavkit.auth import Privilege
 from tavkit.errors import HttpCode, HttpError, ServerCode, ServerError, TAvKitError
 from tavkit.protocol import Member
 
@@ -86,7 +87,7 @@ class EnterResult:
             heartbeat_timeout=float(body["heartbeatTimeout"]),
             ice_servers=tuple(dict(s) for s in body.get("iceServers") or []),
             ice_transport_policy=str(body.get("iceTransportPolicy", "all")),
-            privileges=int(body.get("privileges", 255)),
+            privileges=int(body.get("privileges", Privilege.ALL)),
             socket_url=str(body["socketUrl"]),
             socket_token=str(body["socketToken"]),
             socket_token_expires_in=float(body.get("socketTokenExpiresIn", 60)),

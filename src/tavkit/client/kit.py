@@ -15,13 +15,14 @@ is reported to ``listener.on_error`` in the seed's shape and then raised as the
 matching :mod:`tavkit.errors` exception. While the call runs, one heartbeat task
 keeps the membership alive, the socket resumes by itself after drops
 (``session.py``), each peer connection recovers by itself (``peer.py``), and if the
-server has forgotten us after a long outage the kit enters the room again.
+server has forgotten us after a long outage the kit enters the room again
+(``_rejoin.py``).
 
 In-call messages (``docs/protocol.md`` section 5): :meth:`TAvKit.send_message` and
 :meth:`TAvKit.send_custom_message` return the stored message once the server has
 acknowledged it, and ``listener.on_message`` gets every message of the session -
 history first, own ones included - exactly once and in ``seq`` order, across socket
-resumes (the ordering itself is ``_im.py``).
+resumes (the ordering itself is ``_im.py``, the acknowledgements ``_outbox.py``).
 
 Everything the kit starts - tasks, threads, sockets, peer connections - is owned
 by it and released by :meth:`TAvKit.aclose` (also on ``async with`` exit).
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,38 +42,24 @@ from aiortc import MediaStreamTrack, RTCPeerConnection
 from av.frame import Frame
 
 from tavkit import ice as _ice
+from tavkit.auth import Privilege
 from tavkit.client._delivery import RemoteMedia
 from tavkit.client._dispatch import Dispatcher, check_options
-from tavkit.client._im import MessageLog
+from tavkit.client._outbox import Outbox
 from tavkit.client._publish import Publisher
+from tavkit.client._rejoin import enter_again
 from tavkit.client._room import RoomState
 from tavkit.client.api import Credentials, EnterResult, RoomApi
 from tavkit.client.listener import UserInfo
 from tavkit.client.media import MediaSource, TestPattern
 from tavkit.client.reporter import Reporter
 from tavkit.client.sinks import PeerStats
-from tavkit.errors import HttpCode, HttpError, ServerCode, ServerError, TAvKitError
-from tavkit.protocol import (
-    ChatMessage,
-    ClientMessage,
-    ErrorFrame,
-    Leave,
-    MessageFrom,
-    ServerMessage,
-    State,
-    Synced,
-    Welcome,
-)
+from tavkit.errors import ServerCode, ServerError, TAvKitError
+from tavkit.protocol import ChatMessage, Leave, State
 
 __all__ = ["TAvKit"]
 
-logger = logging.getLogger(__name__)
-
-_PRIV_SEND_AUDIO: Final = 4
-_PRIV_SEND_VIDEO: Final = 16
 _LEAVE_TIMEOUT: Final = 3.0
-# How long the kit keeps trying to enter again after the server dropped it (seconds).
-_REJOIN_PATIENCE: Final = 60.0
 # Seconds the log reporter may spend on its last sample and flush at hang-up.
 _REPORTER_STOP_TIMEOUT: Final = 2.0
 
@@ -151,8 +137,7 @@ class TAvKit:
         self._closed = asyncio.Event()
         self._releasing: asyncio.Future[None] | None = None
         self._started = False
-        self._messages: MessageLog | None = None
-        self._acks: dict[str, asyncio.Future[ChatMessage]] = {}
+        self._outbox: Outbox | None = None
         self.user_info: dict[str, UserInfo] = {}
         self.muted = False
         self.camera = True
@@ -186,7 +171,13 @@ class TAvKit:
         self._dispatch.listener = listener
         try:
             check_options(sdk_app_id, user_id, user_sig, room_id)
-            self._messages = MessageLog(user_id)
+            self._outbox = Outbox(
+                user_id,
+                socket=lambda: self._room.socket if self._room is not None else None,
+                spawn=self._dispatch.spawn,
+                deliver=lambda message: self._dispatch.emit("on_message", message),
+                timeout=self._message_timeout,
+            )
             credentials = Credentials(sdk_app_id, user_id, user_sig, private_map_key)
             self._api = RoomApi(
                 self.server,
@@ -354,8 +345,8 @@ class TAvKit:
 
     def _start_publishing(self, privileges: int) -> None:
         for kind, bit, track in (
-            ("audio", _PRIV_SEND_AUDIO, self._source.audio),
-            ("video", _PRIV_SEND_VIDEO, self._source.video),
+            ("audio", Privilege.SEND_AUDIO, self._source.audio),
+            ("video", Privilege.SEND_VIDEO, self._source.video),
         ):
             if track is None or not privileges & bit:
                 continue
@@ -369,7 +360,7 @@ class TAvKit:
             self._publishers[kind] = publisher
 
     async def _join(self, entered: EnterResult) -> None:
-        assert self._api is not None
+        assert self._api is not None and self._outbox is not None
         room = RoomState(
             entered,
             user_id=self._api.credentials.user_id,
@@ -386,7 +377,7 @@ class TAvKit:
             on_left=self._media.left,
             store_info=self._store_info,
             seen=self._seen_before,
-            on_chat=self._chat_frame,
+            on_chat=self._outbox.receive,
         )
         self._room = room
         await room.connect(self._api, self._room_id)
@@ -404,107 +395,31 @@ class TAvKit:
             self._dispatch.spawn(self._release())
 
     async def _rejoin(self) -> None:
-        assert self._api is not None
+        api = self._api
+        assert api is not None
         old = self._room
         self._room = None
         if old is not None:
             self._seen_before.update(old.seen)
             await old.aclose()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + _REJOIN_PATIENCE
-        delay = 0.5
-        while True:
-            try:
-                await self._join(await self._api.enter(self._room_id))
-                return
-            except HttpError as exc:  # the network is still down: keep trying a while
-                if loop.time() + delay > deadline:
-                    self._dispatch.report(exc)
-                    break
-                logger.info("entering again failed (%s); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            except TAvKitError as exc:  # the server said no (room closed, signature expired)
-                self._dispatch.report(exc)
-                break
-        await self._release()
+
+        async def enter() -> None:
+            await self._join(await api.enter(self._room_id))
+
+        if not await enter_again(enter, self._dispatch.report):
+            await self._release()
 
     async def _send_state(self) -> None:
         if self._room is not None and self._room.socket is not None:
             await self._room.socket.send(State(muted=self.muted, camera=self.camera))
 
     async def _send_chat(self, kind: str, value: Any) -> ChatMessage:
-        log = self._messages
-        if log is None:
+        outbox = self._outbox
+        if outbox is None:
             raise RuntimeError("start() the call before sending messages")
         if self._closed.is_set():
             raise ServerError(ServerCode.USER_EXITED, "the call is over")
-        frame = log.compose(kind, value)
-        ack: asyncio.Future[ChatMessage] = asyncio.get_running_loop().create_future()
-        self._acks[frame.client_msg_id] = ack
-        try:
-            await self._transmit([frame])
-            async with asyncio.timeout(self._message_timeout):
-                return await ack
-        except TimeoutError:
-            raise HttpError(
-                HttpCode.NETWORK,
-                f"the server did not acknowledge the message in {self._message_timeout} s",
-            ) from None
-        finally:
-            self._acks.pop(frame.client_msg_id, None)
-            log.forget(frame.client_msg_id)
-
-    def _chat_frame(self, message: ServerMessage) -> bool:
-        """Take the socket's in-call message frames; see ``welcome`` to sync and resend."""
-        log = self._messages
-        if log is None:
-            return False
-        if isinstance(message, MessageFrom):
-            inbound = log.receive(message.message)
-            for delivered in inbound.deliver:
-                self._dispatch.emit("on_message", delivered)
-            for acked in inbound.acked:
-                self._settle(acked.client_msg_id, acked)
-            self._send_soon(inbound.send)
-            return True
-        if isinstance(message, Synced):
-            self._send_soon(log.synced())
-            return True
-        if isinstance(message, Welcome):
-            self._send_soon(log.connected(message.room_uuid))
-            return False  # the room reconciles its members too
-        if isinstance(message, ErrorFrame) and log.refused(message.ref):
-            assert message.ref is not None
-            try:
-                error = message.to_error()
-            except ValueError:
-                error = ServerError(ServerCode.INTERNAL, message.error_msg)
-            self._settle(message.ref, error)
-            return True
-        return False
-
-    def _settle(self, client_msg_id: str, outcome: ChatMessage | TAvKitError) -> None:
-        ack = self._acks.get(client_msg_id)
-        if ack is None or ack.done():
-            return
-        if isinstance(outcome, TAvKitError):
-            ack.set_exception(outcome)
-        else:
-            ack.set_result(outcome)
-
-    def _send_soon(self, frames: Sequence[ClientMessage]) -> None:
-        if frames:
-            self._dispatch.spawn(self._transmit(frames))
-
-    async def _transmit(self, frames: Sequence[ClientMessage]) -> None:
-        """Send now if the socket is up; otherwise the next ``welcome`` sends them again."""
-        room = self._room
-        socket = room.socket if room is not None else None
-        for frame in frames:
-            if socket is None or not socket.connected.is_set():
-                return
-            await socket.send(frame)
+        return await outbox.send(kind, value)
 
     def _frame(self, user_id: str, frame: Frame) -> None:
         if self._room is not None and user_id in self._room.links:
@@ -559,8 +474,8 @@ class TAvKit:
         await asyncio.shield(self._releasing)
 
     async def _release_all(self) -> None:
-        for client_msg_id in list(self._acks):
-            self._settle(client_msg_id, ServerError(ServerCode.USER_EXITED, "the call is over"))
+        if self._outbox is not None:
+            self._outbox.close()
         await self._dispatch.cancel_all(_LEAVE_TIMEOUT)
         reporter, self._reporter = self._reporter, None
         if reporter is not None:  # before the room closes: its last sample sees the peers

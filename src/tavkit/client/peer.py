@@ -51,9 +51,9 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
 from av.frame import Frame
 
-from tavkit.ice import gather_on
 from tavkit.client._publish import Publisher
 from tavkit.client.sinks import PeerStats
+from tavkit.ice import gather_on
 from tavkit.protocol import (
     CandidateData,
     DescriptionData,

@@ -3,7 +3,7 @@
 :class:`SignalingSocket` connects to ``socketUrl?token=...`` from ``enter``, waits
 for ``welcome`` and then hands every parsed server frame to a callback. If the
 connection drops for any reason other than the server ending the membership
-(close codes 1000, 4001-4003) it reconnects **with the same token**; the server
+(:data:`FINAL_CLOSE_CODES`) it reconnects **with the same token**; the server
 accepts it as a resume for as long as the member has not timed out
 (``docs/protocol.md`` section 2), so the other members never see us leave. Frames
 sent while disconnected are queued and flushed after the resume.
@@ -31,6 +31,7 @@ from tavkit.errors import HttpCode, HttpError, ServerCode, ServerError, TAvKitEr
 from tavkit.protocol import (
     MAX_FRAME_BYTES,
     ClientMessage,
+    CloseCode,
     ErrorFrame,
     FrameError,
     ServerMessage,
@@ -44,8 +45,19 @@ __all__ = ["FINAL_CLOSE_CODES", "SignalingSocket"]
 logger = logging.getLogger(__name__)
 
 #: Close codes after which resuming is pointless: the server ended the membership.
-FINAL_CLOSE_CODES: Final = frozenset({1000, 4001, 4002, 4003, 4401})
-_BAD_TOKEN: Final = 4401
+FINAL_CLOSE_CODES: Final = frozenset(
+    {
+        CloseCode.NORMAL,
+        CloseCode.REPLACED,
+        CloseCode.REMOVED,
+        CloseCode.ROOM_CLOSED,
+        CloseCode.UNAUTHORISED,
+    }
+)
+_CLOSE_REASONS: Final[dict[int, str]] = {
+    CloseCode.REPLACED: "entered again elsewhere",
+    CloseCode.REMOVED: "removed from the room",
+}
 _MAX_QUEUED: Final = 512
 _MAX_BACKOFF: Final = 2.0
 
@@ -157,7 +169,7 @@ class SignalingSocket:
             self.connected.clear()
             code = ws.close_code
             if code in FINAL_CLOSE_CODES:
-                self._end(code, None if code == 1000 else _close_error(code))
+                self._end(code, None if code == CloseCode.NORMAL else _close_error(code))
                 return
             logger.info("signaling socket dropped (close code %s); resuming", code)
             if not await self._resume():
@@ -221,9 +233,9 @@ def _frame_error(frame: ErrorFrame) -> TAvKitError:
 
 
 def _close_error(code: int) -> TAvKitError:
-    if code == 4003:
+    if code == CloseCode.ROOM_CLOSED:
         return ServerError(ServerCode.ROOM_CLOSED, "the room was closed")
-    if code == _BAD_TOKEN:
+    if code == CloseCode.UNAUTHORISED:
         return ServerError(ServerCode.UNAUTHORISED, "the socket token was refused")
-    reason = {4001: "entered again elsewhere", 4002: "removed from the room"}.get(code, "")
+    reason = _CLOSE_REASONS.get(code, "")
     return ServerError(ServerCode.USER_EXITED, f"left the room: {reason or f'close {code}'}")

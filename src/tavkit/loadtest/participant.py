@@ -32,8 +32,10 @@ from urllib.parse import quote
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.frames import CloseCode as WsCloseCode
 
 from tavkit.auth import gen_user_sig
+from tavkit.protocol import CloseCode
 
 if TYPE_CHECKING:
     from tavkit.loadtest.config import LoadConfig
@@ -45,10 +47,9 @@ logger = logging.getLogger(__name__)
 
 _SIGNAL_TAG: Final = "lt:"
 _MAX_BACKOFF: Final = 2.0
-_CLOSE_UNKNOWN: Final = 1006
-_REPLACED: Final = 4001
-_MEMBERSHIP_ENDED: Final = frozenset({4002, 4003})
-_REFUSED: Final = 4401
+# A socket that ended without a close frame reports no code; RFC 6455 calls that 1006.
+_CLOSE_UNKNOWN: Final = int(WsCloseCode.ABNORMAL_CLOSURE)
+_MEMBERSHIP_ENDED: Final = frozenset({CloseCode.REMOVED, CloseCode.ROOM_CLOSED})
 
 Outcome = Literal["ok", "refused", "failed"]
 
@@ -202,12 +203,12 @@ class Participant:
         while True:
             code = await self._hold()
             if self._leaving:
-                if code != 1000 and not self._aborted:
+                if code != CloseCode.NORMAL and not self._aborted:
                     self._rec.error(f"close:{code}", f"{self.user_id}: after leave")
                 return
             self._rec.drops += 1
             self._rec.error(f"close:{code}", f"{self.user_id}: socket closed by the server/network")
-            if code == _REPLACED:  # someone else is this user now; fighting back would loop
+            if code == CloseCode.REPLACED:  # someone else is this user now: fighting back loops
                 self._rec.failed += 1
                 return
             if code in _MEMBERSHIP_ENDED:
@@ -312,7 +313,7 @@ class Participant:
             code = _close_code(ws)
             self._rec.error(f"close:{code}", f"{self.user_id}: socket refused")
             ws.transport.abort()
-            return "refused" if code == _REFUSED else "failed"
+            return "refused" if code == CloseCode.UNAUTHORISED else "failed"
         self._ws = ws
         self._connected = True
         self._rec.connected += 1

@@ -13,8 +13,7 @@
 // sender too) or refused by an `error` whose `ref` is the frame's id.
 
 import { callError, fromWire } from "./errors.js";
-
-const MAX_FRAME_BYTES = 64 * 1024; // a larger frame would make the server close the socket
+import { MAX_FRAME_BYTES } from "./protocol.js"; // a larger frame would close the socket
 const KEEP = 1000; // delivered messages kept for the panel
 const encoder = new TextEncoder();
 

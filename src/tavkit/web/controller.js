@@ -1,8 +1,10 @@
-// The call's state and logic, with no DOM: what <tavkit-call> shows and does.
+// The call's lifecycle, with no DOM: what <tavkit-call> shows and does.
 //
 // start() runs enter → (camera/microphone ∥ signaling socket) → mesh. Enter comes
 // first so a refused userSig or privateMapKey never opens a device. The socket opens
-// while the devices do, and its frames wait until there are tracks to send.
+// while the devices do, and its frames wait until there are tracks to send. Once in
+// the room a Heartbeat (heartbeat.js) keeps our place; the other members, their
+// state and their names are the Roster's (roster.js), fed from the socket's frames.
 //
 // The controller tells the page through the seed's listener callbacks and, through
 // `emit(name, detail)`, the element's DOM events; it tells the view through its own
@@ -27,16 +29,18 @@
 import { ApiClient } from "./api.js";
 import { Chat } from "./chat.js";
 import { CallError, asCallError, callError } from "./errors.js";
+import { Heartbeat } from "./heartbeat.js";
 import { openCamera, openLocalMedia } from "./media.js";
 import { Mesh, isHidden } from "./mesh.js";
 import { checkOptions, pickListener } from "./options.js";
+import { CLOSE } from "./protocol.js";
 import { Reporter } from "./reporter.js";
+import { Roster } from "./roster.js";
 import { Signaling } from "./signaling.js";
 
-const USER_INFO_BATCH_MS = 50;
 const ACTIVE = new Set(["entering", "connecting", "waiting", "in-call", "reconnecting"]);
-// Heartbeat answers that mean our place in the room is gone.
-const GONE = new Set([14002, 14003, 14004]);
+// Socket closes by which the server ended our place in the room.
+const ENDED = new Set([CLOSE.REPLACED, CLOSE.REMOVED, CLOSE.ROOM_CLOSED]);
 
 /** State and logic of one <tavkit-call>; an EventTarget for its view. */
 export class CallController extends EventTarget {
@@ -53,7 +57,14 @@ export class CallController extends EventTarget {
     this.room = null;
     this.joinedAt = 0;
     this.self = { userId: "", userName: "", avatarUrl: "", muted: false, camera: true, front: true };
-    this.peers = new Map();
+    this.roster = new Roster({
+      self: () => this.self,
+      askInfo: (userIds, callback) => {
+        this.#call("onUserInfoListener", userIds, callback);
+        this.emit("tavkit:user-info", { userIds, callback });
+      },
+      onChange: () => this.#changed(),
+    });
     this.localStream = null;
     this.api = null;
     this.signaling = null;
@@ -61,18 +72,29 @@ export class CallController extends EventTarget {
     this.reporter = null;
     this.generation = 0;
     this.pending = null;
-    this.heartbeat = null;
-    this.infoQueue = new Set();
-    this.infoTimer = null;
+    this.heartbeat = new Heartbeat({
+      beat: () => this.api.heartbeat(this.options.roomId),
+      onGone: (err) => this.#end(err),
+      log: (...args) => this.log(...args),
+    });
     this.chat = null;
     this.chatOpen = false;
     this.unread = 0;
-    this.names = new Map(); // userId → userName from onUserInfoListener, kept after they leave
   }
 
   /** Whether a call is being set up or is up. */
   get active() {
     return ACTIVE.has(this.state);
+  }
+
+  /** userId → the other members as the tiles show them (the roster's). */
+  get peers() {
+    return this.roster.peers;
+  }
+
+  /** userId → userName from onUserInfoListener, kept after they leave (the roster's). */
+  get names() {
+    return this.roster.names;
   }
 
   /**
@@ -90,8 +112,7 @@ export class CallController extends EventTarget {
       return false;
     }
     this.options = options;
-    this.peers = new Map();
-    this.names = new Map();
+    this.roster.reset();
     this.self = { ...this.self, userId: options.userId, userName: "", avatarUrl: "", front: true };
     this.#setState("entering");
     this.api = new ApiClient({ ...options, lang: this.lang });
@@ -171,7 +192,7 @@ export class CallController extends EventTarget {
     }
     if (gen !== this.generation) return false;
     this.#startReporter();
-    this.#startHeartbeat(gen);
+    this.heartbeat.start(room.heartbeatInterval, () => gen === this.generation);
     if (this.self.muted || !this.self.camera) this.#sendState();
     return true;
   }
@@ -279,8 +300,7 @@ export class CallController extends EventTarget {
 
   /** The name to show for `userId`: from onUserInfoListener, else the userId. */
   displayName(userId) {
-    if (userId === this.self.userId && this.self.userName) return this.self.userName;
-    return this.peers.get(userId)?.userName || this.names.get(userId) || userId;
+    return this.roster.displayName(userId);
   }
 
   /** userId → RTCPeerConnection (a snapshot), for tests and diagnostics. */
@@ -370,47 +390,27 @@ export class CallController extends EventTarget {
   }
 
   #addPeer(member) {
-    if (!member || typeof member.userId !== "string" || member.userId === this.self.userId) return;
-    if (this.peers.has(member.userId)) return;
-    this.peers.set(member.userId, {
-      userId: member.userId,
-      userName: "",
-      avatarUrl: "",
-      muted: Boolean(member.muted),
-      camera: member.camera !== false,
-      status: "connecting",
-      stream: null,
-    });
+    if (!this.roster.add(member)) return;
     this.emit("tavkit:user-enter", { userId: member.userId });
     this.reporter?.log("info", "user-enter", { peer: member.userId });
-    this.#queueUserInfo(member.userId);
     this.#settle();
   }
 
   #removePeer(userId, reason) {
     if (!this.peers.has(userId)) return;
     this.mesh?.remove(userId);
-    this.peers.delete(userId);
+    this.roster.remove(userId);
     this.emit("tavkit:user-leave", { userId, reason: reason || "exit" });
     this.reporter?.log("info", "user-leave", { peer: userId, reason: reason || "exit" });
     this.#settle();
   }
 
   #memberState(frame) {
-    const peer = this.peers.get(frame.userId);
-    if (!peer) return;
-    peer.muted = Boolean(frame.muted);
-    peer.camera = frame.camera !== false;
-    this.#changed();
+    if (this.roster.setState(frame)) this.#changed();
   }
 
   #peerChanged(userId) {
-    const peer = this.peers.get(userId);
-    const remote = this.mesh?.get(userId);
-    if (!peer || !remote) return;
-    peer.status = remote.status;
-    peer.stream = remote.stream;
-    this.#changed();
+    if (this.roster.setConnection(userId, this.mesh?.get(userId))) this.#changed();
   }
 
   #socketStatus(status, info) {
@@ -421,39 +421,9 @@ export class CallController extends EventTarget {
       this.#setState("reconnecting");
     }
     else if (status === "lost") this.#end(info.error);
-    else if (status === "closed" && [4001, 4002, 4003].includes(info.code)) {
+    else if (status === "closed" && ENDED.has(info.code)) {
       this.#end(callError("trtc", -1019, this.lang, `closed by the server (${info.code})`));
     }
-  }
-
-  // -- user info ----------------------------------------------------------------
-
-  #queueUserInfo(userId) {
-    this.infoQueue.add(userId);
-    if (this.infoTimer) return;
-    this.infoTimer = setTimeout(() => {
-      this.infoTimer = null;
-      const userIds = [...this.infoQueue].filter((id) => this.peers.has(id));
-      this.infoQueue.clear();
-      if (userIds.length === 0) return;
-      const callback = (infos) => this.#applyUserInfo(infos);
-      this.#call("onUserInfoListener", userIds, callback);
-      this.emit("tavkit:user-info", { userIds, callback });
-    }, USER_INFO_BATCH_MS);
-  }
-
-  #applyUserInfo(infos) {
-    for (const info of Array.isArray(infos) ? infos : [infos]) {
-      if (!info || typeof info.userId !== "string") continue;
-      const target = info.userId === this.self.userId ? this.self : this.peers.get(info.userId);
-      if (!target) continue;
-      if (typeof info.userName === "string") {
-        target.userName = info.userName;
-        this.names.set(info.userId, info.userName);
-      }
-      if (typeof info.avatarUrl === "string") target.avatarUrl = info.avatarUrl;
-    }
-    this.#changed();
   }
 
   // -- messages -----------------------------------------------------------------
@@ -494,21 +464,6 @@ export class CallController extends EventTarget {
 
   #sendState() {
     this.signaling?.send({ type: "state", muted: this.self.muted, camera: this.self.camera });
-  }
-
-  #startHeartbeat(gen) {
-    clearInterval(this.heartbeat);
-    const every = Math.max(0.2, Number(this.room.heartbeatInterval) || 5) * 1000;
-    this.heartbeat = setInterval(() => {
-      this.api.heartbeat(this.options.roomId).catch((err) => {
-        if (gen !== this.generation) return;
-        this.log("heartbeat failed", err);
-        // Network trouble is the socket's to judge; only "you are not in the room" ends it.
-        if (err instanceof CallError && err.module === "server" && GONE.has(err.errorCode)) {
-          this.#end(err);
-        }
-      });
-    }, every);
   }
 
   /** Recompute the call state from the socket and the peers. */
@@ -567,11 +522,7 @@ export class CallController extends EventTarget {
 
   #teardown(state) {
     this.#stopReporter();
-    clearInterval(this.heartbeat);
-    clearTimeout(this.infoTimer);
-    this.heartbeat = null;
-    this.infoTimer = null;
-    this.infoQueue.clear();
+    this.heartbeat.stop();
     this.chat?.close();
     this.chatOpen = false;
     this.unread = 0;
@@ -583,7 +534,7 @@ export class CallController extends EventTarget {
     this.pending = null;
     this.room = null;
     this.joinedAt = 0;
-    this.peers = new Map();
+    this.roster.clear();
     this.#setState(state);
   }
 

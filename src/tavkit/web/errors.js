@@ -3,11 +3,16 @@
 // Every failure reaches the page as a plain object {module, errorCode, errorMsg}
 // (through onErrorListener and the `tavkit:error` event). Codes repeat across
 // modules (10001 is a camera permission in "trtc" and a parse error in "server"),
-// so the module is part of an error's identity. This table mirrors
-// src/tavkit/errors.py; only the messages the component itself produces are used,
-// the server's errors travel as the server wrote them.
+// so the module is part of an error's identity. This table is a copy of part of
+// src/tavkit/errors.py, kept identical by tests/web/test_pinned.py: only the messages
+// the component itself produces are here, the server's errors travel as the server
+// wrote them.
 
-const TABLE = {
+/** The seed's error modules (tavkit.errors.ErrorModule), in table order. */
+export const MODULES = Object.freeze(["trtc", "server", "http", "avkit"]);
+
+/** module → code → [English, Chinese] message: the codes the component reports. */
+export const TABLE = {
   trtc: {
     [-1301]: ["Failed to open the camera", "打开摄像头失败"],
     [-1302]: ["Failed to open the microphone", "打开麦克风失败"],
@@ -37,6 +42,8 @@ const TABLE = {
     82: ["Parameter check failed", "参数检测失败"],
   },
 };
+for (const rows of Object.values(TABLE)) Object.freeze(rows);
+Object.freeze(TABLE);
 
 /** The table's message for (module, code) in `lang` ("en" or "zh"), or "" if unknown. */
 export function tableMessage(module, code, lang = "en") {
@@ -82,7 +89,7 @@ export function callError(module, code, lang = "en", detail = "") {
 export function fromWire(body) {
   if (!body || typeof body !== "object") return null;
   const { module, errorCode, errorMsg } = body;
-  if (!(module in TABLE) && !["trtc", "server", "http", "avkit"].includes(module)) return null;
+  if (!(module in TABLE) && !MODULES.includes(module)) return null;
   const code = typeof errorCode === "string" ? Number(errorCode) : errorCode;
   if (!Number.isInteger(code)) return null;
   return new CallError(module, code, typeof errorMsg === "string" ? errorMsg : "");

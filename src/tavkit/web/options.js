@@ -6,8 +6,8 @@
 // order, so the first problem reported is stable.
 
 import { callError } from "./errors.js";
+import { USER_ID } from "./protocol.js";
 
-const USER_ID = /^[A-Za-z0-9_.@-]{1,64}$/;
 const MAX_ROOM_ID = 4294967295; // roomId is a u32 inside privateMapKey
 const LISTENERS = [
   "onUserInfoListener",

@@ -20,6 +20,8 @@
 // received video's frame rate and size, and the ICE candidate type of the path
 // (host, srflx, prflx, relay; "relay" when either end is relayed).
 
+import { MODULES as ERROR_MODULES } from "./errors.js";
+
 const DEFAULTS = {
   sampleInterval: 2000, // ms between getStats samples
   flushInterval: 5000, // ms between batches
@@ -33,7 +35,7 @@ const DEFAULTS = {
 };
 const BEACON_BYTES = 60 * 1024; // browsers cap the beacon queue at 64 KiB
 const LEVELS = new Set(["debug", "info", "warn", "error"]);
-const MODULES = new Set(["trtc", "server", "http", "avkit"]);
+const MODULES = new Set(ERROR_MODULES);
 const MAX_DATA_CHARS = 1500;
 
 function sanitizeEvent(event) {

@@ -14,10 +14,14 @@
 // for what it missed with a fresh `sync`.
 
 import { callError, fromWire } from "./errors.js";
+import { CLOSE } from "./protocol.js";
 
 // Close codes after which reopening would be wrong: the server ended our place.
-const FINAL_CLOSE = new Set([1000, 4001, 4002, 4003]);
-const BAD_TOKEN = 4401;
+const FINAL_CLOSE = new Set([CLOSE.NORMAL, CLOSE.REPLACED, CLOSE.REMOVED, CLOSE.ROOM_CLOSED]);
+// Ours, not the contract's: we close a silent socket with SILENCED and handle it as
+// a drop, which is what a socket gone without a close frame reports (RFC 6455 1006).
+const SILENCED = 4000;
+const ABNORMAL = 1006;
 const MAX_QUEUED = 500; // frames kept while reconnecting; negotiation needs them in order
 const GIVE_UP_SLACK = 5000; // ms past the heartbeat timeout before reconnecting stops
 const UNQUEUED = new Set(["message", "sync"]); // the chat resends these itself
@@ -102,7 +106,7 @@ export class Signaling {
         this.close();
         resolve(ok);
       };
-      const onClose = (event) => finish(event.code === 1000);
+      const onClose = (event) => finish(event.code === CLOSE.NORMAL);
       ws.addEventListener("close", onClose);
       this.status = "leaving";
       ws.send(JSON.stringify({ type: "leave" }));
@@ -126,7 +130,7 @@ export class Signaling {
     this.pinger = null;
     if (this.ws) {
       this.#detach(this.ws);
-      if (this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000);
+      if (this.ws.readyState <= WebSocket.OPEN) this.ws.close(CLOSE.NORMAL);
       this.ws = null;
     }
     this.queue = [];
@@ -197,8 +201,8 @@ export class Signaling {
       if (Date.now() - this.lastReceived > this.silenceMs) {
         // The path is dead even if TCP has not noticed: reopen while resuming still works.
         this.#detach(ws);
-        ws.close(4000);
-        this.#closed(ws, 1006);
+        ws.close(SILENCED);
+        this.#closed(ws, ABNORMAL);
         return;
       }
       ws.send(JSON.stringify({ type: "ping", t: Date.now() / 1000 }));
@@ -224,7 +228,7 @@ export class Signaling {
       this.opened?.reject(callError("trtc", -1307, this.lang, `socket closed with ${code}`));
       return;
     }
-    if (code === BAD_TOKEN) {
+    if (code === CLOSE.UNAUTHORISED) {
       const err = fromWire(this.lastError) || callError("server", 10005, this.lang);
       this.#fail(this.welcomed ? callError("trtc", -1307, this.lang, "resume refused") : err);
       return;
