@@ -44,8 +44,8 @@ from _common import RESULTS, write_section
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
 from tavkit.client import TestPattern
-from tavkit.ice import configuration, gather_on
 from tavkit.client._publish import Publisher
+from tavkit.ice import configuration, gather_on
 from tavkit.recording import ParticipantRecorder
 
 LOOPBACK = ["127.0.0.1"]

@@ -236,9 +236,20 @@ class RunningServer:
             headers["X-TAvKit-PrivateMapKey"] = pmk
         return headers
 
-    def admin_headers(self) -> dict[str, str]:
-        """Credential headers of the app's admin userId."""
-        return self.headers(self.settings.admin_user)
+    def admin_sig(self, *, expire: int = 86400, app: AppConfig | None = None) -> str:
+        """The admin's userSig: the admin userId signed with the admin key."""
+        app = app or self.settings.apps[0]
+        key = self.settings.admin_key_of(app)
+        if key is None:
+            raise ValueError("this server has no admin key")
+        return gen_user_sig(app.sdk_app_id, key, self.settings.admin_user, expire)
+
+    def admin_headers(self, *, app: AppConfig | None = None) -> dict[str, str]:
+        """Credential headers of the app's admin (signed with the admin key)."""
+        app = app or self.settings.apps[0]
+        return self.headers(
+            self.settings.admin_user, sig=self.admin_sig(app=app), app_id=app.sdk_app_id
+        )
 
 
 ServerFactory = Callable[..., RunningServer]
@@ -257,6 +268,7 @@ def _factory(database: Database, tmp_path: Path) -> Iterator[ServerFactory]:
             database_url=database.url,
             database_schema=database.schema,
             apps=(AppConfig(APP_ID, random_key()),),
+            admin_key=random_key(),
             close_grace=0.2,
             sweep_interval=0.1,
         )

@@ -12,8 +12,6 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
-from tavkit.auth import gen_user_sig
-
 from .pages import ARTIFACTS, CallPage, Server
 
 pytestmark = pytest.mark.browser
@@ -75,13 +73,7 @@ class PythonMember:
 
 def admin_get(server: Server, path: str) -> Any:
     """GET ``path`` with the admin's credentials; the JSON body."""
-    admin = "administrator"
-    headers = {
-        "X-TAvKit-SdkAppId": str(server.app_id),
-        "X-TAvKit-UserId": admin,
-        "X-TAvKit-UserSig": server.sig(admin),
-    }
-    response = httpx.get(f"{server.url}{path}", headers=headers, timeout=30)
+    response = httpx.get(f"{server.url}{path}", headers=server.admin_headers(), timeout=30)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -102,7 +94,9 @@ def sign_in(page: Page, server: Server, user: str = "administrator") -> None:
     page.goto(f"{server.url}/dashboard")
     page.fill("input[name=sdkAppId]", str(server.app_id))
     page.fill("input[name=userId]", user)
-    page.fill("textarea[name=userSig]", gen_user_sig(server.app_id, server.key, user, 3600))
+    # The admin signs with the admin key; anyone else with the app key.
+    sig = server.admin_sig(expire=3600) if user == "administrator" else server.sig(user)
+    page.fill("textarea[name=userSig]", sig)
     page.click("button[type=submit]")
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
+import httpx
 import pytest
 
 from tavkit.client import DeviceSource, FileSource
@@ -99,16 +101,27 @@ async def test_unreachable_server_is_http_10000_after_retries() -> None:
     assert events.errors()[0]["module"] == "http"
 
 
-async def test_unreadable_file_source_is_trtc_1301(tmp_path: Any) -> None:
-    """A file source that cannot be played is trtc -1301 (the seed's camera failure)."""
+async def test_unreadable_file_source_is_trtc_1301_and_gives_the_place_back(
+    sqlite_server_factory: Any, tmp_path: Any
+) -> None:
+    """A file source that cannot be played is trtc -1301, after which we are not in the room."""
+    server = sqlite_server_factory()
     events = RecordingListener()
-    kit = make_kit("http://127.0.0.1:1", source=FileSource(tmp_path / "missing.mp4"))
-    with pytest.raises(TrtcError) as caught:
-        await kit.start(
-            sdk_app_id=1400000001, user_id="u", user_sig="s", room_id=1, listener=events
-        )
-    assert caught.value.error_code == -1301
-    assert events.errors()[0]["errorCode"] == -1301
+    async with make_kit(server.url) as watcher:
+        await enter(watcher, server, "watcher", 204)
+        kit = make_kit(server.url, source=FileSource(tmp_path / "missing.mp4"))
+        with pytest.raises(TrtcError) as caught:
+            await enter(kit, server, "u", 204, events)
+        assert caught.value.error_code == -1301
+        assert [(e["module"], e["errorCode"]) for e in events.errors()] == [("trtc", -1301)]
+        assert kit.closed and kit.peers_seen == {}
+        # The source is opened after enter (privileges decide what it opens): the
+        # membership it took is given back, so the watcher sees it come and go.
+        await until(lambda: watcher.members == [], "the failed member is gone")
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            users = await http.get("/v1/rooms/204/users", headers=server.headers("watcher"))
+        print("USERS", time.monotonic(), users.json())
+        assert [m["userId"] for m in users.json()["members"]] == ["watcher"]
 
 
 async def test_missing_capture_devices_are_trtc_errors(tmp_path: Any) -> None:

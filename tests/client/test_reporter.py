@@ -37,11 +37,7 @@ async def test_lines_and_errors_arrive_and_refusals_are_not_retried(sqlite_serve
         assert await reporter.flush() is True
     assert reporter.stats.sent == 2 and reporter.stats.failed == 0
 
-    admin = {
-        "X-TAvKit-SdkAppId": str(server.app_id),
-        "X-TAvKit-UserId": "administrator",
-        "X-TAvKit-UserSig": server.sig("administrator"),
-    }
+    admin = server.admin_headers()
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         lines = (await http.get(f"/v1/sessions/{room_uuid}/logs", headers=admin)).json()["logs"]
     assert [line["event"] for line in lines] == ["joined", "media-lost-"]
@@ -90,11 +86,7 @@ async def test_the_kit_reports_its_call_unless_told_not_to(sqlite_server_factory
         room_uuid = alice.room_uuid
         await bob.hangup()
         await alice.hangup()
-    admin = {
-        "X-TAvKit-SdkAppId": str(server.app_id),
-        "X-TAvKit-UserId": "administrator",
-        "X-TAvKit-UserSig": server.sig("administrator"),
-    }
+    admin = server.admin_headers()
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         lines = (await http.get(f"/v1/sessions/{room_uuid}/logs", headers=admin)).json()["logs"]
     assert [(line["userId"], line["event"]) for line in lines] == [

@@ -63,7 +63,7 @@ def refused(text: str | bytes, code: ServerCode = ServerCode.INVALID_PARAMETER) 
 def test_all_is_exactly_the_public_api() -> None:
     """``tavkit.protocol.__all__`` lists every public name and nothing else."""
     public = {n for n in vars(protocol) if not n.startswith("_")}
-    modules = {"messages", "parsing", "ratelimit"}
+    modules = {"messages", "parsing", "ratelimit", "sdp", "jsonlimits"}
     assert set(protocol.__all__) == public - modules
     assert protocol.PROTOCOL_VERSION == 1
 
@@ -259,7 +259,9 @@ def test_welcome_wire_shape() -> None:
         "roomUuid": UUID,
         "userId": "alice",
         "connectionId": "c1",
-        "members": [{"userId": "bob", "joinedAt": 1.5, "muted": True, "camera": False}],
+        "members": [
+            {"userId": "bob", "joinedAt": 1.5, "muted": True, "camera": False, "publish": 84}
+        ],
         "heartbeatInterval": 5.0,
         "heartbeatTimeout": 15.0,
         "resumed": True,

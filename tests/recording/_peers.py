@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 
-from tavkit.ice import configuration, gather_on
 from tavkit.client._pattern import PatternVideoTrack, ToneAudioTrack
+from tavkit.ice import configuration, gather_on
 
 LOOPBACK = ["127.0.0.1"]
 

@@ -13,6 +13,7 @@ import pytest
 from tavkit.errors import ServerCode, ServerError
 from tavkit.protocol import SendMessage
 from tavkit.server.bus import InProcessBus, session_channel
+from tavkit.server.events import MessageEvent
 from tavkit.server.im.service import MESSAGE_BURST, MessageService
 from tavkit.server.rooms.service import RoomService
 from tavkit.server.settings import AppConfig, Settings
@@ -66,13 +67,13 @@ async def test_concurrent_posts_are_numbered_and_published_in_seq_order(services
                 for user in ("alice", "bob")
             )
         )
-        got = [e for e in await drain(events) if e["kind"] == "message"]
+        got = [e.message for e in await drain(events) if isinstance(e, MessageEvent)]
     assert sorted(p.message.seq for p in posted) == list(range(1, 31))
-    assert [e["message"]["seq"] for e in got] == list(range(1, 31))
+    assert [m.seq for m in got] == list(range(1, 31))
     assert not any(p.duplicate for p in posted)
     assert im._slots == {}  # no lock outlives its posts
     page = await im.history(room, after=0, limit=1000)
-    assert [m.to_wire() for m in page.messages] == [e["message"] for e in got]
+    assert page.messages == got
     assert (page.last_seq, page.has_more) == (30, False)
 
 
@@ -170,7 +171,9 @@ async def test_history_after_everyone_left_is_paged(server):
         last = await page("bob", after=4, limit=2)
         assert [m["seq"] for m in last["messages"]] == [5] and last["hasMore"] is False
         assert (await page("alice", after=5))["messages"] == []
-        everything = await page(server.settings.admin_user)  # the admin reads it too
+        response = await http.get(url, headers=server.admin_headers())  # the admin reads it too
+        assert response.status_code == 200, response.text
+        everything = response.json()
         assert [m["from"] for m in everything["messages"]] == ["alice", "bob"] * 2 + ["alice"]
 
 

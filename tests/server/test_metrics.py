@@ -12,7 +12,9 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
+from tavkit.protocol import Member
 from tavkit.server.bus import InProcessBus, session_channel
+from tavkit.server.events import MemberJoinedEvent, MemberLeftEvent
 from tavkit.server.logformat import JsonFormatter, log_context
 from tavkit.server.metrics import Metrics, ObservedBus
 
@@ -133,10 +135,10 @@ async def test_each_app_counts_on_its_own_registry():
     bus = ObservedBus(InProcessBus(), first)
     channel = session_channel("00000000-0000-4000-8000-000000000001")
     async with bus.subscribe(channel) as events:
-        await bus.publish(channel, {"kind": "member-left", "userId": "a", "reason": "timeout"})
+        await bus.publish(channel, MemberLeftEvent("a", "timeout", "c1"))
         async with asyncio.timeout(5):
             received = await anext(aiter(events))
-    assert received == {"kind": "member-left", "userId": "a", "reason": "timeout"}
+    assert received == MemberLeftEvent("a", "timeout", "c1")
     assert b"tavkit_heartbeat_timeouts_total 1.0" in first.render()
     assert b"tavkit_heartbeat_timeouts_total 0.0" in second.render()
 
@@ -145,12 +147,10 @@ async def test_room_events_become_json_log_lines_with_session_and_user(caplog):
     """Each room event is one JSON log line carrying its session and user as fields."""
     bus = ObservedBus(InProcessBus(), Metrics())
     session = "00000000-0000-4000-8000-000000000002"
-    member = {"userId": "alice", "joinedAt": 1.0, "muted": False, "camera": True}
+    member = Member("alice", joined_at=1.0)
     with caplog.at_level(logging.INFO, logger="tavkit.events"):
-        await bus.publish(session_channel(session), {"kind": "member-joined", "member": member})
-        await bus.publish(
-            session_channel(session), {"kind": "member-left", "userId": "alice", "reason": "exit"}
-        )
+        await bus.publish(session_channel(session), MemberJoinedEvent(member, "c1"))
+        await bus.publish(session_channel(session), MemberLeftEvent("alice", "exit", "c1"))
     formatter = JsonFormatter()
     lines = [json.loads(formatter.format(record)) for record in caplog.records]
     assert [(line["event"], line["session"], line["user"]) for line in lines] == [

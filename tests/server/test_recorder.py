@@ -246,6 +246,10 @@ async def test_reserved_user_ids_cannot_enter(sqlite_server: Any) -> None:
 # -- a crash mid-recording -----------------------------------------------------------------
 
 
+ADMIN_KEY = random_key()
+"""The admin key of the ``tavkit serve`` processes below."""
+
+
 def _serve(data_dir: Path, key: str) -> tuple[subprocess.Popen[str], str]:
     """``tavkit serve --recording auto --port 0`` on ``data_dir``; returns it and its URL."""
     process = subprocess.Popen(
@@ -270,7 +274,7 @@ def _serve(data_dir: Path, key: str) -> tuple[subprocess.Popen[str], str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "TAVKIT_ADMIN_KEY": ADMIN_KEY},
     )
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -314,7 +318,7 @@ async def test_a_crash_leaves_partial_files_that_decode(tmp_path: Path) -> None:
         headers = {
             "X-TAvKit-SdkAppId": str(APP_ID),
             "X-TAvKit-UserId": "administrator",
-            "X-TAvKit-UserSig": gen_user_sig(APP_ID, key, "administrator", 3600),
+            "X-TAvKit-UserSig": gen_user_sig(APP_ID, ADMIN_KEY, "administrator", 3600),
         }
         async with httpx.AsyncClient(base_url=url, timeout=30) as http:
             body = await recordings(http, room_uuid, headers)

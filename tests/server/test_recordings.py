@@ -19,8 +19,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tavkit.errors import ServerCode
-from tavkit.server.recording import rows
 from tavkit.server.cli import server_app
+from tavkit.server.recording import rows
 from tavkit.server.recording.service import recording_path
 from tavkit.server.settings import Settings
 from tavkit.server.store.db import Store

@@ -52,7 +52,7 @@ async def test_members_see_each_other(client, server):
     second = await enter(client, server, "bob", 7)
     assert second["roomUuid"] == first["roomUuid"]
     assert [m["userId"] for m in second["members"]] == ["alice"]
-    assert set(second["members"][0]) == {"userId", "joinedAt", "muted", "camera"}
+    assert set(second["members"][0]) == {"userId", "joinedAt", "muted", "camera", "publish"}
     response = await client.get("/v1/rooms/7/users", headers=server.headers("alice"))
     assert response.status_code == 200
     assert response.json()["roomUuid"] == first["roomUuid"]

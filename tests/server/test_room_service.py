@@ -13,6 +13,13 @@ import pytest
 
 from tavkit.errors import ServerCode, ServerError
 from tavkit.server.bus import InProcessBus, session_channel
+from tavkit.server.events import (
+    Event,
+    MemberJoinedEvent,
+    MemberLeftEvent,
+    MemberStateEvent,
+    RoomClosedEvent,
+)
 from tavkit.server.rooms.service import RoomService
 from tavkit.server.store.db import Store
 
@@ -32,7 +39,7 @@ def bus_of(rooms: RoomService) -> InProcessBus:
     return bus
 
 
-async def drain(subscription: Any) -> list[dict[str, Any]]:
+async def drain(subscription: Any) -> list[Event]:
     """Every event already delivered to ``subscription``."""
     events = []
     iterator = aiter(subscription)
@@ -51,11 +58,11 @@ async def test_replacing_publishes_the_old_connection_leaving_then_the_new_joini
         second = await rooms.enter(APP, 5, "alice", privileges=255)
         got = await drain(events)
     assert second.room_uuid == first.room_uuid
-    assert [(e["kind"], e.get("reason"), e["connectionId"]) for e in got] == [
-        ("member-left", "replaced", first.connection_id),
-        ("member-joined", None, second.connection_id),
-    ]
-    assert got[1]["member"]["userId"] == "alice"
+    left, joined = got
+    assert isinstance(left, MemberLeftEvent) and isinstance(joined, MemberJoinedEvent)
+    assert (left.reason, left.connection_id) == ("replaced", first.connection_id)
+    assert joined.connection_id == second.connection_id
+    assert joined.member.user_id == "alice"
     assert await rooms.touch(first.room_uuid, "alice", first.connection_id) is False
     assert await rooms.touch(second.room_uuid, "alice", second.connection_id) is True
     assert await rooms.is_member(first.room_uuid, "alice", first.connection_id) is False
@@ -72,14 +79,7 @@ async def test_moving_tells_the_old_room(rooms):
         new = await rooms.enter(APP, 2, "alice", privileges=255)
         got = await drain(events)
     assert new.room_uuid != old.room_uuid
-    assert got == [
-        {
-            "kind": "member-left",
-            "userId": "alice",
-            "reason": "moved",
-            "connectionId": old.connection_id,
-        }
-    ]
+    assert got == [MemberLeftEvent("alice", "moved", old.connection_id)]
 
 
 async def test_the_sweeper_times_out_exactly_after_the_timeout(rooms, clock):
@@ -95,14 +95,7 @@ async def test_the_sweeper_times_out_exactly_after_the_timeout(rooms, clock):
         report = await rooms.sweep()
         got = await drain(events)
     assert (report.timed_out, report.closed) == (1, 0)
-    assert got == [
-        {
-            "kind": "member-left",
-            "userId": "alice",
-            "reason": "timeout",
-            "connectionId": alice.connection_id,
-        }
-    ]
+    assert got == [MemberLeftEvent("alice", "timeout", alice.connection_id)]
     assert [m.user_id for m in await rooms.members(alice.room_uuid)] == ["bob"]
 
 
@@ -127,7 +120,7 @@ async def test_an_empty_session_closes_only_after_the_grace(rooms, clock):
         clock.now += 0.2
         assert (await rooms.sweep()).closed == 1
         got = await drain(events)
-    assert got == [{"kind": "room-closed", "reason": "empty"}]
+    assert got == [RoomClosedEvent("empty")]
     again = await rooms.enter(APP, 9, "alice", privileges=255)
     assert again.room_uuid != alice.room_uuid
 
@@ -138,7 +131,7 @@ async def test_state_changes_are_stored_and_published(rooms):
     async with bus_of(rooms).subscribe(session_channel(alice.room_uuid)) as events:
         await rooms.set_state(alice.room_uuid, "alice", muted=True, camera=False)
         got = await drain(events)
-    assert got == [{"kind": "member-state", "userId": "alice", "muted": True, "camera": False}]
+    assert got == [MemberStateEvent("alice", muted=True, camera=False)]
     (member,) = await rooms.members(alice.room_uuid)
     assert (member.muted, member.camera) == (True, False)
     with pytest.raises(ServerError) as caught:
@@ -153,10 +146,10 @@ async def test_admin_close_tells_every_member_and_the_room(rooms):
     async with bus_of(rooms).subscribe(session_channel(alice.room_uuid)) as events:
         await rooms.close(APP, 4)
         got = await drain(events)
-    assert [(e["kind"], e.get("connectionId"), e["reason"]) for e in got] == [
-        ("member-left", alice.connection_id, "closed"),
-        ("member-left", bob.connection_id, "closed"),
-        ("room-closed", None, "admin"),
+    assert got == [
+        MemberLeftEvent("alice", "closed", alice.connection_id),
+        MemberLeftEvent("bob", "closed", bob.connection_id),
+        RoomClosedEvent("admin"),
     ]
 
 
@@ -166,7 +159,7 @@ async def test_the_socket_leaving_exits_the_member(rooms):
     async with bus_of(rooms).subscribe(session_channel(alice.room_uuid)) as events:
         await rooms.leave_connection(alice.room_uuid, "alice", alice.connection_id, "exit")
         got = await drain(events)
-    assert got[0]["kind"] == "member-left" and got[0]["reason"] == "exit"
+    assert got[0] == MemberLeftEvent("alice", "exit", alice.connection_id)
     assert await rooms.members(alice.room_uuid) == []
 
 

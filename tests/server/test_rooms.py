@@ -174,9 +174,7 @@ async def test_other_apps_cannot_see_a_session(server_factory: ServerFactory):
     server = server_factory(apps=(AppConfig(1400000001, "1" * 64), other))
     async with httpx.AsyncClient(base_url=server.url) as client:
         room = (await enter(client, server, "alice", 3))["roomUuid"]
-        headers = server.headers(
-            "administrator", sig=server.sig("administrator", app=other), app_id=other.sdk_app_id
-        )
+        headers = server.admin_headers(app=other)
         response = await client.get(f"/v1/sessions/{room}", headers=headers)
         expect_error(response, ServerCode.SESSION_NOT_FOUND)
         rooms = await client.get("/v1/admin/rooms", headers=headers)

@@ -229,6 +229,7 @@ async def test_welcome_names_the_connection_and_the_others(loopback_server, http
                 "joinedAt": joined["member"]["joinedAt"],
                 "muted": False,
                 "camera": True,
+                "publish": 84,
             }
 
 

@@ -109,5 +109,5 @@ async def test_admin_calls_need_the_admin_usersig(server_factory: ServerFactory)
             ):
                 response = await client.request(method, path, headers=headers)
                 expect_error(response, ServerCode.UNAUTHORISED)
-        response = await client.get("/v1/admin/rooms", headers=server.headers("boss"))
+        response = await client.get("/v1/admin/rooms", headers=server.admin_headers())
         assert response.status_code == 200

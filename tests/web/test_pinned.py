@@ -1,9 +1,10 @@
 """The browser's copies of Python definitions are identical to them, entry by entry.
 
-The web component cannot import Python, so ``web/errors.js`` and ``web/protocol.js``
-copy what it needs: the error table, the close codes, the privilege bits, the frame
-limit and the userId pattern. Node loads those modules as the browser would (they
-are DOM-free ES modules) and each copy is compared with its Python definition.
+The web component cannot import Python, so ``web/errors.js``, ``web/protocol.js`` and
+``web/privileges.js`` copy what it needs: the error table, the close codes, the
+privilege bits, the frame limit, the userId pattern, and the transceiver direction a
+member's privileges allow. Node loads those modules as the browser would (they are
+DOM-free ES modules) and each copy is compared with its Python definition.
 """
 
 from __future__ import annotations
@@ -19,16 +20,37 @@ import pytest
 
 from tavkit.auth import Privilege
 from tavkit.errors import ErrorModule, all_codes
-from tavkit.protocol import MAX_FRAME_BYTES, CloseCode
+from tavkit.protocol import MAX_FRAME_BYTES, PUBLISH_ALL, CloseCode
 from tavkit.protocol._fields import USER_ID_RE
+from tavkit.protocol.sdp import allowed_direction
 
 WEB = Path(str(files("tavkit") / "web"))
+
+# Privilege maps to compare allowed_direction on: none, each bit alone, the audience
+# (42), a presenter without receive bits (22), a listener (8), all, and every pair of
+# one kind's send and receive bits with nothing else.
+PRIVILEGES = sorted(
+    {0, *(1 << bit for bit in range(8)), 42, 43, 22, 46, 85, 170, 255, 12, 48, 192, 0x1FF}
+)
+KINDS = ["audio", "video", "sub", "application"]
 
 # What the browser side holds, gathered in one node run.
 _DUMP = """
 const errors = await import(process.argv[1]);
 const protocol = await import(process.argv[2]);
+const privileges = await import(process.argv[3]);
+const [values, kinds] = JSON.parse(process.argv[4]);
+const directions = [];
+for (const value of values) {
+  for (const kind of kinds) {
+    for (const sending of [true, false]) {
+      directions.push([value, kind, sending, privileges.allowedDirection(kind, value, sending)]);
+    }
+  }
+}
 process.stdout.write(JSON.stringify({
+  directions,
+  publishAll: privileges.PUBLISH_ALL,
   modules: errors.MODULES,
   table: errors.TABLE,
   close: protocol.CLOSE,
@@ -48,9 +70,10 @@ def web() -> dict[str, Any]:
             "node is not installed, so the browser's copies of the Python definitions "
             "cannot be checked: install Debian's nodejs package (make chromium does)"
         )
-    urls = [(WEB / name).as_uri() for name in ("errors.js", "protocol.js")]
+    urls = [(WEB / name).as_uri() for name in ("errors.js", "protocol.js", "privileges.js")]
+    table = json.dumps([PRIVILEGES, KINDS])
     run = subprocess.run(
-        [node, "--input-type=module", "-e", _DUMP, *urls],
+        [node, "--input-type=module", "-e", _DUMP, *urls, table],
         capture_output=True,
         text=True,
         timeout=60,
@@ -91,3 +114,20 @@ def test_frame_limit_and_user_id_pattern_are_the_contracts(web: dict[str, Any]) 
     """The socket's frame limit and the userId pattern match tavkit.protocol's."""
     assert web["maxFrameBytes"] == MAX_FRAME_BYTES
     assert web["userId"] == {"source": f"^{USER_ID_RE.pattern}$", "flags": ""}
+
+
+def test_allowed_directions_are_tavkit_protocol_sdps(web: dict[str, Any]) -> None:
+    """allowedDirection in web/privileges.js gives sdp.allowed_direction's answer for every case."""
+    python = [
+        [value, kind, sending, allowed_direction(kind, value, sending=sending)]
+        for value in PRIVILEGES
+        for kind in KINDS
+        for sending in (True, False)
+    ]
+    assert web["directions"] == python
+    assert {row[3] for row in python} == {"sendrecv", "sendonly", "recvonly", "inactive"}
+
+
+def test_publish_all_is_tavkit_protocols(web: dict[str, Any]) -> None:
+    """PUBLISH_ALL (a member object without ``publish``) is tavkit.protocol.PUBLISH_ALL."""
+    assert web["publishAll"] == PUBLISH_ALL

@@ -3,6 +3,11 @@
 Exit status is the contract scripts rely on: 0 valid, 1 refused or undecodable
 (the reason and the seed's code on stderr), 2 a usage mistake. The secret key may
 come from ``TAVKIT_KEY`` so it stays out of shell history and ``ps``.
+
+``tavkit usersig admin`` mints the admin's userSig (what the dashboard and the admin
+API take): the admin userId signed with the *admin* key, read from
+``TAVKIT_ADMIN_KEY`` (or ``--admin-key``/``--key``), never from ``TAVKIT_KEY`` -- a
+userSig of the admin userId signed with the app key is an ordinary user's.
 """
 
 from __future__ import annotations
@@ -74,6 +79,37 @@ def usersig_gen(
 ) -> None:
     """Print a new userSig."""
     typer.echo(_or_usage(lambda: gen_user_sig(sdk_app_id, key, user_id, expire, now=issue_time)))
+
+
+ADMIN_EXPIRE = 12 * 3600
+"""Default lifetime of an admin userSig: a working day, not the 180 days of a user's."""
+
+
+@usersig_app.command("admin")
+def usersig_admin(
+    sdk_app_id: SdkAppId,
+    admin_key: Annotated[
+        str,
+        typer.Option(
+            "--admin-key",
+            "--key",
+            envvar="TAVKIT_ADMIN_KEY",
+            help="The server's (or the app's) admin key.",
+            show_default=False,
+        ),
+    ],
+    user_id: Annotated[
+        str, typer.Option("--user-id", help="The server's admin userId.")
+    ] = "administrator",
+    expire: Annotated[
+        int, typer.Option("--expire", help="Lifetime in seconds (default 12 hours).", min=0)
+    ] = ADMIN_EXPIRE,
+    issue_time: IssueTime = None,
+) -> None:
+    """Print the admin's userSig: the admin userId signed with the admin key."""
+    typer.echo(
+        _or_usage(lambda: gen_user_sig(sdk_app_id, admin_key, user_id, expire, now=issue_time))
+    )
 
 
 @usersig_app.command("verify")

@@ -328,6 +328,7 @@ class RoomState:
             on_track=self._on_track,
             on_give_up=self._give_up,
             stats=self.seen.get(user_id),
+            privileges=self._entered.privileges,
         )
         if _is_hidden(user_id):  # the recorder: it only receives, and is no member
             self.hidden[user_id] = link

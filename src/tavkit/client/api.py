@@ -24,7 +24,7 @@ import httpx
 
 from tavkit.auth import Privilege
 from tavkit.errors import HttpCode, HttpError, ServerCode, ServerError, TAvKitError
-from tavkit.protocol import Member
+from tavkit.protocol import PUBLISH_ALL, Member
 
 __all__ = ["Credentials", "EnterResult", "RoomApi"]
 
@@ -103,6 +103,7 @@ def _member(raw: dict[str, Any]) -> Member:
         joined_at=float(raw.get("joinedAt", 0.0)),
         muted=bool(raw.get("muted", False)),
         camera=bool(raw.get("camera", True)),
+        publish=int(raw.get("publish", PUBLISH_ALL)),
     )
 
 

@@ -9,10 +9,19 @@ and as ``<tavkit-call>``, against a tavkit server::
         async with asyncio.timeout(60):
             await kit.wait_closed()
 
-``start`` validates the options, opens the media source, enters the room (REST),
+``start`` validates the options, enters the room (REST), opens the media source for
+the kinds the member's privileges let it send (none for an audience member: a
+refused signature or privateMapKey never opens a device, as in ``<tavkit-call>``),
 opens the signaling socket and connects to every member already there. Any failure
 is reported to ``listener.on_error`` in the seed's shape and then raised as the
-matching :mod:`tavkit.errors` exception. While the call runs, one heartbeat task
+matching :mod:`tavkit.errors` exception; a media source that fails after ``enter``
+gives the membership back (REST ``exit``).
+
+Every transceiver the kit creates, offering or answering (the recorder included),
+gets the widest direction the privileges allow
+(:func:`tavkit.protocol.sdp.allowed_direction`): a member never asks to receive a
+kind without the receive bit, nor to send one without the send bit, so the
+server's check of every relayed SDP never has to refuse it. While the call runs, one heartbeat task
 keeps the membership alive, the socket resumes by itself after drops
 (``session.py``), each peer connection recovers by itself (``peer.py``), and if the
 server has forgotten us after a long outage the kit enters the room again
@@ -187,8 +196,13 @@ class TAvKit:
                 transport=self._transport,
             )
             self._room_id = room_id
-            await self._open_media()
             entered = await self._api.enter(room_id)
+            try:
+                await self._open_media(entered.privileges)
+            except TAvKitError:
+                with contextlib.suppress(TAvKitError):
+                    await self._api.exit(room_id)
+                raise
             self._start_publishing(entered.privileges)
             await self._join(entered)
         except TAvKitError as exc:
@@ -338,10 +352,14 @@ class TAvKit:
 
     # -- internals ----------------------------------------------------------------------
 
-    async def _open_media(self) -> None:
-        await self._source.open()
-        if self._back_source is not None:
-            await self._back_source.open()
+    async def _open_media(self, privileges: int) -> None:
+        """Open the sources for the kinds the member may send, and nothing else."""
+        audio = bool(privileges & Privilege.SEND_AUDIO)
+        video = bool(privileges & Privilege.SEND_VIDEO)
+        if audio or video:
+            await self._source.open_kinds(audio=audio, video=video)
+        if video and self._back_source is not None:
+            await self._back_source.open_kinds(audio=False, video=True)
 
     def _start_publishing(self, privileges: int) -> None:
         for kind, bit, track in (

@@ -5,6 +5,11 @@ A :class:`MediaSource` opens into at most one audio and one video
 and fans them out to every peer (see ``_publish.py``). Failing to open a source is
 the seed's ``trtc`` error: -1301 for video (camera), -1302 for audio (microphone).
 
+The kit opens a source only after ``enter``, and only for the kinds the member's
+privileges let it send (:meth:`MediaSource.open_kinds`): an audience member never
+touches a camera or a microphone, and a member who may send only audio never opens
+the camera.
+
 Camera and microphone capture use FFmpeg's ``v4l2`` and ``alsa`` inputs through
 aiortc's :class:`~aiortc.contrib.media.MediaPlayer`. They are not exercised by the
 test suite: the build machines have no capture devices (and this PyAV build has no
@@ -41,6 +46,21 @@ class MediaSource(abc.ABC):
     async def open(self) -> None:
         """Create :attr:`audio` and :attr:`video`; raise :class:`~tavkit.errors.TrtcError`."""
 
+    async def open_kinds(self, *, audio: bool = True, video: bool = True) -> None:
+        """Open only the kinds asked for (what the member may send); the others stay ``None``.
+
+        The built-in sources never open a device or a stream they were not asked
+        for. This default, for subclasses that only implement :meth:`open`, opens
+        everything and at once stops and drops the tracks not asked for; override it
+        when opening a kind alone is possible.
+        """
+        await self.open()
+        for wanted, name in ((audio, "audio"), (video, "video")):
+            track = getattr(self, name)
+            if not wanted and track is not None:
+                track.stop()
+                setattr(self, name, None)
+
     async def close(self) -> None:
         """Stop the tracks (idempotent)."""
         for track in (self.audio, self.video):
@@ -72,9 +92,13 @@ class TestPattern(MediaSource):
 
     async def open(self) -> None:
         """Make the tracks; nothing can fail but the arguments."""
+        await self.open_kinds()
+
+    async def open_kinds(self, *, audio: bool = True, video: bool = True) -> None:
+        """Make only the tracks asked for."""
         width, height, fps, variant = self._options
-        self.video = PatternVideoTrack(width, height, fps, variant)
-        self.audio = ToneAudioTrack(self._tone) if self._with_audio else None
+        self.video = PatternVideoTrack(width, height, fps, variant) if video else None
+        self.audio = ToneAudioTrack(self._tone) if audio and self._with_audio else None
 
     def __repr__(self) -> str:
         width, height, fps, variant = self._options
@@ -97,15 +121,21 @@ class FileSource(MediaSource):
         self._generation = 0
         self._delivered = 0
         self._lock = asyncio.Lock()
+        self._kinds = frozenset({"audio", "video"})
 
     async def open(self) -> None:
         """Open the file; -1301 if it cannot be read (the seed has no separate file error)."""
+        await self.open_kinds()
+
+    async def open_kinds(self, *, audio: bool = True, video: bool = True) -> None:
+        """Open the file and play only the kinds asked for (the others are not even decoded)."""
+        self._kinds = frozenset(k for k, on in (("audio", audio), ("video", video)) if on)
         player = await self._open_player()
         if player.audio is None and player.video is None:
             raise TrtcError(TrtcCode.CAMERA_OPEN_FAILED, f"{self.path!r} has no audio or video")
         self._player = player
-        self.audio = _LoopedTrack(self, "audio") if player.audio is not None else None
-        self.video = _LoopedTrack(self, "video") if player.video is not None else None
+        self.audio = _LoopedTrack(self, "audio") if self._plays(player, "audio") else None
+        self.video = _LoopedTrack(self, "video") if self._plays(player, "video") else None
 
     async def close(self) -> None:
         """Stop the tracks and the player's thread."""
@@ -114,11 +144,24 @@ class FileSource(MediaSource):
 
     async def _open_player(self) -> MediaPlayer:
         try:
-            return await asyncio.wait_for(asyncio.to_thread(MediaPlayer, self.path), _OPEN_TIMEOUT)
+            player = await asyncio.wait_for(
+                asyncio.to_thread(MediaPlayer, self.path), _OPEN_TIMEOUT
+            )
         except (av.FFmpegError, OSError, ValueError, TimeoutError) as exc:
             raise TrtcError(
                 TrtcCode.CAMERA_OPEN_FAILED, f"cannot play {self.path!r}: {exc}"
             ) from exc
+        # aiortc's player decodes every stream it found and queues each kind's frames
+        # without bound, whether or not anyone reads them: keep only the kinds asked
+        # for in its decode list (it has no public option for this).
+        streams = getattr(player, "_MediaPlayer__streams", None)
+        if isinstance(streams, list):
+            streams[:] = [s for s in streams if s.type in self._kinds]
+        return player
+
+    def _plays(self, player: MediaPlayer, kind: str) -> bool:
+        track = player.audio if kind == "audio" else player.video
+        return kind in self._kinds and track is not None
 
     def _current(self, kind: str) -> tuple[int, MediaStreamTrack | None]:
         player = self._player
@@ -202,7 +245,11 @@ class DeviceSource(MediaSource):
 
     async def open(self) -> None:
         """Open the devices: -1301 for the camera, -1302 for the microphone."""
-        if self._video_device is not None:
+        await self.open_kinds()
+
+    async def open_kinds(self, *, audio: bool = True, video: bool = True) -> None:
+        """Open only the devices asked for; a device not asked for is never touched."""
+        if video and self._video_device is not None:
             player = await _open_device(
                 self._video_device,
                 self._formats[0],
@@ -211,7 +258,7 @@ class DeviceSource(MediaSource):
             )
             self._players.append(player)
             self.video = player.video
-        if self._audio_device is not None:
+        if audio and self._audio_device is not None:
             try:
                 player = await _open_device(
                     self._audio_device, self._formats[1], {}, TrtcCode.MICROPHONE_OPEN_FAILED

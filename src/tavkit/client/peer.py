@@ -26,6 +26,13 @@ What aiortc cannot do, and what we do instead:
   with the offerer's own repair. If the offerer has not repaired the connection
   within ``_PEER_GRACE`` seconds the link is reported lost (trtc -1307).
 
+Privileges: every transceiver gets the widest direction the member's privileges
+allow (:func:`~tavkit.protocol.sdp.allowed_direction`): ours when the connection is
+made (sending only with a track of that kind), and those aiortc creates for a
+remote offer's extra m-lines before each answer. So an audience member answers even
+a ``sendrecv`` offer with ``recvonly`` (``inactive`` towards the recorder), and a
+member without a receive bit never asks for that kind.
+
 All negotiation steps run in order on one task per peer, so a signal never races
 another signal; every step has a timeout.
 """
@@ -51,6 +58,7 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
 from av.frame import Frame
 
+from tavkit.auth import Privilege
 from tavkit.client._publish import Publisher
 from tavkit.client.sinks import PeerStats
 from tavkit.ice import gather_on
@@ -61,6 +69,7 @@ from tavkit.protocol import (
     SessionDescription,
     SignalData,
 )
+from tavkit.protocol.sdp import allowed_direction
 
 __all__ = ["MAX_REBUILDS", "PeerLink"]
 
@@ -70,6 +79,7 @@ _PEER_GRACE: Final = 15.0
 _CLOSE_TIMEOUT: Final = 5.0
 _UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
 _FINGERPRINT = re.compile(r"^a=fingerprint:(.+)$", re.MULTILINE)
+_SEND_BIT: Final = {"audio": Privilege.SEND_AUDIO, "video": Privilege.SEND_VIDEO}
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +103,7 @@ class PeerLink:
         on_track: Callable[[str, MediaStreamTrack], None],
         on_give_up: Callable[[PeerLink], None],
         stats: PeerStats | None = None,
+        privileges: int = Privilege.ALL,
     ) -> None:
         self.remote_id = remote_id
         self.polite = local_id < remote_id
@@ -101,6 +112,7 @@ class PeerLink:
         self._configuration = configuration
         self._host_addresses = host_addresses
         self._publishers = publishers
+        self._privileges = int(privileges)
         self._send = send
         self._on_frame = on_frame
         self._on_track = on_track
@@ -189,6 +201,7 @@ class PeerLink:
             if pc is None or collision or self._is_new_session(pc, description.sdp):
                 pc = await self._new_pc()
             await pc.setRemoteDescription(RTCSessionDescription(description.sdp, "offer"))
+            self._limit_directions(pc)  # m-lines aiortc added for the offer ask to receive
             self.initiator = False  # this session is the remote's: it repairs it
             await self._flush_candidates(pc)
             if self._host_addresses:
@@ -246,18 +259,26 @@ class PeerLink:
     async def _new_pc(self) -> RTCPeerConnection:
         await self._drop_pc()
         pc = RTCPeerConnection(self._configuration())
-        sending = set()
-        for publisher in self._publishers:
-            sender = pc.addTrack(publisher.subscribe())
-            sending.add(publisher.kind)
-            if publisher.encoded and publisher.kind == "video":
-                _prefer_vp8(pc)
+        publishers = {publisher.kind: publisher for publisher in self._publishers}
+        encoded_video = False
+        # One audio and one video m-line, in that order, each as wide as the privileges
+        # allow (even "inactive"): the SDP's shape does not depend on the privileges.
+        for kind in ("audio", "video"):
+            publisher = publishers.get(kind)
+            if publisher is not None and not self._privileges & _SEND_BIT[kind]:
+                publisher = None  # privileges narrowed since it started: send nothing
+            direction = allowed_direction(kind, self._privileges, sending=publisher is not None)
+            if publisher is None:
+                pc.addTransceiver(kind, direction=direction)
+                continue
+            sender = pc.addTransceiver(publisher.subscribe(), direction=direction).sender
+            if publisher.encoded and kind == "video":
+                encoded_video = True
                 # On a PLI/FIR aiortc's sender forces a keyframe from its own encoder,
                 # which encode-once does not use: route the request to the shared one.
                 setattr(sender, "_send_keyframe", publisher.request_keyframe)  # noqa: B010
-        for kind in ("audio", "video"):
-            if kind not in sending:  # no privilege to send it: still receive it
-                pc.addTransceiver(kind, direction="recvonly")
+        if encoded_video:
+            _prefer_vp8(pc)
         self._pc = pc
         self._pending = []
         self._ignore_offer = False
@@ -273,6 +294,16 @@ class PeerLink:
                 self._state_changed(pc.connectionState)
 
         return pc
+
+    def _limit_directions(self, pc: RTCPeerConnection) -> None:
+        """Give every transceiver the widest direction the privileges allow, no wider."""
+        for transceiver in pc.getTransceivers():
+            if not transceiver.stopped:
+                transceiver.direction = allowed_direction(
+                    transceiver.kind,
+                    self._privileges,
+                    sending=transceiver.sender.track is not None,
+                )
 
     async def _drop_pc(self) -> None:
         pc, self._pc = self._pc, None

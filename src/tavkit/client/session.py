@@ -1,9 +1,11 @@
 """The signaling socket of one room membership, which survives network drops.
 
-:class:`SignalingSocket` connects to ``socketUrl?token=...`` from ``enter``, waits
-for ``welcome`` and then hands every parsed server frame to a callback. If the
-connection drops for any reason other than the server ending the membership
-(:data:`FINAL_CLOSE_CODES`) it reconnects **with the same token**; the server
+:class:`SignalingSocket` connects to ``socketUrl`` from ``enter``, offering the
+subprotocols ``tavkit.v1`` and ``tavkit.token.<socketToken>`` (the token rides in the
+handshake header, never in the URL that access logs keep), waits for ``welcome`` and
+then hands every parsed server frame to a callback. If the connection drops for any
+reason other than the server ending the membership (:data:`FINAL_CLOSE_CODES`) it
+reconnects **with the same token**; the server
 accepts it as a resume for as long as the member has not timed out
 (``docs/protocol.md`` section 2), so the other members never see us leave. Frames
 sent while disconnected are queued and flushed after the resume.
@@ -26,7 +28,9 @@ from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.typing import Subprotocol
 
+from tavkit._redact import RedactingFilter
 from tavkit.errors import HttpCode, HttpError, ServerCode, ServerError, TAvKitError
 from tavkit.protocol import (
     MAX_FRAME_BYTES,
@@ -59,6 +63,12 @@ _CLOSE_REASONS: Final[dict[int, str]] = {
     CloseCode.REMOVED: "removed from the room",
 }
 _MAX_QUEUED: Final = 512
+_SUBPROTOCOL: Final = Subprotocol("tavkit.v1")
+_TOKEN_PREFIX: Final = "tavkit.token."
+_WIRE_LOG: Final = logging.getLogger(f"{__name__}.wire")
+"""The socket's websockets logger: at DEBUG it prints the handshake, token included,
+so it redacts."""
+_WIRE_LOG.addFilter(RedactingFilter())
 _MAX_BACKOFF: Final = 2.0
 
 
@@ -82,7 +92,9 @@ class SignalingSocket:
         resume_within: float = 15.0,
         open_timeout: float = 10.0,
     ) -> None:
-        self._url = f"{url}{'&' if '?' in url else '?'}token={quote(token, safe='')}"
+        self._url = url
+        # Percent-encoded: any token becomes a valid subprotocol (the server's need not).
+        self._subprotocols = [_SUBPROTOCOL, Subprotocol(_TOKEN_PREFIX + quote(token, safe=""))]
         self._on_message = on_message
         self._on_end = on_end
         self._interval = heartbeat_interval
@@ -139,6 +151,8 @@ class SignalingSocket:
         try:
             ws = await connect(
                 self._url,
+                subprotocols=self._subprotocols,
+                logger=_WIRE_LOG,
                 open_timeout=self._open_timeout,
                 ping_interval=self._interval,
                 ping_timeout=self._interval * 2,

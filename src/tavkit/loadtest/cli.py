@@ -59,6 +59,15 @@ def loadtest(
     admin_user: Annotated[
         str, typer.Option("--admin-user", help="Admin userId for the consistency check.")
     ] = "administrator",
+    admin_key: Annotated[
+        str | None,
+        typer.Option(
+            "--admin-key",
+            envvar="TAVKIT_ADMIN_KEY",
+            help="The server's admin key, for the consistency check (default: ask each room).",
+            show_default=False,
+        ),
+    ] = None,
     room_base: Annotated[
         int | None, typer.Option("--room-base", min=1, help="First roomId (default: from --run).")
     ] = None,
@@ -94,6 +103,7 @@ def loadtest(
             recovery_timeout=recovery_timeout,
             room_base=room_base,
             admin_user=admin_user,
+            admin_key=admin_key,
             media="python" if media == "python" else "none",
         )
         if run:

@@ -71,6 +71,9 @@ class LoadConfig:
     """First roomId; None picks one from the run tag."""
     admin_user: str = "administrator"
     """The admin userId whose userSig reads ``/v1/admin/rooms`` for the consistency check."""
+    admin_key: str | None = field(default=None, repr=False)
+    """The server's admin key, which admin userSigs are signed with; None skips the admin
+    view and asks each room as one of its members."""
 
     # Media
     media: Literal["none", "python"] = "none"

@@ -33,6 +33,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.frames import CloseCode as WsCloseCode
+from websockets.typing import Subprotocol
 
 from tavkit.auth import gen_user_sig
 from tavkit.protocol import CloseCode
@@ -283,11 +284,16 @@ class Participant:
         """Open the socket with our token; on ``welcome`` the socket is ours."""
         assert self._token is not None
         resuming = self._ws is not None and not self._fresh
-        url = f"{self._socket_url}?token={quote(self._token, safe='')}"
+        # The token rides in the handshake header, as tavkit's clients send it.
+        offered = [
+            Subprotocol("tavkit.v1"),
+            Subprotocol(f"tavkit.token.{quote(self._token, safe='')}"),
+        ]
         timeout = self.shared.config.timeout
         try:
             ws = await connect(
-                url,
+                self._socket_url,
+                subprotocols=offered,
                 open_timeout=timeout,
                 ping_interval=None,  # liveness is our own ping frame, as the contract says
                 close_timeout=2.0,

@@ -5,6 +5,7 @@ client, in the sans-I/O style of ``websockets``: values and pure functions here,
 sockets elsewhere. The contract itself is ``docs/protocol.md`` sections 2 and 5.
 """
 
+from tavkit.protocol._jsonlimits import MAX_JSON_DEPTH, json_problem, load_json
 from tavkit.protocol.messages import (
     CLIENT_MSG_ID_RE,
     LEAVE_REASONS,
@@ -17,6 +18,7 @@ from tavkit.protocol.messages import (
     MAX_TEXT_CHARS,
     MESSAGE_KINDS,
     PROTOCOL_VERSION,
+    PUBLISH_ALL,
     CandidateData,
     ChatMessage,
     ClientMessage,
@@ -66,11 +68,13 @@ __all__ = [
     "MAX_DATA_BYTES",
     "MAX_FRAME_BYTES",
     "MAX_ID_CHARS",
+    "MAX_JSON_DEPTH",
     "MAX_SDP_BYTES",
     "MAX_SEQ",
     "MAX_TEXT_CHARS",
     "MESSAGE_KINDS",
     "PROTOCOL_VERSION",
+    "PUBLISH_ALL",
     "CandidateData",
     "ChatMessage",
     "ClientMessage",
@@ -105,6 +109,8 @@ __all__ = [
     "Welcome",
     "data_size",
     "encode",
+    "json_problem",
+    "load_json",
     "parse_chat_message",
     "parse_client_frame",
     "parse_server_frame",

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, ClassVar, Final, Literal
 
+from tavkit.auth.grants import Privilege
 from tavkit.errors import ServerCode, ServerError, TAvKitError
 
 __all__ = [
@@ -104,6 +105,10 @@ LEAVE_REASONS: Final[frozenset[str]] = frozenset(
 DescriptionType = Literal["offer", "answer", "rollback"]
 
 
+PUBLISH_ALL: Final = int(Privilege.SEND_AUDIO | Privilege.SEND_VIDEO | Privilege.SEND_SUB)
+"""Every send bit: a member whose privateMapKey does not restrict it (84)."""
+
+
 class CloseCode(IntEnum):
     """How and why the server closes the socket; a client decides from it whether to resume."""
 
@@ -145,6 +150,9 @@ class Member:
     joined_at: float
     muted: bool = False
     camera: bool = True
+    publish: int = PUBLISH_ALL
+    """The send bits of the member's privileges (4 audio, 16 video, 64 sub-stream): what
+    the others may expect from it. A member with none (an audience member) gets no tile."""
 
     def to_wire(self) -> dict[str, Any]:
         """The ``member`` object of the contract."""
@@ -153,6 +161,7 @@ class Member:
             "joinedAt": self.joined_at,
             "muted": self.muted,
             "camera": self.camera,
+            "publish": self.publish,
         }
 
 

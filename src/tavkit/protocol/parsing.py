@@ -13,13 +13,14 @@ the contract does not list (``from``, ``seq``, ``sentAt`` above all) is refused.
 
 from __future__ import annotations
 
-import json
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any, Final, cast
 
-from tavkit.errors import ErrorModule, ServerCode
+from tavkit.errors import ErrorModule, ServerCode, ServerError
 from tavkit.protocol._fields import Fields
+from tavkit.protocol._jsonlimits import decode_json, json_problem
 from tavkit.protocol.messages import (
     CLIENT_MSG_ID_RE,
     LEAVE_REASONS,
@@ -31,6 +32,7 @@ from tavkit.protocol.messages import (
     MAX_TEXT_CHARS,
     MESSAGE_KINDS,
     PROTOCOL_VERSION,
+    PUBLISH_ALL,
     CandidateData,
     ChatMessage,
     ClientMessage,
@@ -74,6 +76,7 @@ _MAX_ERROR_MSG_BYTES: Final = 4096
 _MAX_MEMBERS: Final = 10_000
 _MESSAGE_FIELDS: Final = frozenset({"type", "id", "clientMsgId", "kind", "text", "data"})
 _SERVER_SET: Final = ("from", "seq", "sentAt")
+_TYPE_RE: Final = re.compile(r"[a-z][a-z-]{0,31}")
 
 
 def parse_client_frame(text: str | bytes) -> ClientMessage:
@@ -118,21 +121,42 @@ class _Frame:
 
 
 def _load(text: str | bytes) -> _Frame:
+    """Decode a frame and hold it to :mod:`~tavkit.protocol._jsonlimits` before any field.
+
+    Every frame, not only ``message``: whatever a member sends may be stored or relayed,
+    and must read back. The refusal names the place after the frame's ``type``
+    (``message.text: ...``) and carries its ``id`` when the frame has a usable one.
+    """
     if isinstance(text, bytes | bytearray | memoryview):
         raise FrameError(
             ServerCode.INVALID_PARAMETER, "binary frames are not accepted; send JSON text"
         )
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
-    except RecursionError:
-        raise FrameError(ServerCode.JSON_DECODE, "frame is nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError, NaN/Infinity, over-long integers
-        raise FrameError(ServerCode.JSON_DECODE, f"frame is not JSON: {exc}") from None
+        obj = decode_json(text, "frame")
+    except ServerError as exc:
+        raise FrameError(cast(ServerCode, exc.code), exc.message) from None
+    problem = json_problem(obj, _type_of(obj) or "frame")
+    if problem is not None:
+        raise FrameError(cast(ServerCode, problem.code), problem.message, ref=_ref_of(obj))
     return _Frame(obj)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+def _type_of(obj: object) -> str | None:
+    """The frame's ``type`` if it is a plain name, to name places after it."""
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    return kind if isinstance(kind, str) and _TYPE_RE.fullmatch(kind) else None
+
+
+def _ref_of(obj: object) -> str | None:
+    """The frame's ``id`` if it could be echoed as ``ref`` (so the client can match it)."""
+    ref = obj.get("id") if isinstance(obj, dict) else None
+    if isinstance(ref, str) and 1 <= len(ref) <= MAX_ID_CHARS:
+        try:
+            ref.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        return ref
+    return None
 
 
 # --- client frames ---------------------------------------------------------------------
@@ -191,8 +215,10 @@ def _body(f: Fields, *, strict: bool) -> tuple[MessageKind, str | None, Any]:
         text = f.raw("text")
         if not isinstance(text, str) or not 1 <= len(text) <= MAX_TEXT_CHARS:
             raise f.fail("text", f"a string of 1 to {MAX_TEXT_CHARS} characters")
+        _storable(f, "text", text)
         return kind, text, None
     data = f.raw("data")
+    _storable(f, "data", data)
     try:
         size = data_size(data)
     except ValueError:  # 1e400 decodes to inf, which JSON cannot carry on
@@ -200,6 +226,17 @@ def _body(f: Fields, *, strict: bool) -> tuple[MessageKind, str | None, Any]:
     if strict and size > MAX_DATA_BYTES:
         raise f.fail("data", f"a JSON value of at most {MAX_DATA_BYTES} bytes serialised")
     return kind, None, data
+
+
+def _storable(f: Fields, name: str, value: object) -> None:
+    """A stored message's payload must read back (:mod:`~tavkit.protocol._jsonlimits`).
+
+    A frame was checked whole on arrival; this holds a message object that arrives
+    another way (REST history, a bus event) to the same rule.
+    """
+    problem = json_problem(value, f"{f.path}.{name}")
+    if problem is not None:
+        raise FrameError(cast(ServerCode, problem.code), problem.message, ref=f.ref)
 
 
 _CLIENT_PARSERS: Final[dict[str, Callable[[Fields, str | None], ClientMessage]]] = {
@@ -254,7 +291,18 @@ def _member(f: Fields) -> Member:
         joined_at=f.number("joinedAt", minimum=0),
         muted=f.boolean("muted"),
         camera=f.boolean("camera"),
+        publish=_publish_bits(f),
     )
+
+
+def _publish_bits(f: Fields) -> int:
+    """``publish``: the member's send bits; absent means all (a server before it existed)."""
+    publish = f.opt_integer("publish", minimum=0, maximum=PUBLISH_ALL)
+    if publish is None:
+        return PUBLISH_ALL
+    if publish & ~PUBLISH_ALL:
+        raise f.fail("publish", f"a combination of the send bits {PUBLISH_ALL}")
+    return publish
 
 
 def _welcome(f: Fields) -> Welcome:

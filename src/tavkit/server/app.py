@@ -10,8 +10,9 @@ so the host runs it from its own::
 
 The lifespan owns everything with a lifetime: it opens the store and applies the
 migrations, creates the bus and every service (rooms, messages, logs, recordings,
-the socket registry), registers the configured apps, starts the heartbeat sweeper,
-the recorder and the log forwarder, and puts them all in one :class:`ServerContext`
+the socket registry, the REST rate limits), registers the configured apps, starts the
+heartbeat sweeper, the recorder, the log forwarder and (with ``retention_days``) the
+retention task, and puts them all in one :class:`ServerContext`
 on the app (read with :func:`~tavkit.server.context.context_of`); it undoes all of it
 on shutdown.
 """
@@ -42,6 +43,7 @@ from tavkit.server.admin import routes as admin_routes
 from tavkit.server.bus import InProcessBus
 from tavkit.server.context import ServerContext
 from tavkit.server.errors import install_error_handlers
+from tavkit.server.headers import SecurityHeadersMiddleware
 from tavkit.server.im import routes as im_routes
 from tavkit.server.im.service import MessageService
 from tavkit.server.logs import routes as logs_routes
@@ -49,8 +51,10 @@ from tavkit.server.logs.forwarder import Forwarder
 from tavkit.server.logs.routes import forwarder_config, watch_forwarder
 from tavkit.server.logs.service import LogService
 from tavkit.server.metrics import ObservedBus, install_metrics
+from tavkit.server.ratelimit import RateLimited, RateLimits, on_rate_limited
 from tavkit.server.recording import routes as recording_routes
 from tavkit.server.recording.service import RecordingService
+from tavkit.server.retention import RetentionTask
 from tavkit.server.rooms import routes as rooms_routes
 from tavkit.server.rooms.service import RoomService
 from tavkit.server.rooms.sweeper import Sweeper
@@ -61,13 +65,23 @@ from tavkit.server.signaling.socket import router as signaling_router
 from tavkit.server.signaling.tokens import load_or_create_secret
 from tavkit.server.store.db import Store
 
-__all__ = ["DEMO_APP_FILE", "DEMO_SDK_APP_ID", "create_app", "is_loopback", "prepare", "web_dir"]
+__all__ = [
+    "DEMO_ADMIN_KEY_FILE",
+    "DEMO_APP_FILE",
+    "DEMO_SDK_APP_ID",
+    "create_app",
+    "is_loopback",
+    "prepare",
+    "web_dir",
+]
 
 logger = logging.getLogger(__name__)
 
 DEMO_SDK_APP_ID: Final = 1400000001
 """The sdkAppId demo mode creates when no app is configured."""
 DEMO_APP_FILE: Final = "demo-app.json"
+DEMO_ADMIN_KEY_FILE: Final = "admin-key"
+"""Where demo mode keeps the admin key it creates when none is configured."""
 _MIGRATE_TIMEOUT: Final = 120.0
 
 
@@ -92,7 +106,9 @@ def prepare(settings: Settings) -> Settings:
     Demo mode lets anyone who can reach the server mint userSigs, so it refuses a
     non-loopback host unless ``unsafe_demo`` says the operator means it. With no app
     configured it creates one whose random key is kept in the data directory, so the
-    demo's sdkAppId and signatures survive restarts. Raises ``ValueError``.
+    demo's sdkAppId and signatures survive restarts; with no admin key it creates one
+    there too (``DEMO_ADMIN_KEY_FILE``), so the dashboard can be tried. Both files are
+    owner-only. Raises ``ValueError``.
     """
     if not settings.demo:
         return settings
@@ -101,15 +117,35 @@ def prepare(settings: Settings) -> Settings:
             f"demo mode lets anyone mint userSigs; refusing to serve it on {settings.host}"
             " (bind 127.0.0.1, or add --unsafe-demo if you really mean it)"
         )
-    if settings.apps:
-        return settings
-    return replace(settings, apps=(_demo_app(settings.data_dir),))
+    if not settings.apps:
+        settings = replace(settings, apps=(_demo_app(settings.data_dir),))
+    if settings.admin_key is None:
+        settings = replace(settings, admin_key=_demo_admin_key(settings.data_dir))
+    return settings
+
+
+def _demo_admin_key(data_dir: Path) -> str:
+    """The demo's admin key, created (owner-readable only) on first use."""
+    path = data_dir / DEMO_ADMIN_KEY_FILE
+    if not path.exists():
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # created concurrently; read theirs below
+        else:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(32) + "\n")
+    key = path.read_text().strip()
+    if not key:
+        raise ValueError(f"{path} is empty; delete it to make a new admin key")
+    return key
 
 
 def _demo_app(data_dir: Path) -> AppConfig:
     path = data_dir / DEMO_APP_FILE
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         record = {"sdkAppId": DEMO_SDK_APP_ID, "key": secrets.token_hex(32)}
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -154,10 +190,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 bus=bus,
                 rooms=rooms,
                 messages=MessageService(store, bus),
-                logs=LogService(store, metrics=metrics, forwarder=forwarder),
+                logs=LogService(
+                    store, metrics=metrics, forwarder=forwarder, daily_cap=settings.log_daily_cap
+                ),
                 recordings=recordings,
                 sockets=sockets,
                 metrics=metrics,
+                limits=RateLimits.for_settings(settings),
                 socket_secret=socket_secret,
             )
             # Exits before the store closes: a graceful shutdown finalises every file and
@@ -168,6 +207,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await running.enter_async_context(forwarder)
                 await running.enter_async_context(recordings)
                 await running.enter_async_context(Sweeper(rooms, settings.sweep_interval))
+                if settings.retention_days is not None:
+                    retention = RetentionTask(
+                        store,
+                        settings.data_dir,
+                        retention_days=settings.retention_days,
+                        interval=settings.retention_interval,
+                    )
+                    await running.enter_async_context(retention)
                 yield
         finally:
             await store.close()
@@ -180,14 +227,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
-    metrics = install_metrics(app)  # outside the error handlers, so it counts every error
+    app.add_exception_handler(RateLimited, on_rate_limited)  # 429 + Retry-After
+    # Outside the error handlers, so it counts every error.
+    metrics = install_metrics(app, token=settings.metrics_token)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "PUT", "DELETE"],  # every method a route uses
             allow_headers=["*"],
         )
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: CORS answers get them too
     app.include_router(health.health)
     app.include_router(rooms_routes.api)
     app.include_router(im_routes.api)

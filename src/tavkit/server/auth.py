@@ -7,6 +7,11 @@ the seed's way on ``enter`` -- avkit 70346 for the userSig, avkit 80/82/86/87 fo
 the privateMapKey, avkit 88 for an sdkAppId the server does not serve -- because
 that is where the original kit reported them, and as server 10005 everywhere else.
 
+The admin is the app's admin userId (``Settings.admin_user``) whose userSig is signed
+with the admin key (:meth:`Settings.admin_key_of`) instead of the app key; the same
+userId signed with the app key is an ordinary user, refused on admin routes. An app
+with no admin key has no admin at all.
+
 The headers are declared as FastAPI security schemes so ``/openapi.json`` and
 ``/docs`` show them; the schemes never reject anything themselves
 (``auto_error=False``) so that every refusal has the seed's shape.
@@ -46,6 +51,8 @@ USER_ID_RE: Final = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 """The contract's userId: 1-64 characters of ``[A-Za-z0-9_.@-]`` (use ``fullmatch``)."""
 
 _MAX_SIG_CHARS: Final = 16 * 1024
+_MAX_APP_ID_CHARS: Final = len(str(U32_MAX))
+"""Checked before ``int()``, which refuses (with a ValueError) more than 4,300 digits."""
 
 _app_header = APIKeyHeader(
     name="X-TAvKit-SdkAppId",
@@ -121,7 +128,12 @@ def credentials(
             if not value
         ]
         raise _unauthorised(f"missing credential header {', '.join(missing)}")
-    if not sdk_app_id.isascii() or not sdk_app_id.isdigit() or not 1 <= int(sdk_app_id) <= U32_MAX:
+    if (
+        len(sdk_app_id) > _MAX_APP_ID_CHARS
+        or not sdk_app_id.isascii()
+        or not sdk_app_id.isdigit()
+        or not 1 <= int(sdk_app_id) <= U32_MAX
+    ):
         raise _unauthorised("X-TAvKit-SdkAppId must be a decimal number in 1..4294967295")
     if not USER_ID_RE.fullmatch(user_id):
         raise _unauthorised("X-TAvKit-UserId must be 1-64 characters of A-Z a-z 0-9 _ . @ -")
@@ -142,7 +154,7 @@ def authenticate(
     """Verify ``creds``; with ``entering_room``, also the privateMapKey for that room.
 
     Raises the seed's codes described in the module docstring; with ``admin``, a
-    caller who is not the app's admin userId is server 10005.
+    caller who is not the app's admin (see the module docstring) is server 10005.
     """
     entering = entering_room is not None
     app = ctx.settings.app(creds.sdk_app_id)
@@ -152,18 +164,24 @@ def authenticate(
                 AvkitCode.NO_PACKAGE, f"sdkAppId {creds.sdk_app_id} is not served here"
             )
         raise _unauthorised(f"sdkAppId {creds.sdk_app_id} is not served here")
-    try:
-        verify_user_sig(
-            creds.user_sig, sdk_app_id=app.sdk_app_id, key=app.key, user_id=creds.user_id
-        )
-    except SignatureError as exc:
-        logger.info("refused userSig of %s/%s: %s", app.sdk_app_id, creds.user_id, exc.message)
-        if entering:
-            raise
-        raise _unauthorised(exc.message) from None
-    is_admin = creds.user_id == ctx.settings.admin_user
+    admin_key = ctx.settings.admin_key_of(app)
+    is_admin = (
+        admin_key is not None
+        and creds.user_id == ctx.settings.admin_user
+        and _signed_with(creds, app.sdk_app_id, admin_key)
+    )
+    if not is_admin:
+        try:
+            verify_user_sig(
+                creds.user_sig, sdk_app_id=app.sdk_app_id, key=app.key, user_id=creds.user_id
+            )
+        except SignatureError as exc:
+            logger.info("refused userSig of %s/%s: %s", app.sdk_app_id, creds.user_id, exc.message)
+            if entering:
+                raise
+            raise _unauthorised(exc.message) from None
     if admin and not is_admin:
-        raise _unauthorised(f"only {ctx.settings.admin_user} may call the admin API")
+        raise _unauthorised(_not_admin(ctx, app, creds.user_id))
     privileges = int(Privilege.ALL)
     if entering_room is not None and (
         app.require_private_map_key or creds.private_map_key is not None
@@ -178,6 +196,30 @@ def authenticate(
         grant.require(Privilege.ENTER)
         privileges = int(grant.privilege)
     return Caller(app=app, user_id=creds.user_id, privileges=privileges, is_admin=is_admin)
+
+
+def _signed_with(creds: HeaderCredentials, sdk_app_id: int, key: str) -> bool:
+    """Whether the userSig verifies under ``key`` (the admin key: any failure means no)."""
+    try:
+        verify_user_sig(creds.user_sig, sdk_app_id=sdk_app_id, key=key, user_id=creds.user_id)
+    except SignatureError:
+        return False
+    return True
+
+
+def _not_admin(ctx: ServerContext, app: AppConfig, user_id: str) -> str:
+    """Why a caller with a valid ordinary userSig is refused on an admin route."""
+    if ctx.settings.admin_key_of(app) is None:
+        return f"no admin key is configured for app {app.sdk_app_id}, so there is no admin"
+    if user_id == ctx.settings.admin_user:
+        return (
+            f"this userSig of {user_id} is signed with the app key: the admin API needs"
+            " one signed with the admin key"
+        )
+    return (
+        f"only {ctx.settings.admin_user}, with a userSig signed with the admin key,"
+        " may call the admin API"
+    )
 
 
 CredentialsDep = Annotated[HeaderCredentials, Depends(credentials)]

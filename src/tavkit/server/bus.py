@@ -2,33 +2,34 @@
 
 :class:`RoomService` publishes what happened to a session on the channel
 ``session:{uuid}``; each signaling socket subscribes to its session's channel and
-turns events into frames. The :class:`Bus` protocol is all either side knows, so
-a Redis-backed bus can replace :class:`InProcessBus` when replicas must share
-events. For the same reason the in-process bus hands every subscriber its own
-JSON round-trip of the event: an event that would not survive Redis fails here
-too, and no subscriber can change what another one sees.
+turns events into frames. Events are the typed values of :mod:`tavkit.server.events`.
+The :class:`Bus` protocol is all either side knows, so a Redis-backed bus can replace
+:class:`InProcessBus` when replicas must share events. For the same reason the
+in-process bus hands every subscriber its own JSON round-trip of the event
+(:func:`~tavkit.server.events.encode`, then :func:`~tavkit.server.events.decode`):
+an event that would not survive Redis fails here too, and no subscriber can change
+what another one sees.
 
 A subscriber that falls ``max_queue`` events behind is cut off: its iterator raises
 ``ServerError(INTERNAL)``, because silently dropping events would leave a client
-with a wrong view of the room.
+with a wrong view of the room. An event that cannot be read back (a bug, or a replica
+speaking another version) cuts its subscriber off the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any, Final, Protocol, Self
+from typing import Final, Protocol, Self
 
 from tavkit.errors import ServerCode, ServerError
+from tavkit.server.events import Event, decode, encode
 
 __all__ = ["Bus", "InProcessBus", "Subscription", "session_channel"]
 
 logger = logging.getLogger(__name__)
-
-Event = dict[str, Any]
 
 DEFAULT_MAX_QUEUE: Final = 1024
 
@@ -59,7 +60,7 @@ class Bus(Protocol):
     """Where the room service publishes and the sockets listen."""
 
     async def publish(self, channel: str, event: Event) -> None:
-        """Deliver ``event`` (a JSON-able dict) to every current subscriber of ``channel``."""
+        """Deliver ``event`` to every current subscriber of ``channel``."""
         ...
 
     def subscribe(self, channel: str) -> Subscription:
@@ -112,7 +113,14 @@ class _LocalSubscription:
             self._check()
             # No timeout: the socket task that owns this iteration cancels it on close.
             text = await self._queue.get()
-            yield json.loads(text)
+            try:
+                event = decode(text)
+            except ValueError as exc:
+                logger.error("unreadable event on %s: %s", self.channel, exc)
+                raise ServerError(
+                    ServerCode.INTERNAL, f"an event of {self.channel} could not be read"
+                ) from exc
+            yield event
 
 
 class InProcessBus:
@@ -123,8 +131,11 @@ class InProcessBus:
         self._channels: dict[str, set[_LocalSubscription]] = {}
 
     async def publish(self, channel: str, event: Event) -> None:
-        """Deliver ``event`` to every current subscriber of ``channel`` (never blocks)."""
-        text = json.dumps(event, separators=(",", ":"), allow_nan=False)
+        """Deliver ``event`` to every current subscriber of ``channel`` (never blocks).
+
+        Raises ``TypeError`` or ``ValueError`` for an event JSON cannot carry.
+        """
+        text = encode(event)
         for subscription in tuple(self._channels.get(channel, ())):
             subscription._offer(text)
 

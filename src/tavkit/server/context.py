@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from tavkit.server.im.service import MessageService
     from tavkit.server.logs.service import LogService
     from tavkit.server.metrics import Metrics
+    from tavkit.server.ratelimit import RateLimits
     from tavkit.server.recording.service import RecordingService
     from tavkit.server.rooms.service import RoomService
     from tavkit.server.settings import Settings
@@ -42,6 +43,8 @@ class ServerContext:
     recordings: RecordingService
     sockets: SocketRegistry[SignalingConnection]
     metrics: Metrics | None
+    limits: RateLimits
+    """The REST API's token buckets (:mod:`tavkit.server.ratelimit`)."""
     socket_secret: bytes = field(repr=False)
     """The data directory's secret for socket tokens (:mod:`tavkit.server.signaling.tokens`)."""
 

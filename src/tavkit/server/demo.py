@@ -1,4 +1,10 @@
-"""Demo mode: the userSig mint endpoint and the demo page (included only with ``--demo``)."""
+"""Demo mode: the userSig mint endpoint and the demo page (included only with ``--demo``).
+
+The endpoint mints for anyone who asks, so it never mints an identity that means more
+than "some user": not the admin userId (whose app-key userSig would be an ordinary user
+anyway, but a page should not be able to look like the admin), and not the userIds
+starting with ``__`` that the server keeps for itself (the recorder).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from tavkit.server.http import (
     error_responses,
     json_body,
 )
+from tavkit.server.rooms.service import HIDDEN_PREFIX
 
 __all__ = ["DEMO_SIG_LIFETIME", "demo", "demo_page"]
 
@@ -54,7 +61,10 @@ demo = APIRouter(prefix="/v1")
     tags=["demo"],
 )
 async def demo_usersig(request: Request) -> dict[str, Any]:
-    """Demo mode only: mint a userSig of the demo app for any userId (404 otherwise)."""
+    """Demo mode only: mint a userSig of the demo app for a userId (404 otherwise).
+
+    Not for the admin userId nor ids starting with ``__`` (server 10004).
+    """
     settings = context_of(request).settings
     body = await json_body(request) or {}
     user_id = body.get("userId")
@@ -62,6 +72,16 @@ async def demo_usersig(request: Request) -> dict[str, Any]:
         raise ServerError(
             ServerCode.INVALID_PARAMETER,
             "userId: expected 1-64 characters of A-Z a-z 0-9 _ . @ -",
+        )
+    if user_id == settings.admin_user:
+        raise ServerError(
+            ServerCode.INVALID_PARAMETER,
+            f"userId: the demo does not mint the admin userId {user_id}",
+        )
+    if user_id.startswith(HIDDEN_PREFIX):
+        raise ServerError(
+            ServerCode.INVALID_PARAMETER,
+            f"userId: ids starting with {HIDDEN_PREFIX} are reserved for the server",
         )
     app = settings.apps[0]
     sig = gen_user_sig(app.sdk_app_id, app.key, user_id, DEMO_SIG_LIFETIME)

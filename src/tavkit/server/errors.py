@@ -7,9 +7,11 @@ failure                           answer
 ================================  ===================================================
 ``TAvKitError`` raised anywhere   its own module and code
 a path/query value out of range   server 10004, naming the parameter
-unknown route, wrong method       server 10001, HTTP 404/405 kept (and ``Allow``)
+unknown route, wrong method       server 10001, HTTP 404/405 kept; ``Allow`` names
+                                  every method of the path
 a body over 64 KiB                server 10001 (:class:`GuardMiddleware`)
-anything unexpected               server 10000, logged with its trace, never sent
+anything unexpected               server 10000, logged with its trace and the quoted
+                                  path, never sent
 ================================  ===================================================
 
 Bodies are parsed by :func:`tavkit.server.http.json_body`, which raises the
@@ -25,6 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tavkit.errors import ServerCode, ServerError, TAvKitError, http_status
@@ -36,6 +39,7 @@ logger = logging.getLogger(__name__)
 MAX_BODY_BYTES: Final = 64 * 1024
 """Request bodies above this are refused with server 10001."""
 _DRAIN_LIMIT: Final = 1024 * 1024
+_METHODS: Final = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def error_response(exc: TAvKitError, *, status: int | None = None, **headers: str) -> JSONResponse:
@@ -64,17 +68,40 @@ async def _on_validation_error(_request: Request, exc: Exception) -> JSONRespons
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})
     if exc.status_code == 404:
         message = f"no such resource: {request.method} {request.url.path}"
     elif exc.status_code == 405:
         message = f"method {request.method} is not allowed on {request.url.path}"
+        allowed = _allowed_methods(request.app, request.scope)
+        if allowed:
+            headers["Allow"] = allowed
     else:
         message = str(exc.detail)
     return error_response(
-        ServerError(ServerCode.BAD_REQUEST, message),
-        status=exc.status_code,
-        **(exc.headers or {}),
+        ServerError(ServerCode.BAD_REQUEST, message), status=exc.status_code, **headers
     )
+
+
+def _allowed_methods(app: Any, scope: Scope) -> str:
+    """Every method some route of ``app`` answers at ``scope``'s path, for ``Allow``.
+
+    Starlette's 405 names only the methods of the first route that matched the path,
+    but ``GET`` and ``PUT`` of one path are two routes; RFC 9110 wants them all. Each
+    method is tried against the routes as the router would (mounted static files
+    aside: they answer any method at their prefix and name their own).
+    """
+    routes = [
+        route
+        for route in getattr(getattr(app, "router", None), "routes", ())
+        if not isinstance(route, Mount)
+    ]
+    allowed = []
+    for method in _METHODS:
+        probe = {**scope, "method": method}
+        if any(route.matches(probe)[0] is Match.FULL for route in routes):
+            allowed.append(method)
+    return ", ".join(allowed)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -130,7 +157,8 @@ class GuardMiddleware:
         try:
             await self.app(scope, replay, tracked_send)
         except Exception:
-            logger.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            # Quoted (repr): a path is client text, and a %0A in it must not forge a log line.
+            logger.exception("unhandled error in %s %r", scope.get("method"), scope.get("path"))
             if started:
                 raise
             internal = ServerError(ServerCode.INTERNAL, "internal server error")

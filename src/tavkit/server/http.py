@@ -8,15 +8,15 @@ pydantic models in ``/openapi.json`` and :func:`error_responses`.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import Path as PathParam
 from fastapi import Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tavkit.errors import ServerCode, ServerError
+from tavkit.protocol import load_json
 from tavkit.server.auth import USER_ID_RE
 from tavkit.server.settings import U32_MAX
 
@@ -66,6 +66,10 @@ class MemberBody(BaseModel):
     joinedAt: float
     muted: bool
     camera: bool
+    publish: int = Field(
+        default=84,
+        description="The member's send bits (4 audio, 16 video, 64 sub-stream); 0: audience.",
+    )
 
 
 class RoomUuidResponse(BaseModel):
@@ -87,15 +91,15 @@ async def json_body(request: Request) -> dict[str, Any] | None:
     """The request's JSON object, None when there is no body.
 
     Server 10003 when the body is not JSON at all, 10001 when it is JSON but not an
-    object; size was already capped by the guard middleware.
+    object, 10004 when it is JSON the server would not be able to store and read back
+    (nested over :data:`~tavkit.protocol.MAX_JSON_DEPTH`, a lone surrogate, a number
+    out of range; see :func:`~tavkit.protocol.load_json`); size was already capped by
+    the guard middleware.
     """
     raw = await request.body()
     if not raw.strip():
         return None
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ServerError(ServerCode.JSON_DECODE, f"the body is not valid JSON: {exc}") from None
+    data = load_json(raw, "body")
     if not isinstance(data, dict):
         raise ServerError(ServerCode.BAD_REQUEST, "the body must be a JSON object")
     return data

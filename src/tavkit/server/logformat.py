@@ -12,6 +12,15 @@ UTC), ``ts`` (Unix seconds), ``level``, ``logger`` and ``msg``, plus the context
 
 Anything not JSON-able is written as its ``str``; an exception's traceback goes to
 ``exc``.
+
+Secrets never reach a line: :class:`RedactingFilter` (installed by
+:func:`configure_logging` on the handler and on uvicorn's and websockets' loggers)
+rewrites every record, message, arguments and traceback, replacing with ``***`` what
+:func:`redact` recognises -- a ``token=`` query value (uvicorn prints paths with
+their query), the ``tavkit.token.`` subprotocol (websockets prints handshake headers
+at DEBUG), anything shaped like a userSig or privateMapKey (TLS-sig v2: zlib and
+base64, so it starts ``eJ``) or a socket token (base64url JSON: ``eyJ...``), and the
+value after a secret's name (``userSig=``, ``"credential": ...``, ``password:``).
 """
 
 from __future__ import annotations
@@ -26,12 +35,44 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-__all__ = ["CONTEXT_FIELDS", "JsonFormatter", "configure_logging", "log_context"]
+from tavkit._redact import RedactingFilter, redact
+
+__all__ = [
+    "CONTEXT_FIELDS",
+    "REDACTED_LOGGERS",
+    "JsonFormatter",
+    "RedactingFilter",
+    "configure_logging",
+    "install_redaction",
+    "log_context",
+    "redact",
+]
 
 CONTEXT_FIELDS: Final = frozenset(
     {"session", "user", "sdkAppId", "roomId", "connection", "peer", "event", "reason", "kind"}
 )
 """Record attributes (from ``extra=``) copied into the JSON line."""
+
+REDACTED_LOGGERS: Final = (
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "uvicorn.asgi",
+    "websockets",
+    "websockets.server",
+    "websockets.client",
+)
+"""Loggers that print URLs or handshake headers; each gets the filter of its own, so a
+handler someone attaches to them directly still sees redacted records."""
+
+
+def install_redaction(*loggers: str) -> None:
+    """Add one :class:`RedactingFilter` to each named logger (idempotent)."""
+    for name in loggers:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in target.filters):
+            target.addFilter(RedactingFilter())
+
 
 _EMPTY: Final[MappingProxyType[str, Any]] = MappingProxyType({})
 _context: ContextVar[MappingProxyType[str, Any]] = ContextVar("tavkit_log_context", default=_EMPTY)
@@ -78,7 +119,8 @@ def configure_logging(level: str = "info", fmt: Literal["text", "json"] = "text"
     """Send every logger's records to stderr as ``fmt`` at ``level`` (``tavkit serve``).
 
     Replaces the root logger's handlers, so calling it twice does not double lines.
-    Run uvicorn with ``log_config=None`` so its loggers propagate here.
+    Run uvicorn with ``log_config=None`` so its loggers propagate here. Every line
+    passes :class:`RedactingFilter`.
     """
     if fmt not in ("text", "json"):
         raise ValueError(f"log format must be 'text' or 'json', not {fmt!r}")
@@ -87,6 +129,8 @@ def configure_logging(level: str = "info", fmt: Literal["text", "json"] = "text"
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    install_redaction(*REDACTED_LOGGERS)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

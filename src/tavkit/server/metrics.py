@@ -26,6 +26,7 @@ rows); the counters describe this process only, as Prometheus expects.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -40,8 +41,18 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tavkit.errors import TAvKitError
+from tavkit.errors import ServerCode, ServerError, TAvKitError
 from tavkit.server.bus import Bus, Subscription
+from tavkit.server.errors import error_response
+from tavkit.server.events import (
+    Event,
+    MemberJoinedEvent,
+    MemberLeftEvent,
+    MemberStateEvent,
+    RoomClosedEvent,
+    SignalEvent,
+    SocketOpenEvent,
+)
 from tavkit.server.store.db import Store, storage_errors
 from tavkit.server.store.models import MemberRow, SessionRow
 
@@ -128,19 +139,17 @@ class Metrics:
             )
         child.inc()
 
-    def room_event(self, event: dict[str, Any]) -> None:
+    def room_event(self, event: Event) -> None:
         """Count one room-service bus event (see :class:`ObservedBus`)."""
-        kind = event.get("kind")
-        if kind == "member-joined":
+        if isinstance(event, MemberJoinedEvent):
             self.enters.inc()
-        elif kind == "member-left":
-            reason = str(event.get("reason", "unknown"))
-            self.exits.labels(reason=reason).inc()
-            if reason == "timeout":
+        elif isinstance(event, MemberLeftEvent):
+            self.exits.labels(reason=event.reason).inc()
+            if event.reason == "timeout":
                 self.heartbeat_timeouts.inc()
-        elif kind == "room-closed":
-            self.sessions_closed.labels(reason=str(event.get("reason", "unknown"))).inc()
-        elif kind == "signal":
+        elif isinstance(event, RoomClosedEvent):
+            self.sessions_closed.labels(reason=event.reason).inc()
+        elif isinstance(event, SignalEvent):
             self.signals_relayed.inc()
 
     def watch(self, name: str, collect: Callable[[], Iterator[Metric]]) -> None:
@@ -208,11 +217,11 @@ class ObservedBus:
         self._inner = inner
         self._metrics = metrics
 
-    async def publish(self, channel: str, event: dict[str, Any]) -> None:
+    async def publish(self, channel: str, event: Event) -> None:
         """Count and log ``event``, then publish it on the wrapped bus."""
         try:
             self._metrics.room_event(event)
-            if event.get("kind") != "signal":
+            if not isinstance(event, SignalEvent):
                 _log_event(channel, event)
         except Exception:  # observing must never break a room change
             logger.exception("counting a bus event failed")
@@ -223,17 +232,21 @@ class ObservedBus:
         return self._inner.subscribe(channel)
 
 
-def _log_event(channel: str, event: dict[str, Any]) -> None:
+def _log_event(channel: str, event: Event) -> None:
     session = channel.removeprefix("session:")
-    member = event.get("member")
-    user = member.get("userId") if isinstance(member, dict) else event.get("userId")
-    kind = event.get("kind")
+    user: str | None = None
+    if isinstance(event, MemberJoinedEvent):
+        user = event.member.user_id
+    elif isinstance(event, MemberLeftEvent | MemberStateEvent | SocketOpenEvent):
+        user = event.user_id
+    reason = event.reason if isinstance(event, MemberLeftEvent | RoomClosedEvent) else None
+    kind = event.kind
     events_logger.info(
         "%s %s%s",
         kind,
         user or "-",
-        f" ({event['reason']})" if "reason" in event else "",
-        extra={"session": session, "user": user, "event": kind, "reason": event.get("reason")},
+        f" ({reason})" if reason is not None else "",
+        extra={"session": session, "user": user, "event": kind, "reason": reason},
     )
 
 
@@ -286,17 +299,27 @@ def _is_json(headers: Any) -> bool:
     return False
 
 
-def install_metrics(app: FastAPI) -> Metrics:
+def install_metrics(app: FastAPI, *, token: str | None = None) -> Metrics:
     """Give ``app`` its :class:`Metrics`, the error counter and ``GET /metrics``.
 
     Call it while building the app (middleware cannot be added once it started).
-    The endpoint is unauthenticated, as Prometheus scrapers expect: it shows counts,
-    never identities; keep it behind the same network rules as the server itself.
+    The endpoint shows counts, never identities. With ``token`` (``--metrics-token``)
+    a scrape must carry ``Authorization: Bearer <token>`` (Prometheus's
+    ``authorization.credentials``), else 401 with server 10005; without it the endpoint
+    is open: keep it behind the same network rules as the server itself.
     """
     metrics = Metrics()
     app.add_middleware(ErrorCounter, metrics=metrics)
+    expected = token.encode() if token else None
 
     async def scrape(request: Request) -> Response:
+        if expected is not None:
+            scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+            given = presented.strip().encode("utf-8", "surrogateescape")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given, expected):
+                refused = ServerError(ServerCode.UNAUTHORISED, "/metrics needs its bearer token")
+                challenge = {"WWW-Authenticate": 'Bearer realm="metrics"'}
+                return error_response(refused, status=401, **challenge)
         ctx = getattr(request.app.state, "tavkit", None)  # None before the lifespan ran
         if ctx is not None:
             try:

@@ -13,7 +13,9 @@ Environment variables (all optional)::
     TAVKIT_DATABASE_URL          SQLAlchemy URL               sqlite in the data dir
     TAVKIT_DATABASE_SCHEMA       PostgreSQL schema            (the user's search_path)
     TAVKIT_APPS                  ID:KEY[:pmk],...             (none)
+    TAVKIT_APPS_FILE             JSON file of apps (below)    (none)
     TAVKIT_ADMIN_USER            admin userId                 administrator
+    TAVKIT_ADMIN_KEY             key admin userSigs sign with (none: no admin API)
     TAVKIT_HEARTBEAT_INTERVAL    seconds                      5
     TAVKIT_HEARTBEAT_TIMEOUT     seconds                      15
     TAVKIT_MAX_MEMBERS           members per room             6
@@ -27,14 +29,31 @@ Environment variables (all optional)::
     TAVKIT_TURN_TTL              seconds                      86400
     TAVKIT_PUBLIC_URL            base URL clients reach us at (derived from each request)
     TAVKIT_CORS_ORIGINS          origins a,b (or *)           (none)
+    TAVKIT_METRICS_TOKEN         bearer token /metrics needs  (none: /metrics is open)
     TAVKIT_DEMO                  1/true: demo mode            false
     TAVKIT_UNSAFE_DEMO           1/true: demo off loopback    false
     TAVKIT_LOG_FORWARD_URL       Elasticsearch/OpenSearch URL (none: logs stay in the database)
     TAVKIT_LOG_FORWARD_INDEX     index or data stream         tavkit-logs
     TAVKIT_LOG_FORWARD_FLAVOR    elasticsearch | opensearch   elasticsearch
     TAVKIT_RECORDING             off | auto | on-demand       off
+    TAVKIT_RATE_LIMITS           1/true: REST token buckets   true
+    TAVKIT_ADDRESS_RATE          requests/s per address       100 (0: no address bucket)
+    TAVKIT_ADDRESS_BURST         requests at once per address 1000
+    TAVKIT_LOG_DAILY_CAP         log items per app a UTC day  500000 (0: no cap)
+    TAVKIT_RETENTION_DAYS        days data is kept            (none: kept forever)
+    TAVKIT_RETENTION_INTERVAL    seconds between collections  3600
 
 An app entry ``ID:KEY:pmk`` makes privateMapKey mandatory on entry to that app's rooms.
+
+The apps file (:func:`read_apps_file`) keeps keys out of the process list and the
+environment: a JSON list of ``{"sdkAppId": 1400000001, "key": "...",
+"requirePrivateMapKey": false, "adminKey": "..."}``; ``adminKey`` (optional) is that
+app's own admin key and overrides ``TAVKIT_ADMIN_KEY``. Apps from the file come after
+those of ``TAVKIT_APPS``.
+
+The admin is not just a name: an admin request is the admin userId with a userSig
+signed with the *admin* key (:meth:`Settings.admin_key_of`). The same userId signed
+with the app key is an ordinary user; with no admin key there is no admin.
 """
 
 from __future__ import annotations
@@ -58,6 +77,7 @@ __all__ = [
     "parse_apps",
     "parse_ice_servers",
     "parse_networks",
+    "read_apps_file",
 ]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -70,7 +90,9 @@ RECORDING_POLICIES: Final = ("off", "auto", "on-demand")
 _KEY_RE: Final = re.compile(r"[0-9A-Za-z]{16,128}")
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"", "0", "false", "no", "off"})
-_SECRET_FIELDS: Final = frozenset({"turn_secret"})
+_TOKEN_RE: Final = re.compile(r"[\x21-\x7e]{16,256}")
+_SECRET_FIELDS: Final = frozenset({"turn_secret", "admin_key", "metrics_token"})
+_APP_FILE_KEYS: Final = frozenset({"sdkAppId", "key", "requirePrivateMapKey", "adminKey"})
 
 
 @dataclass(frozen=True)
@@ -80,12 +102,21 @@ class AppConfig:
     sdk_app_id: int
     key: str = field(repr=False)
     require_private_map_key: bool = False
+    admin_key: str | None = field(default=None, repr=False)
+    """This app's admin key; None falls back to the server-wide ``Settings.admin_key``."""
 
     def __post_init__(self) -> None:
         if isinstance(self.sdk_app_id, bool) or not 1 <= self.sdk_app_id <= U32_MAX:
             raise ValueError(f"sdkAppId must be an integer in 1..{U32_MAX}, not {self.sdk_app_id}")
         if not _KEY_RE.fullmatch(self.key):
             raise ValueError(f"the key of app {self.sdk_app_id} must be 16-128 letters or digits")
+        if self.admin_key is not None:
+            if not _KEY_RE.fullmatch(self.admin_key):
+                raise ValueError(
+                    f"the admin key of app {self.sdk_app_id} must be 16-128 letters or digits"
+                )
+            if self.admin_key == self.key:
+                raise ValueError(f"the admin key of app {self.sdk_app_id} must differ from its key")
 
 
 @dataclass(frozen=True, repr=False)
@@ -105,6 +136,9 @@ class Settings:
     from each request's Host header (and the mount path)."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the REST API from a browser page served elsewhere."""
+    metrics_token: str | None = None
+    """The bearer token a ``GET /metrics`` scrape must send (16-256 printable ASCII
+    characters, no spaces); None leaves ``/metrics`` open to whoever reaches the server."""
 
     # Storage
     data_dir: Path = Path("./tavkit-data")
@@ -119,7 +153,11 @@ class Settings:
     apps: tuple[AppConfig, ...] = ()
     """The tenants. Demo mode adds one when there is none."""
     admin_user: str = "administrator"
-    """The userId whose userSig may call the admin API of its app."""
+    """The userId whose userSig, signed with the admin key, may call the admin API."""
+    admin_key: str | None = None
+    """The server-wide admin key (an app's own ``admin_key`` overrides it). Admin requests
+    carry a userSig of ``admin_user`` signed with it instead of the app key; None (and no
+    app key of its own) means the app has no admin."""
     demo: bool = False
     """Serve the demo page and let it mint userSigs. For a developer's machine only."""
     unsafe_demo: bool = False
@@ -165,9 +203,30 @@ class Settings:
     """The recording policy of apps without their own (``docs/protocol.md`` section 6):
     ``auto`` records every session, ``on-demand`` only between an admin's start and stop."""
 
+    # Limits and retention
+    rate_limits: bool = True
+    """Token buckets per user and per address on the REST routes that cost something
+    (:mod:`tavkit.server.ratelimit`): past them, 429 with server 10004. Turn off only
+    behind a gateway that limits, or for a load test from one machine."""
+    address_rate: float = 100.0
+    """Requests a second one client address may make to the limited routes (about 250
+    members behind one NAT); 0 turns the per-address bucket off."""
+    address_burst: float = 1000.0
+    """Requests one client address may make at once to the limited routes."""
+    log_daily_cap: int = 500_000
+    """Log lines plus quality samples each app may store per UTC day (about nine hours
+    of six-person calls); past it batches get 429 until midnight UTC. 0: no cap."""
+    retention_days: int | None = None
+    """Delete in-call messages, client logs, quality samples and recordings older than
+    this many days (:mod:`tavkit.server.retention`); None keeps everything."""
+    retention_interval: float = 3600.0
+    """With ``retention_days``, how often ``tavkit serve`` collects (seconds)."""
+
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in 0..65535, not {self.port}")
+        if self.metrics_token is not None and not _TOKEN_RE.fullmatch(self.metrics_token):
+            raise ValueError("metrics_token must be 16-256 printable ASCII characters, no spaces")
         for name in (
             "heartbeat_interval",
             "heartbeat_timeout",
@@ -190,9 +249,17 @@ class Settings:
             raise ValueError("log_forward_flavor must be 'elasticsearch' or 'opensearch'")
         if self.recording not in RECORDING_POLICIES:
             raise ValueError("recording must be 'off', 'auto' or 'on-demand'")
+        self._check_limits()
         ids = [app.sdk_app_id for app in self.apps]
         if len(ids) != len(set(ids)):
             raise ValueError("an sdkAppId is configured twice")
+        if self.admin_key is not None:
+            if not _KEY_RE.fullmatch(self.admin_key):
+                raise ValueError("admin_key must be 16-128 letters or digits")
+            for app in self.apps:
+                # Equal keys would make every app-key userSig of the admin userId an admin.
+                if app.admin_key is None and app.key == self.admin_key:
+                    raise ValueError(f"admin_key must differ from the key of app {app.sdk_app_id}")
         if self.database_schema is not None and not re.fullmatch(
             r"[a-z_][a-z0-9_]{0,62}", self.database_schema
         ):
@@ -203,6 +270,24 @@ class Settings:
             for entry in self.ice_servers
         )
         object.__setattr__(self, "ice_servers", frozen)
+
+    def _check_limits(self) -> None:
+        """The limits' and retention's fields (see :mod:`tavkit.server.ratelimit`)."""
+        if not (math.isfinite(self.address_rate) and self.address_rate >= 0):
+            raise ValueError(f"address_rate must be zero or more, not {self.address_rate}")
+        if not (math.isfinite(self.address_burst) and self.address_burst >= 1):
+            raise ValueError(f"address_burst must be at least 1, not {self.address_burst}")
+        if isinstance(self.log_daily_cap, bool) or self.log_daily_cap < 0:
+            raise ValueError(f"log_daily_cap must be zero or more, not {self.log_daily_cap}")
+        if self.retention_days is not None and (
+            isinstance(self.retention_days, bool) or self.retention_days < 1
+        ):
+            raise ValueError(f"retention_days must be at least 1, not {self.retention_days}")
+        if not (math.isfinite(self.retention_interval) and self.retention_interval > 0):
+            raise ValueError(
+                f"retention_interval must be a positive number of seconds, "
+                f"not {self.retention_interval}"
+            )
 
     @property
     def effective_database_url(self) -> str:
@@ -217,6 +302,10 @@ class Settings:
             if app.sdk_app_id == sdk_app_id:
                 return app
         return None
+
+    def admin_key_of(self, app: AppConfig) -> str | None:
+        """The key ``app``'s admin userSigs are signed with: its own, else the server's."""
+        return app.admin_key if app.admin_key is not None else self.admin_key
 
     def __repr__(self) -> str:
         parts = []
@@ -250,6 +339,8 @@ class Settings:
             "database_schema": str,
             "apps": parse_apps,
             "admin_user": str,
+            "admin_key": str,
+            "metrics_token": str,
             "demo": _flag,
             "unsafe_demo": _flag,
             "heartbeat_interval": float,
@@ -267,6 +358,12 @@ class Settings:
             "log_forward_index": str,
             "log_forward_flavor": str,
             "recording": _recording_policy,
+            "rate_limits": _flag,
+            "address_rate": float,
+            "address_burst": float,
+            "log_daily_cap": int,
+            "retention_days": int,
+            "retention_interval": float,
         }
         for name, read in readers.items():
             variable = f"TAVKIT_{name.upper()}"
@@ -277,6 +374,12 @@ class Settings:
                 values[name] = read(raw.strip())
             except ValueError as exc:
                 raise ValueError(f"{variable}: {exc}") from None
+        apps_file = environ.get("TAVKIT_APPS_FILE", "").strip()
+        if apps_file and "apps" not in overrides:
+            try:
+                values["apps"] = values.get("apps", ()) + read_apps_file(Path(apps_file))
+            except ValueError as exc:
+                raise ValueError(f"TAVKIT_APPS_FILE: {exc}") from None
         values.update(overrides)
         return cls(**values)
 
@@ -293,6 +396,42 @@ def parse_apps(text: str) -> tuple[AppConfig, ...]:
         except ValueError:
             raise ValueError(f"sdkAppId {parts[0]!r} is not a number") from None
         apps.append(AppConfig(sdk_app_id, parts[1], require_private_map_key=len(parts) == 3))
+    return tuple(apps)
+
+
+def read_apps_file(path: Path) -> tuple[AppConfig, ...]:
+    """Read the apps file (the module docstring's format); ``ValueError`` says what is wrong.
+
+    The file holds secrets, so errors name the entry and the field, never a value.
+    """
+    try:
+        raw: Any = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError(f"{path} is not a JSON file") from None
+    if not isinstance(raw, list):
+        raise ValueError(f"{path}: expected a JSON list of apps")
+    apps = []
+    for i, entry in enumerate(raw):
+        where = f"{path}: app [{i}]"
+        if not isinstance(entry, dict) or not {"sdkAppId", "key"} <= set(entry):
+            raise ValueError(f"{where}: expected an object with sdkAppId and key")
+        unknown = set(entry) - _APP_FILE_KEYS
+        if unknown:
+            raise ValueError(f"{where}: unknown field {sorted(unknown)[0]!r}")
+        sdk_app_id, key = entry["sdkAppId"], entry["key"]
+        pmk, admin_key = entry.get("requirePrivateMapKey", False), entry.get("adminKey")
+        if isinstance(sdk_app_id, bool) or not isinstance(sdk_app_id, int):
+            raise ValueError(f"{where}: sdkAppId must be an integer")
+        if not isinstance(key, str) or not isinstance(pmk, bool):
+            raise ValueError(f"{where}: key must be a string, requirePrivateMapKey a boolean")
+        if admin_key is not None and not isinstance(admin_key, str):
+            raise ValueError(f"{where}: adminKey must be a string")
+        try:
+            apps.append(AppConfig(sdk_app_id, key, pmk, admin_key))
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
     return tuple(apps)
 
 

@@ -21,6 +21,14 @@
 // call's log lines and getStats quality samples to the server; it never affects the
 // call itself.
 //
+// Privileges (privileges.js): the enter response's `privileges` decide what the call
+// opens and offers. Only the kinds the member may send are asked of getUserMedia (an
+// audience member, who may send nothing, is never asked at all), the mesh bounds
+// every transceiver by them, and a member who may send nothing has no local tile.
+// A kind the member may not send reads as switched off for the call, as a device
+// that failed to open does; both are switched back on when the call ends, so they
+// never carry over into the next call.
+//
 // In-call messages (protocol.md section 5) go through a Chat (chat.js), which
 // delivers them exactly once and in order; each reaches onMessageListener and the
 // `tavkit:message` event, own ones included. The chat panel's state (open, unread
@@ -33,7 +41,8 @@ import { Heartbeat } from "./heartbeat.js";
 import { openCamera, openLocalMedia } from "./media.js";
 import { Mesh, isHidden } from "./mesh.js";
 import { checkOptions, pickListener } from "./options.js";
-import { CLOSE } from "./protocol.js";
+import { maySend, privilegesOf, publishes } from "./privileges.js";
+import { CLOSE, PRIVILEGE } from "./protocol.js";
 import { Reporter } from "./reporter.js";
 import { Roster } from "./roster.js";
 import { Signaling } from "./signaling.js";
@@ -57,6 +66,8 @@ export class CallController extends EventTarget {
     this.room = null;
     this.joinedAt = 0;
     this.self = { userId: "", userName: "", avatarUrl: "", muted: false, camera: true, front: true };
+    this.privileges = PRIVILEGE.ALL; // the enter response's, once in a room
+    this.forcedOff = { muted: false, camera: false }; // what this call switched off itself
     this.roster = new Roster({
       self: () => this.self,
       askInfo: (userIds, callback) => {
@@ -97,6 +108,16 @@ export class CallController extends EventTarget {
     return this.roster.names;
   }
 
+  /** Whether our privileges let us send `kind` ("audio", "video"). */
+  maySend(kind) {
+    return maySend(kind, this.privileges);
+  }
+
+  /** Whether we may publish anything at all (an audience member may not: no local tile). */
+  get publishing() {
+    return publishes(this.privileges);
+  }
+
   /**
    * Enter the room and start the call; resolves true once in the room, false when
    * it failed (the failure went to onErrorListener). Throws only for a second
@@ -115,9 +136,11 @@ export class CallController extends EventTarget {
     this.roster.reset();
     this.self = { ...this.self, userId: options.userId, userName: "", avatarUrl: "", front: true };
     this.#setState("entering");
+    this.privileges = PRIVILEGE.ALL;
     this.api = new ApiClient({ ...options, lang: this.lang });
     try {
       this.room = await this.api.enter(options.roomId);
+      this.privileges = privilegesOf(this.room);
     } catch (err) {
       if (gen !== this.generation) return false;
       this.#setState("ended");
@@ -148,7 +171,8 @@ export class CallController extends EventTarget {
     });
     const welcomed = this.signaling.open();
     welcomed.catch(() => {}); // awaited below, after the devices
-    const media = await openLocalMedia(this.lang, true);
+    const kinds = { audio: this.maySend("audio"), video: this.maySend("video") };
+    const media = await openLocalMedia(this.lang, true, kinds);
     if (gen !== this.generation) {
       media.stream?.getTracks().forEach((t) => t.stop());
       return false;
@@ -162,12 +186,20 @@ export class CallController extends EventTarget {
       return false;
     }
     this.localStream = media.stream;
-    // A device that failed to open reads as switched off, here and on the others' tiles.
-    if (media.stream.getVideoTracks().length === 0) this.self.camera = false;
-    if (media.stream.getAudioTracks().length === 0) this.self.muted = true;
+    // A device that failed to open, or that we may not send, reads as switched off,
+    // here and on the others' tiles (for this call only).
+    if (!media.stream?.getVideoTracks().length && this.self.camera) {
+      this.self.camera = false;
+      this.forcedOff.camera = true;
+    }
+    if (!media.stream?.getAudioTracks().length && !this.self.muted) {
+      this.self.muted = true;
+      this.forcedOff.muted = true;
+    }
     this.#applyTrackState();
     this.mesh = new Mesh({
       selfId: this.self.userId,
+      privileges: this.privileges,
       iceServers: room.iceServers,
       iceTransportPolicy: room.iceTransportPolicy,
       send: (to, data) => this.signaling?.send({ type: "signal", to, data }),
@@ -333,8 +365,9 @@ export class CallController extends EventTarget {
           // An offer can outrun its sender's member-joined; anything else from an
           // unknown member is a straggler of someone who already left. The server's
           // hidden peer (the recorder) is answered by the mesh but never shown.
+          // What the sender publishes is unknown until its member object arrives.
           if (frame.data?.description?.type !== "offer") return undefined;
-          this.#addPeer({ userId: frame.from });
+          this.#addPeer({ userId: frame.from, publish: null });
         }
         this.mesh?.handleSignal(frame.from, frame.data);
         return undefined;
@@ -379,8 +412,7 @@ export class CallController extends EventTarget {
         if (!present.has(userId)) this.#removePeer(userId, "timeout");
       }
       for (const member of members) {
-        if (!this.peers.has(member.userId)) this.#addPeer(member);
-        else this.#memberState(member);
+        this.#addPeer(member); // a member we know is brought up to date
         if (!this.mesh.get(member.userId)) this.mesh.connect(member.userId);
       }
       this.mesh.heal();
@@ -390,7 +422,13 @@ export class CallController extends EventTarget {
   }
 
   #addPeer(member) {
-    if (!this.roster.add(member)) return;
+    if (!this.roster.add(member)) {
+      // Known already (from an early offer, or before a resume): bring it up to date.
+      const published = this.roster.setPublish(member);
+      const state = "muted" in member && this.roster.setState(member);
+      if (published || state) this.#changed();
+      return;
+    }
     this.emit("tavkit:user-enter", { userId: member.userId });
     this.reporter?.log("info", "user-enter", { peer: member.userId });
     this.#settle();
@@ -531,6 +569,9 @@ export class CallController extends EventTarget {
     this.signaling = null;
     this.mesh = null;
     this.localStream = null;
+    if (this.forcedOff.camera) this.self.camera = true;
+    if (this.forcedOff.muted) this.self.muted = false;
+    this.forcedOff = { muted: false, camera: false };
     this.pending = null;
     this.room = null;
     this.joinedAt = 0;

@@ -5,6 +5,10 @@
 // a refused permission is trtc 10001 (camera) / 10002 (microphone) and ends the
 // start; a device that cannot open is -1301 / -1302 and the call goes on with the
 // device that did open, as a call with only audio is still a call.
+//
+// Only the kinds the member may send are asked for (the caller passes them from the
+// privileges): a member who may send only audio is never asked for the camera, and
+// an audience member, who may send nothing, is never asked for anything.
 
 import { callError } from "./errors.js";
 
@@ -30,25 +34,34 @@ async function probe(constraints) {
 }
 
 /**
- * Open both devices.
+ * Open the devices of the kinds asked for (`kinds` = {audio, video}, both by default).
  *
  * Resolves to `{stream, errors, fatal, denied}`: `errors` are non-fatal device
  * failures to report, `fatal` (a CallError or null) means the call cannot start,
  * `denied` is "camera" or "microphone" when a permission was refused (the caller
- * shows the help dialog).
+ * shows the help dialog). Asked for nothing, it resolves at once to a null stream
+ * without touching navigator.mediaDevices.
  */
-export async function openLocalMedia(lang = "en", front = true) {
+export async function openLocalMedia(lang = "en", front = true, kinds = {}) {
+  const wantAudio = kinds.audio !== false;
+  const wantVideo = kinds.video !== false;
+  if (!wantAudio && !wantVideo) return { stream: null, errors: [], fatal: null, denied: null };
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     // Insecure origins (plain http on a non-localhost host) have no mediaDevices.
-    const err = callError("trtc", -1301, lang, "media devices need https or localhost");
+    const code = wantVideo ? -1301 : -1302;
+    const err = callError("trtc", code, lang, "media devices need https or localhost");
     return { stream: null, errors: [], fatal: err, denied: null };
   }
-  const both = await probe({ audio: AUDIO, video: videoConstraints(front) });
+  const both = await probe({
+    audio: wantAudio ? AUDIO : false,
+    video: wantVideo ? videoConstraints(front) : false,
+  });
   if (both.stream) return { stream: both.stream, errors: [], fatal: null, denied: null };
 
-  const video = await probe({ video: videoConstraints(front) });
-  const audio = await probe({ audio: AUDIO });
-  if (denied(video.err) || (denied(both.err) && !denied(audio.err))) {
+  // Asked for one kind, the first attempt was already that kind alone.
+  const video = !wantVideo ? {} : wantAudio ? await probe({ video: videoConstraints(front) }) : both;
+  const audio = !wantAudio ? {} : wantVideo ? await probe({ audio: AUDIO }) : both;
+  if (wantVideo && (denied(video.err) || (denied(both.err) && !denied(audio.err)))) {
     release(video.stream, audio.stream);
     const err = callError("trtc", 10001, lang, video.err?.message || both.err?.message || "");
     return { stream: null, errors: [], fatal: err, denied: "camera" };

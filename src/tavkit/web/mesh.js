@@ -22,6 +22,17 @@
 // left out of the video budget and of connections(); it is never nudged, restarted
 // or reported lost; a connection with it that fails or closes is simply dropped, and
 // its next offer (it repairs what it offered) makes a fresh one.
+//
+// Privileges (privileges.js): every transceiver gets the widest direction the
+// member's privileges allow, sending only with a track of that kind, both those we
+// create (an offerer has one audio and one video m-line whatever it sends) and those
+// the browser creates for a remote offer, before every offer and answer. So an
+// audience member answers a sendrecv offer with recvonly (inactive towards the
+// recorder) and a member without a receive bit never asks for that kind: the
+// server, which checks every relayed SDP, never has to refuse one of ours.
+
+import { allowedDirection, maySend } from "./privileges.js";
+import { PRIVILEGE } from "./protocol.js";
 
 const RESTARTS = 3; // ICE restarts before a peer is reported lost (trtc -1307)
 const SLOW_RESTART = 10000; // ms between the restarts of a peer reported lost
@@ -82,6 +93,7 @@ class Peer {
     pc.onnegotiationneeded = async () => {
       try {
         this.makingOffer = true;
+        this.#limitDirections();
         await pc.setLocalDescription();
         this.#send({ description: pc.localDescription.toJSON() });
         this.offerRetries = 0;
@@ -106,18 +118,40 @@ class Peer {
     pc.onconnectionstatechange = () => this.#connectionState();
   }
 
-  /** Add our tracks; the offerer also asks to receive kinds it does not send. */
+  /**
+   * Add the tracks we may send (addTrack, so JSEP pairs them with a remote offer's
+   * m-lines); the offerer also gets an m-line for each kind it does not send, as
+   * wide as the privileges allow (recvonly, or inactive without the receive bit).
+   */
   addLocalTracks(stream, offerer) {
+    const privileges = this.mesh.privileges;
     const kinds = new Set();
-    if (stream) {
-      for (const track of stream.getTracks()) {
-        this.pc.addTrack(track, stream);
-        kinds.add(track.kind);
-      }
+    for (const track of stream?.getTracks() || []) {
+      if (kinds.has(track.kind) || !maySend(track.kind, privileges)) continue;
+      this.pc.addTrack(track, stream);
+      kinds.add(track.kind);
     }
     if (offerer) {
       for (const kind of ["audio", "video"]) {
-        if (!kinds.has(kind)) this.pc.addTransceiver(kind, { direction: "recvonly" });
+        if (kinds.has(kind)) continue;
+        this.pc.addTransceiver(kind, { direction: allowedDirection(kind, privileges, false) });
+      }
+      this.#limitDirections(); // an answerer's are set once the offer has paired them
+    }
+  }
+
+  /** Give every transceiver the widest direction our privileges allow, and no wider. */
+  #limitDirections() {
+    const privileges = this.mesh.privileges;
+    for (const transceiver of this.pc.getTransceivers()) {
+      if (transceiver.direction === "stopped" || transceiver.currentDirection === "stopped") continue;
+      const kind = transceiver.receiver.track.kind;
+      const direction = allowedDirection(kind, privileges, Boolean(transceiver.sender.track));
+      if (transceiver.direction === direction) continue;
+      try {
+        transceiver.direction = direction;
+      } catch (err) {
+        this.#log("cannot set a transceiver's direction", err); // stopped meanwhile
       }
     }
   }
@@ -149,6 +183,7 @@ class Peer {
       await pc.setRemoteDescription(description);
       this.settingAnswer = false;
       if (description.type === "offer") {
+        this.#limitDirections(); // the m-lines the offer added ask to receive
         await pc.setLocalDescription();
         this.#send({ description: pc.localDescription.toJSON() });
       }
@@ -278,10 +313,12 @@ class Peer {
 export class Mesh {
   /**
    * `send(to, data)` carries a signal; `onChange(userId)` is told when a peer's
-   * status or stream changes; `onLost(userId)` when restarts are exhausted.
+   * status or stream changes; `onLost(userId)` when restarts are exhausted;
+   * `privileges` (the enter response's, default all) bound every transceiver.
    */
-  constructor({ selfId, iceServers, iceTransportPolicy, send, onChange, onLost, log }) {
+  constructor({ selfId, iceServers, iceTransportPolicy, send, onChange, onLost, log, privileges }) {
     this.selfId = selfId;
+    this.privileges = Number.isInteger(privileges) ? privileges : PRIVILEGE.ALL;
     // No default STUN: without the server's list the mesh uses host candidates only.
     this.rtcConfig = {
       iceServers: Array.isArray(iceServers) ? iceServers : [],

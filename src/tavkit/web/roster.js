@@ -6,6 +6,13 @@
 // members that arrived within USER_INFO_BATCH_MS of each other in one call, and only
 // for those still present when it asks. A name is kept after its member leaves, so
 // the chat can still say who wrote a message; a new call forgets them all.
+//
+// Each member keeps its `publish` bits (privileges.js): the tiles leave out a member
+// who publishes nothing (an audience member), who is still a member here. A member
+// first met through an early offer has `publish` null (unknown) until its member
+// object arrives.
+
+import { publishOf, publishes } from "./privileges.js";
 
 const USER_INFO_BATCH_MS = 50;
 
@@ -25,7 +32,7 @@ export class Roster {
     this.#self = self;
     this.#askInfo = askInfo;
     this.#onChange = onChange;
-    this.peers = new Map(); // userId → {userId, userName, avatarUrl, muted, camera, status, stream}
+    this.peers = new Map(); // userId → {userId, userName, avatarUrl, muted, camera, publish, status, stream}
     this.names = new Map(); // userId → userName from onUserInfoListener, kept after they leave
     this.infoQueue = new Set();
     this.infoTimer = null;
@@ -57,11 +64,28 @@ export class Roster {
       avatarUrl: "",
       muted: Boolean(member.muted),
       camera: member.camera !== false,
+      publish: member.publish === null ? null : publishOf(member),
       status: "connecting",
       stream: null,
     });
     this.#queueInfo(member.userId);
     return true;
+  }
+
+  /** A known member's publish bits, from a member object; whether they changed. */
+  setPublish(member) {
+    const peer = this.peers.get(member?.userId);
+    if (!peer || member.publish === null) return false;
+    const publish = publishOf(member);
+    if (peer.publish === publish) return false;
+    peer.publish = publish;
+    return true;
+  }
+
+  /** Whether `userId`'s tile is shown: it publishes something (known and not none). */
+  visible(userId) {
+    const publish = this.peers.get(userId)?.publish;
+    return publish !== null && publish !== undefined && publishes(publish);
   }
 
   /** Remove a member; whether it was there. */

@@ -26,6 +26,17 @@ const MAX_QUEUED = 500; // frames kept while reconnecting; negotiation needs the
 const GIVE_UP_SLACK = 5000; // ms past the heartbeat timeout before reconnecting stops
 const UNQUEUED = new Set(["message", "sync"]); // the chat resends these itself
 
+/**
+ * `token` percent-encoded so any token is a valid subprotocol (the server's always are;
+ * the server decodes): encodeURIComponent leaves `!'()*`, and `(` `)` are not allowed.
+ */
+function subprotocolSafe(token) {
+  return encodeURIComponent(token).replace(
+    /[!'()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
+}
+
 /** One member's signaling socket with resume, ping and an outbound queue. */
 export class Signaling {
   /**
@@ -35,7 +46,10 @@ export class Signaling {
    * ({code}) and "lost" ({error}).
    */
   constructor({ url, token, heartbeatInterval, heartbeatTimeout, onMessage, onStatus, lang }) {
-    this.url = `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`;
+    // The token rides in the handshake header (Sec-WebSocket-Protocol), never in the URL
+    // that access logs keep; the server answers "tavkit.v1".
+    this.url = url;
+    this.protocols = ["tavkit.v1", `tavkit.token.${subprotocolSafe(token)}`];
     this.intervalMs = Math.max(0.2, Number(heartbeatInterval) || 5) * 1000;
     this.timeoutMs = Math.max(1, Number(heartbeatTimeout) || 15) * 1000;
     // Silence that means a dead path: three missed pongs, but well inside the timeout.
@@ -156,7 +170,7 @@ export class Signaling {
     this.attempt = attempt;
     let ws;
     try {
-      ws = new WebSocket(this.url);
+      ws = new WebSocket(this.url, this.protocols);
     } catch (err) {
       this.#fail(callError("trtc", -1307, this.lang, `cannot open ${this.url}: ${err}`));
       return;

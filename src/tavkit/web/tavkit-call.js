@@ -6,6 +6,11 @@
 // and re-dispatches the controller's events as bubbling, composed CustomEvents.
 // The chat panel shows the text messages the controller delivered (chat-panel.js
 // builds the list).
+//
+// Tiles are for members who publish: none for us when our privileges let us send
+// nothing, none for a remote member whose `publish` bits are 0 (an audience member,
+// still counted among the participants). The microphone and camera buttons are
+// hidden for a kind we may not send.
 
 import { CallController } from "./controller.js";
 import { pickLang, translator } from "./i18n.js";
@@ -256,7 +261,7 @@ export class TavkitCall extends HTMLElement {
     const t = translator(this.#lang());
     const call = root.querySelector(".tv-call");
     const count = c.active ? c.peers.size + 1 : 0;
-    const layout = layoutFor(count);
+    const layout = layoutFor(this.#tileCount(c));
     call.dataset.state = c.state;
     call.dataset.layout = layout;
     call.lang = this.#lang() === "zh" ? "zh-CN" : "en";
@@ -265,6 +270,13 @@ export class TavkitCall extends HTMLElement {
     this.#renderChat(root, c, t);
     this.#fitGrid();
     this.#tickClock(c.active && c.joinedAt);
+  }
+
+  /** How many tiles the call shows: the members who publish, us included if we do. */
+  #tileCount(c) {
+    if (!c.active) return 0;
+    const remote = [...c.peers.keys()].filter((userId) => c.roster.visible(userId)).length;
+    return remote + (c.publishing ? 1 : 0);
   }
 
   #renderBars(root, c, t, count) {
@@ -288,6 +300,10 @@ export class TavkitCall extends HTMLElement {
     set("mute", "muteAria", "mute", c.self.muted ? icons.micOff : icons.mic, c.self.muted);
     set("camera", "cameraAria", "camera", c.self.camera ? icons.camera : icons.cameraOff, !c.self.camera);
     set("switch-camera", "switchCameraAria", "switchCamera", icons.switchCamera);
+    root.querySelector('[data-action="mute"]').hidden = !c.maySend("audio");
+    for (const action of ["camera", "switch-camera"]) {
+      root.querySelector(`[data-action="${action}"]`).hidden = !c.maySend("video");
+    }
     const unread = c.unread > 99 ? "99+" : String(c.unread);
     const badge = c.unread > 0 ? `<span class="tv-badge" aria-hidden="true">${unread}</span>` : "";
     set("chat", "chatAria", "chat", icons.chat + badge, c.chatOpen);
@@ -378,7 +394,7 @@ export class TavkitCall extends HTMLElement {
   #renderTiles(root, c, t, layout) {
     const stage = root.querySelector(".tv-stage");
     const wanted = new Map();
-    if (c.active && c.self.userId) {
+    if (c.active && c.self.userId && c.publishing) {
       wanted.set(c.self.userId, {
         local: true,
         name: c.self.userName || t("you"),
@@ -389,7 +405,10 @@ export class TavkitCall extends HTMLElement {
         stream: c.localStream,
         mirror: c.self.front,
       });
+    }
+    if (c.active) {
       for (const peer of c.peers.values()) {
+        if (!c.roster.visible(peer.userId)) continue; // an audience member: no empty tile
         wanted.set(peer.userId, { ...peer, local: false, name: peer.userName || peer.userId, mirror: false });
       }
     }

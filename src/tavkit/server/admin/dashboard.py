@@ -29,6 +29,7 @@ from tavkit.errors import ServerCode, ServerError
 from tavkit.server.auth import CredentialsDep, authenticate
 from tavkit.server.context import context_of
 from tavkit.server.errors import error_response
+from tavkit.server.http import error_responses
 from tavkit.server.store.db import Store, storage_errors
 from tavkit.server.store.logs_models import ClientLogRow, QualitySampleRow
 from tavkit.server.store.models import MemberRow, SessionRow
@@ -148,29 +149,32 @@ async def dashboard_page() -> Response:
     if not index.is_file():
         missing = ServerError(ServerCode.BAD_REQUEST, "the dashboard is not installed")
         return error_response(missing, status=404)
-    # The page holds a credential in sessionStorage: keep it out of frames and caches.
-    headers = {
-        "Cache-Control": "no-store",
-        "X-Frame-Options": "DENY",
-        "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
-        "Referrer-Policy": "no-referrer",
-    }
+    # The page holds a credential in sessionStorage. Frames, caches and referrers are
+    # kept out for every response (tavkit.server.headers); this page also runs nothing
+    # but its own files.
+    headers = {"Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'"}
     return FileResponse(index, media_type="text/html", headers=headers)
 
 
 @router.get(
     "/v1/admin/sessions",
     response_model=SessionsResponse,
+    responses=error_responses(400, 401, 422, 429, 503),
     tags=["admin"],
 )
 async def admin_sessions(
     request: Request,
     creds: CredentialsDep,
     limit: Annotated[int, Query(ge=1, le=MAX_SESSIONS)] = DEFAULT_SESSIONS,
-    before: Annotated[float | None, Query(description="Sessions opened before this time.")] = None,
+    before: Annotated[
+        float | None,
+        Query(allow_inf_nan=False, description="Sessions opened before this time."),
+    ] = None,
 ) -> Any:
     """The caller's app's sessions, open and closed, newest first (admin only)."""
     ctx = context_of(request)
+    ctx.limits.address(request)
     caller = authenticate(ctx, creds, admin=True)
+    ctx.limits.user("admin", caller)
     sessions = await list_sessions(ctx.store, caller.sdk_app_id, limit=limit, before=before)
     return {"sessions": sessions}

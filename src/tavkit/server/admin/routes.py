@@ -1,4 +1,8 @@
-"""REST v1 for the app's admin: open rooms, close a room, remove a member."""
+"""REST v1 for the app's admin: open rooms, close a room, remove a member.
+
+Every route spends a token of the client address's bucket, then of the admin's
+(:mod:`tavkit.server.ratelimit`: 429 with server 10004 past either).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ from pydantic import BaseModel
 from tavkit.server.auth import CredentialsDep, authenticate
 from tavkit.server.context import context_of
 from tavkit.server.http import (
-    COMMON_ERRORS,
     EMPTY_BODY,
     MemberBody,
     RoomId,
@@ -43,11 +46,18 @@ class AdminRoomsResponse(BaseModel):
 api = APIRouter(prefix="/v1")
 
 
-@api.get("/admin/rooms", response_model=AdminRoomsResponse, responses=COMMON_ERRORS, tags=["admin"])
+@api.get(
+    "/admin/rooms",
+    response_model=AdminRoomsResponse,
+    responses=error_responses(400, 401, 422, 429, 503),
+    tags=["admin"],
+)
 async def admin_rooms(request: Request, creds: CredentialsDep) -> dict[str, Any]:
     """The caller's app's open rooms and their members (admin only)."""
     ctx = context_of(request)
+    ctx.limits.address(request)
     caller = authenticate(ctx, creds, admin=True)
+    ctx.limits.user("admin", caller)
     rooms = await open_rooms(ctx.store, caller.sdk_app_id)
     return {"rooms": [room.to_wire() for room in rooms]}
 
@@ -55,15 +65,17 @@ async def admin_rooms(request: Request, creds: CredentialsDep) -> dict[str, Any]
 @api.post(
     "/admin/rooms/{roomId}/close",
     response_model=RoomUuidResponse,
-    responses=error_responses(400, 401, 410, 422, 503),
+    responses=error_responses(400, 401, 410, 422, 429, 503),
     openapi_extra=EMPTY_BODY,
     tags=["admin"],
 )
 async def admin_close(request: Request, room_id: RoomId, creds: CredentialsDep) -> dict[str, Any]:
     """Close the room's open session; every member leaves with reason ``closed``."""
     ctx = context_of(request)
+    ctx.limits.address(request)
     await json_body(request)
     caller = authenticate(ctx, creds, admin=True)
+    ctx.limits.user("admin", caller)
     room_uuid = await ctx.rooms.close(caller.sdk_app_id, room_id)
     return {"roomUuid": str(room_uuid)}
 
@@ -71,7 +83,7 @@ async def admin_close(request: Request, room_id: RoomId, creds: CredentialsDep) 
 @api.post(
     "/admin/rooms/{roomId}/users/{userId}/remove",
     response_model=RoomUuidResponse,
-    responses=error_responses(400, 401, 410, 422, 503),
+    responses=error_responses(400, 401, 410, 422, 429, 503),
     openapi_extra=EMPTY_BODY,
     tags=["admin"],
 )
@@ -80,7 +92,9 @@ async def admin_remove(
 ) -> dict[str, Any]:
     """Remove one member from the room (reason ``removed``)."""
     ctx = context_of(request)
+    ctx.limits.address(request)
     await json_body(request)
     caller = authenticate(ctx, creds, admin=True)
+    ctx.limits.user("admin", caller)
     room_uuid = await ctx.rooms.remove(caller.sdk_app_id, room_id, user_id)
     return {"roomUuid": str(room_uuid)}

@@ -1,4 +1,8 @@
-"""REST v1 for in-call message history (``GET /v1/sessions/{uuid}/messages``)."""
+"""REST v1 for in-call message history (``GET /v1/sessions/{uuid}/messages``).
+
+Each read spends a token of the client address's bucket, then of the caller's
+``history`` bucket (:mod:`tavkit.server.ratelimit`), before the database is asked.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
 from tavkit.protocol import MAX_SEQ
-from tavkit.server.auth import CredentialsDep
+from tavkit.server.auth import CredentialsDep, authenticate
 from tavkit.server.context import context_of
 from tavkit.server.http import (
     SessionUuid,
@@ -35,7 +39,7 @@ api = APIRouter(prefix="/v1")
 @api.get(
     "/sessions/{uuid}/messages",
     response_model=MessagesResponse,
-    responses=error_responses(400, 401, 404, 422, 503),
+    responses=error_responses(400, 401, 404, 422, 429, 503),
     tags=["sessions"],
 )
 async def messages(
@@ -48,6 +52,9 @@ async def messages(
     ] = DEFAULT_HISTORY_LIMIT,
 ) -> Any:
     """A session's in-call messages, also after it closed (its members, ever, and the admin)."""
+    ctx = context_of(request)
+    ctx.limits.address(request)
+    ctx.limits.user("history", authenticate(ctx, creds))
     record = await visible_session(request, room_uuid, creds)
     page = await context_of(request).messages.history(record.room_uuid, after=after, limit=limit)
     return {

@@ -6,7 +6,7 @@ A message's life::
         already stored (session, sender, clientMsgId)?  -> the stored one, duplicate
         UPDATE room_sessions SET last_msg_seq = last_msg_seq + 1 ... RETURNING
         INSERT messages (seq = that number)
-    commit --> publish {"kind": "message", "message": {...}} on session:{uuid}
+    commit --> publish MessageEvent (kind "message") on session:{uuid}
            --> every socket of the session sends it as a ``message`` frame
 
 The counter lives on the session row and is bumped in the insert's transaction, so
@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tavkit.errors import ServerCode, ServerError, TAvKitError
 from tavkit.protocol import ChatMessage, MessageKind, SendMessage, TokenBucket
 from tavkit.server.bus import Bus, session_channel
+from tavkit.server.events import MessageEvent
 from tavkit.server.store.db import Store, storage_errors
 from tavkit.server.store.models import MessageRow, SessionRow
 from tavkit.server.store.unit_of_work import Outbox, transaction
@@ -138,9 +139,8 @@ class MessageService:
                 stored, duplicate = await self._store_once(room_uuid, sender, msg)
                 if duplicate:
                     return Posted(stored, duplicate=True)
-                event = {"kind": "message", "message": stored.to_wire()}
                 try:
-                    await self._bus.publish(session_channel(room_uuid), event)
+                    await self._bus.publish(session_channel(room_uuid), MessageEvent(stored))
                 except TAvKitError as exc:
                     logger.warning("message %d of %s not published: %s", stored.seq, room_uuid, exc)
                     return Posted(stored, published=False)

@@ -12,11 +12,15 @@ The order of checks on ingest, and why:
 2. credentials, from the ``X-TAvKit-*`` headers or, for ``navigator.sendBeacon``
    which cannot set headers, from the body's ``auth`` object; both are verified
    the same way (10005) - so an anonymous caller learns nothing more;
-3. a token bucket per user (2 batches/s, bursts of 20): past it, 429 with server
-   10004 and ``Retry-After``;
+3. a token bucket per user (2 batches/s, bursts of 20), after the client address's
+   bucket (:mod:`tavkit.server.ratelimit`, checked first of all): past either, 429
+   with server 10004 and ``Retry-After``;
 4. the batch itself (:mod:`._logs_wire`: types, ranges, lengths, 500 items; 10004);
-5. the session: unknown or another app's is 14007, and a caller who never was a
-   member of it is 10005 - a user can only report about calls they were in.
+5. the app's daily cap on stored items: past it, 429 with server 10004 and a
+   ``Retry-After`` until midnight UTC (:mod:`tavkit.server.logs.service`);
+6. the session: unknown or another app's is 14007, a caller who never was a
+   member of it is 10005 - a user can only report about calls they were in - and
+   one closed more than 5 minutes ago is 14003 (HTTP 410).
 
 A batch is stored in one transaction or not at all, then handed to the
 forwarder (if one is configured), which never makes the request wait.
@@ -42,13 +46,13 @@ from tavkit.server.auth import (
     credentials,
 )
 from tavkit.server.context import context_of
-from tavkit.server.errors import error_response
-from tavkit.server.http import SessionUuid, json_body
+from tavkit.server.http import SessionUuid, error_responses, json_body
 from tavkit.server.logformat import log_context
 from tavkit.server.logs.forwarder import Forwarder, ForwarderConfig
 from tavkit.server.logs.service import LogService
 from tavkit.server.logs.wire import body_credentials, parse_batch
 from tavkit.server.metrics import Metrics, counter_family, gauge_family
+from tavkit.server.ratelimit import RateLimited
 from tavkit.server.settings import Settings
 from tavkit.server.store.db import storage_errors
 from tavkit.server.store.models import MemberRow, SessionRow
@@ -188,13 +192,14 @@ _INGEST_BODY: Final = {
 @router.post(
     "/logs",
     response_model=IngestResponse,
-    responses={status: {"model": ErrorDoc} for status in (400, 401, 404, 422, 429, 503)},
+    responses=error_responses(400, 401, 404, 410, 422, 429, 503),
     openapi_extra=_INGEST_BODY,
 )
 async def ingest(request: Request) -> Any:
     """Store a batch of log lines and quality samples for a session the caller was in."""
     ctx = context_of(request)
     service = context_of(request).logs
+    ctx.limits.address(request)
     body = await json_body(request)
     if body is None:
         raise ServerError(ServerCode.BAD_REQUEST, "the body must be a JSON object")
@@ -210,12 +215,8 @@ async def ingest(request: Request) -> Any:
             }
         creds = credentials(raw.get("sdkAppId"), raw.get("userId"), raw.get("userSig"), None)
         caller = authenticate(ctx, creds)
-        if not service.allow(caller):
-            service.refused("rate")
-            limited = ServerError(
-                ServerCode.INVALID_PARAMETER, "rate limited: too many log batches"
-            )
-            return error_response(limited, status=429, **{"Retry-After": "1"})
+        stage = "rate"
+        service.limit(caller)
         stage = "invalid"
         now = time.time()
         batch = parse_batch(body, now=now)
@@ -224,7 +225,7 @@ async def ingest(request: Request) -> Any:
             await service.ingest(caller, batch, now=now)
     except TAvKitError as exc:
         if exc.code != ServerCode.DATABASE:
-            service.refused(stage)
+            service.refused(exc.reason if isinstance(exc, RateLimited) else stage)
         raise
     return {
         "roomUuid": str(batch.room_uuid),
@@ -268,14 +269,17 @@ UserFilter = Annotated[
         alias="userId", pattern=f"^{USER_ID_RE.pattern}$", description="Only this user's entries."
     ),
 ]
-Since = Annotated[float | None, Query(description="Only entries after this time (Unix seconds).")]
+Since = Annotated[
+    float | None,
+    Query(allow_inf_nan=False, description="Only entries after this time (Unix seconds)."),
+]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="At most this many entries.")]
 
 
 @router.get(
     "/sessions/{uuid}/logs",
     response_model=LogsResponse,
-    responses={status: {"model": ErrorDoc} for status in (401, 404, 422, 503)},
+    responses=error_responses(400, 401, 404, 422, 503),
 )
 async def session_logs(
     request: Request,
@@ -296,7 +300,7 @@ async def session_logs(
 @router.get(
     "/sessions/{uuid}/quality",
     response_model=QualityResponse,
-    responses={status: {"model": ErrorDoc} for status in (401, 404, 422, 503)},
+    responses=error_responses(400, 401, 404, 422, 503),
 )
 async def session_quality(
     request: Request,

@@ -4,33 +4,47 @@
 stores an accepted batch in one transaction (after checking the caller was in the
 session), reads entries back in time order, and turns a batch into the flat
 documents the forwarder ships to Elasticsearch or OpenSearch.
+
+Two limits keep the tables from growing without bound:
+
+* **Late batches.** A member's last flush arrives after it hung up, so a closed
+  session takes batches for :data:`LATE_GRACE` (5 minutes) more; after that they are
+  server 14003 "the room is closed" (HTTP 410, the same refusal a message to a closed
+  session gets), which the reporters drop rather than retry.
+* **A daily cap per app.** At most ``daily_cap`` items (log lines plus quality
+  samples) a UTC day; a batch that would pass it is refused whole with
+  :class:`~tavkit.server.ratelimit.RateLimited` (429, server 10004, ``Retry-After``
+  until midnight UTC), so the reporters keep it and try later. Each process counts
+  what it stored, starting from what the database held when it first saw the app
+  that day; replicas do not share counts, so with several the cap is per replica
+  at worst.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.errors import ServerCode, ServerError
-from tavkit.protocol import TokenBucket
 from tavkit.server.auth import Caller
 from tavkit.server.logs.forwarder import Forwarder
 from tavkit.server.logs.wire import LogBatch
 from tavkit.server.metrics import Metrics
+from tavkit.server.ratelimit import BucketTable, Limit, RateLimited
 from tavkit.server.store.db import Store, storage_errors
 from tavkit.server.store.logs_models import ClientLogRow, QualitySampleRow
 from tavkit.server.store.models import MemberRow, SessionRow
 from tavkit.server.store.unit_of_work import Outbox, transaction
 
-__all__ = ["BURST", "MAX_TRACKED_USERS", "RATE", "LogService"]
+__all__ = ["BURST", "DAILY_CAP", "LATE_GRACE", "MAX_TRACKED_USERS", "RATE", "LogService"]
 
 RATE: Final = 2.0
 """Batches per second a user may send on average."""
@@ -38,6 +52,11 @@ BURST: Final = 20.0
 """Batches a user may send at once (a reconnecting client flushing its backlog)."""
 MAX_TRACKED_USERS: Final = 10_000
 """Rate buckets kept; the least recently used one is forgotten (it restarts full)."""
+LATE_GRACE: Final = 300.0
+"""Seconds after its session closed that a batch is still taken (a member's last flush)."""
+DAILY_CAP: Final = 500_000
+"""Items (log lines plus quality samples) an app may store per UTC day, by default."""
+_DAY: Final = 86400.0
 
 _QUALITY_WIRE: Final = (
     ("rttMs", "rtt_ms"),
@@ -72,25 +91,30 @@ class LogService:
         forwarder: Forwarder | None = None,
         rate: float = RATE,
         burst: float = BURST,
+        daily_cap: int = DAILY_CAP,
+        late_grace: float = LATE_GRACE,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self.forwarder = forwarder
-        self._rate = rate
-        self._burst = burst
-        self._buckets: OrderedDict[tuple[int, str], TokenBucket] = OrderedDict()
+        self._buckets: BucketTable[tuple[int, str]] = BucketTable(
+            Limit(rate, burst), max_keys=MAX_TRACKED_USERS
+        )
+        self._daily_cap = daily_cap
+        self._late_grace = late_grace
+        self._today: dict[int, tuple[int, int]] = {}
+        """Per app: (UTC day number, items stored that day as far as this process knows)."""
+        self._seeding = asyncio.Lock()
 
     def allow(self, caller: Caller) -> bool:
         """Spend one token of the caller's bucket; False when they are over the rate."""
-        key = (caller.sdk_app_id, caller.user_id)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(self._rate, self._burst)
-            while len(self._buckets) > MAX_TRACKED_USERS:
-                self._buckets.popitem(last=False)
-        else:
-            self._buckets.move_to_end(key)
-        return bucket.allow()
+        return not self._buckets.take((caller.sdk_app_id, caller.user_id))
+
+    def limit(self, caller: Caller) -> None:
+        """Spend one token of the caller's bucket; :class:`RateLimited` when none is left."""
+        wait = self._buckets.take((caller.sdk_app_id, caller.user_id))
+        if wait:
+            raise RateLimited("too many log batches", wait)
 
     def refused(self, reason: str) -> None:
         """Count a refused batch (``invalid``, ``auth``, ``rate``, ``session``)."""
@@ -98,12 +122,24 @@ class LogService:
             self.metrics.log_refused.labels(reason=reason).inc()
 
     async def ingest(self, caller: Caller, batch: LogBatch, *, now: float) -> None:
-        """Store ``batch`` for ``caller`` if they were in its session; then forward it."""
+        """Store ``batch`` for ``caller`` if they were in its session; then forward it.
+
+        ``now`` is the server's clock (the rows' ``received_at``): the late-batch and
+        daily-cap checks read it, so tests move it instead of sleeping.
+        """
+        items = len(batch.logs) + len(batch.quality)
+        await self._reserve(caller.sdk_app_id, items, now)
 
         async def run(s: AsyncSession, _out: Outbox) -> _Session:
             row = await s.get(SessionRow, batch.room_uuid)
             if row is None or row.sdk_app_id != caller.sdk_app_id:
                 raise ServerError(ServerCode.SESSION_NOT_FOUND, f"no session {batch.room_uuid}")
+            if row.closed_at is not None and now - row.closed_at > self._late_grace:
+                raise ServerError(
+                    ServerCode.ROOM_CLOSED,
+                    f"session {batch.room_uuid} closed {now - row.closed_at:.0f} s ago; "
+                    f"logs are taken up to {self._late_grace:.0f} s after a session closes",
+                )
             was_member = await s.scalar(
                 select(
                     exists().where(
@@ -121,10 +157,67 @@ class LogService:
             s.add_all(_quality_rows(batch, caller.user_id, now))
             return _Session(row.id, row.sdk_app_id, row.room_id)
 
-        session = await transaction(self.store, "storing client logs", run)
+        try:
+            session = await transaction(self.store, "storing client logs", run)
+        except BaseException:
+            self._release(caller.sdk_app_id, items, now)
+            raise
         self._count(batch)
         if self.forwarder is not None:
             self.forwarder.submit(_documents(session, caller.user_id, batch))
+
+    async def _reserve(self, sdk_app_id: int, items: int, now: float) -> None:
+        """Count ``items`` against the app's cap for today; :class:`RateLimited` past it."""
+        if not self._daily_cap or not items:
+            return
+        day = int(now // _DAY)
+        known = self._today.get(sdk_app_id)
+        if known is None or known[0] != day:
+            async with self._seeding:
+                known = self._today.get(sdk_app_id)
+                if known is None or known[0] != day:
+                    stored = await self._stored_since(sdk_app_id, day * _DAY)
+                    known = self._today[sdk_app_id] = (day, stored)
+        count = known[1]
+        if count + items > self._daily_cap:
+            raise RateLimited(
+                f"app {sdk_app_id} has stored its {self._daily_cap} log items for today (UTC)",
+                (day + 1) * _DAY - now,
+                reason="quota",
+            )
+        self._today[sdk_app_id] = (day, count + items)
+
+    def _release(self, sdk_app_id: int, items: int, now: float) -> None:
+        """Give back what :meth:`_reserve` counted for a batch that was not stored."""
+        known = self._today.get(sdk_app_id)
+        if items and known is not None and known[0] == int(now // _DAY):
+            self._today[sdk_app_id] = (known[0], max(0, known[1] - items))
+
+    async def _stored_since(self, sdk_app_id: int, since: float) -> int:
+        """Items the app's sessions stored since ``since``, as the database has them.
+
+        Only sessions open then, or closed less than the late grace before, can have
+        any, which keeps the count on the session indexes.
+        """
+        sessions = select(SessionRow.id).where(
+            SessionRow.sdk_app_id == sdk_app_id,
+            or_(SessionRow.closed_at.is_(None), SessionRow.closed_at >= since - self._late_grace),
+        )
+
+        async def run(s: AsyncSession, _out: Outbox) -> int:
+            total = 0
+            for table in (ClientLogRow, QualitySampleRow):
+                total += int(
+                    await s.scalar(
+                        select(func.count())
+                        .select_from(table)
+                        .where(table.session_id.in_(sessions), table.received_at >= since)
+                    )
+                    or 0
+                )
+            return total
+
+        return await transaction(self.store, "counting today's client logs", run, readonly=True)
 
     def _count(self, batch: LogBatch) -> None:
         metrics = self.metrics

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from tavkit.errors import ServerCode, ServerError, lookup
+from tavkit.protocol import json_problem
 from tavkit.server.store.logs_models import LOG_LEVELS
 
 __all__ = [
@@ -127,6 +128,17 @@ def _text(value: Any, where: str, pattern: re.Pattern[str], hint: str) -> str:
     return value
 
 
+def _storable(value: Any, where: str) -> None:
+    """What is stored must read back: :func:`~tavkit.protocol.json_problem`'s rule.
+
+    The request body was held to it whole on arrival (``json_body``); this keeps the
+    rule with the fields that are stored, whoever calls :func:`parse_batch`.
+    """
+    problem = json_problem(value, where)
+    if problem is not None:
+        raise problem
+
+
 def _keys(item: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
     unknown = sorted(set(item) - allowed)
     if unknown:
@@ -158,6 +170,7 @@ def _log_item(raw: Any, where: str, offset: float, now: float) -> LogItem:
     if data is not None:
         if not isinstance(data, dict):
             raise _bad(f"{where}.data", "expected an object")
+        _storable(data, f"{where}.data")
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         if len(text.encode()) > MAX_DATA_BYTES:
             raise _bad(f"{where}.data", f"over {MAX_DATA_BYTES} bytes once serialised")
@@ -177,6 +190,9 @@ def _seed_error(raw: Any, where: str) -> tuple[str, int, str]:
         raise _bad(where, f"{module}:{code} is not one of the seed's error codes") from None
     if not isinstance(message, str) or len(message) > MAX_ERROR_MSG:
         raise _bad(f"{where}.errorMsg", f"expected a string of at most {MAX_ERROR_MSG} characters")
+    _storable(message, f"{where}.errorMsg")
+    if "\x00" in message:  # a text column (PostgreSQL's above all) cannot hold NUL
+        raise _bad(f"{where}.errorMsg", "expected text without NUL characters")
     return known.module.value, int(known), message
 
 

@@ -163,7 +163,7 @@ async def download_recording(
 @router.delete(
     "/sessions/{uuid}/recordings/{id}",
     response_model=DeletedResponse,
-    responses=error_responses(400, 401, 404, 422, 503),
+    responses=error_responses(400, 401, 404, 422, 429, 503),
     tags=["recordings"],
 )
 async def delete_recording(
@@ -171,7 +171,8 @@ async def delete_recording(
 ) -> dict[str, Any]:
     """Admin: remove a recording's file and row (not while it is being written: 10004)."""
     ctx = context_of(request)
-    authenticate(ctx, creds, admin=True)
+    ctx.limits.address(request)
+    ctx.limits.user("admin", authenticate(ctx, creds, admin=True))
     record = await visible_session(request, room_uuid, creds)
     rec = await _recording(request, record, recording_id)
     if rec.status == "recording":
@@ -193,13 +194,15 @@ async def delete_recording(
 @router.get(
     "/admin/recording",
     response_model=PolicyResponse,
-    responses=error_responses(401, 503),
+    responses=error_responses(400, 401, 429, 503),
     tags=["admin"],
 )
 async def get_policy(request: Request, creds: CredentialsDep) -> dict[str, Any]:
     """The app's recording policy (admin only)."""
     ctx = context_of(request)
+    ctx.limits.address(request)
     caller = authenticate(ctx, creds, admin=True)
+    ctx.limits.user("admin", caller)
     policy, default = await recordings_of(request).policy(caller.sdk_app_id)
     return {"sdkAppId": caller.sdk_app_id, "policy": policy, "default": default}
 
@@ -207,7 +210,7 @@ async def get_policy(request: Request, creds: CredentialsDep) -> dict[str, Any]:
 @router.put(
     "/admin/recording",
     response_model=PolicyResponse,
-    responses=error_responses(400, 401, 422, 503),
+    responses=error_responses(400, 401, 422, 429, 503),
     openapi_extra={
         "requestBody": {
             "content": {
@@ -229,8 +232,10 @@ async def get_policy(request: Request, creds: CredentialsDep) -> dict[str, Any]:
 async def put_policy(request: Request, creds: CredentialsDep) -> dict[str, Any]:
     """Set the app's recording policy; ``null`` goes back to the ``--recording`` default."""
     ctx = context_of(request)
+    ctx.limits.address(request)
     body = await json_body(request) or {}
     caller = authenticate(ctx, creds, admin=True)
+    ctx.limits.user("admin", caller)
     policy = body.get("policy", ...)
     if policy is not None and policy not in RECORDING_POLICIES:
         raise ServerError(
@@ -243,14 +248,16 @@ async def put_policy(request: Request, creds: CredentialsDep) -> dict[str, Any]:
 @router.post(
     "/admin/rooms/{roomId}/recording/start",
     response_model=RecordingStateResponse,
-    responses=error_responses(400, 401, 410, 422, 503),
+    responses=error_responses(400, 401, 410, 422, 429, 503),
     tags=["admin"],
 )
 async def start_recording(request: Request, room_id: RoomId, creds: CredentialsDep) -> Any:
     """Record the room's open session from now on (14003 none open, 10004 policy ``off``)."""
     ctx = context_of(request)
+    ctx.limits.address(request)
     await json_body(request)
     caller = authenticate(ctx, creds, admin=True)
+    ctx.limits.user("admin", caller)
     service = recordings_of(request)
     room_uuid = await _open_session(request, caller.sdk_app_id, room_id)
     policy, _default = await service.policy(caller.sdk_app_id)
@@ -265,14 +272,16 @@ async def start_recording(request: Request, room_id: RoomId, creds: CredentialsD
 @router.post(
     "/admin/rooms/{roomId}/recording/stop",
     response_model=RecordingStateResponse,
-    responses=error_responses(400, 401, 410, 422, 503),
+    responses=error_responses(400, 401, 410, 422, 429, 503),
     tags=["admin"],
 )
 async def stop_recording(request: Request, room_id: RoomId, creds: CredentialsDep) -> Any:
     """Stop recording the room's open session, finalising its files (14003 none open)."""
     ctx = context_of(request)
+    ctx.limits.address(request)
     await json_body(request)
     caller = authenticate(ctx, creds, admin=True)
+    ctx.limits.user("admin", caller)
     service = recordings_of(request)
     room_uuid = await _open_session(request, caller.sdk_app_id, room_id)
     await service.stop(room_uuid)

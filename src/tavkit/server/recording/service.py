@@ -52,9 +52,17 @@ from av.frame import Frame
 from tavkit.client.peer import PeerLink
 from tavkit.errors import ServerCode, ServerError, TAvKitError
 from tavkit.ice import configuration
-from tavkit.protocol import FrameError, SignalData, parse_signal_data
+from tavkit.protocol import SignalData
 from tavkit.recording import ParticipantRecorder, RecordingInfo, probe
 from tavkit.server.bus import Bus, session_channel
+from tavkit.server.events import (
+    Event,
+    MemberJoinedEvent,
+    MemberLeftEvent,
+    RoomClosedEvent,
+    SignalEvent,
+    SocketOpenEvent,
+)
 from tavkit.server.ice import filter_signal, ice_servers_for
 from tavkit.server.recording import rows
 from tavkit.server.rooms.service import RoomService, recorder_id
@@ -178,33 +186,30 @@ class SessionRecorder:
         rooms = self._service.rooms
         return await rooms.open_session_of(self.sdk_app_id, self.room_id) == self.room_uuid
 
-    def _on_event(self, event: dict[str, Any]) -> bool:
+    def _on_event(self, event: Event) -> bool:
         """Act on one bus event; False once the session has closed."""
-        kind = event.get("kind")
-        if kind == "signal":
-            if event.get("to") == self.user_id:
-                stint = self._stints.get(str(event.get("from")))
+        if isinstance(event, SignalEvent):
+            if event.to == self.user_id:
+                # The bus checked the data when it read the event back (events.parse).
+                stint = self._stints.get(event.sender)
                 if stint is not None and stint.link is not None:
-                    try:
-                        stint.link.handle(parse_signal_data(event["data"]))
-                    except FrameError as exc:  # relayed signals were checked; be safe anyway
-                        self._log(logging.WARNING, "bad signal from %s: %s", stint.user_id, exc)
-        elif kind == "member-joined":
-            self._members[event["member"]["userId"]] = event["connectionId"]
-        elif kind == "socket-open":
-            user_id, connection_id = event["userId"], event["connectionId"]
+                    stint.link.handle(event.data)
+        elif isinstance(event, MemberJoinedEvent):
+            self._members[event.member.user_id] = event.connection_id
+        elif isinstance(event, SocketOpenEvent):
+            user_id, connection_id = event.user_id, event.connection_id
             current = self._stints.get(user_id)
             live = self._members.get(user_id) == connection_id
             if live and (current is None or current.connection_id != connection_id):
                 self._begin(user_id, connection_id)
-        elif kind == "member-left":
-            user_id, connection_id = event["userId"], event.get("connectionId")
+        elif isinstance(event, MemberLeftEvent):
+            user_id, connection_id = event.user_id, event.connection_id
             if self._members.get(user_id) == connection_id:
                 del self._members[user_id]
             stint = self._stints.get(user_id)
             if stint is not None and stint.connection_id == connection_id:
                 self._spawn_finish(self._stints.pop(user_id))
-        elif kind == "room-closed":
+        elif isinstance(event, RoomClosedEvent):
             return False
         return True
 
@@ -336,13 +341,7 @@ class SessionRecorder:
             allowed = filter_signal(data, self._settings.ice_allowed_networks)
             if allowed is None:
                 return
-            event = {
-                "kind": "signal",
-                "from": self.user_id,
-                "to": user_id,
-                "data": allowed.to_wire(),
-            }
-            await bus.publish(self._channel, event)
+            await bus.publish(self._channel, SignalEvent(self.user_id, user_id, allowed))
 
         return send
 

@@ -1,7 +1,9 @@
 """REST v1 for rooms and sessions (``docs/protocol.md`` section 1).
 
 Handlers are thin: read the credentials (:mod:`tavkit.server.auth`), call the room
-service or the ledger, shape the answer.
+service or the ledger, shape the answer. ``enter``, ``heartbeat`` and ``exit`` spend
+a token of the client address's bucket, then of the user's
+(:mod:`tavkit.server.ratelimit`: 429 with server 10004 past either).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
+from tavkit.auth import Privilege
 from tavkit.server.auth import CredentialsDep, authenticate
 from tavkit.server.context import context_of
 from tavkit.server.http import (
@@ -104,7 +107,7 @@ api = APIRouter(prefix="/v1")
 @api.post(
     "/rooms/{roomId}/enter",
     response_model=EnterResponse,
-    responses=error_responses(400, 401, 403, 409, 422, 503),
+    responses=error_responses(400, 401, 403, 409, 422, 429, 503),
     openapi_extra=EMPTY_BODY,
     tags=["rooms"],
 )
@@ -115,10 +118,16 @@ async def enter(request: Request, room_id: RoomId, creds: CredentialsDep) -> dic
     sdkAppId), server 14000 (room full).
     """
     ctx = context_of(request)
+    ctx.limits.address(request)
     await json_body(request)
     caller = authenticate(ctx, creds, entering_room=room_id)
+    ctx.limits.user("enter", caller)
     result = await ctx.rooms.enter(
-        caller.sdk_app_id, room_id, caller.user_id, privileges=caller.privileges
+        caller.sdk_app_id,
+        room_id,
+        caller.user_id,
+        privileges=caller.privileges,
+        may_create=bool(caller.privileges & Privilege.CREATE),
     )
     settings = ctx.settings
     token = mint(
@@ -128,6 +137,7 @@ async def enter(request: Request, room_id: RoomId, creds: CredentialsDep) -> dic
         user_id=caller.user_id,
         connection_id=result.connection_id,
         ttl=settings.socket_token_ttl,
+        privileges=caller.privileges,
     )
     return {
         "roomUuid": str(result.room_uuid),
@@ -148,15 +158,17 @@ async def enter(request: Request, room_id: RoomId, creds: CredentialsDep) -> dic
 @api.post(
     "/rooms/{roomId}/heartbeat",
     response_model=HeartbeatResponse,
-    responses=error_responses(400, 401, 409, 410, 422, 503),
+    responses=error_responses(400, 401, 409, 410, 422, 429, 503),
     openapi_extra=EMPTY_BODY,
     tags=["rooms"],
 )
 async def heartbeat(request: Request, room_id: RoomId, creds: CredentialsDep) -> dict[str, Any]:
     """Tell the server the caller is still in the room (14002 other room, 14003/14004 gone)."""
     ctx = context_of(request)
+    ctx.limits.address(request)
     await json_body(request)
     caller = authenticate(ctx, creds)
+    ctx.limits.user("heartbeat", caller)
     room_uuid = await ctx.rooms.heartbeat(caller.sdk_app_id, room_id, caller.user_id)
     return {"roomUuid": str(room_uuid), "heartbeatInterval": ctx.settings.heartbeat_interval}
 
@@ -164,15 +176,17 @@ async def heartbeat(request: Request, room_id: RoomId, creds: CredentialsDep) ->
 @api.post(
     "/rooms/{roomId}/exit",
     response_model=RoomUuidResponse,
-    responses=error_responses(400, 401, 409, 410, 422, 503),
+    responses=error_responses(400, 401, 409, 410, 422, 429, 503),
     openapi_extra=EMPTY_BODY,
     tags=["rooms"],
 )
 async def exit_room(request: Request, room_id: RoomId, creds: CredentialsDep) -> dict[str, Any]:
     """Leave the room; the session closes shortly after its last member leaves."""
     ctx = context_of(request)
+    ctx.limits.address(request)
     await json_body(request)
     caller = authenticate(ctx, creds)
+    ctx.limits.user("exit", caller)
     room_uuid = await ctx.rooms.exit(caller.sdk_app_id, room_id, caller.user_id)
     return {"roomUuid": str(room_uuid)}
 

@@ -33,9 +33,16 @@ from typing import Final, TypeVar, cast
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tavkit.errors import ServerCode, ServerError
-from tavkit.protocol import Member
+from tavkit.auth import Privilege
+from tavkit.errors import AvkitCode, AvkitError, ServerCode, ServerError
+from tavkit.protocol import PUBLISH_ALL, LeaveReason, Member
 from tavkit.server.bus import Bus, session_channel
+from tavkit.server.events import (
+    MemberJoinedEvent,
+    MemberLeftEvent,
+    MemberStateEvent,
+    RoomClosedEvent,
+)
 from tavkit.server.rooms.heartbeats import TouchBatch
 from tavkit.server.rooms.queries import (
     has_live_members,
@@ -101,7 +108,7 @@ def recorder_id(room_uuid: uuid.UUID) -> str:
 
 def member_of(row: MemberRow) -> Member:
     """The protocol's view of a live membership row (what the other members see)."""
-    return Member(row.user_id, row.joined_at, row.muted, row.camera)
+    return Member(row.user_id, row.joined_at, row.muted, row.camera, row.privileges & PUBLISH_ALL)
 
 
 @dataclass(frozen=True)
@@ -172,12 +179,21 @@ class RoomService:
     # -- membership --------------------------------------------------------------------
 
     async def enter(
-        self, sdk_app_id: int, room_id: int, user_id: str, *, privileges: int
+        self,
+        sdk_app_id: int,
+        room_id: int,
+        user_id: str,
+        *,
+        privileges: int,
+        may_create: bool = True,
     ) -> Admission:
         """Put ``user_id`` in ``room_id``, opening a session if none is open.
 
         Raises ``ServerError(ENTER_FAILED)`` (14000) when the room is full.
-        ``privileges`` is the privateMapKey's map, already checked for the enter bit.
+        ``privileges`` is the privateMapKey's map, already checked for the enter bit;
+        it is kept with the membership (what the member may send). Without
+        ``may_create`` (a privateMapKey lacking the create bit) a room with no open
+        session is refused with avkit 87 and no session is opened.
         A reserved userId (:func:`is_hidden`) is server 10004.
         """
         if is_hidden(user_id):
@@ -210,6 +226,12 @@ class RoomService:
                 # _leave flushes, freeing the one-live-membership index for the insert below.
                 await self._leave(s, out, current, reason, now, rejoining=same_session)
             opened = session is None
+            if session is None and not may_create:
+                raise AvkitError(
+                    AvkitCode.PRIVATE_MAP_KEY_WRONG,
+                    f"room {room_id} has no open session and the privateMapKey lacks"
+                    f" {Privilege.CREATE.name} ({int(Privilege.CREATE)})",
+                )
             if session is None:
                 session = SessionRow(
                     id=uuid.uuid4(), sdk_app_id=sdk_app_id, room_id=room_id, opened_at=now
@@ -229,20 +251,13 @@ class RoomService:
                 last_heartbeat=now,
                 muted=False,
                 camera=True,
+                privileges=privileges,
             )
             s.add(member)
             log_event(s, session.id, now, "joined", user_id, f"privileges={privileges}")
             await s.flush()
-            out.append(
-                (
-                    session_channel(session.id),
-                    {
-                        "kind": "member-joined",
-                        "member": member_of(member).to_wire(),
-                        "connectionId": member.connection_id,
-                    },
-                )
-            )
+            joined = MemberJoinedEvent(member_of(member), member.connection_id)
+            out.append((session_channel(session.id), joined))
             return Admission(
                 room_uuid=session.id,
                 connection_id=member.connection_id,
@@ -426,7 +441,7 @@ class RoomService:
             )
             if not getattr(result, "rowcount", 0):
                 raise ServerError(ServerCode.USER_EXITED, f"user {user_id} is not in the room")
-            event = {"kind": "member-state", "userId": user_id, "muted": muted, "camera": camera}
+            event = MemberStateEvent(user_id, muted, camera)
             out.append((session_channel(room_uuid), event))
 
         await self._transaction("saving the member state", ServerCode.INTERNAL, run)
@@ -628,17 +643,9 @@ class RoomService:
         self._touched.pop(member.connection_id, None)
         kind = _LEAVE_EVENT[reason]
         log_event(s, member.session_id, now, kind, member.user_id, reason)
-        out.append(
-            (
-                session_channel(member.session_id),
-                {
-                    "kind": "member-left",
-                    "userId": member.user_id,
-                    "reason": reason,
-                    "connectionId": member.connection_id,
-                },
-            )
-        )
+        # Every caller checked ``reason`` against _LEAVE_EVENT (the lookup above too).
+        left = MemberLeftEvent(member.user_id, cast(LeaveReason, reason), member.connection_id)
+        out.append((session_channel(member.session_id), left))
         await s.flush()
         if rejoining or await live_rows(s, member.session_id):
             return
@@ -657,7 +664,7 @@ class RoomService:
         session.close_reason = reason
         session.empty_since = None
         log_event(s, session.id, now, "closed", None, reason)
-        out.append((session_channel(session.id), {"kind": "room-closed", "reason": reason}))
+        out.append((session_channel(session.id), RoomClosedEvent(reason)))
 
     async def _app_of(self, room_uuid: uuid.UUID) -> int | None:
         async def run(s: AsyncSession, _out: Outbox) -> int | None:

@@ -27,7 +27,7 @@ import time
 from collections.abc import AsyncIterable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -38,10 +38,11 @@ from tavkit.protocol import (
     ChatMessage,
     ClientMessage,
     CloseCode,
+    DescriptionData,
     ErrorFrame,
     FrameError,
     Leave,
-    Member,
+    LeaveReason,
     MemberJoined,
     MemberLeft,
     MemberState,
@@ -60,12 +61,21 @@ from tavkit.protocol import (
     Synced,
     Welcome,
     encode,
-    parse_chat_message,
     parse_client_frame,
-    parse_signal_data,
 )
+from tavkit.protocol.sdp import refusal
 from tavkit.server.bus import session_channel
 from tavkit.server.context import ServerContext
+from tavkit.server.events import (
+    Event,
+    MemberJoinedEvent,
+    MemberLeftEvent,
+    MemberStateEvent,
+    MessageEvent,
+    RoomClosedEvent,
+    SignalEvent,
+    SocketOpenEvent,
+)
 from tavkit.server.ice import filter_signal
 from tavkit.server.im.service import MESSAGE_RATE
 from tavkit.server.im.sync import Overflow, SyncGate
@@ -78,8 +88,6 @@ from tavkit.server.signaling.tokens import SocketClaims
 __all__ = ["SignalingConnection", "count_out", "refuse"]
 
 logger = logging.getLogger(__name__)
-
-Event = dict[str, Any]
 
 # Timeouts
 SEND_TIMEOUT: Final = 10.0
@@ -129,6 +137,7 @@ class SignalingConnection:
         self.room_uuid = claims.room_uuid
         self.user_id = claims.user_id
         self.connection_id = claims.connection_id
+        self.privileges = claims.privileges
         self._ws = websocket
         self._ctx = ctx
         self._settings = ctx.settings
@@ -177,9 +186,7 @@ class SignalingConnection:
                         room_uuid=str(self.room_uuid),
                         user_id=self.user_id,
                         connection_id=self.connection_id,
-                        members=tuple(
-                            Member(m.user_id, m.joined_at, m.muted, m.camera) for m in others
-                        ),
+                        members=tuple(others),
                         heartbeat_interval=self._settings.heartbeat_interval,
                         heartbeat_timeout=self._settings.heartbeat_timeout,
                         resumed=resumed,
@@ -187,11 +194,7 @@ class SignalingConnection:
                     )
                 )
                 # The recorder offers to a member once its socket can hear the offer.
-                opened = {
-                    "kind": "socket-open",
-                    "userId": self.user_id,
-                    "connectionId": self.connection_id,
-                }
+                opened = SocketOpenEvent(self.user_id, self.connection_id)
                 await self._ctx.bus.publish(self._channel, opened)
                 await self._serve(events)
         finally:
@@ -376,11 +379,17 @@ class SignalingConnection:
                 f"signal.to: {msg.to} is not a member of this session",
                 ref=msg.id,
             )
+        if isinstance(msg.data, DescriptionData) and msg.data.description.type != "rollback":
+            # The privateMapKey's bits hold on every offer and answer, not only at enter.
+            why = refusal(msg.data.description.sdp, self.privileges)
+            if why is not None:
+                raise FrameError(ServerCode.INVALID_PARAMETER, f"signal.data: {why}", ref=msg.id)
         data = filter_signal(msg.data, self._settings.ice_allowed_networks)
         if data is None:
             self._log(logging.DEBUG, "dropped a candidate outside the allowed networks")
             return
-        event = {"kind": "signal", "from": self.user_id, "to": msg.to, "data": data.to_wire()}
+        # Checked once, as the frame was parsed: the addressee's socket sends it as it comes.
+        event = SignalEvent(self.user_id, msg.to, data)
         await self._ctx.bus.publish(self._channel, event)
 
     # -- in-call messages (section 5) --------------------------------------------------------
@@ -485,36 +494,32 @@ class SignalingConnection:
     # -- bus events ------------------------------------------------------------------------
 
     def _on_event(self, event: Event) -> None:
-        kind = event.get("kind")
-        if kind == "signal":
-            sender = event["from"]
-            if event["to"] == self.user_id and sender != self.user_id:
-                self.send(SignalFrom(sender, parse_signal_data(event["data"])))
-        elif kind == "member-joined":
-            member = event["member"]
-            user_id, joined_at = member["userId"], member["joinedAt"]
+        if isinstance(event, SignalEvent):
+            if event.to == self.user_id and event.sender != self.user_id:
+                self.send(SignalFrom(event.sender, event.data))
+        elif isinstance(event, MemberJoinedEvent):
+            user_id, joined_at = event.member.user_id, event.member.joined_at
             if user_id == self.user_id or self._others.get(user_id) == joined_at:
                 return  # ourselves, or already in the welcome's snapshot
             self._others[user_id] = joined_at
-            self.send(MemberJoined(Member(user_id, joined_at, member["muted"], member["camera"])))
-        elif kind == "member-left":
-            if event.get("connectionId") == self.connection_id:
-                self._own_leave(event["reason"])
-            elif event["userId"] != self.user_id:
-                self._others.pop(event["userId"], None)
-                self.send(MemberLeft(event["userId"], event["reason"]))
-        elif kind == "member-state":
-            if event["userId"] != self.user_id:
-                self.send(MemberState(event["userId"], event["muted"], event["camera"]))
-        elif kind == "message":
-            self._live_message(parse_chat_message(event["message"]))
-        elif kind == "room-closed":
-            reason = str(event.get("reason") or "closed")
-            self.close(CloseCode.ROOM_CLOSED, "room closed", RoomClosed(reason))
+            self.send(MemberJoined(event.member))
+        elif isinstance(event, MemberLeftEvent):
+            if event.connection_id == self.connection_id:
+                self._own_leave(event.reason)
+            elif event.user_id != self.user_id:
+                self._others.pop(event.user_id, None)
+                self.send(MemberLeft(event.user_id, event.reason))
+        elif isinstance(event, MemberStateEvent):
+            if event.user_id != self.user_id:
+                self.send(MemberState(event.user_id, event.muted, event.camera))
+        elif isinstance(event, MessageEvent):
+            self._live_message(event.message)
+        elif isinstance(event, RoomClosedEvent):
+            self.close(CloseCode.ROOM_CLOSED, "room closed", RoomClosed(event.reason))
         else:
-            self._log(logging.DEBUG, "ignored bus event %r", kind)
+            self._log(logging.DEBUG, "ignored bus event %r", event.kind)
 
-    def _own_leave(self, reason: str) -> None:
+    def _own_leave(self, reason: LeaveReason) -> None:
         """Our own connection left the room: tell the client why and close."""
         if reason in ("replaced", "moved"):  # the user entered again, here or elsewhere
             self.close(CloseCode.REPLACED, "replaced", Replaced())

@@ -1,5 +1,12 @@
 """The signaling endpoint ``GET /v1/ws``: authenticate the token, then run a connection.
 
+The token travels in the handshake's ``Sec-WebSocket-Protocol`` header: the client
+offers ``tavkit.v1`` and ``tavkit.token.<socketToken>``, and the server selects
+``tavkit.v1`` (a browser fails a handshake whose answer names no offered protocol, and
+the token is never echoed back). Headers are in no access log; the URL is. The old
+``?token=`` query parameter still works for one release (deprecated): the log filter
+of :mod:`tavkit.server.logformat` redacts it from every line.
+
 A socket is refused (one ``error`` frame, then close 4401) when its token is bad, or
 when the connection it names has left the room; a token past its first-connection
 window still resumes a connection that had a socket here. Everything after that is
@@ -7,6 +14,9 @@ window still resumes a connection that had a socket here. Everything after that 
 """
 
 from __future__ import annotations
+
+import logging
+from urllib.parse import unquote
 
 from fastapi import APIRouter, WebSocket
 
@@ -16,20 +26,28 @@ from tavkit.server.context import ServerContext, context_of
 from tavkit.server.metrics import Metrics
 from tavkit.server.signaling.connection import SignalingConnection, refuse
 from tavkit.server.signaling.registry import SocketRegistry
-from tavkit.server.signaling.tokens import SocketClaims, verify
+from tavkit.server.signaling.tokens import (
+    SUBPROTOCOL,
+    TOKEN_SUBPROTOCOL_PREFIX,
+    SocketClaims,
+    verify,
+)
 
 __all__ = ["router"]
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter()
 
 
 @router.websocket("/v1/ws")
 async def signaling_socket(websocket: WebSocket) -> None:
-    """The signaling socket; ``?token=`` is the ``socketToken`` from ``enter``."""
+    """The signaling socket; the ``socketToken`` from ``enter`` comes as a subprotocol."""
     ctx = context_of(websocket)
     registry = ctx.sockets
     metrics = ctx.metrics
-    await websocket.accept()
+    offered = _offered(websocket)
+    await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     claims = await _authenticate(websocket, ctx, registry, metrics)
     if claims is not None:
         await SignalingConnection(websocket, ctx, registry, claims, metrics=metrics).run()
@@ -42,7 +60,7 @@ async def _authenticate(
     metrics: Metrics | None,
 ) -> SocketClaims | None:
     """The token's claims if it opens a socket now; otherwise refuse and return None."""
-    token = websocket.query_params.get("token", "")
+    token = _token(websocket)
     try:
         try:
             claims = verify(ctx.socket_secret, token)
@@ -68,3 +86,22 @@ async def _authenticate(
         await refuse(websocket, gone, CloseCode.UNAUTHORISED, metrics)
         return None
     return claims
+
+
+def _offered(websocket: WebSocket) -> list[str]:
+    """The subprotocols the client offered, in its order."""
+    offered = websocket.scope.get("subprotocols") or []
+    return [item for item in offered if isinstance(item, str)]
+
+
+def _token(websocket: WebSocket) -> str:
+    """The socket token: from the offered subprotocols, else (deprecated) ``?token=``."""
+    for item in _offered(websocket):
+        if item.startswith(TOKEN_SUBPROTOCOL_PREFIX):
+            # Clients percent-encode the token so any token is a valid subprotocol; ours
+            # never need it (tokens.TOKEN_ALPHABET), so this is a no-op for them.
+            return unquote(item.removeprefix(TOKEN_SUBPROTOCOL_PREFIX))
+    token = websocket.query_params.get("token", "")
+    if token:
+        logger.info("a socket sent its token as ?token=, which is deprecated (use the header)")
+    return token

@@ -8,6 +8,15 @@ the data directory accepts them.
 
 Tokens are opaque to clients; only this module reads them. Every refusal is
 ``ServerError(UNAUTHORISED)`` (10005), the code the socket sends before closing 4401.
+
+A token is only ever made of ``[A-Za-z0-9._-]`` (:data:`TOKEN_ALPHABET`), all of them
+characters an HTTP token allows, so it fits inside the WebSocket subprotocol
+``tavkit.token.<token>`` (:data:`TOKEN_SUBPROTOCOL_PREFIX`); clients percent-encode
+what they send there anyway (a no-op for these tokens), so a future format cannot
+break the handshake. That header, unlike the URL, is in no access log.
+
+The data directory is created owner-only (0700) and the secret file 0600: whoever
+reads the secret can mint a token for any member.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import time
 import uuid
@@ -27,9 +37,24 @@ from typing import Any, Final
 
 from tavkit.errors import ServerCode, ServerError
 
-__all__ = ["SECRET_FILE", "SocketClaims", "load_or_create_secret", "mint", "verify"]
+__all__ = [
+    "SECRET_FILE",
+    "SUBPROTOCOL",
+    "TOKEN_ALPHABET",
+    "TOKEN_SUBPROTOCOL_PREFIX",
+    "SocketClaims",
+    "load_or_create_secret",
+    "mint",
+    "verify",
+]
 
 SECRET_FILE: Final = "socket-token-secret"
+SUBPROTOCOL: Final = "tavkit.v1"
+"""The subprotocol the server selects; clients offer it beside the token's."""
+TOKEN_SUBPROTOCOL_PREFIX: Final = "tavkit.token."
+"""A client offers ``tavkit.token.<socketToken>`` to carry its token in the handshake."""
+TOKEN_ALPHABET: Final = re.compile(r"[A-Za-z0-9._-]+")
+"""Every token matches this (``fullmatch``): base64url and a dot, valid in a subprotocol."""
 _SECRET_BYTES: Final = 32
 _MAX_TOKEN_CHARS: Final = 2048
 
@@ -43,6 +68,9 @@ class SocketClaims:
     user_id: str
     connection_id: str
     expires_at: float
+    privileges: int = 255
+    """The member's privilege map (from its privateMapKey; 255 without one): the socket
+    holds every relayed offer and answer to it."""
 
     def expired(self, now: float | None = None) -> bool:
         """Whether the token's first-connection window has passed."""
@@ -57,6 +85,7 @@ def mint(
     user_id: str,
     connection_id: str,
     ttl: float,
+    privileges: int = 255,
     now: float | None = None,
 ) -> str:
     """A token for one connection, valid for ``ttl`` seconds from ``now``."""
@@ -69,9 +98,12 @@ def mint(
         "u": user_id,
         "c": connection_id,
         "e": round(issued + ttl, 3),
+        "p": privileges,
     }
     body = _b64(json.dumps(claims, separators=(",", ":")).encode())
-    return f"{body}.{_b64(_sign(secret, body))}"
+    token = f"{body}.{_b64(_sign(secret, body))}"
+    assert TOKEN_ALPHABET.fullmatch(token)  # base64url by construction
+    return token
 
 
 def verify(
@@ -107,6 +139,7 @@ def verify(
             user_id=_typed(raw["u"], str),
             connection_id=_typed(raw["c"], str),
             expires_at=float(_typed(raw["e"], (int, float))),
+            privileges=_typed(raw.get("p", 255), int),
         )
     except (KeyError, TypeError, ValueError, binascii.Error):
         raise refuse("is malformed") from None
@@ -121,7 +154,7 @@ def load_or_create_secret(data_dir: Path) -> bytes:
     try:
         text = path.read_text().strip()
     except FileNotFoundError:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         text = secrets.token_hex(_SECRET_BYTES)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

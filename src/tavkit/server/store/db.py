@@ -8,6 +8,9 @@ so a transaction that reads, then writes, can find its snapshot stale and fail w
 "database is locked" no matter how long the busy timeout is; taking the write lock
 up front makes SQLite queue such transactions instead.
 
+A new SQLite file is created owner-only (0600, in a 0700 directory if tavkit makes
+it); SQLite gives its ``-wal`` and ``-shm`` files the database file's mode.
+
 PostgreSQL (asyncpg) needs nothing special; ``database_schema`` puts the tables in
 a schema of their own through the connection's ``search_path``.
 
@@ -20,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import pkgutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Final
 
@@ -165,7 +169,11 @@ def _upgrade(connection: Connection) -> None:
 def _sqlite_engine(url: str) -> AsyncEngine:
     database = make_url(url).database
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(database).expanduser()
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Created here, not by SQLite, which would use 0644 (less the umask).
+        with suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     engine = create_async_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT})
 
     @event.listens_for(engine.sync_engine, "connect")

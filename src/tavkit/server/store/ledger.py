@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from tavkit.protocol import PUBLISH_ALL
 from tavkit.server.store.db import Store, storage_errors
 from tavkit.server.store.models import EventRow, MemberRow, SessionRow
 
@@ -83,6 +84,7 @@ class OpenRoom:
                     "joinedAt": row.joined_at,
                     "muted": row.muted,
                     "camera": row.camera,
+                    "publish": row.privileges & PUBLISH_ALL,
                 }
                 for row in self.members
             ],

@@ -127,6 +127,8 @@ class MemberRow(Base):
     leave_reason: Mapped[str | None] = mapped_column(String(16), default=None)
     muted: Mapped[bool] = mapped_column(Boolean, default=False)
     camera: Mapped[bool] = mapped_column(Boolean, default=True)
+    privileges: Mapped[int] = mapped_column(BigInteger, default=255, server_default="255")
+    """The privateMapKey's privilege map at enter (255 without a key): what it may send."""
 
     __table_args__ = (
         CheckConstraint("(left_at IS NULL) = (leave_reason IS NULL)", name="left_has_reason"),

@@ -23,12 +23,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.errors import ServerCode, ServerError
+from tavkit.server.events import Event
 from tavkit.server.store.db import Store, storage_errors
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-Outbox = list[tuple[str, dict[str, Any]]]
+Outbox = list[tuple[str, Event]]
 """Events a transaction's body wants published after commit: ``(channel, event)``."""
 Body = Callable[[AsyncSession, Outbox], Awaitable[T]]
 """A transaction's body: it reads and writes through the session, appends to the outbox."""

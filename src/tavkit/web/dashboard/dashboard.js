@@ -1,4 +1,5 @@
-// The operator's dashboard: sign in with the admin userSig, list sessions, open one.
+// The operator's dashboard: sign in with the admin userSig (signed with the admin key),
+// list sessions, open one.
 //
 // Everything comes from the REST API with the usual X-TAvKit-* headers; the
 // credentials live in sessionStorage, so they vanish with the tab. Routing is by
@@ -53,12 +54,9 @@ function renderSignIn(message) {
     h(
       "p",
       { class: "hint" },
-      "The admin userId's userSig for the app, e.g. from ",
-      h(
-        "code",
-        {},
-        "tavkit usersig gen --sdk-app-id ID --key KEY --user-id administrator --expire 3600",
-      ),
+      "The admin's userSig: the admin userId signed with the server's admin key (a userSig " +
+        "signed with the app key is an ordinary user's and is refused), e.g. from ",
+      h("code", {}, "TAVKIT_ADMIN_KEY=... tavkit usersig admin --sdk-app-id ID --expire 3600"),
       ".",
     ),
     h(

@@ -1,0 +1,289 @@
+"""What happens to a session, as typed values: the events on the bus, and their JSON.
+
+The room service, the message service, the sockets and the recorder publish these on
+the session's channel (:func:`~tavkit.server.bus.session_channel`); every subscriber
+gets them back as the same types. On the way each event crosses JSON once per
+subscriber (:func:`encode` then :func:`decode`), as it will on a message broker, so
+the wire shape below is a contract between replicas: the keys must not change.
+
+=================  =====================================================================
+``kind``           fields on the wire (and the event class)
+=================  =====================================================================
+``member-joined``  ``member`` (the protocol's member object), ``connectionId``
+                   (:class:`MemberJoinedEvent`)
+``member-left``    ``userId``, ``reason`` (exit/timeout/replaced/removed/closed/moved),
+                   ``connectionId`` (:class:`MemberLeftEvent`)
+``member-state``   ``userId``, ``muted``, ``camera`` (:class:`MemberStateEvent`)
+``room-closed``    ``reason`` (:class:`RoomClosedEvent`)
+``signal``         ``from``, ``to``, ``data`` (the protocol's ``signal.data``); signaling
+                   relays through the bus so replicas can share it (:class:`SignalEvent`)
+``message``        ``message`` (the stored message object), published after commit, in
+                   ``seq`` order per process (:class:`MessageEvent`)
+``socket-open``    ``userId``, ``connectionId``: a member's socket is subscribed (the
+                   recorder offers then) (:class:`SocketOpenEvent`)
+=================  =====================================================================
+
+Every event also has ``kind``. :func:`parse` is strict: an unknown ``kind``, a missing
+field or one of the wrong type raises ``ValueError`` naming the field. A bad event is
+the server's own mistake (or a replica speaking another version), never a client's, so
+it is a builtin error rather than a seed code; the bus turns it into server 10000 for
+its subscriber. Keys the parser does not know are ignored, as in the protocol, so a
+newer replica can add an optional field without cutting off the older ones.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, NoReturn, TypeAlias, TypeVar, cast
+
+from tavkit.protocol import (
+    LEAVE_REASONS,
+    ChatMessage,
+    FrameError,
+    LeaveReason,
+    Member,
+    MemberJoined,
+    SignalData,
+    parse_chat_message,
+    parse_server_frame,
+    parse_signal_data,
+)
+
+__all__ = [
+    "Event",
+    "MemberJoinedEvent",
+    "MemberLeftEvent",
+    "MemberStateEvent",
+    "MessageEvent",
+    "RoomClosedEvent",
+    "SignalEvent",
+    "SocketOpenEvent",
+    "decode",
+    "encode",
+    "parse",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class MemberJoinedEvent:
+    """A member entered the session on the connection ``connection_id``."""
+
+    kind: ClassVar[str] = "member-joined"
+    member: Member
+    connection_id: str
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{"kind", "member", "connectionId"}``."""
+        return {
+            "kind": self.kind,
+            "member": self.member.to_wire(),
+            "connectionId": self.connection_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MemberLeftEvent:
+    """The member's connection ``connection_id`` left the session; ``reason`` says how."""
+
+    kind: ClassVar[str] = "member-left"
+    user_id: str
+    reason: LeaveReason
+    connection_id: str
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{"kind", "userId", "reason", "connectionId"}``."""
+        return {
+            "kind": self.kind,
+            "userId": self.user_id,
+            "reason": self.reason,
+            "connectionId": self.connection_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MemberStateEvent:
+    """A member's microphone or camera changed."""
+
+    kind: ClassVar[str] = "member-state"
+    user_id: str
+    muted: bool
+    camera: bool
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{"kind", "userId", "muted", "camera"}``."""
+        return {
+            "kind": self.kind,
+            "userId": self.user_id,
+            "muted": self.muted,
+            "camera": self.camera,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RoomClosedEvent:
+    """The session closed (``empty``, ``admin``, ...)."""
+
+    kind: ClassVar[str] = "room-closed"
+    reason: str
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{"kind", "reason"}``."""
+        return {"kind": self.kind, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class SignalEvent:
+    """``data`` from ``sender`` (``from`` on the wire) for ``to``, already checked."""
+
+    kind: ClassVar[str] = "signal"
+    sender: str
+    to: str
+    data: SignalData
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{"kind", "from", "to", "data"}``."""
+        return {"kind": self.kind, "from": self.sender, "to": self.to, "data": self.data.to_wire()}
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEvent:
+    """A message was stored; every socket of the session sends it on."""
+
+    kind: ClassVar[str] = "message"
+    message: ChatMessage
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{"kind", "message"}``."""
+        return {"kind": self.kind, "message": self.message.to_wire()}
+
+
+@dataclass(frozen=True, slots=True)
+class SocketOpenEvent:
+    """The socket of ``user_id``'s connection ``connection_id`` is subscribed and listening."""
+
+    kind: ClassVar[str] = "socket-open"
+    user_id: str
+    connection_id: str
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{"kind", "userId", "connectionId"}``."""
+        return {"kind": self.kind, "userId": self.user_id, "connectionId": self.connection_id}
+
+
+Event: TypeAlias = (
+    MemberJoinedEvent
+    | MemberLeftEvent
+    | MemberStateEvent
+    | RoomClosedEvent
+    | SignalEvent
+    | MessageEvent
+    | SocketOpenEvent
+)
+"""Any event on the bus."""
+
+
+def encode(event: Event) -> str:
+    """The event as compact JSON text, the form a message broker carries.
+
+    Raises ``TypeError`` or ``ValueError`` for what JSON cannot carry (NaN, a message
+    ``data`` that is not JSON), so such an event fails at publish.
+    """
+    return json.dumps(event.to_wire(), separators=(",", ":"), allow_nan=False)
+
+
+def decode(text: str | bytes) -> Event:
+    """The event :func:`encode` made ``text`` of; ``ValueError`` if it is not one."""
+    try:
+        wire = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("bus event: nested too deeply") from None
+    return parse(wire)
+
+
+def parse(wire: object) -> Event:
+    """Check one decoded event object and return it typed; ``ValueError`` if refused."""
+    if not isinstance(wire, dict):
+        raise ValueError(f"bus event: expected an object, got {type(wire).__name__}")
+    kind = wire.get("kind")
+    if not isinstance(kind, str) or kind not in _PARSERS:
+        raise ValueError(f"bus event: unknown kind {kind!r} (one of {', '.join(_PARSERS)})")
+    return _PARSERS[kind](_Fields(wire, kind))
+
+
+class _Fields:
+    """Typed access to the members of one event object, failing with the field's path."""
+
+    def __init__(self, obj: object, path: str) -> None:
+        self.path = path
+        if not isinstance(obj, dict):
+            self.fail("", "an object")
+        self.obj: dict[str, Any] = obj
+
+    def fail(self, name: str, expected: str) -> NoReturn:
+        where = f"{self.path}.{name}" if name else self.path
+        raise ValueError(f"bus event {where}: expected {expected}")
+
+    def raw(self, name: str) -> Any:
+        if name not in self.obj:
+            raise ValueError(f"bus event {self.path}.{name}: missing")
+        return self.obj[name]
+
+    def text(self, name: str) -> str:
+        """A non-empty string (ids and reasons are never empty)."""
+        value = self.raw(name)
+        if not isinstance(value, str) or not value:
+            self.fail(name, "a non-empty string")
+        return value
+
+    def boolean(self, name: str) -> bool:
+        value = self.raw(name)
+        if not isinstance(value, bool):
+            self.fail(name, "true or false")
+        return value
+
+    def member(self, name: str) -> Member:
+        """A member object, read by the protocol's own parser so that none of its fields
+        is lost on the way; the protocol parses a bare member only inside its frame."""
+        frame = json.dumps({"type": "member-joined", "member": self.raw(name)})
+        try:
+            joined = parse_server_frame(frame)  # names fields "member-joined.member.*"
+        except FrameError as exc:
+            raise ValueError(f"bus event {exc.message}") from exc
+        return cast(MemberJoined, joined).member
+
+    def protocol(self, name: str, read: Callable[[object, str], T]) -> T:
+        """A value the protocol's own strict parser checks (``signal.data``, a message)."""
+        try:
+            return read(self.raw(name), f"{self.path}.{name}")
+        except FrameError as exc:
+            raise ValueError(f"bus event {exc.message}") from exc
+
+
+def _member_left(f: _Fields) -> MemberLeftEvent:
+    reason = f.text("reason")
+    if reason not in LEAVE_REASONS:
+        f.fail("reason", "one of " + ", ".join(sorted(LEAVE_REASONS)))
+    return MemberLeftEvent(f.text("userId"), cast(LeaveReason, reason), f.text("connectionId"))
+
+
+_PARSERS: Final[dict[str, Callable[[_Fields], Event]]] = {
+    "member-joined": lambda f: MemberJoinedEvent(f.member("member"), f.text("connectionId")),
+    "member-left": _member_left,
+    "member-state": lambda f: MemberStateEvent(
+        f.text("userId"), f.boolean("muted"), f.boolean("camera")
+    ),
+    "room-closed": lambda f: RoomClosedEvent(f.text("reason")),
+    "signal": lambda f: SignalEvent(
+        f.text("from"), f.text("to"), f.protocol("data", parse_signal_data)
+    ),
+    "message": lambda f: MessageEvent(f.protocol("message", parse_chat_message)),
+    "socket-open": lambda f: SocketOpenEvent(f.text("userId"), f.text("connectionId")),
+}
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"bus event: {name} is not JSON")

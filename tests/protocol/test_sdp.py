@@ -1,0 +1,96 @@
+"""Reading an SDP's media directions against the privilege bits (tavkit.protocol.sdp)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tavkit.auth import Privilege
+from tavkit.protocol.sdp import allowed_direction, media_sections, refusal
+
+OFFER = """v=0
+o=- 1 2 IN IP4 127.0.0.1
+s=-
+t=0 0
+m=audio 9 UDP/TLS/RTP/SAVPF 111
+a=mid:0
+a={audio}
+m=video 9 UDP/TLS/RTP/SAVPF 96
+a=mid:1
+a={video}
+m=application 9 UDP/DTLS/SCTP webrtc-datachannel
+a=mid:2
+"""
+
+VIEWER = int(Privilege.VIEWER)
+ALL = int(Privilege.ALL)
+
+
+def sdp(audio: str = "sendrecv", video: str = "sendrecv") -> str:
+    return OFFER.format(audio=audio, video=video).replace("\n", "\r\n")
+
+
+def test_sections_carry_kind_and_direction():
+    """Each m-line is read with its own direction; the data channel is kept apart."""
+    sections = media_sections(sdp("sendonly", "recvonly"))
+    assert [(s.kind, s.direction) for s in sections] == [
+        ("audio", "sendonly"),
+        ("video", "recvonly"),
+        ("application", "sendrecv"),
+    ]
+
+
+def test_a_viewer_sending_is_refused_naming_the_bit():
+    """A viewer (42) offering sendrecv audio is refused with SEND_AUDIO named."""
+    reason = refusal(sdp(), VIEWER)
+    assert reason is not None and "SEND_AUDIO (4)" in reason
+
+
+def test_a_viewer_receiving_only_fits():
+    """recvonly audio and video are exactly what a viewer may do."""
+    assert refusal(sdp("recvonly", "recvonly"), VIEWER) is None
+    assert refusal(sdp("inactive", "inactive"), VIEWER) is None
+
+
+def test_receiving_needs_the_receive_bit():
+    """A publisher without receive bits may not ask to receive video."""
+    publisher = int(Privilege.ENTER | Privilege.SEND_AUDIO | Privilege.SEND_VIDEO)
+    assert refusal(sdp("sendonly", "sendonly"), publisher) is None
+    reason = refusal(sdp("sendonly", "sendrecv"), publisher)
+    assert reason is not None and "RECV_VIDEO (32)" in reason
+
+
+def test_a_rejected_section_carries_nothing():
+    """Port 0 means the section is stopped: no bit is needed whatever its direction."""
+    text = sdp().replace("m=audio 9", "m=audio 0").replace("m=video 9", "m=video 0")
+    assert refusal(text, VIEWER) is None
+
+
+def test_the_session_level_direction_applies_to_silent_sections():
+    """A session-level a=sendonly covers sections that set no direction."""
+    text = "v=0\r\na=sendonly\r\nm=audio 9 RTP/AVP 0\r\n"
+    assert media_sections(text)[0].direction == "sendonly"
+    assert refusal(text, VIEWER) is not None
+
+
+def test_a_slides_video_is_a_sub_stream():
+    """Screen share (a=content:slides) needs the sub-stream bits, not the camera's."""
+    text = sdp("inactive", "sendonly").replace("a=mid:1", "a=mid:1\r\na=content:slides")
+    camera_only = int(Privilege.ENTER | Privilege.SEND_VIDEO)
+    reason = refusal(text, camera_only)
+    assert reason is not None and "SEND_SUB (64)" in reason
+    assert refusal(text, int(Privilege.ENTER | Privilege.SEND_SUB)) is None
+
+
+@pytest.mark.parametrize(
+    ("privileges", "expected"),
+    [
+        (ALL, "sendrecv"),
+        (VIEWER, "recvonly"),
+        (int(Privilege.ENTER | Privilege.SEND_AUDIO), "sendonly"),
+        (int(Privilege.ENTER), "inactive"),
+    ],
+)
+def test_allowed_direction_is_the_widest_that_fits(privileges, expected):
+    """Clients derive each transceiver's direction from the bits, so they never trip the check."""
+    assert allowed_direction("audio", privileges) == expected
+    assert refusal(sdp(expected, "inactive"), privileges) is None
