@@ -77,6 +77,16 @@ async def test_bad_private_map_keys_get_80_to_87(server_factory: ServerFactory):
         viewer = server.headers(
             "alice", sig=sig, pmk=pmk(privilege=int(Privilege.VIEWER)), app_id=app
         )
+        # Without the create bit a viewer cannot open the room (and opens no session) ...
+        expect_error(
+            await client.post("/v1/rooms/1/enter", headers=viewer),
+            AvkitCode.PRIVATE_MAP_KEY_WRONG,
+        )
+        host = server.headers(
+            "bob", sig=gen_user_sig(app, key, "bob"), pmk=pmk(user="bob"), app_id=app
+        )
+        assert (await client.post("/v1/rooms/1/enter", headers=host)).status_code == 200
+        # ... but enters once someone who may create has opened it.
         response = await client.post("/v1/rooms/1/enter", headers=viewer)
         assert response.status_code == 200
         assert response.json()["privileges"] == int(Privilege.VIEWER) == 42
