@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 from typing import Any
 
 import httpx
@@ -120,7 +119,6 @@ async def test_unreadable_file_source_is_trtc_1301_and_gives_the_place_back(
         await until(lambda: watcher.members == [], "the failed member is gone")
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
             users = await http.get("/v1/rooms/204/users", headers=server.headers("watcher"))
-        print("USERS", time.monotonic(), users.json())
         assert [m["userId"] for m in users.json()["members"]] == ["watcher"]
 
 
