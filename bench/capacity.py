@@ -132,7 +132,10 @@ async def run(args: argparse.Namespace) -> str:
     print(f"open files limit: {limit}")
     with (
         tempfile.TemporaryDirectory(prefix="tavkit-capacity-") as data,
-        ServeProcess(Path(data) / "data", APP_ID, key) as serve,
+        # Every simulated participant comes from 127.0.0.1, where in life each has an
+        # address of its own: the per-address bucket would measure the limiter, not the
+        # server. The per-user buckets would not bind (one enter and a beat per user).
+        ServeProcess(Path(data) / "data", APP_ID, key, "--no-rate-limits") as serve,
     ):
         await asyncio.sleep(2.0)
         idle = await asyncio.to_thread(window, serve.pid, IDLE_SECONDS)

@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import signal
 import threading
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from conftest import APP_ID, random_key
 
-from tavkit.errors import ServerCode
-from tavkit.server.logs.wire import MAX_ITEMS
+from tavkit.errors import ServerCode, ServerError
+from tavkit.server.auth import Caller
+from tavkit.server.logs.service import LATE_GRACE, LogService
+from tavkit.server.logs.wire import MAX_ITEMS, parse_batch
+from tavkit.server.ratelimit import RateLimited
+from tavkit.server.settings import AppConfig
+from tavkit.server.store.db import Store
 
-from ._util import expect_error
+from ._util import APP, Clock, eventually, expect_error, room_service
 from .test_cli import tavkit
 
 if TYPE_CHECKING:
-    from conftest import RunningServer
+    from conftest import RunningServer, ServerFactory
 
 
 async def enter(client: httpx.AsyncClient, server: RunningServer, user: str, room: int) -> str:
@@ -156,6 +164,127 @@ async def test_late_batches_after_hang_up_are_kept(client, server):
     assert response.status_code == 200
     response = await client.post("/v1/logs", json=batch(room_uuid), headers=server.headers("alice"))
     assert response.status_code == 200, response.text
+
+
+async def closed_session(client: httpx.AsyncClient, server: RunningServer, room: int) -> str:
+    """A session alice entered and left, once the server has closed it; its UUID."""
+    room_uuid = await enter(client, server, "alice", room)
+    response = await client.post(f"/v1/rooms/{room}/exit", headers=server.headers("alice"))
+    assert response.status_code == 200, response.text
+
+    async def closed() -> bool:
+        response = await client.get(f"/v1/sessions/{room_uuid}", headers=server.admin_headers())
+        return response.json()["closedAt"] is not None
+
+    await eventually(closed)
+    return room_uuid
+
+
+async def test_batches_for_a_session_closed_over_5_minutes_ago_are_refused(client, server):
+    """Up to 5 minutes after its session closed a batch is stored; later it is 14003 (410)
+    and nothing of it is kept."""
+    room_uuid = await closed_session(client, server, 509)
+    alice = server.headers("alice")
+    sql = "UPDATE room_sessions SET closed_at = {at} WHERE room_id = 509"
+    server.database.execute(sql.format(at=time.time() - LATE_GRACE + 60))
+    response = await client.post("/v1/logs", json=batch(room_uuid), headers=alice)
+    assert response.status_code == 200, response.text
+    before = await stored(client, server, room_uuid)
+
+    server.database.execute(sql.format(at=time.time() - LATE_GRACE - 60))
+    response = await client.post("/v1/logs", json=batch(room_uuid), headers=alice)
+    assert "closed" in expect_error(response, ServerCode.ROOM_CLOSED, status=410)
+    assert await stored(client, server, room_uuid) == before
+
+
+def caller(user: str = "alice") -> Caller:
+    """A verified member of the service tests' app."""
+    return Caller(app=AppConfig(APP, "a" * 64), user_id=user, privileges=255, is_admin=False)
+
+
+async def left_session(store: Store, clock: Clock) -> tuple[str, float]:
+    """A session alice entered and left, closed by a sweep; its UUID and close time."""
+    rooms = await room_service(store, clock, max_members=3)
+    admission = await rooms.enter(APP, 1, "alice", privileges=255)
+    await rooms.exit(APP, 1, "alice")
+    clock.now += 3.0  # past the 2 s close grace
+    await rooms.sweep()
+    return str(admission.room_uuid), clock.now
+
+
+async def test_the_late_grace_ends_exactly_5_minutes_after_the_close(store: Store, clock: Clock):
+    """At 300 s after its session closed a batch is taken; half a second later it is 14003."""
+    room_uuid, closed_at = await left_session(store, clock)
+    service = LogService(store)
+    at = closed_at + LATE_GRACE
+    await service.ingest(caller(), parse_batch(batch(room_uuid, now=at), now=at), now=at)
+    later = at + 0.5
+    with pytest.raises(ServerError) as refused:
+        await service.ingest(
+            caller(), parse_batch(batch(room_uuid, now=later), now=later), now=later
+        )
+    assert refused.value.code == ServerCode.ROOM_CLOSED
+    assert len(await service.logs(uuid.UUID(room_uuid), user_id=None, since=None, limit=10)) == 2
+
+
+async def test_the_daily_cap_resets_at_midnight_utc(store: Store, clock: Clock):
+    """Past the app's daily cap a batch is refused whole (429, Retry-After until midnight
+    UTC); the next UTC day it is taken; a refused batch does not count."""
+    rooms = await room_service(store, clock, max_members=3)
+    room_uuid = str((await rooms.enter(APP, 1, "alice", privileges=255)).room_uuid)
+    service = LogService(store, daily_cap=6)
+    now = clock.now
+    midnight = (now // 86400 + 1) * 86400
+
+    def four(at: float) -> Any:
+        return parse_batch(batch(room_uuid, now=at), now=at)
+
+    await service.ingest(caller(), four(now), now=now)
+    with pytest.raises(RateLimited) as refused:
+        await service.ingest(caller(), four(now + 1), now=now + 1)
+    assert refused.value.code == ServerCode.INVALID_PARAMETER and refused.value.reason == "quota"
+    assert refused.value.retry_after == max(1, math.ceil(midnight - (now + 1)))
+    two = parse_batch({"roomUuid": room_uuid, "logs": batch(room_uuid, now=now)["logs"]}, now=now)
+    await service.ingest(caller(), two, now=now + 2)  # exactly the cap: 6 items
+    with pytest.raises(RateLimited):
+        await service.ingest(caller(), two, now=now + 3)
+    await service.ingest(caller(), four(midnight + 1), now=midnight + 1)  # a new UTC day
+    assert len(await service.logs(uuid.UUID(room_uuid), user_id=None, since=None, limit=50)) == 6
+
+
+async def test_the_daily_cap_refuses_with_429_and_survives_a_restart(
+    server_factory: ServerFactory,
+):
+    """An app past its daily cap gets 429, server 10004, Retry-After, also after a restart
+    (the count comes back from the database); another app is not affected."""
+    other = AppConfig(1400000002, random_key())
+    server = server_factory(log_daily_cap=10, apps=(AppConfig(APP_ID, random_key()), other))
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        room_uuid = await enter(client, server, "alice", 510)
+        alice = server.headers("alice")
+        for _ in range(2):  # 4 items each
+            response = await client.post("/v1/logs", json=batch(room_uuid), headers=alice)
+            assert response.status_code == 200, response.text
+        response = await client.post("/v1/logs", json=batch(room_uuid), headers=alice)
+        message = expect_error(response, ServerCode.INVALID_PARAMETER, status=429)
+        assert message.startswith("rate limited") and "today" in message
+        assert 1 <= int(response.headers["Retry-After"]) <= 86400
+        two = {"roomUuid": room_uuid, "logs": batch(room_uuid)["logs"]}
+        response = await client.post("/v1/logs", json=two, headers=alice)
+        assert response.status_code == 200, response.text  # 10: the cap itself is allowed
+
+        zoe = server.headers("zoe", sig=server.sig("zoe", app=other), app_id=other.sdk_app_id)
+        response = await client.post("/v1/rooms/510/enter", headers=zoe)
+        assert response.status_code == 200, response.text
+        theirs = batch(response.json()["roomUuid"])
+        response = await client.post("/v1/logs", json=theirs, headers=zoe)
+        assert response.status_code == 200, response.text
+
+    server.restart()
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        one = {"roomUuid": room_uuid, "logs": batch(room_uuid)["logs"][:1]}
+        response = await client.post("/v1/logs", json=one, headers=server.headers("alice"))
+        expect_error(response, ServerCode.INVALID_PARAMETER, status=429)
 
 
 async def test_client_clock_skew_is_corrected_by_sent_at(client, server):

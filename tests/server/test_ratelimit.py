@@ -242,3 +242,39 @@ def test_buckets_are_bounded_and_idle_full_ones_are_dropped():
 def test_an_ipv6_client_is_keyed_by_its_64(host: str, key: str):
     """IPv6 addresses share their /64's bucket (one subscriber's block); IPv4 is itself."""
     assert address_key(host) == key
+
+
+def test_the_limits_are_read_from_the_environment_and_checked():
+    """TAVKIT_RATE_LIMITS, _ADDRESS_RATE/_BURST and _LOG_DAILY_CAP land in their fields;
+    nonsense is refused; an address rate of 0 means no address bucket."""
+    settings = Settings.from_env(
+        {
+            "TAVKIT_RATE_LIMITS": "false",
+            "TAVKIT_ADDRESS_RATE": "0",
+            "TAVKIT_ADDRESS_BURST": "50",
+            "TAVKIT_LOG_DAILY_CAP": "0",
+        }
+    )
+    assert (settings.rate_limits, settings.address_rate, settings.address_burst) == (
+        False,
+        0.0,
+        50.0,
+    )
+    assert settings.log_daily_cap == 0
+    defaults = Settings.from_env({})
+    assert (defaults.rate_limits, defaults.address_rate, defaults.address_burst) == (
+        True,
+        100.0,
+        1000.0,
+    )
+    assert defaults.log_daily_cap == 500_000
+    assert RateLimits.for_settings(settings)._address is None
+    for variable, value in (
+        ("TAVKIT_ADDRESS_RATE", "-1"),
+        ("TAVKIT_ADDRESS_RATE", "inf"),
+        ("TAVKIT_ADDRESS_BURST", "0.5"),
+        ("TAVKIT_LOG_DAILY_CAP", "-3"),
+        ("TAVKIT_RATE_LIMITS", "sometimes"),
+    ):
+        with pytest.raises(ValueError):
+            Settings.from_env({variable: value})

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.server.retention import DAY, collect
+from tavkit.server.settings import Settings
 from tavkit.server.store.db import Store
 from tavkit.server.store.logs_models import ClientLogRow, QualitySampleRow
 from tavkit.server.store.models import AppRow, MessageRow, SessionRow
@@ -315,3 +316,19 @@ async def test_serve_with_retention_days_collects_on_its_own(server_factory: Ser
         await eventually(collected)
     finally:
         await store.close()
+
+
+def test_retention_settings_are_read_and_checked():
+    """TAVKIT_RETENTION_DAYS (whole days, at least 1) and _INTERVAL land in their fields;
+    by default nothing is collected."""
+    settings = Settings.from_env({"TAVKIT_RETENTION_DAYS": "30", "TAVKIT_RETENTION_INTERVAL": "60"})
+    assert (settings.retention_days, settings.retention_interval) == (30, 60.0)
+    assert Settings.from_env({}).retention_days is None
+    for variable, value in (
+        ("TAVKIT_RETENTION_DAYS", "0"),
+        ("TAVKIT_RETENTION_DAYS", "1.5"),
+        ("TAVKIT_RETENTION_INTERVAL", "0"),
+        ("TAVKIT_RETENTION_INTERVAL", "nan"),
+    ):
+        with pytest.raises(ValueError):
+            Settings.from_env({variable: value})

@@ -105,8 +105,11 @@ async def run_schemathesis(
         CHECKS_EXCLUDED,
         "--max-examples",
         str(MAX_EXAMPLES),
+        # One worker: CPython 3.11's ``ast`` constructor is not thread-safe (gh-106905),
+        # and hypothesis parses lambda sources while describing strategies; two worker
+        # threads failed runs with "AST constructor recursion depth mismatch".
         "--workers",
-        "2",
+        "1",
         "--generation-database",
         "none",
         "--request-timeout",
@@ -116,6 +119,11 @@ async def run_schemathesis(
         "--report-har-path",
         str(har),
         "--no-color",
+        # Hypothesis's generation health checks judge how fast the *generator* runs; on
+        # a loaded two-core CI box they fired inside schemathesis's coverage phase and
+        # failed the run with no request sent. The server's behaviour is what is tested.
+        "--suppress-health-check",
+        "all",
     ]
     for name, value in headers.items():
         args += ["--header", f"{name}: {value}"]
@@ -165,6 +173,21 @@ def seed_shape_problems(entries: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
+def failure_report(output: str) -> str:
+    """The heads of schemathesis's failure and error sections, then its summary.
+
+    A runtime error's traceback can run to tens of kilobytes of quoted source; its first
+    lines name the exception, so each section is cut short rather than the output's tail.
+    """
+    parts = []
+    for header in ("FAILURES", "ERRORS"):
+        at = output.find(f" {header} ")
+        if at >= 0:
+            parts.append(output[at : at + 4000])
+    parts.append(output[output.rfind("SUMMARY") :] if "SUMMARY" in output else output[-4000:])
+    return "\n[...]\n".join(parts)
+
+
 @pytest.mark.parametrize("role", ["user", "admin"])
 async def test_schemathesis_finds_no_5xx_and_only_seed_shaped_4xx(
     server_factory: ServerFactory, tmp_path: Path, role: str
@@ -175,7 +198,7 @@ async def test_schemathesis_finds_no_5xx_and_only_seed_shaped_4xx(
     started = time.monotonic()
     code, output, entries = await run_schemathesis(server, headers, tmp_path)
     summary = output[output.rfind("SUMMARY") :] if "SUMMARY" in output else output[-3000:]
-    assert code == 0, f"schemathesis failed:\n{output[-12000:]}"
+    assert code == 0, f"schemathesis failed:\n{failure_report(output)}"
     assert len(entries) >= 500, f"too few requests were made:\n{summary}"
     assert seed_shape_problems(entries) == []
     statuses = sorted({e["response"]["status"] for e in entries})

@@ -3,6 +3,7 @@ no log line of a full call, server's or client's, at INFO or DEBUG, holds a secr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -212,17 +213,17 @@ async def test_no_log_line_of_a_full_call_holds_a_secret(
 
     monkeypatch.setattr(EnterResult, "from_wire", classmethod(observed))
     caplog.set_level(level.upper())
+    kits: dict[str, TAvKit] = {}
     try:
-        kits = {}
         for user in ("alice", "bob"):
             sig = gen_user_sig(APP_ID, app_key, user, 3600)
             pmk = gen_private_map_key(APP_ID, app_key, user, room_id=ROOM, privilege=255)
             secrets[f"{user}'s userSig"], secrets[f"{user}'s privateMapKey"] = sig, pmk
-            kit = TAvKit(served.url, source=small_pattern(), host_addresses=LOOPBACK)
-            await kit.start(
-                sdk_app_id=APP_ID, user_id=user, user_sig=sig, room_id=ROOM, private_map_key=pmk
-            )
-            kits[user] = kit
+            kit = kits[user] = TAvKit(served.url, source=small_pattern(), host_addresses=LOOPBACK)
+            async with asyncio.timeout(60):
+                await kit.start(
+                    sdk_app_id=APP_ID, user_id=user, user_sig=sig, room_id=ROOM, private_map_key=pmk
+                )
         alice, bob = kits["alice"], kits["bob"]
         await until(receiving(alice, "bob", video=5, audio=5), "alice decodes bob")
         await until(receiving(bob, "alice", video=5, audio=5), "bob decodes alice")
@@ -256,6 +257,8 @@ async def test_no_log_line_of_a_full_call_holds_a_secret(
         await bob.hangup()
         await alice.hangup()
     finally:
+        for kit in kits.values():  # a failed call must not leave media threads running
+            await kit.aclose()
         server_lines = served.stop()
     for result in entered:
         secrets[f"{result.user_id}'s socket token"] = _signature_of(result.socket_token)
@@ -264,8 +267,29 @@ async def test_no_log_line_of_a_full_call_holds_a_secret(
                 secrets[f"{result.user_id}'s TURN password {i}"] = str(server["credential"])
     assert {r.user_id for r in entered} == {"alice", "bob"}
     assert any("TURN password" in name for name in secrets), "no TURN credential was minted"
+    assert_no_secrets(server_lines, secrets, where=f"tavkit serve --log-level {level}")
+    # The lines that would have held a secret were there, redacted.
     assert any("WebSocket /v1/ws?token=***" in line for line in server_lines), "no access line"
     if level == "debug":
         assert any("DEBUG" in line or '"debug"' in line for line in server_lines)
-    assert_no_secrets(server_lines, secrets, where=f"tavkit serve --log-level {level}")
     assert_no_secrets(caplog.text.splitlines(), secrets, where=f"the Python clients at {level}")
+
+
+def test_the_data_dir_and_its_files_are_owner_only(sqlite_server: RunningServer):
+    """Under the usual umask 022 too: data and SQLite dirs 0700, secret and database 0600."""
+    import stat
+
+    old = os.umask(0o022)
+    os.umask(old)
+    assert old & 0o077 != 0o077, "the test process's umask would hide the bug"
+    db = sqlite_server.database.sqlite_path
+    assert db is not None
+    data = sqlite_server.settings.data_dir
+    modes = {
+        "data dir": (data, 0o700),
+        "token secret": (data / "socket-token-secret", 0o600),
+        "SQLite dir": (db.parent, 0o700),
+        "SQLite file": (db, 0o600),
+    }
+    for what, (path, mode) in modes.items():
+        assert stat.S_IMODE(path.stat().st_mode) == mode, what

@@ -270,6 +270,22 @@ def delivered(reader: Reader, client_msg_id: str) -> bool:
     return any(f.get("clientMsgId") == client_msg_id for f in reader.of_type("message"))
 
 
+async def keep_beating(http: httpx.AsyncClient, server: RunningServer, users: tuple[str, ...]):
+    """POST each member's REST heartbeat every 2 s; raises on the first refusal."""
+    while True:
+        for user in users:
+            beat = await http.post(f"/v1/rooms/{ROOM}/heartbeat", headers=server.headers(user))
+            assert beat.status_code == 200, f"{user}'s heartbeat: {beat.text}"
+        await asyncio.sleep(2.0)
+
+
+async def cancel(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for it to end."""
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+
+
 class _Unthrottled(InboundScreen):
     """The door's size check as it is, with a frame rate no batch can reach."""
 
@@ -299,6 +315,10 @@ async def test_20000_fuzzed_frames_leave_the_server_and_the_others_unharmed(
             readers[user] = Reader(ws)
             stack.push_async_callback(readers[user].stop)
         alice, bob, carol = readers["alice"], readers["bob"], readers["carol"]
+        # Every member keeps its REST heartbeat, as the clients do: the run outlasts the
+        # heartbeat timeout, and a member who stops beating is removed (4002) by design.
+        beats = asyncio.create_task(keep_beating(http, server, ("alice", "bob", "carol")))
+        stack.push_async_callback(cancel, beats)
 
         for round_, start in enumerate(range(0, FRAMES, BATCH)):
             batch = sent[start : start + BATCH]
@@ -316,9 +336,7 @@ async def test_20000_fuzzed_frames_leave_the_server_and_the_others_unharmed(
             )
             await bob.wait(lambda m=msg_id: delivered(bob, m))  # type: ignore[misc]
             await bob.ping()
-            if round_ % 20 == 0:
-                beat = await http.post(f"/v1/rooms/{ROOM}/heartbeat", headers=server.headers("bob"))
-                assert beat.status_code == 200, beat.text
+            assert not beats.done(), beats.exception()
 
         answered = len(alice.of_type("error"))
         assert answered >= FRAMES * 0.8, f"only {answered} frames were answered: were they parsed?"
