@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test serve lint typecheck chromium venv bench clean
+.PHONY: test serve lint typecheck chromium netlab nginx venv bench clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,29 @@ chromium:
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(CHROMIUM_PKGS); }
 
+# The NAT lab (tests/netlab) builds network namespaces with iproute2 and nftables and
+# runs its own coturn on lab addresses; the service the package enables is stopped.
+NETLAB_PKGS := coturn nftables iproute2
+netlab:
+	@dpkg -s $(NETLAB_PKGS) >/dev/null 2>&1 || { \
+		echo "installing $(NETLAB_PKGS) from Debian"; \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(NETLAB_PKGS) && \
+		{ $$SUDO systemctl disable --now coturn >/dev/null 2>&1 || \
+		  $$SUDO service coturn stop >/dev/null 2>&1 || true; }; }
+
+# tests/deploy runs docs/deploy/nginx.conf in an nginx of its own (free ports, files in
+# a temporary directory); the service the package enables is stopped.
+nginx:
+	@dpkg -s nginx >/dev/null 2>&1 || { \
+		echo "installing nginx from Debian"; \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nginx && \
+		{ $$SUDO systemctl disable --now nginx >/dev/null 2>&1 || \
+		  $$SUDO service nginx stop >/dev/null 2>&1 || true; }; }
+
 lint: venv
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
@@ -33,7 +56,7 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-test: venv chromium lint typecheck
+test: venv chromium netlab nginx lint typecheck
 	$(VENV)/bin/pytest
 
 serve: venv

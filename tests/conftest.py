@@ -176,6 +176,7 @@ class RunningServer:
             lifespan="on",
             loop="asyncio",
             ws_max_size=MAX_FRAME_BYTES,
+            proxy_headers=False,  # as `tavkit serve`: only --trusted-proxies are believed
         )
         server = _ThreadServer(config)
         thread = threading.Thread(
@@ -319,3 +320,23 @@ def sqlite_server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
 def sqlite_server(sqlite_server_factory: ServerFactory) -> RunningServer:
     """One real server on SQLite with the default test settings."""
     return sqlite_server_factory()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Free aiortc decoder threads a test left blocked, so the interpreter can exit.
+
+    aiortc's decoder threads are not daemons and end only when their receiver stops:
+    one peer connection a test failed to close would hang the run at exit, after the
+    report (``tests/server/_threads.py`` fails the recorder tests that leak one). Each
+    thread released here is named on stderr, so the leak is still seen.
+    """
+    import queue
+    import sys
+
+    for thread in threading.enumerate():
+        if thread.daemon or not thread.name.endswith("-decoder"):
+            continue
+        for argument in getattr(thread, "_args", ()):
+            if isinstance(argument, queue.Queue):
+                argument.put(None)  # what RTCRtpReceiver.stop() sends it
+        print(f"tavkit tests: released a stranded aiortc {thread.name} thread", file=sys.stderr)

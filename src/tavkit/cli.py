@@ -13,7 +13,7 @@ from tavkit import __version__
 from tavkit.auth.cli import privatemapkey_app, sig_app, usersig_app
 from tavkit.client.cli import call
 from tavkit.loadtest.cli import loadtest
-from tavkit.server.cli import server_app
+from tavkit.server.cli import server_app, turn_app
 from tavkit.server.recording.cli import recordings_app
 
 app = typer.Typer(
@@ -36,6 +36,7 @@ app.add_typer(usersig_app, name="usersig")
 app.add_typer(privatemapkey_app, name="privatemapkey")
 app.add_typer(sig_app, name="sig")
 app.add_typer(server_app)  # serve, db
+app.add_typer(turn_app, name="turn")
 app.command("call")(call)
 app.command("loadtest")(loadtest)
 app.add_typer(recordings_app, name="recordings")

@@ -14,9 +14,17 @@ name the secrets, call :func:`assert_no_secrets`.
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote
+
+from conftest import APP_ID
 
 __all__ = ["STRIDE", "WINDOW", "Leak", "assert_no_secrets", "find_leaks", "fragments"]
 
@@ -70,3 +78,56 @@ def _masked(line: str, wanted: Mapping[str, set[str]]) -> str:
         for part in sorted(parts, key=len, reverse=True):
             line = line.replace(part, f"<{name}>")
     return line[:400]
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class LoggedServer:
+    """``tavkit serve`` in a subprocess, its stderr (the server's whole log) in a file."""
+
+    def __init__(self, tmp_path: Path, level: str, fmt: str, env: dict[str, str]) -> None:
+        self.log = tmp_path / "server.log"
+        apps = tmp_path / "apps.json"
+        apps.write_text(json.dumps([{"sdkAppId": APP_ID, "key": env.pop("APP_KEY")}]))
+        self._err = self.log.open("w")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tavkit",
+                "serve",
+                "--port",
+                "0",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--apps-file",
+                str(apps),
+                "--log-level",
+                level,
+                "--log-format",
+                fmt,
+                "--ice-servers",
+                f"turn:127.0.0.1:{_closed_port()}?transport=tcp",
+                "--close-grace",
+                "0.2",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        assert line.startswith("tavkit serving on "), (line, self.log.read_text()[-2000:])
+        self.url = line.removeprefix("tavkit serving on ").strip()
+
+    def stop(self) -> list[str]:
+        """Stop the server; every line it logged."""
+        self.process.terminate()
+        self.process.communicate(timeout=30)
+        self._err.close()
+        return self.log.read_text().splitlines()

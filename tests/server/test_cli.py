@@ -47,7 +47,7 @@ def wait_for_url(process: subprocess.Popen[str]) -> str:
         assert process.stdout is not None
         for line in process.stdout:
             output.append(line)
-            match = re.search(r"tavkit serving on (http://\S+)", line)
+            match = re.search(r"tavkit serving on (https?://\S+)", line)
             if match and not found:
                 found.append(match.group(1))
                 done.set()

@@ -287,6 +287,35 @@ async def test_the_daily_cap_refuses_with_429_and_survives_a_restart(
         expect_error(response, ServerCode.INVALID_PARAMETER, status=429)
 
 
+async def test_an_app_of_its_own_log_cap_keeps_to_it_and_the_others_to_the_server_s(
+    sqlite_server_factory: ServerFactory,
+):
+    """An app with ``logDailyCap`` 4 is refused its second 4-item batch; an app with none
+    of its own keeps the server's cap (and an app's 0 means no cap at all)."""
+    small = AppConfig(1400000002, random_key(), log_daily_cap=4)
+    free = AppConfig(1400000003, random_key(), log_daily_cap=0)
+    server = sqlite_server_factory(
+        log_daily_cap=8, apps=(AppConfig(APP_ID, random_key()), small, free)
+    )
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        outcomes: dict[int, list[int]] = {}
+        for app in (server.settings.apps[0], small, free):
+            who = server.headers("zoe", sig=server.sig("zoe", app=app), app_id=app.sdk_app_id)
+            entered = await client.post("/v1/rooms/511/enter", headers=who)
+            assert entered.status_code == 200, entered.text
+            body = batch(entered.json()["roomUuid"])  # 4 items
+            statuses = []
+            for _ in range(3):
+                response = await client.post("/v1/logs", json=body, headers=who)
+                statuses.append(response.status_code)
+            outcomes[app.sdk_app_id] = statuses
+    assert outcomes == {
+        APP_ID: [200, 200, 429],
+        small.sdk_app_id: [200, 429, 429],
+        free.sdk_app_id: [200, 200, 200],
+    }
+
+
 async def test_client_clock_skew_is_corrected_by_sent_at(client, server):
     """Items from a client whose clock is an hour behind are stored at server time."""
     room_uuid = await enter(client, server, "alice", 504)

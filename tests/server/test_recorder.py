@@ -24,9 +24,17 @@ from tavkit.auth import gen_user_sig
 from tavkit.client import TAvKit
 from tavkit.errors import ServerCode
 
+from ._threads import no_decoder_threads_left
 from ._util import eventually, expect_error
 
 CALL = 4.0  # seconds each call lasts once media flows
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_media_threads() -> Any:
+    """Every peer connection of the test (clients' and recorder's) is closed by its end."""
+    yield
+    no_decoder_threads_left()
 
 
 def decode(path: Path) -> tuple[int, int]:
@@ -113,10 +121,13 @@ async def test_auto_records_every_participant_to_a_decodable_file(
         hung_up["bob"] = time.time()
         await bob.hangup()
 
-        found = await finished(http, room_uuid, server.headers("alice"), 2)
+        found = await finished(http, room_uuid, server.admin_headers(), 2)
+        # A member lists their own file only; the admin lists both.
+        own = await recordings(http, room_uuid, server.headers("alice"))
+        assert [r["userId"] for r in own["recordings"]] == ["alice"]
     assert sorted(r["userId"] for r in found) == ["alice", "bob"]
     for rec in found:
-        assert rec["status"] == "complete"
+        assert rec["status"] == "complete" and rec["stopReason"] == "left"
         check_file(server.settings.data_dir, room_uuid, rec)
         # Each file spans the member's part of the call, to within a second.
         assert entered <= rec["startedAt"] <= flowing + 1.0, (entered, rec, flowing)
@@ -172,7 +183,7 @@ async def test_on_demand_records_only_between_start_and_stop(sqlite_server_facto
     assert sorted(r["userId"] for r in found) == ["alice", "alice", "bob", "bob"]
     for round_, (began, ended) in enumerate(spans, start=1):
         for rec in found[2 * (round_ - 1) : 2 * round_]:
-            assert rec["status"] == "complete"
+            assert rec["status"] == "complete" and rec["stopReason"] == "stopped"
             check_file(server.settings.data_dir, room_uuid, rec, n=round_)
             assert began <= rec["startedAt"] and rec["endedAt"] <= ended + 0.5, (rec, began, ended)
 
@@ -231,7 +242,7 @@ async def test_a_graceful_shutdown_completes_the_files(sqlite_server_factory: An
         body = await recordings(http, room_uuid, server.admin_headers())
     assert sorted(r["userId"] for r in body["recordings"]) == ["alice", "bob"]
     for rec in body["recordings"]:
-        assert rec["status"] == "complete"
+        assert rec["status"] == "complete" and rec["stopReason"] == "shutdown"
         check_file(server.settings.data_dir, room_uuid, rec)
 
 
@@ -324,7 +335,7 @@ async def test_a_crash_leaves_partial_files_that_decode(tmp_path: Path) -> None:
             body = await recordings(http, room_uuid, headers)
         assert sorted(r["userId"] for r in body["recordings"]) == users
         for rec in body["recordings"]:
-            assert rec["status"] == "partial"
+            assert rec["status"] == "partial" and rec["stopReason"] == "crashed"
             content = (folder / f"{rec['userId']}-1.mkv").read_bytes()
             assert rec["size"] == len(content)
             assert rec["sha256"] == hashlib.sha256(content).hexdigest()

@@ -1,5 +1,8 @@
 """REST for recordings: who may list and download, byte ranges, 14007/14008, admin delete.
 
+Members read their own recordings only (another member's file is 403, server 10005);
+the admin reads them all.
+
 The sessions are real (entered over REST); each recording row and its file are put
 in place the way the recorder leaves a finished one, so these tests need no media
 and run on both databases. The recorder itself is tested in ``test_recorder.py``.
@@ -41,7 +44,15 @@ async def recorded_session(
     entered = await client.post(f"/v1/rooms/{room}/enter", headers=server.headers("alice"))
     assert entered.status_code == 200, entered.text
     room_uuid = uuid.UUID(entered.json()["roomUuid"])
-    relative = recording_path(room_uuid, "alice", 1)
+    rec_id, path = await add_recording(server, room_uuid, "alice")
+    return str(room_uuid), rec_id, path
+
+
+async def add_recording(
+    server: RunningServer, room_uuid: uuid.UUID, user_id: str
+) -> tuple[str, Path]:
+    """A finished recording of ``user_id`` in the session, file and row: (id, file)."""
+    relative = recording_path(room_uuid, user_id, 1)
     path = server.settings.data_dir / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(CONTENT)
@@ -49,7 +60,7 @@ async def recorded_session(
     rec = RecordingRow(
         id=uuid.uuid4(),
         session_id=room_uuid,
-        user_id="alice",
+        user_id=user_id,
         stint=1,
         path=relative.as_posix(),
         started_at=now - 3.0,
@@ -60,6 +71,7 @@ async def recorded_session(
         status="complete",
         has_video=True,
         has_audio=True,
+        stop_reason="left",
     )
     store = Store.open(
         server.settings.effective_database_url, schema=server.settings.database_schema
@@ -68,7 +80,7 @@ async def recorded_session(
         await rows.insert(store, rec)
     finally:
         await store.close()
-    return str(room_uuid), str(rec.id), path
+    return str(rec.id), path
 
 
 async def test_members_and_the_admin_list_recordings(client, server):
@@ -86,8 +98,49 @@ async def test_members_and_the_admin_list_recordings(client, server):
         assert rec["sha256"] == hashlib.sha256(CONTENT).hexdigest()
         assert rec["duration"] == 3.0 and rec["hasVideo"] and rec["hasAudio"]
         assert rec["endedAt"] - rec["startedAt"] == 3.0
+        assert rec["stopReason"] == "left"
     stranger = await client.get(url, headers=server.headers("carol"))
     expect_error(stranger, ServerCode.UNAUTHORISED)
+
+
+async def test_members_see_only_their_own_recordings(client, server):
+    """Alice and bob were in the call: each lists and downloads only their own; the admin all."""
+    room_uuid, alices, _path = await recorded_session(client, server, 406)
+    entered = await client.post("/v1/rooms/406/enter", headers=server.headers("bob"))
+    assert entered.status_code == 200, entered.text
+    bobs, _bob_path = await add_recording(server, uuid.UUID(room_uuid), "bob")
+    url = f"/v1/sessions/{room_uuid}/recordings"
+    for user, own in (("alice", alices), ("bob", bobs)):
+        listed = await client.get(url, headers=server.headers(user))
+        assert [r["id"] for r in listed.json()["recordings"]] == [own], user
+        mine = await client.get(f"{url}/{own}", headers=server.headers(user))
+        assert mine.status_code == 200 and mine.content == CONTENT
+    theirs = await client.get(f"{url}/{bobs}", headers=server.headers("alice"))
+    message = expect_error(theirs, ServerCode.UNAUTHORISED, status=403)
+    assert "bob" in message
+    ranged = await client.get(
+        f"{url}/{alices}", headers={**server.headers("bob"), "Range": "bytes=0-9"}
+    )
+    expect_error(ranged, ServerCode.UNAUTHORISED, status=403)
+    everything = await client.get(url, headers=server.admin_headers())
+    assert sorted(r["userId"] for r in everything.json()["recordings"]) == ["alice", "bob"]
+    for rec_id in (alices, bobs):
+        download = await client.get(f"{url}/{rec_id}", headers=server.admin_headers())
+        assert download.status_code == 200 and download.content == CONTENT
+
+
+async def test_the_openapi_documents_the_recording_refusals(client):
+    """/openapi.json names 403 on downloads and 507 (disk floor) on start, seed-shaped."""
+    spec = (await client.get("/openapi.json")).json()
+    download = spec["paths"]["/v1/sessions/{uuid}/recordings/{id}"]["get"]["responses"]
+    start = spec["paths"]["/v1/admin/rooms/{roomId}/recording/start"]["post"]["responses"]
+    for response in (download["403"], start["507"]):
+        schema = response["content"]["application/json"]["schema"]
+        assert schema["$ref"].endswith("/ErrorBody")
+    assert "own" in download["403"]["description"]
+    assert "floor" in start["507"]["description"]
+    quota = spec["paths"]["/v1/admin/recording/quota"]["get"]
+    assert quota["tags"] == ["admin"]
 
 
 async def test_unknown_sessions_are_14007(client, server):

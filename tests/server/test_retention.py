@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.server.retention import DAY, collect
-from tavkit.server.settings import Settings
+from tavkit.server.settings import Settings, read_apps_file
 from tavkit.server.store.db import Store
 from tavkit.server.store.logs_models import ClientLogRow, QualitySampleRow
 from tavkit.server.store.models import AppRow, MessageRow, SessionRow
@@ -273,6 +273,61 @@ async def test_gc_refuses_without_a_retention_or_a_database(tmp_path: Path):
     assert not missing.exists()
     code, out = gc("--retention-days", "0", "--data-dir", str(tmp_path))
     assert code == 2
+
+
+@pytest.mark.parametrize(
+    ("server_days", "own", "gone"),
+    [
+        (RETENTION, {APP: 0}, False),  # the app keeps its data forever
+        (None, {APP: RETENTION}, True),  # only the app collects
+        (RETENTION, {APP + 1: 0}, True),  # another app's choice changes nothing here
+        (RETENTION, {APP: 15}, False),  # a longer retention of its own keeps 10-day-old data
+        (60, {APP: RETENTION}, True),  # a shorter one of its own collects it
+    ],
+)
+async def test_an_app_s_own_retention_replaces_the_server_s(
+    store: Store,
+    tmp_path: Path,
+    server_days: float | None,
+    own: dict[int, float],
+    gone: bool,
+):
+    """``retentionDays`` of an app (the apps file) decides for its sessions, messages,
+    logs, samples and recordings; 0 keeps them forever; other apps keep the server's."""
+    now = 1_700_000_000.0
+    made = await populate(store, tmp_path, now)
+    before = await contents(store)
+    report = await collect(store, tmp_path, retention_days=server_days, app_retention=own, now=now)
+    if gone:
+        assert {k: v for k, v in report.to_json().items() if k in GONE} == GONE
+        assert await contents(store) == made.kept
+    elif own.get(APP) == 0:
+        assert report.rows == 0 and await contents(store) == before
+    else:
+        # 15 days: the session closed 10 days ago stays; logs 20 days old still go.
+        assert report.messages == 0 and report.recordings == 0 and report.client_logs == 2
+    assert report.app_cutoffs == {
+        app: (now - days * DAY) if days else None for app, days in own.items()
+    }
+
+
+def test_app_retention_and_log_caps_are_read_from_the_apps_file(tmp_path: Path):
+    """``retentionDays`` and ``logDailyCap`` in the apps file land on the app; nonsense is
+    refused naming the field; the server knows it collects when only an app has one."""
+    path = tmp_path / "apps.json"
+    key = "k" * 32
+    path.write_text(
+        json.dumps([{"sdkAppId": 7, "key": key, "retentionDays": 30, "logDailyCap": 0}])
+    )
+    settings = Settings(apps=read_apps_file(path))
+    assert settings.app_retention() == {7: 30.0} and settings.collects
+    assert settings.log_daily_cap_of(7) == 0 and settings.log_daily_cap_of(8) == 500_000
+    for bad in ({"retentionDays": -1}, {"retentionDays": 1.5}, {"logDailyCap": True}):
+        path.write_text(json.dumps([{"sdkAppId": 7, "key": key, **bad}]))
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            read_apps_file(path)
+    path.write_text(json.dumps([{"sdkAppId": 7, "key": key, "retentionDays": 0}]))
+    assert not Settings(apps=read_apps_file(path)).collects
 
 
 @pytest.mark.parametrize("batch", [2, 500])

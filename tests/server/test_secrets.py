@@ -7,8 +7,6 @@ import asyncio
 import json
 import logging
 import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ from tavkit.server.signaling.tokens import (
     mint,
 )
 
-from ._secrets import assert_no_secrets, find_leaks
+from ._secrets import LoggedServer, assert_no_secrets, find_leaks
 
 ROOM = 4242
 _QUIET = logging.getLogger("tests.raw_socket")
@@ -133,59 +131,6 @@ def _signature_of(token: str) -> str:
     return token.partition(".")[2]
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class _Served:
-    """``tavkit serve`` in a subprocess, its stderr (the server's whole log) in a file."""
-
-    def __init__(self, tmp_path: Path, level: str, fmt: str, env: dict[str, str]) -> None:
-        self.log = tmp_path / "server.log"
-        apps = tmp_path / "apps.json"
-        apps.write_text(json.dumps([{"sdkAppId": APP_ID, "key": env.pop("APP_KEY")}]))
-        self._err = self.log.open("w")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tavkit",
-                "serve",
-                "--port",
-                "0",
-                "--data-dir",
-                str(tmp_path / "data"),
-                "--apps-file",
-                str(apps),
-                "--log-level",
-                level,
-                "--log-format",
-                fmt,
-                "--ice-servers",
-                f"turn:127.0.0.1:{_closed_port()}?transport=tcp",
-                "--close-grace",
-                "0.2",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=self._err,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        assert line.startswith("tavkit serving on "), (line, self.log.read_text()[-2000:])
-        self.url = line.removeprefix("tavkit serving on ").strip()
-
-    def stop(self) -> list[str]:
-        """Stop the server; every line it logged."""
-        self.process.terminate()
-        self.process.communicate(timeout=30)
-        self._err.close()
-        return self.log.read_text().splitlines()
-
-
 @pytest.mark.parametrize(("level", "fmt"), [("info", "text"), ("debug", "json")])
 async def test_no_log_line_of_a_full_call_holds_a_secret(
     tmp_path: Path,
@@ -196,7 +141,7 @@ async def test_no_log_line_of_a_full_call_holds_a_secret(
 ):
     """A call (two Python clients, chat, logs, admin, the old ?token=) logs no secret."""
     app_key, admin_key, turn_secret = random_key(), random_key(), random_key()
-    served = _Served(
+    served = LoggedServer(
         tmp_path,
         level,
         fmt,

@@ -5,7 +5,8 @@ limit, known types with wrong-typed fields, unknown types, lone surrogates and
 out-of-range numbers, and valid-looking signals to strangers. They go out in batches
 from one member (alice); after each batch a ping whose pong proves the server has
 dealt with every frame before it. Meanwhile two honest members share the call: carol
-sends a message every batch and bob must receive each one, answer pings and keep
+sends a message every batch (paced to an honest 5 a second: members may send 10) and
+bob must receive each one, answer pings and keep
 his REST heartbeat. Whatever the fuzz got stored must read back over REST. At the end
 alice sends one frame over the size limit and must get the documented close code for
 it (1009).
@@ -47,6 +48,8 @@ Frame = dict[str, Any]
 FRAMES = 20_000
 BATCH = 100
 """Frames sent before each barrier: well under the server's send queue (256) of errors."""
+CAROL_PACE = 0.2
+"""Seconds between carol's messages at least: an honest rate, under the 10/s limit."""
 PER_EXAMPLE = 10
 """Frames one hypothesis example draws (small, so no example runs out of entropy)."""
 ROOM = 4343
@@ -320,6 +323,7 @@ async def test_20000_fuzzed_frames_leave_the_server_and_the_others_unharmed(
         beats = asyncio.create_task(keep_beating(http, server, ("alice", "bob", "carol")))
         stack.push_async_callback(cancel, beats)
 
+        carol_sent = -CAROL_PACE
         for round_, start in enumerate(range(0, FRAMES, BATCH)):
             batch = sent[start : start + BATCH]
             for item in batch:
@@ -330,6 +334,9 @@ async def test_20000_fuzzed_frames_leave_the_server_and_the_others_unharmed(
                 exc.add_note(f"batch {round_}: {[f[:80] for f in batch]!r}")
                 raise
             # The honest members, every batch: a message delivered, a ping answered.
+            loop = asyncio.get_running_loop()
+            await asyncio.sleep(max(0.0, carol_sent + CAROL_PACE - loop.time()))
+            carol_sent = loop.time()
             msg_id = f"carol-{round_}"
             await carol.ws.send(
                 json.dumps({"type": "message", "clientMsgId": msg_id, "kind": "text", "text": "hi"})

@@ -20,8 +20,7 @@ import pytest
 
 from tavkit.auth import Privilege
 from tavkit.errors import ErrorModule, all_codes
-from tavkit.protocol import MAX_FRAME_BYTES, PUBLISH_ALL, CloseCode
-from tavkit.protocol._fields import USER_ID_RE
+from tavkit.protocol import MAX_FRAME_BYTES, PUBLISH_ALL, USER_ID_RE, CloseCode
 from tavkit.protocol.sdp import allowed_direction
 
 WEB = Path(str(files("tavkit") / "web"))

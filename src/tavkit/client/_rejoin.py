@@ -17,13 +17,19 @@ from typing import Final
 
 from tavkit.errors import HttpError, TAvKitError
 
-__all__ = ["REJOIN_PATIENCE", "enter_again"]
+__all__ = ["REJOIN_FIRST_DELAY", "REJOIN_MAX_DELAY", "REJOIN_PATIENCE", "enter_again"]
 
 # The kit's logger: these lines are part of the call's story.
 logger = logging.getLogger("tavkit.client.kit")
 
 REJOIN_PATIENCE: Final = 60.0
-"""How long (seconds) the kit keeps trying to enter again after the server dropped it."""
+"""How long (seconds) the kit keeps trying to enter again after the server dropped it.
+
+Memberships that the server drops again within this time share one patience: a
+server that accepts every enter and then refuses the socket ends the call, not loops."""
+REJOIN_FIRST_DELAY: Final = 0.5
+REJOIN_MAX_DELAY: Final = 5.0
+"""The pause before a rejoin, doubling with each rejoin of the same run (the first has none)."""
 
 
 async def enter_again(
@@ -31,8 +37,8 @@ async def enter_again(
     report: Callable[[TAvKitError], None],
     *,
     patience: float = REJOIN_PATIENCE,
-    first_delay: float = 0.5,
-    max_delay: float = 5.0,
+    first_delay: float = REJOIN_FIRST_DELAY,
+    max_delay: float = REJOIN_MAX_DELAY,
 ) -> bool:
     """Call ``enter`` until it succeeds; return whether it did.
 

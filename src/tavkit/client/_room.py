@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ from aiortc import MediaStreamTrack, RTCConfiguration
 from av.frame import Frame
 
 from tavkit.client._publish import Publisher
-from tavkit.client.api import EnterResult, RoomApi
+from tavkit.client.api import EnterResult, RateLimitedError, RoomApi
 from tavkit.client.listener import UserInfo
 from tavkit.client.peer import PeerLink
 from tavkit.client.session import SignalingSocket
@@ -39,6 +40,7 @@ from tavkit.protocol import (
     MemberState,
     Ping,
     Removed,
+    Renewed,
     Replaced,
     RoomClosed,
     ServerMessage,
@@ -140,6 +142,23 @@ class RoomState:
         if self._on_chat is not None:
             self._on_chat(welcome)
 
+    @property
+    def entered(self) -> EnterResult:
+        """The ``enter`` response, as the last ``renewed`` updated it."""
+        return self._entered
+
+    def renewed(self, answer: Renewed) -> None:
+        """Apply accepted credentials: resume with the new token; new links use the new
+        ICE servers and privileges (links already up keep theirs until rebuilt)."""
+        self._entered = dataclasses.replace(
+            self._entered,
+            privileges=answer.privileges,
+            ice_servers=answer.ice_servers,
+            socket_token=answer.socket_token,
+        )
+        if self.socket is not None:
+            self.socket.set_token(answer.socket_token)
+
     def start_heartbeat(self, api: RoomApi, room_id: int, interval: float) -> None:
         """Keep the membership alive: REST heartbeat and socket ``ping`` every ``interval``."""
         self.stop_heartbeat()
@@ -203,10 +222,16 @@ class RoomState:
     # -- socket callbacks -------------------------------------------------------------
 
     async def _beat(self, api: RoomApi, room_id: int, interval: float) -> None:
+        loop = asyncio.get_running_loop()
+        quiet_until = 0.0  # no REST beat before this: the server's Retry-After
         while True:
             await asyncio.sleep(interval)
             try:
-                interval = await api.heartbeat(room_id) or interval
+                if loop.time() >= quiet_until:
+                    interval = await api.heartbeat(room_id) or interval
+            except RateLimitedError as exc:  # skip beats; the socket's ping keeps our place
+                logger.info("heartbeat rate limited: none for %g s", exc.retry_after)
+                quiet_until = loop.time() + exc.retry_after
             except HttpError as exc:  # the network: the socket's resume covers it
                 logger.info("heartbeat failed, will retry: %s", exc)
             except ServerError as exc:  # the membership is gone: the socket will say so

@@ -11,6 +11,12 @@ When the retries run out the failure is the seed's ``{"module": "http",
 "errorCode": 10000}`` (:class:`~tavkit.errors.HttpError`). ``enter``, ``heartbeat``
 and ``exit`` are safe to repeat: entering again replaces our own membership, and a
 second exit answers 14004.
+
+A 429 (server 10004 "rate limited", :mod:`tavkit.server.ratelimit`) is the server
+asking for a pause, so it is never retried at once: ``enter`` waits the answer's
+``Retry-After`` and tries again, as long as its waits add up to at most
+``rate_limit_wait`` seconds; every other call raises :class:`RateLimitedError`, which
+carries the wait (the heartbeat skips beats until then).
 """
 
 from __future__ import annotations
@@ -26,12 +32,22 @@ from tavkit.auth import Privilege
 from tavkit.errors import HttpCode, HttpError, ServerCode, ServerError, TAvKitError
 from tavkit.protocol import PUBLISH_ALL, Member
 
-__all__ = ["Credentials", "EnterResult", "RoomApi"]
+__all__ = ["Credentials", "EnterResult", "RateLimitedError", "RoomApi"]
 
 logger = logging.getLogger(__name__)
 
 _RETRY_STATUSES: Final = frozenset({502, 503, 504})
 _MAX_BACKOFF: Final = 2.0
+_MAX_RETRY_AFTER: Final = 3600.0
+"""A longer (or unreadable) ``Retry-After`` is read as this: a day-long cap is a refusal."""
+
+
+class RateLimitedError(ServerError):
+    """The server's 429: server 10004 "rate limited"; ask again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(ServerCode.INVALID_PARAMETER, message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +129,8 @@ class RoomApi:
     ``server`` is the base URL (``http://host:port``). ``timeout`` bounds each
     attempt in seconds; ``retries`` is how many times a failed attempt is repeated
     (0 disables retrying); ``backoff`` is the first pause, doubled each time up to 2 s.
+    ``rate_limit_wait`` is how long ``enter`` may wait in all for the server's 429s to
+    pass (its ``Retry-After``) before raising :class:`RateLimitedError`; 0 never waits.
     ``transport`` is for embedding (an ASGI transport, a proxy); ``None`` is plain HTTP.
     """
 
@@ -124,10 +142,14 @@ class RoomApi:
         timeout: float = 10.0,
         retries: int = 3,
         backoff: float = 0.25,
+        rate_limit_wait: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if retries < 0:
             raise ValueError("retries must be 0 or more")
+        if not rate_limit_wait >= 0:
+            raise ValueError("rate_limit_wait must be 0 or more seconds")
+        self._rate_limit_wait = rate_limit_wait
         self.credentials = credentials
         self._retries = retries
         self._backoff = backoff
@@ -138,16 +160,27 @@ class RoomApi:
             transport=transport,
         )
 
+    def set_credentials(self, credentials: Credentials) -> None:
+        """Use ``credentials`` for every call from now on (after a ``renew``)."""
+        self.credentials = credentials
+        self._client.headers = httpx.Headers(credentials.headers())
+
     async def enter(self, room_id: int) -> EnterResult:
-        """Enter ``room_id``: the session, the other members and the socket token."""
-        body = await self._call("POST", f"/v1/rooms/{room_id}/enter", json={})
+        """Enter ``room_id``: the session, the other members and the socket token.
+
+        Waits out the server's 429s for up to ``rate_limit_wait`` seconds in all.
+        """
+        body = await self._patient_call("POST", f"/v1/rooms/{room_id}/enter", json={})
         try:
             return EnterResult.from_wire(body)
         except (KeyError, TypeError, ValueError) as exc:
             raise HttpError(HttpCode.NETWORK, f"malformed enter response: {exc!r}") from exc
 
     async def heartbeat(self, room_id: int) -> float:
-        """Tell the server we are alive; return the interval it wants."""
+        """Tell the server we are alive; return the interval it wants.
+
+        A 429 raises :class:`RateLimitedError` at once: the next beat is the retry.
+        """
         body = await self._call("POST", f"/v1/rooms/{room_id}/heartbeat")
         return float(body.get("heartbeatInterval", 5.0))
 
@@ -168,6 +201,19 @@ class RoomApi:
         """Close the connection pool."""
         await self._client.aclose()
 
+    async def _patient_call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """:meth:`_call`, waiting out 429s while their waits fit in ``rate_limit_wait``."""
+        waited = 0.0
+        while True:
+            try:
+                return await self._call(method, path, **kwargs)
+            except RateLimitedError as exc:
+                if waited + exc.retry_after > self._rate_limit_wait:
+                    raise
+                logger.info("%s %s: %s; waiting %g s", method, path, exc.message, exc.retry_after)
+                await asyncio.sleep(exc.retry_after)
+                waited += exc.retry_after
+
     async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         last: str = "no attempt"
         pending: TAvKitError | None = None
@@ -184,6 +230,8 @@ class RoomApi:
             if response.is_success and body is not None:
                 return body
             seed = _seed_error(body)
+            if seed is not None and response.status_code == 429:
+                raise RateLimitedError(seed.message, _retry_after(response))
             if seed is not None and response.status_code != 503:
                 raise seed
             if response.status_code in _RETRY_STATUSES or seed is not None:
@@ -208,6 +256,17 @@ def _json(response: httpx.Response) -> dict[str, Any] | None:
     except ValueError:
         return None
     return body if isinstance(body, dict) else None
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """The answer's ``Retry-After`` in seconds, 1 to an hour (1 if absent; seconds form only)."""
+    try:
+        seconds = float(response.headers.get("Retry-After", "1"))
+    except ValueError:
+        return _MAX_RETRY_AFTER
+    if not seconds >= 0:  # NaN too
+        return _MAX_RETRY_AFTER
+    return min(max(seconds, 1.0), _MAX_RETRY_AFTER)  # never 0: no tight loop
 
 
 def _seed_error(body: dict[str, Any] | None) -> TAvKitError | None:

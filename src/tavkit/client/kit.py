@@ -33,6 +33,12 @@ acknowledged it, and ``listener.on_message`` gets every message of the session -
 history first, own ones included - exactly once and in ``seq`` order, across socket
 resumes (the ordering itself is ``_im.py``, the acknowledgements ``_outbox.py``).
 
+Credentials that end during the call (``docs/protocol.md`` section 2): when the
+server warns that the userSig (or privateMapKey) is about to end, the kit asks
+``listener.on_user_sig_expired()`` for a new one and sends it (``_renewal.py``);
+:meth:`TAvKit.renew` does the same on the application's own schedule. A member that
+does not renew in time is removed with reason ``expired`` and the call ends.
+
 Everything the kit starts - tasks, threads, sockets, peer connections - is owned
 by it and released by :meth:`TAvKit.aclose` (also on ``async with`` exit).
 """
@@ -56,15 +62,21 @@ from tavkit.client._delivery import RemoteMedia
 from tavkit.client._dispatch import Dispatcher, check_options
 from tavkit.client._outbox import Outbox
 from tavkit.client._publish import Publisher
-from tavkit.client._rejoin import enter_again
+from tavkit.client._rejoin import (
+    REJOIN_FIRST_DELAY,
+    REJOIN_MAX_DELAY,
+    REJOIN_PATIENCE,
+    enter_again,
+)
+from tavkit.client._renewal import Renewal
 from tavkit.client._room import RoomState
 from tavkit.client.api import Credentials, EnterResult, RoomApi
 from tavkit.client.listener import UserInfo
 from tavkit.client.media import MediaSource, TestPattern
 from tavkit.client.reporter import Reporter
 from tavkit.client.sinks import PeerStats
-from tavkit.errors import ServerCode, ServerError, TAvKitError
-from tavkit.protocol import ChatMessage, Leave, State
+from tavkit.errors import ServerCode, ServerError, TAvKitError, TrtcCode, TrtcError
+from tavkit.protocol import ChatMessage, Leave, Renewed, ServerMessage, State
 
 __all__ = ["TAvKit"]
 
@@ -91,6 +103,8 @@ class TAvKit:
       (e.g. ``["127.0.0.1"]``); ``None`` keeps aioice's discovery, which skips
       loopback. See :mod:`tavkit.ice`.
       ``http_timeout`` (s) and ``http_retries`` - per REST call; exhausted: http 10000.
+      ``start_timeout`` (s) - :meth:`start` gives up after this long (trtc -1019),
+      waits for the server's 429s (``Retry-After``) included (default 30).
       ``transport`` - an httpx transport for the REST calls (testing, embedding).
       ``message_timeout`` (s) - how long :meth:`send_message` waits for the server's
       acknowledgement, socket resumes included (default 15).
@@ -114,6 +128,7 @@ class TAvKit:
         host_addresses: Sequence[str] | None = None,
         http_timeout: float = 10.0,
         http_retries: int = 3,
+        start_timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         reporting: bool = True,
         message_timeout: float = 15.0,
@@ -129,6 +144,12 @@ class TAvKit:
         self._video_bitrate = video_bitrate
         self._http_timeout = http_timeout
         self._http_retries = http_retries
+        if not start_timeout > 0:
+            raise ValueError("start_timeout must be a positive number of seconds")
+        self._start_timeout = start_timeout
+        self._joined_at = 0.0  # loop time of the last membership that started
+        self._rejoin_deadline: float | None = None  # of the current run of rejoins
+        self._rejoins = 0
         self._transport = transport
         self._reporting = reporting
         self._message_timeout = message_timeout
@@ -147,6 +168,7 @@ class TAvKit:
         self._releasing: asyncio.Future[None] | None = None
         self._started = False
         self._outbox: Outbox | None = None
+        self._renewal: Renewal | None = None
         self.user_info: dict[str, UserInfo] = {}
         self.muted = False
         self.camera = True
@@ -172,7 +194,8 @@ class TAvKit:
         :class:`~tavkit.errors.AvkitError` (options, signatures),
         :class:`~tavkit.errors.ServerError` (e.g. 14000 room full),
         :class:`~tavkit.errors.HttpError` (network) or
-        :class:`~tavkit.errors.TrtcError` (media source).
+        :class:`~tavkit.errors.TrtcError` (media source; -1019 when the call is not up
+        within ``start_timeout``). A 429 on ``enter`` is waited out, within that time.
         """
         if self._started:
             raise RuntimeError("this TAvKit was already started; make a new one per call")
@@ -187,24 +210,30 @@ class TAvKit:
                 deliver=lambda message: self._dispatch.emit("on_message", message),
                 timeout=self._message_timeout,
             )
+            self._renewal = Renewal(
+                socket=lambda: self._room.socket if self._room is not None else None,
+                listener=lambda: self._dispatch.listener,
+                current_key=lambda: self._api.credentials.private_map_key if self._api else None,
+                on_renewed=self._renewed,
+                report=self._dispatch.report,
+                spawn=self._dispatch.spawn,
+                timeout=self._message_timeout,
+            )
             credentials = Credentials(sdk_app_id, user_id, user_sig, private_map_key)
             self._api = RoomApi(
                 self.server,
                 credentials,
                 timeout=self._http_timeout,
                 retries=self._http_retries,
+                rate_limit_wait=self._start_timeout,
                 transport=self._transport,
             )
             self._room_id = room_id
-            entered = await self._api.enter(room_id)
             try:
-                await self._open_media(entered.privileges)
-            except TAvKitError:
-                with contextlib.suppress(TAvKitError):
-                    await self._api.exit(room_id)
-                raise
-            self._start_publishing(entered.privileges)
-            await self._join(entered)
+                async with asyncio.timeout(self._start_timeout):
+                    await self._enter(room_id)
+            except TimeoutError:
+                raise await self._start_timed_out(room_id) from None
         except TAvKitError as exc:
             self._dispatch.report(exc)
             await self._release()
@@ -254,6 +283,22 @@ class TAvKit:
         a chat panel. Same acknowledgement and errors as :meth:`send_message`.
         """
         return await self._send_chat("custom", data)
+
+    async def renew(self, user_sig: str, private_map_key: str | None = None) -> None:
+        """Replace the call's userSig (and privateMapKey) with fresh ones, mid-call.
+
+        What the kit does by itself when the server warns that the credentials are
+        ending and ``listener.on_user_sig_expired`` gives new ones. Without
+        ``private_map_key`` the key in use (if any) is kept. A new key's privileges
+        apply to peer connections made from now on; the server enforces them at once.
+        Raises :class:`~tavkit.errors.AvkitError` (70346 userSig, 80/82/86/87
+        privateMapKey) when the server refuses them - the old ones then stay until
+        their end - :class:`~tavkit.errors.HttpError` when no answer came in time, and
+        ``RuntimeError`` outside a call.
+        """
+        if self._renewal is None or self._closed.is_set():
+            raise RuntimeError("renew() needs a call in progress")
+        await self._renewal.renew(user_sig, private_map_key)
 
     def reconnect(self, user_id: str | None = None) -> list[str]:
         """Renegotiate, on fresh peer connections, the sessions this client offered.
@@ -382,8 +427,8 @@ class TAvKit:
         room = RoomState(
             entered,
             user_id=self._api.credentials.user_id,
-            configuration=lambda: _ice.configuration(
-                entered.ice_servers, entered.ice_transport_policy
+            configuration=lambda: _ice.configuration(  # renewals update room.entered
+                room.entered.ice_servers, room.entered.ice_transport_policy
             ),
             host_addresses=self._host_addresses,
             publishers=list(self._publishers.values()),
@@ -395,13 +440,38 @@ class TAvKit:
             on_left=self._media.left,
             store_info=self._store_info,
             seen=self._seen_before,
-            on_chat=self._outbox.receive,
+            on_chat=self._receive,
         )
         self._room = room
         await room.connect(self._api, self._room_id)
+        self._joined_at = asyncio.get_running_loop().time()
         await self._start_reporter(entered.room_uuid)
         if self.muted or not self.camera:
             await self._send_state()
+
+    async def _enter(self, room_id: int) -> None:
+        """Enter, open the media the privileges allow, join: the body of :meth:`start`."""
+        assert self._api is not None
+        entered = await self._api.enter(room_id)
+        try:
+            await self._open_media(entered.privileges)
+        except TAvKitError:
+            with contextlib.suppress(TAvKitError):
+                await self._api.exit(room_id)
+            raise
+        self._start_publishing(entered.privileges)
+        await self._join(entered)
+
+    async def _start_timed_out(self, room_id: int) -> TrtcError:
+        """The error of a :meth:`start` past its deadline, once any place taken is given back."""
+        if self._api is not None:  # the enter may have landed: do not leave a ghost member
+            with contextlib.suppress(TAvKitError, TimeoutError):
+                async with asyncio.timeout(_LEAVE_TIMEOUT):
+                    await self._api.exit(room_id)
+        return TrtcError(
+            TrtcCode.ENTER_FAILED_OR_EXITED,
+            f"the call in room {room_id} was not up within {self._start_timeout:g} s",
+        )
 
     def _membership_gone(self, error: TAvKitError | None, rejoin: bool) -> None:
         """The socket ended for good: rejoin after a long outage, else end the call."""
@@ -424,8 +494,46 @@ class TAvKit:
         async def enter() -> None:
             await self._join(await api.enter(self._room_id))
 
-        if not await enter_again(enter, self._dispatch.report):
+        # A membership that held for REJOIN_PATIENCE earns fresh patience; one that the
+        # server keeps dropping at once (a socket refused after every enter) does not,
+        # and each such rejoin waits longer: the kit gives up instead of looping.
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._rejoin_deadline is None or now - self._joined_at >= REJOIN_PATIENCE:
+            self._rejoin_deadline, self._rejoins = now + REJOIN_PATIENCE, 0
+        patience = self._rejoin_deadline - now
+        pause = min(REJOIN_FIRST_DELAY * 2**self._rejoins, REJOIN_MAX_DELAY) if self._rejoins else 0
+        self._rejoins += 1
+        if patience <= pause:
+            self._dispatch.report(
+                TrtcError(
+                    TrtcCode.ENTER_FAILED_OR_EXITED,
+                    f"the server kept dropping our membership: gave up entering room"
+                    f" {self._room_id} again after {self._rejoins - 1} tries",
+                )
+            )
             await self._release()
+            return
+        await asyncio.sleep(pause)
+        if not await enter_again(enter, self._dispatch.report, patience=patience - pause):
+            await self._release()
+
+    def _receive(self, message: ServerMessage) -> bool:
+        """The frames the room does not handle itself: renewals', then the messages'."""
+        if self._renewal is not None and self._renewal.receive(message):
+            return True
+        return self._outbox is not None and self._outbox.receive(message)
+
+    def _renewed(self, answer: Renewed, user_sig: str, private_map_key: str | None) -> None:
+        """Use accepted credentials everywhere: REST, logs, socket resumes, new links."""
+        if self._api is not None:
+            old = self._api.credentials
+            fresh = Credentials(old.sdk_app_id, old.user_id, user_sig, private_map_key)
+            self._api.set_credentials(fresh)
+            if self._reporter is not None:
+                self._reporter.set_credentials(fresh)
+        if self._room is not None:
+            self._room.renewed(answer)
 
     async def _send_state(self) -> None:
         if self._room is not None and self._room.socket is not None:

@@ -7,6 +7,8 @@ The seed (``TAvKit-README.md`` 3.8) has ``onUserInfoListener``,
 program also needs to know who comes and goes and to get at the media, hence
 ``on_user_enter``, ``on_user_leave``, ``on_user_state`` and ``on_remote_track``.
 In-call messages (the seed's webim-component) arrive through ``on_message``.
+Credentials about to end mid-call are asked for through ``on_user_sig_expired``
+(TRTC's ``onUserSigExpired``).
 
 Every method is optional: subclass :class:`Listener` and override what you need,
 or pass any object that has some of these methods (:class:`ListenerProtocol`
@@ -49,6 +51,7 @@ class ListenerProtocol(Protocol):
     def on_user_state(self, user_id: str, muted: bool, camera: bool) -> Any: ...
     def on_remote_track(self, user_id: str, track: MediaStreamTrack) -> Any: ...
     def on_message(self, message: ChatMessage) -> Any: ...
+    def on_user_sig_expired(self) -> Any: ...
 
 
 class Listener:
@@ -86,3 +89,15 @@ class Listener:
 
         On entering, the session's earlier messages come first (a late joiner's history).
         """
+
+    def on_user_sig_expired(self) -> Any:
+        """Our userSig (or privateMapKey) is about to end: return fresh credentials.
+
+        Return (or, as a coroutine, resolve to) a new userSig, or a ``(userSig,
+        privateMapKey)`` pair when the key needs renewing too; the kit sends it to the
+        server, which keeps us in the call. A userSig alone keeps the privateMapKey in
+        use. ``None`` (the default) lets the credentials run out: the server then
+        removes us with reason ``expired`` and the call ends with ``on_error``. Called
+        once per warning, ahead of the end (at most a minute ahead).
+        """
+        return None

@@ -169,6 +169,10 @@ class Reporter:
         except (TypeError, ValueError):
             self.stats.failed += 1
 
+    def set_credentials(self, credentials: Credentials) -> None:
+        """Authenticate the batches sent from now on with ``credentials`` (after a ``renew``)."""
+        self._client.headers = httpx.Headers(credentials.headers())
+
     # -- lifetime --------------------------------------------------------------------
 
     async def start(self) -> None:

@@ -22,6 +22,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 from collections.abc import Callable
 from typing import Final
 from urllib.parse import quote
@@ -115,6 +116,10 @@ class SignalingSocket:
         self._task = asyncio.create_task(self._run(), name="tavkit-signaling")
         return welcome
 
+    def set_token(self, token: str) -> None:
+        """Resume with ``token`` from now on (the one a ``renewed`` frame carries)."""
+        self._subprotocols[1] = Subprotocol(_TOKEN_PREFIX + quote(token, safe=""))
+
     async def send(self, message: ClientMessage) -> None:
         """Send a frame now, or queue it until the socket is back."""
         text = encode(message)
@@ -176,9 +181,16 @@ class SignalingSocket:
         return ws, first
 
     async def _run(self) -> None:
+        # A connection that stayed up for ``resume_within`` earns a fresh allowance to
+        # resume; one the server drops at once (welcome, then a close) does not, and the
+        # next resume waits longer: a server that keeps doing so ends the socket, not a loop.
+        loop = asyncio.get_running_loop()
+        deadline = -math.inf
+        delay = 0.0
         while True:
             ws = self._ws
             assert ws is not None
+            up_since = loop.time()
             await self._read(ws)
             self.connected.clear()
             code = ws.close_code
@@ -186,7 +198,13 @@ class SignalingSocket:
                 self._end(code, None if code == CloseCode.NORMAL else _close_error(code))
                 return
             logger.info("signaling socket dropped (close code %s); resuming", code)
-            if not await self._resume():
+            now = loop.time()
+            if now - up_since >= self._resume_within or deadline == -math.inf:
+                deadline, delay = now + self._resume_within, 0.0
+            else:  # dropped again soon after a resume
+                delay = min(max(delay * 2, 0.1), _MAX_BACKOFF)
+                await asyncio.sleep(min(delay, max(deadline - now, 0.0)))
+            if not await self._resume(deadline):
                 return
 
     async def _read(self, ws: ClientConnection) -> None:
@@ -199,9 +217,8 @@ class SignalingSocket:
                     continue
                 self._on_message(message)
 
-    async def _resume(self) -> bool:
+    async def _resume(self, deadline: float) -> bool:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._resume_within
         delay = 0.1
         last: TAvKitError | None = None
         while loop.time() < deadline:

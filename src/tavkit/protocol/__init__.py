@@ -5,6 +5,7 @@ client, in the sans-I/O style of ``websockets``: values and pure functions here,
 sockets elsewhere. The contract itself is ``docs/protocol.md`` sections 2 and 5.
 """
 
+from tavkit.protocol._fields import USER_ID_RE
 from tavkit.protocol._jsonlimits import MAX_JSON_DEPTH, json_problem, load_json
 from tavkit.protocol.messages import (
     CLIENT_MSG_ID_RE,
@@ -25,6 +26,7 @@ from tavkit.protocol.messages import (
     CloseCode,
     DescriptionData,
     ErrorFrame,
+    Expiring,
     FrameError,
     IceCandidate,
     Leave,
@@ -38,6 +40,8 @@ from tavkit.protocol.messages import (
     Ping,
     Pong,
     Removed,
+    Renew,
+    Renewed,
     Replaced,
     RoomClosed,
     SendMessage,
@@ -56,6 +60,7 @@ from tavkit.protocol.messages import (
 from tavkit.protocol.parsing import (
     parse_chat_message,
     parse_client_frame,
+    parse_member,
     parse_server_frame,
     parse_signal_data,
 )
@@ -75,12 +80,14 @@ __all__ = [
     "MESSAGE_KINDS",
     "PROTOCOL_VERSION",
     "PUBLISH_ALL",
+    "USER_ID_RE",
     "CandidateData",
     "ChatMessage",
     "ClientMessage",
     "CloseCode",
     "DescriptionData",
     "ErrorFrame",
+    "Expiring",
     "FrameError",
     "IceCandidate",
     "Leave",
@@ -94,6 +101,8 @@ __all__ = [
     "Ping",
     "Pong",
     "Removed",
+    "Renew",
+    "Renewed",
     "Replaced",
     "RoomClosed",
     "SendMessage",
@@ -113,6 +122,7 @@ __all__ = [
     "load_json",
     "parse_chat_message",
     "parse_client_frame",
+    "parse_member",
     "parse_server_frame",
     "parse_signal_data",
 ]

@@ -8,22 +8,25 @@ values instead of hand-written dicts. Parsing (the strict direction) lives in
 
 Two families::
 
-    ClientMessage   SignalTo · State · Ping · Leave · SendMessage · Sync      client -> server
+    ClientMessage   SignalTo · State · Ping · Leave · SendMessage · Sync ·
+                    Renew                                               client -> server
     ServerMessage   Welcome · MemberJoined · MemberLeft · MemberState ·
                     SignalFrom · Pong · ErrorFrame · Replaced · Removed · RoomClosed ·
-                    MessageFrom · Synced
+                    MessageFrom · Synced · Expiring · Renewed
 
 ``signal`` frames carry :data:`SignalData`: a session description or an ICE candidate
 (``None`` = end of candidates), with the browser's JSON field names on the wire.
 In-call messages (section 5) are :class:`ChatMessage` values: ``SendMessage`` carries
 what a client may say, ``MessageFrom`` the stored message with its ``seq``.
+Credentials that end during a call (section 2, "Credential expiry") are ``Expiring``,
+``Renew`` and ``Renewed``; the secrets those carry never show in a ``repr``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, ClassVar, Final, Literal
 
@@ -48,6 +51,7 @@ __all__ = [
     "CloseCode",
     "DescriptionData",
     "ErrorFrame",
+    "Expiring",
     "FrameError",
     "IceCandidate",
     "Leave",
@@ -61,6 +65,8 @@ __all__ = [
     "Ping",
     "Pong",
     "Removed",
+    "Renew",
+    "Renewed",
     "Replaced",
     "RoomClosed",
     "SendMessage",
@@ -98,10 +104,11 @@ CLIENT_MSG_ID_RE: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 MessageKind = Literal["text", "custom"]
 MESSAGE_KINDS: Final[frozenset[str]] = frozenset({"text", "custom"})
 
-LeaveReason = Literal["exit", "timeout", "replaced", "removed", "closed", "moved"]
+LeaveReason = Literal["exit", "timeout", "replaced", "removed", "closed", "moved", "expired"]
 LEAVE_REASONS: Final[frozenset[str]] = frozenset(
-    {"exit", "timeout", "replaced", "removed", "closed", "moved"}
+    {"exit", "timeout", "replaced", "removed", "closed", "moved", "expired"}
 )
+"""``expired``: the member's userSig or privateMapKey ended and was not renewed in time."""
 DescriptionType = Literal["offer", "answer", "rollback"]
 
 
@@ -123,7 +130,7 @@ class CloseCode(IntEnum):
     REPLACED = 4001
     """The same user entered elsewhere, or a newer socket took over this connection."""
     REMOVED = 4002
-    """An admin removed the member, or it timed out."""
+    """An admin removed the member, it timed out, or its credentials expired."""
     ROOM_CLOSED = 4003
     """The session was closed."""
     UNAUTHORISED = 4401
@@ -328,7 +335,31 @@ class Sync:
         return _with_id({"type": self.type, "after": self.after}, self.id)
 
 
-ClientMessage = SignalTo | State | Ping | Leave | SendMessage | Sync
+@dataclass(frozen=True, slots=True)
+class Renew:
+    """Replace this member's credentials mid-call (after ``expiring``, or any time).
+
+    ``user_sig`` must verify for the same app and user; ``private_map_key``, when
+    given, must open the same room, and its privileges apply from then on (fewer bits
+    included). Without one the member keeps the privileges and the key it had.
+    Answered by ``renewed`` (with the frame's ``id`` as ``ref``), or by an ``error``
+    (avkit 70346 userSig, 80/82/86/87 privateMapKey) that leaves the old ones in force.
+    """
+
+    type: ClassVar[str] = "renew"
+    user_sig: str = field(repr=False)
+    private_map_key: str | None = field(default=None, repr=False)
+    id: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``renew`` frame; ``privateMapKey`` only when there is one."""
+        wire: dict[str, Any] = {"type": self.type, "userSig": self.user_sig}
+        if self.private_map_key is not None:
+            wire["privateMapKey"] = self.private_map_key
+        return _with_id(wire, self.id)
+
+
+ClientMessage = SignalTo | State | Ping | Leave | SendMessage | Sync | Renew
 
 
 # --- server -> client ------------------------------------------------------------------
@@ -482,7 +513,7 @@ class Replaced:
 
 @dataclass(frozen=True, slots=True)
 class Removed:
-    """An admin removed this member or it timed out; the server closes with 4002."""
+    """An admin removed this member, it timed out or its credentials expired; close 4002."""
 
     type: ClassVar[str] = "removed"
     reason: str
@@ -556,6 +587,54 @@ class Synced:
         return {"type": self.type, "lastSeq": self.last_seq}
 
 
+@dataclass(frozen=True, slots=True)
+class Expiring:
+    """This member's credentials end at ``expires_at``; renew before ``deadline`` or be removed.
+
+    Both are Unix seconds by the server's clock. ``deadline`` is ``expires_at`` plus the
+    server's renewal grace; past it the member is removed with reason ``expired``.
+    Sent once per credential, ahead of its end (a minute at most), or at once when a
+    socket opens on a credential that is already that close to its end.
+    """
+
+    type: ClassVar[str] = "expiring"
+    expires_at: float
+    deadline: float
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``expiring`` frame."""
+        return {"type": self.type, "expiresAt": self.expires_at, "deadline": self.deadline}
+
+
+@dataclass(frozen=True, slots=True)
+class Renewed:
+    """A ``renew`` was accepted: the new end, privileges, ICE servers and socket token.
+
+    ``ice_servers`` carry freshly minted TURN credentials (``RTCIceServer`` shape) for
+    connections made from now on; ``socket_token`` replaces the one from ``enter`` for
+    resuming this socket (it carries the new end and privileges). ``ref`` is the
+    ``renew`` frame's ``id``.
+    """
+
+    type: ClassVar[str] = "renewed"
+    expires_at: float
+    privileges: int
+    ice_servers: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+    socket_token: str = field(default="", repr=False)
+    ref: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``renewed`` frame."""
+        wire: dict[str, Any] = {
+            "type": self.type,
+            "expiresAt": self.expires_at,
+            "privileges": self.privileges,
+            "iceServers": [dict(server) for server in self.ice_servers],
+            "socketToken": self.socket_token,
+        }
+        return _with_id(wire, self.ref, key="ref")
+
+
 ServerMessage = (
     Welcome
     | MemberJoined
@@ -569,6 +648,8 @@ ServerMessage = (
     | RoomClosed
     | MessageFrom
     | Synced
+    | Expiring
+    | Renewed
 )
 
 

@@ -38,6 +38,7 @@ from tavkit.protocol.messages import (
     ClientMessage,
     DescriptionData,
     ErrorFrame,
+    Expiring,
     FrameError,
     IceCandidate,
     Leave,
@@ -51,6 +52,8 @@ from tavkit.protocol.messages import (
     Ping,
     Pong,
     Removed,
+    Renew,
+    Renewed,
     Replaced,
     RoomClosed,
     SendMessage,
@@ -66,7 +69,13 @@ from tavkit.protocol.messages import (
     data_size,
 )
 
-__all__ = ["parse_chat_message", "parse_client_frame", "parse_server_frame", "parse_signal_data"]
+__all__ = [
+    "parse_chat_message",
+    "parse_client_frame",
+    "parse_member",
+    "parse_server_frame",
+    "parse_signal_data",
+]
 
 _DESCRIPTION_TYPES: Final = frozenset({"offer", "answer", "rollback"})
 _MAX_MID_BYTES: Final = 64
@@ -74,6 +83,12 @@ _MAX_UFRAG_BYTES: Final = 256
 _MAX_REASON_BYTES: Final = 64
 _MAX_ERROR_MSG_BYTES: Final = 4096
 _MAX_MEMBERS: Final = 10_000
+_MAX_SIG_BYTES: Final = 16 * 1024
+"""A userSig or privateMapKey in ``renew``: what the credential headers allow."""
+_MAX_ICE_SERVERS: Final = 32
+_MAX_ICE_FIELD_BYTES: Final = 2048
+_MAX_TOKEN_BYTES: Final = 2048
+_PRIVILEGE_MAX: Final = 0xFFFF_FFFF
 _MESSAGE_FIELDS: Final = frozenset({"type", "id", "clientMsgId", "kind", "text", "data"})
 _SERVER_SET: Final = ("from", "seq", "sentAt")
 _TYPE_RE: Final = re.compile(r"[a-z][a-z-]{0,31}")
@@ -195,6 +210,13 @@ def _sync(f: Fields, ref: str | None) -> Sync:
     return Sync(after=f.integer("after", minimum=0, maximum=MAX_SEQ), id=ref)
 
 
+def _renew(f: Fields, ref: str | None) -> Renew:
+    """``renew``: a userSig and an optional privateMapKey (their checks are the server's)."""
+    user_sig = f.string("userSig", max_bytes=_MAX_SIG_BYTES, min_len=1)
+    pmk = f.opt_string("privateMapKey", max_bytes=_MAX_SIG_BYTES)
+    return Renew(user_sig, pmk or None, id=ref)
+
+
 def _client_msg_id(f: Fields) -> str:
     value = f.raw("clientMsgId")
     if not isinstance(value, str) or not CLIENT_MSG_ID_RE.fullmatch(value):
@@ -246,6 +268,7 @@ _CLIENT_PARSERS: Final[dict[str, Callable[[Fields, str | None], ClientMessage]]]
     "leave": _leave,
     "message": _send_message,
     "sync": _sync,
+    "renew": _renew,
 }
 
 
@@ -342,6 +365,11 @@ def _member_state(f: Fields) -> MemberState:
     )
 
 
+def parse_member(obj: object, path: str = "member") -> Member:
+    """Check one member object (a bus event's, a REST roster's) and return it typed."""
+    return _member(Fields(obj, path))
+
+
 def parse_chat_message(obj: object, path: str = "message") -> ChatMessage:
     """Check one stored message object (REST history, a bus event) and return it typed."""
     return _chat_message(Fields(obj, path))
@@ -370,6 +398,39 @@ def _error(f: Fields) -> ErrorFrame:
     )
 
 
+def _renewed(f: Fields) -> Renewed:
+    servers = f.array("iceServers", max_items=_MAX_ICE_SERVERS)
+    return Renewed(
+        expires_at=f.number("expiresAt", minimum=0),
+        privileges=f.integer("privileges", minimum=0, maximum=_PRIVILEGE_MAX),
+        ice_servers=tuple(
+            _ice_server(Fields(s, f"{f.path}.iceServers[{i}]", ref=f.ref))
+            for i, s in enumerate(servers)
+        ),
+        socket_token=f.string("socketToken", max_bytes=_MAX_TOKEN_BYTES, min_len=1),
+        ref=f.opt_string("ref", max_bytes=MAX_ID_CHARS),
+    )
+
+
+def _ice_server(f: Fields) -> dict[str, Any]:
+    """One ``RTCIceServer``: ``urls`` (a string or strings), optional username/credential."""
+    urls = f.raw("urls")
+    if isinstance(urls, str):
+        urls = [urls]
+    if (
+        not isinstance(urls, list)
+        or not 1 <= len(urls) <= _MAX_ICE_SERVERS
+        or not all(isinstance(u, str) and 0 < len(u) <= _MAX_ICE_FIELD_BYTES for u in urls)
+    ):
+        raise f.fail("urls", "a URL string or a non-empty array of them")
+    server: dict[str, Any] = {"urls": list(urls)}
+    for name in ("username", "credential"):
+        value = f.opt_string(name, max_bytes=_MAX_ICE_FIELD_BYTES)
+        if value is not None:
+            server[name] = value
+    return server
+
+
 _SERVER_PARSERS: Final[dict[str, Callable[[Fields], ServerMessage]]] = {
     "welcome": _welcome,
     "member-joined": lambda f: MemberJoined(_member(f.sub("member"))),
@@ -383,4 +444,8 @@ _SERVER_PARSERS: Final[dict[str, Callable[[Fields], ServerMessage]]] = {
     "room-closed": lambda f: RoomClosed(f.string("reason", max_bytes=_MAX_REASON_BYTES, min_len=1)),
     "message": lambda f: MessageFrom(_chat_message(f)),
     "synced": lambda f: Synced(f.integer("lastSeq", minimum=0, maximum=MAX_SEQ)),
+    "expiring": lambda f: Expiring(
+        f.number("expiresAt", minimum=0), f.number("deadline", minimum=0)
+    ),
+    "renewed": _renewed,
 }

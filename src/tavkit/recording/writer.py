@@ -103,6 +103,20 @@ class ParticipantRecorder:
         if not (self._passthrough and tap.hook()):
             self._transcode(tap)
 
+    def detach(self) -> list[tuple[RTCRtpReceiver, MediaStreamTrack]]:
+        """Stop taking media now, and return the receivers and tracks it was given.
+
+        Synchronous, so another recorder can take the same receivers over without a
+        packet falling between the two files (a file rolled over at its size or time
+        limit). :meth:`stop` still closes this file; no receiver can be added after.
+        """
+        self._stopping = True
+        for tap in self._taps:
+            tap.unhook()
+        for task in self._tasks:
+            task.cancel()
+        return [(tap.receiver, tap.track) for tap in self._taps]
+
     async def start(self) -> None:
         """Start the writer thread; packets that arrived before are kept."""
         if self._writer.thread.ident is None and not self._stopping:

@@ -51,6 +51,7 @@ from tavkit.server.logs.forwarder import Forwarder
 from tavkit.server.logs.routes import forwarder_config, watch_forwarder
 from tavkit.server.logs.service import LogService
 from tavkit.server.metrics import ObservedBus, install_metrics
+from tavkit.server.proxies import ProxyHeadersMiddleware
 from tavkit.server.ratelimit import RateLimited, RateLimits, on_rate_limited
 from tavkit.server.recording import routes as recording_routes
 from tavkit.server.recording.service import RecordingService
@@ -104,7 +105,8 @@ def prepare(settings: Settings) -> Settings:
     """Check demo mode's safety rule and give it its app; a no-op for ordinary settings.
 
     Demo mode lets anyone who can reach the server mint userSigs, so it refuses a
-    non-loopback host unless ``unsafe_demo`` says the operator means it. With no app
+    non-loopback host, or any host behind ``trusted_proxies`` (a proxy makes it
+    public), unless ``unsafe_demo`` says the operator means it. With no app
     configured it creates one whose random key is kept in the data directory, so the
     demo's sdkAppId and signatures survive restarts; with no admin key it creates one
     there too (``DEMO_ADMIN_KEY_FILE``), so the dashboard can be tried. Both files are
@@ -116,6 +118,12 @@ def prepare(settings: Settings) -> Settings:
         raise ValueError(
             f"demo mode lets anyone mint userSigs; refusing to serve it on {settings.host}"
             " (bind 127.0.0.1, or add --unsafe-demo if you really mean it)"
+        )
+    if settings.trusted_proxies and not settings.unsafe_demo:
+        # Behind a proxy a loopback bind says nothing: whoever reaches the proxy is in.
+        raise ValueError(
+            "demo mode lets anyone mint userSigs; refusing it behind --trusted-proxies"
+            " (the proxy makes it public; add --unsafe-demo if you really mean it)"
         )
     if not settings.apps:
         settings = replace(settings, apps=(_demo_app(settings.data_dir),))
@@ -191,7 +199,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 rooms=rooms,
                 messages=MessageService(store, bus),
                 logs=LogService(
-                    store, metrics=metrics, forwarder=forwarder, daily_cap=settings.log_daily_cap
+                    store, metrics=metrics, forwarder=forwarder, daily_cap=settings.log_daily_cap_of
                 ),
                 recordings=recordings,
                 sockets=sockets,
@@ -207,11 +215,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await running.enter_async_context(forwarder)
                 await running.enter_async_context(recordings)
                 await running.enter_async_context(Sweeper(rooms, settings.sweep_interval))
-                if settings.retention_days is not None:
+                if settings.collects:
                     retention = RetentionTask(
                         store,
                         settings.data_dir,
                         retention_days=settings.retention_days,
+                        app_retention=settings.app_retention(),
                         interval=settings.retention_interval,
                     )
                     await running.enter_async_context(retention)
@@ -237,7 +246,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "DELETE"],  # every method a route uses
             allow_headers=["*"],
         )
-    app.add_middleware(SecurityHeadersMiddleware)  # outermost: CORS answers get them too
+    app.add_middleware(SecurityHeadersMiddleware)  # CORS answers get them too
+    if settings.trusted_proxies:
+        # Outermost: every layer inside (rate limits, socket URLs, logs) sees the client.
+        app.add_middleware(ProxyHeadersMiddleware, proxies=settings.trusted_proxies)
     app.include_router(health.health)
     app.include_router(rooms_routes.api)
     app.include_router(im_routes.api)

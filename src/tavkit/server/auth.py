@@ -20,7 +20,6 @@ The headers are declared as FastAPI security schemes so ``/openapi.json`` and
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from typing import Annotated, Final
 
@@ -30,10 +29,12 @@ from fastapi.security import APIKeyHeader
 from tavkit.auth import (
     Privilege,
     SignatureError,
+    decode_sig,
     verify_private_map_key,
     verify_user_sig,
 )
 from tavkit.errors import AvkitCode, AvkitError, ServerCode, ServerError
+from tavkit.protocol import USER_ID_RE
 from tavkit.server.context import ServerContext
 from tavkit.server.settings import U32_MAX, AppConfig
 
@@ -46,9 +47,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-USER_ID_RE: Final = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
-"""The contract's userId: 1-64 characters of ``[A-Za-z0-9_.@-]`` (use ``fullmatch``)."""
 
 _MAX_SIG_CHARS: Final = 16 * 1024
 _MAX_APP_ID_CHARS: Final = len(str(U32_MAX))
@@ -99,11 +97,21 @@ class Caller:
     privileges: int
     """The privateMapKey's privilege map; 255 when no key was used."""
     is_admin: bool
+    user_sig_expires_at: int | None = None
+    """The last Unix second the userSig is valid (``TLS.time + TLS.expire``)."""
+    private_map_key_expires_at: int | None = None
+    """When a privateMapKey was checked: the earlier of its own end and its grant's."""
 
     @property
     def sdk_app_id(self) -> int:
         """The caller's app."""
         return self.app.sdk_app_id
+
+    @property
+    def expires_at(self) -> int | None:
+        """When these credentials stop being valid: the earlier of the two ends above."""
+        ends = [t for t in (self.user_sig_expires_at, self.private_map_key_expires_at) if t]
+        return min(ends) if ends else None
 
 
 def _unauthorised(message: str) -> ServerError:
@@ -172,7 +180,7 @@ def authenticate(
     )
     if not is_admin:
         try:
-            verify_user_sig(
+            sig = verify_user_sig(
                 creds.user_sig, sdk_app_id=app.sdk_app_id, key=app.key, user_id=creds.user_id
             )
         except SignatureError as exc:
@@ -180,9 +188,12 @@ def authenticate(
             if entering:
                 raise
             raise _unauthorised(exc.message) from None
+    else:
+        sig = decode_sig(creds.user_sig)  # verified with the admin key just above
     if admin and not is_admin:
         raise _unauthorised(_not_admin(ctx, app, creds.user_id))
     privileges = int(Privilege.ALL)
+    pmk_expires_at: int | None = None
     if entering_room is not None and (
         app.require_private_map_key or creds.private_map_key is not None
     ):
@@ -195,7 +206,16 @@ def authenticate(
         )
         grant.require(Privilege.ENTER)
         privileges = int(grant.privilege)
-    return Caller(app=app, user_id=creds.user_id, privileges=privileges, is_admin=is_admin)
+        assert creds.private_map_key is not None  # verify_private_map_key refuses None
+        pmk_expires_at = min(grant.expire_at, decode_sig(creds.private_map_key).expires_at)
+    return Caller(
+        app=app,
+        user_id=creds.user_id,
+        privileges=privileges,
+        is_admin=is_admin,
+        user_sig_expires_at=sig.expires_at,
+        private_map_key_expires_at=pmk_expires_at,
+    )
 
 
 def _signed_with(creds: HeaderCredentials, sdk_app_id: int, key: str) -> bool:

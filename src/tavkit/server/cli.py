@@ -36,19 +36,21 @@ from tavkit.server.settings import (
     parse_apps,
     parse_ice_servers,
     parse_networks,
+    parse_size,
     read_apps_file,
 )
 
 if TYPE_CHECKING:
     from tavkit.server.retention import GcReport
 
-__all__ = ["db_app", "server_app"]
+__all__ = ["db_app", "server_app", "turn_app"]
 
 _START_TIMEOUT: Final = 180.0
 
 server_app = typer.Typer(add_completion=False)
 db_app = typer.Typer(help="Manage the server's database.", no_args_is_help=True)
 server_app.add_typer(db_app, name="db")
+turn_app = typer.Typer(help="coturn, the TURN relay the clients are sent to.", no_args_is_help=True)
 
 
 def _env(name: str) -> str:
@@ -69,6 +71,29 @@ def serve(
     public_url: Annotated[
         str | None,
         typer.Option(help=f"Base URL clients reach us at, behind a proxy. {_env('PUBLIC_URL')}"),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(help=f"PEM certificate (chain): serve HTTPS. {_env('TLS_CERT')}"),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(help=f"PEM private key of --tls-cert. {_env('TLS_KEY')}")
+    ] = None,
+    tls_self_signed: Annotated[
+        bool | None,
+        typer.Option(
+            "--tls-self-signed",
+            help="Serve HTTPS with a certificate made for this host's names and addresses, "
+            "kept in the data dir (to try calls between devices on a LAN). "
+            f"{_env('TLS_SELF_SIGNED')}",
+        ),
+    ] = None,
+    trusted_proxies: Annotated[
+        str | None,
+        typer.Option(
+            help="CIDRs (a,b) of reverse proxies whose X-Forwarded-Proto/-For are believed "
+            f"(default none). {_env('TRUSTED_PROXIES')}"
+        ),
     ] = None,
     cors_origin: Annotated[
         list[str] | None,
@@ -199,6 +224,30 @@ def serve(
             f"or on-demand (admin start/stop); default off. {_env('RECORDING')}"
         ),
     ] = None,
+    recording_max_file_seconds: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Close a recording file after this many seconds and go on in a new one "
+            f"(default 14400, 4 h; 0: no limit). {_env('RECORDING_MAX_FILE_SECONDS')}",
+        ),
+    ] = None,
+    recording_max_session_seconds: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Stop recording a session after this many seconds (default 28800, 8 h; "
+            f"0: no limit). {_env('RECORDING_MAX_SESSION_SECONDS')}",
+        ),
+    ] = None,
+    recording_min_free: Annotated[
+        str | None,
+        typer.Option(
+            help="Free disk space recordings must leave, e.g. 2GiB or 500M: below it they "
+            "stop and new ones are refused (default 2GiB; 0: no floor). "
+            f"{_env('RECORDING_MIN_FREE')}"
+        ),
+    ] = None,
     # Limits and retention
     retention_days: Annotated[
         int | None,
@@ -240,6 +289,9 @@ def serve(
         "port": port,
         "public_url": public_url,
         "cors_origins": tuple(cors_origin) if cors_origin else None,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "tls_self_signed": tls_self_signed,
         "metrics_token": metrics_token,
         "data_dir": data_dir,
         "database_url": database_url,
@@ -256,6 +308,8 @@ def serve(
         "turn_secret": turn_secret,
         "log_forward_url": log_forward_url,
         "recording": recording,
+        "recording_max_file_seconds": recording_max_file_seconds,
+        "recording_max_session_seconds": recording_max_session_seconds,
         "retention_days": retention_days,
         "log_daily_cap": log_daily_cap,
         "rate_limits": rate_limits,
@@ -281,11 +335,19 @@ def serve(
             given["apps"] = from_cli + (read_apps_file(apps_file) if apps_file else ())
         if ice_servers is not None:
             given["ice_servers"] = parse_ice_servers(ice_servers)
+        if trusted_proxies is not None:
+            given["trusted_proxies"] = parse_networks(trusted_proxies)
         if ice_allowed_networks is not None:
             given["ice_allowed_networks"] = parse_networks(ice_allowed_networks)
+        if recording_min_free is not None:
+            try:
+                given["recording_min_free"] = parse_size(recording_min_free)
+            except ValueError as exc:
+                raise ValueError(f"--recording-min-free: {exc}") from None
         overrides = {name: value for name, value in given.items() if value is not None}
+        checked = Settings.from_env(os.environ, **overrides)
         os.umask(0o077)  # before prepare(), which may create the data dir and demo keys
-        settings = prepare(Settings.from_env(os.environ, **overrides))
+        settings = prepare(checked)
     except ValueError as exc:
         typer.echo(f"tavkit serve: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -341,12 +403,18 @@ async def _serve(settings: Settings, log_level: str) -> int:
     port = sock.getsockname()[1]
     # log_config=None: uvicorn's loggers propagate to ours (configure_logging).
     # uvicorn would otherwise buffer frames up to 16 MiB before the socket sees them.
+    cert, key = _tls_files(settings)
     config = uvicorn.Config(
         create_app(settings),
         log_level=log_level,
         lifespan="on",
         log_config=None,
         ws_max_size=MAX_FRAME_BYTES,
+        # The app reads X-Forwarded-* itself, from --trusted-proxies only
+        # (tavkit.server.proxies); uvicorn's own reader would trust 127.0.0.1.
+        proxy_headers=False,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -359,14 +427,39 @@ async def _serve(settings: Settings, log_level: str) -> int:
         # otherwise walk it all and stall the event loop for every socket at once.
         gc.freeze()
         host = f"[{settings.host}]" if family == socket.AF_INET6 else settings.host
-        url = f"http://{host}:{port}"
+        url = f"{'https' if cert else 'http'}://{host}:{port}"
         typer.echo(f"tavkit serving on {url}")
+        for other in _lan_urls(settings.host, port, "https" if cert else "http"):
+            typer.echo(f"  also reachable as {other}")
         if settings.demo:
             typer.echo(f"demo: open {url}/ (sdkAppId {settings.apps[0].sdk_app_id})")
             typer.echo(_admin_hint(settings, url))
     await task
     sock.close()
     return 0 if server.started else 1
+
+
+def _lan_urls(host: str, port: int, scheme: str) -> list[str]:
+    """Bound to every address (0.0.0.0, ::): the URLs other devices can type instead."""
+    if host.strip("[]") not in ("0.0.0.0", "::"):
+        return []
+    from tavkit.server.tls import host_names
+
+    _, addresses = host_names(host)
+    shown = sorted((a for a in addresses if not a.is_loopback), key=lambda a: (a.version, str(a)))
+    return [f"{scheme}://{f'[{a}]' if a.version == 6 else a}:{port}/" for a in shown]
+
+
+def _tls_files(settings: Settings) -> tuple[str | None, str | None]:
+    """The certificate and key uvicorn serves HTTPS with; (None, None) for plain http."""
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        return str(settings.tls_cert), str(settings.tls_key)
+    if settings.tls_self_signed:
+        from tavkit.server.tls import self_signed
+
+        made = self_signed(settings.data_dir, settings.host)
+        return str(made.cert), str(made.key)
+    return None, None
 
 
 def _admin_hint(settings: Settings, url: str) -> str:
@@ -434,6 +527,13 @@ def collect_garbage(
     database_schema: Annotated[
         str | None, typer.Option(help=f"PostgreSQL schema. {_env('DATABASE_SCHEMA')}")
     ] = None,
+    apps_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="The server's apps file: apps with their own retentionDays keep to it. "
+            f"{_env('APPS_FILE')}"
+        ),
+    ] = None,
 ) -> None:
     """Delete in-call messages, client logs, quality samples and recordings past the retention.
 
@@ -444,13 +544,15 @@ def collect_garbage(
     from tavkit.server.retention import collect
     from tavkit.server.store.db import Store
 
-    given = {
+    given: dict[str, Any] = {
         "retention_days": retention_days,
         "data_dir": data_dir,
         "database_url": database_url,
         "database_schema": database_schema,
     }
     try:
+        if apps_file is not None:
+            given["apps"] = read_apps_file(apps_file)
         settings = Settings.from_env(
             os.environ, **{name: value for name, value in given.items() if value is not None}
         )
@@ -458,8 +560,12 @@ def collect_garbage(
         typer.echo(f"tavkit gc: {exc}", err=True)
         raise typer.Exit(2) from None
     days = settings.retention_days
-    if days is None:
-        typer.echo("tavkit gc: give --retention-days N (or set TAVKIT_RETENTION_DAYS)", err=True)
+    if not settings.collects:
+        typer.echo(
+            "tavkit gc: give --retention-days N (or set TAVKIT_RETENTION_DAYS, or an app's"
+            " retentionDays in the apps file)",
+            err=True,
+        )
         raise typer.Exit(2)
     if not settings.database_url and not (settings.data_dir / "tavkit.db").is_file():
         # Opening SQLite would create an empty database (and its directory) instead.
@@ -469,7 +575,13 @@ def collect_garbage(
     async def run() -> GcReport:
         store = Store.open(settings.effective_database_url, schema=settings.database_schema)
         try:
-            return await collect(store, settings.data_dir, retention_days=days, dry_run=dry_run)
+            return await collect(
+                store,
+                settings.data_dir,
+                retention_days=days,
+                app_retention=settings.app_retention(),
+                dry_run=dry_run,
+            )
         finally:
             await store.close()
 
@@ -483,10 +595,18 @@ def collect_garbage(
         raise typer.Exit(1)
 
 
-def _gc_summary(report: GcReport, days: int) -> str:
+def _gc_summary(report: GcReport, days: int | None) -> str:
     """``tavkit gc``'s report for people: what went (or would go), the files by name."""
-    cutoff = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(report.cutoff))
-    lines = [f"retention {days} day(s): what is older than {cutoff}"]
+
+    def when(cutoff: float) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(cutoff))
+
+    lines = []
+    if days is not None:
+        lines.append(f"retention {days} day(s): what is older than {when(report.cutoff)}")
+    for app, cutoff in sorted(report.app_cutoffs.items()):
+        told = "kept forever" if cutoff is None else f"what is older than {when(cutoff)}"
+        lines.append(f"app {app}, a retention of its own: {told}")
     lines.append("dry run, nothing deleted; would delete:" if report.dry_run else "deleted:")
     for label, count in (
         ("in-call messages", report.messages),
@@ -503,3 +623,49 @@ def _gc_summary(report: GcReport, days: int) -> str:
         lines.append("could not remove:")
         lines.extend(f"    {reason}" for reason in report.failed)
     return "\n".join(lines)
+
+
+@turn_app.command("config")
+def turn_config(
+    realm: Annotated[
+        str | None,
+        typer.Option(help="coturn's realm (default: the host of the first turn: URL)."),
+    ] = None,
+    min_port: Annotated[int, typer.Option(help="Lowest relay port.")] = 49152,
+    max_port: Annotated[int, typer.Option(help="Highest relay port.")] = 65535,
+    cert: Annotated[
+        Path | None, typer.Option(help="TLS certificate chain (PEM): adds a TLS listener.")
+    ] = None,
+    pkey: Annotated[Path | None, typer.Option(help="The certificate's key (PEM).")] = None,
+    external_ip: Annotated[
+        str | None,
+        typer.Option(help="PUBLIC or PUBLIC/PRIVATE, when coturn is behind a 1:1 NAT."),
+    ] = None,
+    relay_ip: Annotated[
+        list[str] | None, typer.Option(help="An address to relay from (repeatable).")
+    ] = None,
+) -> None:
+    """Print a coturn configuration matching the server's settings.
+
+    Read from the environment as ``tavkit serve`` does: the secret from
+    TAVKIT_TURN_SECRET, ports (and the default realm) from the turn:/turns: URLs of
+    TAVKIT_ICE_SERVERS, peer exceptions from TAVKIT_ICE_ALLOWED_NETWORKS. The output
+    holds the secret: redirect it to a file only coturn's user can read.
+    """
+    from tavkit.server.turn import TurnOptions, coturn_config
+
+    try:
+        options = TurnOptions(
+            realm=realm,
+            min_port=min_port,
+            max_port=max_port,
+            cert=cert,
+            pkey=pkey,
+            external_ip=external_ip,
+            relay_ips=tuple(relay_ip or ()),
+        )
+        text = coturn_config(Settings.from_env(os.environ), options)
+    except ValueError as exc:
+        typer.echo(f"tavkit turn config: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(text, nl=False)

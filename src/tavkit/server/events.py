@@ -44,10 +44,9 @@ from tavkit.protocol import (
     FrameError,
     LeaveReason,
     Member,
-    MemberJoined,
     SignalData,
     parse_chat_message,
-    parse_server_frame,
+    parse_member,
     parse_signal_data,
 )
 
@@ -246,14 +245,8 @@ class _Fields:
         return value
 
     def member(self, name: str) -> Member:
-        """A member object, read by the protocol's own parser so that none of its fields
-        is lost on the way; the protocol parses a bare member only inside its frame."""
-        frame = json.dumps({"type": "member-joined", "member": self.raw(name)})
-        try:
-            joined = parse_server_frame(frame)  # names fields "member-joined.member.*"
-        except FrameError as exc:
-            raise ValueError(f"bus event {exc.message}") from exc
-        return cast(MemberJoined, joined).member
+        """A member object, read by the protocol's own parser so none of its fields is lost."""
+        return self.protocol(name, parse_member)
 
     def protocol(self, name: str, read: Callable[[object, str], T]) -> T:
         """A value the protocol's own strict parser checks (``signal.data``, a message)."""

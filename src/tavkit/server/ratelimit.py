@@ -8,6 +8,7 @@ for each request. So the routes that cost something spend a token first:
 route                      kind                       tokens/s    burst
 =========================  =========================  ==========  =======
 ``POST .../enter``         ``enter``                  0.5         10
+an enter opening a room   ``session``                1/6 (**)    10 (**)
 ``POST .../exit``          ``exit``                   0.5         10
 ``POST .../heartbeat``     ``heartbeat``              1 (*)       10
 ``POST /v1/logs``          the log service's bucket   2           20
@@ -18,6 +19,10 @@ every route above          one bucket per address     100         1000
 
 (*) or ``4 / heartbeat_interval`` when that is more, so a server told to beat fast
 never limits its own clients.
+(**) ``sessions_per_minute`` a minute, in bursts of as many (10); 0 turns it off.
+Only an enter that would open a session (the room has none open) spends one, so a
+user looping ``enter`` over many room ids is stopped, while joining a call that is
+already running never is; a refused enter opens nothing.
 
 Why these numbers: an honest client heartbeats once per interval (5 s), enters and
 exits once per call, a page reload costs one exit and one enter, the reporter sends
@@ -84,7 +89,7 @@ logger = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 
-Kind = Literal["enter", "exit", "heartbeat", "history", "admin"]
+Kind = Literal["enter", "session", "exit", "heartbeat", "history", "admin"]
 """The per-user buckets: one table each, so a chatty dashboard never costs an enter."""
 
 
@@ -105,6 +110,7 @@ class Limit:
 USER_LIMITS: Final[Mapping[Kind, Limit]] = MappingProxyType(
     {
         "enter": Limit(0.5, 10),
+        "session": Limit(10 / 60, 10),
         "exit": Limit(0.5, 10),
         "heartbeat": Limit(1.0, 10),
         "history": Limit(5.0, 30),
@@ -253,6 +259,11 @@ class RateLimits:
         users["heartbeat"] = Limit(
             max(beat.rate, _HEARTBEATS_PER_INTERVAL / settings.heartbeat_interval), beat.burst
         )
+        if settings.sessions_per_minute > 0:
+            per_minute = settings.sessions_per_minute
+            users["session"] = Limit(per_minute / 60, per_minute)
+        else:
+            del users["session"]
         address = (
             Limit(settings.address_rate, settings.address_burst)
             if settings.address_rate > 0
@@ -278,4 +289,5 @@ class RateLimits:
         wait = table.take((caller.sdk_app_id, caller.user_id))
         if wait:
             logger.debug("rate limited %s/%s on %s", caller.sdk_app_id, caller.user_id, kind)
-            raise RateLimited(f"too many {kind} requests from {caller.user_id}", wait)
+            what = "new sessions" if kind == "session" else f"{kind} requests"
+            raise RateLimited(f"too many {what} from {caller.user_id}", wait)

@@ -19,6 +19,10 @@ time, and an open session is never touched however old it is. Logs and quality
 samples are telemetry, taken for at most five minutes after a session closes
 (:mod:`tavkit.server.logs.service`), and go row by row by the server's own clock, so
 a week-long room does not keep a week of them and a client's clock cannot keep them.
+**Per app.** An app's own ``retentionDays`` (the apps file) replaces the server's for
+its sessions and their logs; ``0`` keeps that app's data forever even when the server
+has a retention. Each row is judged by its session's app, so one pass serves them all.
+
 Kept: sessions, memberships and their event lines (the call ledger: who was in which
 call, when), and each app's settings.
 
@@ -48,13 +52,13 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any, Final, Self
 
-from sqlalchemy import ColumnElement, Row, Select, delete, select
+from sqlalchemy import ColumnElement, Row, Select, and_, delete, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.errors import TAvKitError
@@ -64,7 +68,7 @@ from tavkit.server.store.models import MessageRow, SessionRow
 from tavkit.server.store.recording_models import RecordingRow
 from tavkit.server.store.unit_of_work import Outbox, transaction
 
-__all__ = ["BATCH", "DAY", "SLACK", "GcReport", "RetentionTask", "collect"]
+__all__ = ["BATCH", "DAY", "SLACK", "Cutoffs", "GcReport", "RetentionTask", "collect"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,12 +83,67 @@ _STOP_TIMEOUT: Final = 10.0
 _Query = Select[*tuple[Any, ...]]
 
 
+@dataclass(frozen=True)
+class Cutoffs:
+    """When things become old: the server's cutoff, and apps' own (None: kept forever)."""
+
+    default: float | None
+    """Unix time for apps without their own retention; None when the server keeps all."""
+    by_app: Mapping[int, float | None] = field(default_factory=dict)
+
+    @classmethod
+    def at(
+        cls, now: float, retention_days: float | None, app_retention: Mapping[int, float]
+    ) -> Cutoffs:
+        """The cutoffs ``now``; ``app_retention`` maps sdkAppId to days (0: keep forever)."""
+        for days in (retention_days, *app_retention.values()):
+            if days is not None and not (days >= 0 and days == days):
+                raise ValueError(f"retention days must be 0 or more, not {days}")
+        if retention_days is not None and retention_days <= 0:
+            raise ValueError(f"retention_days must be positive, not {retention_days}")
+        return cls(
+            None if retention_days is None else now - retention_days * DAY,
+            {app: (now - days * DAY) if days else None for app, days in app_retention.items()},
+        )
+
+    def of(self, sdk_app_id: int) -> float | None:
+        """The cutoff of one app's rows."""
+        return self.by_app.get(sdk_app_id, self.default)
+
+    @property
+    def latest(self) -> float | None:
+        """The newest cutoff of all: a scan past it (plus :data:`SLACK`) can stop."""
+        found = [c for c in (self.default, *self.by_app.values()) if c is not None]
+        return max(found) if found else None
+
+    def session_is_old(self) -> ColumnElement[bool]:
+        """SQL: the session closed before its app's cutoff."""
+        closed = SessionRow.closed_at.is_not(None)
+        terms = [
+            and_(SessionRow.sdk_app_id == app, SessionRow.closed_at < cutoff)
+            for app, cutoff in self.by_app.items()
+            if cutoff is not None
+        ]
+        if self.default is not None:
+            others = SessionRow.closed_at < self.default
+            if self.by_app:
+                others = and_(SessionRow.sdk_app_id.not_in(list(self.by_app)), others)
+            terms.append(others)
+        return and_(closed, or_(*terms)) if terms else false()
+
+    def row_is_old(self, sdk_app_id: int, when: float | None) -> bool:
+        """Whether a row of ``sdk_app_id`` dated ``when`` is past its app's cutoff."""
+        cutoff = self.of(sdk_app_id)
+        return cutoff is not None and when is not None and when < cutoff
+
+
 @dataclass
 class GcReport:
     """What one collection deleted (or, in a dry run, would delete)."""
 
     cutoff: float
-    """Unix time: what is older than this goes."""
+    """Unix time: what is older than this goes (the server's cutoff, else the newest of
+    the apps' own; ``app_cutoffs`` has those)."""
     dry_run: bool
     messages: int = 0
     client_logs: int = 0
@@ -97,6 +156,8 @@ class GcReport:
     """The files' total size."""
     failed: list[str] = field(default_factory=list)
     """Files that could not be removed, each with the reason."""
+    app_cutoffs: dict[int, float | None] = field(default_factory=dict)
+    """Apps with a retention of their own: their cutoff (None: kept forever)."""
 
     @property
     def rows(self) -> int:
@@ -115,6 +176,7 @@ class GcReport:
             "files": list(self.files),
             "bytes": self.bytes,
             "failed": list(self.failed),
+            "appCutoffs": {str(app): cutoff for app, cutoff in self.app_cutoffs.items()},
         }
 
 
@@ -122,23 +184,27 @@ async def collect(
     store: Store,
     data_dir: Path,
     *,
-    retention_days: float,
+    retention_days: float | None,
+    app_retention: Mapping[int, float] | None = None,
     now: float | None = None,
     dry_run: bool = False,
     batch: int = BATCH,
 ) -> GcReport:
     """Delete (or with ``dry_run`` only count) what is older than ``retention_days``.
 
-    Raises server 10006 when the database fails; files that cannot be removed are
-    reported in :attr:`GcReport.failed`, not raised.
+    ``app_retention`` maps an sdkAppId to that app's own days (0: keep forever); None
+    for ``retention_days`` keeps the other apps' data. Raises server 10006 when the
+    database fails; files that cannot be removed are reported in
+    :attr:`GcReport.failed`, not raised.
     """
-    if retention_days <= 0:
-        raise ValueError(f"retention_days must be positive, not {retention_days}")
     if batch < 1:
         raise ValueError("batch must be at least 1")
-    cutoff = (time.time() if now is None else now) - retention_days * DAY
-    report = GcReport(cutoff=cutoff, dry_run=dry_run)
-    sweep = _Sweep(store, Path(data_dir), cutoff, dry_run, batch)
+    cutoffs = Cutoffs.at(time.time() if now is None else now, retention_days, app_retention or {})
+    shown = cutoffs.default if cutoffs.default is not None else cutoffs.latest
+    report = GcReport(cutoff=shown or 0.0, dry_run=dry_run, app_cutoffs=dict(cutoffs.by_app))
+    if cutoffs.latest is None:
+        return report  # nothing is ever old
+    sweep = _Sweep(store, Path(data_dir), cutoffs, dry_run, batch)
     report.messages = await sweep.messages()
     report.client_logs = await sweep.by_own_time(ClientLogRow, "client logs")
     report.quality_samples = await sweep.by_own_time(QualitySampleRow, "quality samples")
@@ -153,17 +219,22 @@ async def collect(
 class _Sweep:
     """One collection's scans; ``files`` maps each file that goes to its size."""
 
-    def __init__(self, store: Store, data_dir: Path, cutoff: float, dry_run: bool, batch: int):
+    def __init__(
+        self, store: Store, data_dir: Path, cutoffs: Cutoffs, dry_run: bool, batch: int
+    ) -> None:
         self.store = store
         self.data_dir = data_dir
-        self.cutoff = cutoff
+        self.cutoffs = cutoffs
+        latest = cutoffs.latest
+        assert latest is not None, "a sweep needs a cutoff"
+        self.latest = latest
         self.dry_run = dry_run
         self.batch = batch
         self.files: dict[str, int] = {}
         self.failed: list[str] = []
 
     def _closed_before_cutoff(self) -> ColumnElement[bool]:
-        return SessionRow.closed_at.is_not(None) & (SessionRow.closed_at < self.cutoff)
+        return self.cutoffs.session_is_old()
 
     # -- rows --------------------------------------------------------------------------
 
@@ -171,20 +242,19 @@ class _Sweep:
         """Messages of sessions closed before the cutoff."""
 
         def page(after: int | None) -> _Query:
-            query = select(MessageRow.id, MessageRow.sent_at, SessionRow.closed_at).join(
-                SessionRow, SessionRow.id == MessageRow.session_id
-            )
+            query = select(
+                MessageRow.id, MessageRow.sent_at, SessionRow.closed_at, SessionRow.sdk_app_id
+            ).join(SessionRow, SessionRow.id == MessageRow.session_id)
             if after is not None:
                 query = query.where(MessageRow.id > after)
             return query.order_by(MessageRow.id).limit(self.batch)
 
         def old(row: Row[Any]) -> bool:
-            closed_at = row.closed_at
-            return closed_at is not None and closed_at < self.cutoff
+            return self.cutoffs.row_is_old(row.sdk_app_id, row.closed_at)
 
         def past(row: Row[Any]) -> bool:
             # A session closed before the cutoff sent nothing after it.
-            return bool(row.sent_at >= self.cutoff + SLACK)
+            return bool(row.sent_at >= self.latest + SLACK)
 
         return await self._scan(MessageRow, "in-call messages", page, old, past)
 
@@ -192,16 +262,18 @@ class _Sweep:
         """Rows of ``table`` received before the cutoff."""
 
         def page(after: int | None) -> _Query:
-            query = select(table.id, table.received_at)
+            query = select(table.id, table.received_at, SessionRow.sdk_app_id).join(
+                SessionRow, SessionRow.id == table.session_id
+            )
             if after is not None:
                 query = query.where(table.id > after)
             return query.order_by(table.id).limit(self.batch)
 
         def old(row: Row[Any]) -> bool:
-            return bool(row.received_at < self.cutoff)
+            return self.cutoffs.row_is_old(row.sdk_app_id, row.received_at)
 
         def past(row: Row[Any]) -> bool:
-            return bool(row.received_at >= self.cutoff + SLACK)
+            return bool(row.received_at >= self.latest + SLACK)
 
         return await self._scan(table, what, page, old, past)
 
@@ -394,8 +466,9 @@ class RetentionTask:
         store: Store,
         data_dir: Path,
         *,
-        retention_days: float,
+        retention_days: float | None,
         interval: float,
+        app_retention: Mapping[int, float] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if interval <= 0:
@@ -403,6 +476,7 @@ class RetentionTask:
         self._store = store
         self._data_dir = data_dir
         self._days = retention_days
+        self._app_days = dict(app_retention or {})
         self._interval = interval
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
@@ -434,7 +508,11 @@ class RetentionTask:
     async def _pass(self) -> None:
         try:
             report = await collect(
-                self._store, self._data_dir, retention_days=self._days, now=self._clock()
+                self._store,
+                self._data_dir,
+                retention_days=self._days,
+                app_retention=self._app_days,
+                now=self._clock(),
             )
         except TAvKitError as exc:
             logger.warning("retention pass failed: %s", exc)

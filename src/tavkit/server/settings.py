@@ -22,12 +22,18 @@ Environment variables (all optional)::
     TAVKIT_CLOSE_GRACE           seconds an empty room stays  2
     TAVKIT_SWEEP_INTERVAL        seconds between sweeps       1
     TAVKIT_SOCKET_TOKEN_TTL      seconds                      60
+    TAVKIT_RENEW_GRACE           seconds to renew credentials 30
     TAVKIT_ICE_SERVERS           JSON list, or URLs a,b       (none: no public STUN)
     TAVKIT_ICE_TRANSPORT_POLICY  all | relay                  all
     TAVKIT_ICE_ALLOWED_NETWORKS  CIDRs a,b                    (all)
     TAVKIT_TURN_SECRET           coturn use-auth-secret       (none)
     TAVKIT_TURN_TTL              seconds                      86400
     TAVKIT_PUBLIC_URL            base URL clients reach us at (derived from each request)
+    TAVKIT_TRUSTED_PROXIES       CIDRs a,b whose X-Forwarded-* (none)
+                                 headers are believed
+    TAVKIT_TLS_CERT              PEM certificate: serve HTTPS  (none: http)
+    TAVKIT_TLS_KEY               PEM key of the certificate   (none)
+    TAVKIT_TLS_SELF_SIGNED       1/true: HTTPS, self-signed   false
     TAVKIT_CORS_ORIGINS          origins a,b (or *)           (none)
     TAVKIT_METRICS_TOKEN         bearer token /metrics needs  (none: /metrics is open)
     TAVKIT_DEMO                  1/true: demo mode            false
@@ -36,10 +42,14 @@ Environment variables (all optional)::
     TAVKIT_LOG_FORWARD_INDEX     index or data stream         tavkit-logs
     TAVKIT_LOG_FORWARD_FLAVOR    elasticsearch | opensearch   elasticsearch
     TAVKIT_RECORDING             off | auto | on-demand       off
+    TAVKIT_RECORDING_MAX_FILE_SECONDS     seconds per file    14400 (4 h; 0: no limit)
+    TAVKIT_RECORDING_MAX_SESSION_SECONDS  seconds per session 28800 (8 h; 0: no limit)
+    TAVKIT_RECORDING_MIN_FREE    free-disk floor (2GiB, 500M) 2GiB (0: no floor)
     TAVKIT_RATE_LIMITS           1/true: REST token buckets   true
     TAVKIT_ADDRESS_RATE          requests/s per address       100 (0: no address bucket)
     TAVKIT_ADDRESS_BURST         requests at once per address 1000
     TAVKIT_LOG_DAILY_CAP         log items per app a UTC day  500000 (0: no cap)
+    TAVKIT_SESSIONS_PER_MINUTE   sessions one user may open   10 (0: no cap)
     TAVKIT_RETENTION_DAYS        days data is kept            (none: kept forever)
     TAVKIT_RETENTION_INTERVAL    seconds between collections  3600
 
@@ -48,8 +58,12 @@ An app entry ``ID:KEY:pmk`` makes privateMapKey mandatory on entry to that app's
 The apps file (:func:`read_apps_file`) keeps keys out of the process list and the
 environment: a JSON list of ``{"sdkAppId": 1400000001, "key": "...",
 "requirePrivateMapKey": false, "adminKey": "..."}``; ``adminKey`` (optional) is that
-app's own admin key and overrides ``TAVKIT_ADMIN_KEY``. Apps from the file come after
-those of ``TAVKIT_APPS``.
+app's own admin key and overrides ``TAVKIT_ADMIN_KEY``; ``recordingMaxFileSeconds`` and
+``recordingMaxSessionSeconds`` (optional numbers, 0: no limit) override the server's
+recording limits for that app; ``retentionDays`` (whole days, 0: keep forever) and
+``logDailyCap`` (0: no cap) its retention and daily log cap; ``iceTransportPolicy``
+(``"all"`` or ``"relay"``) whether its members may meet directly. Apps from the file come
+after those of ``TAVKIT_APPS``.
 
 The admin is not just a name: an admin request is the admin userId with a userSig
 signed with the *admin* key (:meth:`Settings.admin_key_of`). The same userId signed
@@ -77,6 +91,7 @@ __all__ = [
     "parse_apps",
     "parse_ice_servers",
     "parse_networks",
+    "parse_size",
     "read_apps_file",
 ]
 
@@ -92,7 +107,21 @@ _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"", "0", "false", "no", "off"})
 _TOKEN_RE: Final = re.compile(r"[\x21-\x7e]{16,256}")
 _SECRET_FIELDS: Final = frozenset({"turn_secret", "admin_key", "metrics_token"})
-_APP_FILE_KEYS: Final = frozenset({"sdkAppId", "key", "requirePrivateMapKey", "adminKey"})
+_APP_LIMIT_KEYS: Final = ("recordingMaxFileSeconds", "recordingMaxSessionSeconds")
+_APP_COUNT_KEYS: Final = {"retentionDays": "retention_days", "logDailyCap": "log_daily_cap"}
+_APP_FILE_KEYS: Final = frozenset(
+    {
+        "sdkAppId",
+        "key",
+        "requirePrivateMapKey",
+        "adminKey",
+        "iceTransportPolicy",
+        *_APP_LIMIT_KEYS,
+        *_APP_COUNT_KEYS,
+    }
+)
+_SIZE_RE: Final = re.compile(r"(\d+(?:\.\d*)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+GIB: Final = 1024**3
 
 
 @dataclass(frozen=True)
@@ -104,6 +133,16 @@ class AppConfig:
     require_private_map_key: bool = False
     admin_key: str | None = field(default=None, repr=False)
     """This app's admin key; None falls back to the server-wide ``Settings.admin_key``."""
+    recording_max_file_seconds: float | None = None
+    """This app's longest recording file (0: no limit); None: the server's."""
+    recording_max_session_seconds: float | None = None
+    """This app's longest recording of one session (0: no limit); None: the server's."""
+    retention_days: int | None = None
+    """Days this app's data is kept (0: forever, whatever the server's); None: the server's."""
+    log_daily_cap: int | None = None
+    """Log items this app may store a UTC day (0: no cap); None: the server's."""
+    ice_transport_policy: Literal["all", "relay"] | None = None
+    """``relay``: this app's members only ever meet over TURN (None: the server's)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.sdk_app_id, bool) or not 1 <= self.sdk_app_id <= U32_MAX:
@@ -117,6 +156,20 @@ class AppConfig:
                 )
             if self.admin_key == self.key:
                 raise ValueError(f"the admin key of app {self.sdk_app_id} must differ from its key")
+        for name in ("recording_max_file_seconds", "recording_max_session_seconds"):
+            value = getattr(self, name)
+            if value is not None and not _seconds_or_zero(value):
+                raise ValueError(f"{name} of app {self.sdk_app_id} must be 0 or more seconds")
+        if self.ice_transport_policy not in (None, "all", "relay"):
+            raise ValueError(f"iceTransportPolicy of app {self.sdk_app_id} must be all or relay")
+        for name in ("retention_days", "log_daily_cap"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise ValueError(
+                    f"{name} of app {self.sdk_app_id} must be a whole number, 0 or more"
+                )
 
 
 @dataclass(frozen=True, repr=False)
@@ -134,6 +187,18 @@ class Settings:
     public_url: str | None = None
     """The base URL clients reach the server at, when a proxy hides it; None derives it
     from each request's Host header (and the mount path)."""
+    trusted_proxies: tuple[Network, ...] = ()
+    """Peers whose ``X-Forwarded-Proto`` / ``-For`` are believed (a reverse proxy's
+    addresses, as CIDRs). Empty by default: behind no proxy, a client could claim any
+    address (and dodge its rate-limit bucket) or make the server hand out ``wss://``."""
+    tls_cert: Path | None = None
+    """A PEM certificate (chain) to serve HTTPS with; needs ``tls_key``."""
+    tls_key: Path | None = None
+    """The PEM private key of ``tls_cert``."""
+    tls_self_signed: bool = False
+    """Serve HTTPS with a self-signed certificate for this host's names and addresses,
+    made once and kept in the data dir (:mod:`tavkit.server.tls`): for trying a call
+    between phones on a LAN, where browsers refuse the camera to plain http."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the REST API from a browser page served elsewhere."""
     metrics_token: str | None = None
@@ -176,6 +241,9 @@ class Settings:
     """How often the sweeper looks for silent members and empty sessions."""
     socket_token_ttl: float = 60.0
     """How long the socket token returned by ``enter`` is good for a first connection."""
+    renew_grace: float = 30.0
+    """A member whose userSig or privateMapKey ended may still ``renew`` for this long;
+    then it is removed with reason ``expired`` (``docs/protocol.md`` section 2)."""
 
     # ICE
     ice_servers: tuple[IceServerEntry, ...] = ()
@@ -202,6 +270,18 @@ class Settings:
     recording: Literal["off", "auto", "on-demand"] = "off"
     """The recording policy of apps without their own (``docs/protocol.md`` section 6):
     ``auto`` records every session, ``on-demand`` only between an admin's start and stop."""
+    recording_max_file_seconds: float = 4 * 3600.0
+    """A member's file is closed after this long and their recording goes on in a new
+    file (``<userId>-<n+1>.mkv``; the closed row's ``stopReason`` is ``file-limit``).
+    An app's ``recordingMaxFileSeconds`` overrides it; 0: no limit."""
+    recording_max_session_seconds: float = 8 * 3600.0
+    """A session's recorder stops after recording this long, finalising every file
+    (``session-limit``); the call goes on. Counted from each start (``auto``: from the
+    session's opening). An app's ``recordingMaxSessionSeconds`` overrides it; 0: no limit."""
+    recording_min_free: int = 2 * GIB
+    """Bytes that must stay free on the file system of ``<data_dir>/recordings``: below
+    it every recording stops (files finalised, ``disk-floor``) and new ones are refused
+    (server 14008, HTTP 507). 0: no floor."""
 
     # Limits and retention
     rate_limits: bool = True
@@ -216,6 +296,10 @@ class Settings:
     log_daily_cap: int = 500_000
     """Log lines plus quality samples each app may store per UTC day (about nine hours
     of six-person calls); past it batches get 429 until midnight UTC. 0: no cap."""
+    sessions_per_minute: int = 10
+    """New sessions (rooms with no open session) one user may open a minute, in bursts of
+    as many; past it ``enter`` answers 429 (:mod:`tavkit.server.ratelimit`). Entering a
+    room that already has an open session never counts. 0: no cap."""
     retention_days: int | None = None
     """Delete in-call messages, client logs, quality samples and recordings older than
     this many days (:mod:`tavkit.server.retention`); None keeps everything."""
@@ -225,6 +309,10 @@ class Settings:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in 0..65535, not {self.port}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.tls_self_signed and self.tls_cert is not None:
+            raise ValueError("tls_self_signed and tls_cert are alternatives: pick one")
         if self.metrics_token is not None and not _TOKEN_RE.fullmatch(self.metrics_token):
             raise ValueError("metrics_token must be 16-256 printable ASCII characters, no spaces")
         for name in (
@@ -233,6 +321,7 @@ class Settings:
             "sweep_interval",
             "socket_token_ttl",
             "turn_ttl",
+            "renew_grace",
         ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -249,6 +338,13 @@ class Settings:
             raise ValueError("log_forward_flavor must be 'elasticsearch' or 'opensearch'")
         if self.recording not in RECORDING_POLICIES:
             raise ValueError("recording must be 'off', 'auto' or 'on-demand'")
+        for name in ("recording_max_file_seconds", "recording_max_session_seconds"):
+            if not _seconds_or_zero(getattr(self, name)):
+                raise ValueError(f"{name} must be 0 or more seconds, not {getattr(self, name)}")
+        if isinstance(self.recording_min_free, bool) or self.recording_min_free < 0:
+            raise ValueError(
+                f"recording_min_free must be 0 or more bytes, not {self.recording_min_free}"
+            )
         self._check_limits()
         ids = [app.sdk_app_id for app in self.apps]
         if len(ids) != len(set(ids)):
@@ -279,6 +375,10 @@ class Settings:
             raise ValueError(f"address_burst must be at least 1, not {self.address_burst}")
         if isinstance(self.log_daily_cap, bool) or self.log_daily_cap < 0:
             raise ValueError(f"log_daily_cap must be zero or more, not {self.log_daily_cap}")
+        if isinstance(self.sessions_per_minute, bool) or self.sessions_per_minute < 0:
+            raise ValueError(
+                f"sessions_per_minute must be zero or more, not {self.sessions_per_minute}"
+            )
         if self.retention_days is not None and (
             isinstance(self.retention_days, bool) or self.retention_days < 1
         ):
@@ -307,6 +407,41 @@ class Settings:
         """The key ``app``'s admin userSigs are signed with: its own, else the server's."""
         return app.admin_key if app.admin_key is not None else self.admin_key
 
+    def recording_limits_of(self, sdk_app_id: int) -> tuple[float, float]:
+        """The app's (longest file, longest session recording) in seconds; 0: no limit."""
+        app = self.app(sdk_app_id)
+        per_file, per_session = self.recording_max_file_seconds, self.recording_max_session_seconds
+        if app is not None and app.recording_max_file_seconds is not None:
+            per_file = app.recording_max_file_seconds
+        if app is not None and app.recording_max_session_seconds is not None:
+            per_session = app.recording_max_session_seconds
+        return per_file, per_session
+
+    def app_retention(self) -> dict[int, float]:
+        """The apps with a retention of their own: sdkAppId -> days (0: kept forever)."""
+        return {
+            a.sdk_app_id: float(a.retention_days) for a in self.apps if a.retention_days is not None
+        }
+
+    @property
+    def collects(self) -> bool:
+        """Whether anything is ever collected: a server retention or an app's own."""
+        return self.retention_days is not None or any(self.app_retention().values())
+
+    def ice_transport_policy_of(self, sdk_app_id: int) -> Literal["all", "relay"]:
+        """The app's ICE transport policy: its own, else the server's."""
+        app = self.app(sdk_app_id)
+        if app is not None and app.ice_transport_policy is not None:
+            return app.ice_transport_policy
+        return self.ice_transport_policy
+
+    def log_daily_cap_of(self, sdk_app_id: int) -> int:
+        """The app's daily log cap (0: none): its own, else the server's."""
+        app = self.app(sdk_app_id)
+        if app is not None and app.log_daily_cap is not None:
+            return app.log_daily_cap
+        return self.log_daily_cap
+
     def __repr__(self) -> str:
         parts = []
         for f in fields(self):
@@ -334,6 +469,10 @@ class Settings:
             "port": int,
             "public_url": str,
             "cors_origins": _split,
+            "trusted_proxies": parse_networks,
+            "tls_cert": Path,
+            "tls_key": Path,
+            "tls_self_signed": _flag,
             "data_dir": Path,
             "database_url": str,
             "database_schema": str,
@@ -349,6 +488,7 @@ class Settings:
             "close_grace": float,
             "sweep_interval": float,
             "socket_token_ttl": float,
+            "renew_grace": float,
             "ice_servers": parse_ice_servers,
             "ice_transport_policy": str,
             "ice_allowed_networks": parse_networks,
@@ -358,10 +498,14 @@ class Settings:
             "log_forward_index": str,
             "log_forward_flavor": str,
             "recording": _recording_policy,
+            "recording_max_file_seconds": float,
+            "recording_max_session_seconds": float,
+            "recording_min_free": parse_size,
             "rate_limits": _flag,
             "address_rate": float,
             "address_burst": float,
             "log_daily_cap": int,
+            "sessions_per_minute": int,
             "retention_days": int,
             "retention_interval": float,
         }
@@ -422,14 +566,39 @@ def read_apps_file(path: Path) -> tuple[AppConfig, ...]:
             raise ValueError(f"{where}: unknown field {sorted(unknown)[0]!r}")
         sdk_app_id, key = entry["sdkAppId"], entry["key"]
         pmk, admin_key = entry.get("requirePrivateMapKey", False), entry.get("adminKey")
+        limits = [entry.get(name) for name in _APP_LIMIT_KEYS]
         if isinstance(sdk_app_id, bool) or not isinstance(sdk_app_id, int):
             raise ValueError(f"{where}: sdkAppId must be an integer")
         if not isinstance(key, str) or not isinstance(pmk, bool):
             raise ValueError(f"{where}: key must be a string, requirePrivateMapKey a boolean")
         if admin_key is not None and not isinstance(admin_key, str):
             raise ValueError(f"{where}: adminKey must be a string")
+        for name, value in zip(_APP_LIMIT_KEYS, limits, strict=True):
+            if value is not None and not _seconds_or_zero(value):
+                raise ValueError(f"{where}: {name} must be a number of seconds, 0 or more")
+        counts = {field: entry.get(name) for name, field in _APP_COUNT_KEYS.items()}
+        for name, field_name in _APP_COUNT_KEYS.items():
+            value = counts[field_name]
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise ValueError(f"{where}: {name} must be a whole number, 0 or more")
+        policy = entry.get("iceTransportPolicy")
+        if policy not in (None, "all", "relay"):
+            raise ValueError(f'{where}: iceTransportPolicy must be "all" or "relay"')
         try:
-            apps.append(AppConfig(sdk_app_id, key, pmk, admin_key))
+            apps.append(
+                AppConfig(
+                    sdk_app_id,
+                    key,
+                    pmk,
+                    admin_key,
+                    recording_max_file_seconds=limits[0],
+                    recording_max_session_seconds=limits[1],
+                    ice_transport_policy=policy,
+                    **counts,
+                )
+            )
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
     return tuple(apps)
@@ -457,6 +626,24 @@ def parse_ice_servers(text: str) -> tuple[IceServerEntry, ...]:
 def parse_networks(text: str) -> tuple[Network, ...]:
     """Read comma-separated CIDR networks (``10.0.0.0/8,::1/128``)."""
     return tuple(ipaddress.ip_network(item, strict=False) for item in _split(text))
+
+
+def parse_size(text: str) -> int:
+    """Read a byte count: ``2147483648``, ``2GiB``, ``500M``, ``1.5g`` (binary units)."""
+    match = _SIZE_RE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"expected bytes such as 2GiB or 500M, not {text!r}")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    return int(number * 1024 ** " kmgt".index(unit or " "))
+
+
+def _seconds_or_zero(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
 
 
 def _recording_policy(text: str) -> str:

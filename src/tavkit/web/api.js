@@ -4,7 +4,11 @@
 // sent it ({module, errorCode, errorMsg} with a non-2xx status), or http 10000 when
 // there is no usable answer at all (the fetch rejects, times out, or the body is not
 // JSON). Only the second kind, and 5xx answers, are retried: a 4xx is the server
-// saying no, and asking again would not change its mind.
+// saying no, and asking again would not change its mind. A 429 (server 10004 "rate
+// limited") says "not now": its CallError carries `retryAfter` (seconds, from the
+// Retry-After header), enter() waits that long and asks again while its waits add up
+// to at most `rateLimitWait`, and every other call rejects at once (the heartbeat
+// skips beats until then).
 
 import { callError, fromWire } from "./errors.js";
 
@@ -12,7 +16,18 @@ const DEFAULTS = {
   timeout: 8000, // ms for one attempt; the browser's own limit is minutes
   retries: 2, // extra attempts after a network failure or a 5xx
   backoff: 300, // ms before the first retry, doubled each time
+  rateLimitWait: 30000, // ms enter() may wait in all for 429s to pass; 0: never waits
 };
+const MAX_RETRY_AFTER = 3600; // s: a longer or unreadable Retry-After reads as this
+
+/** The seconds a 429 asks us to wait: 1 to MAX_RETRY_AFTER, 1 when the header is missing. */
+function retryAfterOf(response) {
+  const raw = response.headers.get("Retry-After");
+  if (raw === null) return 1;
+  const seconds = Number(raw);
+  if (!Number.isFinite(seconds) || seconds < 0) return MAX_RETRY_AFTER;
+  return Math.min(Math.max(seconds, 1), MAX_RETRY_AFTER); // never 0: no tight loop
+}
 
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -37,9 +52,16 @@ export class ApiClient {
     if (options.privateMapKey) this.headers["X-TAvKit-PrivateMapKey"] = options.privateMapKey;
   }
 
-  /** POST /v1/rooms/{roomId}/enter; resolves to the enter response. */
+  /** Authenticate every later call with renewed credentials (a `renewed` frame's). */
+  setCredentials(userSig, privateMapKey) {
+    this.headers["X-TAvKit-UserSig"] = userSig;
+    if (privateMapKey) this.headers["X-TAvKit-PrivateMapKey"] = privateMapKey;
+  }
+
+  /** POST /v1/rooms/{roomId}/enter; resolves to the enter response (waits out 429s). */
   enter(roomId) {
-    return this.request("POST", `/v1/rooms/${roomId}/enter`, {});
+    const patience = { rateLimitWait: this.tuning.rateLimitWait };
+    return this.request("POST", `/v1/rooms/${roomId}/enter`, {}, patience);
   }
 
   /** POST /v1/rooms/{roomId}/heartbeat; one attempt, the next beat is the retry. */
@@ -71,14 +93,26 @@ export class ApiClient {
     }
   }
 
-  /** One call with retries; resolves to the JSON body or rejects with a CallError. */
+  /**
+   * One call with retries; resolves to the JSON body or rejects with a CallError.
+   * `overrides.rateLimitWait` (ms, default 0) lets it wait out 429s that long in all.
+   */
   async request(method, path, body, overrides = {}) {
     const { timeout, retries, backoff } = { ...this.tuning, ...overrides };
+    const rateLimitWait = overrides.rateLimitWait || 0;
     let delay = backoff;
+    let waited = 0;
     for (let attempt = 0; ; attempt += 1) {
       try {
         return await this.#once(method, path, body, timeout);
       } catch (err) {
+        const wait = (err.retryAfter ?? Infinity) * 1000;
+        if (waited + wait <= rateLimitWait) {
+          waited += wait; // the server asked for a pause: not a failed attempt
+          attempt -= 1;
+          await sleep(wait);
+          continue;
+        }
         const retryable = err.retryable === true;
         if (!retryable || attempt >= retries) throw err.callError || err;
         await sleep(delay);
@@ -115,6 +149,7 @@ export class ApiClient {
     }
     if (response.ok) return data;
     const serverError = fromWire(data);
+    if (serverError && response.status === 429) serverError.retryAfter = retryAfterOf(response);
     if (serverError && response.status < 500) throw serverError;
     const failure = serverError || callError("http", 10000, this.lang, `HTTP ${response.status}`);
     throw Object.assign(new Error(failure.message), { retryable: true, callError: failure });

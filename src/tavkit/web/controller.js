@@ -29,6 +29,12 @@
 // that failed to open does; both are switched back on when the call ends, so they
 // never carry over into the next call.
 //
+// Credentials that end mid-call go through a Renewal (renewal.js): on the server's
+// `expiring` it asks the page's onUserSigExpiredListener(callback) for a fresh
+// userSig and sends `renew`; the accepted credentials then serve the REST calls, the
+// reporter, socket resumes and new peer connections. Unrenewed, the server removes us
+// ("expired") and the call ends like any removal.
+//
 // In-call messages (protocol.md section 5) go through a Chat (chat.js), which
 // delivers them exactly once and in order; each reaches onMessageListener and the
 // `tavkit:message` event, own ones included. The chat panel's state (open, unread
@@ -36,13 +42,14 @@
 
 import { ApiClient } from "./api.js";
 import { Chat } from "./chat.js";
-import { CallError, asCallError, callError } from "./errors.js";
+import { CallError, asCallError, callError, fromWire } from "./errors.js";
 import { Heartbeat } from "./heartbeat.js";
 import { openCamera, openLocalMedia } from "./media.js";
 import { Mesh, isHidden } from "./mesh.js";
 import { checkOptions, pickListener } from "./options.js";
 import { maySend, privilegesOf, publishes } from "./privileges.js";
 import { CLOSE, PRIVILEGE } from "./protocol.js";
+import { Renewal } from "./renewal.js";
 import { Reporter } from "./reporter.js";
 import { Roster } from "./roster.js";
 import { Signaling } from "./signaling.js";
@@ -91,6 +98,7 @@ export class CallController extends EventTarget {
     this.chat = null;
     this.chatOpen = false;
     this.unread = 0;
+    this.renewal = null;
   }
 
   /** Whether a call is being set up or is up. */
@@ -160,6 +168,7 @@ export class CallController extends EventTarget {
     this.#setState("connecting");
     this.pending = [];
     this.#startChat();
+    this.#startRenewal();
     this.signaling = new Signaling({
       url: room.socketUrl,
       token: room.socketToken,
@@ -381,8 +390,12 @@ export class CallController extends EventTarget {
         return this.chat?.receive(frame);
       case "synced":
         return this.chat?.synced();
+      case "expiring":
+        return this.renewal?.expiring(frame);
+      case "renewed":
+        return this.renewal?.renewed(frame);
       case "error":
-        if (this.chat?.refused(frame)) return undefined;
+        if (this.renewal?.refused(frame) || this.chat?.refused(frame)) return undefined;
         this.log("server refused a frame", frame);
         return undefined;
       default:
@@ -493,6 +506,31 @@ export class CallController extends EventTarget {
     this.#changed();
   }
 
+  // -- credentials ---------------------------------------------------------------
+
+  #startRenewal() {
+    this.renewal?.close();
+    this.renewal = new Renewal({
+      listener: () => this.listener.onUserSigExpiredListener,
+      current: () => this.options,
+      send: (frame) => Boolean(this.signaling?.send(frame)),
+      onRenewed: (frame, credentials) => this.#renewed(frame, credentials),
+      onRefused: (error) => this.#report(fromWire(error) || callError("avkit", 70346, this.lang)),
+      log: this.log,
+    });
+  }
+
+  #renewed(frame, { userSig, privateMapKey }) {
+    this.options = { ...this.options, userSig, privateMapKey: privateMapKey || "" };
+    this.api?.setCredentials(userSig, privateMapKey);
+    if (this.reporter) this.reporter.credentials = { ...this.reporter.credentials, userSig };
+    if (frame.socketToken) this.signaling?.setToken(frame.socketToken);
+    if (Number.isInteger(frame.privileges)) this.privileges = frame.privileges;
+    this.mesh?.renewed(frame);
+    this.emit("tavkit:renewed", { expiresAt: frame.expiresAt, privileges: this.privileges });
+    this.#changed();
+  }
+
   // -- helpers ------------------------------------------------------------------
 
   #applyTrackState() {
@@ -564,6 +602,8 @@ export class CallController extends EventTarget {
     this.chat?.close();
     this.chatOpen = false;
     this.unread = 0;
+    this.renewal?.close();
+    this.renewal = null;
     this.#stopMedia();
     this.signaling?.close();
     this.signaling = null;

@@ -3,7 +3,9 @@
 //
 // A failed beat is logged and otherwise ignored: network trouble is the signaling
 // socket's to judge (it resumes, or reports the connection lost). Only an answer
-// meaning "you are not in this room" ends the call.
+// meaning "you are not in this room" ends the call. Beats never pile up: a tick
+// while the last beat is unanswered is skipped, and so is every tick before a 429's
+// `retryAfter` has passed.
 
 import { CallError } from "./errors.js";
 
@@ -31,14 +33,23 @@ export class Heartbeat {
   start(intervalSeconds, current = () => true) {
     this.stop();
     const every = Math.max(0.2, Number(intervalSeconds) || 5) * 1000;
+    let inFlight = false;
+    let quietUntil = 0; // no beat before this (ms): the server's Retry-After
     this.timer = setInterval(() => {
-      this.beat().catch((err) => {
-        if (!current()) return;
-        this.log("heartbeat failed", err);
-        if (err instanceof CallError && err.module === "server" && GONE.has(err.errorCode)) {
-          this.onGone(err);
-        }
-      });
+      if (inFlight || Date.now() < quietUntil) return; // skip this beat
+      inFlight = true;
+      this.beat()
+        .catch((err) => {
+          if (!current()) return;
+          this.log("heartbeat failed", err);
+          if (err?.retryAfter > 0) quietUntil = Date.now() + err.retryAfter * 1000;
+          if (err instanceof CallError && err.module === "server" && GONE.has(err.errorCode)) {
+            this.onGone(err);
+          }
+        })
+        .finally(() => {
+          inFlight = false;
+        });
     }, every);
   }
 

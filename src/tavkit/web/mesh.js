@@ -140,6 +140,11 @@ class Peer {
     }
   }
 
+  /** Our privileges changed (a renewed privateMapKey): narrow, renegotiating if need be. */
+  restrict() {
+    this.#limitDirections();
+  }
+
   /** Give every transceiver the widest direction our privileges allow, and no wider. */
   #limitDirections() {
     const privileges = this.mesh.privileges;
@@ -389,6 +394,24 @@ export class Mesh {
     for (const peer of this.peers.values()) {
       peer.resendOffer();
       if (["failed", "disconnected"].includes(peer.pc.connectionState)) peer.restart();
+    }
+  }
+
+  /**
+   * Renewed credentials: new connections and ICE restarts use the fresh TURN
+   * credentials; the privileges bound every transceiver from now on (a direction
+   * they no longer allow is narrowed, which renegotiates).
+   */
+  renewed({ iceServers, privileges }) {
+    if (Array.isArray(iceServers)) this.rtcConfig = { ...this.rtcConfig, iceServers };
+    if (Number.isInteger(privileges)) this.privileges = privileges;
+    for (const peer of this.peers.values()) {
+      try {
+        peer.pc.setConfiguration(this.rtcConfig);
+      } catch (err) {
+        this.log("the renewed ICE servers were refused", err);
+      }
+      peer.restrict();
     }
   }
 

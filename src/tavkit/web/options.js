@@ -16,6 +16,7 @@ const LISTENERS = [
   "onHandupListener",
   "onErrorListener",
   "onMessageListener",
+  "onUserSigExpiredListener",
 ];
 
 function positiveInteger(value, max) {

@@ -13,7 +13,7 @@ export const CLOSE = Object.freeze({
   SERVER_ERROR: 1011, // the server lost this socket's events; resume
   TRY_AGAIN_LATER: 1013, // we read too slowly; resume
   REPLACED: 4001, // the same user entered elsewhere
-  REMOVED: 4002, // an admin removed the member, or it timed out
+  REMOVED: 4002, // an admin removed the member, it timed out, or its credentials expired
   ROOM_CLOSED: 4003, // the session was closed
   UNAUTHORISED: 4401, // the token was bad, expired, or its connection has left
 });

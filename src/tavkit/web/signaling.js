@@ -70,6 +70,11 @@ export class Signaling {
     this.attempt = 0;
   }
 
+  /** Resume with `token` from now on (the one a `renewed` frame carries). */
+  setToken(token) {
+    this.protocols = ["tavkit.v1", `tavkit.token.${subprotocolSafe(token)}`];
+  }
+
   /** Connect; resolves with the first `welcome`, rejects with a CallError. */
   open() {
     if (this.opened) return this.opened.promise;

@@ -31,7 +31,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,6 +42,7 @@ from tavkit.server.bus import Bus, session_channel
 from tavkit.server.events import MessageEvent
 from tavkit.server.store.db import Store, storage_errors
 from tavkit.server.store.models import MessageRow, SessionRow
+from tavkit.server.store.readback import UNREADABLE, read_json
 from tavkit.server.store.unit_of_work import Outbox, transaction
 
 __all__ = [
@@ -247,14 +248,24 @@ class MessageService:
 
 
 def _message(row: MessageRow) -> ChatMessage:
-    body: dict[str, Any] = json.loads(row.body)
+    """The one place a stored message becomes the wire's, for history, sync and acks alike.
+
+    The body is decoded tolerantly (:func:`~tavkit.server.store.readback.read_json`):
+    a row stored before the input checks must not make the whole history a 500.
+    """
+    body = read_json(row.body)
+    if type(body) is not dict:
+        body = {"text": body} if row.kind == "text" else {"data": body}
     kind: MessageKind = "text" if row.kind == "text" else "custom"
+    text = body.get("text")
+    if kind == "text" and type(text) is not str:
+        text = UNREADABLE
     return ChatMessage(
         seq=row.seq,
         sender=row.sender,
         kind=kind,
         client_msg_id=row.client_msg_id,
         sent_at=row.sent_at,
-        text=body.get("text"),
+        text=text,
         data=body.get("data"),
     )

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -34,6 +34,7 @@ from sqlalchemy import exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.errors import ServerCode, ServerError
+from tavkit.protocol import MAX_JSON_DEPTH
 from tavkit.server.auth import Caller
 from tavkit.server.logs.forwarder import Forwarder
 from tavkit.server.logs.wire import LogBatch
@@ -42,6 +43,7 @@ from tavkit.server.ratelimit import BucketTable, Limit, RateLimited
 from tavkit.server.store.db import Store, storage_errors
 from tavkit.server.store.logs_models import ClientLogRow, QualitySampleRow
 from tavkit.server.store.models import MemberRow, SessionRow
+from tavkit.server.store.readback import read_json
 from tavkit.server.store.unit_of_work import Outbox, transaction
 
 __all__ = ["BURST", "DAILY_CAP", "LATE_GRACE", "MAX_TRACKED_USERS", "RATE", "LogService"]
@@ -91,7 +93,7 @@ class LogService:
         forwarder: Forwarder | None = None,
         rate: float = RATE,
         burst: float = BURST,
-        daily_cap: int = DAILY_CAP,
+        daily_cap: int | Callable[[int], int] = DAILY_CAP,
         late_grace: float = LATE_GRACE,
     ) -> None:
         self.store = store
@@ -100,15 +102,14 @@ class LogService:
         self._buckets: BucketTable[tuple[int, str]] = BucketTable(
             Limit(rate, burst), max_keys=MAX_TRACKED_USERS
         )
-        self._daily_cap = daily_cap
+        self._cap_of: Callable[[int], int] = (
+            daily_cap if callable(daily_cap) else _same_for_all(daily_cap)
+        )
+        """Each app's daily cap (0: none): a number for all, or the settings' per-app lookup."""
         self._late_grace = late_grace
         self._today: dict[int, tuple[int, int]] = {}
         """Per app: (UTC day number, items stored that day as far as this process knows)."""
         self._seeding = asyncio.Lock()
-
-    def allow(self, caller: Caller) -> bool:
-        """Spend one token of the caller's bucket; False when they are over the rate."""
-        return not self._buckets.take((caller.sdk_app_id, caller.user_id))
 
     def limit(self, caller: Caller) -> None:
         """Spend one token of the caller's bucket; :class:`RateLimited` when none is left."""
@@ -168,7 +169,8 @@ class LogService:
 
     async def _reserve(self, sdk_app_id: int, items: int, now: float) -> None:
         """Count ``items`` against the app's cap for today; :class:`RateLimited` past it."""
-        if not self._daily_cap or not items:
+        cap = self._cap_of(sdk_app_id)
+        if not cap or not items:
             return
         day = int(now // _DAY)
         known = self._today.get(sdk_app_id)
@@ -179,9 +181,9 @@ class LogService:
                     stored = await self._stored_since(sdk_app_id, day * _DAY)
                     known = self._today[sdk_app_id] = (day, stored)
         count = known[1]
-        if count + items > self._daily_cap:
+        if count + items > cap:
             raise RateLimited(
-                f"app {sdk_app_id} has stored its {self._daily_cap} log items for today (UTC)",
+                f"app {sdk_app_id} has stored its {cap} log items for today (UTC)",
                 (day + 1) * _DAY - now,
                 reason="quota",
             )
@@ -303,13 +305,30 @@ def _quality_rows(batch: LogBatch, user_id: str, now: float) -> list[QualitySamp
     ]
 
 
+def _same_for_all(cap: int) -> Callable[[int], int]:
+    """A per-app cap lookup that answers ``cap`` for every app."""
+    return lambda _sdk_app_id: cap
+
+
 def _error_wire(module: str | None, code: int | None, message: str | None) -> dict[str, Any] | None:
     if module is None or code is None:
         return None
     return {"module": module, "errorCode": code, "errorMsg": message or ""}
 
 
+LOG_DATA_DEPTH: Final = MAX_JSON_DEPTH - 3
+"""How deep a log line's ``data`` can nest: the request body, ``logs`` and the line hold it."""
+
+
 def _log_wire(row: ClientLogRow) -> dict[str, Any]:
+    """The one place a stored log line becomes the wire's; its ``data`` is read tolerantly.
+
+    A row stored before the input checks (lone surrogates, nesting past the bound) is
+    mended by :func:`~tavkit.server.store.readback.read_json`, not served as a 500.
+    """
+    data = read_json(row.data, max_depth=LOG_DATA_DEPTH) if row.data else None
+    if data is not None and type(data) is not dict:
+        data = {"value": data}
     return {
         "userId": row.user_id,
         "at": row.at,
@@ -317,7 +336,7 @@ def _log_wire(row: ClientLogRow) -> dict[str, Any]:
         "level": row.level,
         "event": row.event,
         "error": _error_wire(row.error_module, row.error_code, row.error_msg),
-        "data": json.loads(row.data) if row.data else None,
+        "data": data,
     }
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from tavkit.errors import ServerCode, ServerError, lookup
-from tavkit.protocol import json_problem
+from tavkit.protocol import USER_ID_RE, json_problem
 from tavkit.server.store.logs_models import LOG_LEVELS
 
 __all__ = [
@@ -49,7 +49,6 @@ CANDIDATE_TYPES: Final = frozenset({"host", "srflx", "prflx", "relay"})
 
 _UUID_RE: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _EVENT_RE: Final = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
-_USER_ID_RE: Final = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 _TOP_KEYS: Final = frozenset({"roomUuid", "logs", "quality", "sentAt", "dropped", "auth"})
 _LOG_KEYS: Final = frozenset({"at", "level", "event", "error", "data"})
 _AUTH_KEYS: Final = frozenset({"sdkAppId", "userId", "userSig", "privateMapKey"})
@@ -202,7 +201,7 @@ def _quality_item(raw: Any, where: str, offset: float, now: float) -> QualityIte
     _keys(raw, _QUALITY_KEYS, where)
     values: dict[str, Any] = {
         "at": _time(raw.get("at"), f"{where}.at", offset, now),
-        "peer_id": _text(raw.get("peerId"), f"{where}.peerId", _USER_ID_RE, "a userId"),
+        "peer_id": _text(raw.get("peerId"), f"{where}.peerId", USER_ID_RE, "a userId"),
     }
     for wire, column, low, high, integer in _QUALITY_FIELDS:
         value = raw.get(wire)

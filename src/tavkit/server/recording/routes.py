@@ -6,6 +6,11 @@ serves single and multiple byte ranges (206 with ``Content-Range``); the ``Range
 header is checked here first so a bad one is answered with 416 in the seed's error
 shape (Starlette would answer 400 or 416 in plain text). The ``ETag`` is the file's
 SHA-256, known once the file is complete.
+
+Who reads what: a member of a session (ever) lists and downloads **their own**
+recordings only; another member's file is 403 with server 10005. The app's admin lists,
+downloads and deletes every recording. Someone who was never in the session is 401
+with server 10005, an unknown session 404 with 14007.
 """
 
 from __future__ import annotations
@@ -27,13 +32,13 @@ from tavkit.errors import ServerCode, ServerError
 from tavkit.server.auth import CredentialsDep, authenticate
 from tavkit.server.context import context_of
 from tavkit.server.errors import error_response
-from tavkit.server.http import RoomId, SessionUuid, error_responses, json_body
+from tavkit.server.http import ErrorBody, RoomId, SessionUuid, error_responses, json_body
 from tavkit.server.recording import rows
-from tavkit.server.recording.service import RecordingService
+from tavkit.server.recording.service import DiskFloorError, RecordingService
 from tavkit.server.rooms.access import visible_session
 from tavkit.server.settings import RECORDING_POLICIES
 from tavkit.server.store.ledger import SessionRecord
-from tavkit.server.store.recording_models import RecordingRow
+from tavkit.server.store.recording_models import RecordingRow, StopReason
 
 __all__ = ["recordings_of", "router"]
 
@@ -58,6 +63,10 @@ class Recording(BaseModel):
     status: Literal["recording", "complete", "partial", "failed"]
     hasVideo: bool
     hasAudio: bool
+    stopReason: StopReason | None
+    """Why the file ended (null while it is written): its member left, an admin stopped
+    it, the session closed, the server shut down, the file or session limit, the
+    free-disk floor, the server died (found at its next start), or the writer failed."""
 
 
 class RecordingsResponse(BaseModel):
@@ -81,6 +90,22 @@ class PolicyResponse(BaseModel):
     sdkAppId: int
     policy: Literal["off", "auto", "on-demand"]
     default: bool
+
+
+class QuotaResponse(BaseModel):
+    """The app's recording limits and the recordings disk against its floor."""
+
+    sdkAppId: int
+    maxFileSeconds: float
+    """A file is closed at this length and the recording goes on in a new one (0: none)."""
+    maxSessionSeconds: float
+    """A session's recorder stops after this long (0: no limit)."""
+    minFreeBytes: int
+    """Below this much free space recording stops and is refused (0: no floor)."""
+    freeBytes: int
+    belowFloor: bool
+    lastDiskStopAt: float | None
+    """When recording last stopped at the floor (since the server started)."""
 
 
 class RecordingStateResponse(BaseModel):
@@ -107,9 +132,16 @@ def recordings_of(request: Request) -> RecordingService:
 async def list_recordings(
     request: Request, room_uuid: SessionUuid, creds: CredentialsDep
 ) -> dict[str, Any]:
-    """A session's recordings in ``startedAt`` order, for its members (ever) and the admin."""
+    """A session's recordings in ``startedAt`` order: all for the admin, their own for a member.
+
+    A member (ever) of the session sees only their own files; anyone never in it is
+    401 (server 10005).
+    """
+    ctx = context_of(request)
+    caller = authenticate(ctx, creds)
     record = await visible_session(request, room_uuid, creds)
-    found = await rows.session_rows(context_of(request).store, record.room_uuid)
+    only = None if caller.is_admin else caller.user_id
+    found = await rows.session_rows(ctx.store, record.room_uuid, user_id=only)
     return {
         "roomUuid": str(record.room_uuid),
         "recording": recordings_of(request).is_recording(record.room_uuid),
@@ -124,16 +156,31 @@ async def list_recordings(
         200: {"content": {MEDIA_TYPE: {}}, "description": "The whole file."},
         206: {"content": {MEDIA_TYPE: {}}, "description": "The requested byte range."},
         **error_responses(400, 401, 404, 416, 422, 503),
+        403: {
+            "model": ErrorBody,
+            "description": "Server 10005: the file is another member's (members read their own).",
+        },
     },
     tags=["recordings"],
 )
 async def download_recording(
     request: Request, room_uuid: SessionUuid, recording_id: RecordingId, creds: CredentialsDep
 ) -> Response:
-    """Download one file (``video/x-matroska``), with ``Range`` and an ``ETag`` (its SHA-256)."""
-    record = await visible_session(request, room_uuid, creds)
+    """Download one file (``video/x-matroska``), with ``Range`` and an ``ETag`` (its SHA-256).
+
+    A member downloads their own files only: another member's is 403 (server 10005).
+    The admin downloads every file.
+    """
     ctx = context_of(request)
+    caller = authenticate(ctx, creds)
+    record = await visible_session(request, room_uuid, creds)
     rec = await _recording(request, record, recording_id)
+    if not caller.is_admin and rec.user_id != caller.user_id:
+        refused = ServerError(
+            ServerCode.UNAUTHORISED,
+            f"recording {rec.id} is {rec.user_id}'s: a member may read only their own",
+        )
+        return error_response(refused, status=403)
     path = ctx.settings.data_dir / rec.path
     try:
         info = await asyncio.to_thread(os.stat, path)
@@ -245,14 +292,52 @@ async def put_policy(request: Request, creds: CredentialsDep) -> dict[str, Any]:
     return {"sdkAppId": caller.sdk_app_id, "policy": now, "default": default}
 
 
+@router.get(
+    "/admin/recording/quota",
+    response_model=QuotaResponse,
+    responses=error_responses(400, 401, 429, 503),
+    tags=["admin"],
+)
+async def get_quota(request: Request, creds: CredentialsDep) -> dict[str, Any]:
+    """The app's recording limits, and free space on the recordings disk (admin only)."""
+    ctx = context_of(request)
+    ctx.limits.address(request)
+    caller = authenticate(ctx, creds, admin=True)
+    ctx.limits.user("admin", caller)
+    service = recordings_of(request)
+    per_file, per_session = ctx.settings.recording_limits_of(caller.sdk_app_id)
+    try:
+        disk = await service.disk_state()
+    except OSError as exc:
+        raise ServerError(ServerCode.INTERNAL, f"cannot read the free space: {exc}") from None
+    return {
+        "sdkAppId": caller.sdk_app_id,
+        "maxFileSeconds": per_file,
+        "maxSessionSeconds": per_session,
+        "minFreeBytes": disk.floor,
+        "freeBytes": disk.free,
+        "belowFloor": disk.below_floor,
+        "lastDiskStopAt": service.last_disk_stop,
+    }
+
+
 @router.post(
     "/admin/rooms/{roomId}/recording/start",
     response_model=RecordingStateResponse,
-    responses=error_responses(400, 401, 410, 422, 429, 503),
+    responses={
+        **error_responses(400, 401, 410, 422, 429, 503),
+        507: {
+            "model": ErrorBody,
+            "description": "Server 14008: the recordings disk is below its free-space floor.",
+        },
+    },
     tags=["admin"],
 )
 async def start_recording(request: Request, room_id: RoomId, creds: CredentialsDep) -> Any:
-    """Record the room's open session from now on (14003 none open, 10004 policy ``off``)."""
+    """Record the room's open session from now on (14003 none open, 10004 policy ``off``).
+
+    Under the free-disk floor (``--recording-min-free``) it is refused: 507 with 14008.
+    """
     ctx = context_of(request)
     ctx.limits.address(request)
     await json_body(request)
@@ -265,7 +350,10 @@ async def start_recording(request: Request, room_id: RoomId, creds: CredentialsD
         raise ServerError(
             ServerCode.INVALID_PARAMETER, "recording is off for this app (PUT /v1/admin/recording)"
         )
-    await service.start(caller.sdk_app_id, room_id, room_uuid)
+    try:
+        await service.start(caller.sdk_app_id, room_id, room_uuid)
+    except DiskFloorError as exc:
+        return error_response(exc, status=507)
     return {"roomUuid": str(room_uuid), "recording": service.is_recording(room_uuid)}
 
 

@@ -50,6 +50,7 @@ def recording_to_wire(rec: RecordingRow) -> dict[str, Any]:
         "status": rec.status,
         "hasVideo": rec.has_video,
         "hasAudio": rec.has_audio,
+        "stopReason": rec.stop_reason,
     }
 
 
@@ -98,15 +99,20 @@ async def insert(store: Store, rec: RecordingRow) -> None:
 
 
 async def finish(
-    store: Store, recording_id: uuid.UUID, status: str, info: RecordingInfo | None
+    store: Store,
+    recording_id: uuid.UUID,
+    status: str,
+    info: RecordingInfo | None,
+    reason: str,
 ) -> None:
-    """Close a row: its final ``status`` and, when the file exists, what it holds."""
+    """Close a row: its final ``status``, why it ended and, when the file exists, what it holds."""
 
     async def run(s: AsyncSession, _out: Outbox) -> None:
         rec = await s.get(RecordingRow, recording_id, with_for_update=True)
         if rec is None:  # deleted by an admin meanwhile
             return
         rec.status = status
+        rec.stop_reason = reason
         if info is None:
             return
         if info.started_at is not None:
@@ -130,16 +136,17 @@ async def unfinished(store: Store) -> list[RecordingRow]:
             return list(rows)
 
 
-async def session_rows(store: Store, session_id: uuid.UUID) -> list[RecordingRow]:
-    """The session's recordings, in ``startedAt`` order."""
+async def session_rows(
+    store: Store, session_id: uuid.UUID, *, user_id: str | None = None
+) -> list[RecordingRow]:
+    """The session's recordings (only ``user_id``'s if given), in ``startedAt`` order."""
+    query = select(RecordingRow).where(RecordingRow.session_id == session_id)
+    if user_id is not None:
+        query = query.where(RecordingRow.user_id == user_id)
+    query = query.order_by(RecordingRow.started_at, RecordingRow.user_id, RecordingRow.stint)
     with storage_errors("listing recordings"):
         async with asyncio.timeout(_TIMEOUT), store.reads() as s:
-            rows = await s.scalars(
-                select(RecordingRow)
-                .where(RecordingRow.session_id == session_id)
-                .order_by(RecordingRow.started_at, RecordingRow.user_id, RecordingRow.stint)
-            )
-            return list(rows)
+            return list(await s.scalars(query))
 
 
 async def playable(store: Store, session_id: uuid.UUID) -> list[RecordingRow]:

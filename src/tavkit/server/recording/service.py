@@ -23,6 +23,16 @@ bus event), or at once for members whose socket is already live when recording
 starts. A ``member-left`` ends that member's stint (its file is finalised), and
 ``room-closed`` ends them all.
 
+Quotas (``Settings.recording_*``, per app in the apps file): a member's file that
+reaches the app's longest file is closed and their recording goes on at once in a new
+file, ``<userId>-<n+1>.mkv``, on the same connection (TRTC-style segments: one file
+never grows without end, and the recording is not lost); a recorder that has run for
+the app's longest session stops, finalising its files, while the call goes on. Every
+second while anything is recorded the service asks the file system how much room is
+left under ``<data_dir>/recordings`` (:func:`free_bytes`, which a test may replace);
+below ``recording_min_free`` every recorder stops and new recordings are refused
+(:class:`DiskFloorError`). Each row keeps why its file ended (``stop_reason``).
+
 :class:`RecordingService` is owned by the app's lifespan: it decides per app whether
 to record (``off`` / ``auto`` / ``on-demand``), starts and stops session recorders,
 finalises every file on a graceful shutdown, and on start-up closes the books on
@@ -65,12 +75,20 @@ from tavkit.server.events import (
 )
 from tavkit.server.ice import filter_signal, ice_servers_for
 from tavkit.server.recording import rows
+from tavkit.server.recording.disk import DiskFloorError, DiskState, free_bytes
 from tavkit.server.rooms.service import RoomService, recorder_id
 from tavkit.server.settings import RECORDING_POLICIES, Settings
 from tavkit.server.store.db import Store
 from tavkit.server.store.recording_models import RecordingRow
 
-__all__ = ["RecordingService", "SessionRecorder", "recording_path"]
+__all__ = [
+    "DiskFloorError",
+    "DiskState",
+    "RecordingService",
+    "SessionRecorder",
+    "free_bytes",
+    "recording_path",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +96,8 @@ START_TIMEOUT: Final = 10.0
 """How long a session recorder may take to subscribe and look at the room."""
 STOP_TIMEOUT: Final = 20.0
 """How long finalising one file may take (the writer promises about 10 s)."""
+DISK_CHECK_INTERVAL: Final = 1.0
+"""How often free space is checked while anything is recorded (one ``statvfs``)."""
 
 
 def recording_path(room_uuid: uuid.UUID, user_id: str, stint: int) -> Path:
@@ -86,16 +106,25 @@ def recording_path(room_uuid: uuid.UUID, user_id: str, stint: int) -> Path:
 
 
 @dataclass(eq=False)
+class _File:
+    """One file of a stint: its row, its writer, and the timer that closes it at the limit."""
+
+    n: int
+    row_id: uuid.UUID
+    writer: ParticipantRecorder
+    opened: asyncio.Task[bool] | None = None
+    """Inserts the row and starts the writer; True when both worked."""
+    limit: asyncio.TimerHandle | None = None
+
+
+@dataclass(eq=False)
 class _Stint:
-    """One member's connection, recorded to one file."""
+    """One member's connection, recorded to one file after another (see the file limit)."""
 
     user_id: str
     connection_id: str
-    row_id: uuid.UUID
-    writer: ParticipantRecorder
+    file: _File
     link: PeerLink | None = None
-    opened: asyncio.Task[bool] | None = None
-    """Inserts the row and starts the writer; True when both worked."""
 
 
 class SessionRecorder:
@@ -110,13 +139,16 @@ class SessionRecorder:
         self.user_id = recorder_id(room_uuid)
         self._service = service
         self._settings = service.settings
+        self._max_file, self._max_session = self._settings.recording_limits_of(sdk_app_id)
+        self._relay_only = self._settings.ice_transport_policy_of(sdk_app_id) == "relay"
         self._channel = session_channel(room_uuid)
         self._members: dict[str, str] = {}  # userId -> live connection id
         self._stints: dict[str, _Stint] = {}  # userId -> the stint being recorded
-        self._counts: dict[str, int] = {}  # userId -> stints so far (files' n)
+        self._counts: dict[str, int] = {}  # userId -> files so far (files' n)
         self._closing: set[asyncio.Task[None]] = set()
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._session_limit: asyncio.TimerHandle | None = None
         self._tag = f"recorder({room_uuid})"
 
     @property
@@ -134,24 +166,33 @@ class SessionRecorder:
                 {self._task, waiter}, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
             )
         except asyncio.CancelledError:
-            await self.stop()  # whoever started us is going away: leave no task behind
+            await self.stop("error")  # whoever started us is going away: leave no task behind
             raise
         finally:
             waiter.cancel()
         if not self._ready.is_set():
-            await self.stop()
+            await self.stop("error")
             raise ServerError(
                 ServerCode.INTERNAL, f"the recorder of {self.room_uuid} did not start"
             )
+        if self._max_session > 0 and self.running:
+            self._session_limit = asyncio.get_running_loop().call_later(
+                self._max_session, self._service.stop_soon, self.room_uuid, "session-limit"
+            )
 
-    async def stop(self) -> None:
-        """Stop listening and finalise every file (each within ``STOP_TIMEOUT``)."""
+    async def stop(self, reason: str = "stopped") -> None:
+        """Stop listening and finalise every file (each within ``STOP_TIMEOUT``).
+
+        ``reason`` is stored on each file's row (``STOP_REASONS``).
+        """
+        if self._session_limit is not None:
+            self._session_limit.cancel()
         task = self._task
         if task is not None and not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._finish_all()
+        await self._finish_all(reason)
 
     async def wait(self) -> None:
         """Wait until the session closes (or the recorder is stopped)."""
@@ -161,6 +202,7 @@ class SessionRecorder:
     # -- the session's events ---------------------------------------------------------
 
     async def _run(self) -> None:
+        reason = "session-closed"
         try:
             async with self._service.bus.subscribe(self._channel) as events:
                 # Subscribed before the snapshot, so no change falls between the two.
@@ -177,10 +219,13 @@ class SessionRecorder:
                         break
         except TAvKitError as exc:
             self._log(logging.WARNING, "stopped: %s", exc)
+            reason = "error"
         finally:
             self._ready.set()
+            if self._session_limit is not None:
+                self._session_limit.cancel()
         self._log(logging.INFO, "session closed")
-        await self._finish_all()
+        await self._finish_all(reason)
 
     async def _still_open(self) -> bool:
         rooms = self._service.rooms
@@ -208,24 +253,20 @@ class SessionRecorder:
                 del self._members[user_id]
             stint = self._stints.get(user_id)
             if stint is not None and stint.connection_id == connection_id:
-                self._spawn_finish(self._stints.pop(user_id))
+                self._spawn_finish(self._stints.pop(user_id), "left")
         elif isinstance(event, RoomClosedEvent):
             return False
         return True
 
-    # -- stints -------------------------------------------------------------------------
+    # -- stints and their files ---------------------------------------------------------
 
     def _begin(self, user_id: str, connection_id: str) -> None:
         previous = self._stints.pop(user_id, None)
         if previous is not None:
-            self._spawn_finish(previous)
-        n = self._counts.get(user_id, 0) + 1
-        self._counts[user_id] = n
-        relative = recording_path(self.room_uuid, user_id, n)
-        writer = ParticipantRecorder(self._settings.data_dir / relative, user_id=user_id)
-        stint = _Stint(user_id, connection_id, uuid.uuid4(), writer)
+            self._spawn_finish(previous, "left")  # replaced by the member's new connection
+        stint = _Stint(user_id, connection_id, self._new_file(user_id))
         self._stints[user_id] = stint
-        stint.opened = asyncio.create_task(self._open(stint, n, relative))
+        self._arm(stint)
         stint.link = PeerLink(
             local_id=self.user_id,
             remote_id=user_id,
@@ -241,14 +282,51 @@ class SessionRecorder:
             ),
         )
         stint.link.offer()
-        self._log(logging.INFO, "recording %s (stint %d)", user_id, n)
+        self._log(logging.INFO, "recording %s (file %d)", user_id, stint.file.n)
 
-    async def _open(self, stint: _Stint, n: int, relative: Path) -> bool:
+    def _new_file(self, user_id: str) -> _File:
+        """The member's next file: its writer, and its row being inserted."""
+        n = self._counts.get(user_id, 0) + 1
+        self._counts[user_id] = n
+        relative = recording_path(self.room_uuid, user_id, n)
+        writer = ParticipantRecorder(self._settings.data_dir / relative, user_id=user_id)
+        file = _File(n, uuid.uuid4(), writer)
+        file.opened = asyncio.create_task(self._open(user_id, file, relative))
+        return file
+
+    def _arm(self, stint: _Stint) -> None:
+        """Roll the stint's file over once it reaches the app's longest file."""
+        if self._max_file > 0:
+            loop = asyncio.get_running_loop()
+            stint.file.limit = loop.call_later(self._max_file, self._roll, stint)
+
+    def _roll(self, stint: _Stint) -> None:
+        """Close the stint's file at the limit and go on, on the same connection, in a new one.
+
+        Synchronous, so no packet falls between the two files: the old writer lets go
+        of the receivers before the new one takes them (the new file starts at the next
+        keyframe, which the new writer asks for).
+        """
+        if self._stints.get(stint.user_id) is not stint:
+            return
+        old = stint.file
+        receivers = old.writer.detach()
+        pc = stint.link.pc if stint.link is not None else None
+        current = {id(t.receiver) for t in pc.getTransceivers()} if pc is not None else set()
+        stint.file = self._new_file(stint.user_id)
+        for receiver, track in receivers:
+            if id(receiver) in current:  # not those of a connection rebuilt since
+                stint.file.writer.add_receiver(receiver, track)
+        self._arm(stint)
+        self._log(logging.INFO, "%s: file %d is full, on to %d", stint.user_id, old.n, stint.file.n)
+        self._spawn(self._close_file(stint.user_id, old, "file-limit"), "roll over")
+
+    async def _open(self, user_id: str, file: _File, relative: Path) -> bool:
         row = RecordingRow(
-            id=stint.row_id,
+            id=file.row_id,
             session_id=self.room_uuid,
-            user_id=stint.user_id,
-            stint=n,
+            user_id=user_id,
+            stint=file.n,
             path=relative.as_posix(),
             started_at=time.time(),
             status="recording",
@@ -258,24 +336,25 @@ class SessionRecorder:
         try:
             await rows.insert(self._service.store, row)
         except TAvKitError as exc:
-            self._log(logging.ERROR, "no row for %s: %s", stint.user_id, exc)
-            await self._abandon(stint)
+            self._log(logging.ERROR, "no row for %s: %s", user_id, exc)
+            await self._abandon(user_id, file)
             return False
         try:
-            await stint.writer.start()
+            await file.writer.start()
         except Exception as exc:  # the writer's failure must not end the others' recording
-            self._log(logging.ERROR, "cannot record %s: %r", stint.user_id, exc)
-            await _quietly(rows.finish(self._service.store, stint.row_id, "failed", None))
-            await self._abandon(stint)
+            self._log(logging.ERROR, "cannot record %s: %r", user_id, exc)
+            await _quietly(rows.finish(self._service.store, file.row_id, "failed", None, "error"))
+            await self._abandon(user_id, file)
             return False
         return True
 
-    async def _abandon(self, stint: _Stint) -> None:
-        """A stint that cannot be recorded: hang up on the member, drop the writer."""
-        if stint.link is not None:
+    async def _abandon(self, user_id: str, file: _File) -> None:
+        """A file that cannot be recorded: hang up on the member, drop the writer."""
+        stint = self._stints.get(user_id)
+        if stint is not None and stint.file is file and stint.link is not None:
             await stint.link.aclose()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(stint.writer.stop(), STOP_TIMEOUT)
+            await asyncio.wait_for(file.writer.stop(), STOP_TIMEOUT)
 
     def _on_track(self, stint: _Stint, track: MediaStreamTrack) -> None:
         link = stint.link
@@ -284,47 +363,64 @@ class SessionRecorder:
             return
         for transceiver in pc.getTransceivers():
             if transceiver.receiver.track is track:
-                stint.writer.add_receiver(transceiver.receiver, track)
+                stint.file.writer.add_receiver(transceiver.receiver, track)
                 return
 
-    async def _finish(self, stint: _Stint) -> None:
-        """Close the stint's connection and file, and its row with what the file holds."""
-        store = self._service.store
-        opened = False
-        if stint.opened is not None:
-            await asyncio.wait({stint.opened})
-            if stint.opened.cancelled() or stint.opened.exception() is not None:
-                self._log(logging.ERROR, "starting %s failed", stint.user_id)
-            else:
-                opened = stint.opened.result()
+    async def _finish(self, stint: _Stint, reason: str) -> None:
+        """Close the stint's connection, then its file."""
+        file = stint.file
+        if file.limit is not None:
+            file.limit.cancel()
+        if file.opened is not None:
+            await asyncio.wait({file.opened})  # the row exists before the link goes
         if stint.link is not None:
             await stint.link.aclose()
+        await self._close_file(stint.user_id, file, reason)
+
+    async def _close_file(self, user_id: str, file: _File, reason: str) -> None:
+        """Finalise one file and close its row with what the file holds and ``reason``."""
+        store = self._service.store
+        opened = False
+        if file.opened is not None:
+            await asyncio.wait({file.opened})
+            if file.opened.cancelled() or file.opened.exception() is not None:
+                self._log(logging.ERROR, "starting %s failed", user_id)
+            else:
+                opened = file.opened.result()
         if not opened:
             return
         try:
-            info = await asyncio.wait_for(stint.writer.stop(), STOP_TIMEOUT)
+            info = await asyncio.wait_for(file.writer.stop(), STOP_TIMEOUT)
         except Exception as exc:
-            self._log(logging.ERROR, "finalising %s failed: %r", stint.user_id, exc)
-            await _quietly(rows.finish(store, stint.row_id, "failed", None))
+            self._log(logging.ERROR, "finalising %s failed: %r", user_id, exc)
+            await _quietly(rows.finish(store, file.row_id, "failed", None, "error"))
             return
         if info.started_at is None:  # nothing ever arrived: no file, no recording
-            await _quietly(rows.delete_row(store, stint.row_id))
-            self._log(logging.INFO, "%s sent nothing; no file", stint.user_id)
+            await _quietly(rows.delete_row(store, file.row_id))
+            self._log(logging.INFO, "%s sent nothing; no file", user_id)
             return
-        await _quietly(rows.finish(store, stint.row_id, "complete", info))
+        await _quietly(rows.finish(store, file.row_id, "complete", info, reason))
         self._log(
-            logging.INFO, "%s: %.1f s, %d bytes", stint.user_id, info.duration or 0, info.size
+            logging.INFO,
+            "%s: %.1f s, %d bytes (%s)",
+            user_id,
+            info.duration or 0,
+            info.size,
+            reason,
         )
 
-    def _spawn_finish(self, stint: _Stint) -> None:
-        task = asyncio.create_task(self._finish(stint), name=f"{self._tag} finish")
+    def _spawn_finish(self, stint: _Stint, reason: str) -> None:
+        self._spawn(self._finish(stint, reason), "finish")
+
+    def _spawn(self, coro: Any, what: str) -> None:
+        task = asyncio.create_task(coro, name=f"{self._tag} {what}")
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    async def _finish_all(self) -> None:
+    async def _finish_all(self, reason: str) -> None:
         stints, self._stints = list(self._stints.values()), {}
         for stint in stints:
-            self._spawn_finish(stint)
+            self._spawn_finish(stint, reason)
         while self._closing:
             await asyncio.gather(*list(self._closing), return_exceptions=True)
 
@@ -332,13 +428,15 @@ class SessionRecorder:
 
     def _configuration(self) -> RTCConfiguration:
         servers = ice_servers_for(self._settings, self.user_id, time.time())
-        return configuration(servers, self._settings.ice_transport_policy)
+        return configuration(servers, self._settings.ice_transport_policy_of(self.sdk_app_id))
 
     def _sender(self, user_id: str) -> Callable[[SignalData], Any]:
         bus: Bus = self._service.bus
 
         async def send(data: SignalData) -> None:
-            allowed = filter_signal(data, self._settings.ice_allowed_networks)
+            allowed = filter_signal(
+                data, self._settings.ice_allowed_networks, relay_only=self._relay_only
+            )
             if allowed is None:
                 return
             await bus.publish(self._channel, SignalEvent(self.user_id, user_id, allowed))
@@ -360,6 +458,8 @@ class RecordingService:
         bus: Bus,
         rooms: RoomService,
         is_live: Callable[[str], bool],
+        free_space: Callable[[Path], int] | None = None,
+        disk_check_interval: float = DISK_CHECK_INTERVAL,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -372,14 +472,21 @@ class RecordingService:
         )
         """Where the recorder gathers ICE candidates: loopback when the server only
         listens there (aioice skips loopback otherwise); else aioice's own choice."""
+        self.free_space = free_space if free_space is not None else free_bytes
+        """The free-space probe (``free_bytes``): a seam so a test can fake a full disk."""
+        self.disk_check_interval = disk_check_interval
+        self.last_disk_stop: float | None = None
+        """When recording last stopped at the free-disk floor (Unix time), if it did."""
         self._recorders: dict[uuid.UUID, SessionRecorder] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping: set[asyncio.Task[None]] = set()  # awaited at shutdown, never cancelled
         self._lock = asyncio.Lock()
         self._closed = False
 
     async def __aenter__(self) -> Self:
         await self.recover()
         self.rooms.on_session_opened(self._session_opened)
+        self._spawn(self._watch_disk())
         return self
 
     async def __aexit__(
@@ -397,7 +504,12 @@ class RecordingService:
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
         recorders, self._recorders = list(self._recorders.values()), {}
-        await asyncio.gather(*(r.stop() for r in recorders), return_exceptions=True)
+        # Stops already under way (a limit, the floor) finish their files with their reason.
+        await asyncio.gather(
+            *list(self._stopping),
+            *(r.stop("shutdown") for r in recorders),
+            return_exceptions=True,
+        )
 
     # -- policy -------------------------------------------------------------------------
 
@@ -422,22 +534,48 @@ class RecordingService:
         recorder = self._recorders.get(room_uuid)
         return recorder is not None and recorder.running
 
+    @property
+    def recordings_dir(self) -> Path:
+        """Where the files go (``<data_dir>/recordings``); its file system has the floor."""
+        return self.settings.data_dir / "recordings"
+
+    async def disk_state(self) -> DiskState:
+        """Free space on the recordings' file system now, and the floor."""
+        free = await asyncio.to_thread(self.free_space, self.recordings_dir)
+        return DiskState(free=free, floor=self.settings.recording_min_free)
+
     async def start(self, sdk_app_id: int, room_id: int, room_uuid: uuid.UUID) -> None:
-        """Record the session from now on (a no-op if it already is)."""
+        """Record the session from now on (a no-op if it already is).
+
+        :class:`DiskFloorError` when the recordings disk is below its floor.
+        """
         async with self._lock:
             if self._closed or self.is_recording(room_uuid):
                 return
+            if self.settings.recording_min_free > 0:
+                try:
+                    disk = await self.disk_state()
+                except OSError as exc:  # cannot tell: record; the watch keeps asking
+                    logger.warning("cannot check the free space for recordings: %s", exc)
+                else:
+                    if disk.below_floor:
+                        raise DiskFloorError(disk)
             recorder = SessionRecorder(self, sdk_app_id, room_id, room_uuid)
             await recorder.start()
             self._recorders[room_uuid] = recorder
             self._spawn(self._forget_when_done(recorder))
 
-    async def stop(self, room_uuid: uuid.UUID) -> None:
+    async def stop(self, room_uuid: uuid.UUID, reason: str = "stopped") -> None:
         """Stop recording the session, finalising its files (a no-op if it is not)."""
         async with self._lock:
             recorder = self._recorders.pop(room_uuid, None)
         if recorder is not None:
-            await recorder.stop()
+            await recorder.stop(reason)
+
+    def stop_soon(self, room_uuid: uuid.UUID, reason: str) -> None:
+        """:meth:`stop` in a task of the service's (for a timer's callback)."""
+        if not self._closed:
+            self._spawn_stop(self.stop(room_uuid, reason))
 
     async def recover(self) -> int:
         """Close the rows a crashed server left ``recording``: ``partial``, or ``failed``."""
@@ -450,7 +588,10 @@ class RecordingService:
             except ServerError as exc:
                 logger.warning("recording %s cannot be read (%s): failed", rec.path, exc)
                 info = None
-            await rows.finish(self.store, rec.id, "partial" if info else "failed", info)
+            if info is None:
+                await rows.finish(self.store, rec.id, "failed", None, "crashed")
+            else:
+                await rows.finish(self.store, rec.id, "partial", info, "crashed")
             count += 1
         if count:
             logger.info("closed %d recording(s) left unfinished by the last run", count)
@@ -470,6 +611,28 @@ class RecordingService:
         except TAvKitError as exc:
             logger.warning("session %s not recorded: %s", room_uuid, exc)
 
+    async def _watch_disk(self) -> None:
+        """While anything is recorded, stop everything when free space falls below the floor."""
+        if self.settings.recording_min_free <= 0:
+            return
+        while True:
+            await asyncio.sleep(self.disk_check_interval)
+            if not self._recorders:
+                continue
+            try:
+                disk = await self.disk_state()
+            except OSError as exc:
+                logger.warning("cannot check the free space for recordings: %s", exc)
+                continue
+            if not disk.below_floor:
+                continue
+            async with self._lock:
+                stopping, self._recorders = list(self._recorders.values()), {}
+            logger.warning("recording stopped: %s", disk.describe())
+            self.last_disk_stop = time.time()
+            for recorder in stopping:
+                self._spawn_stop(recorder.stop("disk-floor"))
+
     async def _forget_when_done(self, recorder: SessionRecorder) -> None:
         await recorder.wait()
         async with self._lock:
@@ -480,6 +643,11 @@ class RecordingService:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _spawn_stop(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
 
 
 def _is_loopback(host: str) -> bool:

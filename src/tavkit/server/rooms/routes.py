@@ -115,7 +115,8 @@ async def enter(request: Request, room_id: RoomId, creds: CredentialsDep) -> dic
     """Enter a room: opens a session if none is open, replaces the caller's other connection.
 
     Refusals: avkit 70346 (userSig), 80/82/86/87 (privateMapKey), 88 (unknown
-    sdkAppId), server 14000 (room full).
+    sdkAppId), server 14000 (room full); 429 with server 10004 past the caller's enter
+    bucket, or past their cap on new sessions when the room has none open.
     """
     ctx = context_of(request)
     ctx.limits.address(request)
@@ -128,6 +129,7 @@ async def enter(request: Request, room_id: RoomId, creds: CredentialsDep) -> dic
         caller.user_id,
         privileges=caller.privileges,
         may_create=bool(caller.privileges & Privilege.CREATE),
+        may_open=lambda: ctx.limits.user("session", caller),
     )
     settings = ctx.settings
     token = mint(
@@ -138,7 +140,13 @@ async def enter(request: Request, room_id: RoomId, creds: CredentialsDep) -> dic
         connection_id=result.connection_id,
         ttl=settings.socket_token_ttl,
         privileges=caller.privileges,
+        room_id=room_id,
+        user_sig_expires_at=caller.user_sig_expires_at,
+        private_map_key_expires_at=caller.private_map_key_expires_at,
     )
+    # TURN credentials end with the caller's own (plus the renewal grace): see ice.py.
+    ends = caller.expires_at
+    turn_until = None if ends is None else ends + settings.renew_grace
     return {
         "roomUuid": str(result.room_uuid),
         "roomId": room_id,
@@ -146,8 +154,8 @@ async def enter(request: Request, room_id: RoomId, creds: CredentialsDep) -> dic
         "members": [member.to_wire() for member in result.members],
         "heartbeatInterval": settings.heartbeat_interval,
         "heartbeatTimeout": settings.heartbeat_timeout,
-        "iceServers": ice_servers_for(settings, caller.user_id, time.time()),
-        "iceTransportPolicy": settings.ice_transport_policy,
+        "iceServers": ice_servers_for(settings, caller.user_id, time.time(), until=turn_until),
+        "iceTransportPolicy": settings.ice_transport_policy_of(caller.sdk_app_id),
         "privileges": caller.privileges,
         "socketUrl": socket_url(request, settings.public_url),
         "socketToken": token,

@@ -93,6 +93,7 @@ _LEAVE_EVENT: Final = {
     "replaced": "replaced",
     "timeout": "timed-out",
     "removed": "removed",
+    "expired": "expired",
 }
 
 
@@ -186,6 +187,7 @@ class RoomService:
         *,
         privileges: int,
         may_create: bool = True,
+        may_open: Callable[[], None] | None = None,
     ) -> Admission:
         """Put ``user_id`` in ``room_id``, opening a session if none is open.
 
@@ -194,6 +196,9 @@ class RoomService:
         it is kept with the membership (what the member may send). Without
         ``may_create`` (a privateMapKey lacking the create bit) a room with no open
         session is refused with avkit 87 and no session is opened.
+        ``may_open`` is called before an enter opens a session and may refuse it by
+        raising (the per-user session cap: :mod:`tavkit.server.ratelimit`); nothing is
+        written then. Entering a session already open never calls it.
         A reserved userId (:func:`is_hidden`) is server 10004.
         """
         if is_hidden(user_id):
@@ -232,6 +237,8 @@ class RoomService:
                     f"room {room_id} has no open session and the privateMapKey lacks"
                     f" {Privilege.CREATE.name} ({int(Privilege.CREATE)})",
                 )
+            if session is None and may_open is not None:
+                may_open()  # raising rolls back the leave above too
             if session is None:
                 session = SessionRow(
                     id=uuid.uuid4(), sdk_app_id=sdk_app_id, room_id=room_id, opened_at=now

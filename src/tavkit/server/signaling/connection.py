@@ -14,7 +14,8 @@ runs, turns it back into a frame. So replicas sharing a Redis bus relay signals
 between each other without knowing about each other.
 
 Closing the socket does not take the member out of the room: only ``leave``, the REST
-``exit`` or the heartbeat timeout do. A client that reconnects with the same token
+``exit``, the heartbeat timeout or credentials left unrenewed past their grace
+(:mod:`~tavkit.server.signaling.renewal`) do. A client that reconnects with the same token
 in time resumes its membership (``welcome.resumed``).
 """
 
@@ -50,6 +51,7 @@ from tavkit.protocol import (
     Ping,
     Pong,
     Removed,
+    Renew,
     Replaced,
     RoomClosed,
     SendMessage,
@@ -81,8 +83,10 @@ from tavkit.server.im.service import MESSAGE_RATE
 from tavkit.server.im.sync import Overflow, SyncGate
 from tavkit.server.metrics import Metrics
 from tavkit.server.rooms.service import recorder_id
+from tavkit.server.signaling.coalesce import Coalescer
 from tavkit.server.signaling.inbound import InboundScreen, Verdict
 from tavkit.server.signaling.registry import SocketRegistry
+from tavkit.server.signaling.renewal import ExpiryWatch, renew
 from tavkit.server.signaling.tokens import SocketClaims
 
 __all__ = ["SignalingConnection", "count_out", "refuse"]
@@ -138,6 +142,7 @@ class SignalingConnection:
         self.user_id = claims.user_id
         self.connection_id = claims.connection_id
         self.privileges = claims.privileges
+        self._claims = claims  # replaced by each accepted `renew`
         self._ws = websocket
         self._ctx = ctx
         self._settings = ctx.settings
@@ -151,6 +156,7 @@ class SignalingConnection:
         self._closing = asyncio.Event()
         self._close_code: int = CloseCode.SERVER_ERROR
         self._screen = InboundScreen(clock)
+        self._states: Coalescer[State] = Coalescer(clock)  # one state write per 200 ms
         self._touch_every = min(TOUCH_EVERY, self._settings.heartbeat_timeout / 4)
         self._last_touch = -math.inf
         self._others: dict[str, float] = {}  # the other members: userId -> joinedAt
@@ -160,6 +166,12 @@ class SignalingConnection:
         # Live messages versus sync replies (held during a reply, not sent twice after).
         self._gate = SyncGate(held_max=HELD_MAX)
         self._dequeued = asyncio.Event()  # the writer took a frame: a sync may send more
+        self._expiry = ExpiryWatch(
+            grace=self._settings.renew_grace,
+            send=self.send,
+            expire=self._expired,
+            name=self._tag,
+        )
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -202,6 +214,8 @@ class SignalingConnection:
                 with suppress(TimeoutError, TAvKitError):
                     async with asyncio.timeout(LEAVE_TIMEOUT):
                         await asyncio.shield(self._leaving)
+            else:
+                await self._last_state()
             self._registry.detach(self)
             self._log(logging.INFO, "closed (%d)", self._close_code)
 
@@ -210,6 +224,7 @@ class SignalingConnection:
         reader = asyncio.create_task(self._read(), name=f"{self._tag} reader")
         pump = asyncio.create_task(self._pump(events), name=f"{self._tag} pump")
         tasks = (reader, pump, writer)
+        self._expiry.watch(self._claims.credentials_expire_at)
         try:
             pending: set[asyncio.Task[None]] = set(tasks)
             while writer in pending:
@@ -220,6 +235,7 @@ class SignalingConnection:
                     # Reader and pump only stop after asking to close; this is a backstop.
                     self.close(CloseCode.SERVER_ERROR, "server error")
         finally:
+            await self._expiry.aclose()
             for task in tasks:
                 task.cancel()
             with suppress(TimeoutError):
@@ -280,10 +296,14 @@ class SignalingConnection:
         # first and the pump closes the socket when it hears of it.
         idle = self._settings.heartbeat_timeout
         while not self._closing.is_set():
+            await self._write_state(self._states.due())
+            wait = self._states.due_in()  # wake up for a held state, if there is one
             try:
-                async with asyncio.timeout(idle):
+                async with asyncio.timeout(idle if wait is None else min(wait, idle)):
                     message = await self._ws.receive()
             except TimeoutError:
+                if self._states.holding:
+                    continue
                 if not await self._still_member():
                     await self._membership_lost()
                 continue
@@ -348,13 +368,15 @@ class SignalingConnection:
         if isinstance(msg, SignalTo):
             await self._relay(msg)
         elif isinstance(msg, State):
-            await rooms.set_state(self.room_uuid, self.user_id, muted=msg.muted, camera=msg.camera)
+            await self._write_state(self._states.offer(msg))
         elif isinstance(msg, Ping):
             self.send(Pong(msg.t))
         elif isinstance(msg, SendMessage):
             await self._post(msg)
         elif isinstance(msg, Sync):
             await self._sync(msg)
+        elif isinstance(msg, Renew):
+            self._renew(msg)
         elif isinstance(msg, Leave):
             # A client may drop its end right after `leave` (a closing tab does); the
             # writer then fails and the supervisor cancels this reader. The exit must
@@ -384,13 +406,38 @@ class SignalingConnection:
             why = refusal(msg.data.description.sdp, self.privileges)
             if why is not None:
                 raise FrameError(ServerCode.INVALID_PARAMETER, f"signal.data: {why}", ref=msg.id)
-        data = filter_signal(msg.data, self._settings.ice_allowed_networks)
+        relay_only = self._settings.ice_transport_policy_of(self._claims.sdk_app_id) == "relay"
+        data = filter_signal(msg.data, self._settings.ice_allowed_networks, relay_only=relay_only)
         if data is None:
-            self._log(logging.DEBUG, "dropped a candidate outside the allowed networks")
+            self._log(logging.DEBUG, "dropped a candidate the ICE policy does not allow")
             return
         # Checked once, as the frame was parsed: the addressee's socket sends it as it comes.
         event = SignalEvent(self.user_id, msg.to, data)
         await self._ctx.bus.publish(self._channel, event)
+
+    # -- credential expiry (renewal.py) ------------------------------------------------------
+
+    def _renew(self, msg: Renew) -> None:
+        """Take new credentials (a refusal raises, leaving the old ones in force)."""
+        self._claims, answer = renew(self._ctx, self._claims, msg)
+        self.privileges = self._claims.privileges
+        self._expiry.watch(answer.expires_at)
+        self._log(logging.INFO, "credentials renewed (privileges %d)", self.privileges)
+        self.send(answer)
+
+    async def _expired(self) -> None:
+        """The grace after the credentials' end has passed: leave as ``expired``, close 4002.
+
+        The close is the one our own ``member-left`` would make (the first wins).
+        """
+        self._log(logging.INFO, "credentials ended and were not renewed: removing")
+        try:
+            await self._ctx.rooms.leave_connection(
+                self.room_uuid, self.user_id, self.connection_id, "expired"
+            )
+        except TAvKitError as exc:  # the heartbeat timeout will take the member out
+            self._log(logging.WARNING, "expired member not removed: %s", exc)
+        self.close(CloseCode.REMOVED, "expired", Removed("expired"))
 
     # -- in-call messages (section 5) --------------------------------------------------------
 
@@ -455,6 +502,30 @@ class SignalingConnection:
             return
         for ready in sendable:
             self.send(MessageFrom(ready))
+
+    # -- member state (coalesce.py) ----------------------------------------------------------
+
+    async def _write_state(self, msg: State | None) -> None:
+        """Record ``msg`` (a state the coalescer let through) and tell the others."""
+        if msg is None:
+            return
+        try:
+            await self._ctx.rooms.set_state(
+                self.room_uuid, self.user_id, muted=msg.muted, camera=msg.camera
+            )
+        except TAvKitError as exc:
+            self.send(ErrorFrame.from_error(exc, msg.id))
+
+    async def _last_state(self) -> None:
+        """The socket is closing with a state still held: it lands all the same."""
+        msg = self._states.take()
+        if msg is None:
+            return
+        with suppress(TimeoutError, TAvKitError):  # gone from the room: nothing to record
+            async with asyncio.timeout(LEAVE_TIMEOUT):
+                await self._ctx.rooms.set_state(
+                    self.room_uuid, self.user_id, muted=msg.muted, camera=msg.camera
+                )
 
     async def _is_member(self, user_id: str) -> bool:
         """Ask the database: the bus may not have told us of a member that just joined."""
@@ -523,7 +594,7 @@ class SignalingConnection:
         """Our own connection left the room: tell the client why and close."""
         if reason in ("replaced", "moved"):  # the user entered again, here or elsewhere
             self.close(CloseCode.REPLACED, "replaced", Replaced())
-        elif reason in ("removed", "timeout"):
+        elif reason in ("removed", "timeout", "expired"):
             self.close(CloseCode.REMOVED, reason, Removed(reason))
         elif reason == "closed":
             self._room_closing = True  # room-closed follows with the session's reason

@@ -71,6 +71,18 @@ class SocketClaims:
     privileges: int = 255
     """The member's privilege map (from its privateMapKey; 255 without one): the socket
     holds every relayed offer and answer to it."""
+    room_id: int | None = None
+    """The room's number, which a renewed privateMapKey must name (None: an older token)."""
+    user_sig_expires_at: float | None = None
+    """When the member's userSig ends (Unix s; None: an older token, never warned)."""
+    private_map_key_expires_at: float | None = None
+    """When its privateMapKey ends, if it entered with one."""
+
+    @property
+    def credentials_expire_at(self) -> float | None:
+        """When the member's credentials end: the earlier of its userSig's and key's ends."""
+        ends = [t for t in (self.user_sig_expires_at, self.private_map_key_expires_at) if t]
+        return min(ends) if ends else None
 
     def expired(self, now: float | None = None) -> bool:
         """Whether the token's first-connection window has passed."""
@@ -86,9 +98,16 @@ def mint(
     connection_id: str,
     ttl: float,
     privileges: int = 255,
+    room_id: int | None = None,
+    user_sig_expires_at: float | None = None,
+    private_map_key_expires_at: float | None = None,
     now: float | None = None,
 ) -> str:
-    """A token for one connection, valid for ``ttl`` seconds from ``now``."""
+    """A token for one connection, valid for ``ttl`` seconds from ``now``.
+
+    The room's number and the credentials' ends ride along so that every socket of
+    the connection, resumes included, knows when to ask for a ``renew``.
+    """
     if len(secret) < 16:
         raise ValueError("the token secret must be at least 16 bytes")
     issued = time.time() if now is None else now
@@ -100,6 +119,13 @@ def mint(
         "e": round(issued + ttl, 3),
         "p": privileges,
     }
+    for name, value in (
+        ("n", room_id),
+        ("xu", user_sig_expires_at),
+        ("xk", private_map_key_expires_at),
+    ):
+        if value is not None:
+            claims[name] = value
     body = _b64(json.dumps(claims, separators=(",", ":")).encode())
     token = f"{body}.{_b64(_sign(secret, body))}"
     assert TOKEN_ALPHABET.fullmatch(token)  # base64url by construction
@@ -140,6 +166,9 @@ def verify(
             connection_id=_typed(raw["c"], str),
             expires_at=float(_typed(raw["e"], (int, float))),
             privileges=_typed(raw.get("p", 255), int),
+            room_id=_optional(raw.get("n"), int),
+            user_sig_expires_at=_optional(raw.get("xu"), (int, float)),
+            private_map_key_expires_at=_optional(raw.get("xk"), (int, float)),
         )
     except (KeyError, TypeError, ValueError, binascii.Error):
         raise refuse("is malformed") from None
@@ -180,6 +209,10 @@ def _b64(data: bytes) -> str:
 def _unb64(text: str) -> bytes:
     text.encode("ascii")  # a non-ASCII character raises UnicodeEncodeError, a ValueError
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _optional(value: Any, kind: type | tuple[type, ...]) -> Any:
+    return None if value is None else _typed(value, kind)
 
 
 def _typed(value: Any, kind: type | tuple[type, ...]) -> Any:

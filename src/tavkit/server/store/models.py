@@ -152,7 +152,10 @@ class MemberRow(Base):
 
 
 class EventRow(Base):
-    """One line of a session's log: opened, joined, left, timed-out, replaced, removed, closed."""
+    """One line of a session's log: opened, joined, left, timed-out, replaced, removed, closed.
+
+    ``expired`` too: a member whose credentials ended and were not renewed.
+    """
 
     __tablename__ = "session_events"
 

@@ -6,7 +6,8 @@ directory, so the data directory can move without touching the database. The row
 is inserted as ``recording`` when the stint starts and completed when it stops,
 with the file's size and SHA-256; a row still ``recording`` at start-up belongs to
 a server that died mid-call, and becomes ``partial`` (the file stays decodable:
-the writer flushes each cluster as it closes).
+the writer flushes each cluster as it closes). ``stop_reason`` says why a file ended
+(``0006_recording_stop_reason``).
 
 :class:`AppSettingRow` holds per-app settings changed at run time through the admin
 API; today only the recording policy, where NULL means the ``--recording`` default.
@@ -17,6 +18,7 @@ Alembic history (``0004_recordings``) covers them.
 from __future__ import annotations
 
 import uuid
+from typing import Literal, get_args
 
 from sqlalchemy import (
     BigInteger,
@@ -34,10 +36,32 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from tavkit.server.store.models import Base
 
-__all__ = ["RECORDING_STATUSES", "AppSettingRow", "RecordingRow"]
+__all__ = [
+    "RECORDING_STATUSES",
+    "STOP_REASONS",
+    "AppSettingRow",
+    "RecordingRow",
+    "StopReason",
+]
 
 RECORDING_STATUSES = ("recording", "complete", "partial", "failed")
 """A recording's states: being written, then complete, partial (cut by a crash) or failed."""
+StopReason = Literal[
+    "left",
+    "stopped",
+    "session-closed",
+    "shutdown",
+    "file-limit",
+    "session-limit",
+    "disk-floor",
+    "crashed",
+    "error",
+]
+"""Why a recording file ended; the REST model and the column share this one list."""
+STOP_REASONS: tuple[str, ...] = get_args(StopReason)
+"""Why a file ended: its member left; an admin stopped the recording; the session closed;
+the server shut down; the per-file or per-session limit; the free-disk floor; the server
+died (found at the next start); the writer failed."""
 
 
 class RecordingRow(Base):
@@ -62,6 +86,9 @@ class RecordingRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     has_video: Mapped[bool] = mapped_column(Boolean, default=False)
     has_audio: Mapped[bool] = mapped_column(Boolean, default=False)
+    stop_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    """One of :data:`STOP_REASONS` once the file is closed; NULL while it is written (and
+    for rows older than migration 0006)."""
 
     __table_args__ = (
         CheckConstraint(

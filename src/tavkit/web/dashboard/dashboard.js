@@ -105,8 +105,12 @@ function renderSignIn(message) {
 
 async function renderList() {
   let sessions;
+  let quota;
   try {
-    ({ sessions } = await api("v1/admin/sessions", { limit: 100 }));
+    [{ sessions }, quota] = await Promise.all([
+      api("v1/admin/sessions", { limit: 100 }),
+      api("v1/admin/recording/quota").catch(() => null),
+    ]);
   } catch (err) {
     if (err.status === 401) return renderSignIn(describe(err));
     main.replaceChildren(h("p", { class: "error", role: "alert" }, describe(err)));
@@ -151,6 +155,7 @@ async function renderList() {
       h("h1", {}, "Sessions"),
       h("span", { class: "dim" }, `${sessions.length} most recent · refreshes every 10 s`),
     ),
+    quota ? recordingDisk(quota) : null,
     sessions.length
       ? h(
           "table",
@@ -182,6 +187,43 @@ async function renderList() {
         ),
   );
   refreshLater(route, LIST_REFRESH_MS);
+}
+
+// -- recording quotas ----------------------------------------------------------------
+
+const bytes = (n) =>
+  n >= 1024 ** 3 / 10 ? `${(n / 1024 ** 3).toFixed(2)} GiB` : `${(n / 1024 ** 2).toFixed(1)} MiB`;
+const hours = (s) => (s > 0 ? `${+(s / 3600).toFixed(2)} h` : "no limit");
+
+/** The recordings disk against its floor, and the app's limits (GET /v1/admin/recording/quota). */
+function recordingDisk(quota) {
+  const limits =
+    `Recording limits: ${hours(quota.maxFileSeconds)} per file · ` +
+    `${hours(quota.maxSessionSeconds)} per session · ` +
+    (quota.minFreeBytes > 0 ? `floor ${bytes(quota.minFreeBytes)}` : "no disk floor") +
+    ` · ${bytes(quota.freeBytes)} free`;
+  if (quota.belowFloor)
+    return h(
+      "div",
+      { class: "card disk-floor", id: "disk-floor", role: "alert" },
+      h(
+        "p",
+        { class: "error" },
+        badge("poor", "recording stopped"),
+        `${bytes(quota.freeBytes)} free on the recordings disk, below the floor of ` +
+          `${bytes(quota.minFreeBytes)}: every recording was stopped (its files are complete) ` +
+          "and new recordings are refused until there is room.",
+      ),
+      h("p", { class: "dim" }, limits),
+    );
+  return h(
+    "p",
+    { class: "dim", id: "recording-limits" },
+    limits,
+    quota.lastDiskStopAt
+      ? ` · recording last stopped at the disk floor ${stamp(quota.lastDiskStopAt)}`
+      : "",
+  );
 }
 
 // -- one session ---------------------------------------------------------------------

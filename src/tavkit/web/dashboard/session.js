@@ -8,6 +8,17 @@ import { PALETTE, formatOffset, lineChart } from "./charts.js";
 import { api, badge, clock, describe, grade, h, kbps, ms, offset, pct, stamp } from "./common.js";
 
 const SESSION_REFRESH_MS = 5000;
+const STOP_REASONS = {
+  left: "member left",
+  stopped: "stopped by the admin",
+  "session-closed": "session closed",
+  shutdown: "server shut down",
+  "file-limit": "file limit: goes on in the next file",
+  "session-limit": "session limit reached",
+  "disk-floor": "disk below its free-space floor",
+  crashed: "server died (file cut)",
+  error: "the writer failed",
+};
 const SERVER_EVENTS = {
   opened: "event",
   joined: "join",
@@ -113,11 +124,13 @@ export async function renderSession(uuid, ctx) {
   let session;
   let logs;
   let quality;
+  let recorded;
   try {
-    [session, { logs }, { quality }] = await Promise.all([
+    [session, { logs }, { quality }, recorded] = await Promise.all([
       api(`v1/sessions/${uuid}`),
       api(`v1/sessions/${uuid}/logs`),
       api(`v1/sessions/${uuid}/quality`),
+      api(`v1/sessions/${uuid}/recordings`).catch(() => null),
     ]);
   } catch (err) {
     if (err.status === 401 && !err.seed?.errorMsg?.includes("never in"))
@@ -285,6 +298,7 @@ export async function renderSession(uuid, ctx) {
         ),
       ),
     ),
+    recordingsTable(recorded, start),
     h(
       "div",
       { class: "toolbar" },
@@ -320,6 +334,66 @@ export async function renderSession(uuid, ctx) {
   if (session.closedAt === null)
     ctx.refreshLater(() => renderSession(uuid, ctx), SESSION_REFRESH_MS);
   return undefined;
+}
+
+/** The session's files, each with why it ended (GET /v1/sessions/{uuid}/recordings). */
+function recordingsTable(recorded, start) {
+  if (!recorded || (!recorded.recordings.length && !recorded.recording)) return null;
+  const size = (n) => (n === null ? "–" : `${(n / 1024 ** 2).toFixed(1)} MiB`);
+  return h(
+    "section",
+    { class: "recordings" },
+    h(
+      "div",
+      { class: "toolbar" },
+      h("h2", {}, "Recordings"),
+      recorded.recording ? badge("open", "recording") : h("span", { class: "dim" }, "not recording"),
+    ),
+    h(
+      "table",
+      { class: "recordings" },
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          ["Participant", "Started", "Length", "Size", "Status", "Why it ended"].map((t) =>
+            h("th", {}, t),
+          ),
+        ),
+      ),
+      h(
+        "tbody",
+        {},
+        recorded.recordings.map((r) =>
+          h(
+            "tr",
+            { "data-recording": r.id, "data-stop-reason": r.stopReason || "" },
+            h("td", {}, r.userId),
+            h("td", { class: "num" }, `+${formatOffset(r.startedAt - start)}`),
+            h("td", { class: "num" }, r.duration === null ? "–" : formatOffset(r.duration)),
+            h("td", { class: "num" }, size(r.size)),
+            h(
+              "td",
+              {},
+              badge(
+                { complete: "good", recording: "open", partial: "fair", failed: "poor" }[r.status],
+                r.status,
+              ),
+            ),
+            h(
+              "td",
+              { class: "stop-reason" },
+              r.stopReason === "disk-floor" || r.stopReason === "error"
+                ? badge("poor", STOP_REASONS[r.stopReason])
+                : STOP_REASONS[r.stopReason] || r.stopReason || "–",
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
 }
 
 function swatch(color) {

@@ -1,0 +1,181 @@
+"""Credentials that end during a call: ask the application, send ``renew``, apply ``renewed``.
+
+The server sends ``expiring`` ahead of the end of the member's userSig (or
+privateMapKey) with a ``deadline``; a member that has not renewed by then is removed
+with reason ``expired`` (``docs/protocol.md`` section 2). :class:`Renewal` answers
+``expiring`` by calling the listener's ``on_user_sig_expired()`` (TRTC's
+``onUserSigExpired``), which returns -- or, as a coroutine, resolves to -- either a
+new userSig, or a ``(userSig, privateMapKey)`` pair, or ``None`` to let the
+membership end. A userSig alone is sent with the privateMapKey the call already
+has, so an app that requires keys need not mint a key to renew a signature.
+
+:meth:`Renewal.renew` is also the kit's public ``renew``: it sends the frame and
+waits for the server's answer, matched by the frame's ``id``. The accepted
+credentials then replace the old ones everywhere the kit uses them (the REST calls,
+the log reporter, the socket token for resumes, the ICE servers for new peer
+connections) through ``on_renewed``. No secret is ever logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from tavkit.client.session import SignalingSocket
+from tavkit.errors import HttpCode, HttpError, ServerCode, ServerError, TAvKitError
+from tavkit.protocol import ErrorFrame, Expiring, Renew, Renewed, ServerMessage
+
+__all__ = ["Renewal", "renewal_of"]
+
+logger = logging.getLogger("tavkit.client.kit")
+
+_ids = itertools.count(1)
+
+NewCredentials = tuple[str, str | None]
+
+
+def renewal_of(result: object) -> NewCredentials | None:
+    """What ``on_user_sig_expired`` returned, as ``(userSig, privateMapKey)`` or None.
+
+    Raises ``TypeError`` for anything but a non-empty string, a pair of a string and a
+    string or None, or None.
+    """
+    if result is None:
+        return None
+    if isinstance(result, str) and result.strip():
+        return result.strip(), None
+    if isinstance(result, tuple) and len(result) == 2:
+        sig, pmk = result
+        if isinstance(sig, str) and sig.strip() and (pmk is None or isinstance(pmk, str)):
+            return sig.strip(), (pmk.strip() or None) if pmk is not None else None
+    raise TypeError(
+        "on_user_sig_expired must return a userSig, a (userSig, privateMapKey) pair or None,"
+        f" not {type(result).__name__}"
+    )
+
+
+class Renewal:
+    """One call's renewals: ``expiring`` in, the listener asked, ``renew`` out, answers in.
+
+    ``socket()`` is the current signaling socket (None between memberships);
+    ``listener()`` the application's listener; ``current_key()`` the privateMapKey in
+    use; ``on_renewed(answer, user_sig, private_map_key)`` applies accepted credentials;
+    ``report`` hands an error to ``on_error``; ``spawn`` runs a task the kit owns.
+    ``timeout`` bounds the wait for the server's answer (seconds).
+    """
+
+    def __init__(
+        self,
+        *,
+        socket: Callable[[], SignalingSocket | None],
+        listener: Callable[[], object | None],
+        current_key: Callable[[], str | None],
+        on_renewed: Callable[[Renewed, str, str | None], None],
+        report: Callable[[TAvKitError], None],
+        spawn: Callable[[Coroutine[Any, Any, Any]], Any],
+        timeout: float,
+    ) -> None:
+        self._socket = socket
+        self._listener = listener
+        self._current_key = current_key
+        self._on_renewed = on_renewed
+        self._report = report
+        self._spawn = spawn
+        self._timeout = timeout
+        self._waiting: dict[str, asyncio.Future[Renewed]] = {}
+        self._asking = False
+        #: The last ``expiring`` the server sent, if any (its end and deadline).
+        self.expiring: Expiring | None = None
+        #: How many renewals the server accepted.
+        self.renewed = 0
+
+    def receive(self, message: ServerMessage) -> bool:
+        """Take a server frame; whether it was ours alone (``expiring``, ``renewed``, errors)."""
+        if isinstance(message, Expiring):
+            self.expiring = message
+            logger.info(
+                "credentials end at %.0f; renew before %.0f", message.expires_at, message.deadline
+            )
+            if not self._asking:
+                self._asking = True
+                self._spawn(self._ask())
+            return True
+        if isinstance(message, Renewed):
+            waiter = self._waiting.pop(message.ref or "", None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(message)
+            return True
+        if isinstance(message, ErrorFrame) and message.ref in self._waiting:
+            waiter = self._waiting.pop(message.ref)
+            if not waiter.done():
+                waiter.set_exception(_error_of(message))
+            return True
+        return False
+
+    async def renew(self, user_sig: str, private_map_key: str | None = None) -> Renewed:
+        """Send ``renew`` and return the server's ``renewed``; raise its refusal.
+
+        Without ``private_map_key`` the key in use (if any) goes along. Raises
+        :class:`~tavkit.errors.AvkitError` (70346, 80/82/86/87) when the server refuses
+        the credentials, :class:`~tavkit.errors.HttpError` (10000) when no answer came
+        in time, ``RuntimeError`` outside a call.
+        """
+        socket = self._socket()
+        if socket is None:
+            raise RuntimeError("renew() needs a call in progress")
+        key = private_map_key if private_map_key is not None else self._current_key()
+        frame_id = f"renew-{next(_ids)}"
+        waiter: asyncio.Future[Renewed] = asyncio.get_running_loop().create_future()
+        self._waiting[frame_id] = waiter
+        try:
+            await socket.send(Renew(user_sig, key, id=frame_id))
+            async with asyncio.timeout(self._timeout):
+                answer = await waiter
+        except TimeoutError:
+            raise HttpError(HttpCode.NETWORK, "no answer to renew in time") from None
+        finally:
+            self._waiting.pop(frame_id, None)
+        self.renewed += 1
+        logger.info("credentials renewed until %.0f", answer.expires_at)
+        self._on_renewed(answer, user_sig, key)
+        return answer
+
+    async def _ask(self) -> None:
+        """Ask the listener for new credentials and send them; report what goes wrong."""
+        try:
+            callback = getattr(self._listener(), "on_user_sig_expired", None)
+            if callback is None:
+                logger.info("the listener has no on_user_sig_expired: the membership will end")
+                return
+            try:
+                result = callback()
+                if inspect.isawaitable(result):
+                    result = await _awaited(result)
+                fresh = renewal_of(result)
+            except Exception:
+                logger.exception("on_user_sig_expired raised")
+                return
+            if fresh is None:
+                logger.info("on_user_sig_expired gave nothing: the membership will end")
+                return
+            try:
+                await self.renew(*fresh)
+            except TAvKitError as exc:
+                self._report(exc)
+        finally:
+            self._asking = False
+
+
+async def _awaited(result: Awaitable[Any]) -> Any:
+    return await result
+
+
+def _error_of(frame: ErrorFrame) -> TAvKitError:
+    try:
+        return frame.to_error()
+    except ValueError:
+        return ServerError(ServerCode.INTERNAL, frame.error_msg)
