@@ -13,6 +13,7 @@ from tavkit.protocol import (
     SessionDescription,
 )
 from tavkit.server.ice import (
+    both_transports,
     candidate_address,
     filter_candidate,
     filter_sdp,
@@ -54,11 +55,34 @@ def test_turn_entries_get_minted_credentials_valid_for_the_ttl() -> None:
     assert servers == [
         {"urls": ["stun:127.0.0.1:3478"]},
         {
-            "urls": ["turn:127.0.0.1:3478", "turns:t.test"],
+            "urls": [
+                "turn:127.0.0.1:3478?transport=udp",
+                "turn:127.0.0.1:3478?transport=tcp",
+                "turns:t.test",
+            ],
             "username": "1700000060:bob@example.com",
             "credential": "qej/a383F2nnnbfbmTLwS1yCqMI=",
         },
     ]
+
+
+@pytest.mark.parametrize(
+    ("given", "offered"),
+    [
+        ("turn:t.test", ["turn:t.test?transport=udp", "turn:t.test?transport=tcp"]),
+        ("turn:t.test:3478?foo=1", ["turn:t.test:3478?foo=1&transport=udp",
+                                    "turn:t.test:3478?foo=1&transport=tcp"]),
+        ("turn:t.test?transport=tcp", ["turn:t.test?transport=tcp"]),
+        ("turns:t.test:5349", ["turns:t.test:5349"]),
+        ("stun:t.test", ["stun:t.test"]),
+    ],
+)  # fmt: skip
+def test_turn_is_offered_over_udp_and_tcp(given: str, offered: list[str]) -> None:
+    """A ``turn:`` URL naming no transport is offered over UDP and TCP (a network that
+    blocks UDP still reaches coturn); ``turns:`` and explicit transports stay as given."""
+    assert both_transports([given]) == offered
+    settings = Settings(ice_servers=(given,), turn_secret="k")
+    assert ice_servers_for(settings, "alice")[0]["urls"] == offered
 
 
 def test_default_ttl_is_a_day() -> None:
@@ -72,7 +96,8 @@ def test_static_credentials_are_kept() -> None:
     """A TURN entry that brings its own credentials keeps them, even with a secret set."""
     entry = {"urls": "turn:127.0.0.1:3478", "username": "u", "credential": "p"}
     settings = Settings(ice_servers=(entry,), turn_secret="k")
-    assert ice_servers_for(settings, "alice") == [{**entry, "urls": ["turn:127.0.0.1:3478"]}]
+    [server] = ice_servers_for(settings, "alice")
+    assert (server["username"], server["credential"]) == ("u", "p")
 
 
 def test_turn_without_credentials_or_secret_is_left_out() -> None:

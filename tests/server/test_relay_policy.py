@@ -93,7 +93,9 @@ async def test_a_relay_app_never_relays_a_members_address(sqlite_server_factory:
 
         for n, line in enumerate((HOST, SRFLX, RELAY)):
             data = {"candidate": {"candidate": line, "sdpMid": "0", "sdpMLineIndex": 0}}
-            await bob.send(json.dumps({"type": "signal", "to": "alice", "data": data, "id": f"c{n}"}))
+            await bob.send(
+                json.dumps({"type": "signal", "to": "alice", "data": data, "id": f"c{n}"})
+            )
         offer = {"description": {"type": "offer", "sdp": OFFER}}
         await bob.send(json.dumps({"type": "signal", "to": "alice", "data": offer}))
         received = []

@@ -284,7 +284,10 @@ async def test_turn_credentials_end_with_the_members_and_are_reminted(sqlite_ser
         renewed = await renew(alice, fresh)
         [turn] = renewed["iceServers"]
         assert turn["username"] == f"{decode_sig(fresh).expires_at + 30}:alice"
-        assert turn["credential"] and turn["urls"] == ["turn:127.0.0.1:3478"]
+        assert turn["credential"] and turn["urls"] == [
+            "turn:127.0.0.1:3478?transport=udp",
+            "turn:127.0.0.1:3478?transport=tcp",
+        ]
 
 
 # --- the rules, without a server -----------------------------------------------------------------

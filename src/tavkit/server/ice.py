@@ -32,6 +32,7 @@ from tavkit.server.settings import Network, Settings
 
 __all__ = [
     "MIN_TURN_TTL",
+    "both_transports",
     "candidate_address",
     "candidate_type",
     "filter_candidate",
@@ -104,11 +105,29 @@ def ice_servers_for(
 
 def _normalise(entry: str | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(entry, str):
-        return {"urls": [entry]}
+        return {"urls": both_transports([entry])}
     server = dict(entry)
     urls = server.get("urls")
-    server["urls"] = [urls] if isinstance(urls, str) else list(urls or [])
+    server["urls"] = both_transports([urls] if isinstance(urls, str) else list(urls or []))
     return server
+
+
+def both_transports(urls: Sequence[str]) -> list[str]:
+    """Each ``turn:`` URL that names no transport, offered over UDP and over TCP.
+
+    coturn listens on both at the same port, and a client on a network that blocks
+    UDP (many corporate ones) can still reach it over TCP; a browser given a bare
+    ``turn:`` URL tries UDP only. ``turns:`` (TLS, always TCP) and URLs that already say
+    ``?transport=`` are kept as they are.
+    """
+    out: list[str] = []
+    for url in urls:
+        if url.startswith("turn:") and "transport=" not in url:
+            joiner = "&" if "?" in url else "?"
+            out += [f"{url}{joiner}transport=udp", f"{url}{joiner}transport=tcp"]
+        else:
+            out.append(url)
+    return out
 
 
 # --- candidate filtering -----------------------------------------------------------------
