@@ -180,6 +180,13 @@ def serve(
     sweep_interval: Annotated[
         float | None, typer.Option(help=f"Seconds (default 1). {_env('SWEEP_INTERVAL')}")
     ] = None,
+    renew_grace: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds a member whose userSig or privateMapKey ended may still renew "
+            f"before it is removed as expired (default 30). {_env('RENEW_GRACE')}"
+        ),
+    ] = None,
     # ICE
     ice_servers: Annotated[
         str | None,
@@ -305,6 +312,7 @@ def serve(
         "max_members": max_members,
         "close_grace": close_grace,
         "sweep_interval": sweep_interval,
+        "renew_grace": renew_grace,
         "turn_secret": turn_secret,
         "log_forward_url": log_forward_url,
         "recording": recording,
