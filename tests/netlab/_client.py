@@ -9,12 +9,18 @@ pattern, and waits until ``frames`` frames of each kind came from ``peer`` or
 
     {"userId", "arrived", "videoFrames", "audioFrames", "firstVideoMs",
      "iceState", "connectionState", "pair": {"local", "remote", "localAddress",
-     "remoteAddress"} | null, "gathered": [candidate types], "rebuilds", "errors"}
+     "remoteAddress"} | null, "gathered": [candidate types], "received": [candidate
+     types], "turn": {"via", "server", "tls"} | null, "rebuilds", "errors"}
 
 ``firstVideoMs`` is the time from calling ``start`` to the first decoded video frame.
 The call stays up until stdin closes (so the peer keeps receiving until the test has
 both reports), then it hangs up and exits 0. The selected pair is read from aioice's
 nominated pair inside aiortc's ICE transport: aiortc has no candidate-pair stats.
+``received`` is what came over signaling from the peer (its SDP's and trickled
+candidates, seen where the Python client takes a signal in), not what ICE learned
+from checks. ``turn`` says how the selected pair's local relay candidate reaches its
+TURN server (aioice's ``turn/udp`` or ``turn/tcp``, the server's address, the TLS
+version or null); null when that candidate is not a relay one.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import time
 from typing import Any
 
 from tavkit.client import TAvKit, TestPattern
+from tavkit.client.peer import PeerLink
+from tavkit.protocol import CandidateData, DescriptionData, SignalData
 
 _LINGER = 60.0  # the longest the call stays up after reporting, if stdin never closes
 
@@ -46,18 +54,53 @@ def selected_pair(pc: Any) -> dict[str, Any] | None:
     return None
 
 
+def turn_route(pc: Any) -> dict[str, Any] | None:
+    """How the nominated pair's local relay candidate reaches its TURN server, or None."""
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport._connection
+        for pair in connection._nominated.values():
+            if pair.local_candidate.type != "relay":
+                return None
+            inner = pair.protocol.transport._TurnTransport__inner_protocol
+            peer = inner.transport.get_extra_info("peername")
+            tls = inner.transport.get_extra_info("ssl_object")
+            return {
+                "via": repr(inner),
+                "server": f"{peer[0]}:{peer[1]}" if peer else None,
+                "tls": tls.version() if tls is not None else None,
+            }
+    return None
+
+
+def record_received(into: set[str]) -> None:
+    """Add the type of every candidate a signal from any peer carries to ``into``."""
+    handle = PeerLink.handle
+
+    def recording(self: PeerLink, data: SignalData) -> None:
+        if isinstance(data, DescriptionData):
+            into.update(candidate_types(data.description.sdp.splitlines()))
+        elif isinstance(data, CandidateData) and data.candidate is not None:
+            into.update(candidate_types([data.candidate.candidate]))
+        handle(self, data)
+
+    PeerLink.handle = recording  # type: ignore[method-assign]
+
+
+def candidate_types(lines: list[str]) -> set[str]:
+    """The ``typ`` of each candidate line (``a=candidate:...`` or ``candidate:...``)."""
+    return {
+        line.split(" typ ")[1].split()[0]
+        for line in lines
+        if line.removeprefix("a=").startswith("candidate:") and " typ " in line
+    }
+
+
 def gathered(pc: Any) -> list[str]:
     """The types of the local candidates ``pc`` offered (each once, sorted)."""
     description = pc.localDescription
     if description is None:
         return []
-    return sorted(
-        {
-            line.split(" typ ")[1].split()[0]
-            for line in description.sdp.splitlines()
-            if line.startswith("a=candidate:") and " typ " in line
-        }
-    )
+    return sorted(candidate_types(description.sdp.splitlines()))
 
 
 async def main(options: dict[str, Any]) -> dict[str, Any]:
@@ -67,6 +110,8 @@ async def main(options: dict[str, Any]) -> dict[str, Any]:
     kit = TAvKit(options["server"], source=pattern, video_bitrate=150_000, reporting=False)
     started = time.monotonic()
     first_video: float | None = None
+    received: set[str] = set()
+    record_received(received)
     async with kit:
         await kit.start(
             sdk_app_id=int(options["sdkAppId"]),
@@ -95,6 +140,8 @@ async def main(options: dict[str, Any]) -> dict[str, Any]:
             "connectionState": pc.connectionState if pc is not None else None,
             "pair": selected_pair(pc) if pc is not None else None,
             "gathered": gathered(pc) if pc is not None else [],
+            "received": sorted(received),
+            "turn": turn_route(pc) if pc is not None else None,
             "rebuilds": stats.rebuilds if stats else 0,
             "errors": kit.errors,
         }

@@ -15,7 +15,8 @@ address, which the config allows through ``TAVKIT_ICE_ALLOWED_NETWORKS``.
 ``tavkit_servers`` runs two ``tavkit serve`` processes in the public namespace:
 ``direct`` hands clients coturn as a STUN server only, ``relay`` as STUN and TURN
 (credentials minted with the secret). ``call`` runs one client per site at once
-(``_client.py``) and returns their JSON reports.
+(``_client.py``) and returns their JSON reports. :func:`start_coturn` and
+:func:`start_tavkit` start further ones for test modules with their own settings.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,13 +82,13 @@ def nat_lab() -> Iterator[NatLab]:
         lab.close()
 
 
-def turn_config(**options: str) -> str:
-    """What ``tavkit turn config`` prints for :data:`TURN_ENV` (options as ``--name value``)."""
+def turn_config(env: Mapping[str, str] = TURN_ENV, **options: str) -> str:
+    """What ``tavkit turn config`` prints for ``env`` (options as ``--name value``)."""
     argv = [sys.executable, "-m", "tavkit", "turn", "config"]
     for name, value in options.items():
         argv += [f"--{name.replace('_', '-')}", value]
     done = subprocess.run(
-        argv, env=clean_env(**TURN_ENV), capture_output=True, text=True, timeout=60, check=False
+        argv, env=clean_env(**env), capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -97,12 +98,26 @@ def turn_config(**options: str) -> str:
 def coturn(nat_lab: NatLab, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """coturn listening on the public address; returns its log file."""
     workdir = tmp_path_factory.mktemp("coturn")
+    return start_coturn(nat_lab, workdir, turn_config(relay_ip=PUBLIC_IP))
+
+
+def start_coturn(
+    nat_lab: NatLab,
+    workdir: Path,
+    config_text: str,
+    *flags: str,
+    ready: str = "Total General servers",
+) -> Path:
+    """Run coturn with ``config_text`` in the public namespace until it logs ``ready``.
+
+    ``flags`` are further test-only command-line options. Returns the log file.
+    """
     config = workdir / "turnserver.conf"
-    config.write_text(turn_config(relay_ip=PUBLIC_IP))
+    config.write_text(config_text)
     config.chmod(0o600)
     log = workdir / "turnserver.log"
     argv = ["turnserver", "-c", str(config), "--listening-ip", PUBLIC_IP]  # test-only flags:
-    argv += ["--log-file", str(log), "--simple-log", "--no-stdout-log"]
+    argv += ["--log-file", str(log), "--simple-log", "--no-stdout-log", *flags]
     argv += ["--pidfile", str(workdir / "turnserver.pid"), "--userdb", str(workdir / "turndb")]
     process = nat_lab.spawn(
         nat_lab.public_ns, argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -110,7 +125,7 @@ def coturn(nat_lab: NatLab, tmp_path_factory: pytest.TempPathFactory) -> Path:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         text = log.read_text(errors="replace") if log.exists() else ""
-        if "Total General servers" in text:
+        if ready in text:
             return log
         assert process.poll() is None, f"turnserver exited with {process.returncode}:\n{text}"
         time.sleep(0.1)
@@ -149,17 +164,50 @@ def tavkit_servers(
     started = {}
     for port, (name, ice) in enumerate((("direct", DIRECT_ENV), ("relay", TURN_ENV)), 8080):
         workdir = tmp_path_factory.mktemp(f"tavkit-{name}")
-        env = clean_env(TAVKIT_APPS=f"{APP_ID}:{APP_KEY}", **ice)
-        argv = [sys.executable, "-m", "tavkit", "serve", "--host", PUBLIC_IP, "--port", str(port)]
-        argv += ["--data-dir", str(workdir / "data"), "--log-level", "warning"]
-        log = workdir / "serve.log"
-        with log.open("w") as out:
-            process = nat_lab.spawn(nat_lab.public_ns, argv, env=env, stdout=out, stderr=out)
-        started[name] = (process, log)
+        env = {"TAVKIT_APPS": f"{APP_ID}:{APP_KEY}", **ice}
+        started[name] = spawn_tavkit(nat_lab, workdir, env, port=port)
     return {
         name: LabServer(name, _wait_for_url(process, log))
         for name, (process, log) in started.items()
     }
+
+
+def spawn_tavkit(
+    nat_lab: NatLab,
+    workdir: Path,
+    env: Mapping[str, str],
+    *,
+    port: int,
+    host: str = PUBLIC_IP,
+    flags: Sequence[str] = (),
+) -> tuple[subprocess.Popen[str], Path]:
+    """Start ``tavkit serve`` on ``host:port`` in the public namespace; process and log.
+
+    ``env`` holds its TAVKIT_* settings; ``flags`` more ``serve`` options.
+    """
+    argv = [sys.executable, "-m", "tavkit", "serve", "--host", host, "--port", str(port)]
+    argv += ["--data-dir", str(workdir / "data"), "--log-level", "warning", *flags]
+    log = workdir / "serve.log"
+    with log.open("w") as out:
+        process = nat_lab.spawn(
+            nat_lab.public_ns, argv, env=clean_env(**env), stdout=out, stderr=out
+        )
+    return process, log
+
+
+def start_tavkit(
+    nat_lab: NatLab,
+    workdir: Path,
+    name: str,
+    env: Mapping[str, str],
+    *,
+    port: int,
+    host: str = PUBLIC_IP,
+    flags: Sequence[str] = (),
+) -> LabServer:
+    """:func:`spawn_tavkit`, then wait until it serves."""
+    process, log = spawn_tavkit(nat_lab, workdir, env, port=port, host=host, flags=flags)
+    return LabServer(name, _wait_for_url(process, log))
 
 
 Report = dict[str, Any]
@@ -174,6 +222,7 @@ def call(nat_lab: NatLab, tmp_path: Path) -> Call:
     host runs ``_client.py`` as user ``a`` or ``b``; both start at once.
     Returns their reports (see ``_client.py``) once both have reported, then lets
     both hang up. A client that reports nothing fails the test with its stderr.
+    ``env`` adds variables to both clients' environments.
     """
 
     def run(
@@ -184,6 +233,7 @@ def call(nat_lab: NatLab, tmp_path: Path) -> Call:
         room: int,
         within: float,
         frames: int = 10,
+        env: Mapping[str, str] | None = None,
     ) -> tuple[Report, Report]:
         namespaces = [nat_lab.host(site_a), nat_lab.host(site_b)]
         clients = []
@@ -202,7 +252,7 @@ def call(nat_lab: NatLab, tmp_path: Path) -> Call:
             log = tmp_path / f"client-{room}-{user}.log"
             with log.open("w") as err:
                 process = nat_lab.spawn(
-                    ns, argv, env=clean_env(), stdin=subprocess.PIPE, stderr=err
+                    ns, argv, env=clean_env(**(env or {})), stdin=subprocess.PIPE, stderr=err
                 )
             clients.append((process, log))
         try:

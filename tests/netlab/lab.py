@@ -30,6 +30,11 @@ NAT kinds, made with nftables in the NAT box's ``postrouting`` hook:
   so the mapping toward a STUN server is not the one toward a peer
   (endpoint-dependent mapping), with the same filtering.
 
+A site added with :meth:`NatLab.add_site` and ``tcp_ports`` is also firewalled: its NAT
+box forwards only new TCP connections to those ports (and their packets both ways),
+no UDP at all. :meth:`NatLab.add_public_address` gives the public namespace another
+address, for a second service on a port that is already taken on ``10.200.0.1``.
+
 Nothing leaves the namespaces: the only routes are the ones above and the root
 namespace is never attached. :meth:`NatLab.close` kills every process the lab
 started and deletes its namespaces; a later lab also removes namespaces left by a
@@ -71,6 +76,8 @@ class Site:
     nat: Nat
     host_ns: str
     nat_ns: str
+    tcp_ports: tuple[int, ...] | None = None
+    """With ports, a firewall: only new TCP flows to these ports leave the site."""
 
     @property
     def wan_ip(self) -> str:
@@ -118,10 +125,25 @@ class NatLab:
         self._ip(self.public_ns, "neigh", "add", VOID_GATEWAY, "lladdr", "02:00:00:00:00:01",
                  "dev", "void", "nud", "permanent")  # fmt: skip
         self._sysctl(self.public_ns, "net/ipv4/ip_forward", 1)
-        for index, (name, nat) in enumerate(sites.items(), start=1):
-            self._add_site(
-                Site(name, index, nat, f"{self.prefix}-{name}", f"{self.prefix}-{name}-nat")
-            )
+        for name, nat in sites.items():
+            self.add_site(name, nat)
+
+    def add_site(self, name: str, nat: Nat, *, tcp_ports: tuple[int, ...] | None = None) -> Site:
+        """Add a site after the others (the next index); with ``tcp_ports``, firewalled.
+
+        A firewalled site's NAT box forwards, from the LAN out, only the first packets
+        of TCP connections to ``tcp_ports`` (and then those flows both ways): no UDP at
+        all, as on a network that allows only HTTPS out.
+        """
+        index = len(self.sites) + 1
+        site = Site(name, index, nat, f"{self.prefix}-{name}", f"{self.prefix}-{name}-nat",
+                    tcp_ports)  # fmt: skip
+        self._add_site(site)
+        return site
+
+    def add_public_address(self, address: str) -> None:
+        """Give the public namespace one more address (another "public server")."""
+        self._ip(self.public_ns, "addr", "add", f"{address}/32", "dev", "lo")
 
     def _add_site(self, site: Site) -> None:
         self._add_namespace(site.nat_ns)
@@ -145,6 +167,13 @@ class NatLab:
         self._ip(site.host_ns, "route", "add", "default", "via", f"{lan}.1")
         self._sysctl(site.nat_ns, "net/ipv4/ip_forward", 1)
         masquerade = "masquerade random" if site.nat == "symmetric" else "masquerade"
+        outbound = 'iifname "lan" oifname "wan" accept'
+        if site.tcp_ports is not None:
+            ports = ", ".join(str(port) for port in site.tcp_ports)
+            outbound = (
+                'iifname "lan" oifname "wan" ct state established,related accept\n'
+                f'iifname "lan" oifname "wan" tcp dport {{ {ports} }} ct state new accept'
+            )
         rules = f"""
             table ip nat {{
                 chain postrouting {{
@@ -155,7 +184,7 @@ class NatLab:
             table ip filter {{
                 chain forward {{
                     type filter hook forward priority filter; policy drop;
-                    iifname "lan" oifname "wan" accept
+                    {outbound}
                     iifname "wan" oifname "lan" ct state established,related accept
                 }}
             }}
