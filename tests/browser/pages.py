@@ -46,6 +46,9 @@ EVENTS = [
     "tavkit:switch-camera",
     "tavkit:handup",
     "tavkit:error",
+    "tavkit:user-connection",
+    "tavkit:rejoining",
+    "tavkit:rejoined",
 ]
 
 INSTRUMENT = """

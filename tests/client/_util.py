@@ -83,6 +83,9 @@ class RecordingListener(Listener):
     def on_user_state(self, user_id: str, muted: bool, camera: bool) -> None:
         self.events.append(("on_user_state", user_id, muted, camera))
 
+    def on_user_connection(self, user_id: str, status: str) -> None:
+        self.events.append(("on_user_connection", user_id, status))
+
 
 async def enter(
     kit: TAvKit, server: Any, user_id: str, room_id: int, listener: Any = None, **options: Any

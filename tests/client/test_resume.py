@@ -22,7 +22,10 @@ def _target(url: str) -> tuple[str, int]:
 async def test_killed_socket_resumes_and_the_peer_sees_no_leave(
     sqlite_server_factory: Any,
 ) -> None:
-    """Resetting the signaling connection mid-call: it resumes, media flows, nobody left."""
+    """Resetting the signaling connection mid-call: it resumes, media flows, nobody left.
+
+    The peer is told the member is reconnecting, then connected: never that it left.
+    """
     server = sqlite_server_factory(heartbeat_interval=1.0, heartbeat_timeout=6.0)
     bob_events = RecordingListener()
     relay = await TcpRelay(*_target(server.url)).start()
@@ -47,6 +50,14 @@ async def test_killed_socket_resumes_and_the_peer_sees_no_leave(
         )
         assert "on_user_leave" not in bob_events.names()
         assert bob.members == ["alice"] and not alice.closed
+        # Bob was told alice's link dropped and came back, in that order, and nothing more.
+        await until(
+            lambda: ("on_user_connection", "alice", "connected") in bob_events.events,
+            "bob hears alice is connected again",
+        )
+        assert bob.reconnecting == []
+        links = [e[1:] for e in bob_events.events if e[0] == "on_user_connection"]
+        assert links == [("alice", "reconnecting"), ("alice", "connected")]
         assert alice.errors == []
 
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:

@@ -30,6 +30,15 @@ NAT kinds, made with nftables in the NAT box's ``postrouting`` hook:
   so the mapping toward a STUN server is not the one toward a peer
   (endpoint-dependent mapping), with the same filtering.
 
+Outages and network switches (for the calls that must survive them):
+:meth:`NatLab.cut` makes a site's NAT box drop everything it would forward, both ways
+(the uplink is down, silently: no packet is refused), until :meth:`NatLab.restore`.
+:meth:`NatLab.add_uplink` plugs a second network into a site's host: a new site
+(its own NAT box, public address and LAN) whose LAN cable is the host's ``eth1``,
+down until :meth:`NatLab.switch_uplink` takes ``eth0`` down, brings ``eth1`` up with
+its address and routes through it: the host's address and its public address
+change, as when a phone leaves Wi-Fi for mobile data.
+
 A site added with :meth:`NatLab.add_site` and ``tcp_ports`` is also firewalled: its NAT
 box forwards only new TCP connections to those ports (and their packets both ways),
 no UDP at all. :meth:`NatLab.add_public_address` gives the public namespace another
@@ -78,6 +87,8 @@ class Site:
     nat_ns: str
     tcp_ports: tuple[int, ...] | None = None
     """With ports, a firewall: only new TCP flows to these ports leave the site."""
+    host_dev: str = "eth0"
+    """The host's interface on this site's LAN (``eth1`` for a second uplink)."""
 
     @property
     def wan_ip(self) -> str:
@@ -141,30 +152,79 @@ class NatLab:
         self._add_site(site)
         return site
 
+    def add_uplink(self, host_site: str, name: str, nat: Nat) -> Site:
+        """A second network for ``host_site``'s host: a new site whose LAN is its ``eth1``.
+
+        ``eth1`` stays down and unaddressed until :meth:`switch_uplink`, as a phone's
+        mobile data is off while it is on Wi-Fi (an address that routes nowhere would
+        also stall an ICE agent's gathering on it, waiting for STUN answers that cannot
+        come: aioice gathers on every address, whatever its link's state).
+        """
+        host = self.sites[host_site]
+        index = len(self.sites) + 1
+        site = Site(name, index, nat, host.host_ns, f"{self.prefix}-{name}-nat",
+                    host_dev="eth1")  # fmt: skip
+        self._add_site(site)
+        return site
+
+    def switch_uplink(self, host_site: str, to_site: str) -> None:
+        """``host_site``'s host leaves its network (``eth0`` down) for ``to_site``'s."""
+        host, uplink = self.sites[host_site], self.sites[to_site]
+        assert uplink.host_ns == host.host_ns, f"{to_site} is not an uplink of {host_site}"
+        # Leaving a Wi-Fi network takes its address away too (the DHCP lease is gone).
+        self._ip(host.host_ns, "link", "set", host.host_dev, "down")
+        self._ip(host.host_ns, "addr", "flush", "dev", host.host_dev)
+        self._ip(host.host_ns, "addr", "add", f"{uplink.lan_ip}/24", "dev", uplink.host_dev)
+        self._ip(host.host_ns, "link", "set", uplink.host_dev, "up")
+        lan = f"10.200.{100 + uplink.index}"
+        self._ip(host.host_ns, "route", "replace", "default", "via", f"{lan}.1", "dev",
+                 uplink.host_dev)  # fmt: skip
+
+    def cut(self, name: str) -> None:
+        """Site ``name``'s uplink goes down: its NAT box drops all it would forward."""
+        rules = """
+            table ip outage {
+                chain forward {
+                    type filter hook forward priority -10; policy drop;
+                }
+            }
+        """
+        self._run("ip", "netns", "exec", self.sites[name].nat_ns, "nft", "-f", "-", input=rules)
+
+    def restore(self, name: str) -> None:
+        """Site ``name``'s uplink is back (what :meth:`cut` did is undone)."""
+        nat_ns = self.sites[name].nat_ns
+        self._run("ip", "netns", "exec", nat_ns, "nft", "delete", "table", "ip", "outage")
+
     def add_public_address(self, address: str) -> None:
         """Give the public namespace one more address (another "public server")."""
         self._ip(self.public_ns, "addr", "add", f"{address}/32", "dev", "lo")
 
     def _add_site(self, site: Site) -> None:
         self._add_namespace(site.nat_ns)
-        self._add_namespace(site.host_ns)
+        uplink = site.host_dev != "eth0"  # a second network of an existing host
+        if not uplink:
+            self._add_namespace(site.host_ns)
         pub_if = f"site{site.index}"
         self._run("ip", "link", "add", "name", pub_if, "netns", self.public_ns, "type", "veth",
                   "peer", "name", "wan", "netns", site.nat_ns)  # fmt: skip
         self._run("ip", "link", "add", "name", "lan", "netns", site.nat_ns, "type", "veth",
-                  "peer", "name", "eth0", "netns", site.host_ns)  # fmt: skip
+                  "peer", "name", site.host_dev, "netns", site.host_ns)  # fmt: skip
         link = f"10.200.{site.index}"
         lan = f"10.200.{100 + site.index}"
         for ns, dev, address in (
             (self.public_ns, pub_if, f"{link}.1/24"),
             (site.nat_ns, "wan", f"{link}.2/24"),
             (site.nat_ns, "lan", f"{lan}.1/24"),
-            (site.host_ns, "eth0", f"{lan}.2/24"),
+            (site.host_ns, site.host_dev, f"{lan}.2/24"),
         ):
+            if uplink and dev == site.host_dev:
+                continue  # a second uplink waits, down and without an address
             self._ip(ns, "addr", "add", address, "dev", dev)
             self._ip(ns, "link", "set", dev, "up")
         self._ip(site.nat_ns, "route", "add", "default", "via", f"{link}.1")
-        self._ip(site.host_ns, "route", "add", "default", "via", f"{lan}.1")
+        if not uplink:
+            self._ip(site.host_ns, "route", "add", "default", "via", f"{lan}.1")
         self._sysctl(site.nat_ns, "net/ipv4/ip_forward", 1)
         masquerade = "masquerade random" if site.nat == "symmetric" else "masquerade"
         outbound = 'iifname "lan" oifname "wan" accept'

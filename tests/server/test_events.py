@@ -17,9 +17,11 @@ from tavkit.protocol import (
 )
 from tavkit.server import events
 from tavkit.server.events import (
+    WIRE_VERSION,
     Event,
     MemberJoinedEvent,
     MemberLeftEvent,
+    MemberLinkEvent,
     MemberStateEvent,
     MessageEvent,
     RoomClosedEvent,
@@ -69,8 +71,21 @@ EXAMPLES: list[tuple[Event, dict[str, Any]]] = [
         SocketOpenEvent("alice", "c1"),
         {"kind": "socket-open", "userId": "alice", "connectionId": "c1"},
     ),
+    (
+        MemberLinkEvent("alice", "c1", up=False),
+        {"kind": "member-link", "userId": "alice", "connectionId": "c1", "up": False},
+    ),
+    (
+        MemberLinkEvent("alice", "c1", up=True),
+        {"kind": "member-link", "userId": "alice", "connectionId": "c1", "up": True},
+    ),
 ]
 IDS = [f"{event.kind}-{n}" for n, (event, _) in enumerate(EXAMPLES)]
+
+
+def versioned(wire: dict[str, Any]) -> dict[str, Any]:
+    """``wire`` as it travels: with the version, first."""
+    return {"v": WIRE_VERSION, **wire}
 
 
 def refusal(wire: object) -> str:
@@ -81,16 +96,18 @@ def refusal(wire: object) -> str:
 
 
 def test_the_public_api_is_the_event_types_and_their_codec():
-    """``__all__`` lists exactly the event classes, the union and encode/decode/parse."""
+    """``__all__`` lists exactly the event classes, the union, the version and the codec."""
     assert set(events.__all__) == {
         "Event",
         "MemberJoinedEvent",
         "MemberLeftEvent",
+        "MemberLinkEvent",
         "MemberStateEvent",
         "MessageEvent",
         "RoomClosedEvent",
         "SignalEvent",
         "SocketOpenEvent",
+        "WIRE_VERSION",
         "decode",
         "encode",
         "parse",
@@ -107,9 +124,41 @@ def test_each_event_has_its_documented_wire_shape(event, wire):
 @pytest.mark.parametrize(("event", "wire"), EXAMPLES, ids=IDS)
 def test_each_event_survives_a_json_round_trip(event, wire):
     """to_wire -> JSON -> parse, and encode -> decode, give back an equal event."""
-    assert parse(json.loads(json.dumps(event.to_wire()))) == event
+    assert parse(json.loads(json.dumps(versioned(event.to_wire())))) == event
     assert decode(encode(event)) == event
     assert decode(encode(event).encode()) == event
+
+
+@pytest.mark.parametrize(("event", "wire"), EXAMPLES, ids=IDS)
+def test_encoded_events_carry_the_wire_version_first(event, wire):
+    """The text a broker carries is the documented shape behind ``"v": 1``."""
+    assert WIRE_VERSION == 1
+    assert list(json.loads(encode(event)).items()) == list(versioned(wire).items())
+
+
+@pytest.mark.parametrize(
+    "version", [2, 0, "1", 1.0, True, None], ids=["newer", "older", "str", "float", "bool", "null"]
+)
+def test_an_event_of_another_version_is_refused_naming_both(version):
+    """A replica refuses an event of another version, saying which it got and which it reads."""
+    wire = {"v": version, "kind": "room-closed", "reason": "empty"}
+    message = refusal(wire)
+    assert f"version {version!r}" in message
+    assert f"reads version {WIRE_VERSION}" in message
+
+
+def test_an_event_without_a_version_is_refused():
+    """An event with no ``v`` (written before versions existed) is refused as such."""
+    message = refusal({"kind": "room-closed", "reason": "empty"})
+    assert "no version" in message
+    assert f"reads version {WIRE_VERSION}" in message
+    with pytest.raises(ValueError, match="no version"):
+        decode('{"kind":"room-closed","reason":"empty"}')
+
+
+def test_the_version_is_checked_before_the_kind():
+    """An event of another version with a kind this replica does not know names the version."""
+    assert "version 2" in refusal({"v": 2, "kind": "member-teleported"})
 
 
 def test_every_kind_is_covered_by_the_examples():
@@ -119,7 +168,7 @@ def test_every_kind_is_covered_by_the_examples():
 
 def test_unknown_extra_keys_are_ignored():
     """A field a newer replica adds does not break the parse."""
-    wire = {"kind": "room-closed", "reason": "empty", "replica": "b"}
+    wire = versioned({"kind": "room-closed", "reason": "empty", "replica": "b"})
     assert parse(wire) == RoomClosedEvent("empty")
 
 
@@ -130,7 +179,7 @@ def test_unknown_extra_keys_are_ignored():
 )
 def test_an_unknown_or_missing_kind_is_refused(wire):
     """A kind the parser does not know, or none at all, is a ValueError naming the kind."""
-    assert "unknown kind" in refusal(wire)
+    assert "unknown kind" in refusal(versioned(wire))
 
 
 def test_an_event_that_is_not_an_object_is_refused():
@@ -143,7 +192,7 @@ def test_an_event_that_is_not_an_object_is_refused():
 def test_every_missing_field_is_refused_by_name(event, wire):
     """Dropping any one field of any event is a ValueError that names that field."""
     for name in set(wire) - {"kind"}:
-        partial = {key: value for key, value in wire.items() if key != name}
+        partial = versioned({key: value for key, value in wire.items() if key != name})
         assert f"{event.kind}.{name}: missing" in refusal(partial)
 
 
@@ -194,7 +243,7 @@ def test_every_missing_field_is_refused_by_name(event, wire):
 )
 def test_a_mistyped_field_is_refused_by_name(wire, field):
     """A field of the wrong type or out of its range is a ValueError naming the field."""
-    assert field in refusal(wire)
+    assert field in refusal(versioned(wire))
 
 
 def test_decode_refuses_what_is_not_json():

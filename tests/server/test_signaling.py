@@ -515,6 +515,64 @@ async def test_a_silent_member_times_out(sqlite_server_factory):
         assert (code, frames[-1]) == (4002, {"type": "removed", "reason": "timeout"})
 
 
+async def test_a_dropped_socket_shows_its_member_reconnecting_until_it_resumes(
+    loopback_server, http
+):
+    """The others see member-connection reconnecting on a drop and connected on the resume."""
+    entered = await enter(http, loopback_server, "alice", 43)
+    async with member(http, loopback_server, "bob", 43) as (bob, _):
+        async with socket(loopback_server, entered["socketToken"]) as first:
+            assert (await frame(first))["type"] == "welcome"
+        away, before = await until(bob, "member-connection")
+        assert away == {"type": "member-connection", "userId": "alice", "status": "reconnecting"}
+        assert [f for f in before if f["type"] == "member-left"] == []
+        async with socket(loopback_server, entered["socketToken"]) as again:
+            assert (await frame(again))["resumed"] is True
+            back, _ = await until(bob, "member-connection")
+            assert back == {"type": "member-connection", "userId": "alice", "status": "connected"}
+            await again.send(json.dumps({"type": "leave"}))
+            assert (await closed(again))[0] == 1000
+        left, before = await until(bob, "member-left")
+        assert left["reason"] == "exit"
+        assert [f for f in before if f["type"] == "member-connection"] == []
+
+
+async def test_a_silent_socket_shows_reconnecting_and_a_frame_brings_it_back(
+    sqlite_server_factory,
+):
+    """A member quiet past two heartbeats is shown reconnecting; its next frame, connected."""
+    server = sqlite_server_factory(
+        ice_allowed_networks=LOOPBACK, heartbeat_interval=0.5, heartbeat_timeout=10.0
+    )
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=30) as http,
+        member(http, server, "alice", 44) as (alice, _),
+        member(http, server, "bob", 44) as (bob, _),
+    ):
+        away = None
+        async with asyncio.timeout(TIMEOUT):
+            while away is None:  # bob keeps talking, so only alice goes silent
+                away = next((f for f in await sync(bob) if f["type"] == "member-connection"), None)
+                await asyncio.sleep(0.1)
+        assert away == {"type": "member-connection", "userId": "alice", "status": "reconnecting"}
+        await sync(alice)  # alice speaks again: the socket never closed
+        back, before = await until(bob, "member-connection")
+        assert back["status"] == "connected"
+        assert [f for f in before if f["type"] == "member-left"] == []
+
+
+async def test_leaving_or_being_replaced_never_shows_reconnecting(loopback_server, http):
+    """Only a drop is a drop: leave, and entering again elsewhere, send no member-connection."""
+    async with member(http, loopback_server, "bob", 45) as (bob, _):
+        entered = await enter(http, loopback_server, "alice", 45)
+        async with socket(loopback_server, entered["socketToken"]) as alice:
+            assert (await frame(alice))["type"] == "welcome"
+            await enter(http, loopback_server, "alice", 45)  # the same user, elsewhere
+            assert (await closed(alice))[0] == 4001
+        frames = await sync(bob)
+        assert [f["type"] for f in frames if f["type"] == "member-connection"] == []
+
+
 # --- a slow reader -------------------------------------------------------------------------
 
 

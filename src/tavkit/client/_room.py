@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from aiortc import MediaStreamTrack, RTCConfiguration
 from av.frame import Frame
@@ -25,7 +25,7 @@ from av.frame import Frame
 from tavkit.client._publish import Publisher
 from tavkit.client.api import EnterResult, RateLimitedError, RoomApi
 from tavkit.client.listener import UserInfo
-from tavkit.client.peer import PeerLink
+from tavkit.client.peer import STALL_AFTER, PeerLink
 from tavkit.client.session import SignalingSocket
 from tavkit.client.sinks import PeerStats
 from tavkit.errors import HttpError, ServerCode, ServerError, TAvKitError, TrtcCode, TrtcError
@@ -35,6 +35,7 @@ from tavkit.protocol import (
     ErrorFrame,
     Leave,
     Member,
+    MemberConnection,
     MemberJoined,
     MemberLeft,
     MemberState,
@@ -48,11 +49,16 @@ from tavkit.protocol import (
     SignalFrom,
     SignalTo,
     Welcome,
+    silence_after,
 )
 
 __all__ = ["RoomState"]
 
 logger = logging.getLogger(__name__)
+
+STALL_MARGIN: Final = 2.0
+"""Seconds beyond the server's silence threshold before a silent peer's path counts as
+dead: time for its ``member-connection reconnecting`` to reach us first."""
 
 Emit = Callable[..., None]
 
@@ -82,6 +88,8 @@ class RoomState:
         self._entered = entered
         self.user_id = user_id
         self.members: dict[str, Member] = {}
+        #: Members the server says lost their link and may resume (``member-connection``).
+        self.reconnecting: set[str] = set()
         self.links: dict[str, PeerLink] = {}
         #: Links with the server's hidden participants (the recorder): answered, never shown.
         self.hidden: dict[str, PeerLink] = {}
@@ -251,6 +259,8 @@ class RoomState:
             self._gone(message.user_id, message.reason)
         elif isinstance(message, MemberState):
             self._emit("on_user_state", message.user_id, message.muted, message.camera)
+        elif isinstance(message, MemberConnection):
+            self._connection(message.user_id, message.status)
         elif isinstance(message, Welcome):
             self._resumed(message)
         elif isinstance(message, ErrorFrame):
@@ -288,8 +298,21 @@ class RoomState:
         self._add_member(member)
         self._announce([member.user_id])
 
+    def _connection(self, user_id: str, status: str) -> None:
+        if user_id not in self.members:
+            return
+        if status == "reconnecting":
+            self.reconnecting.add(user_id)
+        else:
+            self.reconnecting.discard(user_id)
+            link = self.links.get(user_id)
+            if link is not None:
+                link.kick()  # an offer sent while it was away was lost
+        self._emit("on_user_connection", user_id, status)
+
     def _gone(self, user_id: str, reason: str) -> None:
         self.members.pop(user_id, None)
+        self.reconnecting.discard(user_id)
         link = self.links.pop(user_id, None)
         if link is not None:
             self._spawn(link.aclose())
@@ -299,6 +322,12 @@ class RoomState:
     def _resumed(self, welcome: Welcome) -> None:
         """After a resume: reconcile with the members the server lists now."""
         present = {m.user_id: m for m in welcome.members if m.user_id != self.user_id}
+        for link in self.links.values():
+            link.kick()  # our path may have changed while the socket was down
+        # Whoever we heard was reconnecting may have come back while we were away too;
+        # the welcome does not say, so stop claiming it (the media shows the truth).
+        for user_id in sorted(self.reconnecting):
+            self._connection(user_id, "connected")
         for user_id in list(self.members):
             if user_id not in present:
                 self._gone(user_id, "exit")
@@ -354,6 +383,13 @@ class RoomState:
             on_give_up=self._give_up,
             stats=self.seen.get(user_id),
             privileges=self._entered.privileges,
+            may_restart=lambda: self._may_restart(user_id),
+            # Longer than the server takes to show a silent peer as reconnecting.
+            stall_after=max(
+                STALL_AFTER,
+                silence_after(self._entered.heartbeat_interval, self._entered.heartbeat_timeout)
+                + STALL_MARGIN,
+            ),
         )
         if _is_hidden(user_id):  # the recorder: it only receives, and is no member
             self.hidden[user_id] = link
@@ -361,6 +397,16 @@ class RoomState:
         self.links[user_id] = link
         self.seen[user_id] = link.stats
         return link
+
+    def _may_restart(self, user_id: str) -> bool:
+        """Whether an offer to ``user_id`` would arrive now: our socket is up, theirs too."""
+        socket = self.socket
+        return (
+            socket is not None
+            and socket.connected.is_set()
+            and user_id not in self.reconnecting
+            and user_id in self.members
+        )
 
     def _give_up(self, link: PeerLink) -> None:
         if self.hidden.get(link.remote_id) is link:  # the recorder stopped: nothing to report

@@ -339,6 +339,11 @@ class TAvKit:
         return sorted(self._room.members) if self._room else []
 
     @property
+    def reconnecting(self) -> list[str]:
+        """The other members whose network dropped and who may still resume (server's word)."""
+        return sorted(self._room.reconnecting) if self._room else []
+
+    @property
     def peers(self) -> dict[str, PeerStats]:
         """Per remote participant: frames received, first-frame time, connection state."""
         return self._room.stats() if self._room else {}

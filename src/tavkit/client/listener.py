@@ -5,7 +5,8 @@ The seed (``TAvKit-README.md`` 3.8) has ``onUserInfoListener``,
 ``onErrorListener``; here they are ``on_user_info``, ``on_switch_camera``,
 ``on_muted``, ``on_handup`` and ``on_error``, with the same arguments. A Python
 program also needs to know who comes and goes and to get at the media, hence
-``on_user_enter``, ``on_user_leave``, ``on_user_state`` and ``on_remote_track``.
+``on_user_enter``, ``on_user_leave``, ``on_user_state`` and ``on_remote_track``; and
+whether another member's network dropped and came back, ``on_user_connection``.
 In-call messages (the seed's webim-component) arrive through ``on_message``.
 Credentials about to end mid-call are asked for through ``on_user_sig_expired``
 (TRTC's ``onUserSigExpired``).
@@ -49,6 +50,7 @@ class ListenerProtocol(Protocol):
     def on_user_enter(self, user_id: str) -> Any: ...
     def on_user_leave(self, user_id: str, reason: str) -> Any: ...
     def on_user_state(self, user_id: str, muted: bool, camera: bool) -> Any: ...
+    def on_user_connection(self, user_id: str, status: str) -> Any: ...
     def on_remote_track(self, user_id: str, track: MediaStreamTrack) -> Any: ...
     def on_message(self, message: ChatMessage) -> Any: ...
     def on_user_sig_expired(self) -> Any: ...
@@ -80,6 +82,14 @@ class Listener:
 
     def on_user_state(self, user_id: str, muted: bool, camera: bool) -> Any:
         """Another member muted/unmuted or turned the camera off/on."""
+
+    def on_user_connection(self, user_id: str, status: str) -> Any:
+        """Another member's link to the server dropped (``reconnecting``) or came back.
+
+        ``reconnecting`` is not a leave: the member may resume within its heartbeat
+        timeout, so keep its place (its media is on hold); ``connected`` follows when it
+        does, ``on_user_leave`` (reason ``timeout``) when it does not.
+        """
 
     def on_remote_track(self, user_id: str, track: MediaStreamTrack) -> Any:
         """A remote audio or video track arrived (a copy: reading it steals nothing)."""

@@ -15,7 +15,24 @@ What aiortc cannot do, and what we do instead:
 * **No trickle.** aiortc gathers every candidate inside ``setLocalDescription`` and
   puts them in the SDP; remote candidates are trickled to us and queued until the
   remote description is set.
-* **No ICE restart.** When a connection fails, the side whose offer created it
+* **No ICE restart.** A path that died (the network dropped, the address changed)
+  shows first as media that stopped: aiortc calls the connection ``failed`` only after
+  its consent checks fail for about 30 s. So the side whose offer created the session
+  watches for a **stall** (connected, but nothing decoded for ``stall_after``
+  seconds, or its offer unanswered for :data:`UNANSWERED_AFTER`) and offers again on a
+  new connection, which gathers the current addresses: our ICE restart. It does so
+  only when ``may_restart()`` says the signaling path is up and the peer is not
+  reconnecting (an offer sent into an outage is lost), and at growing intervals.
+  ``stall_after`` is longer than the server takes to mark a silent member
+  reconnecting, so an outage on the peer's side stops us before we tear down a path
+  that would have come back by itself. :meth:`PeerLink.kick` says "the signaling path
+  just came back" (our socket resumed, or the peer's): a link still stalled a moment
+  later, or with an offer that may have been lost, is restarted at once.
+* **No skipping of lost video packets.** aiortc's video jitter buffer waits for a
+  missing packet until 512 newer ones arrive, so after an outage video stays frozen
+  for many seconds while audio plays. Video frozen while audio flows makes the link
+  reset that buffer and ask for a keyframe (:meth:`PeerLink._unfreeze_video`).
+  When a connection fails, the side whose offer created it also
   repairs it: a Python offerer closes it and offers again on a new connection (up to
   ``MAX_REBUILDS`` times, with backoff); a browser offerer restarts ICE. A Python
   answerer that receives an offer with new ICE credentials answers it on a new
@@ -42,7 +59,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, Literal
 
@@ -71,11 +90,24 @@ from tavkit.protocol import (
 )
 from tavkit.protocol.sdp import allowed_direction
 
-__all__ = ["MAX_REBUILDS", "PeerLink"]
+__all__ = ["KICK_GRACE", "MAX_REBUILDS", "STALL_AFTER", "UNANSWERED_AFTER", "PeerLink"]
 
 MAX_REBUILDS: Final = 5
 _STEP_TIMEOUT: Final = 20.0
 _PEER_GRACE: Final = 15.0
+STALL_AFTER: Final = 4.0
+"""Seconds without a decoded frame on a connected link before its offerer restarts it:
+longer than a video keyframe interval and any audio gap, well under aiortc's ~30 s."""
+KICK_GRACE: Final = 2.0
+"""After a kick, how long media has to come back by itself before the link restarts."""
+UNANSWERED_AFTER: Final = 10.0
+"""Seconds an offer may wait for its answer before it is made again (one lost in an outage)."""
+_RESTART_SPACING: Final = (4.0, 30.0)
+"""The first and the longest wait between two stall restarts of one link."""
+_STALL_CHECK: Final = 1.0
+_VIDEO_FREEZE: Final = 2.0
+"""Seconds of no decoded video, while audio decodes, before the video receiver skips its
+hole (see :func:`_skip_video_hole`)."""
 _CLOSE_TIMEOUT: Final = 5.0
 _UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
 _FINGERPRINT = re.compile(r"^a=fingerprint:(.+)$", re.MULTILINE)
@@ -104,6 +136,8 @@ class PeerLink:
         on_give_up: Callable[[PeerLink], None],
         stats: PeerStats | None = None,
         privileges: int = Privilege.ALL,
+        may_restart: Callable[[], bool] = lambda: True,
+        stall_after: float = STALL_AFTER,
     ) -> None:
         self.remote_id = remote_id
         self.polite = local_id < remote_id
@@ -122,9 +156,20 @@ class PeerLink:
         self._pending: list[RTCIceCandidate | None] = []
         self._steps: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._consumers: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Task[None]] = set()  # old connections being closed
         self._watchdog: asyncio.Task[None] | None = None
         self._failures = 0
+        self._may_restart = may_restart
+        self._offered_at: float | None = None
+        self._restarted_at = -math.inf
+        self._restart_spacing = _RESTART_SPACING[0]
+        self._stall_after = stall_after
+        self._unfrozen_at = -math.inf
+        self._kicked_at: float | None = None
         self._worker = asyncio.create_task(self._work(), name=f"tavkit-peer-{remote_id}")
+        self._stall_watch = asyncio.create_task(
+            self._watch_stalls(), name=f"tavkit-peer-stall-{remote_id}"
+        )
         self._log = _PeerLog(logger, {"peer": remote_id})
 
     @property
@@ -142,12 +187,14 @@ class PeerLink:
 
     async def aclose(self) -> None:
         """Close the connection and stop every task this link owns."""
-        for task in (self._worker, self._watchdog):
+        for task in (self._worker, self._watchdog, self._stall_watch):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self._drop_pc()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def quality(self) -> dict[str, float]:
         """Round-trip time (s) and bytes received and sent so far, from aiortc's stats."""
@@ -184,6 +231,7 @@ class PeerLink:
                 self._log.warning("negotiation step %s failed: %r", kind, exc)
 
     async def _make_offer(self) -> None:
+        self._offered_at = time.monotonic()
         pc = await self._new_pc()
         if self._host_addresses:
             gather_on(pc, self._host_addresses)
@@ -306,6 +354,11 @@ class PeerLink:
                 )
 
     async def _drop_pc(self) -> None:
+        """Let go of the current connection; it closes in the background.
+
+        Closing a connection whose path died waits for aiortc's transports to give up
+        (seconds); a restart must not wait for that before it offers or answers anew.
+        """
         pc, self._pc = self._pc, None
         consumers, self._consumers = self._consumers, set()
         for task in consumers:
@@ -314,10 +367,15 @@ class PeerLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if pc is not None:
-            try:
-                await asyncio.wait_for(pc.close(), _CLOSE_TIMEOUT)
-            except TimeoutError:
-                self._log.warning("closing the peer connection timed out")
+            closing = asyncio.create_task(self._close_pc(pc), name="tavkit-peer-close")
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+
+    async def _close_pc(self, pc: RTCPeerConnection) -> None:
+        try:
+            await asyncio.wait_for(pc.close(), _CLOSE_TIMEOUT)
+        except TimeoutError:
+            self._log.warning("closing the peer connection timed out")
 
     async def _consume(self, track: MediaStreamTrack) -> None:
         while True:
@@ -344,6 +402,75 @@ class PeerLink:
             if self._watchdog is None or self._watchdog.done():
                 self._watchdog = asyncio.create_task(self._recover(self._failures))
 
+    async def _unfreeze_video(self, now: float) -> None:
+        """Video frozen while audio flows: the path is fine, the video receiver is stuck.
+
+        aiortc's video jitter buffer (512 packets) holds every later frame behind a
+        packet that never comes, such as one lost in an outage, until 512 newer ones
+        pushed it out: seconds of frozen video at a low packet rate (measured ~14 s
+        after a 10 s outage at 160x120). The receiver then skips the hole and asks for
+        a keyframe, as libwebrtc does by itself.
+        """
+        stats, pc = self.stats, self._pc
+        video, audio = stats.last_video_at, stats.last_frame_at
+        if pc is None or video is None or audio is None:
+            return
+        if now - video < _VIDEO_FREEZE or now - audio > 1.0 or now - self._unfrozen_at < 2.0:
+            return
+        self._unfrozen_at = now
+        for receiver in pc.getReceivers():
+            if receiver.track is not None and receiver.track.kind == "video":
+                self._log.info("video frozen while audio flows: skipping the missing packets")
+                await _skip_video_hole(receiver)
+
+    def kick(self) -> None:
+        """The signaling path just came back: check this link again in :data:`KICK_GRACE`."""
+        self._kicked_at = time.monotonic()
+
+    def _stalled(self, now: float, kicked: bool) -> str | None:
+        """Why the link needs a restart now (None: it is fine, or not ours to repair).
+
+        ``kicked``: the signaling path came back :data:`KICK_GRACE` ago, so a pending
+        offer may have been lost and a path silent since then is dead.
+        """
+        pc = self._pc
+        if not self.initiator or pc is None:
+            return None
+        if pc.signalingState == "have-local-offer":
+            offered = self._offered_at
+            if offered is not None and (kicked or now - offered >= UNANSWERED_AFTER):
+                return "offer unanswered"
+            return None
+        last = self.stats.last_frame_at
+        stall_after = KICK_GRACE if kicked else self._stall_after
+        if pc.connectionState == "connected" and last is not None and now - last >= stall_after:
+            return "media stalled"
+        return None
+
+    async def _watch_stalls(self) -> None:
+        """Restart a link whose path died, once the signaling path can carry the offer."""
+        while True:
+            await asyncio.sleep(_STALL_CHECK)
+            now = time.monotonic()
+            if self.stats.last_frame_at is not None and now - self.stats.last_frame_at < 1.0:
+                self._restart_spacing = _RESTART_SPACING[0]  # healthy again
+            await self._unfreeze_video(now)
+            kicked = self._kicked_at is not None and now - self._kicked_at >= KICK_GRACE
+            if kicked:
+                self._kicked_at = None
+            why = self._stalled(now, kicked)
+            if kicked:
+                self._log.debug("signaling came back: link %s", why or "fine")
+            if why is None or (now - self._restarted_at < self._restart_spacing and not kicked):
+                continue
+            if not self._may_restart():
+                continue
+            self._restarted_at = now
+            self._restart_spacing = min(self._restart_spacing * 2, _RESTART_SPACING[1])
+            self.stats.rebuilds += 1
+            self._log.info("%s: restarting on a new connection", why)
+            self.offer()
+
     async def _recover(self, attempt: int) -> None:
         """Re-offer on a new pc if the failed session was ours; else wait for the offerer."""
         failed = self._pc
@@ -365,6 +492,29 @@ class _PeerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         return f"[{self.extra['peer'] if self.extra else '?'}] {msg}", kwargs
+
+
+async def _skip_video_hole(receiver: Any) -> None:
+    """Give an aiortc video receiver a fresh jitter buffer and send its sender a PLI.
+
+    The next packet starts the buffer again, so frames assemble from there; the PLI
+    brings a keyframe to decode them from. Reaches into aiortc's private receiver state
+    (checked: another aiortc leaves the receiver as it was).
+    """
+    buffer = getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
+    if buffer is None or not hasattr(buffer, "capacity"):
+        return
+    fresh = type(buffer)(capacity=buffer.capacity, is_video=True)
+    setattr(receiver, "_RTCRtpReceiver__jitter_buffer", fresh)  # noqa: B010
+    nacks = getattr(receiver, "_RTCRtpReceiver__nack_generator", None)
+    if nacks is not None and isinstance(getattr(nacks, "missing", None), set):
+        nacks.missing.clear()
+    sources = getattr(receiver, "_RTCRtpReceiver__active_ssrc", {})
+    send_pli = getattr(receiver, "_send_rtcp_pli", None)
+    if send_pli is not None:
+        for ssrc in list(sources):
+            with contextlib.suppress(Exception):
+                await send_pli(ssrc)
 
 
 def _prefer_vp8(pc: RTCPeerConnection) -> None:

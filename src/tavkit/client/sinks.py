@@ -60,11 +60,18 @@ class PeerStats:
     height: int = 0
     connected: bool = False
     rebuilds: int = 0
+    last_frame_at: float | None = None
+    """When the last frame (either kind) was decoded (monotonic): a stalled link shows here."""
+    last_video_at: float | None = None
+    """When the last video frame was decoded: video frozen while audio flows shows here."""
 
     def count(self, frame: Frame) -> None:
         """Count one decoded frame; note the first video and audio frame times."""
-        elapsed = (time.monotonic() - self.joined_at) * 1000.0
+        now = time.monotonic()
+        self.last_frame_at = now
+        elapsed = (now - self.joined_at) * 1000.0
         if isinstance(frame, VideoFrame):
+            self.last_video_at = now
             self.video_frames += 1
             self.width, self.height = frame.width, frame.height
             if self.first_frame_ms is None:

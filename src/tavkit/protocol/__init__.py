@@ -9,6 +9,7 @@ from tavkit.protocol._fields import USER_ID_RE
 from tavkit.protocol._jsonlimits import MAX_JSON_DEPTH, json_problem, load_json
 from tavkit.protocol.messages import (
     CLIENT_MSG_ID_RE,
+    CONNECTION_STATUSES,
     LEAVE_REASONS,
     MAX_CANDIDATE_BYTES,
     MAX_DATA_BYTES,
@@ -24,6 +25,7 @@ from tavkit.protocol.messages import (
     ChatMessage,
     ClientMessage,
     CloseCode,
+    ConnectionStatus,
     DescriptionData,
     ErrorFrame,
     Expiring,
@@ -32,6 +34,7 @@ from tavkit.protocol.messages import (
     Leave,
     LeaveReason,
     Member,
+    MemberConnection,
     MemberJoined,
     MemberLeft,
     MemberState,
@@ -56,6 +59,7 @@ from tavkit.protocol.messages import (
     Welcome,
     data_size,
     encode,
+    silence_after,
 )
 from tavkit.protocol.parsing import (
     parse_chat_message,
@@ -68,6 +72,7 @@ from tavkit.protocol.ratelimit import TokenBucket
 
 __all__ = [
     "CLIENT_MSG_ID_RE",
+    "CONNECTION_STATUSES",
     "LEAVE_REASONS",
     "MAX_CANDIDATE_BYTES",
     "MAX_DATA_BYTES",
@@ -85,6 +90,7 @@ __all__ = [
     "ChatMessage",
     "ClientMessage",
     "CloseCode",
+    "ConnectionStatus",
     "DescriptionData",
     "ErrorFrame",
     "Expiring",
@@ -93,6 +99,7 @@ __all__ = [
     "Leave",
     "LeaveReason",
     "Member",
+    "MemberConnection",
     "MemberJoined",
     "MemberLeft",
     "MemberState",
@@ -125,4 +132,5 @@ __all__ = [
     "parse_member",
     "parse_server_frame",
     "parse_signal_data",
+    "silence_after",
 ]

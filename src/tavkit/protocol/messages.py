@@ -11,8 +11,8 @@ Two families::
     ClientMessage   SignalTo · State · Ping · Leave · SendMessage · Sync ·
                     Renew                                               client -> server
     ServerMessage   Welcome · MemberJoined · MemberLeft · MemberState ·
-                    SignalFrom · Pong · ErrorFrame · Replaced · Removed · RoomClosed ·
-                    MessageFrom · Synced · Expiring · Renewed
+                    MemberConnection · SignalFrom · Pong · ErrorFrame · Replaced ·
+                    Removed · RoomClosed · MessageFrom · Synced · Expiring · Renewed
 
 ``signal`` frames carry :data:`SignalData`: a session description or an ICE candidate
 (``None`` = end of candidates), with the browser's JSON field names on the wire.
@@ -35,6 +35,7 @@ from tavkit.errors import ServerCode, ServerError, TAvKitError
 
 __all__ = [
     "CLIENT_MSG_ID_RE",
+    "CONNECTION_STATUSES",
     "LEAVE_REASONS",
     "MAX_CANDIDATE_BYTES",
     "MAX_DATA_BYTES",
@@ -49,6 +50,7 @@ __all__ = [
     "ChatMessage",
     "ClientMessage",
     "CloseCode",
+    "ConnectionStatus",
     "DescriptionData",
     "ErrorFrame",
     "Expiring",
@@ -57,6 +59,7 @@ __all__ = [
     "Leave",
     "LeaveReason",
     "Member",
+    "MemberConnection",
     "MemberJoined",
     "MemberLeft",
     "MemberState",
@@ -81,6 +84,7 @@ __all__ = [
     "Welcome",
     "data_size",
     "encode",
+    "silence_after",
 ]
 
 PROTOCOL_VERSION: Final = 1
@@ -441,6 +445,41 @@ class MemberState:
         }
 
 
+ConnectionStatus = Literal["reconnecting", "connected"]
+CONNECTION_STATUSES: Final = frozenset({"reconnecting", "connected"})
+"""A member's link to the server as the others see it (``member-connection``)."""
+
+
+def silence_after(heartbeat_interval: float, heartbeat_timeout: float) -> float:
+    """Seconds without a frame after which the server shows a member as reconnecting.
+
+    Two missed pings plus a second of slack, but at most half the heartbeat timeout, so
+    the others learn of a drop long before the member would time out. Part of the
+    contract: a client waits longer than this before it decides a silent peer's media
+    path is dead, so that an outage on the peer's side reaches it first.
+    """
+    return min(2 * heartbeat_interval + 1.0, heartbeat_timeout / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberConnection:
+    """Another member's socket dropped without leaving (``reconnecting``), or came back.
+
+    The server sends ``reconnecting`` when a member's socket ends without ``leave`` while
+    it is still a member, and ``connected`` when that member's socket resumes. A member
+    that never comes back leaves with reason ``timeout`` after its heartbeat timeout, so
+    clients keep its tile (on hold, marked) instead of removing it.
+    """
+
+    type: ClassVar[str] = "member-connection"
+    user_id: str
+    status: ConnectionStatus
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``member-connection`` frame."""
+        return {"type": self.type, "userId": self.user_id, "status": self.status}
+
+
 @dataclass(frozen=True, slots=True)
 class SignalFrom:
     """``data`` relayed from the member ``sender`` (``from`` on the wire)."""
@@ -640,6 +679,7 @@ ServerMessage = (
     | MemberJoined
     | MemberLeft
     | MemberState
+    | MemberConnection
     | SignalFrom
     | Pong
     | ErrorFrame

@@ -23,6 +23,7 @@ from tavkit.protocol._fields import Fields
 from tavkit.protocol._jsonlimits import decode_json, json_problem
 from tavkit.protocol.messages import (
     CLIENT_MSG_ID_RE,
+    CONNECTION_STATUSES,
     LEAVE_REASONS,
     MAX_CANDIDATE_BYTES,
     MAX_DATA_BYTES,
@@ -36,6 +37,7 @@ from tavkit.protocol.messages import (
     CandidateData,
     ChatMessage,
     ClientMessage,
+    ConnectionStatus,
     DescriptionData,
     ErrorFrame,
     Expiring,
@@ -44,6 +46,7 @@ from tavkit.protocol.messages import (
     Leave,
     LeaveReason,
     Member,
+    MemberConnection,
     MemberJoined,
     MemberLeft,
     MemberState,
@@ -365,6 +368,11 @@ def _member_state(f: Fields) -> MemberState:
     )
 
 
+def _member_connection(f: Fields) -> MemberConnection:
+    status = cast(ConnectionStatus, f.choice("status", CONNECTION_STATUSES))
+    return MemberConnection(user_id=f.user_id("userId"), status=status)
+
+
 def parse_member(obj: object, path: str = "member") -> Member:
     """Check one member object (a bus event's, a REST roster's) and return it typed."""
     return _member(Fields(obj, path))
@@ -436,6 +444,7 @@ _SERVER_PARSERS: Final[dict[str, Callable[[Fields], ServerMessage]]] = {
     "member-joined": lambda f: MemberJoined(_member(f.sub("member"))),
     "member-left": _member_left,
     "member-state": _member_state,
+    "member-connection": _member_connection,
     "signal": lambda f: SignalFrom(f.user_id("from"), _signal_data(f.sub("data"))),
     "pong": lambda f: Pong(f.number("t")),
     "error": _error,

@@ -21,14 +21,25 @@ the wire shape below is a contract between replicas: the keys must not change.
                    ``seq`` order per process (:class:`MessageEvent`)
 ``socket-open``    ``userId``, ``connectionId``: a member's socket is subscribed (the
                    recorder offers then) (:class:`SocketOpenEvent`)
+``member-link``    ``userId``, ``connectionId``, ``up``: a member still in the session
+                   went silent or lost its socket without ``leave`` (``up: false``), or
+                   was heard again (``up: true``) (:class:`MemberLinkEvent`)
 =================  =====================================================================
 
-Every event also has ``kind``. :func:`parse` is strict: an unknown ``kind``, a missing
-field or one of the wrong type raises ``ValueError`` naming the field. A bad event is
-the server's own mistake (or a replica speaking another version), never a client's, so
-it is a builtin error rather than a seed code; the bus turns it into server 10000 for
-its subscriber. Keys the parser does not know are ignored, as in the protocol, so a
-newer replica can add an optional field without cutting off the older ones.
+Every event also has ``kind``, and every event on the wire has ``v``, the version of
+this table (:data:`WIRE_VERSION`; :func:`encode` adds it beside ``kind``, ``to_wire``
+leaves it out). :func:`parse` is strict: another version (or none), an unknown ``kind``,
+a missing field or one of the wrong type raises ``ValueError`` naming what is wrong; a
+refused version names both. During a rolling upgrade, replicas of different versions on
+one bus thus refuse each other's events loudly (their subscribers are cut off and their
+clients resume) instead of misreading them. Bump the version when a change would make
+an older replica misread an event: a key renamed or removed, a meaning changed.
+
+A bad event is the server's own mistake (or a replica speaking another version), never
+a client's, so it is a builtin error rather than a seed code; the bus turns it into
+server 10000 for its subscriber. Keys the parser does not know are ignored, as in the
+protocol, so a newer replica can add an optional field without a new version and
+without cutting off the older ones.
 """
 
 from __future__ import annotations
@@ -51,9 +62,11 @@ from tavkit.protocol import (
 )
 
 __all__ = [
+    "WIRE_VERSION",
     "Event",
     "MemberJoinedEvent",
     "MemberLeftEvent",
+    "MemberLinkEvent",
     "MemberStateEvent",
     "MessageEvent",
     "RoomClosedEvent",
@@ -65,6 +78,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+WIRE_VERSION: Final = 1
+"""The version of the events' wire shape, ``v`` in every encoded event (see above)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +189,32 @@ class SocketOpenEvent:
         return {"kind": self.kind, "userId": self.user_id, "connectionId": self.connection_id}
 
 
+@dataclass(frozen=True, slots=True)
+class MemberLinkEvent:
+    """``user_id``'s connection ``connection_id`` lost its link (``up`` false) or got it back.
+
+    Down: its socket went silent past the server's silence threshold or dropped without
+    ``leave`` (not replaced by a newer socket, not closed by the server for good). Up:
+    a frame arrived again, or a socket of that connection resumed. The member stays in
+    the session either way (until its heartbeat timeout), so the others mark it as
+    reconnecting instead of waiting out the timeout in silence.
+    """
+
+    kind: ClassVar[str] = "member-link"
+    user_id: str
+    connection_id: str
+    up: bool
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{"kind", "userId", "connectionId", "up"}``."""
+        return {
+            "kind": self.kind,
+            "userId": self.user_id,
+            "connectionId": self.connection_id,
+            "up": self.up,
+        }
+
+
 Event: TypeAlias = (
     MemberJoinedEvent
     | MemberLeftEvent
@@ -181,17 +223,19 @@ Event: TypeAlias = (
     | SignalEvent
     | MessageEvent
     | SocketOpenEvent
+    | MemberLinkEvent
 )
 """Any event on the bus."""
 
 
 def encode(event: Event) -> str:
-    """The event as compact JSON text, the form a message broker carries.
+    """The event as compact JSON text with its version, the form a message broker carries.
 
     Raises ``TypeError`` or ``ValueError`` for what JSON cannot carry (NaN, a message
     ``data`` that is not JSON), so such an event fails at publish.
     """
-    return json.dumps(event.to_wire(), separators=(",", ":"), allow_nan=False)
+    wire = {"v": WIRE_VERSION, **event.to_wire()}
+    return json.dumps(wire, separators=(",", ":"), allow_nan=False)
 
 
 def decode(text: str | bytes) -> Event:
@@ -204,9 +248,21 @@ def decode(text: str | bytes) -> Event:
 
 
 def parse(wire: object) -> Event:
-    """Check one decoded event object and return it typed; ``ValueError`` if refused."""
+    """Check one decoded event object (``v`` included) and return it typed.
+
+    Raises ``ValueError`` if refused. The version is checked before anything else: an
+    event of another version may not be understood at all, and saying so is clearer
+    than naming the first field that does not fit.
+    """
     if not isinstance(wire, dict):
         raise ValueError(f"bus event: expected an object, got {type(wire).__name__}")
+    version = wire.get("v")
+    if type(version) is not int or version != WIRE_VERSION:
+        got = f"version {version!r}" if "v" in wire else "no version"
+        raise ValueError(
+            f"bus event: {got}, but this replica reads version {WIRE_VERSION}"
+            " (replicas of different versions cannot share a bus)"
+        )
     kind = wire.get("kind")
     if not isinstance(kind, str) or kind not in _PARSERS:
         raise ValueError(f"bus event: unknown kind {kind!r} (one of {', '.join(_PARSERS)})")
@@ -275,6 +331,9 @@ _PARSERS: Final[dict[str, Callable[[_Fields], Event]]] = {
     ),
     "message": lambda f: MessageEvent(f.protocol("message", parse_chat_message)),
     "socket-open": lambda f: SocketOpenEvent(f.text("userId"), f.text("connectionId")),
+    "member-link": lambda f: MemberLinkEvent(
+        f.text("userId"), f.text("connectionId"), f.boolean("up")
+    ),
 }
 
 

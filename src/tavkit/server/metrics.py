@@ -48,6 +48,7 @@ from tavkit.server.events import (
     Event,
     MemberJoinedEvent,
     MemberLeftEvent,
+    MemberLinkEvent,
     MemberStateEvent,
     RoomClosedEvent,
     SignalEvent,
@@ -237,7 +238,7 @@ def _log_event(channel: str, event: Event) -> None:
     user: str | None = None
     if isinstance(event, MemberJoinedEvent):
         user = event.member.user_id
-    elif isinstance(event, MemberLeftEvent | MemberStateEvent | SocketOpenEvent):
+    elif isinstance(event, MemberLeftEvent | MemberStateEvent | SocketOpenEvent | MemberLinkEvent):
         user = event.user_id
     reason = event.reason if isinstance(event, MemberLeftEvent | RoomClosedEvent) else None
     kind = event.kind

@@ -35,6 +35,17 @@
 // reporter, socket resumes and new peer connections. Unrenewed, the server removes us
 // ("expired") and the call ends like any removal.
 //
+// Riding out a network outage (decided here; the seed is silent). A dropped socket
+// resumes by itself (signaling.js) and the mesh restarts ICE (mesh.js); the state is
+// "reconnecting" meanwhile. When the server has let our place go (the socket cannot
+// resume, the heartbeat hears 14004, or we were removed for a timeout), the call
+// enters the room again by itself, keeping the camera, the screen and the timer,
+// with backoff for up to a minute (rejoinPatienceMs). Only when that fails does it
+// end, with a translated reason (`endReason`, an i18n key) and a Rejoin button (the
+// view's). Another member whose link dropped is marked reconnecting on its tile
+// (member-connection frames) and reported through onUserConnectionListener(userId,
+// status).
+//
 // In-call messages (protocol.md section 5) go through a Chat (chat.js), which
 // delivers them exactly once and in order; each reaches onMessageListener and the
 // `tavkit:message` event, own ones included. The chat panel's state (open, unread
@@ -57,9 +68,20 @@ import { Signaling } from "./signaling.js";
 const ACTIVE = new Set(["entering", "connecting", "waiting", "in-call", "reconnecting"]);
 // Socket closes by which the server ended our place in the room.
 const ENDED = new Set([CLOSE.REPLACED, CLOSE.REMOVED, CLOSE.ROOM_CLOSED]);
+const REJOIN_DELAYS_MS = [0, 1000, 2000, 4000, 8000]; // then the last one, until patience ends
+
+/** Whether a failed enter is worth trying again: the network or the server, not a refusal. */
+function transient(err) {
+  if (!(err instanceof CallError)) return true;
+  if (err.module === "http") return true; // network or server error (http 10000)
+  return err.module === "server" && (err.errorCode === 10000 || err.retryAfter > 0);
+}
 
 /** State and logic of one <tavkit-call>; an EventTarget for its view. */
 export class CallController extends EventTarget {
+  /** How long (ms) a call tries to enter again after losing its place; tests shorten it. */
+  static rejoinPatienceMs = 60000;
+
   /** `emit(name, detail)` dispatches the element's DOM event; `server` is the default origin. */
   constructor({ emit, server, lang = "en", log = () => {} } = {}) {
     super();
@@ -92,13 +114,18 @@ export class CallController extends EventTarget {
     this.pending = null;
     this.heartbeat = new Heartbeat({
       beat: () => this.api.heartbeat(this.options.roomId),
-      onGone: (err) => this.#end(err),
+      // 14004: our place is gone (timed out while away), so enter again; else the room is.
+      onGone: (err) =>
+        err.errorCode === 14004 ? this.#rejoin(err) : this.#end(err, "endedClosed"),
       log: (...args) => this.log(...args),
     });
     this.chat = null;
     this.chatOpen = false;
     this.unread = 0;
     this.renewal = null;
+    this.rejoining = false;
+    // Why the last call ended, as an i18n key the view shows ("" after a hang-up).
+    this.endReason = "";
   }
 
   /** Whether a call is being set up or is up. */
@@ -141,6 +168,8 @@ export class CallController extends EventTarget {
       return false;
     }
     this.options = options;
+    this.endReason = "";
+    this.rejoining = false;
     this.roster.reset();
     this.self = { ...this.self, userId: options.userId, userName: "", avatarUrl: "", front: true };
     this.#setState("entering");
@@ -163,11 +192,13 @@ export class CallController extends EventTarget {
     return this.#connect(gen);
   }
 
-  async #connect(gen) {
+  async #connect(gen, rejoin = false) {
     const room = this.room;
-    this.#setState("connecting");
+    if (!rejoin) {
+      this.#setState("connecting");
+      this.#startChat();
+    }
     this.pending = [];
-    this.#startChat();
     this.#startRenewal();
     this.signaling = new Signaling({
       url: room.socketUrl,
@@ -180,6 +211,7 @@ export class CallController extends EventTarget {
     });
     const welcomed = this.signaling.open();
     welcomed.catch(() => {}); // awaited below, after the devices
+    if (rejoin) return this.#relink(gen, welcomed);
     const kinds = { audio: this.maySend("audio"), video: this.maySend("video") };
     const media = await openLocalMedia(this.lang, true, kinds);
     if (gen !== this.generation) {
@@ -206,6 +238,12 @@ export class CallController extends EventTarget {
       this.forcedOff.muted = true;
     }
     this.#applyTrackState();
+    return this.#relink(gen, welcomed, true);
+  }
+
+  /** The mesh, the queued frames and the heartbeat of one membership (the devices are open). */
+  async #relink(gen, welcomed, first = false) {
+    const room = this.room;
     this.mesh = new Mesh({
       selfId: this.self.userId,
       privileges: this.privileges,
@@ -216,7 +254,7 @@ export class CallController extends EventTarget {
       onLost: (userId) => this.#report(callError("trtc", -1307, this.lang, `media to ${userId}`)),
       log: this.log,
     });
-    this.mesh.localStream = media.stream;
+    this.mesh.localStream = this.localStream;
     this.#changed();
     const queued = this.pending;
     this.pending = null;
@@ -225,6 +263,7 @@ export class CallController extends EventTarget {
       await welcomed;
     } catch (err) {
       if (gen !== this.generation) return false;
+      if (!first) throw err; // a rejoin: its loop decides
       await this.#leave();
       this.#teardown("ended");
       this.#report(asCallError(err, callError("trtc", -1307, this.lang)));
@@ -369,6 +408,8 @@ export class CallController extends EventTarget {
         return this.#removePeer(frame.userId, frame.reason);
       case "member-state":
         return this.#memberState(frame);
+      case "member-connection":
+        return this.#memberConnection(frame);
       case "signal":
         if (!this.peers.has(frame.from) && !isHidden(frame.from)) {
           // An offer can outrun its sender's member-joined; anything else from an
@@ -381,11 +422,20 @@ export class CallController extends EventTarget {
         this.mesh?.handleSignal(frame.from, frame.data);
         return undefined;
       case "replaced":
-        return this.#end(callError("trtc", -1019, this.lang, "entered the room elsewhere"));
+        return this.#end(
+          callError("trtc", -1019, this.lang, "entered the room elsewhere"),
+          "endedReplaced",
+        );
       case "removed":
-        return this.#end(callError("trtc", -1019, this.lang, `removed (${frame.reason})`));
+        if (frame.reason === "timeout") {
+          return this.#rejoin(callError("trtc", -1307, this.lang, "timed out while away"));
+        }
+        return this.#end(
+          callError("trtc", -1019, this.lang, `removed (${frame.reason})`),
+          frame.reason === "expired" ? "endedExpired" : "endedRemoved",
+        );
       case "room-closed":
-        return this.#end(callError("server", 14003, this.lang, frame.reason || ""));
+        return this.#end(callError("server", 14003, this.lang, frame.reason || ""), "endedClosed");
       case "message":
         return this.chat?.receive(frame);
       case "synced":
@@ -405,6 +455,11 @@ export class CallController extends EventTarget {
 
   #welcome(frame) {
     const members = Array.isArray(frame.members) ? frame.members : [];
+    if (frame.roomUuid && this.room.roomUuid && frame.roomUuid !== this.room.roomUuid) {
+      // Entered again into a fresh session: its messages are numbered afresh.
+      this.room.roomUuid = frame.roomUuid;
+      this.#startChat();
+    }
     if (!this.joinedAt) {
       this.joinedAt = Date.now();
       this.room.roomUuid = frame.roomUuid || this.room.roomUuid;
@@ -460,6 +515,15 @@ export class CallController extends EventTarget {
     if (this.roster.setState(frame)) this.#changed();
   }
 
+  #memberConnection({ userId, status }) {
+    if (status !== "reconnecting" && status !== "connected") return;
+    if (!this.roster.setAway(userId, status === "reconnecting")) return;
+    this.reporter?.log("info", "user-connection", { peer: userId, status });
+    this.#call("onUserConnectionListener", userId, status);
+    this.emit("tavkit:user-connection", { userId, status });
+    this.#changed();
+  }
+
   #peerChanged(userId) {
     if (this.roster.setConnection(userId, this.mesh?.get(userId))) this.#changed();
   }
@@ -471,7 +535,7 @@ export class CallController extends EventTarget {
       this.reporter?.log("warn", "signaling-reconnecting");
       this.#setState("reconnecting");
     }
-    else if (status === "lost") this.#end(info.error);
+    else if (status === "lost") this.#rejoin(info.error);
     else if (status === "closed" && ENDED.has(info.code)) {
       this.#end(callError("trtc", -1019, this.lang, `closed by the server (${info.code})`));
     }
@@ -553,9 +617,69 @@ export class CallController extends EventTarget {
     this.#changed();
   }
 
-  #end(err) {
+  /**
+   * Our place in the room is gone but the call is not: enter again, keeping the
+   * devices and the screen; end the call (with `err`'s reason) only if that fails.
+   */
+  async #rejoin(err) {
+    if (!this.active || this.rejoining || !this.localStream) return this.#end(err, "endedLost");
+    const gen = ++this.generation; // the old socket's, mesh's and heartbeat's news is stale
+    this.rejoining = true;
+    this.reporter?.log("warn", "rejoining", { error: err?.toJSON?.() || err });
+    this.#stopReporter();
+    this.heartbeat.stop();
+    this.signaling?.close();
+    this.signaling = null;
+    this.mesh?.close();
+    this.mesh = null;
+    this.chat?.disconnected();
+    for (const peer of this.peers.values()) peer.status = "reconnecting";
+    this.#setState("reconnecting");
+    this.emit("tavkit:rejoining", {});
+    const deadline = Date.now() + CallController.rejoinPatienceMs;
+    let last = err;
+    for (let attempt = 0; ; attempt += 1) {
+      const delay = REJOIN_DELAYS_MS[Math.min(attempt, REJOIN_DELAYS_MS.length - 1)];
+      if (Date.now() + delay >= deadline) break;
+      if (delay) await new Promise((resolve) => setTimeout(resolve, delay));
+      if (gen !== this.generation) return undefined; // hung up meanwhile
+      try {
+        const room = await this.api.enter(this.options.roomId);
+        if (gen !== this.generation) {
+          this.api.exit(this.options.roomId).catch(() => {});
+          return undefined;
+        }
+        this.room = { ...room, roomUuid: this.room?.roomUuid || room.roomUuid };
+        this.privileges = privilegesOf(room);
+        if (await this.#connect(gen, true)) {
+          this.rejoining = false;
+          this.reporter?.log("info", "rejoined", { attempt });
+          this.emit("tavkit:rejoined", { roomUuid: this.room.roomUuid });
+          this.#settle();
+          return undefined;
+        }
+      } catch (failure) {
+        if (gen !== this.generation) return undefined;
+        last = asCallError(failure, last);
+        this.log("entering again failed", failure);
+        this.signaling?.close();
+        this.signaling = null;
+        this.mesh?.close();
+        this.mesh = null;
+        if (!transient(failure)) break;
+      }
+    }
+    this.rejoining = false;
+    const lost = callError("trtc", -1307, this.lang, last?.errorMsg || "could not enter again");
+    return this.#end(lost, "endedLost");
+  }
+
+  /** The call ended without the user hanging up; `reason` is the i18n key the view shows. */
+  #end(err, reason = "ended") {
     if (!this.active) return;
     this.generation += 1;
+    this.rejoining = false;
+    this.endReason = reason;
     if (err) this.reporter?.log("error", "call-ended", { error: err.toJSON?.() || err });
     this.#stopReporter();
     this.#stopMedia();

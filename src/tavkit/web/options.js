@@ -17,6 +17,7 @@ const LISTENERS = [
   "onErrorListener",
   "onMessageListener",
   "onUserSigExpiredListener",
+  "onUserConnectionListener",
 ];
 
 function positiveInteger(value, max) {

@@ -1,7 +1,9 @@
 // Who else is in the call, with no DOM: the remote participants the tiles show.
 //
 // Members come from the socket (welcome, member-joined, member-left, member-state);
-// each one's connection status and stream come from the mesh. Names and avatars come
+// each one's connection status and stream come from the mesh, except that a member
+// the server says lost its own link (member-connection "reconnecting") shows as
+// reconnecting whatever the mesh says, until the server says it is back. Names and avatars come
 // from the page through the seed's onUserInfoListener: the roster asks for the
 // members that arrived within USER_INFO_BATCH_MS of each other in one call, and only
 // for those still present when it asks. A name is kept after its member leaves, so
@@ -66,6 +68,7 @@ export class Roster {
       camera: member.camera !== false,
       publish: member.publish === null ? null : publishOf(member),
       status: "connecting",
+      away: false, // the server's word: its link dropped, it may resume
       stream: null,
     });
     this.#queueInfo(member.userId);
@@ -109,6 +112,21 @@ export class Roster {
     peer.status = remote.status;
     peer.stream = remote.stream;
     return true;
+  }
+
+  /** The server's member-connection: whether `userId` is away; whether that changed. */
+  setAway(userId, away) {
+    const peer = this.peers.get(userId);
+    if (!peer || peer.away === Boolean(away)) return false;
+    peer.away = Boolean(away);
+    return true;
+  }
+
+  /** What a member's tile shows: reconnecting while the server says it is away. */
+  status(userId) {
+    const peer = this.peers.get(userId);
+    if (!peer) return "connecting";
+    return peer.away ? "reconnecting" : peer.status;
   }
 
   /** The name to show for `userId`: from onUserInfoListener, else the userId. */

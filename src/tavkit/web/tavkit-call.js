@@ -42,6 +42,7 @@ const TEMPLATE = `
   <div class="tv-status" part="status" role="status" aria-live="polite">
     <span class="tv-status-icon"></span><span class="tv-spinner"></span>
     <span class="tv-status-text"></span>
+    <button class="tv-rejoin" type="button" hidden></button>
   </div>
   <button class="tv-sound" type="button" hidden></button>
   <div class="tv-controls" part="controls" role="toolbar">
@@ -105,6 +106,9 @@ export class TavkitCall extends HTMLElement {
         if (button) this.#action(button.dataset.action);
       });
       this.shadowRoot.querySelector(".tv-sound").addEventListener("click", () => this.#unmuteAll());
+      this.shadowRoot.querySelector(".tv-rejoin").addEventListener("click", () => {
+        if (this.#lastOptions && !this.#controller.active) this.start(this.#lastOptions);
+      });
       this.#messages = new MessageList(this.shadowRoot.querySelector(".tv-chat-list"));
       this.#wireChat(this.shadowRoot);
       this.#resize = new ResizeObserver(() => this.#fitGrid());
@@ -283,7 +287,13 @@ export class TavkitCall extends HTMLElement {
     root.querySelector(".tv-room").textContent = c.options ? t("room", { room: c.options.roomId }) : "";
     root.querySelector(".tv-count").textContent = count > 1 ? t("participants", { n: count }) : "";
     const statusKey = c.state === "in-call" ? "" : STATUS_TEXT[c.state];
-    root.querySelector(".tv-status-text").textContent = statusKey ? t(statusKey) : "";
+    // An ended call says why in a person's words (never a close code) and, when the
+    // network was to blame, offers to rejoin with the same options.
+    const reason = c.state === "ended" && c.endReason ? c.endReason : statusKey;
+    root.querySelector(".tv-status-text").textContent = reason ? t(reason) : "";
+    const rejoin = root.querySelector(".tv-rejoin");
+    rejoin.hidden = !(c.state === "ended" && c.endReason === "endedLost" && this.#lastOptions);
+    rejoin.textContent = t("rejoin");
     root.querySelector(".tv-status-icon").innerHTML = c.state === "waiting" ? icons.users : "";
     root.querySelector(".tv-controls").setAttribute("aria-label", t("controls"));
     const sound = root.querySelector(".tv-sound");
@@ -409,7 +419,8 @@ export class TavkitCall extends HTMLElement {
     if (c.active) {
       for (const peer of c.peers.values()) {
         if (!c.roster.visible(peer.userId)) continue; // an audience member: no empty tile
-        wanted.set(peer.userId, { ...peer, local: false, name: peer.userName || peer.userId, mirror: false });
+        const status = c.roster.status(peer.userId);
+        wanted.set(peer.userId, { ...peer, status, local: false, name: peer.userName || peer.userId, mirror: false });
       }
     }
     for (const tile of [...stage.children]) {

@@ -64,6 +64,7 @@ from tavkit.protocol import (
     Welcome,
     encode,
     parse_client_frame,
+    silence_after,
 )
 from tavkit.protocol.sdp import refusal
 from tavkit.server.bus import session_channel
@@ -72,6 +73,7 @@ from tavkit.server.events import (
     Event,
     MemberJoinedEvent,
     MemberLeftEvent,
+    MemberLinkEvent,
     MemberStateEvent,
     MessageEvent,
     RoomClosedEvent,
@@ -85,6 +87,7 @@ from tavkit.server.metrics import Metrics
 from tavkit.server.rooms.service import recorder_id
 from tavkit.server.signaling.coalesce import Coalescer
 from tavkit.server.signaling.inbound import InboundScreen, Verdict
+from tavkit.server.signaling.presence import OthersLinks, OwnLink
 from tavkit.server.signaling.registry import SocketRegistry
 from tavkit.server.signaling.renewal import ExpiryWatch, renew
 from tavkit.server.signaling.tokens import SocketClaims
@@ -113,6 +116,16 @@ SYNC_PAGE: Final = 100
 SYNC_HEADROOM: Final = 64
 """A ``sync`` reply goes out a page at a time, each once the queue has room for it and
 this many live frames besides, so a long history cannot overflow the send queue."""
+_ENDED_FOR_GOOD: Final = frozenset(
+    {
+        CloseCode.NORMAL,
+        CloseCode.REPLACED,
+        CloseCode.REMOVED,
+        CloseCode.ROOM_CLOSED,
+        CloseCode.UNAUTHORISED,
+    }
+)
+"""Close codes after which the member will not resume this socket: no ``member-link``."""
 HELD_MAX: Final = 4 * SEND_QUEUE
 """Live messages held back while a ``sync`` reply is being sent; past this, resync (1011)."""
 
@@ -160,7 +173,13 @@ class SignalingConnection:
         self._touch_every = min(TOUCH_EVERY, self._settings.heartbeat_timeout / 4)
         self._last_touch = -math.inf
         self._others: dict[str, float] = {}  # the other members: userId -> joinedAt
+        self._links = OthersLinks()  # which of them our client was told are reconnecting
+        self._own_link = OwnLink(
+            silence_after(self._settings.heartbeat_interval, self._settings.heartbeat_timeout),
+            clock,
+        )
         self._room_closing = False
+        self._closed_by_server = False
         self._leaving: asyncio.Task[None] | None = None  # a `leave` being carried out
         self._im = ctx.messages
         # Live messages versus sync replies (held during a reply, not sent twice after).
@@ -208,6 +227,8 @@ class SignalingConnection:
                 # The recorder offers to a member once its socket can hear the offer.
                 opened = SocketOpenEvent(self.user_id, self.connection_id)
                 await self._ctx.bus.publish(self._channel, opened)
+                if resumed:  # the others may have been told we were reconnecting
+                    await self._publish_link(up=True)
                 await self._serve(events)
         finally:
             if self._leaving is not None:
@@ -216,7 +237,8 @@ class SignalingConnection:
                         await asyncio.shield(self._leaving)
             else:
                 await self._last_state()
-            self._registry.detach(self)
+            if self._registry.detach(self) and self._dropped():
+                await self._publish_link(up=False)
             self._log(logging.INFO, "closed (%d)", self._close_code)
 
     async def _serve(self, events: AsyncIterable[Event]) -> None:
@@ -249,6 +271,7 @@ class SignalingConnection:
             return
         self._closing.set()
         self._close_code = code
+        self._closed_by_server = True
         try:
             if frame is not None:
                 count_out(self._metrics, frame)
@@ -294,18 +317,26 @@ class SignalingConnection:
     async def _read(self) -> None:
         # The idle timeout is a safety net: the sweeper normally ends a silent member
         # first and the pump closes the socket when it hears of it.
+        # Waking early for a held state or the link's silence threshold does not restart
+        # the idle wait: the membership is checked once the whole of it has passed.
         idle = self._settings.heartbeat_timeout
+        link = self._own_link
         while not self._closing.is_set():
             await self._write_state(self._states.due())
-            wait = self._states.due_in()  # wake up for a held state, if there is one
+            idle_in = max(0.0, link.heard_at + idle - self._clock())
+            held = self._states.due_in()  # wake up for a held state, if there is one
+            wait = min(idle_in, link.due_in(), math.inf if held is None else held)
             try:
-                async with asyncio.timeout(idle if wait is None else min(wait, idle)):
+                async with asyncio.timeout(wait):
                     message = await self._ws.receive()
             except TimeoutError:
-                if self._states.holding:
-                    continue
-                if not await self._still_member():
-                    await self._membership_lost()
+                if link.check():
+                    self._log(logging.INFO, "silent: the others see it reconnecting")
+                    await self._publish_link(up=False)
+                if self._clock() - link.heard_at >= idle:
+                    link.heard_at = self._clock()  # the next check one idle period on
+                    if not await self._still_member():
+                        await self._membership_lost()
                 continue
             if message["type"] == "websocket.disconnect":
                 self._close_code = int(message.get("code") or 1006)
@@ -313,6 +344,9 @@ class SignalingConnection:
                 if self._writer is not None:
                     self._writer.cancel()
                 return
+            if link.heard():
+                self._log(logging.INFO, "heard again after a silence")
+                await self._publish_link(up=True)
             await self._on_frame(message.get("text"), message.get("bytes"))
 
     async def _pump(self, events: AsyncIterable[Event]) -> None:
@@ -573,16 +607,23 @@ class SignalingConnection:
             if user_id == self.user_id or self._others.get(user_id) == joined_at:
                 return  # ourselves, or already in the welcome's snapshot
             self._others[user_id] = joined_at
+            self._links.forget(user_id)
             self.send(MemberJoined(event.member))
         elif isinstance(event, MemberLeftEvent):
             if event.connection_id == self.connection_id:
                 self._own_leave(event.reason)
             elif event.user_id != self.user_id:
                 self._others.pop(event.user_id, None)
+                self._links.forget(event.user_id)
                 self.send(MemberLeft(event.user_id, event.reason))
         elif isinstance(event, MemberStateEvent):
             if event.user_id != self.user_id:
                 self.send(MemberState(event.user_id, event.muted, event.camera))
+        elif isinstance(event, MemberLinkEvent):
+            if event.user_id != self.user_id:
+                frame = self._links.on_link(event, known=event.user_id in self._others)
+                if frame is not None:
+                    self.send(frame)
         elif isinstance(event, MessageEvent):
             self._live_message(event.message)
         elif isinstance(event, RoomClosedEvent):
@@ -602,6 +643,23 @@ class SignalingConnection:
             self.close(CloseCode.NORMAL, "left")
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _dropped(self) -> bool:
+        """Whether the socket ended as a drop: the member is still in and may resume.
+
+        A client's own close code says nothing (a library closes with 1000 when its
+        program ends); only ``leave`` or the server's final close ends the membership.
+        """
+        if self._leaving is not None or self._room_closing:
+            return False
+        return not (self._closed_by_server and self._close_code in _ENDED_FOR_GOOD)
+
+    async def _publish_link(self, *, up: bool) -> None:
+        """Tell the session our member's link is down or up (never fails the socket)."""
+        event = MemberLinkEvent(self.user_id, self.connection_id, up)
+        with suppress(TimeoutError, TAvKitError):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self._ctx.bus.publish(self._channel, event)
 
     def _count_in(self, kind: str) -> None:
         if self._metrics is not None:

@@ -65,12 +65,17 @@ class SocketRegistry(Generic[S]):
         self._live[socket.connection_id] = socket
         return resumed, previous
 
-    def detach(self, socket: S) -> None:
-        """Forget ``socket`` as live, remembering that its connection had one."""
-        if self._live.get(socket.connection_id) is socket:
+    def detach(self, socket: S) -> bool:
+        """Forget ``socket`` as live, remembering that its connection had one.
+
+        True if it was its connection's live socket; False if a newer one had taken over.
+        """
+        live = self._live.get(socket.connection_id) is socket
+        if live:
             del self._live[socket.connection_id]
         self._ended.pop(socket.connection_id, None)  # re-insert: keep the dict in time order
         self._ended[socket.connection_id] = self._clock()
+        return live
 
     def _forget_old(self) -> None:
         cutoff = self._clock() - self._remember_for
