@@ -37,6 +37,7 @@ import pytest
 
 from tavkit.auth import gen_user_sig
 
+from .browser import LabBrowsers
 from .lab import LAB_NETWORK, PUBLIC_IP, LabError, NatLab
 
 HERE = Path(__file__).parent
@@ -280,3 +281,17 @@ def _first_line(process: subprocess.Popen[str], log: Path) -> Report:
         raise AssertionError(f"the client reported nothing:\n{log.read_text(errors='replace')}")
     report: Report = json.loads(line)
     return report
+
+
+@pytest.fixture(scope="module")
+def lab_browsers(
+    nat_lab: NatLab, tavkit_servers: dict[str, LabServer], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], Any]]:
+    """Headless Chromium in a site's host namespace: ``lab_browsers("sym1")`` (see browser.py).
+
+    One per site for the whole module, started on first use, closed at its end. The
+    lab servers' origins count as secure, so their pages may open the fake camera.
+    """
+    origins = [server.url for server in tavkit_servers.values()]
+    with LabBrowsers(nat_lab, tmp_path_factory.mktemp("chromium"), origins) as browsers:
+        yield browsers

@@ -1,0 +1,155 @@
+"""Chromium across the lab's two symmetric NATs, with a Python client and with another Chromium.
+
+Each browser runs in a site's host namespace (see :mod:`browser`), ``sym1`` or
+``sym2``: both behind symmetric NATs, where no direct pair can work (see
+:mod:`test_nat`), so the call depends on the ``relay`` server's TURN credentials
+and coturn. The page is the server's embed page, started with a userSig the test
+signs; the Python side is ``_client.py``, as in :mod:`test_nat`.
+
+Each test asserts what the users would see, the other party's video frames rendered
+and its audio samples arriving (and the Python client's frames decoded), and that
+each side's pair in use, from ``getStats()`` in the browser, has a relay candidate at
+one end. Times to the first decoded frame are printed, for information only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser.pages import CallPage
+from playwright.sync_api import Browser
+
+from .browser import open_tab, selected_pair, wait_decoding
+from .conftest import APP_ID, HERE, REPORT_MARGIN, LabServer, Report, _first_line, clean_env
+from .lab import NatLab
+
+pytestmark = [pytest.mark.netlab, pytest.mark.browser]
+
+LabBrowsers = Callable[[str], Browser]
+
+CONNECT_WAIT = 30.0
+"""The most a side may take to connect, and then to show each kind of media."""
+FRAMES = 10
+
+
+def show(label: str, *reports: Report) -> None:
+    """Print each side's outcome (pytest -s shows it; for information)."""
+    for report in reports:
+        keys = ("userId", "arrived", "pair", "gathered", "firstVideoMs")
+        print(f"{label}: " + json.dumps({key: report.get(key) for key in keys}))
+
+
+def join(tab: CallPage, server: LabServer, room: int) -> float:
+    """Start ``tab``'s call in ``room`` with a userSig the test signs; when it started."""
+    started = time.monotonic()
+    assert tab.start(room, sdkAppId=APP_ID, userSig=server.sig(tab.user_id)) is True
+    return started
+
+
+def receive(tab: CallPage, peer: str, started: float) -> Report:
+    """Wait until ``tab`` renders ``peer``'s video and its audio arrives; what it used.
+
+    Returns a report shaped like ``_client.py``'s: ``arrived``, ``pair`` and
+    ``gathered`` (see :func:`browser.selected_pair`), ``firstVideoMs`` from ``started``.
+    """
+    tab.wait_connected(peer, timeout=CONNECT_WAIT * 1000)
+    wait_decoding(tab, peer, CONNECT_WAIT)
+    first = round((time.monotonic() - started) * 1000)
+    frames = tab.video_frames(peer, frames=FRAMES, timeout=CONNECT_WAIT * 1000)
+    tab.wait_audio_rising(peer, timeout=CONNECT_WAIT * 1000)
+    arrived = frames["frames"] >= FRAMES and frames["last"] > frames["first"]
+    report: Report = {"userId": tab.user_id, "arrived": arrived, "firstVideoMs": first}
+    return {**report, **selected_pair(tab, peer), "errors": tab.tv("errors")}
+
+
+def relayed(report: Report) -> bool:
+    """Whether the report's pair in use has a relay candidate at either end."""
+    pair: dict[str, Any] | None = report["pair"]
+    return pair is not None and "relay" in (pair["local"], pair["remote"])
+
+
+@contextlib.contextmanager
+def python_client(
+    nat_lab: NatLab, server: LabServer, site: str, log: Path, *, user: str, peer: str, room: int
+) -> Iterator[Future[Report]]:
+    """Run ``_client.py`` as ``user`` in ``site``'s host; its report, once it has one.
+
+    The call stays up until the block ends (the browser keeps receiving meanwhile);
+    then the client hangs up, or is stopped if it never reported.
+    """
+    options = {
+        "server": server.url,
+        "sdkAppId": APP_ID,
+        "userId": user,
+        "userSig": server.sig(user),
+        "roomId": room,
+        "peer": peer,
+        "within": CONNECT_WAIT,
+        "frames": FRAMES,
+    }
+    argv = [sys.executable, str(HERE / "_client.py"), json.dumps(options)]
+    with log.open("w") as err:
+        process = nat_lab.spawn(
+            nat_lab.host(site), argv, env=clean_env(), stdin=subprocess.PIPE, stderr=err
+        )
+    with ThreadPoolExecutor(1) as pool:
+        report = pool.submit(_first_line, process, log)
+        try:
+            yield report
+        finally:
+            if report.done() and process.stdin is not None:
+                process.stdin.close()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(30)  # hangs up and exits on its own; else stopped
+            nat_lab.stop(process)
+
+
+def test_chromium_and_python_call_across_symmetric_nats_through_coturn(
+    nat_lab: NatLab,
+    tavkit_servers: dict[str, LabServer],
+    lab_browsers: LabBrowsers,
+    tmp_path: Path,
+) -> None:
+    """Chromium behind one symmetric NAT, Python behind another: media both ways, relayed."""
+    server, room = tavkit_servers["relay"], 1511
+    log = tmp_path / "client-py.log"
+    with (
+        python_client(nat_lab, server, "sym2", log, user="py", peer="web", room=room) as py,
+        open_tab(lab_browsers("sym1"), server.url, "web") as tab,
+    ):
+        web = receive(tab, "py", join(tab, server, room))
+        python = py.result(CONNECT_WAIT + REPORT_MARGIN)
+    show("chromium-python", web, python)
+    for report in (web, python):
+        assert report["arrived"], report
+        assert "relay" in report["gathered"], report
+        assert relayed(report), report
+        assert report["errors"] == [], report
+
+
+def test_two_chromiums_call_across_symmetric_nats_through_coturn(
+    tavkit_servers: dict[str, LabServer], lab_browsers: LabBrowsers
+) -> None:
+    """Chromium behind each symmetric NAT: each renders the other's video, hears it, relayed."""
+    server, room = tavkit_servers["relay"], 1512
+    with (
+        open_tab(lab_browsers("sym1"), server.url, "a") as a,
+        open_tab(lab_browsers("sym2"), server.url, "b") as b,
+    ):
+        started = {tab.user_id: join(tab, server, room) for tab in (a, b)}
+        reports = [receive(a, "b", started["a"]), receive(b, "a", started["b"])]
+    show("chromium-chromium", *reports)
+    for report in reports:
+        assert report["arrived"], report
+        assert "relay" in report["gathered"], report
+        assert relayed(report), report
+        assert report["errors"] == [], report
