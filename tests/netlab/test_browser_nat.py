@@ -153,3 +153,57 @@ def test_two_chromiums_call_across_symmetric_nats_through_coturn(
         assert "relay" in report["gathered"], report
         assert relayed(report), report
         assert report["errors"] == [], report
+
+
+_ICE_UFRAG = """
+(userId) => {
+  const pc = document.getElementById("call").peerConnections().get(userId);
+  const sdp = pc && pc.localDescription ? pc.localDescription.sdp : "";
+  const match = /^a=ice-ufrag:(\\S+)/m.exec(sdp);
+  return match ? match[1] : null;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def roaming_site(nat_lab: NatLab) -> str:
+    """A site of this module's own whose host has a second uplink, ``wroam4g`` (down)."""
+    nat_lab.add_site("wroam", "symmetric")
+    nat_lab.add_uplink("wroam", "wroam4g", "symmetric")
+    return "wroam"
+
+
+def test_chromium_switching_networks_restarts_ice_and_the_call_goes_on(
+    nat_lab: NatLab,
+    tavkit_servers: dict[str, LabServer],
+    lab_browsers: LabBrowsers,
+    roaming_site: str,
+    tmp_path: Path,
+) -> None:
+    """Chromium leaves its Wi-Fi for mobile data mid-call: ICE restarts, video comes back.
+
+    The new network has another local and public address, so the old path is dead:
+    the page's socket resumes from the new one and its peer connection restarts ICE
+    (new credentials in its local description), and the Python peer's video renders
+    again, without anyone leaving.
+    """
+    server, room = tavkit_servers["relay"], 1513
+    log = tmp_path / "client-py.log"
+    with (
+        python_client(nat_lab, server, "sym2", log, user="py", peer="web", room=room) as py,
+        open_tab(lab_browsers(roaming_site), server.url, "web") as tab,
+    ):
+        receive(tab, "py", join(tab, server, room))
+        assert py.result(CONNECT_WAIT + REPORT_MARGIN)["arrived"]
+        ufrag = tab.page.evaluate(_ICE_UFRAG, "py")
+        switched = time.monotonic()
+        nat_lab.switch_uplink(roaming_site, "wroam4g")
+        tab.page.wait_for_function(
+            f"(u) => ({_ICE_UFRAG})('py') !== u", arg=ufrag, timeout=CONNECT_WAIT * 1000
+        )
+        tab.wait_connected("py", timeout=CONNECT_WAIT * 1000)
+        frames = tab.video_frames("py", frames=FRAMES, timeout=CONNECT_WAIT * 1000)
+        print(f"chromium video again {time.monotonic() - switched:.1f} s after the switch")
+        assert frames["frames"] >= FRAMES and frames["last"] > frames["first"], frames
+        assert tab.events("tavkit:user-leave") == []
+        assert tab.state() == "in-call"
