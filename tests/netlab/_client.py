@@ -13,6 +13,15 @@ pattern, and waits until ``frames`` frames of each kind came from ``peer`` or
      types], "turn": {"via", "server", "tls"} | null, "rebuilds", "errors"}
 
 ``firstVideoMs`` is the time from calling ``start`` to the first decoded video frame.
+
+Optional, for benchmarks: ``earlyDtls: false`` turns off what the client does by
+default, :func:`tavkit.client.dtls.retransmit_early` on every peer connection (so a
+benchmark can compare with aiortc's own DTLS timer); ``watchGap``
+(seconds) keeps watching the peer's video after the report and prints a line,
+``{"event": "resumed", "at", "gap"}``, whenever frames come again after a pause of at
+least that long (``at`` is ``time.monotonic()`` of the first new frame, within 20 ms;
+the clock is the same in every namespace).
+
 The call stays up until stdin closes (so the peer keeps receiving until the test has
 both reports), then it hangs up and exits 0. The selected pair is read from aioice's
 nominated pair inside aiortc's ICE transport: aiortc has no candidate-pair stats.
@@ -32,11 +41,14 @@ import sys
 import time
 from typing import Any
 
+import tavkit.client.peer as peer_module
 from tavkit.client import TAvKit, TestPattern
 from tavkit.client.peer import PeerLink
 from tavkit.protocol import CandidateData, DescriptionData, SignalData
 
 _LINGER = 60.0  # the longest the call stays up after reporting, if stdin never closes
+_WATCH_POLL = 0.02
+_WATCH_LINGER = 600.0  # the same while watching: a benchmark runs outages meanwhile
 
 
 def selected_pair(pc: Any) -> dict[str, Any] | None:
@@ -86,6 +98,25 @@ def record_received(into: set[str]) -> None:
     PeerLink.handle = recording  # type: ignore[method-assign]
 
 
+def aiortc_dtls_timer() -> None:
+    """Leave DTLS retransmission to OpenSSL's own timer, as aiortc alone would."""
+    peer_module.retransmit_early = lambda pc: None
+
+
+async def watch_resumes(kit: TAvKit, peer: str, gap: float) -> None:
+    """Print a line each time ``peer``'s video frames come again after ``gap`` s without."""
+    count, last = -1, time.monotonic()
+    while True:
+        stats = kit.peers_seen.get(peer)
+        frames = stats.video_frames if stats is not None else 0
+        now = time.monotonic()
+        if frames != count:
+            if count >= 0 and now - last >= gap:
+                print(json.dumps({"event": "resumed", "at": now, "gap": now - last}), flush=True)
+            count, last = frames, now
+        await asyncio.sleep(_WATCH_POLL)
+
+
 def candidate_types(lines: list[str]) -> set[str]:
     """The ``typ`` of each candidate line (``a=candidate:...`` or ``candidate:...``)."""
     return {
@@ -112,6 +143,8 @@ async def main(options: dict[str, Any]) -> dict[str, Any]:
     first_video: float | None = None
     received: set[str] = set()
     record_received(received)
+    if options.get("earlyDtls") is False:
+        aiortc_dtls_timer()
     async with kit:
         await kit.start(
             sdk_app_id=int(options["sdkAppId"]),
@@ -146,12 +179,19 @@ async def main(options: dict[str, Any]) -> dict[str, Any]:
             "errors": kit.errors,
         }
         print(json.dumps(report), flush=True)
+        watch = None
+        if options.get("watchGap"):
+            watch = asyncio.create_task(watch_resumes(kit, peer, float(options["watchGap"])))
         reader = asyncio.StreamReader()
         loop = asyncio.get_running_loop()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(_LINGER):
+            async with asyncio.timeout(_LINGER if watch is None else _WATCH_LINGER):
                 await reader.read()
+        if watch is not None:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
     return report
 
 

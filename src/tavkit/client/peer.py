@@ -79,6 +79,7 @@ from av.frame import Frame
 
 from tavkit.auth import Privilege
 from tavkit.client._publish import Publisher
+from tavkit.client.dtls import retransmit_early
 from tavkit.client.sinks import PeerStats
 from tavkit.ice import gather_on
 from tavkit.protocol import (
@@ -327,6 +328,7 @@ class PeerLink:
                 setattr(sender, "_send_keyframe", publisher.request_keyframe)  # noqa: B010
         if encoded_video:
             _prefer_vp8(pc)
+        retransmit_early(pc)  # a lost DTLS flight is resent after 100 ms, not 1 s
         self._pc = pc
         self._pending = []
         self._ignore_offer = False

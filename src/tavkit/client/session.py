@@ -71,6 +71,8 @@ _WIRE_LOG: Final = logging.getLogger(f"{__name__}.wire")
 so it redacts."""
 _WIRE_LOG.addFilter(RedactingFilter())
 _MAX_BACKOFF: Final = 2.0
+_STABLE_AFTER: Final = 1.0
+"""Seconds a resumed socket must stay up to count as working (not dropped at once)."""
 
 
 class SignalingSocket:
@@ -181,9 +183,11 @@ class SignalingSocket:
         return ws, first
 
     async def _run(self) -> None:
-        # A connection that stayed up for ``resume_within`` earns a fresh allowance to
-        # resume; one the server drops at once (welcome, then a close) does not, and the
-        # next resume waits longer: a server that keeps doing so ends the socket, not a loop.
+        # A connection that stayed up for a moment (:data:`_STABLE_AFTER`) earns a fresh
+        # allowance to resume, so a network that keeps dropping (outages seconds apart)
+        # is ridden out each time; one the server drops at once (welcome, then a close)
+        # does not, and the next resume waits longer: a server that keeps doing so ends
+        # the socket, not a loop.
         loop = asyncio.get_running_loop()
         deadline = -math.inf
         delay = 0.0
@@ -199,7 +203,7 @@ class SignalingSocket:
                 return
             logger.info("signaling socket dropped (close code %s); resuming", code)
             now = loop.time()
-            if now - up_since >= self._resume_within or deadline == -math.inf:
+            if now - up_since >= _STABLE_AFTER or deadline == -math.inf:
                 deadline, delay = now + self._resume_within, 0.0
             else:  # dropped again soon after a resume
                 delay = min(max(delay * 2, 0.1), _MAX_BACKOFF)
