@@ -9,12 +9,12 @@ so the host runs it from its own::
     host.mount("/calls", calls)
 
 The lifespan owns everything with a lifetime: it opens the store and applies the
-migrations, creates the bus and every service (rooms, messages, logs, recordings,
-the socket registry, the REST rate limits), registers the configured apps, starts the
-heartbeat sweeper, the recorder, the log forwarder and (with ``retention_days``) the
-retention task, and puts them all in one :class:`ServerContext`
-on the app (read with :func:`~tavkit.server.context.context_of`); it undoes all of it
-on shutdown.
+migrations, creates the bus (in-process, or Redis with ``redis_url``) and every
+service (rooms, messages, logs, recordings, the socket registry, the REST rate
+limits), registers the configured apps, starts the heartbeat sweeper, the recorder,
+the log forwarder and (with ``retention_days``) the retention task, and puts them all
+in one :class:`ServerContext` on the app (read with
+:func:`~tavkit.server.context.context_of`); it undoes all of it on shutdown.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from tavkit import __version__
 from tavkit.server import demo, health
 from tavkit.server.admin import dashboard
 from tavkit.server.admin import routes as admin_routes
-from tavkit.server.bus import InProcessBus
+from tavkit.server.bus import Bus, InProcessBus
 from tavkit.server.context import ServerContext
 from tavkit.server.errors import install_error_handlers
 from tavkit.server.headers import SecurityHeadersMiddleware
@@ -169,6 +169,17 @@ def _demo_app(data_dir: Path) -> AppConfig:
         raise ValueError(f"{path} is damaged ({exc}); delete it to make a new demo app") from None
 
 
+async def _open_bus(settings: Settings, running: AsyncExitStack) -> Bus:
+    """The in-process bus, or with ``redis_url`` a connected :class:`RedisBus` that
+    ``running`` closes (the server does not start while Redis cannot be reached)."""
+    if settings.redis_url is None:
+        return InProcessBus()
+    from tavkit.server.redis_bus import RedisBus  # redis-py loads only when it is used
+
+    bus = RedisBus(settings.redis_url, prefix=settings.redis_prefix)
+    return await running.enter_async_context(bus)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The tavkit server as an ASGI app; ``None`` reads the settings from the environment."""
     if settings is None:
@@ -181,35 +192,39 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = Store.open(settings.effective_database_url, schema=settings.database_schema)
         try:
             await asyncio.wait_for(store.migrate(), _MIGRATE_TIMEOUT)
-            bus = ObservedBus(InProcessBus(), metrics)
-            rooms = RoomService(store, bus, settings)
-            await rooms.register_apps(settings.apps)
-            if not settings.apps:
-                logger.warning("no app is configured: every call will be refused (use --app)")
-            sockets: SocketRegistry[SignalingConnection] = SocketRegistry()
-            recordings = RecordingService(
-                settings=settings, store=store, bus=bus, rooms=rooms, is_live=sockets.is_live
-            )
-            config = forwarder_config(settings)
-            forwarder = Forwarder(config) if config is not None else None
-            app.state.tavkit = ServerContext(
-                settings=settings,
-                store=store,
-                bus=bus,
-                rooms=rooms,
-                messages=MessageService(store, bus),
-                logs=LogService(
-                    store, metrics=metrics, forwarder=forwarder, daily_cap=settings.log_daily_cap_of
-                ),
-                recordings=recordings,
-                sockets=sockets,
-                metrics=metrics,
-                limits=RateLimits.for_settings(settings),
-                socket_secret=socket_secret,
-            )
-            # Exits before the store closes: a graceful shutdown finalises every file and
-            # sends the forwarder's buffer.
+            # Exits before the store closes, the bus last: a graceful shutdown finalises
+            # every file and sends the forwarder's buffer (the recorder publishes as it
+            # stops).
             async with AsyncExitStack() as running:
+                bus = ObservedBus(await _open_bus(settings, running), metrics)
+                rooms = RoomService(store, bus, settings)
+                await rooms.register_apps(settings.apps)
+                if not settings.apps:
+                    logger.warning("no app is configured: every call will be refused (use --app)")
+                sockets: SocketRegistry[SignalingConnection] = SocketRegistry()
+                recordings = RecordingService(
+                    settings=settings, store=store, bus=bus, rooms=rooms, is_live=sockets.is_live
+                )
+                config = forwarder_config(settings)
+                forwarder = Forwarder(config) if config is not None else None
+                app.state.tavkit = ServerContext(
+                    settings=settings,
+                    store=store,
+                    bus=bus,
+                    rooms=rooms,
+                    messages=MessageService(store, bus),
+                    logs=LogService(
+                        store,
+                        metrics=metrics,
+                        forwarder=forwarder,
+                        daily_cap=settings.log_daily_cap_of,
+                    ),
+                    recordings=recordings,
+                    sockets=sockets,
+                    metrics=metrics,
+                    limits=RateLimits.for_settings(settings),
+                    socket_secret=socket_secret,
+                )
                 if forwarder is not None:
                     watch_forwarder(metrics, forwarder)
                     await running.enter_async_context(forwarder)

@@ -3,8 +3,9 @@
 :class:`RoomService` publishes what happened to a session on the channel
 ``session:{uuid}``; each signaling socket subscribes to its session's channel and
 turns events into frames. Events are the typed values of :mod:`tavkit.server.events`.
-The :class:`Bus` protocol is all either side knows, so a Redis-backed bus can replace
-:class:`InProcessBus` when replicas must share events. For the same reason the
+The :class:`Bus` protocol is all either side knows, so
+:class:`~tavkit.server.redis_bus.RedisBus` replaces :class:`InProcessBus` when replicas
+must share events. For the same reason the
 in-process bus hands every subscriber its own JSON round-trip of the event
 (:func:`~tavkit.server.events.encode`, then :func:`~tavkit.server.events.decode`):
 an event that would not survive Redis fails here too, and no subscriber can change
@@ -13,21 +14,25 @@ what another one sees.
 A subscriber that falls ``max_queue`` events behind is cut off: its iterator raises
 ``ServerError(INTERNAL)``, because silently dropping events would leave a client
 with a wrong view of the room. An event that cannot be read back (a bug, or a replica
-speaking another version) cuts its subscriber off the same way.
+speaking another version) cuts its subscriber off the same way, and so does a broker
+that went away. A cut-off socket closes with 1011; its client resumes and reads a
+fresh snapshot (members, ``lastSeq``, then ``sync``) from the database, which is how
+it recovers what it missed: the bus never replays. Both buses hand out the same
+:class:`QueuedSubscription`, so these rules have one definition.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Final, Protocol, Self
 
 from tavkit.errors import ServerCode, ServerError
 from tavkit.server.events import Event, decode, encode
 
-__all__ = ["Bus", "InProcessBus", "Subscription", "session_channel"]
+__all__ = ["Bus", "InProcessBus", "QueuedSubscription", "Subscription", "session_channel"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +45,11 @@ def session_channel(room_uuid: object) -> str:
 
 
 class Subscription(Protocol):
-    """Events of one channel, from the moment the subscription is entered until it exits."""
+    """Events of one channel, from the moment the subscription is entered until it exits.
+
+    Entering raises ``ServerError(INTERNAL)`` when the bus cannot listen (its broker is
+    unreachable): a subscription that is entered hears every later event.
+    """
 
     async def __aenter__(self) -> Self: ...
 
@@ -68,18 +77,33 @@ class Bus(Protocol):
         ...
 
 
-class _LocalSubscription:
-    """A queue of one channel's events, registered with its bus while entered."""
+class QueuedSubscription:
+    """One subscriber's queue of one channel's events: what every bus here hands out.
 
-    def __init__(self, bus: InProcessBus, channel: str, max_queue: int) -> None:
-        self._bus = bus
+    Its bus offers it each event's JSON text without ever blocking, and it decodes its
+    own copy as it is read. It is cut off (its iterator raises ``ServerError(INTERNAL)``
+    once the events queued before are read) when it falls ``max_queue`` behind, when
+    an event does not read back, or when its bus calls :meth:`cut_off`.
+    """
+
+    def __init__(
+        self,
+        channel: str,
+        max_queue: int,
+        *,
+        attach: Callable[[QueuedSubscription], Awaitable[None]],
+        detach: Callable[[QueuedSubscription], Awaitable[None]],
+    ) -> None:
         self.channel = channel
-        self._queue: asyncio.Queue[str] = asyncio.Queue(max_queue)
-        self._overflowed = False
+        self._attach = attach
+        self._detach = detach
+        # None after the events: the bus cut it off (see _lost).
+        self._queue: asyncio.Queue[str | bytes | None] = asyncio.Queue(max_queue)
+        self._lost: str | None = None
         self._entered = False
 
     async def __aenter__(self) -> Self:
-        self._bus._attach(self)
+        await self._attach(self)
         self._entered = True
         return self
 
@@ -89,21 +113,31 @@ class _LocalSubscription:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._bus._detach(self)
+        await self._detach(self)
 
-    def _offer(self, text: str) -> None:
+    def offer(self, text: str | bytes) -> None:
+        """Queue one encoded event (the bus's side); past ``max_queue`` it is cut off."""
+        if self._lost is not None:
+            return
         try:
             self._queue.put_nowait(text)
         except asyncio.QueueFull:
-            if not self._overflowed:
-                logger.warning("subscriber of %s fell behind; cutting it off", self.channel)
-            self._overflowed = True
+            logger.warning("subscriber of %s fell behind; cutting it off", self.channel)
+            self._lost = f"events of {self.channel} were lost"
+
+    def cut_off(self, reason: str) -> None:
+        """End the iteration with ``ServerError(INTERNAL, reason)`` after what is queued."""
+        if self._lost is not None:
+            return
+        self._lost = reason
+        if not self._queue.full():
+            self._queue.put_nowait(None)  # wakes a reader waiting on an empty queue
 
     def _check(self) -> None:
         if not self._entered:
             raise RuntimeError("enter the subscription (async with) before reading it")
-        if self._overflowed and self._queue.empty():
-            raise ServerError(ServerCode.INTERNAL, f"events of {self.channel} were lost")
+        if self._lost is not None and self._queue.empty():
+            raise ServerError(ServerCode.INTERNAL, self._lost)
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._iterate()
@@ -113,6 +147,8 @@ class _LocalSubscription:
             self._check()
             # No timeout: the socket task that owns this iteration cancels it on close.
             text = await self._queue.get()
+            if text is None:
+                continue  # cut off: _check raises now that the queue is empty
             try:
                 event = decode(text)
             except ValueError as exc:
@@ -128,7 +164,7 @@ class InProcessBus:
 
     def __init__(self, *, max_queue: int = DEFAULT_MAX_QUEUE) -> None:
         self._max_queue = max_queue
-        self._channels: dict[str, set[_LocalSubscription]] = {}
+        self._channels: dict[str, set[QueuedSubscription]] = {}
 
     async def publish(self, channel: str, event: Event) -> None:
         """Deliver ``event`` to every current subscriber of ``channel`` (never blocks).
@@ -137,20 +173,22 @@ class InProcessBus:
         """
         text = encode(event)
         for subscription in tuple(self._channels.get(channel, ())):
-            subscription._offer(text)
+            subscription.offer(text)
 
-    def subscribe(self, channel: str) -> _LocalSubscription:
+    def subscribe(self, channel: str) -> QueuedSubscription:
         """A subscription to ``channel``; it receives events once entered."""
-        return _LocalSubscription(self, channel, self._max_queue)
+        return QueuedSubscription(
+            channel, self._max_queue, attach=self._attach, detach=self._detach
+        )
 
     def subscriber_count(self, channel: str) -> int:
         """How many subscriptions currently listen on ``channel`` (for tests and metrics)."""
         return len(self._channels.get(channel, ()))
 
-    def _attach(self, subscription: _LocalSubscription) -> None:
+    async def _attach(self, subscription: QueuedSubscription) -> None:
         self._channels.setdefault(subscription.channel, set()).add(subscription)
 
-    def _detach(self, subscription: _LocalSubscription) -> None:
+    async def _detach(self, subscription: QueuedSubscription) -> None:
         listeners = self._channels.get(subscription.channel)
         if listeners is not None:
             listeners.discard(subscription)

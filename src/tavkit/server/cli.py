@@ -121,6 +121,21 @@ def serve(
     database_schema: Annotated[
         str | None, typer.Option(help=f"PostgreSQL schema. {_env('DATABASE_SCHEMA')}")
     ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Redis URL (redis://host:6379): replicas on one database share the "
+            "sessions' events through it (default none: one process). Channels start "
+            f"with TAVKIT_REDIS_PREFIX (default tavkit:). {_env('REDIS_URL')}"
+        ),
+    ] = None,
+    replica_name: Annotated[
+        str | None,
+        typer.Option(
+            help="This replica's name in recording leases and the X-Tavkit-Replica header "
+            f"(default host-pid). {_env('REPLICA_NAME')}"
+        ),
+    ] = None,
     # Apps and auth
     app: Annotated[
         list[str] | None,
@@ -303,6 +318,8 @@ def serve(
         "data_dir": data_dir,
         "database_url": database_url,
         "database_schema": database_schema,
+        "redis_url": redis_url,
+        "replica_name": replica_name,
         "admin_user": admin_user,
         "admin_key": admin_key,
         "demo": demo,

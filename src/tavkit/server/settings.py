@@ -12,6 +12,11 @@ Environment variables (all optional)::
     TAVKIT_DATA_DIR              data directory               ./tavkit-data
     TAVKIT_DATABASE_URL          SQLAlchemy URL               sqlite in the data dir
     TAVKIT_DATABASE_SCHEMA       PostgreSQL schema            (the user's search_path)
+    TAVKIT_REDIS_URL             redis:// URL: replicas share (none: one process's bus)
+                                 events through Redis
+    TAVKIT_REDIS_PREFIX          start of every Redis channel tavkit:
+    TAVKIT_REPLICA_NAME          this replica's name (leases,  host-pid
+                                 X-Tavkit-Replica header)
     TAVKIT_APPS                  ID:KEY[:pmk],...             (none)
     TAVKIT_APPS_FILE             JSON file of apps (below)    (none)
     TAVKIT_ADMIN_USER            admin userId                 administrator
@@ -75,7 +80,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -106,6 +113,8 @@ _KEY_RE: Final = re.compile(r"[0-9A-Za-z]{16,128}")
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"", "0", "false", "no", "off"})
 _TOKEN_RE: Final = re.compile(r"[\x21-\x7e]{16,256}")
+_REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
+_REDIS_PREFIX_RE: Final = re.compile(r"[\x21-\x7e]{1,64}")
 _SECRET_FIELDS: Final = frozenset({"turn_secret", "admin_key", "metrics_token"})
 _APP_LIMIT_KEYS: Final = ("recordingMaxFileSeconds", "recordingMaxSessionSeconds")
 _APP_COUNT_KEYS: Final = {"retentionDays": "retention_days", "logDailyCap": "log_daily_cap"}
@@ -213,6 +222,18 @@ class Settings:
     ``postgresql+asyncpg://user@host/db`` works the same."""
     database_schema: str | None = None
     """PostgreSQL only: the schema tavkit's tables live in (created if missing)."""
+
+    # Replicas
+    redis_url: str | None = None
+    """Redis (``redis://[:password@]host:6379``, ``rediss://``, ``unix://``) carrying the
+    sessions' events between replicas (:mod:`tavkit.server.redis_bus`); None keeps them
+    in this process, enough for one ``tavkit serve``. Replicas also need one database."""
+    redis_prefix: str = "tavkit:"
+    """What every Redis channel starts with, so deployments sharing a Redis keep apart."""
+    replica_name: str = field(default_factory=lambda: f"{socket.gethostname()[:48]}-{os.getpid()}")
+    """This process among the replicas: the holder named in a recording lease, the
+    ``X-Tavkit-Replica`` response header (which replica a load balancer chose). Unique per
+    running process; the default (host and process id) is."""
 
     # Apps and auth
     apps: tuple[AppConfig, ...] = ()
@@ -356,6 +377,12 @@ class Settings:
                 # Equal keys would make every app-key userSig of the admin userId an admin.
                 if app.admin_key is None and app.key == self.admin_key:
                     raise ValueError(f"admin_key must differ from the key of app {app.sdk_app_id}")
+        if self.redis_url is not None and not self.redis_url.startswith(_REDIS_SCHEMES):
+            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        if not _REDIS_PREFIX_RE.fullmatch(self.replica_name):
+            raise ValueError("replica_name must be 1-64 printable ASCII characters, no spaces")
+        if not _REDIS_PREFIX_RE.fullmatch(self.redis_prefix):
+            raise ValueError("redis_prefix must be 1-64 printable ASCII characters, no spaces")
         if self.database_schema is not None and not re.fullmatch(
             r"[a-z_][a-z0-9_]{0,62}", self.database_schema
         ):
@@ -448,7 +475,7 @@ class Settings:
             value = getattr(self, f.name)
             if f.name in _SECRET_FIELDS and value is not None:
                 shown = "'***'"
-            elif f.name in ("database_url", "log_forward_url") and value is not None:
+            elif f.name in ("database_url", "log_forward_url", "redis_url") and value is not None:
                 shown = repr(_mask_url(value))
             elif f.name == "ice_servers":
                 shown = repr(tuple(_mask_ice(entry) for entry in value))
@@ -476,6 +503,9 @@ class Settings:
             "data_dir": Path,
             "database_url": str,
             "database_schema": str,
+            "redis_url": str,
+            "redis_prefix": str,
+            "replica_name": str,
             "apps": parse_apps,
             "admin_user": str,
             "admin_key": str,
@@ -666,8 +696,8 @@ def _flag(text: str) -> bool:
 
 
 def _mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***``."""
-    return re.sub(r"(://[^:/@]+:)[^@/]*@", r"\1***@", url)
+    """The URL with any password replaced by ``***`` (Redis URLs often have no user)."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def _mask_ice(entry: IceServerEntry) -> IceServerEntry:

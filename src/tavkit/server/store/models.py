@@ -93,6 +93,10 @@ class SessionRow(Base):
     close_reason: Mapped[str | None] = mapped_column(String(16), default=None)
     last_msg_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """The ``seq`` of the session's last in-call message (0: none yet); see :class:`MessageRow`."""
+    recorder_replica: Mapped[str | None] = mapped_column(String(64), default=None)
+    """The replica holding the session's recording lease (None: nobody records it)."""
+    recorder_lease_until: Mapped[float | None] = mapped_column(Double, default=None)
+    """When that lease ends unless its holder renews it; another replica may then take over."""
 
     __table_args__ = (
         CheckConstraint("room_id BETWEEN 1 AND 4294967295", name="room_id_u32"),
@@ -129,6 +133,9 @@ class MemberRow(Base):
     camera: Mapped[bool] = mapped_column(Boolean, default=True)
     privileges: Mapped[int] = mapped_column(BigInteger, default=255, server_default="255")
     """The privateMapKey's privilege map at enter (255 without a key): what it may send."""
+    socket_opened_at: Mapped[float | None] = mapped_column(Double, default=None)
+    """When the connection's first signaling socket opened (None: never), on any replica:
+    what lets a socket token past its first-connection window resume anywhere."""
 
     __table_args__ = (
         CheckConstraint("(left_at IS NULL) = (leave_reason IS NULL)", name="left_has_reason"),
