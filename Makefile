@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test serve lint typecheck chromium netlab nginx venv bench clean
+.PHONY: test serve lint typecheck chromium netlab nginx haproxy venv bench clean
 
 venv: $(STAMP)
 
@@ -49,6 +49,17 @@ nginx:
 		{ $$SUDO systemctl disable --now nginx >/dev/null 2>&1 || \
 		  $$SUDO service nginx stop >/dev/null 2>&1 || true; }; }
 
+# tests/deploy/test_cluster.py runs docs/deploy/haproxy.cfg in a haproxy of its own in
+# front of tavkit replicas; the service the package enables is stopped.
+haproxy:
+	@dpkg -s haproxy >/dev/null 2>&1 || { \
+		echo "installing haproxy from Debian"; \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq haproxy && \
+		{ $$SUDO systemctl disable --now haproxy >/dev/null 2>&1 || \
+		  $$SUDO service haproxy stop >/dev/null 2>&1 || true; }; }
+
 lint: venv
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
@@ -56,14 +67,14 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-test: venv chromium netlab nginx lint typecheck
+test: venv chromium netlab nginx haproxy lint typecheck
 	$(VENV)/bin/pytest
 
 serve: venv
 	$(VENV)/bin/tavkit serve --demo --host 127.0.0.1 --port 8080
 
 # Rewrites its sections of bench/RESULTS.md; run on an otherwise idle machine.
-bench: venv chromium
+bench: venv chromium netlab
 	$(PY) bench/ttff_python.py
 	$(PY) bench/ttff_browser.py
 	$(PY) bench/relay.py
@@ -71,6 +82,8 @@ bench: venv chromium
 	$(PY) bench/detect.py
 	$(PY) bench/resume.py
 	$(PY) bench/recording_cpu.py
+	$(PY) bench/network.py
+	$(PY) bench/network_browser.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist src/*.egg-info

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from tavkit.client import Listener, TAvKit, TestPattern
+from tavkit.client import ChatMessage, Listener, TAvKit, TestPattern
 
 # One unit of patience, scaled like websockets' test timeouts for slow machines.
 TIMEOUT = float(os.environ.get("TAVKIT_TEST_TIMEOUT", "20"))
@@ -57,6 +57,13 @@ class RecordingListener(Listener):
     def errors(self) -> list[dict[str, Any]]:
         """The ``on_error`` payloads received so far."""
         return [event[1] for event in self.events if event[0] == "on_error"]
+
+    def messages(self) -> list[ChatMessage]:
+        """The in-call messages received so far (``on_message``), in order."""
+        return [event[1] for event in self.events if event[0] == "on_message"]
+
+    def on_message(self, message: ChatMessage) -> None:
+        self.events.append(("on_message", message))
 
     def on_user_info(self, user_ids: list[str], callback: Callable[[list[Any]], None]) -> None:
         self.events.append(("on_user_info", list(user_ids)))
