@@ -94,12 +94,13 @@ def test_a_cone_client_reaches_a_public_host_directly(
 def test_two_symmetric_nats_without_turn_never_connect(
     nat_lab: NatLab, tavkit_servers: dict[str, LabServer], call: Call
 ) -> None:
-    """Both behind symmetric NATs, STUN only: ICE stays checking or fails; no frame arrives."""
+    """Both behind symmetric NATs, STUN only: ICE never connects; no frame arrives."""
     a, b = call(tavkit_servers["direct"], "sym1", "sym2", room=1502, within=NO_CONNECT_WAIT)
     show("sym-sym direct", a, b)
     for report in (a, b):
         assert "srflx" in report["gathered"], report  # STUN answered: the NATs are the cause
-        assert report["iceState"] in ("checking", "failed"), report
+        # "new": the client's stall watch may have replaced a failed connection by then
+        assert report["iceState"] in ("new", "checking", "failed"), report
         assert report["pair"] is None, report
         assert report["videoFrames"] == 0 and report["audioFrames"] == 0, report
 
@@ -129,7 +130,8 @@ def test_cone_and_symmetric_without_turn_never_connect(
     show("cone-sym direct", a, b)
     for report in (a, b):
         assert "srflx" in report["gathered"], report
-        assert report["iceState"] in ("checking", "failed"), report
+        # "new": the client's stall watch may have replaced a failed connection by then
+        assert report["iceState"] in ("new", "checking", "failed"), report
         assert report["pair"] is None, report
         assert report["videoFrames"] == 0 and report["audioFrames"] == 0, report
 
