@@ -58,6 +58,10 @@ class SocketRegistry(Generic[S]):
         """Whether ``connection_id`` has a socket here now (subscribed to its session)."""
         return connection_id in self._live
 
+    def live(self) -> list[S]:
+        """Every socket this process holds now (a drain closes them all)."""
+        return list(self._live.values())
+
     def attach(self, socket: S) -> tuple[bool, S | None]:
         """Register ``socket``; return (resumed, the socket it takes over from, if any)."""
         resumed = self.had_socket(socket.connection_id)
