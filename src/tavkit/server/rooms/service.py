@@ -207,7 +207,12 @@ class RoomService:
                 f"userId: ids starting with {HIDDEN_PREFIX} are reserved for the server",
             )
 
-        async def run(s: AsyncSession, out: Outbox) -> Admission:
+        # Published by this method, not by the transaction: see _withdraw.
+        announced: Outbox = []
+
+        async def run(s: AsyncSession, _out: Outbox) -> Admission:
+            announced.clear()  # a retried attempt starts over
+            out = announced
             now = self._clock()
             current = await live_member(s, sdk_app_id, user_id, lock=True)
             session = await open_session(s, sdk_app_id, room_id, lock=True)
@@ -273,6 +278,12 @@ class RoomService:
             )
 
         result = await self._write(sdk_app_id, "entering the room", ServerCode.ENTER_FAILED, run)
+        try:
+            for channel, event in announced:
+                await self._bus.publish(channel, event)
+        except ServerError:
+            await self._withdraw(sdk_app_id, result.connection_id)
+            raise
         if result.opened:
             for listener in self._open_listeners:
                 try:
@@ -280,6 +291,29 @@ class RoomService:
                 except Exception:  # a listener's bug must not fail the enter
                     logger.exception("a session-opened listener failed")
         return result
+
+    async def _withdraw(self, sdk_app_id: int, connection_id: str) -> None:
+        """Undo an enter the bus could not announce (Redis away): the caller is refused.
+
+        Without this the refused caller would stay in the room as a ghost that the
+        others' snapshots show until its heartbeat timeout. Nobody heard it join, so
+        its leave is not announced either (and the bus is down anyway). A member the
+        enter replaced or moved stays gone: its client enters again like the caller.
+        """
+
+        async def run(s: AsyncSession, _out: Outbox) -> None:
+            member = await s.scalar(
+                select(MemberRow)
+                .where(MemberRow.connection_id == connection_id, MemberRow.left_at.is_(None))
+                .with_for_update()
+            )
+            if member is not None:
+                await self._leave(s, [], member, "exit", self._clock())
+
+        try:
+            await self._write(sdk_app_id, "withdrawing a refused enter", ServerCode.INTERNAL, run)
+        except ServerError as exc:  # the sweeper removes it after its heartbeat timeout
+            logger.warning("could not withdraw a refused enter: %s", exc)
 
     async def heartbeat(self, sdk_app_id: int, room_id: int, user_id: str) -> uuid.UUID:
         """Record that ``user_id`` is still in ``room_id``; return the session's UUID.
