@@ -70,7 +70,8 @@ class Recording(BaseModel):
 
 
 class RecordingsResponse(BaseModel):
-    """A session's recordings, and whether it is being recorded now."""
+    """A session's recordings, whichever replica wrote them, and whether any replica is
+    recording it now."""
 
     roomUuid: str
     recording: bool
@@ -144,7 +145,7 @@ async def list_recordings(
     found = await rows.session_rows(ctx.store, record.room_uuid, user_id=only)
     return {
         "roomUuid": str(record.room_uuid),
-        "recording": recordings_of(request).is_recording(record.room_uuid),
+        "recording": await recordings_of(request).recording_now(record.room_uuid),
         "recordings": [rows.recording_to_wire(rec) for rec in found],
     }
 
@@ -354,7 +355,7 @@ async def start_recording(request: Request, room_id: RoomId, creds: CredentialsD
         await service.start(caller.sdk_app_id, room_id, room_uuid)
     except DiskFloorError as exc:
         return error_response(exc, status=507)
-    return {"roomUuid": str(room_uuid), "recording": service.is_recording(room_uuid)}
+    return {"roomUuid": str(room_uuid), "recording": await service.recording_now(room_uuid)}
 
 
 @router.post(

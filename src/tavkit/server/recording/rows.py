@@ -1,36 +1,66 @@
-"""The queries behind recording: recording rows and each app's recording policy.
+"""The queries behind recording: recording rows, each app's policy, and recording leases.
 
 Plain functions over a :class:`~tavkit.server.store.db.Store`, one short transaction
 each, every database failure turned into server 10006 by
 :func:`~tavkit.server.store.db.storage_errors`. The recorder writes rows through
 them and the REST handlers (:mod:`tavkit.server.recording.routes`) read them.
+
+The recording lease is two columns of the session's row: ``recorder_replica`` (who
+records it; NULL: nobody should) and ``recorder_lease_until`` (until when, unless
+renewed). Every change to it is one conditional ``UPDATE``, which PostgreSQL (a row
+lock, the condition checked again after waiting for it) and SQLite (one writer at a
+time) both apply atomically, so two replicas never both believe they hold it. The
+states a session's lease goes through:
+
+================================  ==============================================
+replica, until                    meaning
+================================  ==============================================
+NULL, NULL                        never recorded, or stopped and released
+R, in the future                  R records it (and renews every third of the TTL)
+R, in the past (0: handed over)   R died or shut down: another replica takes over
+NULL, in the future               stopped by a replica that was not the holder:
+                                  nobody records it, nobody may start until then
+================================  ==============================================
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.recording import RecordingInfo
 from tavkit.server.store.db import Store, storage_errors
+from tavkit.server.store.models import MemberRow, SessionRow
 from tavkit.server.store.recording_models import AppSettingRow, RecordingRow
 from tavkit.server.store.unit_of_work import Outbox, transaction
 
 __all__ = [
+    "Lease",
+    "acquire_lease",
     "delete_row",
+    "expire_leases",
     "finish",
+    "fresh_connections",
     "get_policy",
     "insert",
+    "lease",
+    "orphans",
     "playable",
     "recording_to_wire",
+    "release_lease",
+    "renew_leases",
+    "revoke_lease",
     "row",
     "session_rows",
     "set_policy",
     "stint_counts",
+    "takeover_candidates",
     "unfinished",
 ]
 
@@ -104,12 +134,20 @@ async def finish(
     status: str,
     info: RecordingInfo | None,
     reason: str,
+    *,
+    only_unfinished: bool = False,
 ) -> None:
-    """Close a row: its final ``status``, why it ended and, when the file exists, what it holds."""
+    """Close a row: its final ``status``, why it ended and, when the file exists, what it holds.
+
+    ``only_unfinished``: leave the row alone unless it is still ``recording`` (a row
+    closed on behalf of a dead recorder must not overwrite what a live one wrote).
+    """
 
     async def run(s: AsyncSession, _out: Outbox) -> None:
         rec = await s.get(RecordingRow, recording_id, with_for_update=True)
         if rec is None:  # deleted by an admin meanwhile
+            return
+        if only_unfinished and rec.status != "recording":
             return
         rec.status = status
         rec.stop_reason = reason
@@ -128,12 +166,35 @@ async def finish(
     await transaction(store, "closing a recording", run)
 
 
-async def unfinished(store: Store) -> list[RecordingRow]:
-    """Rows still ``recording``: at start-up, the files a dead server was writing."""
+async def unfinished(store: Store, session_id: uuid.UUID) -> list[RecordingRow]:
+    """The session's rows still ``recording`` (for the replica that just took its lease
+    over: the previous holder's, which it will never close)."""
     with storage_errors("finding unfinished recordings"):
         async with asyncio.timeout(_TIMEOUT), store.reads() as s:
-            rows = await s.scalars(select(RecordingRow).where(RecordingRow.status == "recording"))
+            rows = await s.scalars(
+                select(RecordingRow).where(
+                    RecordingRow.session_id == session_id, RecordingRow.status == "recording"
+                )
+            )
             return list(rows)
+
+
+async def orphans(
+    store: Store, now: float, *, session_id: uuid.UUID | None = None
+) -> list[RecordingRow]:
+    """Rows still ``recording`` whose session nobody holds a live lease on (of one session,
+    if given): files a dead or stopped recorder left unfinished, since a recorder holds
+    its session's lease until every one of its files is closed."""
+    query = (
+        select(RecordingRow)
+        .join(SessionRow, SessionRow.id == RecordingRow.session_id)
+        .where(RecordingRow.status == "recording", _lease_lapsed(now))
+    )
+    if session_id is not None:
+        query = query.where(RecordingRow.session_id == session_id)
+    with storage_errors("finding unfinished recordings"):
+        async with asyncio.timeout(_TIMEOUT), store.reads() as s:
+            return list(await s.scalars(query))
 
 
 async def session_rows(
@@ -179,3 +240,189 @@ async def delete_row(store: Store, recording_id: uuid.UUID) -> None:
         await s.execute(delete(RecordingRow).where(RecordingRow.id == recording_id))
 
     await transaction(store, "deleting a recording", run)
+
+
+# -- the recording lease ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A session's recording lease as stored (see the module docstring for its states)."""
+
+    replica: str | None
+    until: float | None
+
+    def held(self, now: float) -> bool:
+        """Whether a replica records the session now (it has renewed in time)."""
+        return self.replica is not None and self.until is not None and self.until >= now
+
+
+def _lease_lapsed(now: float) -> Any:
+    """The session row's lease has run out, or there is none."""
+    until = SessionRow.recorder_lease_until
+    return or_(until.is_(None), until < now)
+
+
+async def acquire_lease(
+    store: Store, session_id: uuid.UUID, replica: str, now: float, ttl: float
+) -> bool:
+    """Take the session's lease for ``replica`` until ``now + ttl``; False if another holds it.
+
+    One conditional ``UPDATE`` (free, lapsed or already ours), so of two replicas
+    asking at once exactly one gets it. A closed session is never leased.
+    """
+
+    async def run(s: AsyncSession, _out: Outbox) -> bool:
+        result = await s.execute(
+            update(SessionRow)
+            .where(
+                SessionRow.id == session_id,
+                SessionRow.closed_at.is_(None),
+                or_(_lease_lapsed(now), SessionRow.recorder_replica == replica),
+            )
+            .values(recorder_replica=replica, recorder_lease_until=now + ttl)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    return await transaction(store, "taking the recording lease", run)
+
+
+async def renew_leases(
+    store: Store, session_ids: Collection[uuid.UUID], replica: str, until: float
+) -> dict[uuid.UUID, str | None]:
+    """Extend ``replica``'s leases on ``session_ids`` to ``until``, in one transaction.
+
+    Returns the sessions whose lease ``replica`` no longer holds, each with who holds it
+    now (None: it was stopped, or the session is gone): those it must stop recording.
+    """
+    wanted = list(session_ids)
+    if not wanted:
+        return {}
+
+    async def run(s: AsyncSession, _out: Outbox) -> dict[uuid.UUID, str | None]:
+        await s.execute(
+            update(SessionRow)
+            .where(SessionRow.id.in_(wanted), SessionRow.recorder_replica == replica)
+            .values(recorder_lease_until=until)
+            .execution_options(synchronize_session=False)
+        )
+        found = await s.execute(
+            select(SessionRow.id, SessionRow.recorder_replica).where(SessionRow.id.in_(wanted))
+        )
+        holders = {session_id: holder for session_id, holder in found.all()}
+        return {
+            session_id: holders.get(session_id)
+            for session_id in wanted
+            if holders.get(session_id) != replica
+        }
+
+    return await transaction(store, "renewing the recording leases", run)
+
+
+async def release_lease(
+    store: Store, session_id: uuid.UUID, replica: str, *, hand_over: bool
+) -> None:
+    """Let go of ``replica``'s lease (a no-op if it no longer holds it).
+
+    ``hand_over`` (a replica shutting down mid-recording): the lease is left lapsed in
+    its name, so another replica takes the recording over at once; otherwise (the
+    recording was stopped or the session closed) nobody is to record it.
+    """
+    values: dict[str, Any] = (
+        {"recorder_lease_until": 0.0}
+        if hand_over
+        else {"recorder_replica": None, "recorder_lease_until": None}
+    )
+
+    async def run(s: AsyncSession, _out: Outbox) -> None:
+        await s.execute(
+            update(SessionRow)
+            .where(SessionRow.id == session_id, SessionRow.recorder_replica == replica)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+
+    await transaction(store, "releasing the recording lease", run)
+
+
+async def revoke_lease(store: Store, session_id: uuid.UUID) -> bool:
+    """Stop the session's recording from a replica that does not hold it; True if it had a holder.
+
+    The holder learns at its next renewal and stops. The lease's time is kept, so nobody
+    can start recording the session again before the holder has noticed (no two recorders).
+    """
+
+    async def run(s: AsyncSession, _out: Outbox) -> bool:
+        result = await s.execute(
+            update(SessionRow)
+            .where(SessionRow.id == session_id, SessionRow.recorder_replica.is_not(None))
+            .values(recorder_replica=None)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    return await transaction(store, "stopping the recording", run)
+
+
+async def expire_leases(store: Store) -> int:
+    """Let every live lease lapse now (a lone server at start-up: they are all a dead
+    predecessor's, since no other replica can share its sessions); how many there were."""
+
+    async def run(s: AsyncSession, _out: Outbox) -> int:
+        result = await s.execute(
+            update(SessionRow)
+            .where(SessionRow.recorder_lease_until > 0.0)
+            .values(recorder_lease_until=0.0)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0))
+
+    return await transaction(store, "expiring recording leases", run)
+
+
+async def lease(store: Store, session_id: uuid.UUID) -> Lease:
+    """The session's lease as stored (no holder for an unknown session)."""
+    with storage_errors("reading the recording lease"):
+        async with asyncio.timeout(_TIMEOUT), store.reads() as s:
+            found = (
+                await s.execute(
+                    select(SessionRow.recorder_replica, SessionRow.recorder_lease_until).where(
+                        SessionRow.id == session_id
+                    )
+                )
+            ).first()
+    return Lease(None, None) if found is None else Lease(found[0], found[1])
+
+
+async def takeover_candidates(store: Store, now: float) -> list[tuple[uuid.UUID, int, int]]:
+    """Open sessions being recorded whose holder stopped renewing: ``(uuid, app, room)``."""
+    with storage_errors("finding recordings to take over"):
+        async with asyncio.timeout(_TIMEOUT), store.reads() as s:
+            found = await s.execute(
+                select(SessionRow.id, SessionRow.sdk_app_id, SessionRow.room_id)
+                .where(
+                    SessionRow.closed_at.is_(None),
+                    SessionRow.recorder_replica.is_not(None),
+                    SessionRow.recorder_lease_until < now,
+                )
+                .order_by(SessionRow.opened_at)
+            )
+            return [(session_id, app, room) for session_id, app, room in found.all()]
+
+
+async def fresh_connections(store: Store, session_id: uuid.UUID, since: float) -> set[str]:
+    """The session's live connections heard from since ``since``: those whose socket is
+    most likely open on some replica (an offer sent through the bus reaches them)."""
+    with storage_errors("listing members"):
+        async with asyncio.timeout(_TIMEOUT), store.reads() as s:
+            found = await s.scalars(
+                select(MemberRow.connection_id).where(
+                    and_(
+                        MemberRow.session_id == session_id,
+                        MemberRow.left_at.is_(None),
+                        MemberRow.last_heartbeat >= since,
+                    )
+                )
+            )
+            return set(found)

@@ -55,13 +55,17 @@ StopReason = Literal[
     "session-limit",
     "disk-floor",
     "crashed",
+    "replica-lost",
+    "lease-lost",
     "error",
 ]
 """Why a recording file ended; the REST model and the column share this one list."""
 STOP_REASONS: tuple[str, ...] = get_args(StopReason)
 """Why a file ended: its member left; an admin stopped the recording; the session closed;
 the server shut down; the per-file or per-session limit; the free-disk floor; the server
-died (found at the next start); the writer failed."""
+died (found at the next start); the replica recording it died (closed by the replica that
+took the recording over); the replica lost its recording lease to another (it could not
+renew it in time); the writer failed."""
 
 
 class RecordingRow(Base):
