@@ -32,7 +32,7 @@ from ._util import APP, Clock, eventually, room_service
 TTL = 1.0
 """The lease's TTL in these tests (renewed every third of it)."""
 
-Replica = Callable[[str], RecordingService]
+Replica = Callable[..., RecordingService]
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ async def replica(
     stores: list[Store] = []
     services: list[RecordingService] = []
 
-    def make(name: str) -> RecordingService:
+    def make(name: str, ttl: float = TTL) -> RecordingService:
         own = Store.open(database.url, schema=database.schema)
         stores.append(own)
         rooms = RoomService(own, InProcessBus(), _settings("nobody"), clock=clock)
@@ -53,7 +53,7 @@ async def replica(
             bus=InProcessBus(),
             rooms=rooms,
             is_live=lambda _connection_id: False,
-            lease_ttl=TTL,
+            lease_ttl=ttl,
             clustered=True,
         )
         services.append(service)
@@ -102,6 +102,56 @@ async def test_a_held_lease_is_refused_to_another_replica_while_renewed(
         assert (await rows.lease(store, room)).replica == "a"
     # a stopped gracefully (and b with it): the lease is handed over, not held.
     assert not (await rows.lease(store, room)).held(time.time())
+
+
+async def test_two_replicas_asking_at_once_get_one_lease(
+    store: Store, database: Any, clock: Clock
+) -> None:
+    """Two replicas taking the same free lease at the same moment: exactly one gets it."""
+    other = Store.open(database.url, schema=database.schema)
+    try:
+        for room_id in range(51, 56):
+            room = await _open_session(store, clock, room_id)
+            now = time.time()
+            won = await asyncio.gather(
+                rows.acquire_lease(store, room, "a", now, TTL),
+                rows.acquire_lease(other, room, "b", now, TTL),
+            )
+            assert sorted(won) == [False, True], room_id
+            holder = (await rows.lease(store, room)).replica
+            assert holder == ("a" if won[0] else "b")
+    finally:
+        await other.close()
+
+
+async def test_a_stop_asked_of_another_replica_stops_the_holder(
+    store: Store, clock: Clock, replica: Replica
+) -> None:
+    """An admin's stop reaching a replica that does not record the session: the holder
+    stops at its next renewal, and nobody records it any more."""
+    room = await _open_session(store, clock, 45)
+    async with replica("a") as a, replica("b") as b:
+        await a.start(APP, 45, room)
+        await b.stop(room)
+        await eventually(lambda: _true(not a.is_recording(room)), within=10 * TTL)
+        assert not await a.recording_now(room) and not await b.recording_now(room)
+        await asyncio.sleep(2 * TTL)  # b looks for lapsed leases: this one was stopped
+        assert not b.is_recording(room) and not a.is_recording(room)
+
+
+async def test_a_graceful_shutdown_hands_the_recording_over(
+    store: Store, clock: Clock, replica: Replica
+) -> None:
+    """The holder shuts down mid-recording: another replica goes on without waiting for
+    the lease to run out."""
+    room = await _open_session(store, clock, 46)
+    async with replica("b") as b:
+        a = replica("a", ttl=60.0)  # its lease would hold b off for a minute
+        async with a:
+            await a.start(APP, 46, room)
+        assert not b.is_recording(room)
+        await eventually(lambda: _true(b.is_recording(room)), within=3 * TTL)
+        assert (await rows.lease(store, room)).replica == "b"
 
 
 async def test_a_holder_that_stops_renewing_is_taken_over(
