@@ -17,6 +17,8 @@ const STOP_REASONS = {
   "session-limit": "session limit reached",
   "disk-floor": "disk below its free-space floor",
   crashed: "server died (file cut)",
+  "replica-lost": "recording replica died: another went on (file cut)",
+  "lease-lost": "another replica took the recording over",
   error: "the writer failed",
 };
 const SERVER_EVENTS = {
