@@ -1,20 +1,18 @@
-"""The Redis bus against a real Redis: the in-process bus's behaviour, replicas, and outages.
+"""The Redis bus against a real Redis: what only it does (replicas, prefixes, wire
+versions, Redis going away) and two servers sharing a room through it.
 
-Redis is ``TAVKIT_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``); if it is
-down these tests fail. Each test speaks under a prefix of its own, so runs sharing a
-Redis never hear each other. Outages are made with a TCP relay in front of Redis
-(never ``CLIENT KILL``, which would hit every other client of that Redis).
+The contract it shares with the in-process bus (order, copies, cut-offs) is tested
+against both in ``test_bus.py``. Redis is ``TAVKIT_TEST_REDIS_URL`` (see
+``_buses.py``). Outages are made with a TCP relay in front of Redis (never
+``CLIENT KILL``, which would hit every other client of that Redis).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import secrets
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -24,41 +22,30 @@ import redis.asyncio as redis
 from client._proxy import TcpRelay
 
 from tavkit.errors import ServerCode, ServerError
-from tavkit.protocol import ChatMessage
 from tavkit.server.bus import InProcessBus, session_channel
-from tavkit.server.events import (
-    Event,
-    MemberStateEvent,
-    MessageEvent,
-    RoomClosedEvent,
-    SocketOpenEvent,
-    encode,
-)
+from tavkit.server.events import RoomClosedEvent, encode
 from tavkit.server.redis_bus import RedisBus
 
+from ._buses import (
+    PING_INTERVAL,
+    REDIS_URL,
+    cut_off,
+    new_prefix,
+    next_event,
+    opened,
+    replica,
+)
 from ._util import eventually
 from .test_signaling import LOOPBACK, member, until
 
 if TYPE_CHECKING:
     from conftest import ServerFactory
 
-REDIS_URL = os.environ.get("TAVKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-PING_INTERVAL = 0.2
-"""Short, so a silent connection is noticed within a test's patience."""
-
 
 @pytest.fixture
 def prefix() -> str:
     """A channel prefix of this test's own."""
-    return f"tavkit-test-{secrets.token_hex(4)}:"
-
-
-@asynccontextmanager
-async def replica(prefix: str, url: str = REDIS_URL, **options: Any) -> AsyncIterator[RedisBus]:
-    """A connected RedisBus, as one replica of a deployment would have, with quick timings."""
-    options = {"timeout": 2.0, "ping_interval": PING_INTERVAL, "backoff_max": 0.2, **options}
-    async with RedisBus(url, prefix=prefix, **options) as bus:
-        yield bus
+    return new_prefix()
 
 
 @pytest.fixture
@@ -109,71 +96,7 @@ def through(relay: Relay) -> str:
     return urlsplit(REDIS_URL)._replace(netloc=f"127.0.0.1:{relay.port}").geturl()
 
 
-async def next_event(subscription: Any, within: float = 2.0) -> Event:
-    """The subscription's next event, failing after ``within`` seconds."""
-    async with asyncio.timeout(within):
-        event: Event = await anext(aiter(subscription))
-        return event
-
-
-async def cut_off(subscription: Any, within: float = 2.0) -> ServerError:
-    """The ServerError(INTERNAL) that ends ``subscription``, read past any queued events."""
-    with pytest.raises(ServerError) as caught:
-        async with asyncio.timeout(within):
-            async for _ in subscription:
-                pass
-    assert caught.value.code is ServerCode.INTERNAL
-    return caught.value
-
-
-def opened(n: int) -> SocketOpenEvent:
-    """A small event told apart by ``n``."""
-    return SocketOpenEvent(f"user{n}", f"c{n}")
-
-
-def custom(data: object) -> MessageEvent:
-    """A message event carrying ``data``, the one event with a mutable part."""
-    return MessageEvent(ChatMessage(1, "alice", "custom", "m1", 1.0, data=data))
-
-
-# --- what the in-process bus does, over Redis ----------------------------------------------
-
-
-async def test_every_subscriber_of_a_channel_gets_each_event_in_order(bus):
-    """Two subscribers of one channel both see its events in order; others see nothing."""
-    async with (
-        bus.subscribe("a") as first,
-        bus.subscribe("a") as second,
-        bus.subscribe("b") as other,
-    ):
-        await bus.publish("a", opened(1))
-        await bus.publish("a", MemberStateEvent("user2", muted=True, camera=False))
-        for subscription in (first, second):
-            assert [await next_event(subscription), await next_event(subscription)] == [
-                opened(1),
-                MemberStateEvent("user2", muted=True, camera=False),
-            ]
-        with pytest.raises(TimeoutError):
-            await next_event(other, within=0.1)
-
-
-async def test_concurrent_publishes_arrive_in_the_order_they_were_made(bus, prefix):
-    """A burst of publishes from many tasks reaches another replica in call order."""
-    async with replica(prefix) as other, other.subscribe("a") as subscription:
-        await asyncio.gather(*(bus.publish("a", opened(n)) for n in range(300)))
-        assert [await next_event(subscription) for _ in range(300)] == [
-            opened(n) for n in range(300)
-        ]
-
-
-async def test_subscribers_get_their_own_copy(bus):
-    """A subscriber changing its event does not change what another one sees."""
-    async with bus.subscribe("a") as first, bus.subscribe("a") as second:
-        await bus.publish("a", custom({"to": "alice"}))
-        mine = await next_event(first)
-        assert isinstance(mine, MessageEvent)
-        mine.message.data["to"] = "mallory"
-        assert await next_event(second) == custom({"to": "alice"})
+# --- Redis subscriptions ------------------------------------------------------------------
 
 
 async def test_leaving_the_last_subscription_unsubscribes_from_redis(bus, prefix, direct):
@@ -192,37 +115,6 @@ async def _no_subscriber(direct: redis.Redis, key: str) -> bool:
     return await direct.pubsub_numsub(key) == [(key.encode(), 0)]
 
 
-async def test_events_must_be_json(bus):
-    """An event that could not cross Redis is refused at publish, before it is sent."""
-    with pytest.raises(TypeError):
-        await bus.publish("a", custom({"when": object()}))
-    with pytest.raises(ValueError):
-        await bus.publish("a", custom(float("nan")))
-
-
-async def test_an_event_that_does_not_read_back_cuts_the_subscriber_off(bus):
-    """An event that serialises but fails the strict parse ends the iteration with 10000."""
-    async with bus.subscribe("a") as subscription:
-        await bus.publish("a", SocketOpenEvent("alice", ""))  # an empty connectionId
-        error = await cut_off(subscription)
-        assert isinstance(error.__cause__, ValueError)
-
-
-async def test_a_subscriber_that_falls_behind_is_cut_off_loudly(prefix):
-    """Past max_queue unread events the subscriber's iteration fails with server 10000."""
-    async with replica(prefix, max_queue=3) as bus, bus.subscribe("a") as slow:
-        for n in range(5):
-            await bus.publish("a", opened(n))
-        assert [await next_event(slow) for _ in range(3)] == [opened(0), opened(1), opened(2)]
-        await cut_off(slow)
-
-
-async def test_reading_before_entering_is_a_programming_error(bus):
-    """Iterating a subscription that was never entered raises RuntimeError."""
-    with pytest.raises(RuntimeError):
-        await next_event(bus.subscribe("a"))
-
-
 # --- replicas ------------------------------------------------------------------------------
 
 
@@ -237,6 +129,15 @@ async def test_two_replicas_hear_each_other(bus, prefix):
         await other.publish("a", opened(2))
         assert [await next_event(here), await next_event(here)] == [opened(1), opened(2)]
         assert [await next_event(there), await next_event(there)] == [opened(1), opened(2)]
+
+
+async def test_concurrent_publishes_reach_another_replica_in_call_order(bus, prefix):
+    """A burst of publishes from many tasks reaches another replica in call order."""
+    async with replica(prefix) as other, other.subscribe("a") as subscription:
+        await asyncio.gather(*(bus.publish("a", opened(n)) for n in range(300)))
+        assert [await next_event(subscription) for _ in range(300)] == [
+            opened(n) for n in range(300)
+        ]
 
 
 async def test_deployments_with_other_prefixes_do_not_mix(bus, prefix):
