@@ -2,9 +2,13 @@
 
 A live display (joined, connected, errors, signals, messages, phase) is drawn on
 stderr unless ``--json``, which prints the report as one JSON object on stdout
-instead of the text summary. Exit status: 0 no error, consistent membership and
-every message delivered; 1 otherwise (a server restart in the middle exits 1 even
-when everyone recovered: ``"recovered": true`` says so); 2 a usage mistake.
+instead of the text summary. Against a load balancer the report adds the enters
+and sockets per replica and splits signal and message latency into same-replica and
+cross-replica pairs (from the ``X-Tavkit-Replica`` header).
+
+Exit status: 0 no error, consistent membership and every message delivered; 1
+otherwise (a server restart in the middle exits 1 even when everyone recovered:
+``"recovered": true`` says so); 2 a usage mistake.
 """
 
 from __future__ import annotations
@@ -28,7 +32,12 @@ __all__ = ["loadtest"]
 
 def loadtest(
     server: Annotated[
-        str, typer.Option("--server", envvar="TAVKIT_SERVER", help="The tavkit server's URL.")
+        str,
+        typer.Option(
+            "--server",
+            envvar="TAVKIT_SERVER",
+            help="The tavkit server's URL, or the load balancer's in front of replicas.",
+        ),
     ],
     app: Annotated[
         str,

@@ -15,6 +15,12 @@ Its life::
 Latencies use this process's monotonic clock: every probe (``ping.t``, the signal's
 ``sdpMid``, the message's ``data.lt``) carries its send time and the receiver, in the
 same process, subtracts it from its receive time.
+
+Behind a load balancer each participant notes the replica that answered its ``enter``
+and the one holding its socket (the ``X-Tavkit-Replica`` header of the answer and of
+the WebSocket handshake), so a signal or message between two participants counts as
+same-replica or cross-replica (through Redis). A socket closed with 1012 (its replica
+draining) is a drop like any other, and also counted as ``moved``.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ _MAX_BACKOFF: Final = 2.0
 # A socket that ended without a close frame reports no code; RFC 6455 calls that 1006.
 _CLOSE_UNKNOWN: Final = int(WsCloseCode.ABNORMAL_CLOSURE)
 _MEMBERSHIP_ENDED: Final = frozenset({CloseCode.REMOVED, CloseCode.ROOM_CLOSED})
+_REPLICA_HEADER: Final = "x-tavkit-replica"
 
 Outcome = Literal["ok", "refused", "failed"]
 
@@ -70,6 +77,8 @@ class Shared:
     """The simulated participants of each room (what a message's fan-out should reach)."""
     messages_note: str | None = None
     """Why messages were skipped, when the server does not speak them."""
+    socket_replicas: dict[str, str] = field(default_factory=dict)
+    """The replica holding each participant's socket now (userId to replica name)."""
     rest_slots: asyncio.Semaphore | None = None
     """Bounds REST calls in flight to the pool size: httpx's pool spends CPU per queued call."""
 
@@ -102,6 +111,10 @@ class Participant:
             "X-TAvKit-UserSig": gen_user_sig(config.sdk_app_id, config.key, self.user_id),
         }
         self.room_uuid: str | None = None
+        self.enter_replica: str | None = None
+        """The replica that answered the last successful ``enter`` (None: not named)."""
+        self.socket_replica: str | None = None
+        """The replica holding the socket now (None: not named, or no socket)."""
         self.others: set[str] = set()
         self.in_room = False
         self.ready = asyncio.Event()
@@ -208,6 +221,8 @@ class Participant:
                     self._rec.error(f"close:{code}", f"{self.user_id}: after leave")
                 return
             self._rec.drops += 1
+            if code == CloseCode.SERVICE_RESTART:
+                self._rec.moved += 1
             self._rec.error(f"close:{code}", f"{self.user_id}: socket closed by the server/network")
             if code == CloseCode.REPLACED:  # someone else is this user now: fighting back loops
                 self._rec.failed += 1
@@ -272,6 +287,9 @@ class Participant:
             return
         if self.in_room and self.room_uuid is not None:
             self._rec.reentered += 1
+        self.enter_replica = response.headers.get(_REPLICA_HEADER)
+        if self.enter_replica is not None:
+            self._rec.enter_replicas[self.enter_replica] += 1
         self.room_uuid = str(body["roomUuid"])
         self._token = str(body["socketToken"])
         self._socket_url = str(body["socketUrl"])
@@ -307,7 +325,10 @@ class Participant:
             async with asyncio.timeout(timeout):
                 first = json.loads(await ws.recv())
         except (TimeoutError, ConnectionClosed, ValueError) as exc:
-            self._rec.error("http:10000", f"no welcome: {type(exc).__name__} {exc}")
+            if ws.close_code == CloseCode.SERVICE_RESTART:  # a draining replica: try again
+                self._rec.error(f"close:{ws.close_code}", f"{self.user_id}: socket refused")
+            else:
+                self._rec.error("http:10000", f"no welcome: {type(exc).__name__} {exc}")
             ws.transport.abort()
             return "failed"
         if not isinstance(first, dict) or first.get("type") != "welcome":
@@ -323,6 +344,9 @@ class Participant:
         self._ws = ws
         self._connected = True
         self._rec.connected += 1
+        self.socket_replica = ws.response.headers.get(_REPLICA_HEADER) if ws.response else None
+        if self.socket_replica is not None:
+            self.shared.socket_replicas[self.user_id] = self.socket_replica
         self._welcome(first, resuming)
         return "ok"
 
@@ -369,8 +393,10 @@ class Participant:
             mid = _signal_tag(frame.get("data"))
             if mid is not None:
                 with contextlib.suppress(ValueError):
-                    self._rec.signal.append(now - float(mid))
+                    took = now - float(mid)
+                    self._rec.signal.append(took)
                     self._rec.signals_received += 1
+                    self._by_replica(self._rec.signal_same, self._rec.signal_cross, frame, took)
         elif kind == "message":
             self._on_message(frame, now)
         elif kind == "synced":
@@ -408,8 +434,19 @@ class Participant:
         self._got.add(sent_as)
         data = frame.get("data")
         if isinstance(data, dict) and isinstance(data.get("lt"), int | float):
+            took = now - float(data["lt"])
             self._rec.messages_received += 1
-            self._rec.message.append(now - float(data["lt"]))
+            self._rec.message.append(took)
+            self._by_replica(self._rec.message_same, self._rec.message_cross, frame, took)
+
+    def _by_replica(
+        self, same: list[float], cross: list[float], frame: dict[str, Any], took: float
+    ) -> None:
+        """File a latency under same- or cross-replica, when both replicas are named."""
+        theirs = self.shared.socket_replicas.get(str(frame.get("from")))
+        if theirs is None or self.socket_replica is None:
+            return
+        (same if theirs == self.socket_replica else cross).append(took)
 
     def _advance(self, uuid: str, seq: int) -> None:
         """Track the highest seq delivered without a gap, for the ``sync`` after a resume."""

@@ -10,8 +10,13 @@ one JSON object of ``tavkit loadtest --json``::
      "signals": {"sent", "received"},
      "messages": {"supported", "note", "sent", "acked", "received", "expected", "complete"},
      "errors": {"total", "byCode": {"server:10005": 3, "close:1012": 200, ...}, "samples": {...}},
-     "reconnects": {"drops", "resumed", "reentered", "failed"}, "recovered",
-     "consistency": {"passed", "source", "rooms", "mismatched": [...]}, "media": {...}|null, "ok"}
+     "reconnects": {"drops", "moved", "resumed", "reentered", "failed"}, "recovered",
+     "consistency": {"passed", "source", "rooms", "mismatched": [...]}, "media": {...}|null,
+     "replicas": {"enters": {name: n}, "sockets": {name: n}}, "ok"}
+
+``latencyMs`` also has ``signalSameReplica``/``signalCrossReplica`` and
+``messageSameReplica``/``messageCrossReplica``: the same samples split by whether the
+two participants' sockets were on one replica or on two (``X-Tavkit-Replica``).
 
 Errors are keyed ``module:errorCode`` with the seed's modules (REST answers and
 ``error`` frames), ``http:10000`` for network failures, and ``close:<code>`` for a
@@ -117,6 +122,14 @@ class Recorder:
     heartbeat: list[float] = field(default_factory=list)
     signal: list[float] = field(default_factory=list)
     message: list[float] = field(default_factory=list)
+    signal_same: list[float] = field(default_factory=list)
+    """Signal latencies between two sockets on one replica (``X-Tavkit-Replica``)."""
+    signal_cross: list[float] = field(default_factory=list)
+    """Signal latencies between sockets on two replicas (through the bus)."""
+    message_same: list[float] = field(default_factory=list)
+    message_cross: list[float] = field(default_factory=list)
+    enter_replicas: Counter[str] = field(default_factory=Counter)
+    """Successful enters per replica that answered them."""
     signals_sent: int = 0
     signals_received: int = 0
     messages_sent: int = 0
@@ -127,6 +140,8 @@ class Recorder:
     drops: int = 0
     resumed: int = 0
     reentered: int = 0
+    moved: int = 0
+    """Drops that were a draining replica's close 1012 (also counted in ``drops``)."""
     failed: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     samples: dict[str, str] = field(default_factory=dict)
@@ -177,6 +192,11 @@ class LoadReport:
     failed: int
     consistency: Consistency
     media: dict[str, Any] | None = None
+    moved: int = 0
+    """Drops that were a draining replica telling the socket to move (close 1012)."""
+    replicas: dict[str, dict[str, int]] = field(default_factory=dict)
+    """``{"enters": {replica: n}, "sockets": {replica: n}}``: who answered the enters, and
+    where the sockets were at the consistency check; empty when no replica was named."""
 
     @property
     def error_total(self) -> int:
@@ -226,6 +246,7 @@ class LoadReport:
             },
             "reconnects": {
                 "drops": self.drops,
+                "moved": self.moved,
                 "resumed": self.resumed,
                 "reentered": self.reentered,
                 "failed": self.failed,
@@ -233,6 +254,7 @@ class LoadReport:
             "recovered": self.recovered,
             "consistency": self.consistency.to_dict(),
             "media": self.media,
+            "replicas": self.replicas,
             "ok": self.ok,
         }
 
@@ -253,10 +275,16 @@ class LoadReport:
             "join": "join (enter+welcome)",
             "heartbeat": "heartbeat RTT",
             "signal": "signal relay",
+            "signalSameReplica": "  same replica",
+            "signalCrossReplica": "  cross replica",
             "message": "message fan-out",
+            "messageSameReplica": "  same replica",
+            "messageCrossReplica": "  cross replica",
         }
         for key, label in names.items():
-            s = self.latency[key]
+            s = self.latency.get(key)
+            if s is None or (key.endswith("Replica") and not s.count):
+                continue
             lines.append(
                 f"{label:<22}{s.count:>8}{ms(s.p50):>9}{ms(s.p95):>9}{ms(s.p99):>9}{ms(s.max):>9}"
             )
@@ -269,7 +297,7 @@ class LoadReport:
         else:
             lines.append(f"messages: skipped ({self.messages_note})")
         lines.append(
-            f"reconnects: {self.drops} drops, {self.resumed} resumed, "
+            f"reconnects: {self.drops} drops ({self.moved} told to move), {self.resumed} resumed, "
             f"{self.reentered} re-entered, {self.failed} gave up (joining or getting back)"
         )
         lines.append(f"errors: {self.error_total}")
@@ -287,5 +315,8 @@ class LoadReport:
             lines.append(f"  room {room['roomId']}: server {room['server']} tool {room['tool']}")
         if self.media is not None:
             lines.append(f"media: {self.media}")
+        for what, counts in self.replicas.items():
+            shown = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+            lines.append(f"{what} per replica: {shown}")
         lines.append(f"recovered: {self.recovered}   result: {'OK' if self.ok else 'FAILED'}")
         return "\n".join(lines)

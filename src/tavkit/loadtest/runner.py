@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -95,6 +96,7 @@ class LoadTest:
                 await self._drain()
                 rec.phase = "check"
                 consistency = await self._check(http)
+                replicas = self._replicas()
                 rec.phase = "leave"
                 await asyncio.gather(*(p.leave() for p in self.participants))
                 media = await self._stop_kits()
@@ -120,7 +122,11 @@ class LoadTest:
                 "join": LatencySummary.of(rec.join),
                 "heartbeat": LatencySummary.of(rec.heartbeat),
                 "signal": LatencySummary.of(rec.signal),
+                "signalSameReplica": LatencySummary.of(rec.signal_same),
+                "signalCrossReplica": LatencySummary.of(rec.signal_cross),
                 "message": LatencySummary.of(rec.message),
+                "messageSameReplica": LatencySummary.of(rec.message_same),
+                "messageCrossReplica": LatencySummary.of(rec.message_cross),
             },
             signals_sent=rec.signals_sent,
             signals_received=rec.signals_received,
@@ -139,6 +145,8 @@ class LoadTest:
             failed=rec.failed,
             consistency=consistency,
             media=media,
+            moved=rec.moved,
+            replicas=replicas,
         )
 
     # -- phases ----------------------------------------------------------------------------
@@ -177,6 +185,16 @@ class LoadTest:
             await asyncio.sleep(0.1)
         # Signals and fan-out to slower sockets may trail the acknowledgements a little.
         await asyncio.sleep(min(0.5, self.config.drain_timeout))
+
+    def _replicas(self) -> dict[str, dict[str, int]]:
+        """Enters per replica that answered them, and sockets per replica holding them now."""
+        sockets = Counter(
+            p.socket_replica for p in self.participants if p.in_room and p.socket_replica
+        )
+        enters = self.recorder.enter_replicas
+        if not enters and not sockets:
+            return {}
+        return {"enters": dict(sorted(enters.items())), "sockets": dict(sorted(sockets.items()))}
 
     async def _check(self, http: httpx.AsyncClient) -> Consistency:
         """Compare, per room, the server's members with the ones this process holds."""

@@ -129,6 +129,9 @@ class CloseCode(IntEnum):
     """A frame was over :data:`MAX_FRAME_BYTES`."""
     SERVER_ERROR = 1011
     """The server lost track of this socket (e.g. events were lost); reconnect to resume."""
+    SERVICE_RESTART = 1012
+    """The replica is draining (shutting down): reconnect at once to resume, through the
+    load balancer, on another replica. A new socket on a draining replica gets it too."""
     TRY_AGAIN_LATER = 1013
     """The client read too slowly and its send queue overflowed; reconnect to resume."""
     REPLACED = 4001

@@ -42,8 +42,9 @@ from tavkit.server.admin import dashboard
 from tavkit.server.admin import routes as admin_routes
 from tavkit.server.bus import Bus, InProcessBus
 from tavkit.server.context import ServerContext
+from tavkit.server.drain import Drain, DrainMiddleware
 from tavkit.server.errors import install_error_handlers
-from tavkit.server.headers import SecurityHeadersMiddleware
+from tavkit.server.headers import ReplicaHeaderMiddleware, SecurityHeadersMiddleware
 from tavkit.server.im import routes as im_routes
 from tavkit.server.im.service import MessageService
 from tavkit.server.logs import routes as logs_routes
@@ -71,6 +72,7 @@ __all__ = [
     "DEMO_APP_FILE",
     "DEMO_SDK_APP_ID",
     "create_app",
+    "drain_app",
     "is_loopback",
     "prepare",
     "web_dir",
@@ -180,11 +182,21 @@ async def _open_bus(settings: Settings, running: AsyncExitStack) -> Bus:
     return await running.enter_async_context(bus)
 
 
+async def drain_app(app: FastAPI, within: float) -> int:
+    """Drain a running app (see :mod:`tavkit.server.drain`): refuse new work, tell every
+    socket to move, wait up to ``within`` seconds; how many sockets were left."""
+    ctx = getattr(app.state, "tavkit", None)
+    if not isinstance(ctx, ServerContext):
+        return 0  # the lifespan has not started: nothing is held
+    return await ctx.drain.move(ctx.sockets, within)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The tavkit server as an ASGI app; ``None`` reads the settings from the environment."""
     if settings is None:
         settings = Settings.from_env(os.environ)
     settings = prepare(settings)
+    drain = Drain()  # set by ``tavkit serve`` on SIGTERM (drain_app)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -224,6 +236,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     metrics=metrics,
                     limits=RateLimits.for_settings(settings),
                     socket_secret=socket_secret,
+                    drain=drain,
                 )
                 if forwarder is not None:
                     watch_forwarder(metrics, forwarder)
@@ -261,7 +274,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "PUT", "DELETE"],  # every method a route uses
             allow_headers=["*"],
         )
+    # Inside the header middlewares, so a draining replica's refusals carry them too.
+    app.add_middleware(DrainMiddleware, drain=drain)
     app.add_middleware(SecurityHeadersMiddleware)  # CORS answers get them too
+    app.add_middleware(ReplicaHeaderMiddleware, replica=settings.replica_name)
     if settings.trusted_proxies:
         # Outermost: every layer inside (rate limits, socket URLs, logs) sees the client.
         app.add_middleware(ProxyHeadersMiddleware, proxies=settings.trusted_proxies)

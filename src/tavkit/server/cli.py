@@ -10,6 +10,10 @@ Secrets given as options (``--app ID:KEY``, ``--admin-key``, ``--turn-secret``,
 ``serve`` warns when it sees one; ``--apps-file`` and the environment keep them out of
 it. ``--app`` and ``--apps-file`` on the command line replace ``TAVKIT_APPS`` and
 ``TAVKIT_APPS_FILE``.
+On SIGTERM ``serve`` drains (:mod:`tavkit.server.drain`): ``/healthz`` says draining,
+new enters and sockets are refused, every socket is told to move (close 1012), and
+the process stops once they are gone or ``--drain-timeout`` has passed. A second
+SIGTERM, or Ctrl-C, stops at once.
 The server runs under umask 077: what it writes in the data directory (the token
 secret, the demo keys, SQLite, recordings) is for its own user only.
 """
@@ -20,10 +24,12 @@ import asyncio
 import gc
 import json
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
@@ -134,6 +140,15 @@ def serve(
         typer.Option(
             help="This replica's name in recording leases and the X-Tavkit-Replica header "
             f"(default host-pid). {_env('REPLICA_NAME')}"
+        ),
+    ] = None,
+    drain_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="On SIGTERM, seconds to wait for the sockets told to move (close 1012) "
+            "to reconnect elsewhere before stopping (default 10; 0: close them at once). "
+            f"{_env('DRAIN_TIMEOUT')}",
         ),
     ] = None,
     # Apps and auth
@@ -320,6 +335,7 @@ def serve(
         "database_schema": database_schema,
         "redis_url": redis_url,
         "replica_name": replica_name,
+        "drain_timeout": drain_timeout,
         "admin_user": admin_user,
         "admin_key": admin_key,
         "demo": demo,
@@ -402,19 +418,45 @@ async def _serve(settings: Settings, log_level: str) -> int:
     """Serve until a signal; 1 if the app failed to start."""
     import uvicorn
 
-    from tavkit.server.app import create_app
+    from tavkit.server.app import create_app, drain_app
 
     class _Server(uvicorn.Server):
-        """uvicorn's server with an event set once the app has started and listens."""
+        """uvicorn's server with an event set once the app has started and listens, and
+        a drain (:mod:`tavkit.server.drain`) between SIGTERM and uvicorn's shutdown.
+
+        The signal handler only notes the request; the next tick of uvicorn's main loop
+        starts the drain, which asks for the shutdown when it is over. A second SIGTERM,
+        or SIGINT (Ctrl-C), shuts down at once.
+        """
 
         def __init__(self, config: uvicorn.Config) -> None:
             super().__init__(config)
             self.ready = asyncio.Event()
+            self.drain_requested = False
+            self.draining: asyncio.Task[None] | None = None
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
             if self.started:
                 self.ready.set()
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            drains = settings.drain_timeout > 0 and self.started and not self.should_exit
+            if sig == signal.SIGTERM and drains and not self.drain_requested:
+                self.drain_requested = True
+                return
+            super().handle_exit(sig, frame)
+
+        async def on_tick(self, counter: int) -> bool:
+            if self.drain_requested and self.draining is None:
+                self.draining = asyncio.create_task(self._drain(), name="tavkit-drain")
+            return await super().on_tick(counter)
+
+        async def _drain(self) -> None:
+            try:
+                await drain_app(app, settings.drain_timeout)
+            finally:
+                self.should_exit = True
 
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -429,8 +471,9 @@ async def _serve(settings: Settings, log_level: str) -> int:
     # log_config=None: uvicorn's loggers propagate to ours (configure_logging).
     # uvicorn would otherwise buffer frames up to 16 MiB before the socket sees them.
     cert, key = _tls_files(settings)
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         log_level=log_level,
         lifespan="on",
         log_config=None,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tavkit.errors import ServerCode, ServerError
+from tavkit.server.drain import Drain
 
 if TYPE_CHECKING:
     from tavkit.server.bus import Bus
@@ -47,6 +48,8 @@ class ServerContext:
     """The REST API's token buckets (:mod:`tavkit.server.ratelimit`)."""
     socket_secret: bytes = field(repr=False)
     """The data directory's secret for socket tokens (:mod:`tavkit.server.signaling.tokens`)."""
+    drain: Drain = field(default_factory=Drain)
+    """Whether this replica is draining (:mod:`tavkit.server.drain`)."""
 
 
 def context_of(connection: Any) -> ServerContext:

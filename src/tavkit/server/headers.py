@@ -19,6 +19,10 @@ header                          why
                                 personal data; the component's static files stay cacheable
 ==============================  ===========================================================
 
+:class:`ReplicaHeaderMiddleware` adds ``X-Tavkit-Replica`` (``Settings.replica_name``) to
+every response and every WebSocket handshake: behind a load balancer a client (or
+``tavkit loadtest``) can tell which replica it reached.
+
 A header the route set itself wins (the dashboard's stricter CSP, a download's
 ``Cache-Control``). The web component is loaded by other sites' pages as a script,
 which none of these headers prevents; no ``Cross-Origin-Resource-Policy`` is sent
@@ -31,7 +35,7 @@ from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["SecurityHeadersMiddleware"]
+__all__ = ["REPLICA_HEADER", "ReplicaHeaderMiddleware", "SecurityHeadersMiddleware"]
 
 _ALWAYS: Final = (
     (b"x-content-type-options", b"nosniff"),
@@ -41,6 +45,9 @@ _ALWAYS: Final = (
 _CSP_PAGE: Final = b"frame-ancestors 'none'"
 _CSP_OTHER: Final = b"default-src 'none'; frame-ancestors 'none'"
 _NO_STORE_TYPES: Final = (b"application/json", b"text/html")
+REPLICA_HEADER: Final = "X-Tavkit-Replica"
+"""The response header naming the replica that answered."""
+_NAMED: Final = ("http.response.start", "websocket.accept")
 
 
 class SecurityHeadersMiddleware:
@@ -74,3 +81,23 @@ def with_security_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[byte
     if b"cache-control" not in present and content_type.startswith(_NO_STORE_TYPES):
         added.append((b"cache-control", b"no-store"))
     return [*headers, *added]
+
+
+class ReplicaHeaderMiddleware:
+    """Adds ``X-Tavkit-Replica: <replica>`` to every HTTP response and WebSocket accept."""
+
+    def __init__(self, app: ASGIApp, replica: str) -> None:
+        self.app = app
+        self.header = (REPLICA_HEADER.lower().encode(), replica.encode("ascii"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_named(message: Message) -> None:
+            if message["type"] in _NAMED:
+                message = {**message, "headers": [*message.get("headers", ()), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, send_named)

@@ -1,4 +1,5 @@
-"""``GET /healthz``: liveness, database reachability, and whether the bus can listen."""
+"""``GET /healthz``: liveness, database reachability, whether the bus can listen, and
+whether the replica is draining."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ health = APIRouter()
     responses={
         503: {
             "model": ErrorBody,
-            "description": "The database is unreachable, or the event bus (Redis) is.",
+            "description": "The database or the event bus (Redis) is unreachable, or the "
+            "replica is draining.",
         }
     },
     tags=["health"],
@@ -47,8 +49,14 @@ async def healthz(request: Request) -> Any:
 
     A 503 for the bus (``"bus": "unreachable"``) means Redis is away: calls in progress
     go on, but nobody can enter until the bus reconnects (it does so by itself).
+    A 503 with ``"status": "draining"`` means the replica got SIGTERM and is handing its
+    sockets to the others (:mod:`tavkit.server.drain`): a load balancer stops choosing it.
     """
     ctx = context_of(request)
+    if ctx.drain.draining:
+        refusal = ServerError(ServerCode.INTERNAL, "this replica is draining (shutting down)")
+        body = {"status": "draining", "replica": ctx.settings.replica_name, **refusal.to_dict()}
+        return JSONResponse(body, status_code=503)
     try:
         await ctx.store.ping()
     except TAvKitError as exc:

@@ -17,6 +17,8 @@ Environment variables (all optional)::
     TAVKIT_REDIS_PREFIX          start of every Redis channel tavkit:
     TAVKIT_REPLICA_NAME          this replica's name (leases,  host-pid
                                  X-Tavkit-Replica header)
+    TAVKIT_DRAIN_TIMEOUT         seconds SIGTERM waits for     10
+                                 sockets to move (0: at once)
     TAVKIT_APPS                  ID:KEY[:pmk],...             (none)
     TAVKIT_APPS_FILE             JSON file of apps (below)    (none)
     TAVKIT_ADMIN_USER            admin userId                 administrator
@@ -234,6 +236,11 @@ class Settings:
     """This process among the replicas: the holder named in a recording lease, the
     ``X-Tavkit-Replica`` response header (which replica a load balancer chose). Unique per
     running process; the default (host and process id) is."""
+    drain_timeout: float = 10.0
+    """On SIGTERM (``tavkit serve``), how long the replica waits for the sockets it told to
+    move (close 1012) to be gone before it shuts down; meanwhile ``/healthz`` says
+    ``draining`` and new enters and sockets are refused (:mod:`tavkit.server.drain`).
+    0: no drain, every socket is closed at once."""
 
     # Apps and auth
     apps: tuple[AppConfig, ...] = ()
@@ -349,6 +356,10 @@ class Settings:
                 raise ValueError(f"{name} must be a positive number of seconds, not {value}")
         if self.heartbeat_timeout <= self.heartbeat_interval:
             raise ValueError("heartbeat_timeout must be longer than heartbeat_interval")
+        if not (math.isfinite(self.drain_timeout) and self.drain_timeout >= 0):
+            raise ValueError(
+                f"drain_timeout must be zero or more seconds, not {self.drain_timeout}"
+            )
         if not (math.isfinite(self.close_grace) and self.close_grace >= 0):
             raise ValueError(f"close_grace must be zero or more seconds, not {self.close_grace}")
         if self.max_members < 1:
@@ -506,6 +517,7 @@ class Settings:
             "redis_url": str,
             "redis_prefix": str,
             "replica_name": str,
+            "drain_timeout": float,
             "apps": parse_apps,
             "admin_user": str,
             "admin_key": str,

@@ -11,6 +11,7 @@ export const CLOSE = Object.freeze({
   NORMAL: 1000, // after `leave`: the member has left
   TOO_BIG: 1009, // a frame was over MAX_FRAME_BYTES
   SERVER_ERROR: 1011, // the server lost this socket's events; resume
+  SERVICE_RESTART: 1012, // the replica is draining; resume at once (on another replica)
   TRY_AGAIN_LATER: 1013, // we read too slowly; resume
   REPLACED: 4001, // the same user entered elsewhere
   REMOVED: 4002, // an admin removed the member, it timed out, or its credentials expired
