@@ -68,6 +68,10 @@ EXAMPLES: list[tuple[Event, dict[str, Any]]] = [
     (MessageEvent(TEXT), {"kind": "message", "message": TEXT.to_wire()}),
     (MessageEvent(CUSTOM), {"kind": "message", "message": CUSTOM.to_wire()}),
     (
+        SocketOpenEvent("alice", "c1", "s1"),
+        {"kind": "socket-open", "userId": "alice", "connectionId": "c1", "socketId": "s1"},
+    ),
+    (
         SocketOpenEvent("alice", "c1"),
         {"kind": "socket-open", "userId": "alice", "connectionId": "c1"},
     ),
@@ -81,6 +85,8 @@ EXAMPLES: list[tuple[Event, dict[str, Any]]] = [
     ),
 ]
 IDS = [f"{event.kind}-{n}" for n, (event, _) in enumerate(EXAMPLES)]
+OPTIONAL = {"socket-open": {"socketId"}}
+"""Fields a newer replica added without a new version: an older one's event lacks them."""
 
 
 def versioned(wire: dict[str, Any]) -> dict[str, Any]:
@@ -166,6 +172,13 @@ def test_every_kind_is_covered_by_the_examples():
     assert {event.kind for event, _ in EXAMPLES} == set(events._PARSERS)
 
 
+def test_a_socket_open_without_a_socket_id_still_parses():
+    """An older replica's ``socket-open`` (no ``socketId``) reads back with none, not refused."""
+    wire = versioned({"kind": "socket-open", "userId": "alice", "connectionId": "c1"})
+    assert parse(wire) == SocketOpenEvent("alice", "c1", None)
+    assert "socketId" not in SocketOpenEvent("alice", "c1").to_wire()
+
+
 def test_unknown_extra_keys_are_ignored():
     """A field a newer replica adds does not break the parse."""
     wire = versioned({"kind": "room-closed", "reason": "empty", "replica": "b"})
@@ -191,7 +204,7 @@ def test_an_event_that_is_not_an_object_is_refused():
 @pytest.mark.parametrize(("event", "wire"), EXAMPLES, ids=IDS)
 def test_every_missing_field_is_refused_by_name(event, wire):
     """Dropping any one field of any event is a ValueError that names that field."""
-    for name in set(wire) - {"kind"}:
+    for name in set(wire) - {"kind"} - OPTIONAL.get(event.kind, set()):
         partial = versioned({key: value for key, value in wire.items() if key != name})
         assert f"{event.kind}.{name}: missing" in refusal(partial)
 
@@ -206,6 +219,14 @@ def test_every_missing_field_is_refused_by_name(event, wire):
         ),
         ({"kind": "member-left", "userId": "a", "reason": "gone", "connectionId": "c"}, "reason"),
         ({"kind": "socket-open", "userId": "a", "connectionId": ""}, "socket-open.connectionId"),
+        (
+            {"kind": "socket-open", "userId": "a", "connectionId": "c", "socketId": None},
+            "socket-open.socketId",
+        ),
+        (
+            {"kind": "socket-open", "userId": "a", "connectionId": "c", "socketId": 7},
+            "socket-open.socketId",
+        ),
         ({"kind": "room-closed", "reason": None}, "room-closed.reason"),
         ({"kind": "member-joined", "member": "alice", "connectionId": "c"}, "member-joined.member"),
         (

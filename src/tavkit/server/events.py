@@ -19,8 +19,9 @@ the wire shape below is a contract between replicas: the keys must not change.
                    relays through the bus so replicas can share it (:class:`SignalEvent`)
 ``message``        ``message`` (the stored message object), published after commit, in
                    ``seq`` order per process (:class:`MessageEvent`)
-``socket-open``    ``userId``, ``connectionId``: a member's socket is subscribed (the
-                   recorder offers then) (:class:`SocketOpenEvent`)
+``socket-open``    ``userId``, ``connectionId``, ``socketId`` (optional): a member's
+                   socket is subscribed (the recorder offers then); an older socket of
+                   that connection, on any replica, closes (:class:`SocketOpenEvent`)
 ``member-link``    ``userId``, ``connectionId``, ``up``: a member still in the session
                    went silent or lost its socket without ``leave`` (``up: false``), or
                    was heard again (``up: true``) (:class:`MemberLinkEvent`)
@@ -178,15 +179,25 @@ class MessageEvent:
 
 @dataclass(frozen=True, slots=True)
 class SocketOpenEvent:
-    """The socket of ``user_id``'s connection ``connection_id`` is subscribed and listening."""
+    """The socket of ``user_id``'s connection ``connection_id`` is subscribed and listening.
+
+    ``socket_id`` names that one socket (random, per socket): a socket of the same
+    connection that hears another socket's ``socket-open`` after its own knows it has
+    been superseded, whichever replica either runs on. It is optional on the wire (an
+    older replica sends none) but, when present, a non-empty string.
+    """
 
     kind: ClassVar[str] = "socket-open"
     user_id: str
     connection_id: str
+    socket_id: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        """``{"kind", "userId", "connectionId"}``."""
-        return {"kind": self.kind, "userId": self.user_id, "connectionId": self.connection_id}
+        """``{"kind", "userId", "connectionId"}``, and ``"socketId"`` when it has one."""
+        wire = {"kind": self.kind, "userId": self.user_id, "connectionId": self.connection_id}
+        if self.socket_id is not None:
+            wire["socketId"] = self.socket_id
+        return wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +305,10 @@ class _Fields:
             self.fail(name, "a non-empty string")
         return value
 
+    def optional_text(self, name: str) -> str | None:
+        """A non-empty string if the key is there; None if it is absent (not null)."""
+        return self.text(name) if name in self.obj else None
+
     def boolean(self, name: str) -> bool:
         value = self.raw(name)
         if not isinstance(value, bool):
@@ -330,7 +345,9 @@ _PARSERS: Final[dict[str, Callable[[_Fields], Event]]] = {
         f.text("from"), f.text("to"), f.protocol("data", parse_signal_data)
     ),
     "message": lambda f: MessageEvent(f.protocol("message", parse_chat_message)),
-    "socket-open": lambda f: SocketOpenEvent(f.text("userId"), f.text("connectionId")),
+    "socket-open": lambda f: SocketOpenEvent(
+        f.text("userId"), f.text("connectionId"), f.optional_text("socketId")
+    ),
     "member-link": lambda f: MemberLinkEvent(
         f.text("userId"), f.text("connectionId"), f.boolean("up")
     ),
