@@ -126,6 +126,20 @@ async def member(
         yield ws, welcome
 
 
+def expired(server: RunningServer, token: str) -> str:
+    """``token``'s claims signed by ``server``'s secret, but past their window 10 s ago."""
+    secret = load_or_create_secret(server.settings.data_dir)
+    claims = verify(secret, token)
+    return mint(
+        secret,
+        sdk_app_id=claims.sdk_app_id,
+        room_uuid=claims.room_uuid,
+        user_id=claims.user_id,
+        connection_id=claims.connection_id,
+        ttl=-10,
+    )
+
+
 def assert_error(got: Frame, code: int, *, ref: str | None = None) -> str:
     """Assert ``got`` is an ``error`` frame of server ``code``; return its message."""
     assert got["type"] == "error", got
@@ -183,22 +197,8 @@ async def test_token_for_another_rooms_session_is_refused(loopback_server, http)
 
 async def test_expired_token_opens_no_first_socket_but_resumes_one(loopback_server, http):
     """Past its TTL a token is refused for a first socket, yet resumes a connection that had one."""
-    secret = load_or_create_secret(loopback_server.settings.data_dir)
-
-    def expired(token: str) -> str:
-        """The same claims, signed by the server, but expired ten seconds ago."""
-        claims = verify(secret, token)
-        return mint(
-            secret,
-            sdk_app_id=claims.sdk_app_id,
-            room_uuid=claims.room_uuid,
-            user_id=claims.user_id,
-            connection_id=claims.connection_id,
-            ttl=-10,
-        )
-
     late = await enter(http, loopback_server, "late", 3)
-    async with socket(loopback_server, expired(late["socketToken"])) as ws:
+    async with socket(loopback_server, expired(loopback_server, late["socketToken"])) as ws:
         code, frames = await closed(ws)
     assert code == 4401
     assert "expired" in assert_error(frames[0], 10005)
@@ -206,7 +206,7 @@ async def test_expired_token_opens_no_first_socket_but_resumes_one(loopback_serv
     early = await enter(http, loopback_server, "early", 3)
     async with socket(loopback_server, early["socketToken"]) as ws:
         assert (await frame(ws))["resumed"] is False
-    async with socket(loopback_server, expired(early["socketToken"])) as ws:
+    async with socket(loopback_server, expired(loopback_server, early["socketToken"])) as ws:
         welcome = await frame(ws)
     assert welcome["type"] == "welcome" and welcome["resumed"] is True
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import and_, exists, select
+from sqlalchemy import ColumnElement, and_, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.errors import ServerCode, ServerError
@@ -19,6 +19,7 @@ from tavkit.server.store.models import EventRow, MemberRow, SessionRow
 
 __all__ = [
     "has_live_members",
+    "live_connection",
     "live_member",
     "live_rows",
     "log_event",
@@ -30,6 +31,18 @@ __all__ = [
 def has_live_members() -> Any:
     """A correlated ``EXISTS``: the session row in the outer query has a live member."""
     return exists().where(and_(MemberRow.session_id == SessionRow.id, MemberRow.left_at.is_(None)))
+
+
+def live_connection(
+    room_uuid: uuid.UUID, user_id: str, connection_id: str
+) -> tuple[ColumnElement[bool], ...]:
+    """The WHERE clauses of the member row of a connection still live in its session."""
+    return (
+        MemberRow.session_id == room_uuid,
+        MemberRow.user_id == user_id,
+        MemberRow.connection_id == connection_id,
+        MemberRow.left_at.is_(None),
+    )
 
 
 def log_event(

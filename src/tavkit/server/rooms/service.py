@@ -23,6 +23,7 @@ was rolled back.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 import uuid
@@ -46,6 +47,7 @@ from tavkit.server.events import (
 from tavkit.server.rooms.heartbeats import TouchBatch
 from tavkit.server.rooms.queries import (
     has_live_members,
+    live_connection,
     live_member,
     live_rows,
     log_event,
@@ -61,6 +63,7 @@ __all__ = [
     "HIDDEN_PREFIX",
     "Admission",
     "RoomService",
+    "SocketHistory",
     "SweepReport",
     "is_hidden",
     "member_of",
@@ -122,6 +125,17 @@ class Admission:
     """The other live members, oldest first."""
     opened: bool = False
     """Whether this enter opened the session."""
+
+
+class SocketHistory(enum.Enum):
+    """What the database says of a connection as a signaling socket opens for it."""
+
+    GONE = "gone"
+    """It is no longer in the room (left, replaced, timed out, removed)."""
+    FIRST = "first"
+    """It is in the room and never had a socket: this one is its first."""
+    RESUMING = "resuming"
+    """It is in the room and had a socket before, on this replica or another."""
 
 
 @dataclass(frozen=True)
@@ -452,12 +466,7 @@ class RoomService:
         async def run(s: AsyncSession, out: Outbox) -> None:
             member = await s.scalar(
                 select(MemberRow)
-                .where(
-                    MemberRow.session_id == room_uuid,
-                    MemberRow.user_id == user_id,
-                    MemberRow.connection_id == connection_id,
-                    MemberRow.left_at.is_(None),
-                )
+                .where(*live_connection(room_uuid, user_id, connection_id))
                 .with_for_update()
             )
             if member is not None:
@@ -523,18 +532,60 @@ class RoomService:
 
         async def run(s: AsyncSession, _out: Outbox) -> bool:
             found = await s.scalar(
-                select(MemberRow.id).where(
-                    MemberRow.session_id == room_uuid,
-                    MemberRow.user_id == user_id,
-                    MemberRow.connection_id == connection_id,
-                    MemberRow.left_at.is_(None),
-                )
+                select(MemberRow.id).where(*live_connection(room_uuid, user_id, connection_id))
             )
             return found is not None
 
         return await self._transaction(
             "checking membership", ServerCode.INTERNAL, run, readonly=True
         )
+
+    async def socket_history(
+        self, room_uuid: uuid.UUID, user_id: str, connection_id: str
+    ) -> SocketHistory:
+        """Whether the connection is live, and whether it had a socket before (any replica).
+
+        One indexed read, what a membership check costs anyway: every socket asks it
+        as it opens, and a resume past the token's first-connection window needs it.
+        """
+
+        async def run(s: AsyncSession, _out: Outbox) -> SocketHistory:
+            row = (
+                await s.execute(
+                    select(MemberRow.socket_opened_at).where(
+                        *live_connection(room_uuid, user_id, connection_id)
+                    )
+                )
+            ).first()
+            if row is None:
+                return SocketHistory.GONE
+            return SocketHistory.FIRST if row.socket_opened_at is None else SocketHistory.RESUMING
+
+        return await self._transaction(
+            "checking membership", ServerCode.INTERNAL, run, readonly=True
+        )
+
+    async def socket_opened(self, room_uuid: uuid.UUID, user_id: str, connection_id: str) -> bool:
+        """Record that the connection's first socket opened; True if this call recorded it.
+
+        Callers write it only for a connection :meth:`socket_history` found
+        ``FIRST``, so it is one UPDATE in a connection's life and a resume never
+        writes; two first sockets racing (on two replicas) write it once between them.
+        """
+        now = self._clock()
+
+        async def run(s: AsyncSession, _out: Outbox) -> bool:
+            result = await s.execute(
+                update(MemberRow)
+                .where(
+                    *live_connection(room_uuid, user_id, connection_id),
+                    MemberRow.socket_opened_at.is_(None),
+                )
+                .values(socket_opened_at=now)
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+        return await self._transaction("recording the socket", ServerCode.INTERNAL, run)
 
     async def room_members(
         self, sdk_app_id: int, room_id: int, user_id: str

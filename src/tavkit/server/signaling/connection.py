@@ -3,7 +3,8 @@
 A socket's life (``docs/protocol.md`` section 2)::
 
     accept -- token + membership --+-- refused: error 10005, close 4401
-                                   +-- subscribe session:{uuid}, send welcome, then
+                                   +-- subscribe session:{uuid} (bus away: error, 1011),
+                                       send welcome, publish socket-open, then
                                          reader  frames in: size, rate, touch, parse, act
                                          pump    bus events -> frames (and our own fate)
                                          writer  the only sender, through a bounded queue
@@ -16,7 +17,9 @@ between each other without knowing about each other.
 Closing the socket does not take the member out of the room: only ``leave``, the REST
 ``exit``, the heartbeat timeout or credentials left unrenewed past their grace
 (:mod:`~tavkit.server.signaling.renewal`) do. A client that reconnects with the same token
-in time resumes its membership (``welcome.resumed``).
+in time resumes its membership (``welcome.resumed``), on any replica: the member's row
+records that its connection had a socket, and a socket that hears a newer socket of its
+own connection open (``socket-open``, whichever replica holds it) closes with 4001.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import secrets
 import time
 from collections.abc import AsyncIterable, Callable
-from contextlib import suppress
+from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from typing import Final
 
@@ -148,6 +152,7 @@ class SignalingConnection:
         registry: SocketRegistry[SignalingConnection],
         claims: SocketClaims,
         *,
+        resumed: bool = False,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -178,6 +183,11 @@ class SignalingConnection:
             silence_after(self._settings.heartbeat_interval, self._settings.heartbeat_timeout),
             clock,
         )
+        self._resumed = resumed
+        self.socket_id = secrets.token_hex(8)
+        """This socket's name in its ``socket-open`` event (one connection may have several)."""
+        self._heard_own_open = False  # our socket-open came back from the bus
+        self._announced = False  # our socket-open went out: the others may count on us
         self._room_closing = False
         self._closed_by_server = False
         self._leaving: asyncio.Task[None] | None = None  # a `leave` being carried out
@@ -196,38 +206,27 @@ class SignalingConnection:
 
     async def run(self) -> None:
         """Serve the socket until it closes; every task it starts ends with it."""
-        resumed, previous = self._registry.attach(self)
-        if previous is not None:
-            previous._log(logging.INFO, "superseded by a newer socket of the same connection")
-            previous.close(CloseCode.REPLACED, "superseded by a newer socket")
-        self._log(logging.INFO, "open (resumed=%s)", resumed)
+        self._registry.attach(self)
+        self._log(logging.INFO, "open (resumed=%s)", self._resumed)
         try:
-            async with self._ctx.bus.subscribe(self._channel) as events:
-                # Subscribed before the snapshot, so no change falls between the two.
+            async with AsyncExitStack() as subscribed:
                 try:
-                    members = await self._ctx.rooms.members(self.room_uuid)
-                    last_seq = await self._im.last_seq(self.room_uuid)
-                except TAvKitError as exc:
+                    events = await subscribed.enter_async_context(
+                        self._ctx.bus.subscribe(self._channel)
+                    )
+                    # Subscribed before the snapshot, so no change falls between the two.
+                    await self._welcome()
+                    # After the welcome, in the channel's order on every replica: the
+                    # recorder offers to a member once its socket can hear the offer, and
+                    # an older socket of this connection, wherever it is, steps down.
+                    opened = SocketOpenEvent(self.user_id, self.connection_id, self.socket_id)
+                    await self._ctx.bus.publish(self._channel, opened)
+                except TAvKitError as exc:  # the database or the bus (Redis) is away
+                    self._log(logging.WARNING, "refused: %s", exc)
                     await refuse(self._ws, exc, CloseCode.SERVER_ERROR, self._metrics)
                     return
-                others = [m for m in members if m.user_id != self.user_id]
-                self._others = {m.user_id: m.joined_at for m in others}
-                self.send(
-                    Welcome(
-                        room_uuid=str(self.room_uuid),
-                        user_id=self.user_id,
-                        connection_id=self.connection_id,
-                        members=tuple(others),
-                        heartbeat_interval=self._settings.heartbeat_interval,
-                        heartbeat_timeout=self._settings.heartbeat_timeout,
-                        resumed=resumed,
-                        last_seq=last_seq,
-                    )
-                )
-                # The recorder offers to a member once its socket can hear the offer.
-                opened = SocketOpenEvent(self.user_id, self.connection_id)
-                await self._ctx.bus.publish(self._channel, opened)
-                if resumed:  # the others may have been told we were reconnecting
+                self._announced = True
+                if self._resumed:  # the others may have been told we were reconnecting
                     await self._publish_link(up=True)
                 await self._serve(events)
         finally:
@@ -237,9 +236,43 @@ class SignalingConnection:
                         await asyncio.shield(self._leaving)
             else:
                 await self._last_state()
-            if self._registry.detach(self) and self._dropped():
+            newest = self._registry.detach(self)
+            if newest and self._announced and self._dropped():
                 await self._publish_link(up=False)
             self._log(logging.INFO, "closed (%d)", self._close_code)
+
+    async def _welcome(self) -> None:
+        """Read the snapshot, mark the connection as having had a socket, queue ``welcome``."""
+        members = await self._ctx.rooms.members(self.room_uuid)
+        last_seq = await self._im.last_seq(self.room_uuid)
+        if not self._resumed:
+            await self._mark_opened()
+        others = [m for m in members if m.user_id != self.user_id]
+        self._others = {m.user_id: m.joined_at for m in others}
+        self.send(
+            Welcome(
+                room_uuid=str(self.room_uuid),
+                user_id=self.user_id,
+                connection_id=self.connection_id,
+                members=tuple(others),
+                heartbeat_interval=self._settings.heartbeat_interval,
+                heartbeat_timeout=self._settings.heartbeat_timeout,
+                resumed=self._resumed,
+                last_seq=last_seq,
+            )
+        )
+
+    async def _mark_opened(self) -> None:
+        """Record the connection's first socket, so it may resume on any replica.
+
+        Written once per connection (a resume finds it set and skips this). A failure
+        costs the client no call: it is logged, and only a resume that comes past the
+        token's first-connection window would then be refused and enter again.
+        """
+        try:
+            await self._ctx.rooms.socket_opened(self.room_uuid, self.user_id, self.connection_id)
+        except TAvKitError as exc:
+            self._log(logging.WARNING, "first socket not recorded: %s", exc)
 
     async def _serve(self, events: AsyncIterable[Event]) -> None:
         self._writer = writer = asyncio.create_task(self._write(), name=f"{self._tag} writer")
@@ -628,8 +661,25 @@ class SignalingConnection:
             self._live_message(event.message)
         elif isinstance(event, RoomClosedEvent):
             self.close(CloseCode.ROOM_CLOSED, "room closed", RoomClosed(event.reason))
+        elif isinstance(event, SocketOpenEvent):
+            if event.connection_id == self.connection_id:
+                self._socket_opened(event.socket_id)
         else:
             self._log(logging.DEBUG, "ignored bus event %r", event.kind)
+
+    def _socket_opened(self, socket_id: str | None) -> None:
+        """A socket of our connection subscribed: ours, or one that supersedes us.
+
+        The channel orders every ``socket-open`` the same way for every subscriber on
+        every replica, so the socket whose event came last is the newest: one heard
+        after our own closes us (a client resuming elsewhere left us half-open), one
+        heard before it is an older socket's, which that one's own rule closes.
+        """
+        if socket_id == self.socket_id:
+            self._heard_own_open = True
+        elif self._heard_own_open:
+            self._log(logging.INFO, "superseded by a newer socket of the same connection")
+            self.close(CloseCode.REPLACED, "superseded by a newer socket")
 
     def _own_leave(self, reason: LeaveReason) -> None:
         """Our own connection left the room: tell the client why and close."""

@@ -1,22 +1,25 @@
-"""Which sockets this process holds, by connection id, and which connections have had one.
+"""Which sockets this process holds, by connection id.
 
-The registry answers ``welcome.resumed``, lets a token past its first-connection
-expiry through only for a connection that had a socket, and closes a half-open older
-socket when its connection resumes on a new one. It is per process: with several
-replicas a resume landing on another replica after the token expired is refused
-(4401) and the client enters again.
+The registry is the process's own view: what a drain closes (:meth:`SocketRegistry.live`),
+which members the recorder may offer to at once (:meth:`SocketRegistry.is_live`), and
+whether a socket that ends was still its connection's newest here. The facts a
+replica cannot know alone live elsewhere, so a resume works on any replica:
+
+* whether a connection has had a socket (``welcome.resumed``, and a token past its
+  first-connection window) is ``members.socket_opened_at`` in the database
+  (:meth:`~tavkit.server.rooms.service.RoomService.socket_history`);
+* which socket of a connection is the newest is the order of their ``socket-open``
+  events on the session's channel (:class:`~tavkit.server.events.SocketOpenEvent`),
+  which every replica hears in the same order: a socket that hears another
+  ``socket-open`` of its connection after its own closes (4001), on this replica or
+  another.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Final, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-__all__ = ["REMEMBER_FOR", "Attached", "SocketRegistry"]
-
-REMEMBER_FOR: Final = 3600.0
-"""How long a connection whose socket ended still counts as having had one."""
+__all__ = ["Attached", "SocketRegistry"]
 
 
 class Attached(Protocol):
@@ -32,59 +35,41 @@ S = TypeVar("S", bound=Attached)
 
 
 class SocketRegistry(Generic[S]):
-    """This process's sockets by connection id, and which connections have had one.
+    """This process's sockets by connection id, in the order they opened here.
 
-    It answers ``welcome.resumed``, lets a token past its first-connection expiry only
-    for a connection that had a socket, and closes a half-open older socket when its
-    connection resumes on a new one. It is per process: with several replicas a
-    resume landing on another replica after the token expired is refused (4401) and
-    the client enters again.
+    Per process on purpose: whether a connection had a socket and which of its
+    sockets wins are decided by the database and the bus (see the module), so they
+    hold across replicas. A connection may have several sockets here for a moment (a
+    resume while its half-open predecessor has not heard of it yet); all of them count
+    as live until they end, so a drain closes every one.
     """
 
-    def __init__(
-        self, *, remember_for: float = REMEMBER_FOR, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._remember_for = remember_for
-        self._clock = clock
-        self._live: dict[str, S] = {}
-        self._ended: dict[str, float] = {}  # connection id -> when its last socket ended
-
-    def had_socket(self, connection_id: str) -> bool:
-        """Whether ``connection_id`` has (or recently had) a socket here."""
-        self._forget_old()
-        return connection_id in self._live or connection_id in self._ended
+    def __init__(self) -> None:
+        self._live: dict[str, list[S]] = {}
 
     def is_live(self, connection_id: str) -> bool:
-        """Whether ``connection_id`` has a socket here now (subscribed to its session)."""
+        """Whether ``connection_id`` has a socket here now."""
         return connection_id in self._live
 
     def live(self) -> list[S]:
         """Every socket this process holds now (a drain closes them all)."""
-        return list(self._live.values())
+        return [socket for sockets in self._live.values() for socket in sockets]
 
-    def attach(self, socket: S) -> tuple[bool, S | None]:
-        """Register ``socket``; return (resumed, the socket it takes over from, if any)."""
-        resumed = self.had_socket(socket.connection_id)
-        previous = self._live.get(socket.connection_id)
-        self._live[socket.connection_id] = socket
-        return resumed, previous
+    def attach(self, socket: S) -> None:
+        """Register ``socket`` as its connection's newest here."""
+        self._live.setdefault(socket.connection_id, []).append(socket)
 
     def detach(self, socket: S) -> bool:
-        """Forget ``socket`` as live, remembering that its connection had one.
+        """Forget ``socket``; True if it was its connection's newest socket here.
 
-        True if it was its connection's live socket; False if a newer one had taken over.
+        False when a newer socket of the connection opened here since: that one now
+        speaks for the member, so the end of this one is no news to the others.
         """
-        live = self._live.get(socket.connection_id) is socket
-        if live:
+        sockets = self._live.get(socket.connection_id)
+        if not sockets or socket not in sockets:
+            return False
+        newest = sockets[-1] is socket
+        sockets.remove(socket)
+        if not sockets:
             del self._live[socket.connection_id]
-        self._ended.pop(socket.connection_id, None)  # re-insert: keep the dict in time order
-        self._ended[socket.connection_id] = self._clock()
-        return live
-
-    def _forget_old(self) -> None:
-        cutoff = self._clock() - self._remember_for
-        while self._ended:
-            connection_id, ended = next(iter(self._ended.items()))
-            if ended >= cutoff:
-                break
-            del self._ended[connection_id]
+        return newest

@@ -8,8 +8,11 @@ the token is never echoed back). Headers are in no access log; the URL is. The o
 of :mod:`tavkit.server.logformat` redacts it from every line.
 
 A socket is refused (one ``error`` frame, then close 4401) when its token is bad, or
-when the connection it names has left the room; a token past its first-connection
-window still resumes a connection that had a socket here. Everything after that is
+when the connection it names has left the room. A token past its first-connection
+window still resumes a connection that had a socket, on this replica or any other:
+the member's row says so (``members.socket_opened_at``), so a client whose replica
+went away resumes through the load balancer on another one, ``welcome.resumed`` true,
+without entering again. Everything after that is
 :class:`~tavkit.server.signaling.connection.SignalingConnection`'s.
 """
 
@@ -24,8 +27,8 @@ from tavkit.errors import ServerCode, ServerError, TAvKitError
 from tavkit.protocol import CloseCode
 from tavkit.server.context import ServerContext, context_of
 from tavkit.server.metrics import Metrics
+from tavkit.server.rooms.service import SocketHistory
 from tavkit.server.signaling.connection import SignalingConnection, refuse
-from tavkit.server.signaling.registry import SocketRegistry
 from tavkit.server.signaling.tokens import (
     SUBPROTOCOL,
     TOKEN_SUBPROTOCOL_PREFIX,
@@ -48,44 +51,49 @@ async def signaling_socket(websocket: WebSocket) -> None:
     metrics = ctx.metrics
     offered = _offered(websocket)
     await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
-    claims = await _authenticate(websocket, ctx, registry, metrics)
-    if claims is not None:
-        await SignalingConnection(websocket, ctx, registry, claims, metrics=metrics).run()
+    admitted = await _authenticate(websocket, ctx, metrics)
+    if admitted is not None:
+        claims, history = admitted
+        resumed = history is SocketHistory.RESUMING
+        socket = SignalingConnection(
+            websocket, ctx, registry, claims, resumed=resumed, metrics=metrics
+        )
+        await socket.run()
 
 
 async def _authenticate(
-    websocket: WebSocket,
-    ctx: ServerContext,
-    registry: SocketRegistry[SignalingConnection],
-    metrics: Metrics | None,
-) -> SocketClaims | None:
-    """The token's claims if it opens a socket now; otherwise refuse and return None."""
+    websocket: WebSocket, ctx: ServerContext, metrics: Metrics | None
+) -> tuple[SocketClaims, SocketHistory] | None:
+    """The token's claims and what the database says of its connection, if it opens a
+    socket now; otherwise refuse and return None."""
     token = _token(websocket)
     try:
+        expired: ServerError | None = None
         try:
             claims = verify(ctx.socket_secret, token)
         except ServerError as exc:
             # Past its first-connection window a token still resumes a connection that
-            # had a socket here, as long as the member is in the room (checked below).
+            # had a socket (on any replica) and is still in the room: asked below.
             try:
                 claims = verify(ctx.socket_secret, token, ignore_expiry=True)
             except ServerError:
                 raise exc from None
-            if not registry.had_socket(claims.connection_id):
-                raise
-        live = await ctx.rooms.is_member(claims.room_uuid, claims.user_id, claims.connection_id)
+            expired = exc
+        history = await ctx.rooms.socket_history(
+            claims.room_uuid, claims.user_id, claims.connection_id
+        )
+        if history is SocketHistory.GONE:
+            raise ServerError(
+                ServerCode.UNAUTHORISED, "socket token is for a connection no longer in the room"
+            )
+        if expired is not None and history is not SocketHistory.RESUMING:
+            raise expired
     except TAvKitError as exc:
         unauthorised = exc.code is ServerCode.UNAUTHORISED
         code = CloseCode.UNAUTHORISED if unauthorised else CloseCode.SERVER_ERROR
         await refuse(websocket, exc, code, metrics)
         return None
-    if not live:
-        gone = ServerError(
-            ServerCode.UNAUTHORISED, "socket token is for a connection no longer in the room"
-        )
-        await refuse(websocket, gone, CloseCode.UNAUTHORISED, metrics)
-        return None
-    return claims
+    return claims, history
 
 
 def _offered(websocket: WebSocket) -> list[str]:
