@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test serve lint typecheck chromium netlab nginx haproxy venv bench clean
+.PHONY: test serve cluster lint typecheck chromium netlab nginx haproxy venv bench clean
 
 venv: $(STAMP)
 
@@ -72,6 +72,14 @@ test: venv chromium netlab nginx haproxy lint typecheck
 
 serve: venv
 	$(VENV)/bin/tavkit serve --demo --host 127.0.0.1 --port 8080
+
+# Three demo replicas behind HAProxy on this machine's PostgreSQL and Redis (a schema and
+# a channel prefix of their own); prints the URL, Ctrl-C stops everything.
+CLUSTER_DATABASE ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
+CLUSTER_REDIS ?= redis://127.0.0.1:6379/0
+cluster: venv haproxy
+	$(VENV)/bin/tavkit cluster --database-url $(CLUSTER_DATABASE) --redis-url $(CLUSTER_REDIS) \
+		--database-schema tavkit_cluster --redis-prefix tavkit-cluster: --port 8090
 
 # Rewrites its sections of bench/RESULTS.md; run on an otherwise idle machine.
 bench: venv chromium netlab

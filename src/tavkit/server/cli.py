@@ -36,6 +36,7 @@ import typer
 
 from tavkit.errors import TAvKitError
 from tavkit.protocol import MAX_FRAME_BYTES
+from tavkit.server.cluster import cluster
 from tavkit.server.logformat import configure_logging
 from tavkit.server.settings import (
     Settings,
@@ -545,6 +546,9 @@ def _admin_hint(settings: Settings, url: str) -> str:
         f"demo: dashboard at {url}/dashboard; its admin userSig: TAVKIT_ADMIN_KEY={source}"
         f" tavkit usersig admin --sdk-app-id {app.sdk_app_id}"
     )
+
+
+server_app.command("cluster")(cluster)  # replicas behind HAProxy (tavkit.server.cluster)
 
 
 @db_app.command("upgrade")
