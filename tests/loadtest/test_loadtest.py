@@ -158,6 +158,13 @@ async def test_run_loadtest_holds_200_participants_without_errors(served: ServeP
     report = await run_loadtest(config_for(served.url, KEY))
     assert_clean(report.to_dict())
     assert report.latency["heartbeat"].count >= 200
+    # One server names itself (X-Tavkit-Replica): every enter and socket, every pair on it.
+    (name,) = report.replicas["enters"]
+    assert report.replicas == {"enters": {name: 200}, "sockets": {name: 200}}
+    assert report.latency["signalSameReplica"].count == report.latency["signal"].count
+    assert report.latency["messageSameReplica"].count == report.latency["message"].count
+    assert report.latency["signalCrossReplica"].count == 0
+    assert f"enters per replica: {name} 200" in report.render()
 
 
 def test_cli_prints_one_json_report_and_exits_0(served: ServeProcess):

@@ -1,4 +1,5 @@
-"""Response headers on a real server: security headers everywhere, ``Allow``, CORS, /metrics.
+"""Response headers on a real server: security and replica headers everywhere, ``Allow``,
+CORS, /metrics.
 
 The paths and methods come from the server's own ``/openapi.json``, so a route added
 later is held to the same rules without touching these tests.
@@ -50,6 +51,7 @@ def assert_security_headers(response: httpx.Response) -> None:
     assert "frame-ancestors 'none'" in headers.get("content-security-policy", ""), where
     if not headers.get("content-type", "").startswith("text/html"):
         assert "default-src 'none'" in headers["content-security-policy"], where
+    assert headers.get("x-tavkit-replica"), where  # which replica answered, behind a balancer
 
 
 async def test_every_kind_of_response_carries_the_security_headers(
