@@ -230,9 +230,12 @@ class SignalingSocket:
                 ws, welcome = await self._connect()
             except HttpError as exc:
                 last = exc
-            except TAvKitError as exc:  # the server refused the token: membership is gone
-                self._end(None, exc)
-                return False
+            except TAvKitError as exc:
+                if _transient(exc):  # e.g. its event bus (Redis) is away: try again
+                    last = exc
+                else:  # the server refused the token: membership is gone
+                    self._end(None, exc)
+                    return False
             else:
                 self._ws = ws
                 self.resumes += 1
@@ -258,6 +261,12 @@ class SignalingSocket:
         if not self._ended:
             self._ended = True
             self._on_end(code, error)
+
+
+def _transient(error: TAvKitError) -> bool:
+    """Whether a server's refusal of a resume may pass: its server error (10000, as
+    when its event bus is unreachable), not a verdict on the token or the membership."""
+    return isinstance(error, ServerError) and error.code is ServerCode.INTERNAL
 
 
 def _frame_error(frame: ErrorFrame) -> TAvKitError:
