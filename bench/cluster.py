@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import json
 import secrets
+import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -44,12 +45,14 @@ import asyncpg
 import httpx
 import redis.asyncio as redis
 from _common import RESULTS, write_section
-from _serve import ServeProcess, cpu_seconds, machine, p, stamp
+from _serve import ServeProcess, cpu_seconds, machine, p, raise_nofile, stamp
 from relay import OPEN, Run, pump
 from websockets.asyncio.client import ClientConnection, connect
 
 from tavkit.auth import gen_user_sig
+from tavkit.loadtest import LoadConfig, LoadReport, LoadTest
 from tavkit.server.bus import InProcessBus
+from tavkit.server.cluster import _start_haproxy, _wait_healthy
 from tavkit.server.events import SocketOpenEvent
 from tavkit.server.redis_bus import RedisBus
 
@@ -57,6 +60,12 @@ APP_ID = 1400000095
 PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 MICRO_ROUNDS = 2000
+HAPROXY_CFG = Path(__file__).parents[1] / "docs" / "deploy" / "haproxy.cfg"
+SETTLE = 5.0
+BUDGET = 50.0
+"""The scaling comparison's CPU budget per replica, in % of one core."""
+PAIRS = ("--max-members", "2")
+"""The relay's rooms hold one pair each."""
 IDLE_SECONDS = 2.0
 SETUPS = ("cross", "same", "inproc")
 LABELS = {
@@ -149,11 +158,17 @@ async def drop_schema(pg_url: str, schema: str) -> None:
 
 
 def replica(
-    data: Path, key: str, pg_url: str, schema: str, name: str, redis_url: str | None
+    data: Path,
+    key: str,
+    pg_url: str,
+    schema: str,
+    name: str,
+    redis_url: str | None,
+    *extra: str,
 ) -> ServeProcess:
     """One ``tavkit serve`` on ``schema``, on Redis if ``redis_url`` (not started yet)."""
     options = ["--database-url", pg_url, "--database-schema", schema, "--replica-name", name]
-    options += ["--max-members", "2", "--no-rate-limits"]  # one address stands for all
+    options += ["--no-rate-limits", *extra]  # one address stands for all
     if redis_url is not None:
         options += ["--redis-url", redis_url]
     return ServeProcess(data, APP_ID, key, *options)
@@ -274,6 +289,179 @@ async def publish_to_receive(redis_url: str) -> dict[str, list[float]]:
     return times
 
 
+# -- scaling: members held by 1 and by 2 replicas ----------------------------------------
+
+
+@dataclass
+class Held:
+    """One holding run: members and sockets held, the CPU shares, the load test's report."""
+
+    replicas: int
+    joined: int = 0
+    sockets: int = 0
+    shares: list[float] = field(default_factory=list)  # each replica's share of a core
+    idle: list[float] = field(default_factory=list)  # the same, before anyone entered
+    redis_share: float = 0.0
+    report: LoadReport | None = None
+
+    def per_1000(self) -> float:
+        """Replicas' CPU (share of a core, all together) per 1000 sockets held."""
+        return sum(self.shares) / max(self.sockets, 1) * 1000
+
+    def marginal_per_1000(self) -> float:
+        """What 1000 more members cost the replica holding them, idle CPU set aside."""
+        return (sum(self.shares) - sum(self.idle)) / max(self.sockets, 1) * 1000
+
+    def at_budget(self, budget: float) -> float:
+        """Members each replica holds within ``budget`` % of a core (idle cost included)."""
+        idle = sum(self.idle) / max(self.replicas, 1)
+        return max(budget - idle, 0.0) / max(self.marginal_per_1000(), 1e-9) * 1000
+
+
+async def hold(
+    replicas: int, key: str, args: argparse.Namespace, redis_server: int, workdir: Path
+) -> Held:
+    """``args.members`` heartbeating members through HAProxy in front of ``replicas``
+    replicas (PostgreSQL and Redis either way); the replicas' CPU while they hold."""
+    held = Held(replicas)
+    schema = await create_schema(args.pg_url)
+    data = workdir / f"{replicas}-replicas"
+    data.mkdir()
+    servers = [
+        replica(data, key, args.pg_url, schema, f"r{n}", args.redis_url) for n in range(replicas)
+    ]
+    try:
+        for server in servers:
+            server.start()
+        listen = free_address()
+        proxy = _start_haproxy(HAPROXY_CFG, listen, [s.url for s in servers], data)
+        try:
+            url = f"http://{listen}"
+            await asyncio.to_thread(_wait_healthy, url, proxy)
+            config = LoadConfig(
+                url,
+                APP_ID,
+                key,
+                participants=args.members,
+                rooms=args.members // 6,
+                ramp=args.ramp,
+                duration=args.hold,
+                signal_interval=0,
+                messages=0,
+                recovery_timeout=30.0,
+                timeout=60.0,
+            )
+            test = LoadTest(config)
+            pids = [s.pid for s in servers]
+            held.idle = await asyncio.to_thread(cpu_shares, pids, IDLE_SECONDS * 2)
+
+            async def sample() -> None:
+                while test.recorder.phase not in ("traffic", "done"):  # noqa: ASYNC110
+                    await asyncio.sleep(0.2)
+                await asyncio.sleep(SETTLE)
+                window = max(args.hold - SETTLE - 2.0, 1.0)
+                shares = await asyncio.to_thread(cpu_shares, [*pids, redis_server], window)
+                held.shares, held.redis_share = shares[:-1], shares[-1]
+                held.joined, held.sockets = test.recorder.joined, test.recorder.connected
+
+            sampler = asyncio.create_task(sample())
+            held.report = await test.run()
+            await sampler
+        finally:
+            proxy.terminate()
+            proxy.wait(10)
+    finally:
+        for server in servers:
+            server.stop()
+        await drop_schema(args.pg_url, schema)
+    print(
+        f"  {replicas} replica(s): {held.sockets} sockets, CPU {held.shares} "
+        f"(redis {held.redis_share:.1f} %)",
+        flush=True,
+    )
+    return held
+
+
+def free_address() -> str:
+    """A free loopback ``host:port`` for HAProxy to listen on (closed before it binds)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
+def cpu_shares(pids: list[int], seconds: float) -> list[float]:
+    """Each process's share of one core (%) over ``seconds`` (blocking)."""
+    before, t0 = [cpu_seconds(pid) for pid in pids], time.monotonic()
+    time.sleep(seconds)
+    after, t1 = [cpu_seconds(pid) for pid in pids], time.monotonic()
+    return [(a - b) / (t1 - t0) * 100 for a, b in zip(after, before, strict=True)]
+
+
+async def scaling(args: argparse.Namespace) -> list[Held]:
+    key = secrets.token_hex(32)
+    limit = raise_nofile(args.members * 4 + 1024)
+    print(f"open files limit: {limit}")
+    redis_server = await redis_pid(args.redis_url)
+    with tempfile.TemporaryDirectory(prefix="tavkit-scaling-") as workdir:
+        return [await hold(n, key, args, redis_server, Path(workdir)) for n in (1, 2)]
+
+
+def scaling_report(runs: list[Held], args: argparse.Namespace) -> str:
+    """The Markdown section for RESULTS.md."""
+    one, two = runs
+    lines = [
+        "## Cluster scaling: heartbeating members held by 1 and by 2 replicas",
+        "",
+        f"Measured {stamp()} by `bench/cluster.py --scaling` on {machine()}. The load "
+        f"generator (`tavkit.loadtest`, in the bench process) ramps {args.members} members "
+        f"into rooms of six at {args.ramp:g}/s through HAProxy (`docs/deploy/haproxy.cfg`, "
+        "`leastconn`) and holds them with `ping` frames at the default interval (5 s) for "
+        f"{args.hold:g} s; behind it 1, then 2, `tavkit serve` replicas on PostgreSQL and "
+        "Redis (same settings, rate limits off since one address stands for all). Each "
+        "replica's CPU from /proc while holding, and idle for 4 s before the ramp. "
+        "Everything shares the 2 cores.",
+        "",
+        "| replicas | sockets held | CPU per replica holding (idle) | all replicas per "
+        "1000 members | same, idle set aside | redis-server | members per replica within "
+        f"{BUDGET:g} % of a core |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for run in runs:
+        shares = " + ".join(
+            f"{share:.1f} % ({idle:.1f} %)"
+            for share, idle in zip(run.shares, run.idle, strict=True)
+        )
+        lines.append(
+            f"| {run.replicas} | {run.sockets} / {args.members} | {shares} "
+            f"| {run.per_1000():.1f} % | {run.marginal_per_1000():.1f} % "
+            f"| {run.redis_share:.1f} % | {run.at_budget(BUDGET):.0f} |"
+        )
+    held_one, held_two = one.at_budget(BUDGET), 2 * two.at_budget(BUDGET)
+    lines += [
+        f"| ratio 2 / 1 | | | {two.per_1000() / max(one.per_1000(), 1e-9):.2f} "
+        f"| {two.marginal_per_1000() / max(one.marginal_per_1000(), 1e-9):.2f} | | |",
+        "",
+        f"Within {BUDGET:g} % of a core per replica (the rest of this machine goes to the "
+        f"generator, PostgreSQL and Redis), one replica holds about {held_one:.0f} members "
+        f"and two about {held_two:.0f} together (ratio {held_two / held_one:.2f}; 2.00 would "
+        "be linear), counting each replica's idle CPU (sweeper, recording leases, bus) "
+        "against its budget. With two, members of one room often sit on different "
+        "replicas, so their room events cross Redis, which used "
+        f"{two.redis_share:.1f} % of a core meanwhile.",
+        "",
+    ]
+    for run in runs:
+        if run.report is not None:
+            beat, errors = run.report.latency["heartbeat"], run.report.errors
+            problems = ", ".join(f"{k} x{v}" for k, v in sorted(errors.items())) or "none"
+            verdict = "PASS" if run.report.consistency.passed else "FAIL"
+            lines.append(
+                f"{run.replicas} replica(s): heartbeat RTT p50 {beat.p50:.1f} ms, p95 "
+                f"{beat.p95:.1f} ms; errors {problems}; consistency {verdict}.  "
+            )
+    return "\n".join(lines) + "\n"
+
+
 # -- the run --------------------------------------------------------------------------------
 
 Results = dict[Load, dict[str, Measured]]
@@ -291,12 +479,14 @@ async def run_all(args: argparse.Namespace) -> tuple[Results, dict[str, list[flo
             tempfile.TemporaryDirectory(prefix="tavkit-single-") as single_data,
         ):
             one = replica(
-                Path(cluster_data), key, args.pg_url, cluster_schema, "r1", args.redis_url
+                Path(cluster_data), key, args.pg_url, cluster_schema, "r1", args.redis_url, *PAIRS
             )
             two = replica(
-                Path(cluster_data), key, args.pg_url, cluster_schema, "r2", args.redis_url
+                Path(cluster_data), key, args.pg_url, cluster_schema, "r2", args.redis_url, *PAIRS
             )
-            alone = replica(Path(single_data), key, args.pg_url, single_schema, "solo", None)
+            alone = replica(
+                Path(single_data), key, args.pg_url, single_schema, "solo", None, *PAIRS
+            )
             # Started in this order: the first replica migrates the schema.
             with one, two, alone:
                 await asyncio.sleep(1.0)
@@ -425,7 +615,21 @@ def main() -> None:
     parser.add_argument("--pg-url", default=PG_URL)
     parser.add_argument("--redis-url", default=REDIS_URL)
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    parser.add_argument(
+        "--scaling", action="store_true", help="measure members held by 1 and 2 replicas"
+    )
+    parser.add_argument("--members", type=int, default=1200, help="with --scaling")
+    parser.add_argument("--ramp", type=float, default=40.0, help="with --scaling: joins/s")
+    parser.add_argument("--hold", type=float, default=25.0, help="with --scaling: seconds")
     args = parser.parse_args()
+    if args.scaling:
+        scaled = scaling_report(asyncio.run(scaling(args)), args)
+        print()
+        print(scaled)
+        if not args.no_write:
+            write_section("cluster_scaling", scaled)
+            print(f"written to {RESULTS}")
+        return
     results, micro = asyncio.run(run_all(args))
     section = report(results, micro, args)
     print()
