@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test serve cluster lint typecheck chromium netlab nginx haproxy venv bench clean
+.PHONY: test serve cluster lint typecheck chromium netlab nginx haproxy redis venv bench clean
 
 venv: $(STAMP)
 
@@ -60,6 +60,15 @@ haproxy:
 		{ $$SUDO systemctl disable --now haproxy >/dev/null 2>&1 || \
 		  $$SUDO service haproxy stop >/dev/null 2>&1 || true; }; }
 
+# tests/deploy/test_cluster_redis.py kills and restarts a redis-server of its own (a free
+# port, a temporary directory); the machine's Redis on 6379 is left alone.
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "installing redis-server from Debian"; \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server; }
+
 lint: venv
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
@@ -67,7 +76,7 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-test: venv chromium netlab nginx haproxy lint typecheck
+test: venv chromium netlab nginx haproxy redis lint typecheck
 	$(VENV)/bin/pytest
 
 serve: venv
@@ -82,7 +91,7 @@ cluster: venv haproxy
 		--database-schema tavkit_cluster --redis-prefix tavkit-cluster: --port 8090
 
 # Rewrites its sections of bench/RESULTS.md; run on an otherwise idle machine.
-bench: venv chromium netlab
+bench: venv chromium netlab haproxy
 	$(PY) bench/ttff_python.py
 	$(PY) bench/ttff_browser.py
 	$(PY) bench/relay.py
@@ -92,6 +101,8 @@ bench: venv chromium netlab
 	$(PY) bench/recording_cpu.py
 	$(PY) bench/network.py
 	$(PY) bench/network_browser.py
+	$(PY) bench/cluster.py
+	$(PY) bench/cluster.py --scaling
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist src/*.egg-info

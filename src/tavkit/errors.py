@@ -32,6 +32,7 @@ __all__ = [
     "HttpError",
     "ServerCode",
     "ServerError",
+    "ServerUnavailable",
     "TAvKitError",
     "TrtcCode",
     "TrtcError",
@@ -259,6 +260,21 @@ class ServerError(TAvKitError):
     """An answer of the room server (module ``server``)."""
 
     module = ErrorModule.SERVER
+
+
+class ServerUnavailable(ServerError):
+    """Server 10000 from a replica that cannot serve the request now but another can,
+    or it can shortly: it is draining, or its event bus (Redis) is away.
+
+    A kind of its own so that the REST layer answers 503 with ``Retry-After`` (which
+    HAProxy retries on another replica and the Python client retries itself) instead
+    of the 500 of a bug; to a client reading the body it is still server 10000.
+    """
+
+    RETRY_AFTER_S: ClassVar[int] = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ServerCode.INTERNAL, message)
 
 
 class HttpError(TAvKitError):

@@ -36,7 +36,7 @@ from typing import Final, Protocol
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tavkit.errors import ServerCode, ServerError
+from tavkit.errors import ServerUnavailable
 from tavkit.protocol import CloseCode
 from tavkit.server.errors import error_response
 from tavkit.server.signaling.tokens import SUBPROTOCOL
@@ -52,7 +52,6 @@ CLOSE_SPREAD: Final = 1.0
 _POLL: Final = 0.05
 _ENTER_PATH: Final = re.compile(r"/v1/rooms/[^/]+/enter$")
 _SOCKET_PATH: Final = "/v1/ws"
-_RETRY_AFTER: Final = "1"
 
 
 class Closable(Protocol):
@@ -131,11 +130,10 @@ class DrainMiddleware:
             path = str(scope.get("path", ""))
             if scope["type"] == "http" and scope.get("method") == "POST":
                 if _ENTER_PATH.search(path):
-                    refusal = ServerError(
-                        ServerCode.INTERNAL,
-                        "this server is shutting down; enter again (another replica takes it)",
+                    refusal = ServerUnavailable(
+                        "this server is shutting down; enter again (another replica takes it)"
                     )
-                    response = error_response(refusal, status=503, **{"Retry-After": _RETRY_AFTER})
+                    response = error_response(refusal)
                     await response(scope, receive, send)
                     return
             elif scope["type"] == "websocket" and path.endswith(_SOCKET_PATH):

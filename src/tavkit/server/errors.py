@@ -10,6 +10,8 @@ a path/query value out of range   server 10004, naming the parameter
 unknown route, wrong method       server 10001, HTTP 404/405 kept; ``Allow`` names
                                   every method of the path
 a body over 64 KiB                server 10001 (:class:`GuardMiddleware`)
+a replica that cannot serve now    server 10000, HTTP 503 and ``Retry-After``
+(draining, its event bus away)     (:class:`~tavkit.errors.ServerUnavailable`)
 anything unexpected               server 10000, logged with its trace and the quoted
                                   path, never sent
 ================================  ===================================================
@@ -30,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tavkit.errors import ServerCode, ServerError, TAvKitError, http_status
+from tavkit.errors import ServerCode, ServerError, ServerUnavailable, TAvKitError, http_status
 
 __all__ = ["MAX_BODY_BYTES", "GuardMiddleware", "error_response", "install_error_handlers"]
 
@@ -43,7 +45,11 @@ _METHODS: Final = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def error_response(exc: TAvKitError, *, status: int | None = None, **headers: str) -> JSONResponse:
-    """The seed-shaped response for ``exc`` (status from ``http_status`` unless given)."""
+    """The seed-shaped response for ``exc`` (status from ``http_status`` unless given;
+    a :class:`ServerUnavailable` answers 503 with ``Retry-After``)."""
+    if isinstance(exc, ServerUnavailable) and status is None:
+        status = 503
+        headers.setdefault("Retry-After", str(exc.RETRY_AFTER_S))
     return JSONResponse(
         exc.to_dict(),
         status_code=status if status is not None else http_status(exc.code),

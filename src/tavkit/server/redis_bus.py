@@ -27,7 +27,7 @@ within two ``ping_interval`` (it PINGs when the connection is quiet). Events pub
 meanwhile are gone for good, so every local subscription is cut off (server 10000):
 its socket closes with 1011, and its client resumes and reads a fresh snapshot and
 ``sync`` from the database, the one place nothing is lost. While Redis is away,
-:meth:`~RedisBus.publish` raises ``ServerError(INTERNAL)`` (entering a room is refused
+:meth:`~RedisBus.publish` raises ``ServerUnavailable`` (server 10000; entering a room is refused
 with server 10000) and so does entering a subscription; calls in progress keep their
 media, which is peer to peer. The reader reconnects by itself, backing off from 50 ms
 to ``backoff_max`` with jitter; the publishing connection is opened again by the next
@@ -55,7 +55,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from tavkit.errors import ServerCode, ServerError
+from tavkit.errors import ServerUnavailable
 from tavkit.server.bus import DEFAULT_MAX_QUEUE, QueuedSubscription
 from tavkit.server.events import Event, encode
 
@@ -73,8 +73,8 @@ _FAILURES: Final = (RedisError, OSError, TimeoutError)
 """What a Redis connection raises when Redis is unreachable, slow or refusing."""
 
 
-def _unreachable(what: str) -> ServerError:
-    return ServerError(ServerCode.INTERNAL, f"the event bus (Redis) is unreachable: {what}")
+def _unreachable(what: str) -> ServerUnavailable:
+    return ServerUnavailable(f"the event bus (Redis) is unreachable: {what}")
 
 
 @dataclass
@@ -91,7 +91,7 @@ class _Outgoing:
 class RedisBus:
     """A :class:`~tavkit.server.bus.Bus` over Redis pub/sub (see the module docstring).
 
-    Use it as an async context manager: entering connects (``ServerError(INTERNAL)``
+    Use it as an async context manager: entering connects (``ServerUnavailable``
     if Redis cannot be reached within ``timeout``) and starts its two tasks; exiting
     stops them and cuts off the subscriptions still open.
     """
@@ -175,7 +175,7 @@ class RedisBus:
     async def publish(self, channel: str, event: Event) -> None:
         """Deliver ``event`` to every subscriber of ``channel`` on every replica.
 
-        Returns once Redis has taken it. ``ServerError(INTERNAL)`` when Redis is
+        Returns once Redis has taken it. ``ServerUnavailable`` when Redis is
         unreachable or slower than ``timeout``; ``TypeError``/``ValueError`` for an
         event JSON cannot carry.
         """
