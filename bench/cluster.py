@@ -46,7 +46,7 @@ import httpx
 import redis.asyncio as redis
 from _common import RESULTS, write_section
 from _serve import ServeProcess, cpu_seconds, machine, p, raise_nofile, stamp
-from relay import OPEN, Run, pump
+from relay import OPEN, Load, Run, pump
 from websockets.asyncio.client import ClientConnection, connect
 
 from tavkit.auth import gen_user_sig
@@ -75,23 +75,6 @@ LABELS = {
 }
 
 Pair = tuple[ClientConnection, ClientConnection, str]
-
-
-@dataclass(frozen=True)
-class Load:
-    """``pairs`` sender/receiver pairs, each sender offering ``rate`` signals a second."""
-
-    pairs: int
-    rate: float
-
-    @classmethod
-    def parse(cls, text: str) -> Load:
-        """``"50x45"``: 50 pairs at 45 signals/s each."""
-        pairs, rate = text.split("x")
-        return cls(int(pairs), float(rate))
-
-    def __str__(self) -> str:
-        return f"{self.pairs} pairs x {self.rate:g}/s"
 
 
 @dataclass

@@ -2,17 +2,22 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/relay.py [--pairs 50] [--rate 45] [--seconds 8] [--no-write]
+    .venv/bin/python bench/relay.py [--loads 50x45,200x50] [--seconds 8] [--no-write]
 
-Each of ``--pairs`` sender/receiver pairs shares a room; the sender sends ``signal``
-frames (a small ICE candidate whose ``sdpMid`` carries its send time) to the receiver
-at ``--rate`` frames/s -- under tavkit's per-socket limit of 50 frames/s, so many
-pairs run in parallel and the aggregate is reported. The receiver notes each frame's
-latency. The baseline is a bare FastAPI WebSocket relay served by uvicorn (parse the
-JSON, look up the peer, send it on; no auth, no bus, no heartbeat bookkeeping), with
-the same pairs and the same frames. Both servers run as their own process (tavkit:
-``tavkit serve`` on SQLite in a temporary directory); the clients run here. The two
-are measured one after the other, twice each, alternating; the better run is kept.
+A load ``PAIRSxRATE`` is that many sender/receiver pairs, each in a room of its own;
+each sender sends ``signal`` frames (a small ICE candidate whose ``sdpMid`` carries
+its send time, and an ``id``) to its receiver at ``RATE`` frames/s -- at most tavkit's
+per-socket limit of 50 frames/s, so many pairs run in parallel and the aggregate is
+reported. The receiver notes each frame's latency; the sender counts the ``error``
+frames that answer its own frames (a server that sheds load refuses a frame it
+cannot relay promptly instead of queueing it). The default loads are a light one
+(50 pairs x 45/s, 2,250 frames/s offered) and a saturating one (200 pairs x 50/s,
+10,000 frames/s offered, more than one core relays). The baseline is a bare FastAPI
+WebSocket relay served by uvicorn (parse the JSON, look up the peer, send it on; no
+auth, no bus, no heartbeat bookkeeping), with the same pairs and the same frames.
+Both servers run as their own process (tavkit: ``tavkit serve`` on SQLite in a
+temporary directory); the clients run here. The two are measured one after the
+other, twice each, alternating; the better run is kept.
 
 Written into ``bench/RESULTS.md`` between the ``<!-- relay -->`` markers.
 """
@@ -38,6 +43,7 @@ from _common import RESULTS, write_section
 from _serve import ServeProcess, machine, p, stamp
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from tavkit.auth import gen_user_sig
 
@@ -52,6 +58,9 @@ class Run:
     sent: int = 0
     received: int = 0
     errors: int = 0
+    """``error`` frames the senders got back (a refused frame is answered by one)."""
+    dropped: int = 0
+    """Pairs whose sender the server closed during the run."""
     latencies: list[float] = field(default_factory=list)
     window: float = 0.0
 
@@ -112,10 +121,27 @@ class BaselineProcess:
 # -- the load ------------------------------------------------------------------------------
 
 
-def probe(to: str) -> str:
+@dataclass(frozen=True)
+class Load:
+    """``pairs`` sender/receiver pairs, each sender offering ``rate`` frames/s."""
+
+    pairs: int
+    rate: float
+
+    @classmethod
+    def parse(cls, text: str) -> Load:
+        """``"200x50"`` -> 200 pairs at 50 frames/s."""
+        pairs, rate = text.lower().split("x")
+        return cls(int(pairs), float(rate))
+
+    def __str__(self) -> str:
+        return f"{self.pairs} pairs x {self.rate:g}/s"
+
+
+def probe(to: str, n: int = 0) -> str:
     """A ``signal`` frame whose candidate's ``sdpMid`` carries the send time."""
     candidate = {"candidate": "", "sdpMid": f"{time.monotonic():.6f}", "sdpMLineIndex": None}
-    return json.dumps({"type": "signal", "to": to, "data": {"candidate": candidate}})
+    return json.dumps({"type": "signal", "to": to, "id": str(n), "data": {"candidate": candidate}})
 
 
 async def pump(
@@ -131,7 +157,11 @@ async def pump(
         start = loop.time()
         n = 0
         while loop.time() < stop_at:
-            await sender.send(probe(to))
+            try:
+                await sender.send(probe(to, n))
+            except ConnectionClosed:
+                run.dropped += 1  # the server closed it (1013: this client read too slowly)
+                return
             run.sent += 1
             n += 1
             await asyncio.sleep(max(start + n / rate - loop.time(), 0.0))
@@ -146,13 +176,15 @@ async def pump(
             elif frame.get("type") == "error":
                 run.errors += 1
 
-    readers = [asyncio.create_task(receive(b)) for _, b, _ in sockets]
+    ends = [end for a, b, _ in sockets for end in (a, b)]
+    readers = [asyncio.create_task(receive(end)) for end in ends]
     began = loop.time()
     senders = [send(a, to, i / len(sockets) / rate) for i, (a, _, to) in enumerate(sockets)]
     await asyncio.gather(*senders)
-    # Let the tail arrive (bounded), then stop counting.
+    # Let the tail arrive (bounded), then stop counting: every frame is either
+    # delivered or refused with an error, unless the server lost it.
     deadline = loop.time() + 5.0
-    while run.received < run.sent and loop.time() < deadline:  # noqa: ASYNC110
+    while run.received + run.errors < run.sent and loop.time() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     run.window = loop.time() - began
     for task in readers:
@@ -179,6 +211,7 @@ async def tavkit_pairs(url: str, key: str, pairs: int, tag: str, rooms: int) -> 
                     f"{body['socketUrl']}?token={body['socketToken']}",
                     ping_interval=None,
                     compression=None,
+                    close_timeout=2,
                     open_timeout=OPEN,
                 )
                 welcome = json.loads(await ws.recv())
@@ -192,8 +225,8 @@ async def baseline_pairs(url: str, pairs: int) -> list[Any]:
     """Open both sockets of each pair on the bare relay."""
     out = []
     for n in range(pairs):
-        a = await connect(f"{url}/a{n}", ping_interval=None, compression=None)
-        b = await connect(f"{url}/b{n}", ping_interval=None, compression=None)
+        a = await connect(f"{url}/a{n}", ping_interval=None, compression=None, close_timeout=2)
+        b = await connect(f"{url}/b{n}", ping_interval=None, compression=None, close_timeout=2)
         out.append((a, b, f"b{n}"))
     await asyncio.sleep(0.2)
     return out
@@ -205,87 +238,109 @@ async def measure(opener: Callable[[], Awaitable[list[Any]]], rate: float, secon
         await asyncio.sleep(0.5)
         return await pump(sockets, rate, seconds)
     finally:
-        for a, b, _ in sockets:
-            await a.close()
-            await b.close()
+        await asyncio.gather(*(end.close() for a, b, _ in sockets for end in (a, b)))
 
 
-def report(results: dict[str, Run], pairs: int, rate: float, seconds: float) -> str:
+def report(results: dict[Load, dict[str, Run]], seconds: float) -> str:
     """The Markdown section for RESULTS.md."""
-    t, b = results["tavkit"], results["baseline"]
 
     def ms(run: Run, q: float) -> float:
         return p(run.latencies, q) * 1000
 
+    loads = ", ".join(f"{load.pairs} pairs x {load.rate:g}/s" for load in results)
     lines = [
         "## Signaling relay: messages per second and latency",
         "",
-        f"Measured {stamp()} by `bench/relay.py` on {machine()}. Loopback. {pairs} sender/"
-        f"receiver pairs (one room each), each sender offering {rate:g} `signal` frames/s "
-        f"(tavkit allows 50/s per socket) for {seconds:g} s; the clients run in the bench "
-        "process, each server in its own process. Baseline: a bare FastAPI WebSocket relay "
-        "on uvicorn (parse, look up the peer, send) with the same pairs and frames. Two "
-        "runs each, alternating; the run with more frames delivered is shown.",
+        f"Measured {stamp()} by `bench/relay.py` on {machine()}. Loopback. Loads ({loads}): "
+        "that many sender/receiver pairs (one room each), each sender offering that many "
+        f"`signal` frames/s (tavkit allows 50/s per socket) for {seconds:g} s; the clients "
+        "run in the bench process, each server in its own process. Baseline: a bare FastAPI "
+        "WebSocket relay on uvicorn (parse, look up the peer, send) with the same pairs and "
+        "frames. Two runs each, alternating; the run with more frames delivered is shown. "
+        "*Refused* counts the `error` frames the senders got back: a frame tavkit sheds "
+        "at saturation is answered with one instead of being queued.",
         "",
-        "| path | delivered msgs/s | offered msgs/s | p50 latency | p99 latency | errors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| load | path | delivered msgs/s | offered msgs/s | p50 latency | p99 latency | refused |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name, run in (("tavkit (`tavkit serve`, SQLite)", t), ("bare FastAPI relay", b)):
+    for load, runs in results.items():
+        t, b = runs["tavkit"], runs["baseline"]
+        for name, run in (("tavkit (`tavkit serve`, SQLite)", t), ("bare FastAPI relay", b)):
+            lines.append(
+                f"| {load} | {name} | {run.rate:.0f} | {run.sent / seconds:.0f} "
+                f"| {ms(run, 0.5):.1f} ms | {ms(run, 0.99):.1f} ms | {run.errors} |"
+            )
         lines.append(
-            f"| {name} | {run.rate:.0f} | {run.sent / seconds:.0f} | {ms(run, 0.5):.1f} ms "
-            f"| {ms(run, 0.99):.1f} ms | {run.errors} |"
+            f"| {load} | ratio tavkit / bare | {t.rate / b.rate:.2f} | "
+            f"| {ms(t, 0.5) / ms(b, 0.5):.2f} | {ms(t, 0.99) / ms(b, 0.99):.2f} | |"
         )
-    lines.append(
-        f"| ratio tavkit / bare | {t.rate / b.rate:.2f} | | {ms(t, 0.5) / ms(b, 0.5):.2f} "
-        f"| {ms(t, 0.99) / ms(b, 0.99):.2f} | |"
-    )
+    lines.append("")
+    for load, runs in results.items():
+        t, b = runs["tavkit"], runs["baseline"]
+        lost = t.sent - t.received - t.errors
+        lines.append(
+            f"At {load} tavkit delivered {t.received} of {t.sent} frames and refused "
+            f"{t.errors} ({lost} neither when the count closed), the bare relay delivered "
+            f"{b.received} of {b.sent}."
+        )
     lines += [
         "",
-        f"tavkit delivered {t.received} of {t.sent} frames, the bare relay {b.received} of "
-        f"{b.sent}. Per frame tavkit parses and validates it strictly, checks the addressee "
-        "is a member of the session, filters ICE candidates, publishes it on the bus, and "
-        "the addressee's socket re-encodes it; every inbound frame also counts as a "
-        "heartbeat (at most one a second per socket, group-committed with the other "
-        "sockets' heartbeats into one database write).",
+        "Per frame tavkit parses and validates it strictly, checks the addressee is a member "
+        "of the session, filters ICE candidates, publishes it on the bus, and the "
+        "addressee's socket sends it on; every inbound frame also counts as a heartbeat (at "
+        "most one a second per socket, group-committed with the other sockets' heartbeats "
+        "into one database write).",
     ]
     return "\n".join(lines) + "\n"
 
 
-async def run_all(pairs: int, rate: float, seconds: float) -> dict[str, Run]:
+async def run_all(loads: list[Load], seconds: float) -> dict[Load, dict[str, Run]]:
     key = secrets.token_hex(32)
-    results: dict[str, Run] = {}
+    results: dict[Load, dict[str, Run]] = {}
     with tempfile.TemporaryDirectory(prefix="tavkit-relay-") as data:
         serve = ServeProcess(Path(data) / "data", APP_ID, key, "--max-members", "2")
         with serve, BaselineProcess() as bare:
-            for repeat in range(2):
-                tag = f"r{repeat}"
-                runs = {
-                    "tavkit": await measure(
-                        lambda tag=tag, rooms=5000 + 1000 * repeat: tavkit_pairs(
-                            serve.url, key, pairs, tag, rooms
+            rooms = 5000
+            for load in loads:
+                best: dict[str, Run] = results.setdefault(load, {})
+                print(f"{load}:")
+                for repeat in range(2):
+                    tag = f"r{rooms}x"
+                    runs = {
+                        "tavkit": await measure(
+                            lambda tag=tag, rooms=rooms, n=load.pairs: tavkit_pairs(
+                                serve.url, key, n, tag, rooms
+                            ),
+                            load.rate,
+                            seconds,
                         ),
-                        rate,
-                        seconds,
-                    ),
-                    "baseline": await measure(lambda: baseline_pairs(bare, pairs), rate, seconds),
-                }
-                for name, run in runs.items():
-                    print(
-                        f"  {name:8} run {repeat}: {run.rate:7.0f} msgs/s delivered, "
-                        f"{run.received}/{run.sent}, p50 {p(run.latencies, 0.5) * 1000:.1f} ms, "
-                        f"p99 {p(run.latencies, 0.99) * 1000:.1f} ms, errors {run.errors}"
-                    )
-                    best = results.get(name)
-                    if best is None or run.received > best.received:
-                        results[name] = run
-                await asyncio.sleep(1.0)
+                        "baseline": await measure(
+                            lambda n=load.pairs: baseline_pairs(bare, n), load.rate, seconds
+                        ),
+                    }
+                    rooms += load.pairs
+                    for name, run in runs.items():
+                        print(
+                            f"  {name:8} run {repeat}: {run.rate:7.0f} msgs/s delivered, "
+                            f"{run.received}/{run.sent}, "
+                            f"p50 {p(run.latencies, 0.5) * 1000:.1f} ms, "
+                            f"p99 {p(run.latencies, 0.99) * 1000:.1f} ms, refused {run.errors}, "
+                            f"senders closed {run.dropped}"
+                        )
+                        if name not in best or run.received > best[name].received:
+                            best[name] = run
+                    await asyncio.sleep(1.0)
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pairs", type=int, default=50)
-    parser.add_argument("--rate", type=float, default=45.0, help="frames/s per sender")
+    parser.add_argument(
+        "--loads",
+        type=lambda text: [Load.parse(part) for part in text.split(",")],
+        default=[Load(50, 45.0), Load(200, 50.0)],
+        help="comma-separated PAIRSxRATE (frames/s per sender); default 50x45,200x50",
+    )
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     parser.add_argument("--serve-baseline", action="store_true", help=argparse.SUPPRESS)
@@ -293,8 +348,8 @@ def main() -> None:
     if args.serve_baseline:
         serve_baseline()
         return
-    results = asyncio.run(run_all(args.pairs, args.rate, args.seconds))
-    section = report(results, args.pairs, args.rate, args.seconds)
+    results = asyncio.run(run_all(args.loads, args.seconds))
+    section = report(results, args.seconds)
     print()
     print(section)
     if not args.no_write:

@@ -6,10 +6,13 @@ turns events into frames. Events are the typed values of :mod:`tavkit.server.eve
 The :class:`Bus` protocol is all either side knows, so
 :class:`~tavkit.server.redis_bus.RedisBus` replaces :class:`InProcessBus` when replicas
 must share events. For the same reason the
-in-process bus hands every subscriber its own JSON round-trip of the event
+in-process bus sends every event through the JSON a broker would carry
 (:func:`~tavkit.server.events.encode`, then :func:`~tavkit.server.events.decode`):
-an event that would not survive Redis fails here too, and no subscriber can change
-what another one sees.
+an event that would not survive Redis fails here too. Both buses decode an event
+once per process, not once per subscriber (:func:`fan_out`): the typed events are
+frozen, so the subscribers of a channel share one decoded value, except a
+``message`` event, whose ``data`` is plain JSON anyone could change, so each of its
+subscribers gets a copy of its own.
 
 A subscriber that falls ``max_queue`` events behind is cut off: its iterator raises
 ``ServerError(INTERNAL)``, because silently dropping events would leave a client
@@ -25,14 +28,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Final, Protocol, Self
 
 from tavkit.errors import ServerCode, ServerError
-from tavkit.server.events import Event, decode, encode
+from tavkit.server.events import Event, MessageEvent, decode, encode
 
-__all__ = ["Bus", "InProcessBus", "QueuedSubscription", "Subscription", "session_channel"]
+__all__ = [
+    "Bus",
+    "InProcessBus",
+    "QueuedSubscription",
+    "Subscription",
+    "fan_out",
+    "session_channel",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -80,10 +90,11 @@ class Bus(Protocol):
 class QueuedSubscription:
     """One subscriber's queue of one channel's events: what every bus here hands out.
 
-    Its bus offers it each event's JSON text without ever blocking, and it decodes its
-    own copy as it is read. It is cut off (its iterator raises ``ServerError(INTERNAL)``
-    once the events queued before are read) when it falls ``max_queue`` behind, when
-    an event does not read back, or when its bus calls :meth:`cut_off`.
+    Its bus offers it each event without ever blocking, as JSON text (decoded as it is
+    read) or as the value :func:`fan_out` decoded for every subscriber at once. It is
+    cut off (its iterator raises ``ServerError(INTERNAL)`` once the events queued before
+    are read) when it falls ``max_queue`` behind, when an event does not read back, or
+    when its bus calls :meth:`cut_off`.
     """
 
     def __init__(
@@ -98,7 +109,7 @@ class QueuedSubscription:
         self._attach = attach
         self._detach = detach
         # None after the events: the bus cut it off (see _lost).
-        self._queue: asyncio.Queue[str | bytes | None] = asyncio.Queue(max_queue)
+        self._queue: asyncio.Queue[str | bytes | Event | None] = asyncio.Queue(max_queue)
         self._lost: str | None = None
         self._entered = False
 
@@ -115,12 +126,12 @@ class QueuedSubscription:
     ) -> None:
         await self._detach(self)
 
-    def offer(self, text: str | bytes) -> None:
-        """Queue one encoded event (the bus's side); past ``max_queue`` it is cut off."""
+    def offer(self, item: str | bytes | Event) -> None:
+        """Queue one event, as text or decoded (the bus's side); past ``max_queue``, cut off."""
         if self._lost is not None:
             return
         try:
-            self._queue.put_nowait(text)
+            self._queue.put_nowait(item)
         except asyncio.QueueFull:
             logger.warning("subscriber of %s fell behind; cutting it off", self.channel)
             self._lost = f"events of {self.channel} were lost"
@@ -146,17 +157,38 @@ class QueuedSubscription:
         while True:
             self._check()
             # No timeout: the socket task that owns this iteration cancels it on close.
-            text = await self._queue.get()
-            if text is None:
+            item = await self._queue.get()
+            if item is None:
                 continue  # cut off: _check raises now that the queue is empty
+            if not isinstance(item, str | bytes):
+                yield item  # decoded once by fan_out
+                continue
             try:
-                event = decode(text)
+                event = decode(item)
             except ValueError as exc:
                 logger.error("unreadable event on %s: %s", self.channel, exc)
                 raise ServerError(
                     ServerCode.INTERNAL, f"an event of {self.channel} could not be read"
                 ) from exc
             yield event
+
+
+def fan_out(subscriptions: Iterable[QueuedSubscription], text: str | bytes) -> None:
+    """Offer one encoded event to each of ``subscriptions``, decoding it once for all.
+
+    An event that does not read back is offered as its text, so that every subscriber
+    fails on it (and is cut off) as it would have alone. A ``message`` event's value
+    goes to one subscriber; the others get the text and decode copies of their own.
+    """
+    try:
+        event: Event | None = decode(text)
+    except ValueError:
+        event = None
+    item: str | bytes | Event = text if event is None else event
+    for subscription in tuple(subscriptions):
+        subscription.offer(item)
+        if isinstance(item, MessageEvent):
+            item = text
 
 
 class InProcessBus:
@@ -172,8 +204,9 @@ class InProcessBus:
         Raises ``TypeError`` or ``ValueError`` for an event JSON cannot carry.
         """
         text = encode(event)
-        for subscription in tuple(self._channels.get(channel, ())):
-            subscription.offer(text)
+        subscriptions = self._channels.get(channel)
+        if subscriptions:
+            fan_out(subscriptions, text)
 
     def subscribe(self, channel: str) -> QueuedSubscription:
         """A subscription to ``channel``; it receives events once entered."""

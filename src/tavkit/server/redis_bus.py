@@ -2,8 +2,9 @@
 
 ``tavkit serve --redis-url redis://...`` (``TAVKIT_REDIS_URL``) runs on it instead of
 the in-process bus; it behaves as :class:`~tavkit.server.bus.InProcessBus` does (the
-same :class:`~tavkit.server.bus.QueuedSubscription`: order, a decode per subscriber,
-the cut-off of a subscriber that falls ``max_queue`` behind or reads a bad event).
+same :class:`~tavkit.server.bus.QueuedSubscription`: order, one decode per event
+shared by the local subscribers (:func:`~tavkit.server.bus.fan_out`), the cut-off of a
+subscriber that falls ``max_queue`` behind or reads a bad event).
 
 Channels. The bus channel ``session:{uuid}`` is the Redis channel
 ``{prefix}session:{uuid}`` (prefix ``tavkit:`` unless told otherwise): one Redis channel
@@ -56,7 +57,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from tavkit.errors import ServerUnavailable
-from tavkit.server.bus import DEFAULT_MAX_QUEUE, QueuedSubscription
+from tavkit.server.bus import DEFAULT_MAX_QUEUE, QueuedSubscription, fan_out
 from tavkit.server.events import Event, encode
 
 __all__ = ["DEFAULT_PREFIX", "RedisBus"]
@@ -343,8 +344,9 @@ class RedisBus:
             return
         channel = key.decode().removeprefix(self._prefix)
         if kind == b"message" and isinstance(data, bytes):
-            for subscription in tuple(self._channels.get(channel, ())):
-                subscription.offer(data)
+            subscriptions = self._channels.get(channel)
+            if subscriptions:
+                fan_out(subscriptions, data)
         elif kind == b"subscribe":
             pending = self._confirming.get(channel)
             if pending:
