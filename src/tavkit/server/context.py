@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tavkit.errors import ServerCode, ServerError
 from tavkit.server.drain import Drain
+from tavkit.server.signaling.shedding import LoopLag
 
 if TYPE_CHECKING:
     from tavkit.server.bus import Bus
@@ -50,6 +51,8 @@ class ServerContext:
     """The data directory's secret for socket tokens (:mod:`tavkit.server.signaling.tokens`)."""
     drain: Drain = field(default_factory=Drain)
     """Whether this replica is draining (:mod:`tavkit.server.drain`)."""
+    loop_lag: LoopLag = field(default_factory=LoopLag)
+    """Whether the event loop is behind, so signals are shed (:mod:`~.signaling.shedding`)."""
 
 
 def context_of(connection: Any) -> ServerContext:

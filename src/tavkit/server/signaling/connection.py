@@ -94,6 +94,7 @@ from tavkit.server.signaling.inbound import InboundScreen, Verdict
 from tavkit.server.signaling.presence import OthersLinks, OwnLink
 from tavkit.server.signaling.registry import SocketRegistry
 from tavkit.server.signaling.renewal import ExpiryWatch, renew
+from tavkit.server.signaling.shedding import shed_refusal
 from tavkit.server.signaling.tokens import SocketClaims
 
 __all__ = ["SignalingConnection", "count_out", "refuse"]
@@ -418,6 +419,12 @@ class SignalingConnection:
             return
         if not await self._touch():
             return
+        if isinstance(raw, str) and self._ctx.loop_lag.behind():
+            refusal = shed_refusal(raw)  # the server is saturated: refuse, do not queue
+            if refusal is not None:
+                self._count_in("shed")
+                self.send(refusal)
+                return
         try:
             msg = parse_client_frame(raw)
         except FrameError as exc:
