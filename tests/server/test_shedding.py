@@ -56,8 +56,8 @@ class CapturedApp:
         assert isinstance(ctx, ServerContext)
         return ctx
 
-    def stall(self) -> threading.Event:
-        """Stall the server's loop ``STALLS`` times; the event is set as the first begins."""
+    def stall(self, times: int = STALLS) -> threading.Event:
+        """Stall the server's loop ``times`` times; the event is set as the first begins."""
         assert self.loop is not None
         started = threading.Event()
         lag = self.ctx.loop_lag
@@ -69,7 +69,7 @@ class CapturedApp:
             if left > 1:
                 asyncio.get_running_loop().call_soon(stall, left - 1)
 
-        self.loop.call_soon_threadsafe(stall, STALLS)
+        self.loop.call_soon_threadsafe(stall, times)
         return started
 
 
@@ -162,6 +162,25 @@ async def test_a_saturated_server_refuses_signals_and_drops_none_silently(
             assert now_refused == [n]
         else:
             pytest.fail("signals were still shed long after the loop caught up")
+
+
+async def test_one_slow_turn_of_the_loop_sheds_nothing(
+    busy_server: RunningServer, captured: CapturedApp
+) -> None:
+    """A single hiccup (one long turn of the loop, as a garbage collection makes) is
+    absorbed: every signal sent meanwhile is relayed, in order."""
+    async with (
+        httpx.AsyncClient(base_url=busy_server.url, timeout=30) as http,
+        member(http, busy_server, "alice", 7102) as (alice, _),
+        member(http, busy_server, "bob", 7102) as (bob, _),
+    ):
+        started = captured.stall(times=1)
+        assert await asyncio.to_thread(started.wait, TIMEOUT)
+        sent = 20
+        for n in range(sent):
+            await alice.send(signal("bob", n))
+        delivered, refused, _ = await outcomes(alice, bob, sent)
+        assert (delivered, refused) == (list(range(sent)), [])
 
 
 async def test_a_saturated_server_still_answers_pings(

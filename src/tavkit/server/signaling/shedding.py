@@ -12,11 +12,12 @@ either relayed or its sender hears that it was not, and may send it again.
 
 "Behind" is measured, not guessed: :class:`LoopLag` puts a probe at the back of the
 loop's ready queue and times how long the loop takes to reach it, i.e. how long
-anything that becomes ready now waits for its turn. While a probe is still waiting
-past :data:`SHED_AFTER`, or the last one waited longer and came back less than
-:data:`SHED_AFTER` ago, the loop is behind. An idle or lightly loaded server never
-gets there (its probes come back within a millisecond or so); a burst that the loop
-absorbs within the limit sheds nothing.
+anything that becomes ready now waits for its turn. The loop is behind when probes
+keep waiting past :data:`SHED_AFTER`: the last one did and the one out now has too,
+or the last two did and the latest came back less than :data:`SHED_AFTER` ago. One
+slow turn alone (a garbage collection, a burst the loop absorbs) sheds nothing, and an
+idle or lightly loaded server never gets there: its probes come back within a
+millisecond or so.
 
 Only ``signal`` frames are shed: ``ping``, ``state``, ``leave``, ``renew`` and
 messages are few and each matters (a heartbeat lost to shedding would end a
@@ -57,22 +58,22 @@ class LoopLag:
         self.limit = limit
         self._clock = clock
         self._probe_sent = math.nan  # when the probe out now was queued; NaN: none out
-        self._last_wait = 0.0  # how long the last probe that came back waited
-        self._last_back = -math.inf  # when it came back
+        self._slow = 0  # how many probes in a row waited past the limit
+        self._last_back = -math.inf  # when the last probe came back
 
     def behind(self) -> bool:
-        """Whether work becoming ready now would wait more than ``limit`` for the loop."""
+        """Whether the loop keeps making ready work wait more than ``limit`` for its turn."""
         now = self._clock()
         if math.isnan(self._probe_sent):
             self._probe_sent = now
             asyncio.get_running_loop().call_soon(self._probe_back)
-        elif now - self._probe_sent > self.limit:
+        elif now - self._probe_sent > self.limit and self._slow >= 1:
             return True
-        return self._last_wait > self.limit and now - self._last_back < self.limit
+        return self._slow >= 2 and now - self._last_back < self.limit
 
     def _probe_back(self) -> None:
         now = self._clock()
-        self._last_wait = now - self._probe_sent
+        self._slow = self._slow + 1 if now - self._probe_sent > self.limit else 0
         self._last_back = now
         self._probe_sent = math.nan
 
