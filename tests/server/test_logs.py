@@ -491,3 +491,66 @@ async def test_serve_log_format_json_writes_room_events_with_session_and_user(tm
     assert records and all({"time", "level", "logger", "msg"} <= set(r) for r in records)
     events = [(r["event"], r["user"]) for r in records if r.get("session") == room_uuid]
     assert ("member-joined", "alice") in events and ("member-left", "alice") in events
+
+
+def timeline_line(data: Any) -> dict[str, Any]:
+    """A ``join-timeline`` log line carrying ``data``."""
+    return {"at": time.time(), "level": "info", "event": "join-timeline", "data": data}
+
+
+GOOD_TIMELINE = {
+    "peerId": "bob",
+    "phases": [
+        ["enter", 40.5],
+        ["socket-open", 52],
+        ["welcome", 60.1],
+        ["media", 61],
+        ["offer", 90],
+    ],
+}
+BAD_TIMELINES = [
+    None,
+    "enter at 40",
+    {"peerId": "bob"},
+    {**GOOD_TIMELINE, "extra": 1},
+    {**GOOD_TIMELINE, "peerId": "no spaces allowed"},
+    {**GOOD_TIMELINE, "phases": []},
+    {**GOOD_TIMELINE, "phases": [["enter", 1]] * 11},
+    {**GOOD_TIMELINE, "phases": [["teleport", 1]]},
+    {**GOOD_TIMELINE, "phases": [["enter", 1], ["enter", 2]]},
+    {**GOOD_TIMELINE, "phases": [["enter", -1]]},
+    {**GOOD_TIMELINE, "phases": [["enter", 1e9]]},
+    {**GOOD_TIMELINE, "phases": [["enter", True]]},
+    {**GOOD_TIMELINE, "phases": [["enter", "40"]]},
+    {**GOOD_TIMELINE, "phases": [["enter", 1, 2]]},
+    {**GOOD_TIMELINE, "phases": [{"enter": 1}]},
+    {**GOOD_TIMELINE, "phases": [["welcome", 50], ["enter", 40]]},
+]
+
+
+async def test_a_join_timeline_is_stored_and_read_back(client, server):
+    """A member's join timeline line comes back from the session's logs exactly as sent."""
+    room_uuid = await enter(client, server, "alice", 531)
+    body = {"roomUuid": room_uuid, "logs": [timeline_line(GOOD_TIMELINE)]}
+    response = await client.post("/v1/logs", json=body, headers=server.headers("alice"))
+    assert response.status_code == 200, response.text
+    logs, _ = await stored(client, server, room_uuid)
+    assert [(line["userId"], line["event"], line["data"]) for line in logs] == [
+        ("alice", "join-timeline", GOOD_TIMELINE)
+    ]
+
+
+async def test_hostile_join_timelines_are_refused_and_nothing_is_stored(sqlite_server):
+    """A garbled timeline refuses the batch (10004); a stranger's sound one is 10005."""
+    server = sqlite_server
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        room_uuid = await enter(client, server, "alice", 532)
+        for i, data in enumerate(BAD_TIMELINES):
+            body = {"roomUuid": room_uuid, "logs": [timeline_line(data)]}
+            response = await client.post("/v1/logs", json=body, headers=server.headers(f"u{i}"))
+            message = expect_error(response, ServerCode.INVALID_PARAMETER)
+            assert "logs[0].data" in message, (data, message)
+        stranger = {"roomUuid": room_uuid, "logs": [timeline_line(GOOD_TIMELINE)]}
+        response = await client.post("/v1/logs", json=stranger, headers=server.headers("mallory"))
+        expect_error(response, ServerCode.UNAUTHORISED)
+        assert await stored(client, server, room_uuid) == ([], [])

@@ -69,16 +69,26 @@ from tavkit.protocol.parsing import (
     parse_signal_data,
 )
 from tavkit.protocol.ratelimit import TokenBucket
+from tavkit.protocol.timeline import (
+    JOIN_PHASES,
+    JOIN_TIMELINE_EVENT,
+    MAX_PHASE_MS,
+    JoinPhase,
+    timeline_problem,
+)
 
 __all__ = [
     "CLIENT_MSG_ID_RE",
     "CONNECTION_STATUSES",
+    "JOIN_PHASES",
+    "JOIN_TIMELINE_EVENT",
     "LEAVE_REASONS",
     "MAX_CANDIDATE_BYTES",
     "MAX_DATA_BYTES",
     "MAX_FRAME_BYTES",
     "MAX_ID_CHARS",
     "MAX_JSON_DEPTH",
+    "MAX_PHASE_MS",
     "MAX_SDP_BYTES",
     "MAX_SEQ",
     "MAX_TEXT_CHARS",
@@ -96,6 +106,7 @@ __all__ = [
     "Expiring",
     "FrameError",
     "IceCandidate",
+    "JoinPhase",
     "Leave",
     "LeaveReason",
     "Member",
@@ -133,4 +144,5 @@ __all__ = [
     "parse_server_frame",
     "parse_signal_data",
     "silence_after",
+    "timeline_problem",
 ]

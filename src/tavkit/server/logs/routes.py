@@ -15,7 +15,8 @@ The order of checks on ingest, and why:
 3. a token bucket per user (2 batches/s, bursts of 20), after the client address's
    bucket (:mod:`tavkit.server.ratelimit`, checked first of all): past either, 429
    with server 10004 and ``Retry-After``;
-4. the batch itself (:mod:`._logs_wire`: types, ranges, lengths, 500 items; 10004);
+4. the batch itself (:mod:`.wire`: types, ranges, lengths, 500 items, the shape of a
+   ``join-timeline`` line; 10004);
 5. the app's daily cap on stored items: past it, 429 with server 10004 and a
    ``Retry-After`` until midnight UTC (:mod:`tavkit.server.logs.service`);
 6. the session: unknown or another app's is 14007, a caller who never was a

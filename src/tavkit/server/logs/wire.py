@@ -10,6 +10,11 @@ after Bob's is worse than no chart. A batch may therefore carry ``sentAt``, the
 client's clock when it sent the batch; the server shifts every item by
 ``received_at - sentAt``, which is the clock offset plus half a round trip. Items
 whose corrected time is more than a day old, or in the future, are refused.
+
+One kind of line has a shape of its own: a ``join-timeline`` line (a client's join
+phases for one remote member, :mod:`tavkit.protocol.timeline`) must carry a sound
+timeline, or the batch is refused like any other bad field; the dashboard reads
+these lines back as they are.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from tavkit.errors import ServerCode, ServerError, lookup
-from tavkit.protocol import USER_ID_RE, json_problem
+from tavkit.protocol import JOIN_TIMELINE_EVENT, USER_ID_RE, json_problem, timeline_problem
 from tavkit.server.store.logs_models import LOG_LEVELS
 
 __all__ = [
@@ -165,6 +170,8 @@ def _log_item(raw: Any, where: str, offset: float, now: float) -> LogItem:
     if error is not None:
         module, code, message = _seed_error(error, f"{where}.error")
     data = raw.get("data")
+    if event == JOIN_TIMELINE_EVENT and (problem := timeline_problem(data)) is not None:
+        raise _bad(f"{where}.data", problem)
     text = None
     if data is not None:
         if not isinstance(data, dict):
