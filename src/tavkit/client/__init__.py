@@ -4,7 +4,8 @@
 aiortc peer connection each, interoperating with the ``<tavkit-call>`` browser
 component (``docs/protocol.md``). :class:`Listener` is the seed's listener with
 no-op callbacks; :mod:`tavkit.client.media` has the sources (test pattern, file,
-device); :mod:`tavkit.client.api` is the REST client on its own. In-call messages
+device); :mod:`tavkit.client.api` is the REST client on its own;
+:class:`JoinTimeline` is where a join's time went (:attr:`TAvKit.join_timelines`). In-call messages
 are :class:`ChatMessage` values.
 
 The names are imported on first use, so ``tavkit --help`` and ``import tavkit`` do
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from tavkit.client.listener import Listener, ListenerProtocol, UserInfo
     from tavkit.client.media import DeviceSource, FileSource, MediaSource, TestPattern
     from tavkit.client.sinks import PeerStats
+    from tavkit.client.timeline import JoinTimeline
     from tavkit.protocol import ChatMessage
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "DeviceSource",
     "EnterResult",
     "FileSource",
+    "JoinTimeline",
     "Listener",
     "ListenerProtocol",
     "MediaSource",
@@ -54,6 +57,7 @@ _HOME = {
     "MediaSource": "media",
     "TestPattern": "media",
     "PeerStats": "sinks",
+    "JoinTimeline": "timeline",
 }
 
 

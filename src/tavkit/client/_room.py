@@ -28,6 +28,7 @@ from tavkit.client.listener import UserInfo
 from tavkit.client.peer import STALL_AFTER, PeerLink
 from tavkit.client.session import SignalingSocket
 from tavkit.client.sinks import PeerStats
+from tavkit.client.timeline import JoinClock
 from tavkit.errors import HttpError, ServerCode, ServerError, TAvKitError, TrtcCode, TrtcError
 from tavkit.protocol import (
     CloseCode,
@@ -83,6 +84,7 @@ class RoomState:
         store_info: Callable[[list[UserInfo]], None],
         seen: dict[str, PeerStats] | None = None,
         on_chat: Callable[[ServerMessage], bool] | None = None,
+        clock: JoinClock | None = None,
     ) -> None:
         self.room_uuid = entered.room_uuid
         self._entered = entered
@@ -109,6 +111,8 @@ class RoomState:
         self._store_info = store_info
         #: Sees every frame first (in-call messages, ``welcome``); ``True`` = consumed.
         self._on_chat = on_chat
+        #: Notes the join's phases (:mod:`tavkit.client.timeline`).
+        self._clock = clock if clock is not None else JoinClock()
         self._ending: TAvKitError | None = None
         self._removed_reason: str | None = None
         self._left = asyncio.Event()
@@ -128,6 +132,7 @@ class RoomState:
             self.on_socket_end,
             heartbeat_interval=self._entered.heartbeat_interval,
             resume_within=self._entered.heartbeat_timeout,
+            on_phase=self._clock.mark,
         )
         try:
             welcome = await socket.open()
@@ -390,6 +395,8 @@ class RoomState:
                 silence_after(self._entered.heartbeat_interval, self._entered.heartbeat_timeout)
                 + STALL_MARGIN,
             ),
+            # The recorder is no member: its link is no part of anyone's join.
+            mark=(lambda phase: None) if _is_hidden(user_id) else self._clock.marker(user_id),
         )
         if _is_hidden(user_id):  # the recorder: it only receives, and is no member
             self.hidden[user_id] = link

@@ -75,8 +75,16 @@ from tavkit.client.listener import UserInfo
 from tavkit.client.media import MediaSource, TestPattern
 from tavkit.client.reporter import Reporter
 from tavkit.client.sinks import PeerStats
+from tavkit.client.timeline import JoinClock, JoinTimeline
 from tavkit.errors import ServerCode, ServerError, TAvKitError, TrtcCode, TrtcError
-from tavkit.protocol import ChatMessage, Leave, Renewed, ServerMessage, State
+from tavkit.protocol import (
+    JOIN_TIMELINE_EVENT,
+    ChatMessage,
+    Leave,
+    Renewed,
+    ServerMessage,
+    State,
+)
 
 __all__ = ["TAvKit"]
 
@@ -164,6 +172,7 @@ class TAvKit:
             Path(record_dir) if record_dir is not None else None, on_frame, self._dispatch.call
         )
         self._seen_before: dict[str, PeerStats] = {}
+        self._clock = JoinClock(on_complete=lambda _: self._report_timelines())
         self._closed = asyncio.Event()
         self._releasing: asyncio.Future[None] | None = None
         self._started = False
@@ -200,6 +209,7 @@ class TAvKit:
         if self._started:
             raise RuntimeError("this TAvKit was already started; make a new one per call")
         self._started = True
+        self._clock.start()
         self._dispatch.listener = listener
         try:
             check_options(sdk_app_id, user_id, user_sig, room_id)
@@ -357,6 +367,11 @@ class TAvKit:
         return seen
 
     @property
+    def join_timelines(self) -> dict[str, JoinTimeline]:
+        """Per remote member: when each phase of the join happened, ms after :meth:`start`."""
+        return self._clock.timelines()
+
+    @property
     def resumes(self) -> int:
         """How many times the signaling socket came back after a drop (this membership)."""
         room = self._room
@@ -408,6 +423,7 @@ class TAvKit:
         video = bool(privileges & Privilege.SEND_VIDEO)
         if audio or video:
             await self._source.open_kinds(audio=audio, video=video)
+            self._clock.mark("media")
         if video and self._back_source is not None:
             await self._back_source.open_kinds(audio=False, video=True)
 
@@ -446,6 +462,7 @@ class TAvKit:
             store_info=self._store_info,
             seen=self._seen_before,
             on_chat=self._receive,
+            clock=self._clock,
         )
         self._room = room
         await room.connect(self._api, self._room_id)
@@ -458,6 +475,7 @@ class TAvKit:
         """Enter, open the media the privileges allow, join: the body of :meth:`start`."""
         assert self._api is not None
         entered = await self._api.enter(room_id)
+        self._clock.mark("enter")
         try:
             await self._open_media(entered.privileges)
         except TAvKitError:
@@ -588,6 +606,13 @@ class TAvKit:
         )
         await self._reporter.start()
         self._reporter.log("info", "joined", {"members": self.members})
+        self._report_timelines()
+
+    def _report_timelines(self, *, partial: bool = False) -> None:
+        """Report each remote member's join timeline once (see :mod:`tavkit.client.timeline`)."""
+        if self._reporter is not None:
+            for timeline in self._clock.unreported(partial=partial):
+                self._reporter.log("info", JOIN_TIMELINE_EVENT, timeline.to_wire())
 
     def _peer_connections(self) -> dict[str, RTCPeerConnection | None]:
         room = self._room
@@ -608,6 +633,7 @@ class TAvKit:
         if self._outbox is not None:
             self._outbox.close()
         await self._dispatch.cancel_all(_LEAVE_TIMEOUT)
+        self._report_timelines(partial=True)  # as far as each got: where a join got stuck
         reporter, self._reporter = self._reporter, None
         if reporter is not None:  # before the room closes: its last sample sees the peers
             await reporter.stop()

@@ -75,6 +75,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
+from av import VideoFrame
 from av.frame import Frame
 
 from tavkit.auth import Privilege
@@ -86,12 +87,20 @@ from tavkit.protocol import (
     CandidateData,
     DescriptionData,
     IceCandidate,
+    JoinPhase,
     SessionDescription,
     SignalData,
 )
 from tavkit.protocol.sdp import allowed_direction
 
-__all__ = ["KICK_GRACE", "MAX_REBUILDS", "STALL_AFTER", "UNANSWERED_AFTER", "PeerLink"]
+__all__ = [
+    "KICK_GRACE",
+    "MAX_REBUILDS",
+    "STALL_AFTER",
+    "UNANSWERED_AFTER",
+    "PeerLink",
+    "on_first_rtp",
+]
 
 MAX_REBUILDS: Final = 5
 _STEP_TIMEOUT: Final = 20.0
@@ -139,6 +148,7 @@ class PeerLink:
         privileges: int = Privilege.ALL,
         may_restart: Callable[[], bool] = lambda: True,
         stall_after: float = STALL_AFTER,
+        mark: Callable[[JoinPhase], None] = lambda phase: None,
     ) -> None:
         self.remote_id = remote_id
         self.polite = local_id < remote_id
@@ -165,6 +175,8 @@ class PeerLink:
         self._restarted_at = -math.inf
         self._restart_spacing = _RESTART_SPACING[0]
         self._stall_after = stall_after
+        #: Notes this link's join phases (:mod:`tavkit.client.timeline`); only firsts count.
+        self._mark = mark
         self._unfrozen_at = -math.inf
         self._kicked_at: float | None = None
         self._worker = asyncio.create_task(self._work(), name=f"tavkit-peer-{remote_id}")
@@ -238,9 +250,12 @@ class PeerLink:
             gather_on(pc, self._host_addresses)
         await pc.setLocalDescription(await pc.createOffer())
         await self._send_description(pc)
+        self._mark("offer")
 
     async def _on_description(self, description: SessionDescription) -> None:
         pc = self._pc
+        if description.type in ("offer", "answer"):  # one received, or the answer to ours
+            self._mark("offer" if description.type == "offer" else "answer")
         if description.type == "offer":
             collision = pc is not None and pc.signalingState != "stable"
             self._ignore_offer = collision and not self.polite
@@ -257,6 +272,7 @@ class PeerLink:
                 gather_on(pc, self._host_addresses)
             await pc.setLocalDescription(await pc.createAnswer())
             await self._send_description(pc)
+            self._mark("answer")
         elif description.type == "answer":
             if pc is None or pc.signalingState != "have-local-offer":
                 self._log.info("ignoring an answer in state %s", pc and pc.signalingState)
@@ -329,12 +345,14 @@ class PeerLink:
         if encoded_video:
             _prefer_vp8(pc)
         retransmit_early(pc)  # a lost DTLS flight is resent after 100 ms, not 1 s
+        self._watch_first_rtp(pc)
         self._pc = pc
         self._pending = []
         self._ignore_offer = False
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
+            self._watch_first_rtp(pc)  # an answerer's receivers are made by the offer
             self._consumers.add(asyncio.create_task(self._consume(track)))
             self._on_track(self.remote_id, track)
 
@@ -343,7 +361,17 @@ class PeerLink:
             if pc is self._pc:
                 self._state_changed(pc.connectionState)
 
+        @pc.on("iceconnectionstatechange")
+        def on_ice_state() -> None:
+            if pc is self._pc and pc.iceConnectionState in ("connected", "completed"):
+                self._mark("ice-connected")
+
         return pc
+
+    def _watch_first_rtp(self, pc: RTCPeerConnection) -> None:
+        """Note ``first-rtp`` when any receiver of ``pc`` gets its first RTP packet."""
+        for receiver in pc.getReceivers():
+            on_first_rtp(receiver, lambda: self._mark("first-rtp"))
 
     def _limit_directions(self, pc: RTCPeerConnection) -> None:
         """Give every transceiver the widest direction the privileges allow, no wider."""
@@ -388,11 +416,14 @@ class PeerLink:
             if not isinstance(frame, Frame):
                 continue  # remote tracks are decoded; packets never arrive here
             self.stats.count(frame)
+            if isinstance(frame, VideoFrame):
+                self._mark("first-frame")
             self._on_frame(self.remote_id, frame)
 
     def _state_changed(self, state: str) -> None:
         self._log.debug("connection %s", state)
-        if state == "connected":
+        if state == "connected":  # ICE and DTLS both
+            self._mark("dtls-connected")
             self.stats.connected = True
             self._failures = 0
         elif state == "failed":
@@ -517,6 +548,27 @@ async def _skip_video_hole(receiver: Any) -> None:
         for ssrc in list(sources):
             with contextlib.suppress(Exception):
                 await send_pli(ssrc)
+
+
+def on_first_rtp(receiver: Any, mark: Callable[[], None]) -> None:
+    """Call ``mark`` on ``receiver``'s first RTP packet, then get out of its way.
+
+    aiortc has no event for it: the DTLS transport hands each packet to
+    ``receiver._handle_rtp_packet``, which is wrapped here, on the instance, until the
+    first packet passes. Another aiortc without that method simply notes no
+    ``first-rtp``.
+    """
+    original = getattr(receiver, "_handle_rtp_packet", None)
+    if original is None or getattr(receiver, "_tavkit_first_rtp", False):
+        return
+
+    async def first(*args: Any, **kwargs: Any) -> None:
+        setattr(receiver, "_handle_rtp_packet", original)  # noqa: B010
+        mark()
+        await original(*args, **kwargs)
+
+    setattr(receiver, "_tavkit_first_rtp", True)  # noqa: B010
+    setattr(receiver, "_handle_rtp_packet", first)  # noqa: B010
 
 
 def _prefer_vp8(pc: RTCPeerConnection) -> None:

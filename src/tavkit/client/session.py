@@ -24,7 +24,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Literal
 from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -81,7 +81,9 @@ class SignalingSocket:
     ``on_message`` gets every frame after ``welcome`` (and the ``welcome`` of each
     resume); it must not block. ``on_end(code, error)`` is called once when the
     socket is over for good: ``code`` is the close code (``None`` if resuming gave
-    up) and ``error`` the reason when it was not a normal ``leave``.
+    up) and ``error`` the reason when it was not a normal ``leave``. ``on_phase``
+    hears each handshake's ``socket-open`` and ``welcome`` (the join timeline keeps the
+    first of each).
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class SignalingSocket:
         heartbeat_interval: float = 5.0,
         resume_within: float = 15.0,
         open_timeout: float = 10.0,
+        on_phase: Callable[[Literal["socket-open", "welcome"]], None] = lambda phase: None,
     ) -> None:
         self._url = url
         # Percent-encoded: any token becomes a valid subprotocol (the server's need not).
@@ -103,6 +106,7 @@ class SignalingSocket:
         self._interval = heartbeat_interval
         self._resume_within = resume_within
         self._open_timeout = open_timeout
+        self._on_phase = on_phase
         self._ws: ClientConnection | None = None
         self._outbox: collections.deque[str] = collections.deque(maxlen=_MAX_QUEUED)
         self._task: asyncio.Task[None] | None = None
@@ -168,6 +172,7 @@ class SignalingSocket:
             )
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             raise HttpError(HttpCode.NETWORK, f"signaling socket: {exc!r}") from exc
+        self._on_phase("socket-open")
         try:
             async with asyncio.timeout(self._open_timeout):
                 first = parse_server_frame(await ws.recv())
@@ -180,6 +185,7 @@ class SignalingSocket:
         if not isinstance(first, Welcome):
             await ws.close()
             raise ServerError(ServerCode.INVALID_PARAMETER, f"expected welcome, got {first.type}")
+        self._on_phase("welcome")
         return ws, first
 
     async def _run(self) -> None:
