@@ -71,6 +71,7 @@ def test_client_all_is_the_public_api() -> None:
         "DeviceSource",
         "EnterResult",
         "FileSource",
+        "JoinTimeline",
         "Listener",
         "ListenerProtocol",
         "MediaSource",
