@@ -169,6 +169,10 @@ def test_a_real_call_is_reported_queried_and_charted(
     expect(page.locator("table.people tr[data-user]")).to_have_count(2)
     expect(page.locator('.tl[data-kind="joined"]')).to_have_count(2)
     expect(page.locator('.tl[data-kind="left"]')).to_have_count(2)
+    # Each member's join phases (the browser's and the Python client's), first frame included.
+    joins = page.locator('.tl[data-kind="join-timeline"]')
+    expect(joins).to_have_count(2)
+    expect(joins.locator('.tl-phase[data-phase="first-frame"]')).to_have_count(2)
     # Hover the last point of the first line: the tooltip shows the values there.
     bitrate = page.locator("figure.chart", has_text="Bitrate received").locator("svg[role=img]")
     box = bitrate.bounding_box()

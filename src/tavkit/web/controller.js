@@ -64,6 +64,7 @@ import { Renewal } from "./renewal.js";
 import { Reporter } from "./reporter.js";
 import { Roster } from "./roster.js";
 import { Signaling } from "./signaling.js";
+import { JOIN_TIMELINE_EVENT, JoinClock, timelineData } from "./timeline.js";
 
 const ACTIVE = new Set(["entering", "connecting", "waiting", "in-call", "reconnecting"]);
 // Socket closes by which the server ended our place in the room.
@@ -110,6 +111,8 @@ export class CallController extends EventTarget {
     this.signaling = null;
     this.mesh = null;
     this.reporter = null;
+    // When each phase of the join happened, per remote member (timeline.js).
+    this.clock = new JoinClock({ onComplete: () => this.#reportTimelines() });
     this.generation = 0;
     this.pending = null;
     this.heartbeat = new Heartbeat({
@@ -161,6 +164,7 @@ export class CallController extends EventTarget {
   async start(raw) {
     if (this.active) throw new Error("tavkit-call: start() while a call is active; hangup() first");
     const gen = ++this.generation;
+    this.clock.start();
     this.listener = pickListener(raw?.listener);
     const { options, error } = checkOptions(raw, this.defaultServer, this.lang);
     if (error) {
@@ -177,6 +181,7 @@ export class CallController extends EventTarget {
     this.api = new ApiClient({ ...options, lang: this.lang });
     try {
       this.room = await this.api.enter(options.roomId);
+      this.clock.mark("enter");
       this.privileges = privilegesOf(this.room);
     } catch (err) {
       if (gen !== this.generation) return false;
@@ -208,6 +213,7 @@ export class CallController extends EventTarget {
       lang: this.lang,
       onMessage: (frame) => (this.pending ? this.pending.push(frame) : this.#frame(frame)),
       onStatus: (status, info) => this.#socketStatus(status, info),
+      onPhase: (phase) => this.clock.mark(phase),
     });
     const welcomed = this.signaling.open();
     welcomed.catch(() => {}); // awaited below, after the devices
@@ -227,6 +233,7 @@ export class CallController extends EventTarget {
       return false;
     }
     this.localStream = media.stream;
+    if (media.stream) this.clock.mark("media");
     // A device that failed to open, or that we may not send, reads as switched off,
     // here and on the others' tiles (for this call only).
     if (!media.stream?.getVideoTracks().length && this.self.camera) {
@@ -252,6 +259,7 @@ export class CallController extends EventTarget {
       send: (to, data) => this.signaling?.send({ type: "signal", to, data }),
       onChange: (userId) => this.#peerChanged(userId),
       onLost: (userId) => this.#report(callError("trtc", -1307, this.lang, `media to ${userId}`)),
+      mark: (phase, userId) => this.clock.mark(phase, userId),
       log: this.log,
     });
     this.mesh.localStream = this.localStream;
@@ -386,6 +394,16 @@ export class CallController extends EventTarget {
   /** userId → RTCPeerConnection (a snapshot), for tests and diagnostics. */
   peerConnections() {
     return this.mesh ? this.mesh.connections() : new Map();
+  }
+
+  /** userId → {userId, phases: [[phase, ms after start()], ...]}: where each join's time went. */
+  joinTimeline() {
+    return this.clock.timelines();
+  }
+
+  /** The view presented `userId`'s first video frame: the last phase of its join. */
+  markFirstFrame(userId) {
+    this.clock.mark("first-frame", userId);
   }
 
   async #swapVideo(old, track) {
@@ -711,10 +729,20 @@ export class CallController extends EventTarget {
     });
     this.reporter.start();
     this.reporter.log("info", "joined", { members: [...this.peers.keys()] });
+    this.#reportTimelines();
+  }
+
+  /** Report each member's join timeline once: at its first frame, or at the end as far as it got. */
+  #reportTimelines(partial = false) {
+    if (!this.reporter) return;
+    for (const timeline of this.clock.unreported(partial)) {
+      this.reporter.log("info", JOIN_TIMELINE_EVENT, timelineData(timeline));
+    }
   }
 
   /** Stop reporting; it samples once more and sends the rest without holding us up. */
   #stopReporter() {
+    this.#reportTimelines(true); // where a join that showed no video got stuck
     const reporter = this.reporter;
     this.reporter = null;
     reporter?.stop().catch(() => {});

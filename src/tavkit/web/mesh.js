@@ -88,6 +88,11 @@ class Peer {
     this.mesh.log(`[${this.mesh.selfId}→${this.userId}]`, ...args);
   }
 
+  /** Note a phase of this member's join (timeline.js); the recorder's link is no join. */
+  #mark(phase) {
+    if (!this.hidden) this.mesh.mark?.(phase, this.userId);
+  }
+
   #wire() {
     const pc = this.pc;
     pc.onnegotiationneeded = async () => {
@@ -96,6 +101,7 @@ class Peer {
         this.#limitDirections();
         await pc.setLocalDescription();
         this.#send({ description: pc.localDescription.toJSON() });
+        this.#mark("offer");
         this.offerRetries = 0;
       } catch (err) {
         this.#log("offer failed", err);
@@ -107,6 +113,9 @@ class Peer {
       this.#send({ candidate: candidate ? candidate.toJSON() : null });
     };
     pc.ontrack = ({ track, streams }) => {
+      // A remote track is muted until its first RTP packet arrives.
+      if (!track.muted) this.#mark("first-rtp");
+      else track.addEventListener("unmute", () => this.#mark("first-rtp"), { once: true });
       if (streams && streams[0]) {
         this.stream = streams[0];
       } else {
@@ -116,6 +125,9 @@ class Peer {
       this.mesh.changed(this.userId);
     };
     pc.onconnectionstatechange = () => this.#connectionState();
+    pc.oniceconnectionstatechange = () => {
+      if (["connected", "completed"].includes(pc.iceConnectionState)) this.#mark("ice-connected");
+    };
   }
 
   /**
@@ -173,6 +185,7 @@ class Peer {
     if (data.description) {
       const description = data.description;
       if (description.type === "rollback") return; // implicit in setRemoteDescription
+      this.#mark(description.type); // an offer received, or the answer to ours
       const readyForOffer =
         !this.makingOffer && (pc.signalingState === "stable" || this.settingAnswer);
       const collision = description.type === "offer" && !readyForOffer;
@@ -191,6 +204,7 @@ class Peer {
         this.#limitDirections(); // the m-lines the offer added ask to receive
         await pc.setLocalDescription();
         this.#send({ description: pc.localDescription.toJSON() });
+        this.#mark("answer");
       }
     } else if ("candidate" in data) {
       // A null candidate ends the remote's gathering; browsers infer that anyway.
@@ -245,6 +259,7 @@ class Peer {
       return;
     }
     if (state === "connected") {
+      this.#mark("dtls-connected"); // connected: ICE and DTLS both
       this.restarts = 0;
       this.reportedLost = false;
       this.tune();
@@ -310,6 +325,7 @@ class Peer {
     this.pc.onicecandidate = null;
     this.pc.ontrack = null;
     this.pc.onconnectionstatechange = null;
+    this.pc.oniceconnectionstatechange = null;
     this.pc.close();
   }
 }
@@ -319,9 +335,20 @@ export class Mesh {
   /**
    * `send(to, data)` carries a signal; `onChange(userId)` is told when a peer's
    * status or stream changes; `onLost(userId)` when restarts are exhausted;
-   * `privileges` (the enter response's, default all) bound every transceiver.
+   * `privileges` (the enter response's, default all) bound every transceiver;
+   * `mark(phase, userId)` hears each link's join phases (timeline.js).
    */
-  constructor({ selfId, iceServers, iceTransportPolicy, send, onChange, onLost, log, privileges }) {
+  constructor({
+    selfId,
+    iceServers,
+    iceTransportPolicy,
+    send,
+    onChange,
+    onLost,
+    log,
+    privileges,
+    mark,
+  }) {
     this.selfId = selfId;
     this.privileges = Number.isInteger(privileges) ? privileges : PRIVILEGE.ALL;
     // No default STUN: without the server's list the mesh uses host candidates only.
@@ -332,6 +359,7 @@ export class Mesh {
     this.send = send;
     this.onChange = onChange;
     this.onLost = onLost;
+    this.mark = mark || null;
     this.log = log || (() => {});
     this.localStream = null;
     this.peers = new Map();

@@ -43,9 +43,10 @@ export class Signaling {
    * `url`/`token` come from the enter response; intervals are in seconds as the
    * server sends them. `onMessage(frame)` gets every server frame (welcome
    * included); `onStatus(status, info)` gets "open", "reconnecting", "closed"
-   * ({code}) and "lost" ({error}).
+   * ({code}) and "lost" ({error}); `onPhase(phase)` each handshake's "socket-open"
+   * and "welcome" (the join timeline keeps the first of each).
    */
-  constructor({ url, token, heartbeatInterval, heartbeatTimeout, onMessage, onStatus, lang }) {
+  constructor({ url, token, heartbeatInterval, heartbeatTimeout, onMessage, onStatus, onPhase, lang }) {
     // The token rides in the handshake header (Sec-WebSocket-Protocol), never in the URL
     // that access logs keep; the server answers "tavkit.v1".
     this.url = url;
@@ -56,6 +57,7 @@ export class Signaling {
     this.silenceMs = Math.min(Math.max(this.intervalMs * 3, 5000), this.timeoutMs * 0.6);
     this.onMessage = onMessage;
     this.onStatus = onStatus;
+    this.onPhase = onPhase || null;
     this.lang = lang || "en";
     this.status = "idle";
     this.ws = null;
@@ -181,6 +183,7 @@ export class Signaling {
       return;
     }
     this.ws = ws;
+    ws.onopen = () => this.onPhase?.("socket-open");
     ws.onmessage = (event) => this.#receive(event);
     ws.onclose = (event) => this.#closed(ws, event.code);
     ws.onerror = () => {}; // a close event always follows and carries the decision
@@ -196,6 +199,7 @@ export class Signaling {
     }
     if (!frame || typeof frame.type !== "string") return;
     if (frame.type === "welcome") {
+      this.onPhase?.("welcome");
       this.welcomed = true;
       this.attempt = 0;
       this.#setStatus("open");

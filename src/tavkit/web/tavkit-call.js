@@ -174,6 +174,14 @@ export class TavkitCall extends HTMLElement {
     return this.#controller.peerConnections();
   }
 
+  /**
+   * Where each join's time went: userId → {userId, phases: [[phase, ms], ...]}, ms
+   * after start(), in time order (timeline.js lists the phases).
+   */
+  joinTimeline() {
+    return this.#controller.joinTimeline();
+  }
+
   /** The call's state: idle, entering, connecting, waiting, in-call, reconnecting, ended. */
   get state() {
     return this.#controller.state;
@@ -436,6 +444,10 @@ export class TavkitCall extends HTMLElement {
       tile.style.order = String(info.local ? 0 : ++index);
       const started = updateTile(tile, info, t);
       if (started) this.#play(started, info.local);
+      if (started && !info.local && started.requestVideoFrameCallback) {
+        // The first frame presented: the last phase of this member's join timeline.
+        started.requestVideoFrameCallback(() => c.markFirstFrame(userId));
+      }
     }
     this.#placePip(stage, layout, c.self.userId);
   }

@@ -79,6 +79,22 @@ function participants(session, quality, logs) {
   });
 }
 
+// A client's join timeline for one remote member (tavkit/protocol/timeline.py): shown
+// whatever the info filter, as "→ peer: enter 86 · socket-open 136 · … ms after start()".
+const JOIN_TIMELINE = "join-timeline";
+
+function joinPhases(data) {
+  return h(
+    "span",
+    { class: "tl-phases" },
+    `→ ${data.peerId}: `,
+    data.phases.map(([phase, ms], i) =>
+      h("span", { class: "tl-phase", "data-phase": phase }, `${i ? " · " : ""}${phase} ${Math.round(ms)}`),
+    ),
+    " ms after start()",
+  );
+}
+
 function timeline(session, logs, start, showInfo) {
   const items = session.events.map((e) => ({
     at: e.at,
@@ -89,6 +105,17 @@ function timeline(session, logs, start, showInfo) {
     source: "server",
   }));
   for (const line of logs) {
+    if (line.event === JOIN_TIMELINE && line.data) {
+      items.push({
+        at: line.at,
+        kind: "join",
+        label: line.event,
+        userId: line.userId,
+        text: joinPhases(line.data),
+        source: "client",
+      });
+      continue;
+    }
     if (line.level === "debug" || (line.level === "info" && !showInfo)) continue;
     const error = line.error
       ? `${line.error.module} ${line.error.errorCode}: ${line.error.errorMsg}`
