@@ -1,4 +1,4 @@
-"""What every benchmark script shares: a real server to measure, p95, and RESULTS.md.
+"""What every benchmark script shares: a real server to measure, p95, phase tables, RESULTS.md.
 
 Each script owns one section of ``bench/RESULTS.md`` between its own HTML-comment
 markers, so scripts can be re-run one at a time without clobbering the others.
@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,26 @@ def p95(values: list[float]) -> float:
     """The 95th percentile by nearest rank (the runs are few, so no interpolation)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def phase_table(
+    labels: Sequence[str],
+    rows: Sequence[tuple[Sequence[str], Mapping[str, Sequence[float]]]],
+    phases: Sequence[str],
+) -> list[str]:
+    """A "where the time goes" table in Markdown: one row per ``(label cells, samples)``.
+
+    ``samples`` maps a phase to its times (ms from the start) over the runs; each cell
+    is their median, ``-`` where a row has none (a phase its implementation lacks).
+    """
+    lines = [
+        "| " + " | ".join([*labels, *phases]) + " |",
+        "| " + " | ".join(["---"] * len(labels) + ["---:"] * len(phases)) + " |",
+    ]
+    for cells, samples in rows:
+        shown = [f"{statistics.median(samples[p]):.0f}" if samples.get(p) else "-" for p in phases]
+        lines.append("| " + " | ".join([*cells, *shown]) + " |")
+    return lines
 
 
 def write_section(name: str, section: str) -> None:

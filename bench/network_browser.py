@@ -72,7 +72,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _common import RESULTS, write_section  # noqa: E402
+from _common import RESULTS, phase_table, write_section  # noqa: E402
 from netlab.browser import LabBrowsers, open_tab  # noqa: E402
 from netlab.conftest import APP_ID, clean_env  # noqa: E402
 from netlab.lab import PUBLIC_IP  # noqa: E402
@@ -549,14 +549,16 @@ def report(results: dict[str, Any], runs: int, chromium: str, load: float) -> st
         + "; ".join(f"*{step}*, {what}" for step, what in STEPS.items())
         + ".",
         "",
-        "| path | network | page | " + " | ".join(STEPS) + " |",
-        "| --- | --- | --- |" + " ---: |" * len(STEPS),
+        *phase_table(
+            ["path", "network", "page"],
+            [
+                (cell, {step: results["steps"].get((*cell, step), []) for step in STEPS})
+                for path, impairment in CELLS
+                for cell in ((path, impairment, impl) for impl in IMPLS)
+            ],
+            list(STEPS),
+        ),
     ]
-    for path, impairment in CELLS:
-        for impl in IMPLS:
-            cells = [results["steps"].get((path, impairment, impl, step)) for step in STEPS]
-            shown = [f"{statistics.median(c):.0f}" if c else "-" for c in cells]
-            lines.append(f"| {path} | {impairment} | {impl} | " + " | ".join(shown) + " |")
     lines += ["", observations(results)]
     return "\n".join(lines) + "\n"
 

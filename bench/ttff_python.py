@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/ttff_python.py [--runs 10] [--cpu-seconds 10] [--no-write]
+    .venv/bin/python bench/ttff_python.py [--runs 10] [--cpu-seconds 10] [--phases] [--no-write]
 
 It starts a real tavkit server (SQLite, a temporary data directory, a loopback port)
 and measures, in one run:
@@ -13,6 +13,10 @@ and measures, in one run:
    keyframe). The floor is the same two test patterns between two bare aiortc
    ``RTCPeerConnection`` objects in this process with in-memory signaling. Runs of
    the two alternate, so machine load hits both alike. Median, p95 and the ratio.
+   With ``--phases``, also where the time goes: the median of each join phase
+   (:mod:`tavkit.client.timeline`) of B's link to A, for tavkit and, where the bare
+   floor has the same phase, for the floor (its clock starts once its sources are
+   open, so it has no ``media``, and no REST or socket at all).
 2. **Publisher CPU, 1 vs 4 receivers.** A publisher (640x480 at 30 fps plus a tone)
    runs in a subprocess; viewers (privateMapKey privilege 42: receive only) join
    from this process; the publisher reports its own process CPU time over a window.
@@ -35,17 +39,23 @@ import sys
 import time
 from typing import Any
 
-from _common import RESULTS, p95, tavkit_server, write_section
+from _common import RESULTS, p95, phase_table, tavkit_server, write_section
 from aiortc import RTCPeerConnection
 from av import VideoFrame
 
 from tavkit.auth import gen_private_map_key, gen_user_sig
 from tavkit.client import TAvKit, TestPattern
+from tavkit.client.peer import on_first_rtp
+from tavkit.client.timeline import JoinClock
 from tavkit.ice import configuration, gather_on
+from tavkit.protocol import JOIN_PHASES
 
 APP_ID = 1400000077
 LOOPBACK = ["127.0.0.1"]
 WAIT = 60.0
+
+Phases = dict[str, float]
+"""A run's join phases: phase → ms from the start."""
 
 
 # -- a server for the benchmark ----------------------------------------------------------
@@ -54,8 +64,8 @@ WAIT = 60.0
 # -- time to first frame -------------------------------------------------------------------
 
 
-async def ttff_tavkit(url: str, key: str, room: int) -> float:
-    """Seconds from B's ``start()`` to B's first decoded video frame from A."""
+async def ttff_tavkit(url: str, key: str, room: int) -> tuple[float, Phases]:
+    """Seconds from B's ``start()`` to B's first decoded video frame from A; B's phases."""
     first = asyncio.Event()
     seen: list[float] = []
 
@@ -75,10 +85,11 @@ async def ttff_tavkit(url: str, key: str, room: int) -> float:
         await b.start(sdk_app_id=APP_ID, user_id="b", user_sig=sig_b, room_id=room)
         async with asyncio.timeout(WAIT):
             await first.wait()
-    return seen[0] - start
+        timeline = b.join_timelines["a"]
+    return seen[0] - start, dict(timeline.phases)
 
 
-async def ttff_floor() -> float:
+async def ttff_floor() -> tuple[float, Phases]:
     """The same, between two bare aiortc peer connections with in-memory signaling."""
     a_media, b_media = TestPattern(), TestPattern(variant=1)
     await a_media.open()
@@ -86,11 +97,24 @@ async def ttff_floor() -> float:
     pc_a, pc_b = RTCPeerConnection(configuration()), RTCPeerConnection(configuration())
     first = asyncio.get_running_loop().create_future()
     reader: list[asyncio.Task[None]] = []
+    clock = JoinClock()  # B's phases, on the same clock as tavkit's
+    mark = clock.marker("a")
+
+    @pc_b.on("iceconnectionstatechange")
+    def on_ice() -> None:
+        if pc_b.iceConnectionState in ("connected", "completed"):
+            mark("ice-connected")
+
+    @pc_b.on("connectionstatechange")
+    def on_state() -> None:
+        if pc_b.connectionState == "connected":
+            mark("dtls-connected")
 
     @pc_b.on("track")
     def on_track(track: Any) -> None:
         async def read() -> None:
             await track.recv()
+            mark("first-frame")
             if not first.done():
                 first.set_result(time.perf_counter())
 
@@ -99,19 +123,24 @@ async def ttff_floor() -> float:
 
     try:
         start = time.perf_counter()
+        clock.start()
         for track in (b_media.audio, b_media.video):
             pc_b.addTrack(track)
+        for receiver in pc_b.getReceivers():
+            on_first_rtp(receiver, lambda: mark("first-rtp"))
         gather_on(pc_b, LOOPBACK)
         await pc_b.setLocalDescription(await pc_b.createOffer())
+        mark("offer")
         for track in (a_media.audio, a_media.video):
             pc_a.addTrack(track)
         await pc_a.setRemoteDescription(pc_b.localDescription)
         gather_on(pc_a, LOOPBACK)
         await pc_a.setLocalDescription(await pc_a.createAnswer())
+        mark("answer")
         await pc_b.setRemoteDescription(pc_a.localDescription)
         async with asyncio.timeout(WAIT):
             done = await first
-        return float(done - start)
+        return float(done - start), dict(clock.timeline("a").phases)
     finally:
         for task in reader:
             task.cancel()
@@ -121,17 +150,35 @@ async def ttff_floor() -> float:
         await b_media.close()
 
 
-async def measure_ttff(url: str, key: str, runs: int) -> dict[str, list[float]]:
-    """Alternate tavkit and floor runs; one warm-up of each is discarded."""
+async def measure_ttff(
+    url: str, key: str, runs: int, show_phases: bool = False
+) -> tuple[dict[str, list[float]], dict[str, dict[str, list[float]]]]:
+    """Alternate tavkit and floor runs; one warm-up of each is discarded.
+
+    Returns the times (s) per kind and the phases (phase → ms over the runs) per kind.
+    """
     results: dict[str, list[float]] = {"tavkit": [], "floor": []}
+    phases: dict[str, dict[str, list[float]]] = {"tavkit": {}, "floor": {}}
     for run in range(runs + 1):
-        tavkit = await ttff_tavkit(url, key, 7000 + run)
-        floor = await ttff_floor()
+        tavkit, tavkit_phases = await ttff_tavkit(url, key, 7000 + run)
+        floor, floor_phases = await ttff_floor()
         if run:
             results["tavkit"].append(tavkit)
             results["floor"].append(floor)
+            for kind, seen in (("tavkit", tavkit_phases), ("floor", floor_phases)):
+                for phase, ms in seen.items():
+                    phases[kind].setdefault(phase, []).append(ms)
         print(f"  run {run}: tavkit {tavkit * 1000:6.0f} ms   floor {floor * 1000:6.0f} ms")
-    return results
+        if show_phases:
+            for kind, seen in (("tavkit", tavkit_phases), ("floor", floor_phases)):
+                print(f"    {kind:6} " + " ".join(f"{p} {ms:.0f}" for p, ms in seen.items()))
+    return results, phases
+
+
+def where_the_time_goes(phases: dict[str, dict[str, list[float]]]) -> list[str]:
+    """The phase table of B's link to A: tavkit's phases, and the floor's where it has them."""
+    rows = [(["tavkit"], phases["tavkit"]), (["floor (aiortc)"], phases["floor"])]
+    return phase_table(["path"], rows, JOIN_PHASES)
 
 
 # -- publisher CPU -------------------------------------------------------------------------
@@ -222,6 +269,7 @@ def report(
     cpu: dict[tuple[bool, int], dict[str, Any]],
     load: float,
     repeats: int,
+    phases: dict[str, dict[str, list[float]]] | None = None,
 ) -> str:
     """The Markdown section for RESULTS.md."""
     med_t, med_f = statistics.median(ttff["tavkit"]), statistics.median(ttff["floor"])
@@ -247,6 +295,19 @@ def report(
         f"| ratio tavkit / floor | {med_t / med_f:.2f} | "
         f"{p95(ttff['tavkit']) / p95(ttff['floor']):.2f} |",
         "",
+    ]
+    if phases is not None:
+        lines += [
+            "**Where the time goes**: the median, over the same runs, of each phase of B's "
+            "join (`TAvKit.join_timelines`, ms from `start()`; the floor's clock starts "
+            "with its first `addTrack`, its sources already open, and it has no REST "
+            "enter, socket or welcome). *offer*: B's offer sent; *answer*: A's answer "
+            "in; *first-frame*: the first video frame decoded.",
+            "",
+            *where_the_time_goes(phases),
+            "",
+        ]
+    lines += [
         "**Publisher CPU.** One publisher process sends to receive-only viewers in another "
         "process. Over a window it reports its process CPU time, the frames its source "
         "produced, and the video frames its senders took (summed over receivers). The "
@@ -288,10 +349,15 @@ def _cost(result: dict[str, Any]) -> float:
     return float(result["cpu"]) / max(int(result["sent"]), 1)
 
 
-async def run_all(url: str, key: str, runs: int, window: float, repeats: int) -> str:
+async def run_all(
+    url: str, key: str, runs: int, window: float, repeats: int, show_phases: bool = False
+) -> str:
     load = os.getloadavg()[0]
     print("time to first frame")
-    ttff = await measure_ttff(url, key, runs)
+    ttff, phases = await measure_ttff(url, key, runs, show_phases)
+    if show_phases:
+        print("\nwhere the time goes (median ms from start())")
+        print("\n".join(where_the_time_goes(phases)), flush=True)
     cpu: dict[tuple[bool, int], dict[str, Any]] = {}
     configs = [(once, receivers) for once in (True, False) for receivers in (1, 4)]
     for repeat in range(repeats):  # interleaved; the cheapest run of each is kept, as timeit
@@ -306,7 +372,7 @@ async def run_all(url: str, key: str, runs: int, window: float, repeats: int) ->
                 f"{result['cpu']:.2f} s in {result['wall']:.1f} s, source {result['read']} "
                 f"frames, sent {result['sent']}, viewers decoded {result['decoded']}"
             )
-    return report(ttff, cpu, load, repeats)
+    return report(ttff, cpu, load, repeats, phases if show_phases else None)
 
 
 def main() -> None:
@@ -314,6 +380,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10, help="TTFF runs of each kind")
     parser.add_argument("--cpu-seconds", type=float, default=10.0, help="CPU window")
     parser.add_argument("--cpu-repeats", type=int, default=2, help="runs per CPU config")
+    parser.add_argument(
+        "--phases", action="store_true", help="print and write where the time of a join goes"
+    )
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     parser.add_argument("--publish", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -323,7 +392,7 @@ def main() -> None:
     key = secrets.token_hex(32)
     with tavkit_server(APP_ID, key, max_members=8) as url:
         section = asyncio.run(
-            run_all(url, key, args.runs, args.cpu_seconds, max(args.cpu_repeats, 1))
+            run_all(url, key, args.runs, args.cpu_seconds, max(args.cpu_repeats, 1), args.phases)
         )
     print()
     print(section)
