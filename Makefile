@@ -92,8 +92,8 @@ cluster: venv haproxy
 
 # Rewrites its sections of bench/RESULTS.md; run on an otherwise idle machine.
 bench: venv chromium netlab haproxy
-	$(PY) bench/ttff_python.py
-	$(PY) bench/ttff_browser.py
+	$(PY) bench/ttff_python.py --phases
+	$(PY) bench/ttff_browser.py --phases
 	$(PY) bench/relay.py
 	$(PY) bench/capacity.py
 	$(PY) bench/detect.py
