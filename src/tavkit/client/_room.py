@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 from aiortc import MediaStreamTrack, RTCConfiguration
@@ -118,12 +118,23 @@ class RoomState:
         self._left = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
+        #: Frames that came after ``welcome`` but before :meth:`attach`, replayed there.
+        self._held: list[ServerMessage] = []
 
-    async def connect(self, api: RoomApi, room_id: int) -> None:
+    async def connect(
+        self,
+        api: RoomApi,
+        room_id: int,
+        prepare: Callable[[], Awaitable[Sequence[Publisher]]] | None = None,
+    ) -> None:
         """Open the socket, call everyone in ``welcome`` and start the heartbeat.
 
-        If the socket cannot be opened the membership is given back (REST ``exit``),
-        so the others do not see a member who never arrives; the error is raised.
+        ``prepare()`` (opening the media, for a first join) runs while the socket
+        opens, and the publishers it returns are what the links send: a join waits
+        for the slower of the two, not for both in turn. Frames that arrive before
+        both are done wait (:attr:`_held`). If either fails, the socket is closed and
+        the membership given back (REST ``exit``), so the others do not see a member
+        who never arrives; the error is raised.
         """
         socket = SignalingSocket(
             self._entered.socket_url,
@@ -134,12 +145,22 @@ class RoomState:
             resume_within=self._entered.heartbeat_timeout,
             on_phase=self._clock.mark,
         )
+        opening = asyncio.ensure_future(socket.open())
+        tasks: list[asyncio.Future[Any]] = [opening]
+        if prepare is not None:
+            tasks.append(asyncio.ensure_future(prepare()))
         try:
-            welcome = await socket.open()
-        except TAvKitError:
+            welcome, *prepared = await asyncio.gather(*tasks)  # the first failure, at once
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await socket.aclose()
             with contextlib.suppress(TAvKitError):
                 await api.exit(room_id)
             raise
+        if prepared:
+            self._publishers = prepared[0]
         self.attach(socket, welcome)
         self.start_heartbeat(api, room_id, self._entered.heartbeat_interval)
 
@@ -154,6 +175,9 @@ class RoomState:
         self._announce([m.user_id for m in fresh])
         if self._on_chat is not None:
             self._on_chat(welcome)
+        held, self._held = self._held, []
+        for message in held:
+            self.on_message(message)
 
     @property
     def entered(self) -> EnterResult:
@@ -254,6 +278,9 @@ class RoomState:
 
     def on_message(self, message: ServerMessage) -> None:
         """Handle one server frame (called by the socket's reader; never blocks)."""
+        if self.socket is None:  # before attach(): the media may still be opening
+            self._held.append(message)
+            return
         if self._on_chat is not None and self._on_chat(message):
             return
         if isinstance(message, SignalFrom):

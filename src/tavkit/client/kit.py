@@ -48,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -443,7 +443,12 @@ class TAvKit:
             publisher.start()
             self._publishers[kind] = publisher
 
-    async def _join(self, entered: EnterResult) -> None:
+    async def _join(
+        self,
+        entered: EnterResult,
+        prepare: Callable[[], Awaitable[Sequence[Publisher]]] | None = None,
+    ) -> None:
+        """Open this membership's room; ``prepare`` (the media) runs while its socket opens."""
         assert self._api is not None and self._outbox is not None
         room = RoomState(
             entered,
@@ -465,25 +470,29 @@ class TAvKit:
             clock=self._clock,
         )
         self._room = room
-        await room.connect(self._api, self._room_id)
+        await room.connect(self._api, self._room_id, prepare)
         self._joined_at = asyncio.get_running_loop().time()
         await self._start_reporter(entered.room_uuid)
         if self.muted or not self.camera:
             await self._send_state()
 
     async def _enter(self, room_id: int) -> None:
-        """Enter, open the media the privileges allow, join: the body of :meth:`start`."""
+        """Enter, then open the media the privileges allow while the socket opens, join.
+
+        The body of :meth:`start`. The media waits for the ``enter`` response (a
+        refused signature opens no device); the socket does not wait for the media.
+        If either fails, the membership is given back (``RoomState.connect``).
+        """
         assert self._api is not None
         entered = await self._api.enter(room_id)
         self._clock.mark("enter")
-        try:
+
+        async def media() -> list[Publisher]:
             await self._open_media(entered.privileges)
-        except TAvKitError:
-            with contextlib.suppress(TAvKitError):
-                await self._api.exit(room_id)
-            raise
-        self._start_publishing(entered.privileges)
-        await self._join(entered)
+            self._start_publishing(entered.privileges)
+            return list(self._publishers.values())
+
+        await self._join(entered, media)
 
     async def _start_timed_out(self, room_id: int) -> TrtcError:
         """The error of a :meth:`start` past its deadline, once any place taken is given back."""
