@@ -32,7 +32,7 @@ from tavkit.auth import Privilege
 from tavkit.errors import HttpCode, HttpError, ServerCode, ServerError, TAvKitError
 from tavkit.protocol import PUBLISH_ALL, Member
 
-__all__ = ["Credentials", "EnterResult", "RateLimitedError", "RoomApi"]
+__all__ = ["Credentials", "EnterResult", "RateLimitedError", "RoomApi", "plain_http_transport"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +123,19 @@ def _member(raw: dict[str, Any]) -> Member:
     )
 
 
+def plain_http_transport(server: str) -> httpx.AsyncBaseTransport | None:
+    """For an ``http://`` server, a transport that skips setting TLS up; else None (default).
+
+    httpx builds a certificate-verifying TLS context for every client, whatever the
+    URL, and loading the CA bundle costs tens of milliseconds of CPU on the event
+    loop - in the join path, before ``enter``. Plain HTTP never uses it (no redirect
+    is followed), so an ``http://`` client goes without; ``https://`` verifies as ever.
+    """
+    if not server.lower().startswith("http://"):
+        return None
+    return httpx.AsyncHTTPTransport(verify=False)  # no TLS at all: there is nothing to verify
+
+
 class RoomApi:
     """REST calls for one user, with timeouts and bounded retries.
 
@@ -157,7 +170,7 @@ class RoomApi:
             base_url=server.rstrip("/"),
             timeout=httpx.Timeout(timeout),
             headers=credentials.headers(),
-            transport=transport,
+            transport=transport or plain_http_transport(server),
         )
 
     def set_credentials(self, credentials: Credentials) -> None:

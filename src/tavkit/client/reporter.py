@@ -38,7 +38,7 @@ from typing import Any, Final, Literal, Self
 import httpx
 from aiortc import RTCPeerConnection
 
-from tavkit.client.api import Credentials
+from tavkit.client.api import Credentials, plain_http_transport
 from tavkit.errors import ErrorModule, TAvKitError
 
 __all__ = ["Reporter", "ReporterStats"]
@@ -124,12 +124,13 @@ class Reporter:
         self._max_queue = max_queue
         self._max_batch = max_batch
         self._max_batch_bytes = max_batch_bytes
-        self._client = httpx.AsyncClient(
-            base_url=server.rstrip("/"),
-            headers=credentials.headers(),
-            timeout=httpx.Timeout(timeout),
-            transport=transport,
-        )
+        self._server = server.rstrip("/")
+        self._headers = credentials.headers()
+        self._timeout = timeout
+        self._transport = transport
+        # Made at the first send, not here: making a client costs tens of milliseconds of
+        # CPU (api.plain_http_transport), and the reporter starts in the middle of a join.
+        self._client: httpx.AsyncClient | None = None
         self._queue: deque[tuple[str, dict[str, Any]]] = deque()
         self._unreported = 0
         self._previous: dict[str, _Counters] = {}
@@ -171,7 +172,9 @@ class Reporter:
 
     def set_credentials(self, credentials: Credentials) -> None:
         """Authenticate the batches sent from now on with ``credentials`` (after a ``renew``)."""
-        self._client.headers = httpx.Headers(credentials.headers())
+        self._headers = credentials.headers()
+        if self._client is not None:
+            self._client.headers = httpx.Headers(self._headers)
 
     # -- lifetime --------------------------------------------------------------------
 
@@ -196,7 +199,8 @@ class Reporter:
             self.stats.failed += 1
         self.stats.dropped += len(self._queue)
         self._queue.clear()
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -320,6 +324,16 @@ class Reporter:
                     self._unreported += len(batch)
             return True
 
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                base_url=self._server,
+                headers=self._headers,
+                timeout=httpx.Timeout(self._timeout),
+                transport=self._transport or plain_http_transport(self._server),
+            )
+        return self._client
+
     def _push(self, kind: str, item: dict[str, Any]) -> None:
         self._queue.append((kind, item))
         self._trim()
@@ -350,7 +364,7 @@ class Reporter:
             "quality": [item for kind, item in batch if kind == "quality"],
         }
         try:
-            response = await self._client.post("/v1/logs", json=body)
+            response = await self._http().post("/v1/logs", json=body)
         except httpx.HTTPError as exc:
             logger.debug("log batch not sent: %r", exc)
             self.stats.failed += 1
