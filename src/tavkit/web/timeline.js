@@ -8,6 +8,10 @@
 // phase: the timeline is the join's. The controller reports each member's timeline
 // once (a "join-timeline" log line) when its first frame is shown, or at hang-up as
 // far as it got; <tavkit-call>.joinTimeline() reads them.
+//
+// Each phase is noted when the browser tells the page, so two that happen within a few
+// ms of each other may be noted in either order: Chromium can deliver a connection's
+// "connected" (dtls-connected) just after its first track's "unmute" (first-rtp).
 
 /** Every phase, in the order a join normally passes them. */
 export const JOIN_PHASES = Object.freeze([
