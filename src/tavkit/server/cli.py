@@ -479,6 +479,12 @@ async def _serve(settings: Settings, log_level: str) -> int:
         lifespan="on",
         log_config=None,
         ws_max_size=MAX_FRAME_BYTES,
+        # Liveness is the protocol's own `ping` frame and the heartbeat timeout: uvicorn's
+        # keepalive pings would add a frame each way per socket every 20 s, and a timer.
+        ws_ping_interval=None,
+        # Frames are small JSON; per-message deflate would keep a zlib compressor and
+        # decompressor per socket (tens of KiB each) and compress every frame.
+        ws_per_message_deflate=False,
         # The app reads X-Forwarded-* itself, from --trusted-proxies only
         # (tavkit.server.proxies); uvicorn's own reader would trust 127.0.0.1.
         proxy_headers=False,
