@@ -38,8 +38,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.errors import ServerCode, ServerError, TAvKitError
 from tavkit.protocol import ChatMessage, MessageKind, SendMessage, TokenBucket
+from tavkit.server import journal
 from tavkit.server.bus import Bus, session_channel
 from tavkit.server.events import MessageEvent
+from tavkit.server.journal import MessageCreatedNotice
 from tavkit.server.store.db import Store, storage_errors
 from tavkit.server.store.models import MessageRow, SessionRow
 from tavkit.server.store.readback import UNREADABLE, read_json
@@ -222,6 +224,7 @@ class MessageService:
             )
             s.add(row)
             await s.flush()
+            journal.record(s, MessageCreatedNotice(room_uuid, _message(row)))
             return _message(row), False
 
         # The timeout is the caller's (post), which also covers the session lock.

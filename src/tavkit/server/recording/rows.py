@@ -35,6 +35,8 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.recording import RecordingInfo
+from tavkit.server import journal
+from tavkit.server.journal import RecordingReadyNotice, RecordingStartedNotice
 from tavkit.server.store.db import Store, storage_errors
 from tavkit.server.store.models import MemberRow, SessionRow
 from tavkit.server.store.recording_models import AppSettingRow, RecordingRow
@@ -124,6 +126,7 @@ async def insert(store: Store, rec: RecordingRow) -> None:
 
     async def run(s: AsyncSession, _out: Outbox) -> None:
         s.add(rec)
+        journal.record(s, RecordingStartedNotice(rec.session_id, rec.id, rec.user_id))
 
     await transaction(store, "saving a recording", run)
 
@@ -162,6 +165,7 @@ async def finish(
         rec.sha256 = info.sha256
         rec.has_video = info.has_video
         rec.has_audio = info.has_audio
+        journal.record(s, RecordingReadyNotice.of(rec))
 
     await transaction(store, "closing a recording", run)
 

@@ -37,12 +37,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tavkit.auth import Privilege
 from tavkit.errors import AvkitCode, AvkitError, ServerCode, ServerError
 from tavkit.protocol import PUBLISH_ALL, LeaveReason, Member
+from tavkit.server import journal
 from tavkit.server.bus import Bus, session_channel
 from tavkit.server.events import (
     MemberJoinedEvent,
     MemberLeftEvent,
     MemberStateEvent,
     RoomClosedEvent,
+)
+from tavkit.server.journal import (
+    MemberJoinedNotice,
+    MemberLeftNotice,
+    RoomClosedNotice,
+    RoomOpenedNotice,
 )
 from tavkit.server.rooms.heartbeats import TouchBatch
 from tavkit.server.rooms.queries import (
@@ -265,6 +272,7 @@ class RoomService:
                 s.add(session)
                 await s.flush()  # no relationship() orders the inserts: the session goes first
                 log_event(s, session.id, now, "opened")
+                journal.record(s, RoomOpenedNotice(session.id))
             else:
                 session.empty_since = None
             member = MemberRow(
@@ -281,6 +289,7 @@ class RoomService:
             )
             s.add(member)
             log_event(s, session.id, now, "joined", user_id, f"privileges={privileges}")
+            journal.record(s, MemberJoinedNotice(session.id, user_id))
             await s.flush()
             joined = MemberJoinedEvent(member_of(member), member.connection_id)
             out.append((session_channel(session.id), joined))
@@ -735,6 +744,7 @@ class RoomService:
         self._touched.pop(member.connection_id, None)
         kind = _LEAVE_EVENT[reason]
         log_event(s, member.session_id, now, kind, member.user_id, reason)
+        journal.record(s, MemberLeftNotice(member.session_id, member.user_id, reason))
         # Every caller checked ``reason`` against _LEAVE_EVENT (the lookup above too).
         left = MemberLeftEvent(member.user_id, cast(LeaveReason, reason), member.connection_id)
         out.append((session_channel(member.session_id), left))
@@ -756,6 +766,7 @@ class RoomService:
         session.close_reason = reason
         session.empty_since = None
         log_event(s, session.id, now, "closed", None, reason)
+        journal.record(s, RoomClosedNotice(session.id, reason))
         out.append((session_channel(session.id), RoomClosedEvent(reason)))
 
     async def _app_of(self, room_uuid: uuid.UUID) -> int | None:

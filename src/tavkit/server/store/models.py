@@ -76,6 +76,11 @@ class AppRow(Base):
 
     sdk_app_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     created_at: Mapped[float] = mapped_column(Double)
+    last_event_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """The ``app_seq`` of the app's last journal event (:mod:`tavkit.server.journal`)."""
+    journal_messages: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    """Whether the journal keeps the app's in-call messages (``message.created``): its
+    webhooks asked for them."""
 
 
 class SessionRow(Base):

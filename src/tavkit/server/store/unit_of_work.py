@@ -13,6 +13,9 @@ change through :func:`transaction`, so they share one discipline:
 * **Events after commit.** The body appends ``(channel, event)`` pairs to its outbox;
   they are published on the bus only once the transaction has committed, so nobody
   hears of a change that was rolled back.
+* **Journal last.** The events the body noted with :func:`tavkit.server.journal.record`
+  are written as the last statement before commit, so they exist exactly when the
+  change does.
 * **Bounded.** The whole thing (lock waits included) runs under a timeout; running out
   is server 10006, like any other database failure (:func:`storage_errors`).
 """
@@ -30,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.errors import ServerCode, ServerError
 from tavkit.server.events import Event
+from tavkit.server.journal import write_recorded
 from tavkit.server.store.db import Store, storage_errors
 
 if TYPE_CHECKING:
@@ -101,6 +105,7 @@ async def _attempts(
             try:
                 async with _held(writer), sessions() as s, s.begin():
                     result = await body(s, out)
+                    await write_recorded(s)  # last: it takes the app's journal counter
             except DBAPIError as exc:
                 if not is_conflict(exc):
                     raise
