@@ -74,6 +74,7 @@ PUBLIC_API = {
     "HttpError",
     "ServerCode",
     "ServerError",
+    "ServerUnavailable",
     "TAvKitError",
     "TrtcCode",
     "TrtcError",

@@ -52,7 +52,7 @@ async def replica(
             store=own,
             bus=InProcessBus(),
             rooms=rooms,
-            is_live=lambda _connection_id: False,
+            listening=lambda _connection_id: None,
             lease_ttl=ttl,
             clustered=True,
         )

@@ -215,7 +215,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     logger.warning("no app is configured: every call will be refused (use --app)")
                 sockets: SocketRegistry[SignalingConnection] = SocketRegistry()
                 recordings = RecordingService(
-                    settings=settings, store=store, bus=bus, rooms=rooms, is_live=sockets.is_live
+                    settings=settings,
+                    store=store,
+                    bus=bus,
+                    rooms=rooms,
+                    listening=sockets.listening,
                 )
                 config = forwarder_config(settings)
                 forwarder = Forwarder(config) if config is not None else None

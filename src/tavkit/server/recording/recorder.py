@@ -31,11 +31,15 @@ the app's longest session stops, finalising its files, while the call goes on (t
 service watches the free-disk floor). Each row keeps why its file ended (``stop_reason``).
 
 Offers: a member's socket may be open on another replica (the bus carries the offer
-there), so besides the sockets live here (``is_live``) the recorder offers at once to
-the members the service says were heard from lately
+there), so besides the sockets here that hear their session (``listening``) the
+recorder offers at once to the members the service says were heard from lately
 (:meth:`~tavkit.server.recording.service.RecordingService.sockets_elsewhere`), and
 offers again when a member's socket opens while its media has not connected yet: an
-offer sent while that socket was away (its replica died) is lost.
+offer sent while that socket was away (its replica died) is lost. It does not offer
+again on the ``socket-open`` of the very socket it offered to (that event can reach
+the recorder after its first offer): a second offer on a fresh connection would race
+the answer to the first, and the recorder could apply one answer to the other's
+connection and never connect.
 
 :class:`~tavkit.server.recording.service.RecordingService` starts and stops these, and
 holds the session's recording lease while one runs.
@@ -113,6 +117,8 @@ class _Stint:
     connection_id: str
     file: _File
     link: PeerLink | None = None
+    heard_by: str | None = None
+    """The socket known to hear the link's last offer (None: a guess, or an old replica's)."""
 
 
 class SessionRecorder:
@@ -197,8 +203,9 @@ class SessionRecorder:
                 elsewhere = await self._service.sockets_elsewhere(self.room_uuid)
                 for member, connection_id in await self._service.rooms.connections(self.room_uuid):
                     self._members[member.user_id] = connection_id
-                    if self._service.is_live(connection_id) or connection_id in elsewhere:
-                        self._begin(member.user_id, connection_id)
+                    listening = self._service.listening(connection_id)
+                    if listening is not None or connection_id in elsewhere:
+                        self._begin(member.user_id, connection_id, listening)
                 if not self._members and not await self._still_open():
                     return  # it closed before we subscribed
                 self._ready.set()
@@ -235,11 +242,17 @@ class SessionRecorder:
             current = self._stints.get(user_id)
             live = self._members.get(user_id) == connection_id
             if live and (current is None or current.connection_id != connection_id):
-                self._begin(user_id, connection_id)
-            elif live and current is not None and (link := _unconnected(current)) is not None:
+                self._begin(user_id, connection_id, event.socket_id)
+            elif (
+                live
+                and current is not None
+                and (event.socket_id is None or event.socket_id != current.heard_by)
+                and (link := _unconnected(current)) is not None
+            ):
                 # Our offer may have gone out while the member's socket was away (a
                 # replica died, or we offered to a socket we only guessed was open):
                 # offer again, on a fresh connection the client answers anew.
+                current.heard_by = event.socket_id
                 link.offer()
                 self._log(logging.INFO, "offering to %s again", user_id)
         elif isinstance(event, MemberLeftEvent):
@@ -255,11 +268,11 @@ class SessionRecorder:
 
     # -- stints and their files ---------------------------------------------------------
 
-    def _begin(self, user_id: str, connection_id: str) -> None:
+    def _begin(self, user_id: str, connection_id: str, heard_by: str | None) -> None:
         previous = self._stints.pop(user_id, None)
         if previous is not None:
             self._spawn_finish(previous, "left")  # replaced by the member's new connection
-        stint = _Stint(user_id, connection_id, self._new_file(user_id))
+        stint = _Stint(user_id, connection_id, self._new_file(user_id), heard_by=heard_by)
         self._stints[user_id] = stint
         self._arm(stint)
         stint.link = PeerLink(

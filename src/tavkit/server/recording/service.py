@@ -94,7 +94,7 @@ class RecordingService:
         store: Store,
         bus: Bus,
         rooms: RoomService,
-        is_live: Callable[[str], bool],
+        listening: Callable[[str], str | None],
         free_space: Callable[[Path], int] | None = None,
         disk_check_interval: float = DISK_CHECK_INTERVAL,
         lease_ttl: float = LEASE_TTL,
@@ -104,8 +104,8 @@ class RecordingService:
         self.store = store
         self.bus = bus
         self.rooms = rooms
-        self.is_live = is_live
-        """Whether a connection's socket is open here (so an offer to it is heard)."""
+        self.listening = listening
+        """The id of a connection's socket here that hears an offer sent now, if any."""
         self.host_addresses: Sequence[str] | None = (
             ["127.0.0.1"] if _is_loopback(settings.host) else None
         )

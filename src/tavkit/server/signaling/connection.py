@@ -205,6 +205,11 @@ class SignalingConnection:
 
     # -- lifetime ------------------------------------------------------------------------
 
+    @property
+    def announced(self) -> bool:
+        """Whether our ``socket-open`` went out (we are subscribed: a signal sent now is heard)."""
+        return self._announced
+
     async def run(self) -> None:
         """Serve the socket until it closes; every task it starts ends with it."""
         self._registry.attach(self)
@@ -226,7 +231,7 @@ class SignalingConnection:
                     self._log(logging.WARNING, "refused: %s", exc)
                     await refuse(self._ws, exc, CloseCode.SERVER_ERROR, self._metrics)
                     return
-                self._announced = True
+                self._announced = True  # the registry's listening() counts on it
                 if self._resumed:  # the others may have been told we were reconnecting
                     await self._publish_link(up=True)
                 await self._serve(events)

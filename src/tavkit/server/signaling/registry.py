@@ -1,7 +1,7 @@
 """Which sockets this process holds, by connection id.
 
 The registry is the process's own view: what a drain closes (:meth:`SocketRegistry.live`),
-which members the recorder may offer to at once (:meth:`SocketRegistry.is_live`), and
+which socket of a member the recorder's offer reaches now (:meth:`SocketRegistry.listening`), and
 whether a socket that ends was still its connection's newest here. The facts a
 replica cannot know alone live elsewhere, so a resume works on any replica:
 
@@ -23,11 +23,21 @@ __all__ = ["Attached", "SocketRegistry"]
 
 
 class Attached(Protocol):
-    """What the registry needs of a socket: the connection it serves."""
+    """What the registry needs of a socket: the connection it serves, and whether it hears."""
 
     @property
     def connection_id(self) -> str:
         """The member's connection id (from the socket token)."""
+        ...
+
+    @property
+    def socket_id(self) -> str:
+        """This one socket's id (as in its ``socket-open`` event)."""
+        ...
+
+    @property
+    def announced(self) -> bool:
+        """Whether the socket is subscribed to its session and has sent its ``socket-open``."""
         ...
 
 
@@ -47,9 +57,19 @@ class SocketRegistry(Generic[S]):
     def __init__(self) -> None:
         self._live: dict[str, list[S]] = {}
 
-    def is_live(self, connection_id: str) -> bool:
-        """Whether ``connection_id`` has a socket here now."""
-        return connection_id in self._live
+    def listening(self, connection_id: str) -> str | None:
+        """The id of ``connection_id``'s newest socket here that hears its session, if any.
+
+        A socket is registered before it subscribes to its session's channel, and a
+        signal published in between never reaches it; only a socket that has
+        announced itself (its ``socket-open`` went out, after it subscribed) is sure
+        to hear an offer sent now. The id lets the recorder tell that socket's own
+        ``socket-open`` (no news) from a newer socket's (offer again).
+        """
+        for socket in reversed(self._live.get(connection_id, ())):
+            if socket.announced:
+                return socket.socket_id
+        return None
 
     def live(self) -> list[S]:
         """Every socket this process holds now (a drain closes them all)."""
