@@ -20,11 +20,22 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection
 
+from tavkit.client.session import SignalingSocket
+from tavkit.protocol import CandidateData, IceCandidate, ServerMessage, SignalTo
 from tavkit.server import Settings, create_app
 from tavkit.server.context import ServerContext
 from tavkit.server.signaling.shedding import LoopLag, shed_refusal
 
-from .test_signaling import LOOPBACK, TIMEOUT, Frame, assert_error, frame, member, ping_t
+from .test_signaling import (
+    LOOPBACK,
+    TIMEOUT,
+    Frame,
+    assert_error,
+    enter,
+    frame,
+    member,
+    ping_t,
+)
 
 if TYPE_CHECKING:
     from conftest import RunningServer, ServerFactory
@@ -217,3 +228,42 @@ async def test_an_idle_loop_is_not_behind() -> None:
     for _ in range(50):
         assert not lag.behind()
         await asyncio.sleep(0)
+
+
+async def test_the_python_client_sends_a_refused_signal_again_until_it_is_relayed(
+    busy_server: RunningServer, captured: CapturedApp
+) -> None:
+    """A client's signals sent while the server sheds reach the other member all the same:
+    the client's socket sends each refused one again after a short pause, so none is lost
+    (a lost offer or candidate would stall a media link) and its user hears no error."""
+    async with (
+        httpx.AsyncClient(base_url=busy_server.url, timeout=30) as http,
+        member(http, busy_server, "bob", 7103) as (bob, _),
+    ):
+        entered = await enter(http, busy_server, "alice", 7103)
+        heard: list[ServerMessage] = []
+        alice = SignalingSocket(
+            entered["socketUrl"], entered["socketToken"], heard.append, lambda *_: None
+        )
+        await alice.open()
+        try:
+            assert (await frame(bob))["type"] == "member-joined"
+            started = captured.stall()
+            assert await asyncio.to_thread(started.wait, TIMEOUT)
+            sent = 30
+            for n in range(sent):
+                data = CandidateData(IceCandidate(candidate="", sdp_mid=str(n)))
+                await alice.send(SignalTo(to="bob", data=data))
+                await asyncio.sleep(0.01)
+            delivered: list[int] = []
+            async with asyncio.timeout(TIMEOUT):
+                while len(delivered) < sent:
+                    got = await frame(bob)
+                    if got["type"] == "signal":
+                        delivered.append(int(got["data"]["candidate"]["sdpMid"]))
+            assert sorted(delivered) == list(range(sent))  # each once, none lost
+            metrics = (await http.get("/metrics")).text
+            assert 'type="shed"' in metrics, "nothing was shed: the test proved nothing"
+            assert [m for m in heard if m.type == "error"] == []
+        finally:
+            await alice.aclose()

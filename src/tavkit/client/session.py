@@ -10,6 +10,12 @@ accepts it as a resume for as long as the member has not timed out
 (``docs/protocol.md`` section 2), so the other members never see us leave. Frames
 sent while disconnected are queued and flushed after the resume.
 
+A busy server refuses a ``signal`` frame instead of queueing it for seconds (server
+10000 with the frame's ``id`` as ``ref``, ``docs/protocol.md`` section 2): every
+``signal`` goes out with an ``id``, and one refused that way is sent again after a
+short random pause (a lost offer or candidate would stall that media link), up to
+:data:`SIGNAL_TRIES` times in all; only the last refusal reaches ``on_message``.
+
 Liveness: the websockets keepalive pings every ``heartbeat_interval`` and drops a
 connection whose pong is late, which turns a silent network failure into a
 reconnect. The contract's own ``ping`` frame (and the REST heartbeat) are sent by
@@ -23,7 +29,9 @@ import collections
 import contextlib
 import logging
 import math
+import random
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Final, Literal
 from urllib.parse import quote
 
@@ -40,12 +48,13 @@ from tavkit.protocol import (
     ErrorFrame,
     FrameError,
     ServerMessage,
+    SignalTo,
     Welcome,
     encode,
     parse_server_frame,
 )
 
-__all__ = ["FINAL_CLOSE_CODES", "SignalingSocket"]
+__all__ = ["FINAL_CLOSE_CODES", "SIGNAL_PAUSE", "SIGNAL_TRIES", "SignalingSocket"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +73,14 @@ _CLOSE_REASONS: Final[dict[int, str]] = {
     CloseCode.REMOVED: "removed from the room",
 }
 _MAX_QUEUED: Final = 512
+SIGNAL_TRIES: Final = 6
+"""How many times one ``signal`` is sent while a busy server refuses it."""
+SIGNAL_PAUSE: Final = (0.1, 0.4)
+"""The random pause (s) before sending a refused ``signal`` again: spread, so the
+refused senders do not all come back in the same instant."""
+_SIGNALS_KEPT: Final = 256
+"""How many recent ``signal`` frames are kept to be sent again (a refusal comes within
+a round trip, so only the newest can still be refused)."""
 _SUBPROTOCOL: Final = Subprotocol("tavkit.v1")
 _TOKEN_PREFIX: Final = "tavkit.token."
 _WIRE_LOG: Final = logging.getLogger(f"{__name__}.wire")
@@ -109,6 +126,9 @@ class SignalingSocket:
         self._on_phase = on_phase
         self._ws: ClientConnection | None = None
         self._outbox: collections.deque[str] = collections.deque(maxlen=_MAX_QUEUED)
+        self._signals: collections.OrderedDict[str, tuple[str, int]] = collections.OrderedDict()
+        self._signal_n = 0
+        self._retries: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._ended = False
         self.resumes = 0
@@ -128,7 +148,19 @@ class SignalingSocket:
 
     async def send(self, message: ClientMessage) -> None:
         """Send a frame now, or queue it until the socket is back."""
-        text = encode(message)
+        if isinstance(message, SignalTo):
+            if message.id is None:
+                self._signal_n += 1
+                message = replace(message, id=f"sig-{self._signal_n}")
+            text = encode(message)
+            self._signals[str(message.id)] = (text, 1)
+            while len(self._signals) > _SIGNALS_KEPT:
+                self._signals.popitem(last=False)
+        else:
+            text = encode(message)
+        await self._send_text(text)
+
+    async def _send_text(self, text: str) -> None:
         ws = self._ws
         if ws is not None and self.connected.is_set():
             try:
@@ -152,6 +184,8 @@ class SignalingSocket:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        for retry in list(self._retries):
+            retry.cancel()
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._ws.close(), 2.0)
@@ -225,7 +259,31 @@ class SignalingSocket:
                 except FrameError as exc:
                     logger.warning("ignoring a server frame we cannot parse: %s", exc)
                     continue
+                if isinstance(message, ErrorFrame) and self._send_again(message):
+                    continue
                 self._on_message(message)
+
+    def _send_again(self, error: ErrorFrame) -> bool:
+        """Send a ``signal`` the busy server refused again; False if ``error`` is not that."""
+        kept = self._signals.get(error.ref) if error.ref is not None else None
+        busy = error.module == "server" and error.error_code == ServerCode.INTERNAL
+        if kept is None or not busy or self._ended:
+            return False
+        text, tries = kept
+        if tries >= SIGNAL_TRIES:
+            del self._signals[str(error.ref)]
+            return False
+        self._signals[str(error.ref)] = (text, tries + 1)
+
+        async def later() -> None:
+            await asyncio.sleep(random.uniform(*SIGNAL_PAUSE))
+            await self._send_text(text)
+
+        task = asyncio.create_task(later(), name="tavkit-signal-again")
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
+        logger.debug("signal %s refused by a busy server: sending it again", error.ref)
+        return True
 
     async def _resume(self, deadline: float) -> bool:
         loop = asyncio.get_running_loop()

@@ -42,6 +42,7 @@ from websockets.frames import CloseCode as WsCloseCode
 from websockets.typing import Subprotocol
 
 from tavkit.auth import gen_user_sig
+from tavkit.client.session import SIGNAL_PAUSE, SIGNAL_TRIES
 from tavkit.protocol import CloseCode
 
 if TYPE_CHECKING:
@@ -133,6 +134,8 @@ class Participant:
         self._connected = False
         self._syncing = False
         self._unacked: dict[str, str] = {}
+        self._signals: dict[str, tuple[str, int]] = {}  # id -> (frame, sends): refusable
+        self._signal_n = 0
         self._seen: set[tuple[str, int]] = set()
         self._got: set[tuple[str, str]] = set()  # (from, clientMsgId) of every delivery
         self._contiguous: dict[str, int] = {}
@@ -474,6 +477,8 @@ class Participant:
             )
             self._unacked.clear()
             return
+        if isinstance(ref, str) and ref.startswith("g:") and self._shed(ref, frame):
+            return
         if isinstance(ref, str) and ref.startswith("s:"):
             self._syncing = False  # refused: no `synced` will come (counted as an error below)
         self._rec.seed_error(frame, f"{self.user_id}: error frame (ref {ref})")
@@ -520,9 +525,39 @@ class Participant:
             "sdpMid": f"{_SIGNAL_TAG}{time.monotonic():.6f}",
             "sdpMLineIndex": None,
         }
-        frame = {"type": "signal", "to": random.choice(targets), "data": {"candidate": probe}}
+        self._signal_n += 1
+        ref = f"g:{self._signal_n}"
+        to = random.choice(targets)
+        frame = json.dumps({"type": "signal", "to": to, "id": ref, "data": {"candidate": probe}})
         if await self._send(frame):
             self._rec.signals_sent += 1
+            self._signals[ref] = (frame, 1)
+            while len(self._signals) > 256:  # a refusal comes within a round trip
+                del self._signals[next(iter(self._signals))]
+
+    def _shed(self, ref: str, error: dict[str, Any]) -> bool:
+        """A busy server refused signal ``ref``: send it again later, as the clients do.
+
+        Counted as shed, not as an error (the server said so and nothing is lost), until
+        :data:`~tavkit.client.session.SIGNAL_TRIES` sends were all refused.
+        """
+        kept = self._signals.get(ref)
+        if kept is None or (error.get("module"), error.get("errorCode")) != ("server", 10000):
+            return False
+        self._rec.signals_shed += 1
+        frame, sends = kept
+        if sends >= SIGNAL_TRIES:
+            del self._signals[ref]
+            return False
+        self._signals[ref] = (frame, sends + 1)
+
+        async def later() -> None:
+            await asyncio.sleep(random.uniform(*SIGNAL_PAUSE))
+            await self._send(frame)
+
+        task = asyncio.get_running_loop().create_task(later())
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        return True
 
     async def _message(self) -> None:
         self._sent += 1

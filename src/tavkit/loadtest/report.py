@@ -7,7 +7,7 @@ one JSON object of ``tavkit loadtest --json``::
 
     {"run", "server", "participants", "rooms", "elapsedSeconds", "joined",
      "latencyMs": {"join"|"heartbeat"|"signal"|"message": {"count", "p50", "p95", "p99", "max"}},
-     "signals": {"sent", "received"},
+     "signals": {"sent", "received", "shed"},
      "messages": {"supported", "note", "sent", "acked", "received", "expected", "complete"},
      "errors": {"total", "byCode": {"server:10005": 3, "close:1012": 200, ...}, "samples": {...}},
      "reconnects": {"drops", "moved", "resumed", "reentered", "failed"}, "recovered",
@@ -132,6 +132,8 @@ class Recorder:
     """Successful enters per replica that answered them."""
     signals_sent: int = 0
     signals_received: int = 0
+    signals_shed: int = 0
+    """Refusals of a signal by a busy server (each refused signal is sent again)."""
     messages_sent: int = 0
     messages_acked: int = 0
     messages_received: int = 0
@@ -178,6 +180,7 @@ class LoadReport:
     latency: dict[str, LatencySummary]
     signals_sent: int
     signals_received: int
+    signals_shed: int
     messages_supported: bool
     messages_note: str | None
     messages_sent: int
@@ -229,7 +232,11 @@ class LoadReport:
             "elapsedSeconds": round(self.elapsed, 3),
             "joined": self.joined,
             "latencyMs": {name: s.to_dict() for name, s in self.latency.items()},
-            "signals": {"sent": self.signals_sent, "received": self.signals_received},
+            "signals": {
+                "sent": self.signals_sent,
+                "received": self.signals_received,
+                "shed": self.signals_shed,
+            },
             "messages": {
                 "supported": self.messages_supported,
                 "note": self.messages_note,
@@ -288,7 +295,11 @@ class LoadReport:
             lines.append(
                 f"{label:<22}{s.count:>8}{ms(s.p50):>9}{ms(s.p95):>9}{ms(s.p99):>9}{ms(s.max):>9}"
             )
-        lines += ["", f"signals: {self.signals_sent} sent, {self.signals_received} received"]
+        lines += [
+            "",
+            f"signals: {self.signals_sent} sent, {self.signals_received} received"
+            + (f", {self.signals_shed} refusals by a busy server" if self.signals_shed else ""),
+        ]
         if self.messages_supported:
             lines.append(
                 f"messages: {self.messages_sent} sent, {self.messages_acked} acked, "

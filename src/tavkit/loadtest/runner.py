@@ -130,6 +130,7 @@ class LoadTest:
             },
             signals_sent=rec.signals_sent,
             signals_received=rec.signals_received,
+            signals_shed=rec.signals_shed,
             messages_supported=bool(rec.messages_supported) and config.messages > 0,
             messages_note=shared.messages_note
             or (None if config.messages else "disabled (--messages 0)"),

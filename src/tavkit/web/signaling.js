@@ -12,6 +12,11 @@
 // In-call message frames (`message`, `sync`) are never queued: the chat (chat.js)
 // resends what the server has not acknowledged once the socket is back, and asks
 // for what it missed with a fresh `sync`.
+// A busy server refuses a `signal` rather than queue it for seconds (server 10000,
+// `ref` = the frame's `id`, protocol.md section 2): every signal goes out with an id,
+// and one refused that way is sent again after a short random pause, up to
+// SIGNAL_TRIES times in all (a lost offer or candidate would stall that media link);
+// only the last refusal reaches onMessage.
 
 import { callError, fromWire } from "./errors.js";
 import { CLOSE } from "./protocol.js";
@@ -25,6 +30,9 @@ const ABNORMAL = 1006;
 const MAX_QUEUED = 500; // frames kept while reconnecting; negotiation needs them in order
 const GIVE_UP_SLACK = 5000; // ms past the heartbeat timeout before reconnecting stops
 const UNQUEUED = new Set(["message", "sync"]); // the chat resends these itself
+const SIGNAL_TRIES = 6; // sends of one signal while a busy server refuses it
+const SIGNAL_PAUSE_MS = [100, 400]; // random pause before sending a refused signal again
+const SIGNALS_KEPT = 256; // recent signals kept to send again (a refusal comes within an RTT)
 
 /**
  * `token` percent-encoded so any token is a valid subprotocol (the server's always are;
@@ -70,6 +78,8 @@ export class Signaling {
     this.pinger = null;
     this.opened = null;
     this.attempt = 0;
+    this.signals = new Map(); // id -> {frame, tries}: recent signals, oldest first
+    this.signalCount = 0;
   }
 
   /** Resume with `token` from now on (the one a `renewed` frame carries). */
@@ -97,6 +107,7 @@ export class Signaling {
    * Returns false when the frame was neither sent nor queued.
    */
   send(frame) {
+    if (frame.type === "signal") this.#keepSignal(frame);
     if (this.ws && this.ws.readyState === WebSocket.OPEN && this.status === "open") {
       this.ws.send(JSON.stringify(frame));
       return true;
@@ -211,9 +222,35 @@ export class Signaling {
       this.opened?.resolve(frame);
       return;
     }
+    if (frame.type === "error" && this.#sendAgain(frame)) return;
     if (frame.type === "error") this.lastError = frame;
     if (frame.type === "pong") return;
     this.onMessage?.(frame);
+  }
+
+  /** Give a signal an id (if it has none) and keep it, so a busy server's refusal can be undone. */
+  #keepSignal(frame) {
+    if (typeof frame.id !== "string") frame.id = `sig-${++this.signalCount}`;
+    if (!this.signals.has(frame.id)) this.signals.set(frame.id, { frame, tries: 1 });
+    while (this.signals.size > SIGNALS_KEPT) this.signals.delete(this.signals.keys().next().value);
+  }
+
+  /** Send a signal the busy server refused again, later; false if `frame` is not that. */
+  #sendAgain(frame) {
+    const kept = frame.module === "server" && frame.errorCode === 10000 && this.signals.get(frame.ref);
+    if (!kept) return false;
+    if (kept.tries >= SIGNAL_TRIES) {
+      this.signals.delete(frame.ref);
+      return false;
+    }
+    kept.tries += 1;
+    const [low, high] = SIGNAL_PAUSE_MS;
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      if (this.status !== "closed" && this.status !== "lost") this.send(kept.frame);
+    }, low + Math.random() * (high - low));
+    this.timers.add(timer);
+    return true;
   }
 
   #startPinging() {
