@@ -115,11 +115,12 @@ def report(
                 "",
                 f"Holding costs the server {per_ping:.1f} ms of CPU per heartbeat ({sockets} "
                 f"sockets, one `ping` per {INTERVAL:g} s each); the server is one event loop, "
-                f"so one core bounds it at about {ceiling:.0f} members with these timers. Every "
-                "`ping` also records the heartbeat in the database; those writes are "
-                "group-committed (the touches that arrive while one batch is written go into "
-                "the next, one `UPDATE ... WHERE connection_id IN (...)` for all of them), so "
-                "the database costs a few transactions a second rather than one per `ping`.",
+                f"so one core bounds it at about {ceiling:.0f} members with these timers. A "
+                "`ping` is heard in memory: the heartbeats heard since the last flush are "
+                "written once a second in one transaction (one `UPDATE ... WHERE connection_id "
+                "IN (...)` per 500), so the database costs one transaction a second rather "
+                "than one per `ping` or per group of them, and the store every replica's "
+                "sweeper reads is at most a flush behind.",
             ]
         )
         + "\n"

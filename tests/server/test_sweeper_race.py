@@ -5,20 +5,25 @@ is safe because a sweep only proposes: each silent member is removed in a transa
 of its own that reads the row again under ``SELECT ... FOR UPDATE`` and gives up when
 the member spoke since the scan or another sweeper removed it first. These tests race
 two room services, each with its own connection pool, as two processes would, with a
-clock the test moves, so the outcome depends on the locking and not on timing luck.
+clock the test moves, so the outcome depends on the locking and not on timing luck;
+the last one runs on the real clock, since what it proves is that heartbeats one
+replica holds in memory reach the store in time for the other's sweeper.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
 
+from tavkit.server.bus import InProcessBus
 from tavkit.server.rooms.service import RoomService
+from tavkit.server.settings import AppConfig, Settings
 from tavkit.server.store.db import Store
 
-from ._util import APP, Clock, room_service
+from ._util import APP, Clock, eventually, room_service
 
 pytestmark = pytest.mark.parametrize("database", ["postgres"], indirect=True)
 
@@ -71,3 +76,51 @@ async def test_a_member_heard_just_before_the_sweep_commits_is_kept(
     # member first (the beat then says so): never both, never twice.
     assert (kept, removed) in ((True, 0), (False, 1))
     assert results[0] is kept
+
+
+async def test_a_member_heard_on_one_replica_is_never_swept_by_the_other(store: Store, database):
+    """Heartbeats held in memory on replica A reach the store in time for replica B's
+    sweeper, on the real clock: B never removes A's live member, and removes it once it
+    falls silent."""
+    settings = Settings(
+        apps=(AppConfig(APP, "a" * 64),),
+        heartbeat_interval=0.3,
+        heartbeat_timeout=1.2,
+        close_grace=5.0,
+    )
+    other = Store.open(database.url, schema=database.schema)
+    a = RoomService(store, InProcessBus(), settings)
+    b = RoomService(other, InProcessBus(), settings)
+    try:
+        await a.register_apps(settings.apps)
+        live = await a.enter(APP, 9, "live", privileges=255)
+        silent = await a.enter(APP, 9, "silent", privileges=255)
+        removed: list[int] = []
+
+        async def sweep_on_b() -> None:
+            while True:
+                removed.append((await b.sweep()).timed_out)
+                await asyncio.sleep(0.1)
+
+        sweeper = asyncio.create_task(sweep_on_b())
+        try:
+            loop = asyncio.get_running_loop()
+            until = loop.time() + 4 * settings.heartbeat_timeout
+            while loop.time() < until:  # A hears the member at its interval, B sweeps
+                assert await a.touch(live.room_uuid, "live", live.connection_id)
+                assert await b.is_member(live.room_uuid, "live", live.connection_id)
+                await asyncio.sleep(settings.heartbeat_interval)
+            assert not await b.is_member(silent.room_uuid, "silent", silent.connection_id)
+            assert sum(removed) == 1  # the silent one, once
+
+            async def gone() -> bool:
+                return not await b.is_member(live.room_uuid, "live", live.connection_id)
+
+            await eventually(gone, within=10)  # silent now: B's sweeper takes it out
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+    finally:
+        await a.aclose()
+        await other.close()

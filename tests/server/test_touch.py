@@ -12,12 +12,13 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from tavkit.server.rooms.service import RoomService
 from tavkit.server.store.db import Store
+from tavkit.server.store.models import MemberRow
 
-from ._util import APP, Clock, room_service
+from ._util import APP, Clock, eventually, room_service
 
 
 @pytest.fixture
@@ -97,3 +98,64 @@ async def test_a_cancelled_touch_does_not_fail_the_others(rooms):
     # The service still writes touches afterwards.
     again = await rooms.enter(APP, 4, "late", privileges=255)
     assert await rooms.touch(again.room_uuid, "late", again.connection_id)
+
+
+async def test_heard_heartbeats_wait_in_memory_and_the_sweep_writes_them_first(
+    rooms, writes, clock
+):
+    """Touches of confirmed connections write nothing at once; the sweep flushes them in one
+    transaction before it looks, so they stay and only the silent member times out."""
+    entered = [await rooms.enter(APP, 5, f"u{i}", privileges=255) for i in range(10)]
+    assert all(
+        await asyncio.gather(
+            *(rooms.touch(e.room_uuid, f"u{i}", e.connection_id) for i, e in enumerate(entered))
+        )
+    )
+    clock.now += 4  # within half a timeout of the writes above: answered from memory
+    writes.clear()
+    for i, e in enumerate(entered[1:], 1):
+        assert await rooms.touch(e.room_uuid, f"u{i}", e.connection_id)
+    assert writes == []
+    clock.now += 7  # u0 silent for 11 s, the others for 7 s
+    report = await rooms.sweep()
+    assert report.timed_out == 1
+    assert len(writes) == 2  # one flush for the nine, one removal
+    assert [m.user_id for m in await rooms.members(entered[0].room_uuid)] == [
+        f"u{i}" for i in range(1, 10)
+    ]
+
+
+async def test_heard_heartbeats_reach_the_store_without_a_sweep(rooms, store, clock):
+    """The flush timer writes what was heard, with the time it was heard."""
+    member = await rooms.enter(APP, 6, "alice", privileges=255)
+    assert await rooms.touch(member.room_uuid, "alice", member.connection_id)
+    clock.now += 2
+    heard_at = clock.now
+    assert await rooms.touch(member.room_uuid, "alice", member.connection_id)
+
+    async def written() -> bool:
+        async with store.reads() as s:
+            at = await s.scalar(
+                select(MemberRow.last_heartbeat).where(
+                    MemberRow.connection_id == member.connection_id
+                )
+            )
+        return at == heard_at
+
+    await eventually(written, within=10)
+
+
+async def test_a_connection_another_replica_removed_is_told_after_the_next_flush(
+    rooms, store, clock
+):
+    """A member removed elsewhere is live from memory until a flush finds it gone; then its
+    next touch is False, and later touches ask the store again."""
+    member = await rooms.enter(APP, 7, "bob", privileges=255)
+    assert await rooms.touch(member.room_uuid, "bob", member.connection_id)
+    other = await room_service(store, clock, max_members=60)  # another replica
+    await other.exit(APP, 7, "bob")
+    clock.now += 1
+    assert await rooms.touch(member.room_uuid, "bob", member.connection_id)  # from memory
+    await rooms.aclose()  # writes what was heard, as the timer or a sweep would
+    assert not await rooms.touch(member.room_uuid, "bob", member.connection_id)
+    assert not await rooms.touch(member.room_uuid, "bob", member.connection_id)

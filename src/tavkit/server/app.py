@@ -210,6 +210,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with AsyncExitStack() as running:
                 bus = ObservedBus(await _open_bus(settings, running), metrics)
                 rooms = RoomService(store, bus, settings)
+                # Last out before the store closes: the heartbeats heard since the last
+                # flush are written, so a graceful restart loses none.
+                running.push_async_callback(rooms.aclose)
                 await rooms.register_apps(settings.apps)
                 if not settings.apps:
                     logger.warning("no app is configured: every call will be refused (use --app)")

@@ -51,7 +51,7 @@ from tavkit.server.journal import (
     RoomClosedNotice,
     RoomOpenedNotice,
 )
-from tavkit.server.rooms.heartbeats import TouchBatch
+from tavkit.server.rooms.heartbeats import Liveness, flush_interval
 from tavkit.server.rooms.queries import (
     has_live_members,
     live_connection,
@@ -171,11 +171,13 @@ class RoomService:
         self._clock = clock
         self._op_timeout = op_timeout
         self._locks: dict[int, asyncio.Lock] = {}
-        # connection id -> when its heartbeat was last written, to spare the database
-        # a write for every socket frame (see touch()).
-        self._touched: dict[str, float] = {}
-        self._touch_every = settings.heartbeat_interval / 2
-        self._touches = TouchBatch(self._touch_many)
+        # Sockets' heartbeats, heard in memory and written in batches (see touch()).
+        self._liveness = Liveness(
+            self._touch_many,
+            clock=clock,
+            flush_every=flush_interval(settings.heartbeat_interval, settings.heartbeat_timeout),
+            trust_for=settings.heartbeat_timeout / 2,
+        )
         self._open_listeners: list[Callable[[int, int, uuid.UUID], None]] = []
 
     def on_session_opened(self, listener: Callable[[int, int, uuid.UUID], None]) -> None:
@@ -419,26 +421,25 @@ class RoomService:
     async def touch(self, room_uuid: uuid.UUID, user_id: str, connection_id: str) -> bool:
         """Count socket traffic as a heartbeat; False when the connection is no longer live.
 
-        Writes at most once per half heartbeat interval per connection: a socket may
-        send dozens of frames a second and the heartbeat needs none of that precision.
-        The writes are group-committed (:class:`.heartbeats.TouchBatch`): a touch that arrives while
-        another batch is being written waits for the next one, so a thousand sockets cost
-        a handful of transactions a second rather than a thousand, and an idle server
-        writes a lone touch at once.
+        Heard in memory and written in batches (:class:`.heartbeats.Liveness`): every
+        connection heard since the last flush in one transaction, once a second (less
+        with short timers) and before each sweep of this replica, so the store is at most
+        a flush behind what the sockets say. A connection the store confirmed live less
+        than half a timeout ago is answered at once; any other touch waits for a write,
+        group-committed with the others that wait.
         """
-        now = self._clock()
-        last = self._touched.get(connection_id)
-        if last is not None and now - last < self._touch_every:
-            return True
-        return await self._touches.touch(room_uuid, user_id, connection_id)
+        return await self._liveness.touch(room_uuid, user_id, connection_id)
 
-    async def _touch_many(self, wanted: dict[str, tuple[uuid.UUID, str]]) -> set[str]:
-        """Record a heartbeat for every connection in ``wanted`` in one transaction.
+    async def aclose(self) -> None:
+        """Write the heartbeats heard since the last flush (before the store closes)."""
+        await self._liveness.aclose()
+
+    async def _touch_many(self, wanted: dict[str, tuple[uuid.UUID, str]], at: float) -> set[str]:
+        """Record heartbeat time ``at`` for every connection in ``wanted`` in one transaction.
 
         ``wanted`` maps a connection id to its (session, userId); the result holds the
         ids whose membership is live, the others having left or been replaced.
         """
-        now = self._clock()
 
         async def run(s: AsyncSession, _out: Outbox) -> set[str]:
             ids = list(wanted)
@@ -446,7 +447,7 @@ class RoomService:
             conn = await s.connection()  # Core, not the ORM's bulk UPDATE: no objects to sync
             for start in range(0, len(ids), _TOUCH_CHUNK):
                 rows = await conn.execute(
-                    _TOUCH_MANY, {"ids": ids[start : start + _TOUCH_CHUNK], "now": now}
+                    _TOUCH_MANY, {"ids": ids[start : start + _TOUCH_CHUNK], "now": at}
                 )
                 live.update(
                     connection_id
@@ -455,12 +456,7 @@ class RoomService:
                 )
             return live
 
-        live = await self._transaction("updating the heartbeat", ServerCode.HEARTBEAT_FAILED, run)
-        for connection_id in wanted:
-            self._touched.pop(connection_id, None)  # re-insert: keep the dict in write order
-            if connection_id in live:
-                self._touched[connection_id] = now
-        return live
+        return await self._transaction("updating the heartbeat", ServerCode.HEARTBEAT_FAILED, run)
 
     async def leave_connection(
         self, room_uuid: uuid.UUID, user_id: str, connection_id: str, reason: str
@@ -617,6 +613,8 @@ class RoomService:
 
     async def sweep(self) -> SweepReport:
         """Remove members silent for the heartbeat timeout; close sessions empty past the grace."""
+        # What this replica heard goes first, so its own sweep never removes it.
+        await self._liveness.flush()
         now = self._clock()
         cutoff = now - self._settings.heartbeat_timeout
         timed_out = closed = 0
@@ -640,13 +638,7 @@ class RoomService:
             timed_out += await self._expire(sdk_app_id, member_id, cutoff)
         for sdk_app_id, session_id in empty:
             closed += await self._close_if_empty(sdk_app_id, session_id, now)
-        # _touched is in the order of the writes (see _touch_many): drop from the front.
-        stale = now - self._settings.heartbeat_timeout
-        while self._touched:
-            connection_id, at = next(iter(self._touched.items()))
-            if at >= stale:
-                break
-            del self._touched[connection_id]
+        self._liveness.prune(cutoff)
         return SweepReport(timed_out=timed_out, closed=closed)
 
     async def _expire(self, sdk_app_id: int, member_id: int, cutoff: float) -> int:
@@ -741,7 +733,7 @@ class RoomService:
         """
         member.left_at = now
         member.leave_reason = reason
-        self._touched.pop(member.connection_id, None)
+        self._liveness.forget(member.connection_id)
         kind = _LEAVE_EVENT[reason]
         log_event(s, member.session_id, now, kind, member.user_id, reason)
         journal.record(s, MemberLeftNotice(member.session_id, member.user_id, reason))
