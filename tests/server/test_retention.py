@@ -2,8 +2,8 @@
 and ``tavkit serve --retention-days`` collecting on its own.
 
 Every test builds the same data: a session closed ten days ago (everything of it is
-old), a session opened twenty days ago and still open (its messages and recording
-are never touched, its old log lines go by their own time), a session closed a day
+old), a session opened twenty days ago and still open (its messages, journal events and
+recording are never touched, its old log lines go by their own time), a session closed a day
 ago (nothing goes), and files the collector must leave alone. With a retention of
 five days, exactly :data:`GONE` goes.
 """
@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tavkit.server.retention import DAY, collect
 from tavkit.server.settings import Settings, read_apps_file
 from tavkit.server.store.db import Store
+from tavkit.server.store.journal_models import JournalRow
 from tavkit.server.store.logs_models import ClientLogRow, QualitySampleRow
 from tavkit.server.store.models import AppRow, MessageRow, SessionRow
 from tavkit.server.store.recording_models import RecordingRow
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 RETENTION = 5
 """Days kept in every test here."""
-GONE = {"messages": 3, "clientLogs": 5, "qualitySamples": 2, "recordings": 2}
+GONE = {"messages": 3, "journal": 2, "clientLogs": 5, "qualitySamples": 2, "recordings": 2}
 """What a collection with :data:`RETENTION` deletes from :func:`populate`'s data."""
 CLI_TIMEOUT = 120
 
@@ -101,6 +102,21 @@ async def populate(store: Store, data_dir: Path, now: float) -> Populated:
             session_id=session, user_id="alice", peer_id="bob", at=at, received_at=at
         )
 
+    seqs = iter(range(1, 100))
+
+    def event(session: uuid.UUID, kind: str, at: float) -> JournalRow:
+        seq = next(seqs)
+        return JournalRow(
+            sdk_app_id=APP,
+            app_seq=seq,
+            session_id=session,
+            session_seq=seq,
+            room_id=1,
+            type=kind,
+            at=at,
+            data='{"message": {"text": "hi"}}' if kind == "message.created" else "{}",
+        )
+
     def recording(session: uuid.UUID, user: str, at: float, status: str) -> RecordingRow:
         return RecordingRow(
             id=uuid.uuid4(),
@@ -129,6 +145,12 @@ async def populate(store: Store, data_dir: Path, now: float) -> Populated:
         log(recent, now - d - 10),
         log(recent, now - d - 5),
     ]
+    events = [
+        event(open_old, "room.opened", now - 20 * d),
+        event(old, "room.opened", now - 10 * d - 3600),
+        event(old, "message.created", now - 10 * d - 99),
+        event(recent, "room.opened", now - d - 3600),
+    ]
     samples = [
         *(sample(old, now - 10 * d - 50 + i) for i in range(2)),
         sample(open_old, now - d),
@@ -143,7 +165,7 @@ async def populate(store: Store, data_dir: Path, now: float) -> Populated:
 
     async def body(s: AsyncSession, _out: Outbox) -> None:
         await s.merge(AppRow(sdk_app_id=APP, created_at=now - 30 * d))  # a server may have it
-        for row in [*sessions, *messages, *logs, *samples, *recordings]:
+        for row in [*sessions, *messages, *events, *logs, *samples, *recordings]:
             s.add(row)
             await s.flush()  # one at a time, so ids follow time
 
@@ -165,6 +187,7 @@ async def populate(store: Store, data_dir: Path, now: float) -> Populated:
     gone_files = sorted(name for name in files if name.startswith(f"recordings/{old}/"))
     kept = {
         "messages": {(m.session_id, m.seq) for m in messages if m.session_id != old},
+        "journal": {(e.session_id, e.session_seq) for e in events if e.session_id != old},
         "client_logs": {r.id for r in logs if r.received_at > now - RETENTION * d},
         "quality_samples": {r.id for r in samples if r.received_at > now - RETENTION * d},
         "recordings": {r.id for r in recordings if r.session_id != old},
@@ -180,12 +203,18 @@ async def populate(store: Store, data_dir: Path, now: float) -> Populated:
 
 
 async def contents(store: Store) -> dict[str, set[Any]]:
-    """What the four tables hold, in the shape of :attr:`Populated.kept`."""
+    """What the five tables hold, in the shape of :attr:`Populated.kept`."""
 
     async def body(s: AsyncSession, _out: Outbox) -> dict[str, set[Any]]:
         messages = await s.execute(select(MessageRow.session_id, MessageRow.seq))
         return {
             "messages": {(session_id, seq) for session_id, seq in messages},
+            "journal": {
+                (session_id, seq)
+                for session_id, seq in await s.execute(
+                    select(JournalRow.session_id, JournalRow.session_seq)
+                )
+            },
             "client_logs": set(await s.scalars(select(ClientLogRow.id))),
             "quality_samples": set(await s.scalars(select(QualitySampleRow.id))),
             "recordings": set(await s.scalars(select(RecordingRow.id))),
@@ -260,7 +289,7 @@ async def test_gc_dry_run_then_gc_delete_exactly_the_old_rows_and_files(tmp_path
     code, out = gc(*days, "--json")
     assert code == 0, out
     again = json.loads(out)
-    assert [again[kind] for kind in GONE] == [0, 0, 0, 0] and again["files"] == []
+    assert [again[kind] for kind in GONE] == [0] * len(GONE) and again["files"] == []
 
 
 async def test_gc_refuses_without_a_retention_or_a_database(tmp_path: Path):

@@ -688,6 +688,7 @@ def _gc_summary(report: GcReport, days: int | None) -> str:
     lines.append("dry run, nothing deleted; would delete:" if report.dry_run else "deleted:")
     for label, count in (
         ("in-call messages", report.messages),
+        ("journal events", report.journal),
         ("client log lines", report.client_logs),
         ("quality samples", report.quality_samples),
         ("recordings", report.recordings),

@@ -7,6 +7,8 @@ N days):
 kind                               goes when
 =================================  ===================================================
 in-call messages                   their session closed before the cutoff
+journal events (webhook feed)      their session closed before the cutoff (they may
+                                   carry the session's messages)
 recordings: rows and files         their session closed before the cutoff; the whole
                                    ``<data_dir>/recordings/<uuid>/`` goes with them
                                    (composites and leftovers of a crash included)
@@ -14,8 +16,8 @@ client logs, quality samples       the row itself was received before the cutoff
                                    (``received_at``, the server's clock)
 =================================  ===================================================
 
-Messages and recordings are a call's record, so they go whole, by the session's close
-time, and an open session is never touched however old it is. Logs and quality
+Messages, journal events and recordings are a call's record, so they go whole, by the
+session's close time, and an open session is never touched however old it is. Logs and quality
 samples are telemetry, taken for at most five minutes after a session closes
 (:mod:`tavkit.server.logs.service`), and go row by row by the server's own clock, so
 a week-long room does not keep a week of them and a client's clock cannot keep them.
@@ -63,6 +65,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.errors import TAvKitError
 from tavkit.server.store.db import Store
+from tavkit.server.store.journal_models import JournalRow
 from tavkit.server.store.logs_models import ClientLogRow, QualitySampleRow
 from tavkit.server.store.models import MessageRow, SessionRow
 from tavkit.server.store.recording_models import RecordingRow
@@ -146,6 +149,8 @@ class GcReport:
     the apps' own; ``app_cutoffs`` has those)."""
     dry_run: bool
     messages: int = 0
+    journal: int = 0
+    """Journal events (:mod:`tavkit.server.journal`)."""
     client_logs: int = 0
     quality_samples: int = 0
     recordings: int = 0
@@ -162,7 +167,9 @@ class GcReport:
     @property
     def rows(self) -> int:
         """Rows of every kind."""
-        return self.messages + self.client_logs + self.quality_samples + self.recordings
+        return (
+            self.messages + self.journal + self.client_logs + self.quality_samples + self.recordings
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The report as ``tavkit gc --json`` prints it."""
@@ -170,6 +177,7 @@ class GcReport:
             "cutoff": self.cutoff,
             "dryRun": self.dry_run,
             "messages": self.messages,
+            "journal": self.journal,
             "clientLogs": self.client_logs,
             "qualitySamples": self.quality_samples,
             "recordings": self.recordings,
@@ -206,6 +214,7 @@ async def collect(
         return report  # nothing is ever old
     sweep = _Sweep(store, Path(data_dir), cutoffs, dry_run, batch)
     report.messages = await sweep.messages()
+    report.journal = await sweep.journal()
     report.client_logs = await sweep.by_own_time(ClientLogRow, "client logs")
     report.quality_samples = await sweep.by_own_time(QualitySampleRow, "quality samples")
     report.recordings = await sweep.recordings()
@@ -258,6 +267,26 @@ class _Sweep:
 
         return await self._scan(MessageRow, "in-call messages", page, old, past)
 
+    async def journal(self) -> int:
+        """Journal events of sessions closed before the cutoff."""
+
+        def page(after: int | None) -> _Query:
+            query = select(
+                JournalRow.id, JournalRow.at, SessionRow.closed_at, SessionRow.sdk_app_id
+            ).join(SessionRow, SessionRow.id == JournalRow.session_id)
+            if after is not None:
+                query = query.where(JournalRow.id > after)
+            return query.order_by(JournalRow.id).limit(self.batch)
+
+        def old(row: Row[Any]) -> bool:
+            return self.cutoffs.row_is_old(row.sdk_app_id, row.closed_at)
+
+        def past(row: Row[Any]) -> bool:
+            # A session closed before the cutoff has no event after it.
+            return bool(row.at >= self.latest + SLACK)
+
+        return await self._scan(JournalRow, "journal events", page, old, past)
+
     async def by_own_time(self, table: type[ClientLogRow | QualitySampleRow], what: str) -> int:
         """Rows of ``table`` received before the cutoff."""
 
@@ -279,7 +308,7 @@ class _Sweep:
 
     async def _scan(
         self,
-        table: type[MessageRow | ClientLogRow | QualitySampleRow],
+        table: type[MessageRow | JournalRow | ClientLogRow | QualitySampleRow],
         what: str,
         page: Callable[[int | None], _Query],
         old: Callable[[Row[Any]], bool],
@@ -307,7 +336,7 @@ class _Sweep:
 
     async def _delete(
         self,
-        table: type[MessageRow | ClientLogRow | QualitySampleRow | RecordingRow],
+        table: type[MessageRow | JournalRow | ClientLogRow | QualitySampleRow | RecordingRow],
         ids: Sequence[Any],
         what: str,
     ) -> int:
