@@ -83,9 +83,19 @@ EXAMPLES: list[tuple[Event, dict[str, Any]]] = [
         MemberLinkEvent("alice", "c1", up=True),
         {"kind": "member-link", "userId": "alice", "connectionId": "c1", "up": True},
     ),
+    (
+        MemberLinkEvent("alice", "c1", up=False, socket_id="s1"),
+        {
+            "kind": "member-link",
+            "userId": "alice",
+            "connectionId": "c1",
+            "up": False,
+            "socketId": "s1",
+        },
+    ),
 ]
 IDS = [f"{event.kind}-{n}" for n, (event, _) in enumerate(EXAMPLES)]
-OPTIONAL = {"socket-open": {"socketId"}}
+OPTIONAL = {"socket-open": {"socketId"}, "member-link": {"socketId"}}
 """Fields a newer replica added without a new version: an older one's event lacks them."""
 
 

@@ -22,9 +22,10 @@ the wire shape below is a contract between replicas: the keys must not change.
 ``socket-open``    ``userId``, ``connectionId``, ``socketId`` (optional): a member's
                    socket is subscribed (the recorder offers then); an older socket of
                    that connection, on any replica, closes (:class:`SocketOpenEvent`)
-``member-link``    ``userId``, ``connectionId``, ``up``: a member still in the session
-                   went silent or lost its socket without ``leave`` (``up: false``), or
-                   was heard again (``up: true``) (:class:`MemberLinkEvent`)
+``member-link``    ``userId``, ``connectionId``, ``up``, ``socketId`` (optional): a member
+                   still in the session went silent or lost its socket without ``leave``
+                   (``up: false``), or was heard again (``up: true``)
+                   (:class:`MemberLinkEvent`)
 =================  =====================================================================
 
 Every event also has ``kind``, and every event on the wire has ``v``, the version of
@@ -209,21 +210,31 @@ class MemberLinkEvent:
     a frame arrived again, or a socket of that connection resumed. The member stays in
     the session either way (until its heartbeat timeout), so the others mark it as
     reconnecting instead of waiting out the timeout in silence.
+
+    ``socket_id`` names the socket that says so: a socket that a newer one of the same
+    connection has superseded (a resume on another replica, while the old one had not
+    heard of it yet) may still report its own end after the new one said "up", and the
+    others ignore it rather than show a member who is back as reconnecting. Optional on
+    the wire, like :class:`SocketOpenEvent`'s.
     """
 
     kind: ClassVar[str] = "member-link"
     user_id: str
     connection_id: str
     up: bool
+    socket_id: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        """``{"kind", "userId", "connectionId", "up"}``."""
-        return {
+        """``{"kind", "userId", "connectionId", "up"}``, and ``"socketId"`` when it has one."""
+        wire: dict[str, Any] = {
             "kind": self.kind,
             "userId": self.user_id,
             "connectionId": self.connection_id,
             "up": self.up,
         }
+        if self.socket_id is not None:
+            wire["socketId"] = self.socket_id
+        return wire
 
 
 Event: TypeAlias = (
@@ -349,7 +360,7 @@ _PARSERS: Final[dict[str, Callable[[_Fields], Event]]] = {
         f.text("userId"), f.text("connectionId"), f.optional_text("socketId")
     ),
     "member-link": lambda f: MemberLinkEvent(
-        f.text("userId"), f.text("connectionId"), f.boolean("up")
+        f.text("userId"), f.text("connectionId"), f.boolean("up"), f.optional_text("socketId")
     ),
 }
 

@@ -249,43 +249,32 @@ class _Sweep:
 
     async def messages(self) -> int:
         """Messages of sessions closed before the cutoff."""
-
-        def page(after: int | None) -> _Query:
-            query = select(
-                MessageRow.id, MessageRow.sent_at, SessionRow.closed_at, SessionRow.sdk_app_id
-            ).join(SessionRow, SessionRow.id == MessageRow.session_id)
-            if after is not None:
-                query = query.where(MessageRow.id > after)
-            return query.order_by(MessageRow.id).limit(self.batch)
-
-        def old(row: Row[Any]) -> bool:
-            return self.cutoffs.row_is_old(row.sdk_app_id, row.closed_at)
-
-        def past(row: Row[Any]) -> bool:
-            # A session closed before the cutoff sent nothing after it.
-            return bool(row.sent_at >= self.latest + SLACK)
-
-        return await self._scan(MessageRow, "in-call messages", page, old, past)
+        return await self.by_session(MessageRow, "in-call messages")
 
     async def journal(self) -> int:
         """Journal events of sessions closed before the cutoff."""
+        return await self.by_session(JournalRow, "journal events")
+
+    async def by_session(self, table: type[MessageRow | JournalRow], what: str) -> int:
+        """Rows of ``table`` whose session closed before the cutoff."""
+        written = MessageRow.sent_at if table is MessageRow else JournalRow.at
 
         def page(after: int | None) -> _Query:
             query = select(
-                JournalRow.id, JournalRow.at, SessionRow.closed_at, SessionRow.sdk_app_id
-            ).join(SessionRow, SessionRow.id == JournalRow.session_id)
+                table.id, written.label("written"), SessionRow.closed_at, SessionRow.sdk_app_id
+            ).join(SessionRow, SessionRow.id == table.session_id)
             if after is not None:
-                query = query.where(JournalRow.id > after)
-            return query.order_by(JournalRow.id).limit(self.batch)
+                query = query.where(table.id > after)
+            return query.order_by(table.id).limit(self.batch)
 
         def old(row: Row[Any]) -> bool:
             return self.cutoffs.row_is_old(row.sdk_app_id, row.closed_at)
 
         def past(row: Row[Any]) -> bool:
-            # A session closed before the cutoff has no event after it.
-            return bool(row.at >= self.latest + SLACK)
+            # A session closed before the cutoff wrote nothing after it.
+            return bool(row.written >= self.latest + SLACK)
 
-        return await self._scan(JournalRow, "journal events", page, old, past)
+        return await self._scan(table, what, page, old, past)
 
     async def by_own_time(self, table: type[ClientLogRow | QualitySampleRow], what: str) -> int:
         """Rows of ``table`` received before the cutoff."""

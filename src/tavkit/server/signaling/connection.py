@@ -676,6 +676,8 @@ class SignalingConnection:
         elif isinstance(event, SocketOpenEvent):
             if event.connection_id == self.connection_id:
                 self._socket_opened(event.socket_id)
+            elif event.user_id != self.user_id:
+                self._links.opened(event.user_id, event.socket_id)
         else:
             self._log(logging.DEBUG, "ignored bus event %r", event.kind)
 
@@ -718,7 +720,7 @@ class SignalingConnection:
 
     async def _publish_link(self, *, up: bool) -> None:
         """Tell the session our member's link is down or up (never fails the socket)."""
-        event = MemberLinkEvent(self.user_id, self.connection_id, up)
+        event = MemberLinkEvent(self.user_id, self.connection_id, up, self.socket_id)
         with suppress(TimeoutError, TAvKitError):
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await self._ctx.bus.publish(self._channel, event)

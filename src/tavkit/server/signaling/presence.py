@@ -64,10 +64,27 @@ class OthersLinks:
 
     def __init__(self) -> None:
         self._away: set[str] = set()
+        self._newest: dict[str, str] = {}  # userId -> its newest socket we heard open
+
+    def opened(self, user_id: str, socket_id: str | None) -> None:
+        """A socket of ``user_id`` announced itself: from now on, it speaks for the member.
+
+        The channel orders ``socket-open`` events alike for every subscriber, so the
+        last one heard is the member's newest socket here and on every replica.
+        """
+        if socket_id is not None:
+            self._newest[user_id] = socket_id
 
     def on_link(self, event: MemberLinkEvent, known: bool) -> MemberConnection | None:
-        """The frame to send for ``event`` (None: nothing new, or a member we never showed)."""
+        """The frame to send for ``event`` (None: nothing new, or a member we never showed).
+
+        A link event from a socket older than the member's newest (a superseded socket
+        reporting its own end after the new one is up) is no news and changes nothing.
+        """
         user_id = event.user_id
+        newest = self._newest.get(user_id)
+        if event.socket_id is not None and newest is not None and event.socket_id != newest:
+            return None
         if event.up:
             if user_id not in self._away:
                 return None
@@ -81,3 +98,4 @@ class OthersLinks:
     def forget(self, user_id: str) -> None:
         """The member left or entered afresh: whatever we said about it is over."""
         self._away.discard(user_id)
+        self._newest.pop(user_id, None)
