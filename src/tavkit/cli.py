@@ -77,6 +77,16 @@ COMMANDS: dict[str, Command] = {
     "turn": Command(
         "tavkit.server.cli", "turn_app", "coturn, the TURN relay the clients are sent to."
     ),
+    "rooms": Command(
+        "tavkit.operator_cli",
+        "rooms_app",
+        "List the open rooms, their members; close a room, remove a member.",
+    ),
+    "sessions": Command(
+        "tavkit.operator_cli",
+        "sessions_app",
+        "List past and open sessions (calls); show one, list and download its recordings.",
+    ),
     "call": Command(
         "tavkit.client.cli",
         "call",
