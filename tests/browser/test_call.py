@@ -64,22 +64,26 @@ def test_two_tabs_see_and_hear_each_other(
 def test_mute_and_camera_show_on_the_other_side(
     open_call: OpenCall, call_server: Server, room: int
 ) -> None:
-    """Bob's mute and camera buttons fire his listener and change his tile at Alice's."""
+    """Bob's mute and camera buttons fire his listener and change his tile at Alice's; each
+    button's label says what the next press does (Mute/Unmute, Stop video/Start video)."""
     alice, bob = pair(open_call, call_server, room)
     bob_at_alice = alice.tile("bob")
 
     mute = bob.page.locator('tavkit-call button[data-action="mute"]')
-    expect(mute).to_have_attribute("aria-pressed", "false")
+    expect(mute).to_have_attribute("aria-label", "Mute")
     mute.click()
-    expect(mute).to_have_attribute("aria-pressed", "true")
+    expect(mute).to_have_attribute("aria-label", "Unmute")
+    expect(mute.locator(".tv-control-label")).to_have_text("Unmute")
     assert bob.tv("muted") == [True]
     assert bob.events("tavkit:muted") == [{"muted": True}]
     expect(bob_at_alice).to_have_attribute("data-muted", "")
     assert bob.call("(el) => el.localStream.getAudioTracks()[0].enabled") is False
 
     camera = bob.page.locator('tavkit-call button[data-action="camera"]')
+    expect(camera.locator(".tv-control-label")).to_have_text("Stop video")
     camera.click()
-    expect(camera).to_have_attribute("aria-pressed", "true")
+    expect(camera).to_have_attribute("aria-label", "Start video")
+    expect(camera.locator(".tv-control-label")).to_have_text("Start video")
     expect(bob_at_alice).to_have_attribute("data-camera-off", "")
     expect(bob_at_alice.locator(".tv-avatar")).to_be_visible()
 
@@ -87,6 +91,8 @@ def test_mute_and_camera_show_on_the_other_side(
     bob.call("(el) => el.enableCamera(true)")
     expect(bob_at_alice).not_to_have_attribute("data-muted", "")
     expect(bob_at_alice).not_to_have_attribute("data-camera-off", "")
+    expect(mute).to_have_attribute("aria-label", "Mute")
+    expect(camera).to_have_attribute("aria-label", "Stop video")
     assert bob.tv("muted") == [True, False]
 
 

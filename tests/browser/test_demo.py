@@ -107,3 +107,19 @@ def test_display_names_survive_the_userid_round_trip(
         assert 0 < len(user_id) <= 64 and all(c.isalnum() or c in "_.@-" for c in user_id)
         assert name.startswith(back) and len(back) >= min(len(name), 14), (name, back)
     assert result[1][2] == "张伟"
+
+
+def test_the_demo_pages_load_with_no_missing_file(
+    demo_server: Server, context: BrowserContext
+) -> None:
+    """The lobby, the embed page and the dashboard fetch nothing that is not there (their
+    icon included: a browser asks for /favicon.ico when a page names none)."""
+    page = context.new_page()
+    missing: list[str] = []
+    page.on("response", lambda r: missing.append(r.url) if r.status >= 400 else None)
+    for path in ("/", "/tavkit/demo/embed.html", "/dashboard"):
+        page.goto(demo_server.url + path)
+        page.wait_for_load_state("networkidle")
+        icon = page.evaluate("document.querySelector('link[rel=icon]')?.href")
+        assert icon and page.request.get(icon).ok, (path, icon)
+    assert missing == []

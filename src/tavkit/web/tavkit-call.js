@@ -46,8 +46,8 @@ const TEMPLATE = `
   </div>
   <button class="tv-sound" type="button" hidden></button>
   <div class="tv-controls" part="controls" role="toolbar">
-    <button class="tv-control" type="button" data-action="mute" aria-pressed="false"></button>
-    <button class="tv-control" type="button" data-action="camera" aria-pressed="false"></button>
+    <button class="tv-control" type="button" data-action="mute"></button>
+    <button class="tv-control" type="button" data-action="camera"></button>
     <button class="tv-control" type="button" data-action="switch-camera"></button>
     <button class="tv-control" type="button" data-action="chat" aria-pressed="false"></button>
     <button class="tv-control tv-control-danger" type="button" data-action="hangup"></button>
@@ -315,8 +315,20 @@ export class TavkitCall extends HTMLElement {
       const html = `<span class="tv-control-icon">${icon}</span><span class="tv-control-label">${t(label)}</span>`;
       this.#paint(button, html);
     };
-    set("mute", "muteAria", "mute", c.self.muted ? icons.micOff : icons.mic, c.self.muted);
-    set("camera", "cameraAria", "camera", c.self.camera ? icons.camera : icons.cameraOff, !c.self.camera);
+    // The label says what a press does now ("Unmute" while muted), as Meet's and
+    // TUICallKit's do; so no aria-pressed on these two (the name already flips).
+    const muted = c.self.muted;
+    const micIcon = muted ? icons.micOff : icons.mic;
+    set("mute", muted ? "unmuteAria" : "muteAria", muted ? "unmute" : "mute", micIcon);
+    const videoOff = !c.self.camera;
+    set(
+      "camera",
+      videoOff ? "startVideoAria" : "cameraAria",
+      videoOff ? "startVideo" : "camera",
+      videoOff ? icons.cameraOff : icons.camera,
+    );
+    root.querySelector('[data-action="mute"]').toggleAttribute("data-off", muted);
+    root.querySelector('[data-action="camera"]').toggleAttribute("data-off", videoOff);
     set("switch-camera", "switchCameraAria", "switchCamera", icons.switchCamera);
     root.querySelector('[data-action="mute"]').hidden = !c.maySend("audio");
     for (const action of ["camera", "switch-camera"]) {
