@@ -1,0 +1,357 @@
+"""Webhooks from the journal to a real HTTP receiver: ordered, at least once, signed, replayable."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+import uvicorn
+
+from tavkit.errors import ServerCode
+from tavkit.server.journal import parse_entry
+from tavkit.webhooks import WebhookSignatureError, verify
+
+from ._util import eventually, expect_error
+
+if TYPE_CHECKING:
+    from conftest import RunningServer, ServerFactory
+
+SECRET = "whsec_" + secrets.token_hex(16)
+FAST = {
+    "webhook_retry_base": 0.02,
+    "webhook_retry_cap": 0.1,
+    "webhook_poll_interval": 0.05,
+    "webhook_timeout": 5.0,
+}
+"""Short delays, so retries happen many times a second (nothing asserts how long)."""
+
+
+@dataclass
+class Delivery:
+    """One POST as the receiver saw it."""
+
+    event_id: str
+    signature: str
+    body: bytes
+    status: int
+
+
+@dataclass
+class Receiver:
+    """A real HTTP endpoint on 127.0.0.1 that answers each POST with ``answer``'s status.
+
+    Its socket is bound at once but listens only from :meth:`start`, so until then
+    deliveries are refused as by a receiver that is down.
+    """
+
+    answer: Callable[[str, int], int] = lambda _id, _attempt: 200
+    """(event id, how many times this id came before) -> HTTP status."""
+    deliveries: list[Delivery] = field(default_factory=list)
+    sock: socket.socket = field(default_factory=socket.socket)
+    _server: uvicorn.Server | None = None
+    _task: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.sock.bind(("127.0.0.1", 0))
+
+    @property
+    def url(self) -> str:
+        """Where to send webhooks."""
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/hooks/tavkit"
+
+    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """A raw ASGI app: record the POST, answer with the chosen status."""
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        event_id = headers.get("tavkit-event-id", "")
+        before = sum(1 for d in self.deliveries if d.event_id == event_id)
+        status = self.answer(event_id, before)
+        self.deliveries.append(
+            Delivery(event_id, headers.get("tavkit-signature", ""), body, status)
+        )
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def start(self) -> None:
+        """Start listening (the receiver comes up)."""
+        config = uvicorn.Config(self.app, lifespan="off", log_level="warning", interface="asgi3")
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[self.sock]))
+        await eventually(self._started)
+
+    async def _started(self) -> bool:
+        return self._server is not None and self._server.started
+
+    async def stop(self) -> None:
+        """Stop serving."""
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await asyncio.wait_for(self._task, 30)
+        self.sock.close()
+
+    def accepted(self) -> list[dict[str, Any]]:
+        """The bodies answered with a 2xx, in arrival order, each event id once (dedup)."""
+        seen: set[str] = set()
+        found = []
+        for d in self.deliveries:
+            if 200 <= d.status < 300 and d.event_id not in seen:
+                seen.add(d.event_id)
+                found.append(json.loads(d.body))
+        return found
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A receiver that is not yet listening; the test starts it."""
+    found = Receiver()
+    try:
+        yield found
+    finally:
+        await found.stop()
+
+
+async def start_server(factory: ServerFactory, **settings: Any) -> RunningServer:
+    """A real server, started off the event loop (the receiver runs on it)."""
+    return await asyncio.to_thread(lambda: factory(**FAST, **settings))
+
+
+async def make_events(server: RunningServer, rooms: int = 2) -> None:
+    """Each room: a and b enter, b and a leave (then the sweeper closes it)."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        for room in range(1, rooms + 1):
+            for user, action in (("a", "enter"), ("b", "enter"), ("b", "exit"), ("a", "exit")):
+                headers = server.headers(f"{user}{room}")
+                response = await http.post(f"/v1/rooms/{room}/{action}", headers=headers)
+                assert response.status_code == 200, response.text
+
+
+async def state(server: RunningServer) -> dict[str, Any]:
+    """``GET /v1/admin/webhooks``."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        response = await http.get("/v1/admin/webhooks", headers=server.admin_headers())
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def all_delivered(server: RunningServer, receiver: Receiver, expected: int) -> list[dict]:
+    """Wait until the server has ``expected`` entries, all delivered; the accepted bodies."""
+
+    async def done() -> list[dict] | None:
+        now = await state(server)
+        if now["lastEventId"] == expected and now["position"] == expected:
+            return receiver.accepted()
+        return None
+
+    return await eventually(done, within=30)
+
+
+def check_order(bodies: list[dict], expected: int) -> None:
+    """Ids 1..expected once each, in order; each session's sessionSeq 1, 2, 3..."""
+    assert [body["id"] for body in bodies] == list(range(1, expected + 1))
+    by_session: dict[str, list[int]] = {}
+    for body in bodies:
+        parse_entry(body)  # each body is a well-formed journal entry
+        by_session.setdefault(body["roomUuid"], []).append(body["sessionSeq"])
+    for seqs in by_session.values():
+        assert seqs == list(range(1, len(seqs) + 1))
+
+
+# 2 rooms x (opened, 2 joined, 2 left, closed) once the sweeper has closed them.
+EVENTS = 12
+
+
+async def test_every_event_arrives_in_order_once_and_signed_despite_failures(
+    server_factory: ServerFactory, receiver: Receiver
+):
+    """The first three POSTs get 500; still every event arrives once, in order, signed."""
+    receiver.answer = lambda _id, _before: 500 if len(receiver.deliveries) < 3 else 200
+    await receiver.start()
+    server = await start_server(server_factory, webhook_url=receiver.url, webhook_secret=SECRET)
+    await make_events(server)
+    bodies = await all_delivered(server, receiver, EVENTS)
+    check_order(bodies, EVENTS)
+    app = server.app_id
+    assert [d.event_id for d in receiver.deliveries[:4]] == [f"{app}-1"] * 4  # retried, not skipped
+    assert [d.status for d in receiver.deliveries[:4]] == [500, 500, 500, 200]
+    assert {body["sdkAppId"] for body in bodies} == {app}
+    for delivery in receiver.deliveries:
+        assert delivery.event_id == f"{app}-{json.loads(delivery.body)['id']}"
+        verify(delivery.body, delivery.signature, SECRET)
+        with pytest.raises(WebhookSignatureError):
+            verify(delivery.body + b" ", delivery.signature, SECRET)
+        with pytest.raises(WebhookSignatureError):
+            verify(delivery.body, delivery.signature, SECRET + "x")
+    shown = await state(server)
+    assert SECRET not in json.dumps(shown)
+    assert shown | {"nextAttemptAt": None} == {
+        "sdkAppId": app,
+        "url": receiver.url,
+        "messages": False,
+        "position": EVENTS,
+        "lastEventId": EVENTS,
+        "pending": 0,
+        "dead": 0,
+        "attempts": 0,
+        "nextAttemptAt": None,
+        "lastError": None,
+    }
+
+
+async def test_a_receiver_that_is_down_gets_everything_when_it_comes_back(
+    sqlite_server_factory: ServerFactory, receiver: Receiver
+):
+    """Refused connections are retried until the receiver listens; nothing is lost."""
+    server = await start_server(
+        sqlite_server_factory, webhook_url=receiver.url, webhook_secret=SECRET
+    )
+    await make_events(server)
+
+    async def failing() -> dict | None:
+        now = await state(server)
+        return now if now["attempts"] >= 2 and now["lastError"] else None
+
+    down = await failing_state(failing)
+    assert down["position"] == 0 and "Connect" in down["lastError"]
+    await receiver.start()
+    check_order(await all_delivered(server, receiver, EVENTS), EVENTS)
+
+
+async def failing_state(probe: Callable[[], Any]) -> dict:
+    """Wait until the endpoint has failed a few times."""
+    found: dict = await eventually(probe, within=30)
+    return found
+
+
+async def test_events_unsent_at_shutdown_are_delivered_after_restart(
+    server_factory: ServerFactory, receiver: Receiver
+):
+    """A server stopped with its receiver down sends everything once restarted."""
+    server = await start_server(server_factory, webhook_url=receiver.url, webhook_secret=SECRET)
+    await make_events(server)
+    await eventually(lambda: _closed_all(server), within=30)
+    await asyncio.to_thread(server.stop)
+    await receiver.start()
+    assert receiver.deliveries == []
+    await asyncio.to_thread(server.start)
+    check_order(await all_delivered(server, receiver, EVENTS), EVENTS)
+
+
+async def _closed_all(server: RunningServer) -> bool:
+    return (await state(server))["lastEventId"] == EVENTS
+
+
+async def test_replay_redelivers_exactly_the_requested_range(
+    server_factory: ServerFactory, receiver: Receiver
+):
+    """fromEventId 5 sends 5..n again, in order; since in the future sends nothing."""
+    await receiver.start()
+    server = await start_server(server_factory, webhook_url=receiver.url, webhook_secret=SECRET)
+    await make_events(server)
+    await all_delivered(server, receiver, EVENTS)
+    first_round = len(receiver.deliveries)
+    assert first_round == EVENTS
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        replayed = await http.post(
+            "/v1/admin/webhooks/replay", json={"fromEventId": 5}, headers=server.admin_headers()
+        )
+        assert replayed.json() == {"fromEventId": 5, "count": EVENTS - 4}
+        await all_delivered(server, receiver, EVENTS)
+        again = [json.loads(d.body)["id"] for d in receiver.deliveries[first_round:]]
+        assert again == list(range(5, EVENTS + 1))
+        for delivery in receiver.deliveries[first_round:]:
+            verify(delivery.body, delivery.signature, SECRET)
+        nothing = await http.post(
+            "/v1/admin/webhooks/replay", json={"since": 4e9}, headers=server.admin_headers()
+        )
+        assert nothing.json() == {"fromEventId": EVENTS + 1, "count": 0}
+        everything = await http.post(
+            "/v1/admin/webhooks/replay", json={"since": 0}, headers=server.admin_headers()
+        )
+        assert everything.json() == {"fromEventId": 1, "count": EVENTS}
+        both = await http.post(
+            "/v1/admin/webhooks/replay",
+            json={"since": 0, "fromEventId": 1},
+            headers=server.admin_headers(),
+        )
+        expect_error(both, ServerCode.INVALID_PARAMETER)
+    await all_delivered(server, receiver, EVENTS)
+    third = [json.loads(d.body)["id"] for d in receiver.deliveries[first_round + EVENTS - 4 :]]
+    assert third == list(range(1, EVENTS + 1))
+
+
+async def test_an_event_failing_past_the_give_up_time_is_dead_and_the_rest_go_on(
+    sqlite_server_factory: ServerFactory, receiver: Receiver
+):
+    """Event 2 always gets 500: it becomes a dead letter with its error; 3..n still arrive."""
+    receiver.answer = lambda event_id, _before: 500 if event_id.endswith("-2") else 200
+    await receiver.start()
+    server = await start_server(
+        sqlite_server_factory,
+        webhook_url=receiver.url,
+        webhook_secret=SECRET,
+        webhook_give_up=0.3,
+    )
+    await make_events(server)
+    bodies = await all_delivered(server, receiver, EVENTS)
+    assert [body["id"] for body in bodies] == [1, *range(3, EVENTS + 1)]
+    shown = await state(server)
+    assert (shown["dead"], shown["pending"], shown["lastError"]) == (1, 0, None)
+    tries = [d.status for d in receiver.deliveries if d.event_id.endswith("-2")]
+    assert len(tries) >= 2 and set(tries) == {500}
+
+
+async def test_an_admin_sets_the_endpoint_at_run_time(
+    sqlite_server_factory: ServerFactory, receiver: Receiver
+):
+    """PUT configures the app's endpoint (from its newest event on); GET never shows the secret."""
+    await receiver.start()
+    server = await start_server(sqlite_server_factory)
+    assert (await state(server))["url"] is None
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        before = await http.post("/v1/rooms/9/enter", headers=server.headers("early"))
+        assert before.status_code == 200
+        body = {"url": receiver.url, "secret": SECRET, "messages": True}
+        user = await http.put("/v1/admin/webhooks", json=body, headers=server.headers("eve"))
+        assert user.status_code == 401
+        bad = await http.put(
+            "/v1/admin/webhooks",
+            json={"url": "ftp://x", "secret": SECRET},
+            headers=server.admin_headers(),
+        )
+        assert SECRET not in expect_error(bad, ServerCode.INVALID_PARAMETER)
+        short = await http.put(
+            "/v1/admin/webhooks",
+            json={"url": receiver.url, "secret": "short"},
+            headers=server.admin_headers(),
+        )
+        expect_error(short, ServerCode.INVALID_PARAMETER)
+        put = await http.put("/v1/admin/webhooks", json=body, headers=server.admin_headers())
+        assert put.status_code == 200, put.text
+        assert SECRET not in put.text
+        assert (put.json()["position"], put.json()["messages"]) == (2, True)
+        left = await http.post("/v1/rooms/9/exit", headers=server.headers("early"))
+        assert left.status_code == 200
+
+    async def closed() -> list[dict] | None:
+        found = receiver.accepted()
+        return found if len(found) == 2 else None
+
+    bodies = await eventually(closed, within=30)
+    assert [(b["id"], b["type"]) for b in bodies] == [(3, "member.left"), (4, "room.closed")]
+    for delivery in receiver.deliveries:
+        verify(delivery.body, delivery.signature, SECRET)
