@@ -129,10 +129,10 @@ async def start_server(factory: ServerFactory, **settings: Any) -> RunningServer
     return await asyncio.to_thread(lambda: factory(**FAST, **settings))
 
 
-async def make_events(server: RunningServer, rooms: int = 2) -> None:
+async def make_events(server: RunningServer, rooms: range = range(1, 3)) -> None:
     """Each room: a and b enter, b and a leave (then the sweeper closes it)."""
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-        for room in range(1, rooms + 1):
+        for room in rooms:
             for user, action in (("a", "enter"), ("b", "enter"), ("b", "exit"), ("a", "exit")):
                 headers = server.headers(f"{user}{room}")
                 response = await http.post(f"/v1/rooms/{room}/{action}", headers=headers)
@@ -355,3 +355,26 @@ async def test_an_admin_sets_the_endpoint_at_run_time(
     assert [(b["id"], b["type"]) for b in bodies] == [(3, "member.left"), (4, "room.closed")]
     for delivery in receiver.deliveries:
         verify(delivery.body, delivery.signature, SECRET)
+
+
+async def test_two_replicas_deliver_each_event_once(
+    server_factory: ServerFactory, receiver: Receiver
+):
+    """Two servers on one database: the lease lets one deliver, so no id arrives twice."""
+    await receiver.start()
+    first = await start_server(
+        server_factory, webhook_url=receiver.url, webhook_secret=SECRET, replica_name="one"
+    )
+    second = await start_server(
+        server_factory,
+        apps=first.settings.apps,
+        admin_key=first.settings.admin_key,
+        webhook_url=receiver.url,
+        webhook_secret=SECRET,
+        replica_name="two",
+    )
+    await make_events(first, rooms=range(1, 2))
+    await make_events(second, rooms=range(2, 4))
+    await all_delivered(first, receiver, 18)
+    ids = [json.loads(d.body)["id"] for d in receiver.deliveries]
+    assert ids == list(range(1, 19))
