@@ -258,7 +258,7 @@ async def _closed_all(server: RunningServer) -> bool:
 async def test_replay_redelivers_exactly_the_requested_range(
     server_factory: ServerFactory, receiver: Receiver
 ):
-    """fromEventId 5 sends 5..n again, in order; since in the future sends nothing."""
+    """fromEventId 5 sends 5..n again, in order; since 0 sends all; the future sends nothing."""
     await receiver.start()
     server = await start_server(server_factory, webhook_url=receiver.url, webhook_secret=SECRET)
     await make_events(server)
@@ -279,6 +279,10 @@ async def test_replay_redelivers_exactly_the_requested_range(
             "/v1/admin/webhooks/replay", json={"since": 4e9}, headers=server.admin_headers()
         )
         assert nothing.json() == {"fromEventId": EVENTS + 1, "count": 0}
+        beyond = await http.post(
+            "/v1/admin/webhooks/replay", json={"fromEventId": 99}, headers=server.admin_headers()
+        )
+        assert beyond.json() == {"fromEventId": EVENTS + 1, "count": 0}  # nothing is skipped
         everything = await http.post(
             "/v1/admin/webhooks/replay", json={"since": 0}, headers=server.admin_headers()
         )

@@ -125,6 +125,7 @@ _KEY_RE: Final = re.compile(r"[0-9A-Za-z]{16,128}")
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"", "0", "false", "no", "off"})
 _TOKEN_RE: Final = re.compile(r"[\x21-\x7e]{16,256}")
+_URL_RE: Final = re.compile(r"[\x21-\x7e]{1,2048}")
 _REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
 _REDIS_PREFIX_RE: Final = re.compile(r"[\x21-\x7e]{1,64}")
 _SECRET_FIELDS: Final = frozenset({"turn_secret", "admin_key", "metrics_token", "webhook_secret"})
@@ -757,16 +758,12 @@ def _split(text: str) -> tuple[str, ...]:
 def check_webhook_url(url: str) -> None:
     """Raise ``ValueError`` unless ``url`` is an absolute http(s) URL with a host.
 
-    The message never repeats the URL: it may carry credentials.
+    Printable ASCII only, at most 2048 characters (an international host goes in its
+    punycode form). The message never repeats the URL: it may carry credentials.
     """
     scheme, sep, rest = url.partition("://")
     host = rest.split("/", 1)[0].rpartition("@")[2]
-    if (
-        not sep
-        or scheme.lower() not in ("http", "https")
-        or not host
-        or any(c.isspace() for c in url)
-    ):
+    if not _URL_RE.fullmatch(url) or not sep or scheme.lower() not in ("http", "https") or not host:
         raise ValueError("the webhook URL must be an absolute http:// or https:// URL")
 
 

@@ -234,18 +234,16 @@ async def replay(
         row = await s.get(WebhookEndpointRow, sdk_app_id)
         if row is None:
             raise ServerError(ServerCode.INVALID_PARAMETER, "the app has no webhook endpoint")
+        last = await s.scalar(select(AppRow.last_event_seq).where(AppRow.sdk_app_id == sdk_app_id))
+        end = (last or 0) + 1  # the next id: a position past it would skip what comes
         start = from_event
         if start is None:
-            first = await s.scalar(
+            start = await s.scalar(
                 select(func.min(JournalRow.app_seq)).where(
                     JournalRow.sdk_app_id == sdk_app_id, JournalRow.at >= since
                 )
             )
-            last = await s.scalar(
-                select(AppRow.last_event_seq).where(AppRow.sdk_app_id == sdk_app_id)
-            )
-            start = first if first is not None else (last or 0) + 1
-        start = max(start, 1)
+        start = min(max(start or end, 1), end)
         count = await s.scalar(
             select(func.count())
             .select_from(JournalRow)
@@ -379,8 +377,14 @@ class Dispatcher:
 
         targets = await transaction(self._store, "finding webhooks to send", due, readonly=True)
         claimed = [t for t in targets if await self._claim(t, now)]
-        if claimed:
-            await asyncio.gather(*(self._drain(t) for t in claimed))
+        # Every app's drain ends before the next pass, so one app is never drained twice
+        # at once; one failing (the database) does not stop the others.
+        outcomes = await asyncio.gather(*(self._drain(t) for t in claimed), return_exceptions=True)
+        for target, outcome in zip(claimed, outcomes, strict=True):
+            if isinstance(outcome, TAvKitError):
+                logger.warning("webhooks of app %d: %s", target.sdk_app_id, outcome)
+            elif isinstance(outcome, Exception):
+                logger.error("webhooks of app %d crashed", target.sdk_app_id, exc_info=outcome)
 
     def _free(self, now: float) -> Any:
         """The endpoint rows this replica may deliver for: unleased, its own, or lapsed."""
@@ -481,6 +485,8 @@ class Dispatcher:
         except httpx.HTTPError as exc:
             # httpx's messages name the failure, not the URL; cut them short all the same.
             return f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS]
+        except httpx.InvalidURL:
+            return "the URL cannot be used"
         if 200 <= status < 300:
             return None
         return f"HTTP {status}"

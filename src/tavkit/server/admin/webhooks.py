@@ -45,6 +45,8 @@ class ReplayResponse(BaseModel):
     count: int
 
 
+_MAX_ID = 2**63 - 1
+"""The largest id a database column holds."""
 _PUT_BODY = body_with(
     {
         "type": "object",
@@ -60,7 +62,7 @@ _REPLAY_BODY = body_with(
     {
         "type": "object",
         "properties": {
-            "fromEventId": {"type": "integer", "minimum": 1},
+            "fromEventId": {"type": "integer", "minimum": 1, "maximum": _MAX_ID},
             "since": {"type": "number"},
         },
     }
@@ -144,7 +146,7 @@ async def replay_webhooks(request: Request, creds: CredentialsDep) -> dict[str, 
     from_event, since = body.get("fromEventId"), body.get("since")
     if (from_event is None) == (since is None):
         raise ServerError(ServerCode.INVALID_PARAMETER, "give fromEventId or since, not both")
-    if from_event is not None and (type(from_event) is not int or from_event < 1):
+    if from_event is not None and (type(from_event) is not int or not 1 <= from_event <= _MAX_ID):
         raise ServerError(ServerCode.INVALID_PARAMETER, "fromEventId: expected an id from 1")
     if since is not None and (
         isinstance(since, bool) or not isinstance(since, int | float) or not math.isfinite(since)
