@@ -19,6 +19,7 @@ from tavkit.server.journal import parse_entry
 from tavkit.webhooks import WebhookSignatureError, verify
 
 from ._util import eventually, expect_error
+from .test_signaling import member
 
 if TYPE_CHECKING:
     from conftest import RunningServer, ServerFactory
@@ -53,6 +54,8 @@ class Receiver:
 
     answer: Callable[[str, int], int] = lambda _id, _attempt: 200
     """(event id, how many times this id came before) -> HTTP status."""
+    stall: Callable[[str, int], float] = lambda _id, _attempt: 0.0
+    """(event id, how many times this id came before) -> seconds to wait before answering."""
     deliveries: list[Delivery] = field(default_factory=list)
     sock: socket.socket = field(default_factory=socket.socket)
     _server: uvicorn.Server | None = None
@@ -80,6 +83,7 @@ class Receiver:
         event_id = headers.get("tavkit-event-id", "")
         before = sum(1 for d in self.deliveries if d.event_id == event_id)
         status = self.answer(event_id, before)
+        await asyncio.sleep(self.stall(event_id, before))
         self.deliveries.append(
             Delivery(event_id, headers.get("tavkit-signature", ""), body, status)
         )
@@ -124,9 +128,22 @@ async def receiver() -> AsyncIterator[Receiver]:
         await found.stop()
 
 
-async def start_server(factory: ServerFactory, **settings: Any) -> RunningServer:
-    """A real server, started off the event loop (the receiver runs on it)."""
-    return await asyncio.to_thread(lambda: factory(**FAST, **settings))
+async def start_server(
+    factory: ServerFactory, receiver: Receiver | None = None, **settings: Any
+) -> RunningServer:
+    """A real server (sending to ``receiver``), started off the event loop the receiver
+    runs on."""
+    if receiver is not None:
+        settings = {"webhook_url": receiver.url, "webhook_secret": SECRET, **settings}
+    return await asyncio.to_thread(lambda: factory(**{**FAST, **settings}))
+
+
+async def delivering(factory: ServerFactory, receiver: Receiver, **settings: Any) -> RunningServer:
+    """The receiver up, a server sending to it, and two rooms' events made."""
+    await receiver.start()
+    server = await start_server(factory, receiver, **settings)
+    await make_events(server)
+    return server
 
 
 async def make_events(server: RunningServer, rooms: range = range(1, 3)) -> None:
@@ -180,9 +197,7 @@ async def test_every_event_arrives_in_order_once_and_signed_despite_failures(
 ):
     """The first three POSTs get 500; still every event arrives once, in order, signed."""
     receiver.answer = lambda _id, _before: 500 if len(receiver.deliveries) < 3 else 200
-    await receiver.start()
-    server = await start_server(server_factory, webhook_url=receiver.url, webhook_secret=SECRET)
-    await make_events(server)
+    server = await delivering(server_factory, receiver)
     bodies = await all_delivered(server, receiver, EVENTS)
     check_order(bodies, EVENTS)
     app = server.app_id
@@ -216,9 +231,7 @@ async def test_a_receiver_that_is_down_gets_everything_when_it_comes_back(
     sqlite_server_factory: ServerFactory, receiver: Receiver
 ):
     """Refused connections are retried until the receiver listens; nothing is lost."""
-    server = await start_server(
-        sqlite_server_factory, webhook_url=receiver.url, webhook_secret=SECRET
-    )
+    server = await start_server(sqlite_server_factory, receiver)
     await make_events(server)
 
     async def failing() -> dict | None:
@@ -241,7 +254,7 @@ async def test_events_unsent_at_shutdown_are_delivered_after_restart(
     server_factory: ServerFactory, receiver: Receiver
 ):
     """A server stopped with its receiver down sends everything once restarted."""
-    server = await start_server(server_factory, webhook_url=receiver.url, webhook_secret=SECRET)
+    server = await start_server(server_factory, receiver)
     await make_events(server)
     await eventually(lambda: _closed_all(server), within=30)
     await asyncio.to_thread(server.stop)
@@ -259,9 +272,7 @@ async def test_replay_redelivers_exactly_the_requested_range(
     server_factory: ServerFactory, receiver: Receiver
 ):
     """fromEventId 5 sends 5..n again, in order; since 0 sends all; the future sends nothing."""
-    await receiver.start()
-    server = await start_server(server_factory, webhook_url=receiver.url, webhook_secret=SECRET)
-    await make_events(server)
+    server = await delivering(server_factory, receiver)
     await all_delivered(server, receiver, EVENTS)
     first_round = len(receiver.deliveries)
     assert first_round == EVENTS
@@ -303,14 +314,7 @@ async def test_an_event_failing_past_the_give_up_time_is_dead_and_the_rest_go_on
 ):
     """Event 2 always gets 500: it becomes a dead letter with its error; 3..n still arrive."""
     receiver.answer = lambda event_id, _before: 500 if event_id.endswith("-2") else 200
-    await receiver.start()
-    server = await start_server(
-        sqlite_server_factory,
-        webhook_url=receiver.url,
-        webhook_secret=SECRET,
-        webhook_give_up=0.3,
-    )
-    await make_events(server)
+    server = await delivering(sqlite_server_factory, receiver, webhook_give_up=0.3)
     bodies = await all_delivered(server, receiver, EVENTS)
     assert [body["id"] for body in bodies] == [1, *range(3, EVENTS + 1)]
     shown = await state(server)
@@ -366,15 +370,12 @@ async def test_two_replicas_deliver_each_event_once(
 ):
     """Two servers on one database: the lease lets one deliver, so no id arrives twice."""
     await receiver.start()
-    first = await start_server(
-        server_factory, webhook_url=receiver.url, webhook_secret=SECRET, replica_name="one"
-    )
+    first = await start_server(server_factory, receiver, replica_name="one")
     second = await start_server(
         server_factory,
+        receiver,
         apps=first.settings.apps,
         admin_key=first.settings.admin_key,
-        webhook_url=receiver.url,
-        webhook_secret=SECRET,
         replica_name="two",
     )
     await make_events(first, rooms=range(1, 2))
@@ -382,3 +383,39 @@ async def test_two_replicas_deliver_each_event_once(
     await all_delivered(first, receiver, 18)
     ids = [json.loads(d.body)["id"] for d in receiver.deliveries]
     assert ids == list(range(1, 19))
+
+
+async def test_a_receiver_that_answers_too_slowly_gets_the_event_again(
+    sqlite_server_factory: ServerFactory, receiver: Receiver
+):
+    """An answer later than webhook_timeout is a failure: the same event is sent again."""
+    receiver.stall = lambda event_id, before: 3.0 if before == 0 and event_id.endswith("-3") else 0
+    server = await delivering(sqlite_server_factory, receiver, webhook_timeout=0.5)
+    check_order(await all_delivered(server, receiver, EVENTS), EVENTS)
+    ids = [d.event_id.rpartition("-")[2] for d in receiver.deliveries]
+    assert ids[:4] == ["1", "2", "3", "3"]  # the receiver saw 3 twice; dedup keeps one
+
+
+async def test_messages_are_sent_once_the_endpoint_asks_for_them(
+    sqlite_server_factory: ServerFactory, receiver: Receiver
+):
+    """With messages true an in-call message arrives as message.created, in session order."""
+    await receiver.start()
+    server = await start_server(sqlite_server_factory)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        body = {"url": receiver.url, "secret": SECRET, "messages": True}
+        put = await http.put("/v1/admin/webhooks", json=body, headers=server.admin_headers())
+        assert put.status_code == 200, put.text
+        async with member(http, server, "alice", 5) as (alice, _welcome):
+            sent = {"type": "message", "clientMsgId": "m1", "kind": "text", "text": "hello"}
+            await alice.send(json.dumps(sent))
+
+            async def arrived() -> list[dict] | None:
+                found = receiver.accepted()
+                return found if found and found[-1]["type"] == "message.created" else None
+
+            bodies = await eventually(arrived, within=30)
+    assert [b["type"] for b in bodies] == ["room.opened", "member.joined", "message.created"]
+    message = bodies[-1]["data"]["message"]
+    assert (message["from"], message["text"]) == ("alice", "hello")
+    assert [b["sessionSeq"] for b in bodies] == [1, 2, 3]
