@@ -308,8 +308,6 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
-        self.delivered = 0
-        """Entries this process delivered (for tests and logs)."""
 
     async def __aenter__(self) -> Self:
         self._http = httpx.AsyncClient(
@@ -462,7 +460,6 @@ class Dispatcher:
                 )
                 if not moved:
                     return  # replayed, or another replica took over: the next pass rereads
-                self.delivered += 1
                 position, attempts, failing_since = entry.id, 0, None
 
     async def _post(self, target: _Target, entry: JournalEntry) -> str | None:
