@@ -16,6 +16,7 @@ import uvicorn
 
 from tavkit.errors import ServerCode
 from tavkit.server.journal import parse_entry
+from tavkit.server.webhooks import retry_delay
 from tavkit.webhooks import WebhookSignatureError, verify
 
 from ._util import eventually, expect_error
@@ -419,3 +420,14 @@ async def test_messages_are_sent_once_the_endpoint_asks_for_them(
     message = bodies[-1]["data"]["message"]
     assert (message["from"], message["text"]) == ("alice", "hello")
     assert [b["sessionSeq"] for b in bodies] == [1, 2, 3]
+
+
+def test_retry_delays_double_up_to_the_cap_with_jitter():
+    """1, 2, 4... seconds up to 300, each taken between half and all of it."""
+    most = [retry_delay(n, 1.0, 300.0, jitter=lambda: 0.999999) for n in range(1, 12)]
+    least = [retry_delay(n, 1.0, 300.0, jitter=lambda: 0.0) for n in range(1, 12)]
+    assert [round(d) for d in most] == [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
+    assert least == [d / 2 for d in [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]]
+    assert retry_delay(10_000, 1.0, 300.0, jitter=lambda: 0.0) == 150.0  # no overflow
+    with pytest.raises(ValueError):
+        retry_delay(0, 1.0, 300.0)

@@ -66,6 +66,7 @@ __all__ = [
     "EndpointState",
     "endpoint_state",
     "replay",
+    "retry_delay",
     "set_endpoint",
 ]
 
@@ -77,6 +78,17 @@ _BATCH: Final = 100
 """Entries read at a time for one app."""
 _STOP_TIMEOUT: Final = 10.0
 _ERROR_CHARS: Final = 500
+
+
+def retry_delay(
+    attempts: int, base: float, cap: float, *, jitter: Callable[[], float] = random.random
+) -> float:
+    """Seconds to wait after the ``attempts``-th failure: ``base`` doubled each time up to
+    ``cap``, then a random 50-100 % of that (``jitter`` gives 0 <= x < 1)."""
+    if attempts < 1:
+        raise ValueError("attempts counts failures: 1 or more")
+    full = min(cap, base * float(2 ** min(attempts - 1, 60)))
+    return full * (0.5 + 0.5 * jitter())
 
 
 def where(url: str) -> str:
@@ -513,8 +525,7 @@ class Dispatcher:
             )
             await self._bury(target, position, entry, error, attempts)
             return
-        delay = min(self._cap, self._base * 2 ** min(attempts - 1, 30))
-        delay *= random.uniform(0.5, 1.0)
+        delay = retry_delay(attempts, self._base, self._cap)
         logger.info(
             "webhook %d-%d to %s failed (attempt %d, next in %.1f s): %s",
             app,
