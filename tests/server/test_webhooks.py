@@ -390,11 +390,12 @@ async def test_a_receiver_that_answers_too_slowly_gets_the_event_again(
     sqlite_server_factory: ServerFactory, receiver: Receiver
 ):
     """An answer later than webhook_timeout is a failure: the same event is sent again."""
-    receiver.stall = lambda event_id, before: 3.0 if before == 0 and event_id.endswith("-3") else 0
-    server = await delivering(sqlite_server_factory, receiver, webhook_timeout=0.5)
+    receiver.stall = lambda event_id, before: 5.0 if before == 0 and event_id.endswith("-3") else 0
+    server = await delivering(sqlite_server_factory, receiver, webhook_timeout=1.0)
     check_order(await all_delivered(server, receiver, EVENTS), EVENTS)
-    ids = [d.event_id.rpartition("-")[2] for d in receiver.deliveries]
-    assert ids[:4] == ["1", "2", "3", "3"]  # the receiver saw 3 twice; dedup keeps one
+    threes = [d for d in receiver.deliveries if d.event_id.endswith("-3")]
+    assert len(threes) >= 2  # the receiver saw 3 again; its dedup keeps one
+    assert len({d.body for d in threes}) == 1  # the same event, not a new one
 
 
 async def test_messages_are_sent_once_the_endpoint_asks_for_them(
