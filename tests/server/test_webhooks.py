@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -229,9 +230,11 @@ async def test_every_event_arrives_in_order_once_and_signed_despite_failures(
 
 
 async def test_a_receiver_that_is_down_gets_everything_when_it_comes_back(
-    sqlite_server_factory: ServerFactory, receiver: Receiver
+    sqlite_server_factory: ServerFactory, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ):
-    """Refused connections are retried until the receiver listens; nothing is lost."""
+    """Refused connections are retried until the receiver listens; nothing is lost, and
+    the failures' log lines name the host, never the secret or the URL's path."""
+    caplog.set_level(logging.INFO, logger="tavkit.server.webhooks")
     server = await start_server(sqlite_server_factory, receiver)
     await make_events(server)
 
@@ -243,6 +246,9 @@ async def test_a_receiver_that_is_down_gets_everything_when_it_comes_back(
     assert down["position"] == 0 and "Connect" in down["lastError"]
     await receiver.start()
     check_order(await all_delivered(server, receiver, EVENTS), EVENTS)
+    logged = [r.getMessage() for r in caplog.records if r.name == "tavkit.server.webhooks"]
+    assert any("failed" in line and "127.0.0.1" in line for line in logged), logged
+    assert not [line for line in logged if SECRET in line or "/hooks/tavkit" in line]
 
 
 async def failing_state(probe: Callable[[], Any]) -> dict:
