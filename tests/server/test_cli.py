@@ -124,6 +124,22 @@ def test_serve_reads_its_options_from_the_environment(tmp_path):
     assert "TAVKIT_HEARTBEAT_INTERVAL" in output
 
 
+def test_serve_refuses_a_webhook_url_without_its_secret(tmp_path):
+    """--webhook-url alone stops serve: deliveries must be signed."""
+    process = tavkit(
+        "serve",
+        "--port",
+        "0",
+        "--data-dir",
+        str(tmp_path),
+        "--webhook-url",
+        "http://127.0.0.1:9/hooks",
+    )
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert "webhook_url and webhook_secret go together" in output
+
+
 def test_db_upgrade_creates_the_schema(database: Database, tmp_path):
     """tavkit db upgrade applies the migrations to the database it is given."""
     args = ["db", "upgrade", "--database-url", database.url, "--data-dir", str(tmp_path)]

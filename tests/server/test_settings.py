@@ -145,3 +145,33 @@ def test_demo_mode_refuses_a_public_host_and_keeps_its_app(tmp_path):
         False,
         False,
     ]
+
+
+def test_webhook_settings_are_read_checked_and_hidden():
+    """TAVKIT_WEBHOOK_* are read; the secret never shows in repr; URL and secret go together."""
+    settings = Settings.from_env(
+        {
+            "TAVKIT_APPS": f"1400000001:{KEY}",
+            "TAVKIT_WEBHOOK_URL": "https://hooks.example.com/tavkit",
+            "TAVKIT_WEBHOOK_SECRET": "whsec-hush-0123456789",
+            "TAVKIT_WEBHOOK_RETRY_CAP": "60",
+        }
+    )
+    assert settings.webhook_url == "https://hooks.example.com/tavkit"
+    assert (settings.webhook_retry_cap, settings.webhook_give_up) == (60.0, 86400.0)
+    assert "whsec-hush" not in repr(settings)
+    app = AppConfig(1400000001, KEY)
+    with pytest.raises(ValueError, match="go together"):
+        Settings(apps=(app,), webhook_url="https://hooks.example.com/")
+    with pytest.raises(ValueError, match="http"):
+        Settings(apps=(app,), webhook_url="ftp://x/", webhook_secret="s" * 16)
+    with pytest.raises(ValueError, match="16-256"):
+        Settings(apps=(app,), webhook_url="http://x/", webhook_secret="short")
+    with pytest.raises(ValueError, match="single-app"):
+        Settings(
+            apps=(app, AppConfig(1400000002, KEY)),
+            webhook_url="http://x/",
+            webhook_secret="s" * 16,
+        )
+    with pytest.raises(ValueError, match="webhook_retry_base"):
+        Settings(webhook_retry_base=0)

@@ -12,8 +12,8 @@ The lifespan owns everything with a lifetime: it opens the store and applies the
 migrations, creates the bus (in-process, or Redis with ``redis_url``) and every
 service (rooms, messages, logs, recordings, the socket registry, the REST rate
 limits), registers the configured apps, starts the heartbeat sweeper, the recorder,
-the log forwarder and (with ``retention_days``) the retention task, and puts them all
-in one :class:`ServerContext` on the app (read with
+the log forwarder, the webhook dispatcher and (with ``retention_days``) the retention
+task, and puts them all in one :class:`ServerContext` on the app (read with
 :func:`~tavkit.server.context.context_of`); it undoes all of it on shutdown.
 """
 
@@ -40,6 +40,7 @@ from tavkit import __version__
 from tavkit.server import demo, health
 from tavkit.server.admin import dashboard
 from tavkit.server.admin import routes as admin_routes
+from tavkit.server.admin import webhooks as webhook_routes
 from tavkit.server.bus import Bus, InProcessBus
 from tavkit.server.context import ServerContext
 from tavkit.server.drain import Drain, DrainMiddleware
@@ -66,6 +67,7 @@ from tavkit.server.signaling.registry import SocketRegistry
 from tavkit.server.signaling.socket import router as signaling_router
 from tavkit.server.signaling.tokens import load_or_create_secret
 from tavkit.server.store.db import Store
+from tavkit.server.webhooks import Dispatcher, configure_from_settings
 
 __all__ = [
     "DEMO_ADMIN_KEY_FILE",
@@ -224,6 +226,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     rooms=rooms,
                     listening=sockets.listening,
                 )
+                await configure_from_settings(store, settings)
+                webhooks = Dispatcher(store, settings)
                 config = forwarder_config(settings)
                 forwarder = Forwarder(config) if config is not None else None
                 app.state.tavkit = ServerContext(
@@ -244,12 +248,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     limits=RateLimits.for_settings(settings),
                     socket_secret=socket_secret,
                     drain=drain,
+                    webhooks=webhooks,
                 )
                 if forwarder is not None:
                     watch_forwarder(metrics, forwarder)
                     await running.enter_async_context(forwarder)
                 await running.enter_async_context(recordings)
                 await running.enter_async_context(Sweeper(rooms, settings.sweep_interval))
+                await running.enter_async_context(webhooks)
                 if settings.collects:
                     retention = RetentionTask(
                         store,
@@ -292,6 +298,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(rooms_routes.api)
     app.include_router(im_routes.api)
     app.include_router(admin_routes.api)
+    app.include_router(webhook_routes.api)
     app.include_router(signaling_router)
     app.include_router(logs_routes.router)
     app.include_router(recording_routes.router)

@@ -6,9 +6,9 @@ server binds its socket before uvicorn starts, so ``--port 0`` works and the
 printed URL is the one actually bound, printed once the app has started.
 
 Secrets given as options (``--app ID:KEY``, ``--admin-key``, ``--turn-secret``,
-``--metrics-token``) are visible to every user of the machine in the process list, so
-``serve`` warns when it sees one; ``--apps-file`` and the environment keep them out of
-it. ``--app`` and ``--apps-file`` on the command line replace ``TAVKIT_APPS`` and
+``--metrics-token``, ``--webhook-secret``) are visible to every user of the machine in
+the process list, so ``serve`` warns when it sees one; ``--apps-file`` and the environment
+keep them out of it. ``--app`` and ``--apps-file`` on the command line replace ``TAVKIT_APPS`` and
 ``TAVKIT_APPS_FILE``.
 On SIGTERM ``serve`` drains (:mod:`tavkit.server.drain`): ``/healthz`` says draining,
 new enters and sockets are refused, every socket is told to move (close 1012), and
@@ -254,6 +254,21 @@ def serve(
             f"{_env('LOG_FORWARD_URL')}"
         ),
     ] = None,
+    # Webhooks
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Deliver the app's journal events (signed) to this http(s) URL; a single-app "
+            f"server only (otherwise PUT /v1/admin/webhooks). {_env('WEBHOOK_URL')}"
+        ),
+    ] = None,
+    webhook_secret: Annotated[
+        str | None,
+        typer.Option(
+            help="The secret --webhook-url's deliveries are signed with (prefer the "
+            f"environment: options show in the process list). {_env('WEBHOOK_SECRET')}"
+        ),
+    ] = None,
     # Recording
     recording: Annotated[
         str | None,
@@ -349,6 +364,8 @@ def serve(
         "renew_grace": renew_grace,
         "turn_secret": turn_secret,
         "log_forward_url": log_forward_url,
+        "webhook_url": webhook_url,
+        "webhook_secret": webhook_secret,
         "recording": recording,
         "recording_max_file_seconds": recording_max_file_seconds,
         "recording_max_session_seconds": recording_max_session_seconds,
@@ -364,6 +381,7 @@ def serve(
         ("--admin-key", admin_key),
         ("--turn-secret", turn_secret),
         ("--metrics-token", metrics_token),
+        ("--webhook-secret", webhook_secret),
     ):
         if value:
             typer.echo(

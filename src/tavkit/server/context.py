@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from tavkit.server.signaling.connection import SignalingConnection
     from tavkit.server.signaling.registry import SocketRegistry
     from tavkit.server.store.db import Store
+    from tavkit.server.webhooks import Dispatcher
 
 __all__ = ["ServerContext", "context_of"]
 
@@ -53,6 +54,8 @@ class ServerContext:
     """Whether this replica is draining (:mod:`tavkit.server.drain`)."""
     loop_lag: LoopLag = field(default_factory=LoopLag)
     """Whether the event loop is behind, so signals are shed (:mod:`~.signaling.shedding`)."""
+    webhooks: Dispatcher | None = None
+    """The webhook dispatcher (:mod:`tavkit.server.webhooks`); None outside a lifespan."""
 
 
 def context_of(connection: Any) -> ServerContext:

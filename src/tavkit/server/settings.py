@@ -59,6 +59,14 @@ Environment variables (all optional)::
     TAVKIT_SESSIONS_PER_MINUTE   sessions one user may open   10 (0: no cap)
     TAVKIT_RETENTION_DAYS        days data is kept            (none: kept forever)
     TAVKIT_RETENTION_INTERVAL    seconds between collections  3600
+    TAVKIT_WEBHOOK_URL           the single app's webhook     (none; or PUT /v1/admin/webhooks)
+                                 endpoint (http or https)
+    TAVKIT_WEBHOOK_SECRET        its signing secret           (none)
+    TAVKIT_WEBHOOK_TIMEOUT       seconds a delivery may take  10
+    TAVKIT_WEBHOOK_RETRY_BASE    first retry delay, seconds   1 (doubles, with jitter)
+    TAVKIT_WEBHOOK_RETRY_CAP     longest retry delay          300
+    TAVKIT_WEBHOOK_GIVE_UP       seconds an event is retried  86400 (then it is dead)
+    TAVKIT_WEBHOOK_POLL_INTERVAL seconds between journal polls 0.5
 
 An app entry ``ID:KEY:pmk`` makes privateMapKey mandatory on entry to that app's rooms.
 
@@ -97,6 +105,8 @@ __all__ = [
     "IceServerEntry",
     "Network",
     "Settings",
+    "check_webhook_secret",
+    "check_webhook_url",
     "parse_apps",
     "parse_ice_servers",
     "parse_networks",
@@ -115,9 +125,11 @@ _KEY_RE: Final = re.compile(r"[0-9A-Za-z]{16,128}")
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"", "0", "false", "no", "off"})
 _TOKEN_RE: Final = re.compile(r"[\x21-\x7e]{16,256}")
+_URL_RE: Final = re.compile(r"[\x21-\x7e]{1,2048}")
 _REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
 _REDIS_PREFIX_RE: Final = re.compile(r"[\x21-\x7e]{1,64}")
-_SECRET_FIELDS: Final = frozenset({"turn_secret", "admin_key", "metrics_token"})
+_SECRET_FIELDS: Final = frozenset({"turn_secret", "admin_key", "metrics_token", "webhook_secret"})
+_URL_FIELDS: Final = frozenset({"database_url", "log_forward_url", "redis_url", "webhook_url"})
 _APP_LIMIT_KEYS: Final = ("recordingMaxFileSeconds", "recordingMaxSessionSeconds")
 _APP_COUNT_KEYS: Final = {"retentionDays": "retention_days", "logDailyCap": "log_daily_cap"}
 _APP_FILE_KEYS: Final = frozenset(
@@ -294,6 +306,24 @@ class Settings:
     log_forward_flavor: Literal["elasticsearch", "opensearch"] = "elasticsearch"
     """``opensearch`` sends plain NDJSON bulk requests (the official client refuses it)."""
 
+    # Webhooks (tavkit.server.webhooks)
+    webhook_url: str | None = None
+    """The single app's webhook endpoint, set (with ``webhook_secret``) at each start;
+    None leaves endpoints to ``PUT /v1/admin/webhooks``."""
+    webhook_secret: str | None = None
+    """The secret ``webhook_url``'s deliveries are signed with (16-256 printable characters)."""
+    webhook_timeout: float = 10.0
+    """Seconds one delivery may take (connect, send, answer) before it counts as failed."""
+    webhook_retry_base: float = 1.0
+    """The delay before the first retry of a failed event; each retry doubles it, with
+    jitter (a random 50-100 %), up to ``webhook_retry_cap``."""
+    webhook_retry_cap: float = 300.0
+    """The longest delay between two attempts at one event."""
+    webhook_give_up: float = 86400.0
+    """How long an event is retried before it is dead (a dead letter) and the next goes."""
+    webhook_poll_interval: float = 0.5
+    """How often the dispatcher looks for new journal entries (the latency of a webhook)."""
+
     # Recording
     recording: Literal["off", "auto", "on-demand"] = "off"
     """The recording policy of apps without their own (``docs/protocol.md`` section 6):
@@ -350,6 +380,11 @@ class Settings:
             "socket_token_ttl",
             "turn_ttl",
             "renew_grace",
+            "webhook_timeout",
+            "webhook_retry_base",
+            "webhook_retry_cap",
+            "webhook_give_up",
+            "webhook_poll_interval",
         ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -378,6 +413,7 @@ class Settings:
                 f"recording_min_free must be 0 or more bytes, not {self.recording_min_free}"
             )
         self._check_limits()
+        self._check_webhooks()
         ids = [app.sdk_app_id for app in self.apps]
         if len(ids) != len(set(ids)):
             raise ValueError("an sdkAppId is configured twice")
@@ -426,6 +462,20 @@ class Settings:
                 f"retention_interval must be a positive number of seconds, "
                 f"not {self.retention_interval}"
             )
+
+    def _check_webhooks(self) -> None:
+        """The webhook endpoint's fields (the delays are checked with the other seconds)."""
+        if (self.webhook_url is None) != (self.webhook_secret is None):
+            raise ValueError("webhook_url and webhook_secret go together")
+        if self.webhook_url is not None:
+            check_webhook_url(self.webhook_url)
+            if len(self.apps) > 1:
+                raise ValueError(
+                    "webhook_url is for a single-app server; give each app its endpoint "
+                    "with PUT /v1/admin/webhooks"
+                )
+        if self.webhook_secret is not None:
+            check_webhook_secret(self.webhook_secret)
 
     @property
     def effective_database_url(self) -> str:
@@ -486,7 +536,7 @@ class Settings:
             value = getattr(self, f.name)
             if f.name in _SECRET_FIELDS and value is not None:
                 shown = "'***'"
-            elif f.name in ("database_url", "log_forward_url", "redis_url") and value is not None:
+            elif f.name in _URL_FIELDS and value is not None:
                 shown = repr(_mask_url(value))
             elif f.name == "ice_servers":
                 shown = repr(tuple(_mask_ice(entry) for entry in value))
@@ -550,6 +600,13 @@ class Settings:
             "sessions_per_minute": int,
             "retention_days": int,
             "retention_interval": float,
+            "webhook_url": str,
+            "webhook_secret": str,
+            "webhook_timeout": float,
+            "webhook_retry_base": float,
+            "webhook_retry_cap": float,
+            "webhook_give_up": float,
+            "webhook_poll_interval": float,
         }
         for name, read in readers.items():
             variable = f"TAVKIT_{name.upper()}"
@@ -696,6 +753,24 @@ def _recording_policy(text: str) -> str:
 
 def _split(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def check_webhook_url(url: str) -> None:
+    """Raise ``ValueError`` unless ``url`` is an absolute http(s) URL with a host.
+
+    Printable ASCII only, at most 2048 characters (an international host goes in its
+    punycode form). The message never repeats the URL: it may carry credentials.
+    """
+    scheme, sep, rest = url.partition("://")
+    host = rest.split("/", 1)[0].rpartition("@")[2]
+    if not _URL_RE.fullmatch(url) or not sep or scheme.lower() not in ("http", "https") or not host:
+        raise ValueError("the webhook URL must be an absolute http:// or https:// URL")
+
+
+def check_webhook_secret(secret: str) -> None:
+    """Raise ``ValueError`` unless ``secret`` is 16-256 printable ASCII characters."""
+    if not _TOKEN_RE.fullmatch(secret):
+        raise ValueError("the webhook secret must be 16-256 printable ASCII characters, no spaces")
 
 
 def _flag(text: str) -> bool:

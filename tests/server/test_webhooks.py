@@ -1,0 +1,440 @@
+"""Webhooks from the journal to a real HTTP receiver: ordered, at least once, signed, replayable."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+import uvicorn
+
+from tavkit.errors import ServerCode
+from tavkit.server.journal import parse_entry
+from tavkit.server.webhooks import retry_delay
+from tavkit.webhooks import WebhookSignatureError, verify
+
+from ._util import eventually, expect_error
+from .test_signaling import member
+
+if TYPE_CHECKING:
+    from conftest import RunningServer, ServerFactory
+
+SECRET = "whsec_" + secrets.token_hex(16)
+FAST = {
+    "webhook_retry_base": 0.02,
+    "webhook_retry_cap": 0.1,
+    "webhook_poll_interval": 0.05,
+    "webhook_timeout": 5.0,
+}
+"""Short delays, so retries happen many times a second (nothing asserts how long)."""
+
+
+@dataclass
+class Delivery:
+    """One POST as the receiver saw it."""
+
+    event_id: str
+    signature: str
+    body: bytes
+    status: int
+
+
+@dataclass
+class Receiver:
+    """A real HTTP endpoint on 127.0.0.1 that answers each POST with ``answer``'s status.
+
+    Its socket is bound at once but listens only from :meth:`start`, so until then
+    deliveries are refused as by a receiver that is down.
+    """
+
+    answer: Callable[[str, int], int] = lambda _id, _attempt: 200
+    """(event id, how many times this id came before) -> HTTP status."""
+    stall: Callable[[str, int], float] = lambda _id, _attempt: 0.0
+    """(event id, how many times this id came before) -> seconds to wait before answering."""
+    deliveries: list[Delivery] = field(default_factory=list)
+    sock: socket.socket = field(default_factory=socket.socket)
+    _server: uvicorn.Server | None = None
+    _task: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.sock.bind(("127.0.0.1", 0))
+
+    @property
+    def url(self) -> str:
+        """Where to send webhooks."""
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/hooks/tavkit"
+
+    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """A raw ASGI app: record the POST, answer with the chosen status."""
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        event_id = headers.get("tavkit-event-id", "")
+        before = sum(1 for d in self.deliveries if d.event_id == event_id)
+        status = self.answer(event_id, before)
+        await asyncio.sleep(self.stall(event_id, before))
+        self.deliveries.append(
+            Delivery(event_id, headers.get("tavkit-signature", ""), body, status)
+        )
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def start(self) -> None:
+        """Start listening (the receiver comes up)."""
+        config = uvicorn.Config(self.app, lifespan="off", log_level="warning", interface="asgi3")
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[self.sock]))
+        await eventually(self._started)
+
+    async def _started(self) -> bool:
+        return self._server is not None and self._server.started
+
+    async def stop(self) -> None:
+        """Stop serving."""
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await asyncio.wait_for(self._task, 30)
+        self.sock.close()
+
+    def accepted(self) -> list[dict[str, Any]]:
+        """The bodies answered with a 2xx, in arrival order, each event id once (dedup)."""
+        seen: set[str] = set()
+        found = []
+        for d in self.deliveries:
+            if 200 <= d.status < 300 and d.event_id not in seen:
+                seen.add(d.event_id)
+                found.append(json.loads(d.body))
+        return found
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A receiver that is not yet listening; the test starts it."""
+    found = Receiver()
+    try:
+        yield found
+    finally:
+        await found.stop()
+
+
+async def start_server(
+    factory: ServerFactory, receiver: Receiver | None = None, **settings: Any
+) -> RunningServer:
+    """A real server (sending to ``receiver``), started off the event loop the receiver
+    runs on."""
+    if receiver is not None:
+        settings = {"webhook_url": receiver.url, "webhook_secret": SECRET, **settings}
+    return await asyncio.to_thread(lambda: factory(**{**FAST, **settings}))
+
+
+async def delivering(factory: ServerFactory, receiver: Receiver, **settings: Any) -> RunningServer:
+    """The receiver up, a server sending to it, and two rooms' events made."""
+    await receiver.start()
+    server = await start_server(factory, receiver, **settings)
+    await make_events(server)
+    return server
+
+
+async def make_events(server: RunningServer, rooms: range = range(1, 3)) -> None:
+    """Each room: a and b enter, b and a leave (then the sweeper closes it)."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        for room in rooms:
+            for user, action in (("a", "enter"), ("b", "enter"), ("b", "exit"), ("a", "exit")):
+                headers = server.headers(f"{user}{room}")
+                response = await http.post(f"/v1/rooms/{room}/{action}", headers=headers)
+                assert response.status_code == 200, response.text
+
+
+async def state(server: RunningServer) -> dict[str, Any]:
+    """``GET /v1/admin/webhooks``."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        response = await http.get("/v1/admin/webhooks", headers=server.admin_headers())
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def all_delivered(server: RunningServer, receiver: Receiver, expected: int) -> list[dict]:
+    """Wait until the server has ``expected`` entries, all delivered; the accepted bodies."""
+
+    async def done() -> list[dict] | None:
+        now = await state(server)
+        if now["lastEventId"] == expected and now["position"] == expected:
+            return receiver.accepted()
+        return None
+
+    return await eventually(done, within=30)
+
+
+def check_order(bodies: list[dict], expected: int) -> None:
+    """Ids 1..expected once each, in order; each session's sessionSeq 1, 2, 3..."""
+    assert [body["id"] for body in bodies] == list(range(1, expected + 1))
+    by_session: dict[str, list[int]] = {}
+    for body in bodies:
+        parse_entry(body)  # each body is a well-formed journal entry
+        by_session.setdefault(body["roomUuid"], []).append(body["sessionSeq"])
+    for seqs in by_session.values():
+        assert seqs == list(range(1, len(seqs) + 1))
+
+
+# 2 rooms x (opened, 2 joined, 2 left, closed) once the sweeper has closed them.
+EVENTS = 12
+
+
+async def test_every_event_arrives_in_order_once_and_signed_despite_failures(
+    server_factory: ServerFactory, receiver: Receiver
+):
+    """The first three POSTs get 500; still every event arrives once, in order, signed."""
+    receiver.answer = lambda _id, _before: 500 if len(receiver.deliveries) < 3 else 200
+    server = await delivering(server_factory, receiver)
+    bodies = await all_delivered(server, receiver, EVENTS)
+    check_order(bodies, EVENTS)
+    app = server.app_id
+    assert [d.event_id for d in receiver.deliveries[:4]] == [f"{app}-1"] * 4  # retried, not skipped
+    assert [d.status for d in receiver.deliveries[:4]] == [500, 500, 500, 200]
+    assert {body["sdkAppId"] for body in bodies} == {app}
+    for delivery in receiver.deliveries:
+        assert delivery.event_id == f"{app}-{json.loads(delivery.body)['id']}"
+        verify(delivery.body, delivery.signature, SECRET)
+        with pytest.raises(WebhookSignatureError):
+            verify(delivery.body + b" ", delivery.signature, SECRET)
+        with pytest.raises(WebhookSignatureError):
+            verify(delivery.body, delivery.signature, SECRET + "x")
+    shown = await state(server)
+    assert SECRET not in json.dumps(shown)
+    assert shown | {"nextAttemptAt": None} == {
+        "sdkAppId": app,
+        "url": receiver.url,
+        "messages": False,
+        "position": EVENTS,
+        "lastEventId": EVENTS,
+        "pending": 0,
+        "dead": 0,
+        "attempts": 0,
+        "nextAttemptAt": None,
+        "lastError": None,
+    }
+
+
+async def test_a_receiver_that_is_down_gets_everything_when_it_comes_back(
+    sqlite_server_factory: ServerFactory, receiver: Receiver, caplog: pytest.LogCaptureFixture
+):
+    """Refused connections are retried until the receiver listens; nothing is lost, and
+    the failures' log lines name the host, never the secret or the URL's path."""
+    caplog.set_level(logging.INFO, logger="tavkit.server.webhooks")
+    server = await start_server(sqlite_server_factory, receiver)
+    await make_events(server)
+
+    async def failing() -> dict | None:
+        now = await state(server)
+        return now if now["attempts"] >= 2 and now["lastError"] else None
+
+    down = await failing_state(failing)
+    assert down["position"] == 0 and "Connect" in down["lastError"]
+    await receiver.start()
+    check_order(await all_delivered(server, receiver, EVENTS), EVENTS)
+    logged = [r.getMessage() for r in caplog.records if r.name == "tavkit.server.webhooks"]
+    assert any("failed" in line and "127.0.0.1" in line for line in logged), logged
+    assert not [line for line in logged if SECRET in line or "/hooks/tavkit" in line]
+
+
+async def failing_state(probe: Callable[[], Any]) -> dict:
+    """Wait until the endpoint has failed a few times."""
+    found: dict = await eventually(probe, within=30)
+    return found
+
+
+async def test_events_unsent_at_shutdown_are_delivered_after_restart(
+    server_factory: ServerFactory, receiver: Receiver
+):
+    """A server stopped with its receiver down sends everything once restarted."""
+    server = await start_server(server_factory, receiver)
+    await make_events(server)
+    await eventually(lambda: _closed_all(server), within=30)
+    await asyncio.to_thread(server.stop)
+    await receiver.start()
+    assert receiver.deliveries == []
+    await asyncio.to_thread(server.start)
+    check_order(await all_delivered(server, receiver, EVENTS), EVENTS)
+
+
+async def _closed_all(server: RunningServer) -> bool:
+    return (await state(server))["lastEventId"] == EVENTS
+
+
+async def test_replay_redelivers_exactly_the_requested_range(
+    server_factory: ServerFactory, receiver: Receiver
+):
+    """fromEventId 5 sends 5..n again, in order; since 0 sends all; the future sends nothing."""
+    server = await delivering(server_factory, receiver)
+    await all_delivered(server, receiver, EVENTS)
+    first_round = len(receiver.deliveries)
+    assert first_round == EVENTS
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        replayed = await http.post(
+            "/v1/admin/webhooks/replay", json={"fromEventId": 5}, headers=server.admin_headers()
+        )
+        assert replayed.json() == {"fromEventId": 5, "count": EVENTS - 4}
+        await all_delivered(server, receiver, EVENTS)
+        again = [json.loads(d.body)["id"] for d in receiver.deliveries[first_round:]]
+        assert again == list(range(5, EVENTS + 1))
+        for delivery in receiver.deliveries[first_round:]:
+            verify(delivery.body, delivery.signature, SECRET)
+        nothing = await http.post(
+            "/v1/admin/webhooks/replay", json={"since": 4e9}, headers=server.admin_headers()
+        )
+        assert nothing.json() == {"fromEventId": EVENTS + 1, "count": 0}
+        beyond = await http.post(
+            "/v1/admin/webhooks/replay", json={"fromEventId": 99}, headers=server.admin_headers()
+        )
+        assert beyond.json() == {"fromEventId": EVENTS + 1, "count": 0}  # nothing is skipped
+        everything = await http.post(
+            "/v1/admin/webhooks/replay", json={"since": 0}, headers=server.admin_headers()
+        )
+        assert everything.json() == {"fromEventId": 1, "count": EVENTS}
+        both = await http.post(
+            "/v1/admin/webhooks/replay",
+            json={"since": 0, "fromEventId": 1},
+            headers=server.admin_headers(),
+        )
+        expect_error(both, ServerCode.INVALID_PARAMETER)
+    await all_delivered(server, receiver, EVENTS)
+    third = [json.loads(d.body)["id"] for d in receiver.deliveries[first_round + EVENTS - 4 :]]
+    assert third == list(range(1, EVENTS + 1))
+
+
+async def test_an_event_failing_past_the_give_up_time_is_dead_and_the_rest_go_on(
+    sqlite_server_factory: ServerFactory, receiver: Receiver
+):
+    """Event 2 always gets 500: it becomes a dead letter with its error; 3..n still arrive."""
+    receiver.answer = lambda event_id, _before: 500 if event_id.endswith("-2") else 200
+    server = await delivering(sqlite_server_factory, receiver, webhook_give_up=0.3)
+    bodies = await all_delivered(server, receiver, EVENTS)
+    assert [body["id"] for body in bodies] == [1, *range(3, EVENTS + 1)]
+    shown = await state(server)
+    assert (shown["dead"], shown["pending"], shown["lastError"]) == (1, 0, None)
+    tries = [d.status for d in receiver.deliveries if d.event_id.endswith("-2")]
+    assert len(tries) >= 2 and set(tries) == {500}
+
+
+async def test_an_admin_sets_the_endpoint_at_run_time(
+    sqlite_server_factory: ServerFactory, receiver: Receiver
+):
+    """PUT configures the app's endpoint (from its newest event on); GET never shows the secret."""
+    await receiver.start()
+    server = await start_server(sqlite_server_factory)
+    assert (await state(server))["url"] is None
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        before = await http.post("/v1/rooms/9/enter", headers=server.headers("early"))
+        assert before.status_code == 200
+        body = {"url": receiver.url, "secret": SECRET, "messages": True}
+        user = await http.put("/v1/admin/webhooks", json=body, headers=server.headers("eve"))
+        assert user.status_code == 401
+        bad = await http.put(
+            "/v1/admin/webhooks",
+            json={"url": "ftp://x", "secret": SECRET},
+            headers=server.admin_headers(),
+        )
+        assert SECRET not in expect_error(bad, ServerCode.INVALID_PARAMETER)
+        short = await http.put(
+            "/v1/admin/webhooks",
+            json={"url": receiver.url, "secret": "short"},
+            headers=server.admin_headers(),
+        )
+        expect_error(short, ServerCode.INVALID_PARAMETER)
+        put = await http.put("/v1/admin/webhooks", json=body, headers=server.admin_headers())
+        assert put.status_code == 200, put.text
+        assert SECRET not in put.text
+        assert (put.json()["position"], put.json()["messages"]) == (2, True)
+        left = await http.post("/v1/rooms/9/exit", headers=server.headers("early"))
+        assert left.status_code == 200
+
+    async def closed() -> list[dict] | None:
+        found = receiver.accepted()
+        return found if len(found) == 2 else None
+
+    bodies = await eventually(closed, within=30)
+    assert [(b["id"], b["type"]) for b in bodies] == [(3, "member.left"), (4, "room.closed")]
+    for delivery in receiver.deliveries:
+        verify(delivery.body, delivery.signature, SECRET)
+
+
+async def test_two_replicas_deliver_each_event_once(
+    server_factory: ServerFactory, receiver: Receiver
+):
+    """Two servers on one database: the lease lets one deliver, so no id arrives twice."""
+    await receiver.start()
+    first = await start_server(server_factory, receiver, replica_name="one")
+    second = await start_server(
+        server_factory,
+        receiver,
+        apps=first.settings.apps,
+        admin_key=first.settings.admin_key,
+        replica_name="two",
+    )
+    await make_events(first, rooms=range(1, 2))
+    await make_events(second, rooms=range(2, 4))
+    await all_delivered(first, receiver, 18)
+    ids = [json.loads(d.body)["id"] for d in receiver.deliveries]
+    assert ids == list(range(1, 19))
+
+
+async def test_a_receiver_that_answers_too_slowly_gets_the_event_again(
+    sqlite_server_factory: ServerFactory, receiver: Receiver
+):
+    """An answer later than webhook_timeout is a failure: the same event is sent again."""
+    receiver.stall = lambda event_id, before: 5.0 if before == 0 and event_id.endswith("-3") else 0
+    server = await delivering(sqlite_server_factory, receiver, webhook_timeout=1.0)
+    check_order(await all_delivered(server, receiver, EVENTS), EVENTS)
+    threes = [d for d in receiver.deliveries if d.event_id.endswith("-3")]
+    assert len(threes) >= 2  # the receiver saw 3 again; its dedup keeps one
+    assert len({d.body for d in threes}) == 1  # the same event, not a new one
+
+
+async def test_messages_are_sent_once_the_endpoint_asks_for_them(
+    sqlite_server_factory: ServerFactory, receiver: Receiver
+):
+    """With messages true an in-call message arrives as message.created, in session order."""
+    await receiver.start()
+    server = await start_server(sqlite_server_factory)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        body = {"url": receiver.url, "secret": SECRET, "messages": True}
+        put = await http.put("/v1/admin/webhooks", json=body, headers=server.admin_headers())
+        assert put.status_code == 200, put.text
+        async with member(http, server, "alice", 5) as (alice, _welcome):
+            sent = {"type": "message", "clientMsgId": "m1", "kind": "text", "text": "hello"}
+            await alice.send(json.dumps(sent))
+
+            async def arrived() -> list[dict] | None:
+                found = receiver.accepted()
+                return found if found and found[-1]["type"] == "message.created" else None
+
+            bodies = await eventually(arrived, within=30)
+    assert [b["type"] for b in bodies] == ["room.opened", "member.joined", "message.created"]
+    message = bodies[-1]["data"]["message"]
+    assert (message["from"], message["text"]) == ("alice", "hello")
+    assert [b["sessionSeq"] for b in bodies] == [1, 2, 3]
+
+
+def test_retry_delays_double_up_to_the_cap_with_jitter():
+    """1, 2, 4... seconds up to 300, each taken between half and all of it."""
+    most = [retry_delay(n, 1.0, 300.0, jitter=lambda: 0.999999) for n in range(1, 12)]
+    least = [retry_delay(n, 1.0, 300.0, jitter=lambda: 0.0) for n in range(1, 12)]
+    assert [round(d) for d in most] == [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
+    assert least == [d / 2 for d in [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]]
+    assert retry_delay(10_000, 1.0, 300.0, jitter=lambda: 0.0) == 150.0  # no overflow
+    with pytest.raises(ValueError):
+        retry_delay(0, 1.0, 300.0)
