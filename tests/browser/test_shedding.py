@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from playwright.sync_api import BrowserContext
 from server.test_shedding import CapturedApp
 from server.test_signaling import LOOPBACK, TIMEOUT
 from websockets.sync.client import connect
+from websockets.typing import Subprotocol
 
 pytestmark = pytest.mark.browser
 
@@ -54,7 +56,10 @@ def test_the_browser_sends_a_refused_signal_again_until_it_is_relayed(
     with httpx.Client(base_url=server.url, timeout=30) as http:
         bob = http.post("/v1/rooms/7105/enter", headers=server.headers("bob")).json()
         alice = http.post("/v1/rooms/7105/enter", headers=server.headers("alice")).json()
-        with connect(f"{server.ws_url}?token={bob['socketToken']}", open_timeout=TIMEOUT) as ws:
+        # The token in the handshake header, as every client sends it (never in the URL).
+        token = Subprotocol("tavkit.token." + quote(bob["socketToken"], safe=""))
+        protocols = [Subprotocol("tavkit.v1"), token]
+        with connect(server.ws_url, subprotocols=protocols, open_timeout=TIMEOUT) as ws:
             assert json.loads(ws.recv(TIMEOUT))["type"] == "welcome"
             page = context.new_page()
             page.goto(f"{server.url}/tavkit/demo/embed.html")  # the server's own page and origin

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from tavkit.errors import ServerCode, ServerError
-from tavkit.server.auth import CredentialsDep, authenticate
-from tavkit.server.context import context_of
+from tavkit.server.auth import Caller, CredentialsDep, authenticate
+from tavkit.server.context import ServerContext, context_of
 from tavkit.server.http import body_with, error_responses, json_body
 from tavkit.server.webhooks import endpoint_state, replay, set_endpoint
 
@@ -84,6 +84,22 @@ def _none(sdk_app_id: int) -> dict[str, Any]:
     }
 
 
+async def _admin(
+    request: Request, creds: CredentialsDep, *, body: bool
+) -> tuple[ServerContext, Caller, dict[str, Any]]:
+    """The context, the admin caller and (with ``body``) the JSON body, each route's opening.
+
+    The address limit comes first and the body is read before the signature is checked,
+    as on every other admin route (so a bad body and a bad signature answer alike).
+    """
+    ctx = context_of(request)
+    ctx.limits.address(request)
+    read = (await json_body(request) or {}) if body else {}
+    caller = authenticate(ctx, creds, admin=True)
+    ctx.limits.user("admin", caller)
+    return ctx, caller, read
+
+
 @api.get(
     "/admin/webhooks",
     response_model=WebhookResponse,
@@ -92,10 +108,7 @@ def _none(sdk_app_id: int) -> dict[str, Any]:
 )
 async def get_webhooks(request: Request, creds: CredentialsDep) -> dict[str, Any]:
     """The app's webhook endpoint (never its secret), position, pending and dead counts."""
-    ctx = context_of(request)
-    ctx.limits.address(request)
-    caller = authenticate(ctx, creds, admin=True)
-    ctx.limits.user("admin", caller)
+    ctx, caller, _ = await _admin(request, creds, body=False)
     state = await endpoint_state(ctx.store, caller.sdk_app_id)
     return _none(caller.sdk_app_id) if state is None else state.to_wire()
 
@@ -109,11 +122,7 @@ async def get_webhooks(request: Request, creds: CredentialsDep) -> dict[str, Any
 )
 async def put_webhooks(request: Request, creds: CredentialsDep) -> dict[str, Any]:
     """Set the app's endpoint and secret; ``messages`` journals in-call messages too."""
-    ctx = context_of(request)
-    ctx.limits.address(request)
-    body = await json_body(request) or {}
-    caller = authenticate(ctx, creds, admin=True)
-    ctx.limits.user("admin", caller)
+    ctx, caller, body = await _admin(request, creds, body=True)
     url, secret, messages = body.get("url"), body.get("secret"), body.get("messages")
     if not isinstance(url, str) or not isinstance(secret, str):
         raise ServerError(ServerCode.INVALID_PARAMETER, "url and secret: expected strings")
@@ -138,11 +147,7 @@ async def put_webhooks(request: Request, creds: CredentialsDep) -> dict[str, Any
 )
 async def replay_webhooks(request: Request, creds: CredentialsDep) -> dict[str, Any]:
     """Send the app's entries again from ``fromEventId`` (or the first at ``since``) on."""
-    ctx = context_of(request)
-    ctx.limits.address(request)
-    body = await json_body(request) or {}
-    caller = authenticate(ctx, creds, admin=True)
-    ctx.limits.user("admin", caller)
+    ctx, caller, body = await _admin(request, creds, body=True)
     from_event, since = body.get("fromEventId"), body.get("since")
     if (from_event is None) == (since is None):
         raise ServerError(ServerCode.INVALID_PARAMETER, "give fromEventId or since, not both")
