@@ -63,8 +63,8 @@ from tavkit.server.rooms.service import RoomService
 from tavkit.server.rooms.sweeper import Sweeper
 from tavkit.server.settings import AppConfig, Settings
 from tavkit.server.signaling.connection import SignalingConnection
+from tavkit.server.signaling.lane import SocketLane
 from tavkit.server.signaling.registry import SocketRegistry
-from tavkit.server.signaling.socket import router as signaling_router
 from tavkit.server.signaling.tokens import load_or_create_secret
 from tavkit.server.store.db import Store
 from tavkit.server.webhooks import Dispatcher, configure_from_settings
@@ -291,6 +291,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(DrainMiddleware, drain=drain)
     app.add_middleware(SecurityHeadersMiddleware)  # CORS answers get them too
     app.add_middleware(ReplicaHeaderMiddleware, replica=settings.replica_name)
+    # Outside every layer above: a signaling socket needs none of them (lane.py says why).
+    app.add_middleware(SocketLane, drain=drain, replica=settings.replica_name)
     if settings.trusted_proxies:
         # Outermost: every layer inside (rate limits, socket URLs, logs) sees the client.
         app.add_middleware(ProxyHeadersMiddleware, proxies=settings.trusted_proxies)
@@ -299,7 +301,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(im_routes.api)
     app.include_router(admin_routes.api)
     app.include_router(webhook_routes.api)
-    app.include_router(signaling_router)
     app.include_router(logs_routes.router)
     app.include_router(recording_routes.router)
     app.include_router(dashboard.router)
