@@ -199,7 +199,7 @@ async def test_a_string_room_is_recorded_and_listed_as_itself(sqlite_server_fact
         httpx.AsyncClient(base_url=server.url, timeout=30) as http,
     ):
         await enter(alice, server, "alice", None, str_room_id="302#a")
-        await enter(bob, server, "bob", None, str_room_id="302#a")
+        await enter(bob, server, "bob", "302#a")  # text that is not digits: a string room
         await until(receiving(bob, "alice", video=10, audio=20), "bob decodes alice")
         room_uuid = str(alice.room_uuid)
         numeric = await http.post("/v1/admin/rooms/302/recording/start", headers=admin)

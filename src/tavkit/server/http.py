@@ -99,12 +99,13 @@ def room_routes(
     """Register a handler at ``/rooms/{roomId}…`` and at ``/str-rooms/{strRoomId}…``.
 
     ``path`` is the part after the room (``"/enter"``), ``prefix`` the part before
-    (``"/admin"``). The handler takes one
-    :data:`RoomInPath` parameter and gets an ``int`` on the first path and a ``str``
-    on the second, so ``123`` and ``"123"`` can never name the same room: the URL
-    says which kind it is, not the characters. The string segment matches anything,
-    even nothing or a decoded ``/``, so that a bad string room is server 10004 with
-    the rule it breaks rather than a 404.
+    (``"/admin"``). The handler takes one :data:`RoomInPath` parameter and gets an
+    ``int`` on the first path and a ``str`` on the second, so ``123`` and ``"123"``
+    can never name the same room: the URL says which kind it is, not the characters.
+    The string segment matches anything, even nothing or a decoded ``/``, so that a
+    bad string room is server 10004 with the rule it breaks rather than a 404. The
+    second registration is the same handler under a signature whose room parameter
+    depends on the string segment instead (FastAPI reads ``__signature__``).
     """
 
     def register(handler: _Handler) -> _Handler:
@@ -117,6 +118,8 @@ def room_routes(
             )
             for name, param in signature.parameters.items()
         ]
+        if sum(hints[name] == RoomInPath for name in signature.parameters) != 1:
+            raise TypeError(f"{handler.__name__} must take exactly one RoomInPath parameter")
 
         @functools.wraps(handler)
         async def string_room(*args: Any, **kwargs: Any) -> Any:
