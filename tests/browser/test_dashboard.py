@@ -188,6 +188,25 @@ def test_a_real_call_is_reported_queried_and_charted(
     assert problems == []  # no script error, nothing blocked by the page's CSP
 
 
+def test_the_dashboard_quotes_string_rooms(
+    context: BrowserContext, call_server: Server, room: int
+) -> None:
+    """A session of string room "<n>#s" is listed and titled with the string quoted."""
+    entered = httpx.post(
+        f"{call_server.url}/v1/str-rooms/{room}%23s/enter",
+        headers=call_server.headers("alice"),
+        timeout=30,
+    )
+    assert entered.status_code == 200, entered.text
+    room_uuid = entered.json()["roomUuid"]
+    page = context.new_page()
+    sign_in(page, call_server)
+    row = page.locator(f'tr.row[data-uuid="{room_uuid}"]')
+    expect(row.locator("td").first).to_have_text(f'"{room}#s"')
+    row.click()
+    expect(page.locator("h1")).to_have_text(f'Room "{room}#s"')
+
+
 def test_the_dashboard_needs_the_admin_signature(context: BrowserContext, call_server: Server):
     """A member's own userSig cannot open the dashboard; the page says why."""
     page = context.new_page()

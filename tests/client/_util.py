@@ -95,7 +95,12 @@ class RecordingListener(Listener):
 
 
 async def enter(
-    kit: TAvKit, server: Any, user_id: str, room_id: int, listener: Any = None, **options: Any
+    kit: TAvKit,
+    server: Any,
+    user_id: str,
+    room_id: int | str | None,
+    listener: Any = None,
+    **options: Any,
 ) -> None:
     """Start ``kit`` in ``room_id`` as ``user_id`` with a valid userSig from ``server``."""
     await kit.start(

@@ -130,3 +130,47 @@ async def test_call_needs_exactly_one_credential() -> None:
     )
     assert status == 2 and summary is None
     assert "--user-sig" in stderr
+
+
+async def test_call_joins_a_string_room_with_str_room_id(sqlite_server_factory: Any) -> None:
+    """``--str-room-id 403`` meets a client in string room "403", not one in room 403."""
+    server = sqlite_server_factory()
+    async with make_kit(server.url) as bob, make_kit(server.url) as carol:
+        await enter(bob, server, "bob", None, str_room_id="403")
+        await enter(carol, server, "carol", 403)
+        run = await CliRun.start(
+            "call",
+            "--server",
+            server.url,
+            "--sdk-app-id",
+            str(server.app_id),
+            "--str-room-id",
+            "403",
+            "--user-id",
+            "cli",
+            "--key",
+            server.key,
+            "--duration",
+            "60",
+            "--json",
+            "--host-address",
+            "127.0.0.1",
+        )
+        try:
+            await until(receiving(bob, "cli", video=5, audio=5), "bob decodes the CLI", 60)
+            assert carol.members == [] and bob.members == ["cli"]
+            assert bob.room_uuid != carol.room_uuid
+        finally:
+            run.interrupt()
+        status, summary, stderr = await run.finish()
+    assert status == 0, stderr
+    assert summary is not None and list(summary["peers"]) == ["bob"]
+
+
+async def test_call_needs_exactly_one_room() -> None:
+    """Both --room-id and --str-room-id, or neither, is a usage error: exit status 2."""
+    common = ("call", "--sdk-app-id", "1400000001", "--user-id", "u", "--key", "k" * 64)
+    for rooms in ((), ("--room-id", "1", "--str-room-id", "1")):
+        status, summary, stderr = await _tavkit(*common, *rooms)
+        assert status == 2 and summary is None
+        assert "--str-room-id" in stderr

@@ -30,7 +30,7 @@ import httpx
 
 from tavkit.auth import Privilege
 from tavkit.errors import HttpCode, HttpError, ServerCode, ServerError, TAvKitError
-from tavkit.protocol import PUBLISH_ALL, Member
+from tavkit.protocol import PUBLISH_ALL, Member, RoomId, parse_room_id, room_path
 
 __all__ = ["Credentials", "EnterResult", "RateLimitedError", "RoomApi", "plain_http_transport"]
 
@@ -79,7 +79,7 @@ class EnterResult:
     """The ``enter`` response: the session, the others, timers, ICE and the socket."""
 
     room_uuid: str
-    room_id: int
+    room_id: RoomId
     user_id: str
     members: tuple[Member, ...]
     heartbeat_interval: float
@@ -96,7 +96,7 @@ class EnterResult:
         """Parse the response; ``KeyError``/``TypeError``/``ValueError`` if it is not one."""
         return cls(
             room_uuid=str(body["roomUuid"]),
-            room_id=int(body["roomId"]),
+            room_id=parse_room_id(body["roomId"]),
             user_id=str(body["userId"]),
             members=tuple(_member(m) for m in body.get("members", [])),
             heartbeat_interval=float(body["heartbeatInterval"]),
@@ -178,32 +178,33 @@ class RoomApi:
         self.credentials = credentials
         self._client.headers = httpx.Headers(credentials.headers())
 
-    async def enter(self, room_id: int) -> EnterResult:
-        """Enter ``room_id``: the session, the other members and the socket token.
+    async def enter(self, room_id: RoomId) -> EnterResult:
+        """Enter ``room_id`` (a number, or a ``str`` for a string room): the session, the
+        other members and the socket token.
 
         Waits out the server's 429s for up to ``rate_limit_wait`` seconds in all.
         """
-        body = await self._patient_call("POST", f"/v1/rooms/{room_id}/enter", json={})
+        body = await self._patient_call("POST", f"/v1/{room_path(room_id)}/enter", json={})
         try:
             return EnterResult.from_wire(body)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, ServerError) as exc:
             raise HttpError(HttpCode.NETWORK, f"malformed enter response: {exc!r}") from exc
 
-    async def heartbeat(self, room_id: int) -> float:
+    async def heartbeat(self, room_id: RoomId) -> float:
         """Tell the server we are alive; return the interval it wants.
 
         A 429 raises :class:`RateLimitedError` at once: the next beat is the retry.
         """
-        body = await self._call("POST", f"/v1/rooms/{room_id}/heartbeat")
+        body = await self._call("POST", f"/v1/{room_path(room_id)}/heartbeat")
         return float(body.get("heartbeatInterval", 5.0))
 
-    async def exit(self, room_id: int) -> None:
+    async def exit(self, room_id: RoomId) -> None:
         """Leave ``room_id`` (the REST twin of the socket's ``leave``)."""
-        await self._call("POST", f"/v1/rooms/{room_id}/exit")
+        await self._call("POST", f"/v1/{room_path(room_id)}/exit")
 
-    async def users(self, room_id: int) -> list[Member]:
+    async def users(self, room_id: RoomId) -> list[Member]:
         """The room's members, the caller included."""
-        body = await self._call("GET", f"/v1/rooms/{room_id}/users")
+        body = await self._call("GET", f"/v1/{room_path(room_id)}/users")
         return [_member(m) for m in body.get("members", [])]
 
     async def session(self, room_uuid: str) -> dict[str, Any]:

@@ -38,8 +38,18 @@ _STATUS_PERIOD = 1.0
 
 def call(
     sdk_app_id: Annotated[int, typer.Option("--sdk-app-id", help="The app's sdkAppId.", min=1)],
-    room_id: Annotated[int, typer.Option("--room-id", help="The room to enter.", min=1)],
     user_id: Annotated[str, typer.Option("--user-id", help="Who we are in the room.")],
+    room_id: Annotated[
+        int | None, typer.Option("--room-id", help="The numeric room to enter.", min=1)
+    ] = None,
+    str_room_id: Annotated[
+        str | None,
+        typer.Option(
+            "--str-room-id",
+            "--room-str",
+            help="The string room to enter (TRTC's strRoomId; not the number with its digits).",
+        ),
+    ] = None,
     server: Annotated[
         str, typer.Option("--server", envvar="TAVKIT_SERVER", help="The tavkit server's URL.")
     ] = "http://127.0.0.1:8080",
@@ -80,6 +90,8 @@ def call(
     """Join a room as a Python participant and exchange audio and video."""
     if (user_sig is None) == (key is None):
         raise typer.BadParameter("give exactly one of --user-sig and --key")
+    if (room_id is None) == (str_room_id is None):
+        raise typer.BadParameter("give exactly one of --room-id and --str-room-id")
     if user_sig is None:
         from tavkit.auth import gen_user_sig
 
@@ -90,6 +102,7 @@ def call(
         "user_id": user_id,
         "user_sig": user_sig,
         "room_id": room_id,
+        "str_room_id": str_room_id,
         "private_map_key": private_map_key,
     }
     code = asyncio.run(

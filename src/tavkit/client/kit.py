@@ -82,8 +82,10 @@ from tavkit.protocol import (
     ChatMessage,
     Leave,
     Renewed,
+    RoomId,
     ServerMessage,
     State,
+    room_label,
 )
 
 __all__ = ["TAvKit"]
@@ -165,7 +167,7 @@ class TAvKit:
         self._dispatch = Dispatcher()
         self._dispatch.on_report = self._log_error
         self._api: RoomApi | None = None
-        self._room_id = 0
+        self._room_id: RoomId = 0
         self._room: RoomState | None = None
         self._publishers: dict[str, Publisher] = {}
         self._media = RemoteMedia(
@@ -191,14 +193,18 @@ class TAvKit:
         sdk_app_id: int,
         user_id: str,
         user_sig: str,
-        room_id: int,
+        room_id: RoomId | None = None,
+        str_room_id: str | None = None,
         private_map_key: str | None = None,
         listener: object | None = None,
     ) -> None:
         """Enter the room and start the call; on failure report to ``on_error`` and raise.
 
         The options are the seed's (``sdkAppId``, ``userId``, ``userSig``, ``roomId``,
-        ``privateMapKey``, ``listener``). ``listener`` is any object with some of the
+        ``privateMapKey``, ``listener``); the room is ``room_id`` (an ``int``; a
+        ``str`` of digits is that number, other text a string room) or TRTC's
+        ``str_room_id`` (always a string room: ``str_room_id="1234"`` is not room
+        1234). ``listener`` is any object with some of the
         :class:`~tavkit.client.ListenerProtocol` methods. Raises
         :class:`~tavkit.errors.AvkitError` (options, signatures),
         :class:`~tavkit.errors.ServerError` (e.g. 14000 room full),
@@ -212,7 +218,7 @@ class TAvKit:
         self._clock.start()
         self._dispatch.listener = listener
         try:
-            check_options(sdk_app_id, user_id, user_sig, room_id)
+            room = check_options(sdk_app_id, user_id, user_sig, room_id, str_room_id)
             self._outbox = Outbox(
                 user_id,
                 socket=lambda: self._room.socket if self._room is not None else None,
@@ -238,12 +244,12 @@ class TAvKit:
                 rate_limit_wait=self._start_timeout,
                 transport=self._transport,
             )
-            self._room_id = room_id
+            self._room_id = room
             try:
                 async with asyncio.timeout(self._start_timeout):
-                    await self._enter(room_id)
+                    await self._enter(room)
             except TimeoutError:
-                raise await self._start_timed_out(room_id) from None
+                raise await self._start_timed_out(room) from None
         except TAvKitError as exc:
             self._dispatch.report(exc)
             await self._release()
@@ -476,7 +482,7 @@ class TAvKit:
         if self.muted or not self.camera:
             await self._send_state()
 
-    async def _enter(self, room_id: int) -> None:
+    async def _enter(self, room_id: RoomId) -> None:
         """Enter, then open the media the privileges allow while the socket opens, join.
 
         The body of :meth:`start`. The media waits for the ``enter`` response (a
@@ -494,7 +500,7 @@ class TAvKit:
 
         await self._join(entered, media)
 
-    async def _start_timed_out(self, room_id: int) -> TrtcError:
+    async def _start_timed_out(self, room_id: RoomId) -> TrtcError:
         """The error of a :meth:`start` past its deadline, once any place taken is given back."""
         if self._api is not None:  # the enter may have landed: do not leave a ghost member
             with contextlib.suppress(TAvKitError, TimeoutError):
@@ -502,7 +508,7 @@ class TAvKit:
                     await self._api.exit(room_id)
         return TrtcError(
             TrtcCode.ENTER_FAILED_OR_EXITED,
-            f"the call in room {room_id} was not up within {self._start_timeout:g} s",
+            f"the call in room {room_label(room_id)} was not up within {self._start_timeout:g} s",
         )
 
     def _membership_gone(self, error: TAvKitError | None, rejoin: bool) -> None:
@@ -541,7 +547,7 @@ class TAvKit:
                 TrtcError(
                     TrtcCode.ENTER_FAILED_OR_EXITED,
                     f"the server kept dropping our membership: gave up entering room"
-                    f" {self._room_id} again after {self._rejoins - 1} tries",
+                    f" {room_label(self._room_id)} again after {self._rejoins - 1} tries",
                 )
             )
             await self._release()

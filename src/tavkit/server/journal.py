@@ -41,7 +41,15 @@ from typing import Any, ClassVar, Final, TypeAlias
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tavkit.protocol import ChatMessage, FrameError, parse_chat_message
+from tavkit.errors import ServerError
+from tavkit.protocol import (
+    ChatMessage,
+    FrameError,
+    RoomId,
+    parse_chat_message,
+    parse_room_id,
+    room_from_columns,
+)
 from tavkit.server.store.journal_models import JournalRow
 from tavkit.server.store.models import AppRow, SessionRow
 from tavkit.server.store.recording_models import RecordingRow
@@ -282,7 +290,8 @@ class JournalEntry:
     id: int
     """Per app, increasing, no gaps: the idempotency id."""
     sdk_app_id: int
-    room_id: int
+    room_id: RoomId
+    """The session's room: an ``int``, or a ``str`` for a string room."""
     session_seq: int
     """The event's place in its session's timeline (1, 2, 3...)."""
     created_at: float
@@ -292,7 +301,8 @@ class JournalEntry:
     def of(cls, row: JournalRow) -> JournalEntry:
         """The entry stored in ``row``."""
         notice = _READERS[row.type](row.session_id, json.loads(row.data))
-        return cls(row.app_seq, row.sdk_app_id, row.room_id, row.session_seq, row.at, notice)
+        room = room_from_columns(row.room_id, row.room_str)
+        return cls(row.app_seq, row.sdk_app_id, room, row.session_seq, row.at, notice)
 
     def to_wire(self) -> dict[str, Any]:
         """The envelope and the event's ``data`` (see ``docs/protocol.md``)."""
@@ -318,9 +328,13 @@ def parse_entry(wire: object) -> JournalEntry:
     kind = wire.get("type")
     if not isinstance(kind, str) or kind not in _READERS:
         raise ValueError(f"event: unknown type {kind!r}")
-    for name in ("id", "sdkAppId", "roomId", "sessionSeq"):
+    for name in ("id", "sdkAppId", "sessionSeq"):
         if type(wire.get(name)) is not int:
             raise ValueError(f"event.{name}: expected an integer")
+    try:
+        room = parse_room_id(wire.get("roomId"), "event.roomId")
+    except ServerError as exc:
+        raise ValueError(exc.message) from None
     created = _number(wire, "createdAt")
     data = wire.get("data")
     if created is None or not isinstance(data, dict):
@@ -329,7 +343,7 @@ def parse_entry(wire: object) -> JournalEntry:
     return JournalEntry(
         wire["id"],
         wire["sdkAppId"],
-        wire["roomId"],
+        room,
         wire["sessionSeq"],
         created,
         _READERS[kind](room_uuid, data),
@@ -398,6 +412,7 @@ async def write_recorded(
                 session_id=room_uuid,
                 session_seq=next_in_session[room_uuid],
                 room_id=sessions[room_uuid].room_id,
+                room_str=sessions[room_uuid].room_str,
                 type=notice.type,
                 at=now,
                 data=json.dumps(notice.data(), separators=(",", ":"), allow_nan=False),

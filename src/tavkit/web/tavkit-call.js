@@ -16,6 +16,7 @@ import { CallController } from "./controller.js";
 import { pickLang, translator } from "./i18n.js";
 import { MessageList } from "./chat-panel.js";
 import { icons } from "./icons.js";
+import { roomLabel } from "./protocol.js";
 import { gridShape, layoutFor, makeDraggable } from "./layout.js";
 import { createTile, updateTile } from "./tiles.js";
 
@@ -292,7 +293,7 @@ export class TavkitCall extends HTMLElement {
   }
 
   #renderBars(root, c, t, count) {
-    root.querySelector(".tv-room").textContent = c.options ? t("room", { room: c.options.roomId }) : "";
+    root.querySelector(".tv-room").textContent = c.options ? t("room", { room: roomLabel(c.options.roomId) }) : "";
     root.querySelector(".tv-count").textContent = count > 1 ? t("participants", { n: count }) : "";
     const statusKey = c.state === "in-call" ? "" : STATUS_TEXT[c.state];
     // An ended call says why in a person's words (never a close code) and, when the

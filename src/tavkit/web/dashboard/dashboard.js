@@ -8,6 +8,7 @@
 
 import { formatOffset } from "./charts.js";
 import { KEY, api, badge, credentials, describe, grade, h, ms, pct, stamp } from "./common.js";
+import { roomLabel } from "../protocol.js";
 import { renderSession } from "./session.js";
 
 const LIST_REFRESH_MS = 10000;
@@ -128,7 +129,7 @@ async function renderList() {
         onclick: () => (location.hash = `#/session/${s.roomUuid}`),
         onkeydown: (e) => e.key === "Enter" && (location.hash = `#/session/${s.roomUuid}`),
       },
-      h("td", {}, String(s.roomId)),
+      h("td", {}, roomLabel(s.roomId)),
       h("td", { class: "mono" }, s.roomUuid.slice(0, 8)),
       h("td", {}, stamp(s.openedAt)),
       h("td", { class: "num" }, formatOffset(s.duration)),
