@@ -10,6 +10,7 @@ import { formatOffset } from "./charts.js";
 import { KEY, api, badge, credentials, describe, grade, h, ms, pct, stamp } from "./common.js";
 import { roomLabel } from "../protocol.js";
 import { renderSession } from "./session.js";
+import { webhookCard } from "./deliveries.js";
 
 const LIST_REFRESH_MS = 10000;
 
@@ -107,10 +108,14 @@ function renderSignIn(message) {
 async function renderList() {
   let sessions;
   let quota;
+  let hooks;
+  let dead;
   try {
-    [{ sessions }, quota] = await Promise.all([
+    [{ sessions }, quota, hooks, dead] = await Promise.all([
       api("v1/admin/sessions", { limit: 100 }),
       api("v1/admin/recording/quota").catch(() => null),
+      api("v1/admin/webhooks").catch(() => null),
+      api("v1/admin/webhooks/dead", { limit: 10 }).catch(() => null),
     ]);
   } catch (err) {
     if (err.status === 401) return renderSignIn(describe(err));
@@ -157,6 +162,7 @@ async function renderList() {
       h("span", { class: "dim" }, `${sessions.length} most recent · refreshes every 10 s`),
     ),
     quota ? recordingDisk(quota) : null,
+    webhookCard(hooks, dead),
     sessions.length
       ? h(
           "table",
