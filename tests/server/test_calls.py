@@ -17,11 +17,16 @@ from websockets.exceptions import ConnectionClosed
 from tavkit.errors import AvkitCode, ServerCode
 from tavkit.protocol.calls import MAX_CALL_DATA_BYTES, MAX_CALLEES, parse_call_frame
 from tavkit.server.calls.socket import user_credentials
+from tavkit.webhooks import verify
 
+from ._buses import REDIS_URL, new_prefix
 from ._util import eventually, expect_error
+from .test_webhooks import SECRET, Receiver, receiver, start_server
 
 if TYPE_CHECKING:
-    from conftest import RunningServer
+    from conftest import RunningServer, ServerFactory
+
+__all__ = ["receiver"]  # the fixture, imported so these tests can use it
 
 TIMEOUT = 15.0
 Frame = dict[str, Any]
@@ -441,3 +446,49 @@ async def test_a_call_in_a_given_room_rings_there_and_its_room_is_swept_after(
             return response.json()["closedAt"] is not None
 
         await eventually(closed)
+
+
+async def test_a_calls_webhooks_arrive_signed_in_order_with_its_events(
+    server_factory: ServerFactory, receiver: Receiver
+):
+    """A real receiver gets the call's events signed, in order, as GET .../events lists them."""
+    await receiver.start()
+    server = await start_server(server_factory, receiver)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        call = await ring(http, server, "alice", ["bob", "carol"])
+        await ok(await act(http, server, "carol", call, "decline", reason="busy"))
+        await ok(await act(http, server, "bob", call, "accept"))
+        await enter(http, server, "alice", call["roomId"])
+        await ok(await act(http, server, "alice", call, "hangup"))
+        listed = await call_events(http, server, call)
+    assert types(listed) == ["call.ringing", "call.busy:carol", "call.accepted:bob", "call.ended"]
+
+    async def arrived() -> list[Frame] | None:
+        bodies = [b for b in receiver.accepted() if b["type"].startswith("call.")]
+        return bodies if len(bodies) == len(listed) else None
+
+    delivered = await eventually(arrived, within=30)
+    assert delivered == listed
+    for d in receiver.deliveries:
+        verify(d.body, d.signature, SECRET)  # raises if the signature does not match
+
+
+async def test_a_callee_on_another_replica_is_rung_through_redis(server_factory: ServerFactory):
+    """Two replicas on one database and Redis: a call made on one rings a socket on the other."""
+    prefix = new_prefix()
+    first = server_factory(redis_url=REDIS_URL, redis_prefix=prefix, replica_name="one")
+    second = server_factory(
+        redis_url=REDIS_URL,
+        redis_prefix=prefix,
+        replica_name="two",
+        apps=first.settings.apps,
+        admin_key=first.settings.admin_key,
+    )
+    async with (
+        user_socket(second, "bob") as bob,
+        user_socket(second, "alice") as alice,
+        httpx.AsyncClient(base_url=first.url, timeout=30) as http,
+    ):
+        call = await ring(http, first, "alice", ["bob"], timeout=0.5)
+        assert (await bob.next("call-invite"))["call"]["callId"] == call["callId"]
+        assert (await alice.next("call-timeout"))["userId"] == "bob"
