@@ -15,8 +15,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tavkit.errors import AvkitCode, ServerCode
-from tavkit.protocol.calls import MAX_CALL_DATA_BYTES, MAX_CALLEES, parse_call_frame
-from tavkit.server.calls.socket import user_credentials
+from tavkit.protocol.calls import (
+    MAX_CALL_DATA_BYTES,
+    MAX_CALLEES,
+    parse_call_frame,
+    user_subprotocol,
+)
 from tavkit.webhooks import verify
 
 from ._buses import REDIS_URL, new_prefix
@@ -54,7 +58,7 @@ async def user_socket(
     server: RunningServer, user: str, *, device: str = "default", sig: str | None = None
 ) -> AsyncIterator[UserSocket]:
     """``user``'s user socket, past its welcome."""
-    creds = user_credentials(server.app_id, user, sig or server.sig(user), device)
+    creds = user_subprotocol(server.app_id, user, sig or server.sig(user), device)
     url = server.url.replace("http://", "ws://", 1) + "/v1/ws/user"
     async with connect(
         url, proxy=None, open_timeout=TIMEOUT, close_timeout=2, subprotocols=["tavkit.v1", creds]

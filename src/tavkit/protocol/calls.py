@@ -9,6 +9,8 @@ a frozen value with ``to_wire``, checked strictly on the way in like every frame
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal, cast
@@ -26,6 +28,7 @@ __all__ = [
     "MAX_CALL_DATA_BYTES",
     "MAX_CALL_TIMEOUT",
     "MAX_DECLINE_REASON_CHARS",
+    "USER_SUBPROTOCOL_PREFIX",
     "CallFrame",
     "CallFrameType",
     "CallInfo",
@@ -38,6 +41,8 @@ __all__ = [
     "parse_call",
     "parse_call_frame",
     "parse_call_request",
+    "parse_user_welcome",
+    "user_subprotocol",
 ]
 
 CallMedia = Literal["video", "audio"]
@@ -79,6 +84,21 @@ MAX_CALL_TIMEOUT: Final = 600.0
 """The longest a call may ring, in seconds."""
 MAX_DECLINE_REASON_CHARS: Final = 64
 _MAX_CALL_ID_CHARS: Final = 36
+USER_SUBPROTOCOL_PREFIX: Final = "tavkit.user."
+"""The user socket's credentials travel as the subprotocol ``tavkit.user.<...>``."""
+
+
+def user_subprotocol(sdk_app_id: int, user_id: str, user_sig: str, device: str) -> str:
+    """The subprotocol that opens a user socket: base64url (unpadded) of the JSON
+    ``{"sdkAppId", "userId", "userSig", "device"}`` after :data:`USER_SUBPROTOCOL_PREFIX`.
+
+    A subprotocol is a handshake header, in no access log, unlike a URL.
+    """
+    raw = json.dumps(
+        {"sdkAppId": sdk_app_id, "userId": user_id, "userSig": user_sig, "device": device},
+        separators=(",", ":"),
+    ).encode()
+    return USER_SUBPROTOCOL_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,3 +316,16 @@ def parse_call_request(obj: object, *, max_callees: int = MAX_CALLEES) -> CallRe
             f"body.data: at most {MAX_CALL_DATA_BYTES} bytes of JSON, got {size}",
         )
     return CallRequest(callees, media, room_id, timeout, data)
+
+
+def parse_user_welcome(obj: object) -> UserWelcome:
+    """The user socket's ``user-welcome``; :class:`FrameError` if it is not one."""
+    f = Fields(obj, "frame")
+    if f.raw("type") != UserWelcome.type:
+        raise f.fail("type", UserWelcome.type)
+    ringing = f.array("ringing", max_items=1000)
+    return UserWelcome(
+        f.user_id("userId"),
+        f.user_id("device"),
+        tuple(parse_call(c, f"frame.ringing[{i}]") for i, c in enumerate(ringing)),
+    )

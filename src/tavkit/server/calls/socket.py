@@ -33,7 +33,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from tavkit.errors import ServerCode, ServerError, TAvKitError
 from tavkit.protocol import USER_ID_RE, CloseCode, ErrorFrame, FrameError, Pong
-from tavkit.protocol.calls import UserWelcome
+from tavkit.protocol.calls import USER_SUBPROTOCOL_PREFIX, UserWelcome
 from tavkit.server.auth import Caller, HeaderCredentials, authenticate, credentials
 from tavkit.server.bus import user_channel
 from tavkit.server.context import ServerContext, context_of
@@ -41,26 +41,15 @@ from tavkit.server.events import CallEvent, UserSocketEvent
 from tavkit.server.signaling.connection import refuse
 from tavkit.server.signaling.tokens import SUBPROTOCOL
 
-__all__ = ["USER_SUBPROTOCOL_PREFIX", "router", "user_credentials"]
+__all__ = ["router"]
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter()
 
-USER_SUBPROTOCOL_PREFIX: Final = "tavkit.user."
-"""A client offers ``tavkit.user.<credentials>`` (see the module docstring)."""
 _MAX_CREDENTIAL_CHARS: Final = 24 * 1024
 _MAX_FRAME_CHARS: Final = 4096
 _SEND_TIMEOUT: Final = 10.0
-
-
-def user_credentials(sdk_app_id: int, user_id: str, user_sig: str, device: str) -> str:
-    """The subprotocol a client offers to open a user socket (clients build the same)."""
-    raw = json.dumps(
-        {"sdkAppId": sdk_app_id, "userId": user_id, "userSig": user_sig, "device": device},
-        separators=(",", ":"),
-    ).encode()
-    return USER_SUBPROTOCOL_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 @router.websocket("/v1/ws/user")
