@@ -130,3 +130,72 @@ async def test_call_needs_exactly_one_credential() -> None:
     )
     assert status == 2 and summary is None
     assert "--user-sig" in stderr
+
+
+async def test_listen_accept_answers_a_call_and_leaves_when_the_caller_hangs_up(
+    sqlite_server_factory: Any,
+) -> None:
+    """``tavkit listen --accept`` answers, sends media, and exits 0 when the caller hangs up."""
+    server = sqlite_server_factory()
+    run = await CliRun.start(
+        "listen",
+        "--server",
+        server.url,
+        "--sdk-app-id",
+        str(server.app_id),
+        "--user-id",
+        "bob",
+        "--key",
+        server.key,
+        "--accept",
+        "--json",
+        "--host-address",
+        "127.0.0.1",
+    )
+    async with make_kit(server.url) as alice:
+        options = {"sdk_app_id": server.app_id, "user_id": "alice", "user_sig": server.sig("alice")}
+        handle = await alice.call(callees=["bob"], **options)
+        try:
+            assert await asyncio.wait_for(handle.result(), CLI_TIMEOUT) == "accepted"
+            await until(receiving(alice, "bob", video=10, audio=10), "alice decodes the CLI", 60)
+            await handle.hangup()
+            status, summary, stderr = await run.finish()
+        finally:
+            await handle.aclose()
+    assert status == 0, stderr
+    assert summary is not None and summary["call"]["callId"] == handle.call_id
+    assert list(summary["peers"]) == ["alice"]
+
+
+async def test_call_invite_exits_1_when_the_callee_declines(sqlite_server_factory: Any) -> None:
+    """``tavkit call --invite bob`` rings Bob; his decline ends it with status 1 and the record."""
+    server = sqlite_server_factory()
+    async with make_kit(server.url) as bob:
+        options = {"sdk_app_id": server.app_id, "user_id": "bob", "user_sig": server.sig("bob")}
+        invitations = bob.listen(**options)
+        run = await CliRun.start(
+            "call",
+            "--server",
+            server.url,
+            "--sdk-app-id",
+            str(server.app_id),
+            "--user-id",
+            "cli",
+            "--key",
+            server.key,
+            "--invite",
+            "bob",
+            "--media",
+            "audio",
+            "--json",
+            "--host-address",
+            "127.0.0.1",
+        )
+        invitation = await asyncio.wait_for(anext(invitations), CLI_TIMEOUT)
+        assert invitation.caller == "cli" and invitation.call.media == "audio"
+        await invitation.decline()
+        await invitations.aclose()
+        status, summary, stderr = await run.finish()
+    assert status == 1, stderr
+    assert summary is not None and summary["call"]["state"] == "declined", stderr
+    assert "not answered" in stderr

@@ -48,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -289,16 +289,25 @@ class TAvKit:
             await socket.aclose()
             await api.aclose()
             raise
-        handle = OutgoingCall(call, api, socket, leave=self.hangup)
-        if call.state == "ringing":
-            await self.start(
-                sdk_app_id=sdk_app_id,
-                user_id=user_id,
-                user_sig=user_sig,
-                room_id=call.room_id,
-                private_map_key=private_map_key,
-                listener=listener,
-            )
+        entered = asyncio.Event()
+
+        async def leave() -> None:
+            await entered.wait()  # a call over while we enter: leave once in, not midway
+            await self.hangup()
+
+        handle = OutgoingCall(call, api, socket, leave=leave)
+        try:
+            if call.state == "ringing":
+                await self.start(
+                    sdk_app_id=sdk_app_id,
+                    user_id=user_id,
+                    user_sig=user_sig,
+                    room_id=call.room_id,
+                    private_map_key=private_map_key,
+                    listener=listener,
+                )
+        finally:
+            entered.set()
         return handle
 
     async def listen(
@@ -310,7 +319,7 @@ class TAvKit:
         private_map_key: str | None = None,
         listener: object | None = None,
         device: str = "default",
-    ) -> AsyncIterator[Invitation]:
+    ) -> AsyncGenerator[Invitation, None]:
         """The calls ringing this user, as :class:`~tavkit.client.calls.Invitation`\\ s.
 
         ``await invitation.accept()`` enters the call's room with this client (one
