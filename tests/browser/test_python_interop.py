@@ -9,6 +9,7 @@ loopback only and the server relays nothing else.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -55,7 +56,11 @@ class KitThread:
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = WAIT) -> T:
         """Run ``coro`` on the kit's loop and return its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        return self.submit(coro).result(timeout)
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start ``coro`` on the kit's loop without waiting for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def in_loop(self, function: Callable[[], T]) -> T:
         """Call ``function`` on the kit's loop thread (the kit is not thread-safe)."""

@@ -168,9 +168,83 @@ async def test_call_joins_a_string_room_with_str_room_id(sqlite_server_factory: 
 
 
 async def test_call_needs_exactly_one_room() -> None:
-    """Both --room-id and --str-room-id, or neither, is a usage error: exit status 2."""
+    """Both --room-id and --str-room-id, or neither (without --invite), or a string room
+    to ring in, is a usage error: exit status 2."""
     common = ("call", "--sdk-app-id", "1400000001", "--user-id", "u", "--key", "k" * 64)
     for rooms in ((), ("--room-id", "1", "--str-room-id", "1")):
         status, summary, stderr = await _tavkit(*common, *rooms)
         assert status == 2 and summary is None
         assert "--str-room-id" in stderr
+    # Calls ring in numeric rooms only (protocol section 7): a string room is refused here.
+    status, summary, stderr = await _tavkit(*common, "--invite", "bob", "--str-room-id", "x")
+    assert status == 2 and summary is None
+    assert "numeric room" in stderr
+
+
+async def test_listen_accept_answers_a_call_and_leaves_when_the_caller_hangs_up(
+    sqlite_server_factory: Any,
+) -> None:
+    """``tavkit listen --accept`` answers, sends media, and exits 0 when the caller hangs up."""
+    server = sqlite_server_factory()
+    run = await CliRun.start(
+        "listen",
+        "--server",
+        server.url,
+        "--sdk-app-id",
+        str(server.app_id),
+        "--user-id",
+        "bob",
+        "--key",
+        server.key,
+        "--accept",
+        "--json",
+        "--host-address",
+        "127.0.0.1",
+    )
+    async with make_kit(server.url) as alice:
+        options = {"sdk_app_id": server.app_id, "user_id": "alice", "user_sig": server.sig("alice")}
+        handle = await alice.call(callees=["bob"], **options)
+        try:
+            assert await asyncio.wait_for(handle.result(), CLI_TIMEOUT) == "accepted"
+            await until(receiving(alice, "bob", video=10, audio=10), "alice decodes the CLI", 60)
+            await handle.hangup()
+            status, summary, stderr = await run.finish()
+        finally:
+            await handle.aclose()
+    assert status == 0, stderr
+    assert summary is not None and summary["call"]["callId"] == handle.call_id
+    assert list(summary["peers"]) == ["alice"]
+
+
+async def test_call_invite_exits_1_when_the_callee_declines(sqlite_server_factory: Any) -> None:
+    """``tavkit call --invite bob`` rings Bob; his decline ends it with status 1 and the record."""
+    server = sqlite_server_factory()
+    async with make_kit(server.url) as bob:
+        options = {"sdk_app_id": server.app_id, "user_id": "bob", "user_sig": server.sig("bob")}
+        invitations = bob.listen(**options)
+        run = await CliRun.start(
+            "call",
+            "--server",
+            server.url,
+            "--sdk-app-id",
+            str(server.app_id),
+            "--user-id",
+            "cli",
+            "--key",
+            server.key,
+            "--invite",
+            "bob",
+            "--media",
+            "audio",
+            "--json",
+            "--host-address",
+            "127.0.0.1",
+        )
+        invitation = await asyncio.wait_for(anext(invitations), CLI_TIMEOUT)
+        assert invitation.caller == "cli" and invitation.call.media == "audio"
+        await invitation.decline()
+        await invitations.aclose()
+        status, summary, stderr = await run.finish()
+    assert status == 1, stderr
+    assert summary is not None and summary["call"]["state"] == "declined", stderr
+    assert "not answered" in stderr

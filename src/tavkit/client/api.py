@@ -211,6 +211,20 @@ class RoomApi:
         """A session's record: members with leave reasons, and its events."""
         return await self._call("GET", f"/v1/sessions/{room_uuid}")
 
+    async def create_call(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /v1/calls``: ring callees (``docs/protocol.md`` section 7).
+
+        Not retried after the server may have seen it (a retry would ring twice): only a
+        connection that was never made is tried again.
+        """
+        return await self._call("POST", "/v1/calls", json=body, once=True)
+
+    async def call_action(
+        self, call_id: str, verb: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``POST /v1/calls/{call_id}/{verb}`` (accept, decline, cancel, hangup)."""
+        return await self._call("POST", f"/v1/calls/{call_id}/{verb}", json=body or {})
+
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self._client.aclose()
@@ -228,7 +242,9 @@ class RoomApi:
                 await asyncio.sleep(exc.retry_after)
                 waited += exc.retry_after
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    async def _call(
+        self, method: str, path: str, *, once: bool = False, **kwargs: Any
+    ) -> dict[str, Any]:
         last: str = "no attempt"
         pending: TAvKitError | None = None
         for attempt in range(self._retries + 1):
@@ -236,13 +252,22 @@ class RoomApi:
                 await asyncio.sleep(min(self._backoff * 2 ** (attempt - 1), _MAX_BACKOFF))
             try:
                 response = await self._client.request(method, path, **kwargs)
+            except httpx.ConnectError as exc:
+                last = f"ConnectError: {exc}" if str(exc) else "ConnectError"
+                logger.info("%s %s failed (attempt %d): %s", method, path, attempt + 1, last)
+                continue
             except httpx.TransportError as exc:
                 last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 logger.info("%s %s failed (attempt %d): %s", method, path, attempt + 1, last)
+                if once:
+                    break
                 continue
             body = _json(response)
             if response.is_success and body is not None:
                 return body
+            if once and response.status_code in _RETRY_STATUSES and _seed_error(body) is None:
+                last = f"HTTP {response.status_code}"
+                break
             seed = _seed_error(body)
             if seed is not None and response.status_code == 429:
                 raise RateLimitedError(seed.message, _retry_after(response))

@@ -48,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -71,6 +71,7 @@ from tavkit.client._rejoin import (
 from tavkit.client._renewal import Renewal
 from tavkit.client._room import RoomState
 from tavkit.client.api import Credentials, EnterResult, RoomApi
+from tavkit.client.calls import FINAL_STATES, Invitation, OutgoingCall, UserSocket
 from tavkit.client.listener import UserInfo
 from tavkit.client.media import MediaSource, TestPattern
 from tavkit.client.reporter import Reporter
@@ -87,6 +88,7 @@ from tavkit.protocol import (
     State,
     room_label,
 )
+from tavkit.protocol.calls import CallInfo, parse_call
 
 __all__ = ["TAvKit"]
 
@@ -254,6 +256,120 @@ class TAvKit:
             self._dispatch.report(exc)
             await self._release()
             raise
+
+    # -- calls (docs/protocol.md section 7) ----------------------------------------------
+
+    async def call(
+        self,
+        *,
+        callees: Sequence[str],
+        media: str = "video",
+        sdk_app_id: int,
+        user_id: str,
+        user_sig: str,
+        room_id: int | None = None,
+        ring_timeout: float | None = None,
+        data: Any = None,
+        private_map_key: str | None = None,
+        listener: object | None = None,
+        device: str = "default",
+    ) -> OutgoingCall:
+        """Ring ``callees`` and wait for them in the call's room; the call's handle.
+
+        ``await handle.result()`` is ``accepted`` once a callee answers (this client is
+        already in the room, so the media flows), else how the call ended; a call over
+        unanswered leaves the room. ``room_id`` None: the server picks a fresh room;
+        ``ring_timeout`` (s): how long it rings (the server's default is 30).
+        Raises like :meth:`start`, and server 10004 for a refused call request.
+        """
+        credentials = Credentials(sdk_app_id, user_id, user_sig, private_map_key)
+        socket = await UserSocket.open(self.server, credentials, device)
+        api = self._calls_api(credentials)
+        body: dict[str, Any] = {"callees": list(callees), "media": media}
+        for name, value in (("roomId", room_id), ("timeout", ring_timeout), ("data", data)):
+            if value is not None:
+                body[name] = value
+        try:
+            call = parse_call((await api.create_call(body))["call"])
+        except BaseException:
+            await socket.aclose()
+            await api.aclose()
+            raise
+        entered = asyncio.Event()
+
+        async def leave() -> None:
+            await entered.wait()  # a call over while we enter: leave once in, not midway
+            await self.hangup()
+
+        handle = OutgoingCall(call, api, socket, leave=leave)
+        try:
+            if call.state == "ringing":
+                await self.start(
+                    sdk_app_id=sdk_app_id,
+                    user_id=user_id,
+                    user_sig=user_sig,
+                    room_id=call.room_id,
+                    private_map_key=private_map_key,
+                    listener=listener,
+                )
+        finally:
+            entered.set()
+        return handle
+
+    async def listen(
+        self,
+        *,
+        sdk_app_id: int,
+        user_id: str,
+        user_sig: str,
+        private_map_key: str | None = None,
+        listener: object | None = None,
+        device: str = "default",
+    ) -> AsyncGenerator[Invitation, None]:
+        """The calls ringing this user, as :class:`~tavkit.client.calls.Invitation`\\ s.
+
+        ``await invitation.accept()`` enters the call's room with this client (one
+        call per ``TAvKit``). Keep iterating to follow the accepted call: when it ends
+        (the caller hangs up, the room empties) this client leaves and the iteration
+        stops. Invitations already ringing when it starts come first.
+        """
+        credentials = Credentials(sdk_app_id, user_id, user_sig, private_map_key)
+        socket = await UserSocket.open(self.server, credentials, device)
+        api = self._calls_api(credentials)
+        joined: list[str] = []
+
+        async def join(call: CallInfo) -> None:
+            joined.append(call.call_id)
+            await self.start(
+                sdk_app_id=sdk_app_id,
+                user_id=user_id,
+                user_sig=user_sig,
+                room_id=call.room_id,
+                private_map_key=private_map_key,
+                listener=listener,
+            )
+
+        try:
+            for call in socket.ringing:
+                yield Invitation(call, api, join)
+            async for frame in socket.frames():
+                if frame.type == "call-invite" and not joined:
+                    yield Invitation(frame.call, api, join)
+                elif frame.call.call_id in joined and frame.call.state in FINAL_STATES:
+                    await self.hangup()
+                    return
+        finally:
+            await socket.aclose()
+            await api.aclose()
+
+    def _calls_api(self, credentials: Credentials) -> RoomApi:
+        return RoomApi(
+            self.server,
+            credentials,
+            timeout=self._http_timeout,
+            retries=self._http_retries,
+            transport=self._transport,
+        )
 
     async def mute(self, muted: bool = True) -> None:
         """Mute (silence) or unmute the microphone, tell the room, fire ``on_muted``."""

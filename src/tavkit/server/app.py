@@ -42,6 +42,9 @@ from tavkit.server.admin import dashboard
 from tavkit.server.admin import routes as admin_routes
 from tavkit.server.admin import webhooks as webhook_routes
 from tavkit.server.bus import Bus, InProcessBus
+from tavkit.server.calls import routes as call_routes
+from tavkit.server.calls import socket as user_socket
+from tavkit.server.calls.service import CallService
 from tavkit.server.context import ServerContext
 from tavkit.server.drain import Drain, DrainMiddleware
 from tavkit.server.errors import install_error_handlers
@@ -228,6 +231,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
                 await configure_from_settings(store, settings)
                 webhooks = Dispatcher(store, settings)
+                calls = CallService(store, bus, rooms, settings)
                 config = forwarder_config(settings)
                 forwarder = Forwarder(config) if config is not None else None
                 app.state.tavkit = ServerContext(
@@ -246,6 +250,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     sockets=sockets,
                     metrics=metrics,
                     limits=RateLimits.for_settings(settings),
+                    calls=calls,
                     socket_secret=socket_secret,
                     drain=drain,
                     webhooks=webhooks,
@@ -255,6 +260,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await running.enter_async_context(forwarder)
                 await running.enter_async_context(recordings)
                 await running.enter_async_context(Sweeper(rooms, settings.sweep_interval))
+                await running.enter_async_context(calls)
                 await running.enter_async_context(webhooks)
                 if settings.collects:
                     retention = RetentionTask(
@@ -301,6 +307,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(im_routes.api)
     app.include_router(admin_routes.api)
     app.include_router(webhook_routes.api)
+    app.include_router(call_routes.api)
+    app.include_router(user_socket.router)
     app.include_router(logs_routes.router)
     app.include_router(recording_routes.router)
     app.include_router(dashboard.router)

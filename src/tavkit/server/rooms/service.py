@@ -28,7 +28,7 @@ import enum
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, TypeVar, cast
 
@@ -70,6 +70,7 @@ from tavkit.server.store.unit_of_work import Body, Outbox, transaction
 __all__ = [
     "HIDDEN_PREFIX",
     "Admission",
+    "EmptiedHook",
     "RoomService",
     "SocketHistory",
     "SweepReport",
@@ -106,6 +107,11 @@ _LEAVE_EVENT: Final = {
     "removed": "removed",
     "expired": "expired",
 }
+
+
+EmptiedHook = Callable[[AsyncSession, Outbox, uuid.UUID, str, float], Awaitable[None]]
+"""``hook(s, out, room_uuid, why, now)``, run inside the transaction in which a session's last
+member left (``why`` ``empty``) or the session closed (``why`` its close reason)."""
 
 
 def is_hidden(user_id: str) -> bool:
@@ -180,6 +186,7 @@ class RoomService:
             trust_for=settings.heartbeat_timeout / 2,
         )
         self._open_listeners: list[Callable[[int, RoomId, uuid.UUID], None]] = []
+        self._emptied_hooks: list[EmptiedHook] = []
 
     def on_session_opened(self, listener: Callable[[int, RoomId, uuid.UUID], None]) -> None:
         """Call ``listener(sdk_app_id, room, room_uuid)`` after each enter that opens a session.
@@ -188,6 +195,20 @@ class RoomService:
         is the one that acts on it (the recorder), whatever bus the replicas share.
         """
         self._open_listeners.append(listener)
+
+    def on_session_emptied(self, hook: EmptiedHook) -> None:
+        """Run ``hook`` in every transaction that empties or closes a session (see
+        :data:`EmptiedHook`): what it changes commits, or rolls back, with the room's change
+        (the calls end their call there, journal event included)."""
+        self._emptied_hooks.append(hook)
+
+    def session_opened(self, sdk_app_id: int, room_id: RoomId, room_uuid: uuid.UUID) -> None:
+        """Tell the session-opened listeners of a session another service opened (a call)."""
+        for listener in self._open_listeners:
+            try:
+                listener(sdk_app_id, room_id, room_uuid)
+            except Exception:  # a listener's bug must not fail the caller
+                logger.exception("a session-opened listener failed")
 
     # -- setup -------------------------------------------------------------------------
 
@@ -317,11 +338,7 @@ class RoomService:
             await self._withdraw(sdk_app_id, result.connection_id)
             raise
         if result.opened:
-            for listener in self._open_listeners:
-                try:
-                    listener(sdk_app_id, room, result.room_uuid)
-                except Exception:  # a listener's bug must not fail the enter
-                    logger.exception("a session-opened listener failed")
+            self.session_opened(sdk_app_id, room, result.room_uuid)
         return result
 
     async def _withdraw(self, sdk_app_id: int, connection_id: str) -> None:
@@ -420,7 +437,7 @@ class RoomService:
             now = self._clock()
             for member in await live_rows(s, session.id):
                 await self._leave(s, out, member, "closed", now, rejoining=True)
-            self._close(s, out, session, reason, now)
+            await self._close(s, out, session, reason, now)
             return session.id
 
         return await self._write(sdk_app_id, "closing the room", ServerCode.ROOM_CLOSED, run)
@@ -686,7 +703,7 @@ class RoomService:
             since = session.empty_since if session.empty_since is not None else session.opened_at
             if since > now - grace:
                 return 0
-            self._close(s, out, session, "empty", self._clock())
+            await self._close(s, out, session, "empty", self._clock())
             return 1
 
         return await self._write(sdk_app_id, "closing an empty room", ServerCode.INTERNAL, run)
@@ -755,14 +772,18 @@ class RoomService:
         session = await s.get(SessionRow, member.session_id, with_for_update=True)
         if session is None or session.closed_at is not None:
             return
+        for hook in self._emptied_hooks:
+            await hook(s, out, session.id, "empty", now)
         if self._settings.close_grace == 0:
-            self._close(s, out, session, "empty", now)
+            await self._close(s, out, session, "empty", now)
         else:
             session.empty_since = now
 
-    def _close(
+    async def _close(
         self, s: AsyncSession, out: Outbox, session: SessionRow, reason: str, now: float
     ) -> None:
+        for hook in self._emptied_hooks:
+            await hook(s, out, session.id, reason, now)
         session.closed_at = now
         session.close_reason = reason
         session.empty_since = None
