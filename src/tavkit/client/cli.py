@@ -7,6 +7,11 @@ stdout when the call ends::
     {"roomUuid": "...", "peers": {"alice": {"videoFrames": 290, "audioFrames": 480,
      "firstFrameMs": 412.5}}, "errors": [{"module": ..., "errorCode": ..., "errorMsg": ...}]}
 
+``roomUuid`` is the session the call was in (the last one, if a long outage made the
+client enter again), kept from while the call was up: releasing the call forgets it,
+so the summary never reads it after the hang-up. ``null`` only when the call never
+started.
+
 Exit status: 0 the call ran (errors during it are in the summary), 1 it could not
 start (the error on stderr and in the summary), 2 a usage mistake. The call ends
 after ``--duration`` seconds, on Ctrl-C or SIGTERM (hanging up properly), or when the
@@ -143,6 +148,7 @@ async def _run(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
     status = 0
+    room_uuid: str | None = None
     async with kit:
         try:
             await kit.start(**options)
@@ -150,20 +156,23 @@ async def _run(
             console.print(f"[red]could not start the call:[/red] {escape(str(exc))}")
             status = 1
         else:
-            await _until_done(kit, stop, duration, console)
+            room_uuid = await _until_done(kit, stop, duration, console)
     if json_output:
-        sys.stdout.write(json.dumps(summary(kit)) + "\n")
+        sys.stdout.write(json.dumps(summary(kit, room_uuid)) + "\n")
         sys.stdout.flush()
     elif status == 0:
-        for user_id, entry in summary(kit)["peers"].items():
+        for user_id, entry in summary(kit, room_uuid)["peers"].items():
             console.print(f"{user_id}: {entry}", markup=False)
     return status
 
 
-def summary(kit: TAvKit) -> dict[str, Any]:
-    """The ``--json`` summary: the session, what arrived from each peer, the errors."""
+def summary(kit: TAvKit, room_uuid: str | None) -> dict[str, Any]:
+    """The ``--json`` summary: the session, what arrived from each peer, the errors.
+
+    ``room_uuid`` is the session seen while the call was up (a released kit has none).
+    """
     return {
-        "roomUuid": kit.room_uuid,
+        "roomUuid": room_uuid,
         "peers": {uid: stats.summary() for uid, stats in sorted(kit.peers_seen.items())},
         "errors": list(kit.errors),
     }
@@ -171,16 +180,21 @@ def summary(kit: TAvKit) -> dict[str, Any]:
 
 async def _until_done(
     kit: TAvKit, stop: asyncio.Event, duration: float | None, console: Console
-) -> None:
-    """Wait for the end (duration, signal, or the server), refreshing the status line."""
+) -> str | None:
+    """Wait for the end (duration, signal, or the server), refreshing the status line.
+
+    Returns the last session UUID the call was in (a rejoin may have moved it).
+    """
     from rich.live import Live
 
     loop = asyncio.get_running_loop()
     deadline = None if duration is None else loop.time() + duration
     meter = _Meter()
     live = Live(console=console, transient=True, auto_refresh=False)
+    room_uuid = kit.room_uuid
     with live if console.is_terminal else contextlib.nullcontext():
         while not stop.is_set() and not kit.closed:
+            room_uuid = kit.room_uuid or room_uuid
             wait = _STATUS_PERIOD
             if deadline is not None:
                 wait = min(wait, deadline - loop.time())
@@ -190,6 +204,7 @@ async def _until_done(
                 await asyncio.wait_for(stop.wait(), wait)
             if console.is_terminal:
                 live.update(meter.line(kit, await kit.quality()), refresh=True)
+    return kit.room_uuid or room_uuid
 
 
 class _Meter:
