@@ -97,8 +97,8 @@ def test_a_blackout_resumes_the_same_membership(pytester: pytest.Pytester) -> No
 
             await alice.blackout(3.0)
             assert alice.network.dropped > 0
-            await bob.wait_for_video_from("alice", frames=20)
-            await alice.wait_for_video_from("bob", frames=20)
+            await bob.wait_for_video_from("alice", frames=20, more=True)
+            await alice.wait_for_video_from("bob", frames=20, more=True)
             await alice.wait_for(lambda: alice.resumes >= 1, "the socket resumed")
             assert alice.room_uuid == session
             assert not any(e[0] == "on_user_leave" for e in bob.events)
@@ -123,7 +123,7 @@ def test_loss_shows_in_stats_and_reported_quality(pytester: pytest.Pytester) -> 
             session = patient.room_uuid
 
             patient.impair(loss=0.3)
-            await patient.wait_for_video_from("doctor", frames=60)  # a few seconds of media
+            await patient.wait_for_video_from("doctor", frames=60, more=True)  # 2 s or more
             stats = await patient.stats("doctor")
             assert stats["packetsLost"] > 0, stats
             await patient.leave()  # flushes the last quality sample

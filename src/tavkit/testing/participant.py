@@ -237,24 +237,25 @@ class Participant:
         await until(condition, f"{self.user_id}: {what}", within)
 
     async def wait_for_video_from(
-        self, user_id: str, frames: int = 30, *, within: float = TIMEOUT
+        self, user_id: str, frames: int = 30, *, more: bool = False, within: float = TIMEOUT
     ) -> None:
-        """Wait until ``frames`` more video frames from ``user_id`` are decoded (from now)."""
-        target = self.video_frames_from(user_id) + frames
+        """Wait until ``frames`` video frames from ``user_id`` have been decoded since
+        entering, or with ``more=True`` that many more from now (after a blackout, say)."""
+        target = frames + (self.video_frames_from(user_id) if more else 0)
         await self.wait_for(
             lambda: self.video_frames_from(user_id) >= target,
-            f"{frames} video frames from {user_id}",
+            f"{target} video frames from {user_id} (has {self.video_frames_from(user_id)})",
             within=within,
         )
 
     async def wait_for_audio_from(
-        self, user_id: str, frames: int = 25, *, within: float = TIMEOUT
+        self, user_id: str, frames: int = 25, *, more: bool = False, within: float = TIMEOUT
     ) -> None:
-        """Wait until ``frames`` more audio frames (20 ms each) from ``user_id`` are decoded."""
-        target = self.audio_frames_from(user_id) + frames
+        """The same as :meth:`wait_for_video_from` for audio frames (20 ms each)."""
+        target = frames + (self.audio_frames_from(user_id) if more else 0)
         await self.wait_for(
             lambda: self.audio_frames_from(user_id) >= target,
-            f"{frames} audio frames from {user_id}",
+            f"{target} audio frames from {user_id} (has {self.audio_frames_from(user_id)})",
             within=within,
         )
 

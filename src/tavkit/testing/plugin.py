@@ -19,6 +19,7 @@ test runs that do not use it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -118,9 +119,13 @@ async def participant(tavkit_server: TavkitServer) -> AsyncIterator[ParticipantF
 
     try:
         yield enter
-    finally:
-        for joined in reversed(made):
-            await joined.aclose()
+    finally:  # all at once: each hang-up waits for its own leave and its peers to close
+        results = await asyncio.gather(
+            *(joined.aclose() for joined in made), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
 
 @pytest.fixture

@@ -72,7 +72,10 @@ class WebhookReceiver:
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._http.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._http.serve_forever, name="tavkit-webhook-receiver", daemon=True
+            target=self._http.serve_forever,
+            kwargs={"poll_interval": 0.05},  # how long close() may wait for the loop to notice
+            name="tavkit-webhook-receiver",
+            daemon=True,
         )
         self._thread.start()
 
