@@ -161,3 +161,23 @@ def test_a_decoded_frame_has_the_colour_that_was_sent(pytester: pytest.Pytester)
             assert red.audio_level("blue") > 0.05
         """,
     )
+
+
+@pytest.mark.browser
+def test_a_browser_participant_calls_a_python_one(pytester: pytest.Pytester) -> None:
+    """A ``<tavkit-call>`` tab in Chromium and a Python participant decode each other's video."""
+    run_integrator_test(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.asyncio
+        async def test_browser_and_python(participant, browser_participant):
+            alice = await participant("alice")
+            carol = await browser_participant("carol")
+            await alice.wait_for_video_from("carol", frames=30)
+            await carol.wait_for_video_from("alice", frames=30)
+            assert await carol.video_frames_from("alice") >= 30
+            assert await carol.errors() == []
+        """,
+    )

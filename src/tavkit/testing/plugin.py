@@ -11,7 +11,8 @@ Installed with ``pip install tavkit[testing]``; pytest loads it by itself. It ad
 * ``participant`` - ``await participant("alice", room=1, colour=(255, 0, 0))`` enters
   a Python participant (:class:`~tavkit.testing.Participant`); all are hung up after
   the test.
-* ``browser_participant`` - not built yet: it skips.
+* ``browser_participant`` - ``await browser_participant("carol", room=1)`` opens a
+  ``<tavkit-call>`` tab in a headless Chromium (skips without Playwright/Chromium).
 
 Nothing heavy is imported until a fixture is used, so the plugin costs nothing to
 test runs that do not use it.
@@ -29,6 +30,7 @@ import pytest
 import pytest_asyncio
 
 if TYPE_CHECKING:
+    from tavkit.testing.browser import BrowserParticipant
     from tavkit.testing.participant import Participant
     from tavkit.testing.server import TavkitServer
 
@@ -128,7 +130,21 @@ async def participant(tavkit_server: TavkitServer) -> AsyncIterator[ParticipantF
                 raise result
 
 
-@pytest.fixture
-def browser_participant() -> None:
-    """A participant in a real Chromium: not built yet, so a test asking for it skips."""
-    pytest.skip("browser_participant is not available in this version of tavkit.testing")
+@pytest_asyncio.fixture
+async def browser_participant(
+    tavkit_server: TavkitServer,
+) -> AsyncIterator[Callable[..., Awaitable[BrowserParticipant]]]:
+    """Make participants in a real headless Chromium: ``await browser_participant("carol")``.
+
+    Skips the test when Playwright or a Chromium is missing.
+    """
+    from tavkit.testing.browser import Browsers, find_chromium
+
+    _, missing = find_chromium()
+    if missing is not None:
+        pytest.skip(missing)
+    browsers = Browsers(tavkit_server)
+    try:
+        yield browsers.enter
+    finally:
+        await browsers.aclose()
