@@ -12,6 +12,7 @@ import textwrap
 from importlib.metadata import entry_points
 
 import pytest
+from conftest import PG_URL
 
 pytest_plugins = ["pytester"]
 
@@ -23,11 +24,18 @@ def _plugin_args() -> list[str]:
     return ["-p", "tavkit.testing.plugin"]
 
 
-def run_integrator_test(pytester: pytest.Pytester, source: str, passed: int = 1) -> str:
-    """Write ``source`` as the integrator's test file, run it, require ``passed`` passes."""
+def run_integrator_test(pytester: pytest.Pytester, source: str, *args: str, passed: int = 1) -> str:
+    """Write ``source`` as the integrator's test file, run it (with ``args``), require
+    ``passed`` passes."""
     pytester.makepyfile(test_integrator=textwrap.dedent(source))
     result = pytester.runpytest_subprocess(
-        *_plugin_args(), "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning", "-rA"
+        *_plugin_args(),
+        "-p",
+        "no:cacheprovider",
+        "-W",
+        "ignore::DeprecationWarning",
+        "-rA",
+        *args,
     )
     output = result.stdout.str() + result.stderr.str()
     assert result.ret == 0, output
@@ -59,15 +67,18 @@ def test_ten_line_test_makes_a_two_participant_call(pytester: pytest.Pytester) -
     )
 
 
-def test_a_message_reaches_the_other_participant(pytester: pytest.Pytester) -> None:
-    """A text message sent by one participant is in the other's ``messages``, from its sender."""
+def test_a_message_reaches_the_other_participant_on_postgresql(
+    pytester: pytest.Pytester,
+) -> None:
+    """With ``--tavkit-database-url`` the server runs on PostgreSQL, and a text message sent
+    by one participant is in the other's ``messages``, from its sender."""
     run_integrator_test(
         pytester,
         """
         import pytest
 
         @pytest.mark.asyncio
-        async def test_doctor_sends_the_prescription(participant):
+        async def test_doctor_sends_the_prescription(tavkit_server, participant):
             doctor = await participant("doctor", room=7)
             patient = await participant("patient", room=7)
             await patient.wait_for_member("doctor")
@@ -75,7 +86,10 @@ def test_a_message_reaches_the_other_participant(pytester: pytest.Pytester) -> N
             got = await patient.wait_for_message("prescription 4711", sender="doctor")
             assert got.seq == sent.seq
             assert [m.text for m in patient.messages] == ["prescription 4711"]
+            assert tavkit_server.database.kind == "postgres"
         """,
+        "--tavkit-database-url",
+        PG_URL,
     )
 
 
@@ -179,5 +193,29 @@ def test_a_browser_participant_calls_a_python_one(pytester: pytest.Pytester) -> 
             await carol.wait_for_video_from("alice", frames=30)
             assert await carol.video_frames_from("alice") >= 30
             assert await carol.errors() == []
+        """,
+    )
+
+
+def test_the_waits_and_assertions_fail_saying_what_is_missing(pytester: pytest.Pytester) -> None:
+    """A wait that times out names the frames it waited for, ``assert_call_connected`` on
+    participants in different rooms fails, and a refused userSig raises the server's error."""
+    run_integrator_test(
+        pytester,
+        """
+        import pytest
+        from tavkit.errors import TAvKitError
+        from tavkit.testing import assert_call_connected
+
+        @pytest.mark.asyncio
+        async def test_failures(participant):
+            alice = await participant("alice", room=1)
+            bob = await participant("bob", room=2)
+            with pytest.raises(AssertionError, match="30 video frames from bob"):
+                await alice.wait_for_video_from("bob", frames=30, within=0.5)
+            with pytest.raises(AssertionError, match="not in the same session"):
+                assert_call_connected(alice, bob)
+            with pytest.raises(TAvKitError, match="70346"):
+                await participant("eve", user_sig="not-a-signature")
         """,
     )

@@ -110,6 +110,10 @@ class Participant:
                 source=_source(colour, file, source),
                 **kit_options,
             )
+        except BaseException:
+            await relay.aclose()
+            raise
+        try:
             participant.network.start()
             await participant.kit.start(
                 sdk_app_id=server.app_id,
@@ -122,7 +126,7 @@ class Participant:
                 listener=participant.listener,
             )
         except BaseException:
-            await relay.aclose()
+            await participant.aclose()  # the kit, its network watcher, the relay
             raise
         return participant
 
