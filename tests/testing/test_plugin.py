@@ -149,6 +149,45 @@ def test_loss_shows_in_stats_and_reported_quality(pytester: pytest.Pytester) -> 
     )
 
 
+def test_delay_shows_in_the_round_trip_time(pytester: pytest.Pytester) -> None:
+    """100 ms of added delay each way on one participant's network makes the RTT both
+    sides measure exceed 200 ms; cleared, it falls back."""
+    run_integrator_test(
+        pytester,
+        """
+        import pytest
+
+        async def rtt(p, other):
+            return (await p.quality()).get(other, {}).get("rtt", 0.0)
+
+        @pytest.mark.asyncio
+        async def test_far_away(participant):
+            near = await participant("near")
+            far = await participant("far")
+            await far.wait_for_video_from("near", frames=10)
+            far.impair(delay=0.1, jitter=0.01)
+            rtts = {}
+
+            async def measured():
+                rtts["far"], rtts["near"] = await rtt(far, "near"), await rtt(near, "far")
+                return min(rtts.values()) > 0.2
+
+            for _ in range(100):
+                if await measured():
+                    break
+                await far.wait_for_video_from("near", frames=3, more=True)
+            assert min(rtts.values()) > 0.2, rtts
+            far.network.clear()
+            for _ in range(100):
+                await measured()
+                if max(rtts.values()) < 0.1:
+                    break
+                await far.wait_for_video_from("near", frames=3, more=True)
+            assert max(rtts.values()) < 0.1, rtts
+        """,
+    )
+
+
 def test_a_decoded_frame_has_the_colour_that_was_sent(pytester: pytest.Pytester) -> None:
     """Each side's last decoded frame has the solid colour the other side published, read
     both as a mean colour and as a numpy array; the tone is audible."""
