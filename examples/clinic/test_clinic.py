@@ -4,12 +4,20 @@ minted, and the recordings the server made of their call."""
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
+
 import httpx
 import pytest
 import pytest_asyncio
 from clinic import TavkitApp, create_clinic
 
 from tavkit.testing import assert_call_connected, assert_no_errors
+
+# Not needed after `pip install tavkit[testing]`, whose entry point loads the plugin. In
+# a virtualenv installed before the plugin existed, name it here (only then: loading
+# it twice is an error).
+if not any(ep.value == "tavkit.testing.plugin" for ep in entry_points(group="pytest11")):
+    pytest_plugins = ["tavkit.testing.plugin"]
 
 
 @pytest_asyncio.fixture
