@@ -61,6 +61,8 @@ async def test_call_json_summary_counts_the_peers_media(sqlite_server_factory: A
     server = sqlite_server_factory()
     async with make_kit(server.url) as bob:
         await enter(bob, server, "bob", 401)
+        room_uuid = bob.room_uuid
+        assert room_uuid is not None
         run = await CliRun.start(
             "call",
             "--server",
@@ -90,12 +92,46 @@ async def test_call_json_summary_counts_the_peers_media(sqlite_server_factory: A
 
     assert status == 0, stderr
     assert summary is not None
-    assert summary["roomUuid"] == bob.room_uuid
+    assert summary["roomUuid"] == room_uuid  # read while bob was in: a closed kit has none
     assert summary["errors"] == []
     assert list(summary["peers"]) == ["bob"]
     peer = summary["peers"]["bob"]
     assert peer["videoFrames"] > 0 and peer["audioFrames"] > 0
     assert isinstance(peer["firstFrameMs"], float) and peer["firstFrameMs"] > 0
+
+
+async def test_call_json_summary_names_the_session_after_a_timed_call(
+    sqlite_server_factory: Any,
+) -> None:
+    """``tavkit call --json --duration`` ending by itself prints the session's UUID, not null."""
+    import httpx
+
+    server = sqlite_server_factory()
+    status, summary, stderr = await _tavkit(
+        "call",
+        "--server",
+        server.url,
+        "--sdk-app-id",
+        str(server.app_id),
+        "--room-id",
+        "403",
+        "--user-id",
+        "cli",
+        "--key",
+        server.key,
+        "--duration",
+        "0.5",
+        "--json",
+        "--host-address",
+        "127.0.0.1",
+    )
+    assert status == 0, stderr
+    assert summary is not None
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        answer = await http.get("/v1/admin/sessions", headers=server.admin_headers())
+    assert answer.status_code == 200, answer.text
+    [session] = [s for s in answer.json()["sessions"] if s["roomId"] == 403]
+    assert summary["roomUuid"] == session["roomUuid"]
 
 
 async def test_call_with_a_wrong_key_exits_1_with_the_error(sqlite_server_factory: Any) -> None:

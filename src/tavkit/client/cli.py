@@ -12,6 +12,11 @@ stdout when the call ends::
     {"roomUuid": "...", "peers": {"alice": {"videoFrames": 290, "audioFrames": 480,
      "firstFrameMs": 412.5}}, "errors": [{"module": ..., "errorCode": ..., "errorMsg": ...}]}
 
+``roomUuid`` is the session the call was in (the last one, if a long outage made the
+client enter again), kept from while the call was up: releasing the call forgets it,
+so the summary never reads it after the hang-up. ``null`` only when the call never
+started.
+
 Exit status: 0 the call ran (errors during it are in the summary), 1 it could not
 start (the error on stderr and in the summary; an invitation nobody accepted too, its
 final state in the summary's ``call``), 2 a usage mistake. The call ends
@@ -248,6 +253,7 @@ async def _run(
     handle: OutgoingCall | None = None
     answered: CallInfo | None = None
     following: list[asyncio.Task[None]] = []
+    room_uuid: str | None = None
     async with kit:
         try:
             if options.pop("listen", False):
@@ -269,7 +275,7 @@ async def _run(
             status = 1
         else:
             if status == 0 and (answered is not None or options.get("accept") is not False):
-                await _until_done(kit, stop, duration, console)
+                room_uuid = await _until_done(kit, stop, duration, console)
         for task in following:
             task.cancel()
         if handle is not None:
@@ -278,14 +284,14 @@ async def _run(
                     await handle.hangup()
             await handle.aclose()
     if json_output:
-        report = summary(kit)
+        report = summary(kit, room_uuid)
         call = handle.call if handle is not None else answered
         if call is not None:
             report["call"] = call.to_wire()
         sys.stdout.write(json.dumps(report) + "\n")
         sys.stdout.flush()
     elif status == 0:
-        for user_id, entry in summary(kit)["peers"].items():
+        for user_id, entry in summary(kit, room_uuid)["peers"].items():
             console.print(f"{user_id}: {entry}", markup=False)
     return status
 
@@ -347,10 +353,13 @@ async def _drain(invitations: AsyncGenerator[Invitation, None]) -> None:
         pass
 
 
-def summary(kit: TAvKit) -> dict[str, Any]:
-    """The ``--json`` summary: the session, what arrived from each peer, the errors."""
+def summary(kit: TAvKit, room_uuid: str | None) -> dict[str, Any]:
+    """The ``--json`` summary: the session, what arrived from each peer, the errors.
+
+    ``room_uuid`` is the session seen while the call was up (a released kit has none).
+    """
     return {
-        "roomUuid": kit.room_uuid,
+        "roomUuid": room_uuid,
         "peers": {uid: stats.summary() for uid, stats in sorted(kit.peers_seen.items())},
         "errors": list(kit.errors),
     }
@@ -358,16 +367,21 @@ def summary(kit: TAvKit) -> dict[str, Any]:
 
 async def _until_done(
     kit: TAvKit, stop: asyncio.Event, duration: float | None, console: Console
-) -> None:
-    """Wait for the end (duration, signal, or the server), refreshing the status line."""
+) -> str | None:
+    """Wait for the end (duration, signal, or the server), refreshing the status line.
+
+    Returns the last session UUID the call was in (a rejoin may have moved it).
+    """
     from rich.live import Live
 
     loop = asyncio.get_running_loop()
     deadline = None if duration is None else loop.time() + duration
     meter = _Meter()
     live = Live(console=console, transient=True, auto_refresh=False)
+    room_uuid = kit.room_uuid
     with live if console.is_terminal else contextlib.nullcontext():
         while not stop.is_set() and not kit.closed:
+            room_uuid = kit.room_uuid or room_uuid
             wait = _STATUS_PERIOD
             if deadline is not None:
                 wait = min(wait, deadline - loop.time())
@@ -377,6 +391,7 @@ async def _until_done(
                 await asyncio.wait_for(stop.wait(), wait)
             if console.is_terminal:
                 live.update(meter.line(kit, await kit.quality()), refresh=True)
+    return kit.room_uuid or room_uuid
 
 
 class _Meter:
