@@ -247,6 +247,39 @@ def test_the_dashboard_shows_failing_webhooks_and_the_deliveries_given_up(
     page.screenshot(path=str(ARTIFACTS / "dashboard-list-phone.png"))
 
 
+def test_the_dashboard_lists_calls_with_each_callees_outcome(
+    context: BrowserContext, call_server: Server
+) -> None:
+    """Alice rings Bob and Carol over REST; Bob declines, Carol is busy: the calls card
+    shows the call, each callee's own outcome and a link to the call's session."""
+    url = call_server.url
+    made = httpx.post(
+        f"{url}/v1/calls",
+        json={"callees": ["bob", "carol"], "media": "audio"},
+        headers=call_server.headers("alice"),
+        timeout=30,
+    )
+    assert made.status_code == 200, made.text
+    call = made.json()["call"]
+    for user, reason in (("bob", None), ("carol", "busy")):
+        answer = httpx.post(
+            f"{url}/v1/calls/{call['callId']}/decline",
+            json={} if reason is None else {"reason": reason},
+            headers=call_server.headers(user),
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+    (record,) = admin_get(call_server, "/v1/calls")["calls"]
+    page = context.new_page()
+    sign_in(page, call_server)
+    row = page.locator(f'#calls tr[data-call-id="{call["callId"]}"]')
+    expect(row.locator("td").nth(1)).to_have_text("alice")
+    expect(row.locator(".callee")).to_have_text(["bob declined", "carol busy"])
+    expect(row.locator("td").nth(4)).to_contain_text(record["state"])
+    expect(row.locator("a")).to_have_attribute("href", f"#/session/{record['roomUuid']}")
+    page.locator("#calls").screenshot(path=str(ARTIFACTS / "dashboard-calls.png"))
+
+
 def test_the_dashboard_needs_the_admin_signature(context: BrowserContext, call_server: Server):
     """A member's own userSig cannot open the dashboard; the page says why."""
     page = context.new_page()

@@ -81,3 +81,34 @@ async def test_a_declined_call_tells_the_caller_and_leaves_the_room(
         await handle.aclose()
     found = await call_record(server, handle.call_id)
     assert found["events"] == ["call.ringing", "call.busy"]
+
+
+async def test_a_call_in_a_string_room_of_digits_meets_there_not_in_the_number(
+    sqlite_server_factory: Any,
+) -> None:
+    """Alice rings Bob in string room "4242": both talk in that room, a member of
+    numeric room 4242 sees neither, and the record names the string room."""
+    server = sqlite_server_factory()
+    async with (
+        make_kit(server.url) as alice,
+        make_kit(server.url) as bob,
+        make_kit(server.url) as carol,
+    ):
+        await carol.start(room_id=4242, **creds(server, "carol"))
+        invitations = bob.listen(**creds(server, "bob"))
+        ringing = asyncio.create_task(first_invitation(invitations))
+        handle = await alice.call(callees=["bob"], room_id="4242", **creds(server, "alice"))
+        assert handle.call.room_id == "4242"
+        invitation = await asyncio.wait_for(ringing, 15)
+        assert invitation.call.room_id == "4242"
+        await invitation.accept()
+        await until(receiving(alice, "bob", video=10, audio=20), "alice decodes bob")
+        await until(receiving(bob, "alice", video=10, audio=20), "bob decodes alice")
+        assert alice.room_uuid == bob.room_uuid != carol.room_uuid
+        assert carol.members == []
+        await handle.hangup()
+        await asyncio.wait_for(handle.ended(), 15)
+        await handle.aclose()
+        await invitations.aclose()
+    found = await call_record(server, handle.call_id)
+    assert found["roomId"] == "4242" and found["state"] == "ended"

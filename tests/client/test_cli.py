@@ -204,17 +204,13 @@ async def test_call_joins_a_string_room_with_str_room_id(sqlite_server_factory: 
 
 
 async def test_call_needs_exactly_one_room() -> None:
-    """Both --room-id and --str-room-id, or neither (without --invite), or a string room
-    to ring in, is a usage error: exit status 2."""
+    """Both --room-id and --str-room-id, or neither (without --invite), is a usage error:
+    exit status 2."""
     common = ("call", "--sdk-app-id", "1400000001", "--user-id", "u", "--key", "k" * 64)
     for rooms in ((), ("--room-id", "1", "--str-room-id", "1")):
         status, summary, stderr = await _tavkit(*common, *rooms)
         assert status == 2 and summary is None
         assert "--str-room-id" in stderr
-    # Calls ring in numeric rooms only (protocol section 7): a string room is refused here.
-    status, summary, stderr = await _tavkit(*common, "--invite", "bob", "--str-room-id", "x")
-    assert status == 2 and summary is None
-    assert "numeric room" in stderr
 
 
 async def test_listen_accept_answers_a_call_and_leaves_when_the_caller_hangs_up(

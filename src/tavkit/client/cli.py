@@ -132,8 +132,10 @@ def call(
         "private_map_key": private_map_key,
     }
     if invite:
-        if options.pop("str_room_id") is not None:
-            raise typer.BadParameter("a call rings in a numeric room: --room-id, or none")
+        # kit.call() takes either kind of room as room_id (a str is a string room).
+        ring_in = options.pop("str_room_id")
+        if ring_in is not None:
+            options["room_id"] = ring_in
         options.update(callees=invite, media=media, ring_timeout=ring_timeout)
     code = asyncio.run(
         _run(

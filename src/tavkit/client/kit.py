@@ -267,7 +267,7 @@ class TAvKit:
         sdk_app_id: int,
         user_id: str,
         user_sig: str,
-        room_id: int | None = None,
+        room_id: RoomId | None = None,
         ring_timeout: float | None = None,
         data: Any = None,
         private_map_key: str | None = None,
@@ -308,7 +308,8 @@ class TAvKit:
                     sdk_app_id=sdk_app_id,
                     user_id=user_id,
                     user_sig=user_sig,
-                    room_id=call.room_id,
+                    room_id=_numeric(call.room_id),
+                    str_room_id=_string(call.room_id),
                     private_map_key=private_map_key,
                     listener=listener,
                 )
@@ -344,7 +345,8 @@ class TAvKit:
                 sdk_app_id=sdk_app_id,
                 user_id=user_id,
                 user_sig=user_sig,
-                room_id=call.room_id,
+                room_id=_numeric(call.room_id),
+                str_room_id=_string(call.room_id),
                 private_map_key=private_map_key,
                 listener=listener,
             )
@@ -780,3 +782,14 @@ class TAvKit:
         await self._media.aclose()
         if self._api is not None:
             await self._api.aclose()
+
+
+def _numeric(room: RoomId) -> int | None:
+    """A call's room as ``start()``'s ``room_id``: the number, None for a string room."""
+    return None if isinstance(room, str) else room
+
+
+def _string(room: RoomId) -> str | None:
+    """A call's room as ``start()``'s ``str_room_id`` (as ``room_id`` text of digits would
+    read as the number): the string room, None for a numeric room."""
+    return room if isinstance(room, str) else None

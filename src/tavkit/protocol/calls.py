@@ -15,9 +15,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal, cast
 
-from tavkit.errors import ServerCode
+from tavkit.errors import ServerCode, ServerError
 from tavkit.protocol._fields import Fields
 from tavkit.protocol.messages import FrameError, data_size
+from tavkit.protocol.rooms import RoomId, parse_room_id
 
 __all__ = [
     "CALLEE_OUTCOMES",
@@ -131,7 +132,8 @@ class CallInfo:
     caller: str
     callees: tuple[Callee, ...]
     media: CallMedia
-    room_id: int
+    room_id: RoomId
+    """The call's room: a number, or a string room (TRTC's ``strRoomId``)."""
     state: CallState
     created_at: float
     ring_until: float
@@ -220,7 +222,7 @@ class CallRequest:
 
     callees: tuple[str, ...]
     media: CallMedia
-    room_id: int | None = None
+    room_id: RoomId | None = None
     timeout: float | None = None
     data: Any = None
 
@@ -259,7 +261,7 @@ def parse_call(obj: object, path: str = "call") -> CallInfo:
         caller=f.user_id("caller"),
         callees=tuple(parse_callee(c, f"{path}.callees[{i}]") for i, c in enumerate(callees)),
         media=cast(CallMedia, f.choice("media", CALL_MEDIA)),
-        room_id=f.integer("roomId", minimum=1, maximum=2**32 - 1),
+        room_id=_room(f, "roomId"),
         state=cast(CallState, f.choice("state", CALL_STATES)),
         created_at=f.number("createdAt", minimum=0),
         ring_until=f.number("ringUntil", minimum=0),
@@ -286,8 +288,9 @@ def parse_call_request(obj: object, *, max_callees: int = MAX_CALLEES) -> CallRe
     """A ``POST /v1/calls`` body, checked: 10004 naming the field when one is wrong.
 
     ``callees``: 1 to ``max_callees`` distinct userIds; ``media``: video or audio;
-    ``roomId``: 1..2^32-1 if given; ``timeout``: 1 to :data:`MAX_CALL_TIMEOUT` seconds
-    if given; ``data``: any JSON of at most :data:`MAX_CALL_DATA_BYTES`.
+    ``roomId``: a room (1..2^32-1, or a string room) if given; ``timeout``: 1 to
+    :data:`MAX_CALL_TIMEOUT` seconds if given; ``data``: any JSON of at most
+    :data:`MAX_CALL_DATA_BYTES`.
     """
     f = Fields(obj, "body")
     raw = f.array("callees", max_items=max_callees)
@@ -299,7 +302,7 @@ def parse_call_request(obj: object, *, max_callees: int = MAX_CALLEES) -> CallRe
     if len(set(callees)) != len(callees):
         raise f.fail("callees", "distinct userIds")
     media = cast(CallMedia, f.choice("media", CALL_MEDIA))
-    room_id = f.opt_integer("roomId", minimum=1, maximum=2**32 - 1)
+    room_id = None if f.obj.get("roomId") is None else _room(f, "roomId")
     timeout = None
     if f.obj.get("timeout") is not None:
         timeout = f.number("timeout", minimum=0.05)
@@ -329,3 +332,11 @@ def parse_user_welcome(obj: object) -> UserWelcome:
         f.user_id("device"),
         tuple(parse_call(c, f"frame.ringing[{i}]") for i, c in enumerate(ringing)),
     )
+
+
+def _room(f: Fields, name: str) -> RoomId:
+    """``f``'s room field, a number or a string room; 10004 naming it when it is neither."""
+    try:
+        return parse_room_id(f.raw(name), f"{f.path}.{name}")
+    except ServerError as exc:
+        raise FrameError(ServerCode.INVALID_PARAMETER, exc.message, ref=f.ref) from None

@@ -25,7 +25,7 @@ const LISTENERS = [
  * rooms existed, e.g. read from a URL), and other text is a string room. So
  * `{strRoomId: "1234"}` and `{roomId: 1234}` are two different rooms, as in TRTC.
  */
-function roomOf(o) {
+export function roomOf(o) {
   const given = (v) => v != null && v !== "";
   if (given(o.strRoomId)) {
     if (given(o.roomId)) return { why: "give roomId or strRoomId, not both" };

@@ -58,3 +58,9 @@ export function roomPath(room) {
 export function roomLabel(room) {
   return typeof room === "string" ? JSON.stringify(room) : String(room);
 }
+
+/** start()'s room option for `room`: a string room as strRoomId (as roomId, text of
+ * digits would read as the number), a numeric room as roomId. */
+export function roomOption(room) {
+  return typeof room === "string" ? { strRoomId: room } : { roomId: room };
+}

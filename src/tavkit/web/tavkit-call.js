@@ -17,7 +17,8 @@ import { CallController } from "./controller.js";
 import { pickLang, translator } from "./i18n.js";
 import { MessageList } from "./chat-panel.js";
 import { icons } from "./icons.js";
-import { roomLabel } from "./protocol.js";
+import { roomLabel, roomOption } from "./protocol.js";
+import { roomOf } from "./options.js";
 import { gridShape, layoutFor, makeDraggable } from "./layout.js";
 import { createTile, updateTile } from "./tiles.js";
 
@@ -156,17 +157,21 @@ export class TavkitCall extends HTMLElement {
 
   /**
    * Ring `callees` and wait for them in the call's room, behind the "calling…" screen
-   * (its Cancel cancels). `options` are start()'s without roomId, plus callees, media and
-   * optionally roomId, timeout, data; the listener's onCallListener(event) hears each
+   * (its Cancel cancels). `options` are start()'s without a room, plus callees, media and
+   * optionally the room (roomId or strRoomId, as start() takes them), timeout, data; the listener's onCallListener(event) hears each
    * change. Resolves to the call.
    */
   async call(options) {
-    const { callees, media, roomId, timeout, data, ...rest } = options;
+    const { callees, media, roomId, strRoomId, timeout, data, ...rest } = options;
     const calls = await this.#callClient(rest);
-    const call = await calls.call({ callees, media, roomId, timeout, data });
+    // A room named as start() names it (strRoomId, or roomId); one it cannot read goes
+    // as given, for the server to refuse with its reason.
+    const named = roomId != null || strRoomId != null;
+    const room = named ? (roomOf({ roomId, strRoomId }).room ?? strRoomId ?? roomId) : undefined;
+    const call = await calls.call({ callees, media, roomId: room, timeout, data });
     if (call.state !== "ringing") return call; // answered before we knew: all busy, declined
     this.#showCall("outgoing", call);
-    await this.start({ ...rest, roomId: call.roomId });
+    await this.start({ ...rest, ...roomOption(call.roomId) });
     const now = calls.current;
     if (now.callId === call.callId && now.state !== "ringing" && now.state !== "accepted") {
       this.#showCall(null); // it ended while we entered
@@ -239,7 +244,7 @@ export class TavkitCall extends HTMLElement {
     if (action === "accept") {
       const call = await this.#calls.accept(callId);
       this.#showCall(null);
-      await this.start({ ...this.#callOptions, roomId: call.roomId });
+      await this.start({ ...this.#callOptions, ...roomOption(call.roomId) });
     } else if (action === "decline") {
       await this.#calls.decline(callId);
       this.#showCall(null);

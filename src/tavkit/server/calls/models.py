@@ -38,7 +38,7 @@ def call_info(call: CallRow, callees: Sequence[CalleeRow]) -> CallInfo:
             for c in sorted(callees, key=lambda c: c.id)
         ),
         media=cast(CallMedia, call.media),
-        room_id=call.room_id,
+        room_id=call.room,
         state=cast(CallState, call.state),
         created_at=call.created_at,
         ring_until=call.ring_until,

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.errors import AvkitCode, AvkitError, ServerCode, ServerError
@@ -54,7 +54,7 @@ class CallBody(BaseModel):
     caller: str
     callees: list[dict[str, Any]]
     media: str
-    roomId: int
+    roomId: int | str = Field(description="The room: a number, or a string for a string room.")
     state: str
     createdAt: float
     ringUntil: float
@@ -88,7 +88,12 @@ _CREATE_BODY = body_with(
         "properties": {
             "callees": {"type": "array", "items": {"type": "string"}, "minItems": 1},
             "media": {"enum": ["video", "audio"]},
-            "roomId": {"type": "integer", "minimum": 1, "maximum": 4294967295},
+            "roomId": {
+                "oneOf": [
+                    {"type": "integer", "minimum": 1, "maximum": 4294967295},
+                    {"type": "string", "minLength": 1, "maxLength": 64},
+                ]
+            },
             "timeout": {"type": "number"},
             "data": {},
         },

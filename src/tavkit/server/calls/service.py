@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.errors import AvkitCode, AvkitError, ServerCode, ServerError
 from tavkit.protocol.calls import CallFrame, CallFrameType, CallInfo, CallRequest
+from tavkit.protocol.rooms import RoomId, room_columns
 from tavkit.server import journal
 from tavkit.server.bus import Bus, user_channel
 from tavkit.server.calls import queries
@@ -151,6 +152,7 @@ class CallService:
                 id=uuid.uuid4(),
                 sdk_app_id=sdk_app_id,
                 room_id=session.room_id,
+                room_str=session.room_str,
                 session_id=session.id,
                 caller=caller,
                 media=request.media,
@@ -200,7 +202,7 @@ class CallService:
 
         info = await self._write(sdk_app_id, "ringing the callees", run)
         for session in opened:
-            self._rooms.session_opened(sdk_app_id, session.room_id, session.id)
+            self._rooms.session_opened(sdk_app_id, session.room, session.id)
         if info.state == "ringing":
             self._arm(uuid.UUID(info.call_id), info.ring_until)
         return info
@@ -429,25 +431,31 @@ class CallService:
         self,
         s: AsyncSession,
         sdk_app_id: int,
-        room_id: int | None,
+        room: RoomId | None,
         now: float,
         opened: list[SessionRow],
     ) -> SessionRow:
-        """The open session of ``room_id``, or of a fresh room; opened by the call if need be."""
-        if room_id is not None:
-            session = await open_session(s, sdk_app_id, room_id, lock=True)
+        """The open session of ``room``, or of a fresh room; opened by the call if need be."""
+        if room is not None:
+            session = await open_session(s, sdk_app_id, room, lock=True)
             if session is not None:
                 return session
         else:
             for _ in range(_ALLOCATION_TRIES):
                 candidate = _FRESH_ROOM_MIN + secrets.randbelow(U32_MAX - _FRESH_ROOM_MIN + 1)
                 if await open_session(s, sdk_app_id, candidate) is None:
-                    room_id = candidate
+                    room = candidate
                     break
             else:
                 raise ServerError(ServerCode.ENTER_FAILED, "could not find a free room")
+        room_id, room_str = room_columns(room)
         session = SessionRow(
-            id=uuid.uuid4(), sdk_app_id=sdk_app_id, room_id=room_id, opened_at=now, empty_since=now
+            id=uuid.uuid4(),
+            sdk_app_id=sdk_app_id,
+            room_id=room_id,
+            room_str=room_str,
+            opened_at=now,
+            empty_since=now,
         )
         s.add(session)
         await s.flush()

@@ -13,6 +13,7 @@ import uuid
 from sqlalchemy import BigInteger, Double, ForeignKey, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
+from tavkit.protocol.rooms import RoomId, room_from_columns
 from tavkit.server.store.models import Base
 
 __all__ = ["CallRow", "CalleeRow"]
@@ -28,10 +29,13 @@ class CallRow(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     sdk_app_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("apps.sdk_app_id"))
     room_id: Mapped[int] = mapped_column(BigInteger)
+    room_str: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    """The room as the sessions store it: ``(n, "")`` for room n, ``(0, s)`` for string room s."""
     session_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("room_sessions.id"))
     """The room's session the call rings into (opened by the call when none was open)."""
     caller: Mapped[str] = mapped_column(String(64))
     media: Mapped[str] = mapped_column(String(8))
+
     data: Mapped[str | None] = mapped_column(Text, default=None)
     """The caller's ``data`` as JSON text (None: none given)."""
     state: Mapped[str] = mapped_column(String(16))
@@ -48,6 +52,11 @@ class CallRow(Base):
         Index("ix_calls_state_ring", "state", "ring_until"),
         Index("ix_calls_session", "session_id"),
     )
+
+    @property
+    def room(self) -> RoomId:
+        """The call's room, a number or a string room."""
+        return room_from_columns(self.room_id, self.room_str)
 
 
 class CalleeRow(Base):

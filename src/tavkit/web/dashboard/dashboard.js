@@ -10,6 +10,7 @@ import { formatOffset } from "./charts.js";
 import { KEY, api, badge, credentials, describe, grade, h, ms, pct, stamp } from "./common.js";
 import { roomLabel } from "../protocol.js";
 import { renderSession } from "./session.js";
+import { callsCard } from "./calls.js";
 import { webhookCard } from "./deliveries.js";
 
 const LIST_REFRESH_MS = 10000;
@@ -110,12 +111,14 @@ async function renderList() {
   let quota;
   let hooks;
   let dead;
+  let calls;
   try {
-    [{ sessions }, quota, hooks, dead] = await Promise.all([
+    [{ sessions }, quota, hooks, dead, calls] = await Promise.all([
       api("v1/admin/sessions", { limit: 100 }),
       api("v1/admin/recording/quota").catch(() => null),
       api("v1/admin/webhooks").catch(() => null),
       api("v1/admin/webhooks/dead", { limit: 10 }).catch(() => null),
+      api("v1/calls", { limit: 20 }).catch(() => null),
     ]);
   } catch (err) {
     if (err.status === 401) return renderSignIn(describe(err));
@@ -163,6 +166,7 @@ async function renderList() {
     ),
     quota ? recordingDisk(quota) : null,
     webhookCard(hooks, dead),
+    callsCard(calls?.calls),
     sessions.length
       ? h(
           "table",

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("sdk_app_id", sa.BigInteger(), nullable=False),
         sa.Column("room_id", sa.BigInteger(), nullable=False),
+        sa.Column("room_str", sa.String(length=64), server_default="", nullable=False),
         sa.Column("session_id", sa.Uuid(), nullable=False),
         sa.Column("caller", sa.String(length=64), nullable=False),
         sa.Column("media", sa.String(length=8), nullable=False),
