@@ -21,6 +21,7 @@ import { CallController } from "./controller.js";
 import { pickLang, translator } from "./i18n.js";
 import { MessageList } from "./chat-panel.js";
 import { icons } from "./icons.js";
+import { fitFor, tileAspect } from "./fit.js";
 import { gridShape, layoutFor, makeDraggable } from "./layout.js";
 import { askForCredentials } from "./renewal.js";
 import { classify, deviceOf, screenFor } from "./screens.js";
@@ -509,6 +510,7 @@ export class TavkitCall extends HTMLElement {
       wanted.set(c.self.userId, {
         local: true,
         name: c.self.userName || t("you"),
+        initialsOf: c.self.userName || c.self.userId, // our initials, never "YO" of "You"
         avatarUrl: c.self.avatarUrl,
         muted: c.self.muted,
         camera: c.self.camera,
@@ -532,6 +534,8 @@ export class TavkitCall extends HTMLElement {
       let tile = stage.querySelector(`.tv-tile[data-user-id="${CSS.escape(userId)}"]`);
       if (!tile) {
         tile = createTile(userId, info.local);
+        // A new picture size (first frame, a switched camera, a rotated phone) refits.
+        tile.querySelector("video").addEventListener("resize", () => this.#fitGrid());
         stage.append(tile);
       }
       tile.style.order = String(info.local ? 0 : ++index);
@@ -570,10 +574,23 @@ export class TavkitCall extends HTMLElement {
     if (!stage) return;
     const count = stage.children.length;
     const box = stage.getBoundingClientRect();
-    const portrait = box.height > box.width;
-    const { cols, rows } = gridShape(count, box.width, box.height, portrait ? 3 / 4 : 4 / 3);
+    const videos = [...stage.querySelectorAll(".tv-tile video")];
+    const aspect = tileAspect(videos.map((v) => [v.videoWidth, v.videoHeight]));
+    const { cols, rows, width, height } = gridShape(count, box.width, box.height, aspect);
     stage.style.setProperty("--tv-cols", String(cols));
     stage.style.setProperty("--tv-rows", String(rows));
+    stage.style.setProperty("--tv-tile-w", `${Math.floor(width)}px`);
+    stage.style.setProperty("--tv-tile-h", `${Math.floor(height)}px`);
+    // Then each video by fit.js's rule, in the tile's size once the layout applied.
+    for (const video of videos) {
+      const tile = video.parentElement;
+      // The floating PiP takes its picture's shape, so it never needs bars.
+      const pip = tile.classList.contains("tv-pip") && video.videoWidth > 0;
+      const ratio = pip ? `${video.videoWidth} / ${video.videoHeight}` : "";
+      if (tile.style.aspectRatio !== ratio) tile.style.aspectRatio = ratio;
+      const fit = fitFor(video.videoWidth, video.videoHeight, tile.clientWidth, tile.clientHeight);
+      if (video.dataset.fit !== fit) video.dataset.fit = fit;
+    }
   }
 
   /** Play a video; when autoplay with sound is refused, play muted and offer a button. */
