@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext
+from playwright.sync_api import Browser, BrowserContext, expect
 
 from .pages import INSTRUMENT, POLL, CallPage, Server
 
@@ -52,6 +52,13 @@ _MEASURE = """
   };
 }
 """
+
+# The call timer ("mm:ss") in seconds.
+TIMER = """(() => {
+  const text = document.getElementById('call').shadowRoot.querySelector('.tv-timer').textContent;
+  const [mm, ss] = text.split(':').map(Number);
+  return mm * 60 + ss;
+})()"""
 
 _READY = """
 (n) => {
@@ -97,6 +104,8 @@ def check(page: CallPage, members: int, name: str) -> list[dict[str, Any]]:
             assert video["visible"] >= 0.8, (where, video)
         expected = {1: "solo", 2: "pip"}.get(members, "grid")
         assert m["layout"] == expected, where
+        # This browser lists two cameras (conftest), so Switch camera is offered.
+        assert "switch-camera" in [b["action"] for b in m["buttons"]], where
         seen.append(m)
     return seen
 
@@ -122,10 +131,23 @@ def test_one_two_and_three_members_fit_a_phone_upright_on_its_side_and_a_desktop
     alice = CallPage(phone.new_page(), call_server.url, "alice")
     assert alice.join(call_server, room) is True
     check(alice, 1, "alice")
+    # Camera off: her own tile shows her initials, not "YO" of "You".
+    alice.call("(el) => el.enableCamera(false)")
+    expect(alice.page.locator("tavkit-call .tv-tile[data-local] .tv-avatar-circle")).to_have_text(
+        "AL"
+    )
+    alice.screenshot("layout-1-alice-camera-off.png")
+    alice.call("(el) => el.enableCamera(true)")
+    alice.page.wait_for_function(
+        "() => seconds() >= 3".replace("seconds()", TIMER), timeout=20_000, polling=POLL
+    )
 
     bob = CallPage(context.new_page(), call_server.url, "bob")
     assert bob.join(call_server, room, endOnPeerLeave=False) is True
     alice.wait_connected("bob")
+    # Both timers count from the session's opening, not each from its own join.
+    timers = [page.page.evaluate(f"() => {TIMER}") for page in (alice, bob)]
+    assert abs(timers[0] - timers[1]) <= 1, timers
     measured = check(alice, 2, "alice")
     # On a phone held upright the other party's 4:3 picture is shown whole, not cropped
     # to a sliver of its width.

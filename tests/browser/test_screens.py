@@ -51,7 +51,9 @@ async ([options, renew]) => {
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Chromium whose permission prompts are answered by each context's permissions."""
+    # One camera here, as most desktops have: no Switch camera is offered.
     flags = [f for f in FLAGS if f != "--use-fake-ui-for-media-stream"]
+    flags = [f.replace("device-count=2", "device-count=1") for f in flags]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
         try:
@@ -169,6 +171,10 @@ def test_refused_signatures_explain_themselves_and_try_again_with_a_fresh_one(
         assert (en["button"], zh["button"]) == ("Try again", "重试")
         retry(page)
         page.wait_state("waiting")
+        # This browser lists one camera: no Switch camera, the others still there.
+        switch = page.page.locator('tavkit-call button[data-action="switch-camera"]')
+        expect(switch).to_be_hidden()
+        expect(page.page.locator('tavkit-call button[data-action="camera"]')).to_be_visible()
         page.call("(el) => el.hangup()")
         wait_screen(page, "hungUp")
         en, zh = read_both(page, f"hung-up-{where}")

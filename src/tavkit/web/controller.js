@@ -66,7 +66,7 @@ import { ApiClient } from "./api.js";
 import { Chat } from "./chat.js";
 import { CallError, asCallError, callError, fromWire } from "./errors.js";
 import { Heartbeat } from "./heartbeat.js";
-import { openCamera, openLocalMedia } from "./media.js";
+import { countCameras, openCamera, openLocalMedia } from "./media.js";
 import { Mesh, isHidden } from "./mesh.js";
 import { checkOptions, pickListener } from "./options.js";
 import { maySend, privilegesOf, publishes } from "./privileges.js";
@@ -110,6 +110,8 @@ export class CallController extends EventTarget {
     this.options = null;
     this.room = null;
     this.joinedAt = 0;
+    this.openedAt = 0; // when the session opened (ms), from the enter response
+    this.cameras = 0; // how many cameras the browser lists (0: not known yet)
     this.self = { userId: "", userName: "", avatarUrl: "", muted: false, camera: true, front: true };
     this.privileges = PRIVILEGE.ALL; // the enter response's, once in a room
     this.forcedOff = { muted: false, camera: false }; // what this call switched off itself
@@ -201,6 +203,9 @@ export class CallController extends EventTarget {
     try {
       this.room = await this.api.enter(options.roomId);
       this.clock.mark("enter");
+      // The session's opening (ms, our clock), so every member's timer agrees; a
+      // rejoin keeps it, as it keeps the call.
+      this.openedAt = Number(this.room.openedAt) > 0 ? this.room.openedAt * 1000 : 0;
       this.privileges = privilegesOf(this.room);
     } catch (err) {
       if (gen !== this.generation) return false;
@@ -259,6 +264,12 @@ export class CallController extends EventTarget {
     }
     this.localStream = media.stream;
     if (media.stream) this.clock.mark("media");
+    if (media.stream?.getVideoTracks().length) {
+      countCameras().then((n) => {
+        this.cameras = n;
+        this.#changed();
+      });
+    }
     // A device that failed to open, or that we may not send, reads as switched off,
     // here and on the others' tiles (for this call only).
     if (!media.stream?.getVideoTracks().length && this.self.camera) {

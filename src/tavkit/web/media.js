@@ -103,6 +103,20 @@ export async function openLocalMedia(lang = "en", front = true, kinds = {}) {
   return { stream: new MediaStream(tracks), errors, fatal: null, denied: null };
 }
 
+/**
+ * How many cameras the browser lists (0 when it cannot say). With one, there is no
+ * other camera to switch to, so the view hides Switch camera. Labels are not needed,
+ * so this never prompts.
+ */
+export async function countCameras() {
+  try {
+    const devices = await navigator.mediaDevices.enumerateDevices();
+    return devices.filter((d) => d.kind === "videoinput").length;
+  } catch {
+    return 0;
+  }
+}
+
 /** Open the other camera; resolves to a video track or rejects with trtc -1301. */
 export async function openCamera(lang, front) {
   const result = await probe({ video: videoConstraints(front) });

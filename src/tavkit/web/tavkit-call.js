@@ -337,7 +337,9 @@ export class TavkitCall extends HTMLElement {
     this.#renderTiles(root, c, t, layout);
     this.#renderChat(root, c, t);
     this.#fitGrid();
-    this.#tickClock(c.active && c.joinedAt);
+    // From the session's opening, so both sides show the same time; never from later
+    // than our own join (a clock behind the server's would otherwise count from the future).
+    this.#tickClock(c.active && c.joinedAt && Math.min(c.openedAt || c.joinedAt, c.joinedAt));
   }
 
   /** How many tiles the call shows: the members who publish, us included if we do. */
@@ -382,9 +384,10 @@ export class TavkitCall extends HTMLElement {
     root.querySelector('[data-action="camera"]').toggleAttribute("data-off", videoOff);
     set("switch-camera", "switchCameraAria", "switchCamera", icons.switchCamera);
     root.querySelector('[data-action="mute"]').hidden = !c.maySend("audio");
-    for (const action of ["camera", "switch-camera"]) {
-      root.querySelector(`[data-action="${action}"]`).hidden = !c.maySend("video");
-    }
+    root.querySelector('[data-action="camera"]').hidden = !c.maySend("video");
+    // One camera: nothing to switch to (a phone lists its front and back cameras).
+    const oneCamera = c.cameras === 1;
+    root.querySelector('[data-action="switch-camera"]').hidden = !c.maySend("video") || oneCamera;
     const unread = c.unread > 99 ? "99+" : String(c.unread);
     const badge = c.unread > 0 ? `<span class="tv-badge" aria-hidden="true">${unread}</span>` : "";
     set("chat", "chatAria", "chat", icons.chat + badge, c.chatOpen);

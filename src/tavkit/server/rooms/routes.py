@@ -42,6 +42,7 @@ class EnterResponse(BaseModel):
     roomUuid: str
     roomId: int
     userId: str
+    openedAt: float
     members: list[MemberBody]
     heartbeatInterval: float
     heartbeatTimeout: float
@@ -151,6 +152,7 @@ async def enter(request: Request, room_id: RoomId, creds: CredentialsDep) -> dic
         "roomUuid": str(result.room_uuid),
         "roomId": room_id,
         "userId": caller.user_id,
+        "openedAt": result.opened_at,
         "members": [member.to_wire() for member in result.members],
         "heartbeatInterval": settings.heartbeat_interval,
         "heartbeatTimeout": settings.heartbeat_timeout,
