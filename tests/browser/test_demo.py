@@ -59,6 +59,9 @@ def test_two_tabs_join_from_the_lobby_and_hang_up(
     zhang = phone.new_page()
     zhang.goto(demo_server.url + "/?room=4321")
     expect(zhang.locator("#room")).to_have_value("4321")
+    for button in zhang.locator(".lang button").all():  # finger-sized on a phone
+        box = button.bounding_box()
+        assert box and box["height"] >= 44 and box["width"] >= 44, box
     zhang.click('.lang button[data-lang="zh"]')
     expect(zhang.locator("h1")).to_have_text("tavkit 视频通话")
     zhang.fill("#name", "张伟")

@@ -162,3 +162,10 @@ def test_one_two_and_three_members_fit_a_phone_upright_on_its_side_and_a_desktop
     assert carol.join(call_server, room) is True
     alice.wait_connected("carol")
     check(alice, 3, "alice")
+
+    # The chat panel's close, input and send are finger-sized on the phone too.
+    alice.page.set_viewport_size({"width": 390, "height": 844})
+    alice.page.locator('tavkit-call button[data-action="chat"]').click()
+    for part in (".tv-chat-close", ".tv-chat-input", ".tv-chat-send"):
+        box = alice.page.locator(f"tavkit-call {part}").bounding_box()
+        assert box and box["height"] >= 44 and box["width"] >= 44, (part, box)
