@@ -568,7 +568,8 @@ export class CallController extends EventTarget {
     this.roster.remove(userId);
     this.emit("tavkit:user-leave", { userId, reason: reason || "exit" });
     this.reporter?.log("info", "user-leave", { peer: userId, reason: reason || "exit" });
-    if ((reason || "exit") === "exit" && this.#endsWithPeer()) {
+    // Only a party the call showed: an audience member leaving ends nobody's call.
+    if ((reason || "exit") === "exit" && visible && this.#endsWithPeer()) {
       this.#endByPeer();
       return;
     }
