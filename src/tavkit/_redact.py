@@ -3,7 +3,7 @@
 Shared by the server (:mod:`tavkit.server.logformat` installs it on every line
 ``tavkit serve`` writes) and the Python client (its signaling socket's handshake
 logger), so both recognise the same secrets: a ``token=`` query value, the
-``tavkit.token.`` subprotocol, anything shaped like a userSig or privateMapKey
+``tavkit.token.`` and ``tavkit.user.`` subprotocols, anything shaped like a userSig or privateMapKey
 (TLS-sig v2 is zlib in base64, so it starts ``eJ``) or a socket token (base64url
 JSON, ``eyJ...``), and the value after a secret's name (``userSig=``,
 ``"credential": ...``, ``password:``). Shapes, not values: a filter never holds the
@@ -27,6 +27,8 @@ _REDACTIONS: Final = (
     (re.compile(r"(?i)(\btoken=)[^&\s\"'#]+"), r"\1***"),
     # The handshake subprotocol carrying the token.
     (re.compile(r"(tavkit\.token\.)[^\s,\"']+"), r"\1***"),
+    # The user socket's subprotocol carrying the userSig (tavkit.protocol.calls).
+    (re.compile(r"(tavkit\.user\.)[^\s,\"']+"), r"\1***"),
     # A socket token: base64url of a JSON object, a dot, base64url of its MAC.
     (re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}"), "eyJ***"),
     # A TLS-sig v2 userSig or privateMapKey: zlib ("x\x9c" -> "eJ") in the vendor's base64.

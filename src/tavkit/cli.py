@@ -92,6 +92,11 @@ COMMANDS: dict[str, Command] = {
         "call",
         "Join a room as a Python participant and exchange audio and video.",
     ),
+    "listen": Command(
+        "tavkit.client.cli",
+        "listen",
+        "Wait for calls to this user; accept one with --accept.",
+    ),
     "loadtest": Command(
         "tavkit.loadtest.cli",
         "loadtest",

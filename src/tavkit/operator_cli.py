@@ -9,6 +9,10 @@ access. Credentials as the dashboard's: the admin userId signed with the admin k
 Output is a plain table, or with ``--json`` the server's own JSON answer, unchanged,
 for scripts. A refusal prints the server's error (module, code, message) and exits 1;
 a server out of reach exits 1 too.
+
+A room argument that is all digits is the numeric room; anything else is a string
+room (TRTC's ``strRoomId``); ``--str`` makes digits a string room too, since room
+``123`` and room ``"123"`` are different rooms. Tables show string rooms quoted.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import httpx
 import typer
 
 from tavkit.auth.signature import gen_user_sig
+from tavkit.errors import ServerError
+from tavkit.protocol import RoomId, parse_room_id, parse_str_room_id, room_label, room_path
 
 __all__ = ["rooms_app", "sessions_app"]
 
@@ -152,10 +158,17 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _column_cell(column: str, value: Any) -> str:
+    """A cell; a ``roomId`` shows its kind (``"123"`` quoted is the string room)."""
+    if column == "roomId" and isinstance(value, int | str) and not isinstance(value, bool):
+        return room_label(value)
+    return _cell(value)
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
     """Rows as aligned columns, the columns those of the first row, in its order."""
     columns = list(rows[0])
-    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    cells = [[_column_cell(column, row.get(column)) for column in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     for row in cells:
@@ -163,7 +176,24 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-RoomArg = Annotated[int, typer.Argument(help="The room's number.", min=1)]
+RoomArg = Annotated[
+    str, typer.Argument(help="The room: its number, or a string room (TRTC's strRoomId).")
+]
+StrFlag = Annotated[
+    bool, typer.Option("--str", help="The room is a string room even if it is all digits.")
+]
+
+
+def _room(text: str, as_string: bool) -> RoomId:
+    """The room an argument names: digits are the numeric room unless ``--str``."""
+    try:
+        if text.isascii() and text.isdigit() and not as_string:
+            return parse_room_id(int(text), "room")
+        return parse_str_room_id(text, "room")
+    except ServerError as exc:
+        raise typer.BadParameter(exc.message) from None
+
+
 UuidArg = Annotated[str, typer.Argument(help="The session's roomUuid.")]
 
 
@@ -176,31 +206,38 @@ def rooms_list(ctx: typer.Context) -> None:
 
 
 @rooms_app.command("users")
-def rooms_users(ctx: typer.Context, room: RoomArg) -> None:
+def rooms_users(ctx: typer.Context, room: RoomArg, as_string: StrFlag = False) -> None:
     """The members in a room now (``--json``: the room as ``rooms list`` has it)."""
+    wanted = _room(room, as_string)
     admin = _admin(ctx)
     rooms = admin.call("GET", "/v1/admin/rooms")["rooms"]
-    found = [r for r in rooms if r.get("roomId") == room]
+    # JSON keeps the kind: 123 == 123 but 123 != "123".
+    found = [r for r in rooms if r.get("roomId") == wanted]
     if not found:
-        _fail(f"room {room} is not open")
+        _fail(f"room {room_label(wanted)} is not open")
     _show(admin, found[0], found[0]["members"])
 
 
 @rooms_app.command("close")
-def rooms_close(ctx: typer.Context, room: RoomArg) -> None:
+def rooms_close(ctx: typer.Context, room: RoomArg, as_string: StrFlag = False) -> None:
     """Close a room: every member is told and removed; the session ends."""
+    wanted = _room(room, as_string)
     admin = _admin(ctx)
-    body = admin.call("POST", f"/v1/admin/rooms/{room}/close", json={})
+    body = admin.call("POST", f"/v1/admin/{room_path(wanted)}/close", json={})
     _show(admin, body)
 
 
 @rooms_app.command("remove")
 def rooms_remove(
-    ctx: typer.Context, room: RoomArg, user: Annotated[str, typer.Argument(help="The userId.")]
+    ctx: typer.Context,
+    room: RoomArg,
+    user: Annotated[str, typer.Argument(help="The userId.")],
+    as_string: StrFlag = False,
 ) -> None:
     """Remove one member from a room (their client is told why)."""
+    wanted = _room(room, as_string)
     admin = _admin(ctx)
-    path = f"/v1/admin/rooms/{room}/users/{quote(user, safe='')}/remove"
+    path = f"/v1/admin/{room_path(wanted)}/users/{quote(user, safe='')}/remove"
     _show(admin, admin.call("POST", path, json={}))
 
 

@@ -186,6 +186,8 @@ class Server(Protocol):
 
     def admin_headers(self) -> dict[str, str]: ...
 
+    def headers(self, user_id: str) -> dict[str, str]: ...
+
 
 class CallPage:
     """One browser tab with a ``<tavkit-call id="call">`` from ``base_url``."""

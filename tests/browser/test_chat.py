@@ -15,10 +15,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from client._proxy import TcpRelay
 from playwright.sync_api import BrowserContext, Locator
 
 from tavkit.client import ChatMessage, Listener, MediaSource, TAvKit, TestPattern
+from tavkit.testing.relay import TcpRelay
 
 from .pages import POLL, CallPage, Server
 from .test_python_interop import WAIT, KitThread, _poll

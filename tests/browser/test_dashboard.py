@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -12,7 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
-from .pages import ARTIFACTS, CallPage, Server
+from .pages import ARTIFACTS, CALL_SERVER_SETTINGS, CallPage, Server
 
 pytestmark = pytest.mark.browser
 
@@ -187,6 +188,64 @@ def test_a_real_call_is_reported_queried_and_charted(
     rtt = page.locator("figure.chart", has_text="Round-trip time")
     expect(rtt.locator(".legend li")).to_have_text(["alice → bob", "bob → alice"])
     assert problems == []  # no script error, nothing blocked by the page's CSP
+
+
+def test_the_dashboard_quotes_string_rooms(
+    context: BrowserContext, call_server: Server, room: int
+) -> None:
+    """A session of string room "<n>#s" is listed and titled with the string quoted."""
+    entered = httpx.post(
+        f"{call_server.url}/v1/str-rooms/{room}%23s/enter",
+        headers=call_server.headers("alice"),
+        timeout=30,
+    )
+    assert entered.status_code == 200, entered.text
+    room_uuid = entered.json()["roomUuid"]
+    page = context.new_page()
+    sign_in(page, call_server)
+    row = page.locator(f'tr.row[data-uuid="{room_uuid}"]')
+    expect(row.locator("td").first).to_have_text(f'"{room}#s"')
+    row.click()
+    expect(page.locator("h1")).to_have_text(f'Room "{room}#s"')
+
+
+def test_the_dashboard_shows_failing_webhooks_and_the_deliveries_given_up(
+    context: BrowserContext, sqlite_server_factory: Callable[..., Server], room: int
+) -> None:
+    """An endpoint that refuses every delivery: the card says failing, names only its
+    origin (never the path, which may hold a token) and lists each given-up event."""
+    with socket.socket() as probe:  # a port nobody listens on: every delivery is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = sqlite_server_factory(
+        **CALL_SERVER_SETTINGS,
+        webhook_url=f"http://127.0.0.1:{port}/hooks/t0ken-in-path",
+        webhook_secret="s" * 32,
+        webhook_retry_base=0.05,
+        webhook_retry_cap=0.1,
+        webhook_give_up=0.3,
+    )
+    for action in ("enter", "exit"):
+        response = httpx.post(
+            f"{server.url}/v1/rooms/{room}/{action}", headers=server.headers("alice"), timeout=30
+        )
+        assert response.status_code == 200, response.text
+    wait_for(lambda: admin_get(server, "/v1/admin/webhooks")["dead"] >= 2, "two dead letters")
+    dead = admin_get(server, "/v1/admin/webhooks/dead")["deadLetters"]
+    page = context.new_page()
+    sign_in(page, server)
+    card = page.locator("#webhooks")
+    expect(card).to_contain_text(f"http://127.0.0.1:{port}")
+    expect(card.locator("tbody tr")).to_have_count(len(dead))
+    first = card.locator("tbody tr").first
+    expect(first.locator("td").nth(0)).to_have_text(str(dead[0]["eventId"]))
+    expect(first.locator("td").nth(1)).to_have_text(dead[0]["type"])
+    assert "t0ken" not in card.inner_text()
+    page.set_viewport_size({"width": 390, "height": 844})
+    card.screenshot(path=str(ARTIFACTS / "dashboard-webhooks-phone.png"))
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page scrolls sideways on a phone: {width} px"  # tables scroll
+    page.screenshot(path=str(ARTIFACTS / "dashboard-list-phone.png"))
 
 
 def test_the_dashboard_needs_the_admin_signature(context: BrowserContext, call_server: Server):

@@ -31,7 +31,8 @@ def assert_no_media(page: CallPage) -> None:
 def test_missing_or_invalid_options_are_reported_without_any_network(
     open_call: OpenCall, call_server: Server, room: int
 ) -> None:
-    """Each missing or malformed required option gets its avkit code and no request is made."""
+    """Each missing or malformed required option (a bad string room too) gets its avkit code
+    and no request is made."""
     page = open_call("alice")
     good = {"sdkAppId": call_server.app_id, "userSig": call_server.sig("alice")}
     cases = [
@@ -43,6 +44,9 @@ def test_missing_or_invalid_options_are_reported_without_any_network(
         ({**good, "roomId": None}, 10005),
         ({**good, "roomId": 0}, 10005),
         ({**good, "roomId": 2**32}, 10005),
+        ({**good, "roomId": "has space"}, 10005),
+        ({**good, "roomId": None, "strRoomId": "x" * 65}, 10005),
+        ({**good, "roomId": room, "strRoomId": "lobby"}, 10005),
     ]
     for options, code in cases:
         room_id = options.pop("roomId")

@@ -46,6 +46,17 @@ def everyone_sees_everyone(pages: list[CallPage]) -> None:
         assert viewer.tv("errors") == []
 
 
+def video_budgets(page: CallPage) -> list[int | None]:
+    """The ``maxBitrate`` each of ``page``'s video senders is held to, one per peer."""
+    return list(
+        page.call(
+            """(el) => [...el.peerConnections().values()].flatMap((pc) => pc.getSenders())
+                .filter((s) => s.track && s.track.kind === 'video')
+                .map((s) => s.getParameters().encodings?.[0]?.maxBitrate ?? null)"""
+        )
+    )
+
+
 # Four tabs run twelve encoders and decoders on one machine; on a loaded 2-core box
 # that takes minutes, so this test gets more than the suite's default 300 s.
 @pytest.mark.timeout(600)
@@ -62,6 +73,9 @@ def test_three_then_four_tabs_form_a_grid(
         assert page.join(call_server, room) is True
         pages.append(page)
     everyone_sees_everyone(pages)
+    # Three in a mesh: each sends two streams, so each is held to the 3-4 member budget.
+    for page in pages:
+        assert video_budgets(page) == [400_000, 400_000], page.user_id
     photograph(pages[0], DESKTOP, "call-grid3-desktop.png")
 
     dave = open_call("dave")

@@ -16,8 +16,9 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
-from client._proxy import TcpRelay
 from playwright.sync_api import BrowserContext, expect
+
+from tavkit.testing.relay import TcpRelay
 
 from .pages import SHORT_HEARTBEAT_TIMEOUT, CallPage, Server
 

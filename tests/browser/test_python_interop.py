@@ -9,6 +9,7 @@ loopback only and the server relays nothing else.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -55,7 +56,11 @@ class KitThread:
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = WAIT) -> T:
         """Run ``coro`` on the kit's loop and return its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        return self.submit(coro).result(timeout)
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start ``coro`` on the kit's loop without waiting for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def in_loop(self, function: Callable[[], T]) -> T:
         """Call ``function`` on the kit's loop thread (the kit is not thread-safe)."""
@@ -65,8 +70,8 @@ class KitThread:
 
         return self.run(call())
 
-    def join(self, room: int) -> None:
-        """Start the call in ``room`` with a valid userSig."""
+    def join(self, room: int | None, **extra: Any) -> None:
+        """Start the call in ``room`` (or ``str_room_id=`` in ``extra``) with a valid userSig."""
         outer = self
 
         class Recorder(Listener):
@@ -80,6 +85,7 @@ class KitThread:
                 user_sig=self.server.sig(self.user_id),
                 room_id=room,
                 listener=Recorder(),
+                **extra,
             )
         )
 
@@ -139,6 +145,30 @@ def test_python_and_browser_exchange_audio_and_video(
     assert video >= 15 and audio >= 25
     stats = python_peer.kit.peers_seen["web"]
     assert stats.connected and stats.width > 0
+    assert python_peer.kit.errors == [] and tab.tv("errors") == []
+
+
+def test_str_room_id_joins_the_python_member_s_string_room(
+    open_call: OpenCall, call_server: Server, room: int, python_peer: KitThread
+) -> None:
+    """start({strRoomId}) meets a Python member in that string room, not in the numeric one."""
+    python_peer.join(None, str_room_id=f"{room}#s")
+    numeric = open_call("num")
+    assert numeric.join(call_server, room) is True
+    numeric.wait_state("waiting")  # alone: the Python member is in the other room
+    tab = open_call("web")
+    assert tab.join(call_server, None, strRoomId=f"{room}#s") is True
+    tab.wait_connected("py")
+    frames = tab.video_frames("py", frames=10)
+    assert frames["last"] > frames["first"], frames
+    python_peer.wait_frames("web", video=10, audio=10)
+    assert any(f"/v1/str-rooms/{room}%23s/enter" in url for url in tab.tv("fetches"))
+    label = tab.page.evaluate(
+        "() => document.getElementById('call').shadowRoot.querySelector('.tv-room').textContent"
+    )
+    assert f'"{room}#s"' in label
+    assert sorted(python_peer.kit.members) == ["web"]
+    assert numeric.events("tavkit:joined")[-1]["members"] == [] and numeric.state() == "waiting"
     assert python_peer.kit.errors == [] and tab.tv("errors") == []
 
 

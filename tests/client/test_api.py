@@ -11,8 +11,7 @@ import tavkit.client
 from tavkit.auth import Privilege
 from tavkit.client import Credentials, RoomApi
 from tavkit.errors import ServerError
-
-from ._proxy import TcpRelay
+from tavkit.testing.relay import TcpRelay
 
 
 async def test_enter_lists_the_others_and_the_socket(sqlite_server_factory: Any) -> None:

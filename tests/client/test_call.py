@@ -6,6 +6,7 @@ import array
 import asyncio
 from typing import Any
 
+import httpx
 from av import AudioFrame, VideoFrame
 
 from tavkit.auth import Privilege
@@ -256,3 +257,30 @@ async def test_reconnect_rebuilds_the_sessions_this_side_offered(
         await until(lambda: frames_from(bob, "ann")[0] > video_at_bob + 15, "bob decodes again")
         assert bob.peers["ann"] is first and first.rebuilds == 1
         assert ann.members == ["bob"] and bob.members == ["ann"]
+
+
+async def test_two_clients_talk_in_a_string_room_apart_from_the_numeric_one(
+    sqlite_server_factory: Any,
+) -> None:
+    """Two clients talk in string room "808"; one in room 808 (given as "808") sees neither."""
+    server = sqlite_server_factory()
+    async with (
+        make_kit(server.url) as alice,
+        make_kit(server.url) as bob,
+        make_kit(server.url) as carol,
+    ):
+        await enter(alice, server, "alice", None, str_room_id="808")
+        await enter(bob, server, "bob", None, str_room_id="808")
+        await enter(carol, server, "carol", "808")  # digits as text: the numeric room, as in JS
+        await until(receiving(alice, "bob", video=20, audio=40), "alice decodes bob")
+        await until(receiving(bob, "alice", video=20, audio=40), "bob decodes alice")
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            rooms = (await http.get("/v1/admin/rooms", headers=server.admin_headers())).json()
+        assert {repr(r["roomId"]): len(r["members"]) for r in rooms["rooms"]} == {
+            "'808'": 2,
+            "808": 1,
+        }
+        assert alice.room_uuid == bob.room_uuid != carol.room_uuid
+        assert alice.members == ["bob"] and bob.members == ["alice"]
+        assert carol.members == [] and "carol" not in alice.peers_seen | bob.peers_seen
+        assert alice.errors == [] and bob.errors == [] and carol.errors == []

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tavkit.client import DeviceSource, FileSource
-from tavkit.errors import AvkitError, HttpError, ServerError, TrtcError
+from tavkit.errors import AvkitError, HttpError, ServerCode, ServerError, TrtcError
 
 from ._util import RecordingListener, enter, make_kit, receiving, until
 
@@ -65,6 +65,9 @@ async def test_full_room_reports_14000(sqlite_server_factory: Any) -> None:
         ({"sdk_app_id": 0}, 10003),
         ({"user_sig": " "}, 10004),
         ({"room_id": 0}, 10005),
+        ({"room_id": None}, 10005),
+        ({"room_id": ""}, 10005),
+        ({"room_id": None, "str_room_id": ""}, 10005),
     ],
 )
 async def test_missing_options_are_the_seeds_avkit_codes(
@@ -84,6 +87,27 @@ async def test_missing_options_are_the_seeds_avkit_codes(
     with pytest.raises(AvkitError) as caught:
         await kit.start(**arguments)
     assert caught.value.error_code == code
+    assert events.errors() == [caught.value.to_dict()]
+
+
+@pytest.mark.parametrize(
+    ("room", "why"),
+    [
+        ({"room_id": 2**32}, "in 1..4294967295"),
+        ({"room_id": "no spaces"}, "roomId may hold only"),
+        ({"room_id": None, "str_room_id": "x" * 65}, "strRoomId is longer than 64 bytes"),
+        ({"room_id": 1, "str_room_id": "lobby"}, "not both"),
+    ],
+)
+async def test_bad_rooms_are_server_10004_before_any_network(
+    room: dict[str, Any], why: str
+) -> None:
+    """A room the server would refuse (range, TRTC's rules, both kinds) is 10004, locally."""
+    events = RecordingListener()
+    kit = make_kit(f"http://127.0.0.1:{_closed_port()}")
+    with pytest.raises(ServerError) as caught:
+        await kit.start(sdk_app_id=1400000001, user_id="u", user_sig="sig", listener=events, **room)
+    assert caught.value.code == ServerCode.INVALID_PARAMETER and why in caught.value.message
     assert events.errors() == [caught.value.to_dict()]
 
 

@@ -14,8 +14,8 @@ import pytest
 
 from tavkit.client import ChatMessage, Listener, MediaSource, TAvKit
 from tavkit.errors import ServerCode, ServerError
+from tavkit.testing.relay import TcpRelay
 
-from ._proxy import TcpRelay
 from ._util import LOOPBACK, TIMEOUT, enter, until
 
 

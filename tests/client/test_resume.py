@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from tavkit.client import Credentials, RoomApi
+from tavkit.testing.relay import TcpRelay
 
-from ._proxy import TcpRelay
 from ._util import RecordingListener, enter, frames_from, make_kit, receiving, until
 
 

@@ -64,7 +64,8 @@ def refused(text: str | bytes, code: ServerCode = ServerCode.INVALID_PARAMETER) 
 def test_all_is_exactly_the_public_api() -> None:
     """``tavkit.protocol.__all__`` lists every public name and nothing else."""
     public = {n for n in vars(protocol) if not n.startswith("_")}
-    modules = {"messages", "parsing", "ratelimit", "sdp", "jsonlimits", "timeline"}
+    modules = {"messages", "parsing", "ratelimit", "rooms", "sdp", "jsonlimits", "timeline"}
+    modules |= {"calls"}
     assert set(protocol.__all__) == public - modules
     assert protocol.PROTOCOL_VERSION == 1
 

@@ -88,6 +88,8 @@ async def test_a_draining_server_refuses_new_work_and_says_so(
         assert refused.headers["retry-after"] == "1"
         assert refused.headers["x-tavkit-replica"] == "replica-x"
         late = await open_socket(entered.json())
+        assert late.response is not None
+        assert late.response.headers["x-tavkit-replica"] == "replica-x"
         assert await closed_with(late) == (CloseCode.SERVICE_RESTART, DRAIN_REASON)
         beat = await http.post("/v1/rooms/9/heartbeat", headers=server.headers("alice"))
         assert beat.status_code == 200, beat.text

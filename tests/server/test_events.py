@@ -15,9 +15,11 @@ from tavkit.protocol import (
     Member,
     SessionDescription,
 )
+from tavkit.protocol.calls import Callee, CallFrame, CallInfo
 from tavkit.server import events
 from tavkit.server.events import (
     WIRE_VERSION,
+    CallEvent,
     Event,
     MemberJoinedEvent,
     MemberLeftEvent,
@@ -27,6 +29,7 @@ from tavkit.server.events import (
     RoomClosedEvent,
     SignalEvent,
     SocketOpenEvent,
+    UserSocketEvent,
     decode,
     encode,
     parse,
@@ -94,6 +97,38 @@ EXAMPLES: list[tuple[Event, dict[str, Any]]] = [
         },
     ),
 ]
+CALL = CallInfo(
+    "0b0e8d4e-6f0e-4a53-9d39-6b1f0c1e2d3f",
+    "alice",
+    (Callee("bob", "accepted", answered_at=1_700_000_003.0), Callee("carol", "busy", "busy")),
+    "video",
+    4242,
+    "accepted",
+    1_700_000_000.0,
+    1_700_000_030.0,
+    data={"topic": ["x", 1]},
+    answered_at=1_700_000_003.0,
+)
+EXAMPLES += [
+    (
+        CallEvent(CallFrame("call-accepted", CALL, "bob")),
+        {
+            "kind": "call",
+            "frame": {"type": "call-accepted", "call": CALL.to_wire(), "userId": "bob"},
+        },
+    ),
+    (
+        CallEvent(CallFrame("call-ended", CALL, reason="hangup")),
+        {
+            "kind": "call",
+            "frame": {"type": "call-ended", "call": CALL.to_wire(), "reason": "hangup"},
+        },
+    ),
+    (
+        UserSocketEvent("phone", "s1"),
+        {"kind": "user-socket", "device": "phone", "socketId": "s1"},
+    ),
+]
 IDS = [f"{event.kind}-{n}" for n, (event, _) in enumerate(EXAMPLES)]
 OPTIONAL = {"socket-open": {"socketId"}, "member-link": {"socketId"}}
 """Fields a newer replica added without a new version: an older one's event lacks them."""
@@ -123,6 +158,8 @@ def test_the_public_api_is_the_event_types_and_their_codec():
         "RoomClosedEvent",
         "SignalEvent",
         "SocketOpenEvent",
+        "UserSocketEvent",
+        "CallEvent",
         "WIRE_VERSION",
         "decode",
         "encode",

@@ -66,6 +66,22 @@ async def test_a_session_s_life_is_journaled_in_order(store: Store, clock: Clock
     assert [parse_entry(entry.to_wire()) for entry in found] == found
 
 
+async def test_string_room_events_carry_the_string_room(store: Store, clock: Clock):
+    """Events of string room "7" say roomId "7" (a string), apart from room 7's, and read back."""
+    rooms = await room_service(store, clock, max_members=3)
+    text = await rooms.enter(APP, "7", "alice", privileges=255)
+    number = await rooms.enter(APP, 7, "bob", privileges=255)
+    assert text.room_uuid != number.room_uuid
+    found = await entries(store)
+    rooms_of = {(e.notice.room_uuid, e.room_id) for e in found}
+    assert rooms_of == {(text.room_uuid, "7"), (number.room_uuid, 7)}
+    wire = [entry.to_wire() for entry in found]
+    assert {repr(w["roomId"]) for w in wire} == {"'7'", "7"}
+    assert [parse_entry(w) for w in wire] == found
+    with pytest.raises(ValueError, match="roomId"):
+        parse_entry({**wire[0], "roomId": "no spaces"})
+
+
 async def test_a_refused_change_leaves_no_entry(store: Store, clock: Clock):
     """An enter refused inside its transaction (room full) writes nothing to the journal."""
     rooms = await room_service(store, clock, max_members=1)

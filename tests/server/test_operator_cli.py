@@ -76,6 +76,42 @@ async def test_rooms_lists_users_removes_and_closes(sqlite_server_factory: Any) 
         assert "refused (HTTP 401)" in refused.output and wrong not in refused.output
 
 
+async def test_string_rooms_are_named_as_text_or_with_str(sqlite_server_factory: Any) -> None:
+    """Text is a string room, digits the numeric room unless --str; tables quote string rooms."""
+    server = sqlite_server_factory()
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        for user, path in (
+            ("alice", "str-rooms/77"),
+            ("bob", "rooms/77"),
+            ("carol", "str-rooms/a%23b"),
+        ):
+            entered = await http.post(f"/v1/{path}/enter", headers=server.headers(user))
+            assert entered.status_code == 200, entered.text
+
+        table = (await run(server, "rooms", "list")).stdout
+        assert '"77"' in table and '"a#b"' in table
+        rooms = as_json(await run(server, "rooms", "--json", "list"))["rooms"]
+        assert sorted(repr(r["roomId"]) for r in rooms) == sorted(["'77'", "77", "'a#b'"])
+
+        text = as_json(await run(server, "rooms", "--json", "users", "--str", "77"))
+        assert [m["userId"] for m in text["members"]] == ["alice"]
+        number = as_json(await run(server, "rooms", "--json", "users", "77"))
+        assert [m["userId"] for m in number["members"]] == ["bob"]
+
+        as_json(await run(server, "rooms", "--json", "close", "a#b"))
+        as_json(await run(server, "rooms", "--json", "remove", "--str", "77", "alice"))
+        left = as_json(await run(server, "rooms", "--json", "list"))["rooms"]
+        # "77" may linger empty for its close grace; only room 77 still has anyone.
+        occupied = [
+            (r["roomId"], [m["userId"] for m in r["members"]]) for r in left if r["members"]
+        ]
+        assert occupied == [(77, ["bob"])]
+        gone = await run(server, "rooms", "users", "--str", "88")
+        assert gone.exit_code == 1 and 'room "88" is not open' in gone.output
+        bad = await run(server, "rooms", "close", "no spaces")
+        assert bad.exit_code == 2 and "may hold only" in bad.output
+
+
 async def test_sessions_lists_shows_and_downloads_a_recording(
     sqlite_server_factory: Any, tmp_path: Path
 ) -> None:

@@ -188,6 +188,39 @@ async def test_on_demand_records_only_between_start_and_stop(sqlite_server_facto
             assert began <= rec["startedAt"] and rec["endedAt"] <= ended + 0.5, (rec, began, ended)
 
 
+async def test_a_string_room_is_recorded_and_listed_as_itself(sqlite_server_factory: Any) -> None:
+    """Admin start/stop in string room "302#a" records it (not room 302); history names it."""
+    server = sqlite_server_factory(recording="on-demand")
+    admin = server.admin_headers()
+    base = "/v1/admin/str-rooms/302%23a/recording"
+    async with (
+        make_kit(server.url) as alice,
+        make_kit(server.url) as bob,
+        httpx.AsyncClient(base_url=server.url, timeout=30) as http,
+    ):
+        await enter(alice, server, "alice", None, str_room_id="302#a")
+        await enter(bob, server, "bob", "302#a")  # text that is not digits: a string room
+        await until(receiving(bob, "alice", video=10, audio=20), "bob decodes alice")
+        room_uuid = str(alice.room_uuid)
+        numeric = await http.post("/v1/admin/rooms/302/recording/start", headers=admin)
+        expect_error(numeric, ServerCode.ROOM_CLOSED)
+        started = await http.post(f"{base}/start", headers=admin)
+        assert started.json() == {"roomUuid": room_uuid, "recording": True}
+        await eventually(partial(_rows, http, room_uuid, admin, 2), within=20)
+        await asyncio.sleep(2.0)
+        stopped = await http.post(f"{base}/stop", headers=admin)
+        assert stopped.json() == {"roomUuid": room_uuid, "recording": False}
+        found = await finished(http, room_uuid, admin, 2)
+        await alice.hangup()
+        await bob.hangup()
+        sessions = (await http.get("/v1/admin/sessions", headers=admin)).json()["sessions"]
+    assert sorted(r["userId"] for r in found) == ["alice", "bob"]
+    for rec in found:
+        assert rec["status"] == "complete" and rec["stopReason"] == "stopped"
+        check_file(server.settings.data_dir, room_uuid, rec)
+    assert [(s["roomUuid"], s["roomId"]) for s in sessions] == [(room_uuid, "302#a")]
+
+
 async def _rows(http: httpx.AsyncClient, room_uuid: str, headers: dict[str, str], n: int) -> bool:
     """Whether the session has ``n`` recording rows (a row is written when a stint begins)."""
     body = await recordings(http, room_uuid, headers)

@@ -19,12 +19,12 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import redis.asyncio as redis
-from client._proxy import TcpRelay
 
 from tavkit.errors import ServerCode, ServerError
 from tavkit.server.bus import InProcessBus, session_channel
 from tavkit.server.events import RoomClosedEvent, encode
 from tavkit.server.redis_bus import RedisBus
+from tavkit.testing.relay import TcpRelay
 
 from ._buses import (
     PING_INTERVAL,

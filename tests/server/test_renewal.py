@@ -248,6 +248,25 @@ async def test_a_key_for_another_room_is_refused(pmk_server):
             assert (refused["module"], refused["errorCode"]) == ("avkit", 87)
 
 
+async def test_a_string_room_member_renews_with_that_string_room_s_key_only(pmk_server):
+    """In string room "<ROOM>" a renewed key must be for that string room: room ROOM's is 87."""
+    server = pmk_server
+
+    def key(**room: Any) -> str:
+        return gen_private_map_key(server.app_id, server.key, "alice", **room)
+
+    headers = server.headers("alice", pmk=key(room_str=str(ROOM)))
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        entered = await http.post(f"/v1/str-rooms/{ROOM}/enter", headers=headers)
+        assert entered.status_code == 200, entered.text
+        async with opened(server, entered.json()["socketToken"]) as alice:
+            assert (await frame(alice))["type"] == "welcome"
+            refused = await renew(alice, server.sig("alice"), key(room_id=ROOM), ref="n")
+            assert (refused["type"], refused["errorCode"]) == ("error", 87)
+            renewed = await renew(alice, server.sig("alice"), key(room_str=str(ROOM)), ref="s")
+            assert renewed["type"] == "renewed", renewed
+
+
 async def test_renewing_without_a_key_keeps_the_keys_bits(server, http):
     """A member that entered with a viewer's key and renews its userSig alone stays a viewer."""
     viewer = gen_private_map_key(

@@ -29,6 +29,7 @@ from tavkit.server.store.logs_models import ClientLogRow, QualitySampleRow
 from tavkit.server.store.models import AppRow, MessageRow, SessionRow
 from tavkit.server.store.recording_models import RecordingRow
 from tavkit.server.store.unit_of_work import Outbox, transaction
+from tavkit.server.store.webhook_models import WebhookDeadRow
 
 from ._util import APP, eventually
 from .test_cli import tavkit
@@ -38,7 +39,14 @@ if TYPE_CHECKING:
 
 RETENTION = 5
 """Days kept in every test here."""
-GONE = {"messages": 3, "journal": 2, "clientLogs": 5, "qualitySamples": 2, "recordings": 2}
+GONE = {
+    "messages": 3,
+    "journal": 2,
+    "clientLogs": 5,
+    "qualitySamples": 2,
+    "recordings": 2,
+    "deadLetters": 1,
+}
 """What a collection with :data:`RETENTION` deletes from :func:`populate`'s data."""
 CLI_TIMEOUT = 120
 
@@ -163,9 +171,18 @@ async def populate(store: Store, data_dir: Path, now: float) -> Populated:
         recording(recent, "dave", now - d - 3000, "complete"),
     ]
 
+    def dead(app_seq: int, at: float) -> WebhookDeadRow:
+        return WebhookDeadRow(
+            sdk_app_id=APP, app_seq=app_seq, attempts=9, last_error="HTTP 500", died_at=at
+        )
+
+    # Deliveries given up on: one ten days ago (it goes), one a day ago (it stays).
+    dead_letters = [dead(2, now - 10 * d + 60), dead(4, now - d + 60)]
+
     async def body(s: AsyncSession, _out: Outbox) -> None:
         await s.merge(AppRow(sdk_app_id=APP, created_at=now - 30 * d))  # a server may have it
-        for row in [*sessions, *messages, *events, *logs, *samples, *recordings]:
+        rows = [*sessions, *messages, *events, *logs, *samples, *recordings, *dead_letters]
+        for row in rows:
             s.add(row)
             await s.flush()  # one at a time, so ids follow time
 
@@ -191,6 +208,7 @@ async def populate(store: Store, data_dir: Path, now: float) -> Populated:
         "client_logs": {r.id for r in logs if r.received_at > now - RETENTION * d},
         "quality_samples": {r.id for r in samples if r.received_at > now - RETENTION * d},
         "recordings": {r.id for r in recordings if r.session_id != old},
+        "dead_letters": {r.app_seq for r in dead_letters if r.died_at > now - RETENTION * d},
     }
     return Populated(
         old=old,
@@ -203,7 +221,7 @@ async def populate(store: Store, data_dir: Path, now: float) -> Populated:
 
 
 async def contents(store: Store) -> dict[str, set[Any]]:
-    """What the five tables hold, in the shape of :attr:`Populated.kept`."""
+    """What the six tables hold, in the shape of :attr:`Populated.kept`."""
 
     async def body(s: AsyncSession, _out: Outbox) -> dict[str, set[Any]]:
         messages = await s.execute(select(MessageRow.session_id, MessageRow.seq))
@@ -218,6 +236,7 @@ async def contents(store: Store) -> dict[str, set[Any]]:
             "client_logs": set(await s.scalars(select(ClientLogRow.id))),
             "quality_samples": set(await s.scalars(select(QualitySampleRow.id))),
             "recordings": set(await s.scalars(select(RecordingRow.id))),
+            "dead_letters": set(await s.scalars(select(WebhookDeadRow.app_seq))),
         }
 
     return await transaction(store, "reading", body, readonly=True)

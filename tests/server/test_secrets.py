@@ -22,6 +22,7 @@ from tavkit.auth import gen_private_map_key, gen_user_sig
 from tavkit.client import TAvKit
 from tavkit.client.api import EnterResult
 from tavkit.protocol import CloseCode
+from tavkit.protocol.calls import user_subprotocol
 from tavkit.server.logformat import RedactingFilter, redact
 from tavkit.server.signaling.tokens import (
     SUBPROTOCOL,
@@ -116,10 +117,12 @@ def test_the_filter_redacts_arguments_and_keeps_numbers():
     RedactingFilter().filter(failed)
     assert failed.exc_text is not None and sig not in failed.exc_text and "eJ***" in failed.exc_text
     password, token = random_key(), random_key()
+    user_offer = user_subprotocol(1400000001, "alice", sig, "phone")  # carries the userSig
     for text, secret in (
         (f"X-TAvKit-UserSig={sig[:40]}", sig[:40]),
         (f'{{"credential": "{password}", "urls": "turn:x"}}', password),
         (f"Sec-WebSocket-Protocol: tavkit.v1, tavkit.token.{token}", token),
+        (f"Sec-WebSocket-Protocol: tavkit.v1, {user_offer}", user_offer[12:]),
     ):
         assert find_leaks([text], {"secret": secret}), text
         assert not find_leaks([redact(text)], {"secret": secret}), text

@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from client._proxy import TcpRelay
 from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 from websockets.asyncio.client import ClientConnection, connect
@@ -28,6 +27,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from tavkit.server.signaling.tokens import load_or_create_secret, verify
 from tavkit.server.store.db import Store
 from tavkit.server.store.models import MemberRow
+from tavkit.testing.relay import TcpRelay
 
 from .test_signaling import LOOPBACK, TIMEOUT, assert_error, closed, enter, expired, frame, sync
 

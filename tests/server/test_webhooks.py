@@ -319,7 +319,8 @@ async def test_replay_redelivers_exactly_the_requested_range(
 async def test_an_event_failing_past_the_give_up_time_is_dead_and_the_rest_go_on(
     sqlite_server_factory: ServerFactory, receiver: Receiver
 ):
-    """Event 2 always gets 500: it becomes a dead letter with its error; 3..n still arrive."""
+    """Event 2 always gets 500: it becomes a dead letter with its error; 3..n still arrive;
+    the admin (and no one else) lists it with its type, session, tries and error."""
     receiver.answer = lambda event_id, _before: 500 if event_id.endswith("-2") else 200
     server = await delivering(sqlite_server_factory, receiver, webhook_give_up=0.3)
     bodies = await all_delivered(server, receiver, EVENTS)
@@ -328,6 +329,21 @@ async def test_an_event_failing_past_the_give_up_time_is_dead_and_the_rest_go_on
     assert (shown["dead"], shown["pending"], shown["lastError"]) == (1, 0, None)
     tries = [d.status for d in receiver.deliveries if d.event_id.endswith("-2")]
     assert len(tries) >= 2 and set(tries) == {500}
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        listed = await http.get("/v1/admin/webhooks/dead", headers=server.admin_headers())
+        assert listed.status_code == 200, listed.text
+        (letter,) = listed.json()["deadLetters"]
+        sent = next(json.loads(d.body) for d in receiver.deliveries if d.event_id.endswith("-2"))
+        assert (letter["eventId"], letter["type"]) == (2, sent["type"])
+        assert letter["roomUuid"] == sent["roomUuid"]
+        assert letter["attempts"] == len(tries) and "500" in letter["lastError"]
+        stranger = await http.get("/v1/admin/webhooks/dead", headers=server.headers("alice"))
+        assert stranger.status_code == 401, stranger.text
+        for limit in ("0", "501", "x"):
+            bad = await http.get(
+                "/v1/admin/webhooks/dead", params={"limit": limit}, headers=server.admin_headers()
+            )
+            expect_error(bad, ServerCode.INVALID_PARAMETER)
 
 
 async def test_an_admin_sets_the_endpoint_at_run_time(

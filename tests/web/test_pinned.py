@@ -20,7 +20,14 @@ import pytest
 
 from tavkit.auth import Privilege
 from tavkit.errors import ErrorModule, all_codes
-from tavkit.protocol import MAX_FRAME_BYTES, PUBLISH_ALL, USER_ID_RE, CloseCode
+from tavkit.protocol import (
+    MAX_FRAME_BYTES,
+    PUBLISH_ALL,
+    ROOM_ID_MAX,
+    STR_ROOM_ID_RE,
+    USER_ID_RE,
+    CloseCode,
+)
 from tavkit.protocol.sdp import allowed_direction
 
 WEB = Path(str(files("tavkit") / "web"))
@@ -56,6 +63,8 @@ process.stdout.write(JSON.stringify({
   privilege: protocol.PRIVILEGE,
   maxFrameBytes: protocol.MAX_FRAME_BYTES,
   userId: { source: protocol.USER_ID.source, flags: protocol.USER_ID.flags },
+  strRoomId: { source: protocol.STR_ROOM_ID.source, flags: protocol.STR_ROOM_ID.flags },
+  maxRoomId: protocol.MAX_ROOM_ID,
 }));
 """
 
@@ -113,6 +122,12 @@ def test_frame_limit_and_user_id_pattern_are_the_contracts(web: dict[str, Any]) 
     """The socket's frame limit and the userId pattern match tavkit.protocol's."""
     assert web["maxFrameBytes"] == MAX_FRAME_BYTES
     assert web["userId"] == {"source": f"^{USER_ID_RE.pattern}$", "flags": ""}
+
+
+def test_room_rules_are_tavkit_protocols(web: dict[str, Any]) -> None:
+    """STR_ROOM_ID and MAX_ROOM_ID in web/protocol.js are tavkit.protocol's rules."""
+    assert web["strRoomId"] == {"source": f"^{STR_ROOM_ID_RE.pattern}$", "flags": ""}
+    assert web["maxRoomId"] == ROOM_ID_MAX
 
 
 def test_allowed_directions_are_tavkit_protocol_sdps(web: dict[str, Any]) -> None:

@@ -65,8 +65,11 @@ Now = Annotated[
     float | None,
     typer.Option("--now", help="Check as if it were this Unix time (default: now)."),
 ]
-RoomId = Annotated[int | None, typer.Option("--room-id", help="Numeric room id.", min=1)]
-RoomStr = Annotated[str | None, typer.Option("--room-str", help="String room id.")]
+RoomIdOption = Annotated[int | None, typer.Option("--room-id", help="Numeric room id.", min=1)]
+StrRoomIdOption = Annotated[
+    str | None,
+    typer.Option("--room-str", "--str-room-id", help="String room id (TRTC's strRoomId)."),
+]
 
 
 @usersig_app.command("gen")
@@ -139,8 +142,8 @@ def privatemapkey_gen(
             "--privilege", help="A number (255, 0xff) or names (ALL, VIEWER, enter,recv_audio)."
         ),
     ],
-    room_id: RoomId = None,
-    room_str: RoomStr = None,
+    room_id: RoomIdOption = None,
+    room_str: StrRoomIdOption = None,
     expire: Expire = DEFAULT_EXPIRE,
     issue_time: IssueTime = None,
 ) -> None:
@@ -172,8 +175,8 @@ def privatemapkey_verify(
     sdk_app_id: SdkAppId,
     key: Key,
     user_id: UserId,
-    room_id: RoomId = None,
-    room_str: RoomStr = None,
+    room_id: RoomIdOption = None,
+    room_str: StrRoomIdOption = None,
     now: Now = None,
 ) -> None:
     """Exit 0 if KEY lets the user into the room, else 1 with the reason."""

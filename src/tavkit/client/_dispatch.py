@@ -15,7 +15,8 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from tavkit.errors import AvkitCode, AvkitError, TAvKitError
+from tavkit.errors import AvkitCode, AvkitError, ServerCode, ServerError, TAvKitError
+from tavkit.protocol import RoomId, parse_room_id, parse_str_room_id
 
 __all__ = ["Dispatcher", "check_options"]
 
@@ -85,13 +86,37 @@ async def _guard(awaitable: Awaitable[Any], callback: Callable[..., Any]) -> Non
         logger.exception("callback %r raised", callback)
 
 
-def check_options(sdk_app_id: object, user_id: object, user_sig: object, room_id: object) -> None:
-    """The seed's "missing parameter" checks (avkit 10002-10005), before any network."""
+def check_options(
+    sdk_app_id: object,
+    user_id: object,
+    user_sig: object,
+    room_id: object,
+    str_room_id: object = None,
+) -> RoomId:
+    """The seed's "missing parameter" checks (avkit 10002-10005), before any network.
+
+    Returns the room: ``room_id`` (a number; text of digits is that number, as in
+    ``<tavkit-call>``; other text is a string room) or TRTC's ``str_room_id``, always
+    a string room, even of digits (``"123"`` is not room 123). Giving both, or a
+    room the server would refuse (out of range, a string room outside TRTC's
+    rules), is server 10004, as the server would answer.
+    """
     if not isinstance(user_id, str) or not user_id:
         raise AvkitError(AvkitCode.MISSING_USER_ID)
     if isinstance(sdk_app_id, bool) or not isinstance(sdk_app_id, int) or sdk_app_id <= 0:
         raise AvkitError(AvkitCode.MISSING_SDK_APP_ID)
     if not isinstance(user_sig, str) or not user_sig.strip():
         raise AvkitError(AvkitCode.MISSING_USER_SIG)
+    if str_room_id is not None:
+        if room_id is not None:
+            raise ServerError(ServerCode.INVALID_PARAMETER, "give roomId or strRoomId, not both")
+        if str_room_id == "":
+            raise AvkitError(AvkitCode.MISSING_ROOM_ID)
+        return parse_str_room_id(str_room_id)
+    if isinstance(room_id, str) and room_id:
+        if room_id.isascii() and room_id.isdigit():  # as <tavkit-call>: "1234" is room 1234
+            return parse_room_id(int(room_id))
+        return parse_str_room_id(room_id, "roomId")
     if isinstance(room_id, bool) or not isinstance(room_id, int) or room_id <= 0:
         raise AvkitError(AvkitCode.MISSING_ROOM_ID)
+    return parse_room_id(room_id)

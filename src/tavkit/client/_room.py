@@ -45,6 +45,7 @@ from tavkit.protocol import (
     Renewed,
     Replaced,
     RoomClosed,
+    RoomId,
     ServerMessage,
     SignalData,
     SignalFrom,
@@ -124,7 +125,7 @@ class RoomState:
     async def connect(
         self,
         api: RoomApi,
-        room_id: int,
+        room_id: RoomId,
         prepare: Callable[[], Awaitable[Sequence[Publisher]]] | None = None,
     ) -> None:
         """Open the socket, call everyone in ``welcome`` and start the heartbeat.
@@ -196,7 +197,7 @@ class RoomState:
         if self.socket is not None:
             self.socket.set_token(answer.socket_token)
 
-    def start_heartbeat(self, api: RoomApi, room_id: int, interval: float) -> None:
+    def start_heartbeat(self, api: RoomApi, room_id: RoomId, interval: float) -> None:
         """Keep the membership alive: REST heartbeat and socket ``ping`` every ``interval``."""
         self.stop_heartbeat()
         self._heartbeat = asyncio.create_task(
@@ -258,7 +259,7 @@ class RoomState:
 
     # -- socket callbacks -------------------------------------------------------------
 
-    async def _beat(self, api: RoomApi, room_id: int, interval: float) -> None:
+    async def _beat(self, api: RoomApi, room_id: RoomId, interval: float) -> None:
         loop = asyncio.get_running_loop()
         quiet_until = 0.0  # no REST beat before this: the server's Retry-After
         while True:

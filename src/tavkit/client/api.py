@@ -30,7 +30,7 @@ import httpx
 
 from tavkit.auth import Privilege
 from tavkit.errors import HttpCode, HttpError, ServerCode, ServerError, TAvKitError
-from tavkit.protocol import PUBLISH_ALL, Member
+from tavkit.protocol import PUBLISH_ALL, Member, RoomId, parse_room_id, room_path
 
 __all__ = ["Credentials", "EnterResult", "RateLimitedError", "RoomApi", "plain_http_transport"]
 
@@ -79,7 +79,7 @@ class EnterResult:
     """The ``enter`` response: the session, the others, timers, ICE and the socket."""
 
     room_uuid: str
-    room_id: int
+    room_id: RoomId
     user_id: str
     members: tuple[Member, ...]
     heartbeat_interval: float
@@ -96,7 +96,7 @@ class EnterResult:
         """Parse the response; ``KeyError``/``TypeError``/``ValueError`` if it is not one."""
         return cls(
             room_uuid=str(body["roomUuid"]),
-            room_id=int(body["roomId"]),
+            room_id=parse_room_id(body["roomId"]),
             user_id=str(body["userId"]),
             members=tuple(_member(m) for m in body.get("members", [])),
             heartbeat_interval=float(body["heartbeatInterval"]),
@@ -178,37 +178,52 @@ class RoomApi:
         self.credentials = credentials
         self._client.headers = httpx.Headers(credentials.headers())
 
-    async def enter(self, room_id: int) -> EnterResult:
-        """Enter ``room_id``: the session, the other members and the socket token.
+    async def enter(self, room_id: RoomId) -> EnterResult:
+        """Enter ``room_id`` (a number, or a ``str`` for a string room): the session, the
+        other members and the socket token.
 
         Waits out the server's 429s for up to ``rate_limit_wait`` seconds in all.
         """
-        body = await self._patient_call("POST", f"/v1/rooms/{room_id}/enter", json={})
+        body = await self._patient_call("POST", f"/v1/{room_path(room_id)}/enter", json={})
         try:
             return EnterResult.from_wire(body)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, ServerError) as exc:
             raise HttpError(HttpCode.NETWORK, f"malformed enter response: {exc!r}") from exc
 
-    async def heartbeat(self, room_id: int) -> float:
+    async def heartbeat(self, room_id: RoomId) -> float:
         """Tell the server we are alive; return the interval it wants.
 
         A 429 raises :class:`RateLimitedError` at once: the next beat is the retry.
         """
-        body = await self._call("POST", f"/v1/rooms/{room_id}/heartbeat")
+        body = await self._call("POST", f"/v1/{room_path(room_id)}/heartbeat")
         return float(body.get("heartbeatInterval", 5.0))
 
-    async def exit(self, room_id: int) -> None:
+    async def exit(self, room_id: RoomId) -> None:
         """Leave ``room_id`` (the REST twin of the socket's ``leave``)."""
-        await self._call("POST", f"/v1/rooms/{room_id}/exit")
+        await self._call("POST", f"/v1/{room_path(room_id)}/exit")
 
-    async def users(self, room_id: int) -> list[Member]:
+    async def users(self, room_id: RoomId) -> list[Member]:
         """The room's members, the caller included."""
-        body = await self._call("GET", f"/v1/rooms/{room_id}/users")
+        body = await self._call("GET", f"/v1/{room_path(room_id)}/users")
         return [_member(m) for m in body.get("members", [])]
 
     async def session(self, room_uuid: str) -> dict[str, Any]:
         """A session's record: members with leave reasons, and its events."""
         return await self._call("GET", f"/v1/sessions/{room_uuid}")
+
+    async def create_call(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /v1/calls``: ring callees (``docs/protocol.md`` section 7).
+
+        Not retried after the server may have seen it (a retry would ring twice): only a
+        connection that was never made is tried again.
+        """
+        return await self._call("POST", "/v1/calls", json=body, once=True)
+
+    async def call_action(
+        self, call_id: str, verb: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``POST /v1/calls/{call_id}/{verb}`` (accept, decline, cancel, hangup)."""
+        return await self._call("POST", f"/v1/calls/{call_id}/{verb}", json=body or {})
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -227,7 +242,9 @@ class RoomApi:
                 await asyncio.sleep(exc.retry_after)
                 waited += exc.retry_after
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    async def _call(
+        self, method: str, path: str, *, once: bool = False, **kwargs: Any
+    ) -> dict[str, Any]:
         last: str = "no attempt"
         pending: TAvKitError | None = None
         for attempt in range(self._retries + 1):
@@ -235,13 +252,22 @@ class RoomApi:
                 await asyncio.sleep(min(self._backoff * 2 ** (attempt - 1), _MAX_BACKOFF))
             try:
                 response = await self._client.request(method, path, **kwargs)
+            except httpx.ConnectError as exc:
+                last = f"ConnectError: {exc}" if str(exc) else "ConnectError"
+                logger.info("%s %s failed (attempt %d): %s", method, path, attempt + 1, last)
+                continue
             except httpx.TransportError as exc:
                 last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 logger.info("%s %s failed (attempt %d): %s", method, path, attempt + 1, last)
+                if once:
+                    break
                 continue
             body = _json(response)
             if response.is_success and body is not None:
                 return body
+            if once and response.status_code in _RETRY_STATUSES and _seed_error(body) is None:
+                last = f"HTTP {response.status_code}"
+                break
             seed = _seed_error(body)
             if seed is not None and response.status_code == 429:
                 raise RateLimitedError(seed.message, _retry_after(response))

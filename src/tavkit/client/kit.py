@@ -48,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -71,6 +71,7 @@ from tavkit.client._rejoin import (
 from tavkit.client._renewal import Renewal
 from tavkit.client._room import RoomState
 from tavkit.client.api import Credentials, EnterResult, RoomApi
+from tavkit.client.calls import FINAL_STATES, Invitation, OutgoingCall, UserSocket
 from tavkit.client.listener import UserInfo
 from tavkit.client.media import MediaSource, TestPattern
 from tavkit.client.reporter import Reporter
@@ -82,9 +83,12 @@ from tavkit.protocol import (
     ChatMessage,
     Leave,
     Renewed,
+    RoomId,
     ServerMessage,
     State,
+    room_label,
 )
+from tavkit.protocol.calls import CallInfo, parse_call
 
 __all__ = ["TAvKit"]
 
@@ -165,7 +169,7 @@ class TAvKit:
         self._dispatch = Dispatcher()
         self._dispatch.on_report = self._log_error
         self._api: RoomApi | None = None
-        self._room_id = 0
+        self._room_id: RoomId = 0
         self._room: RoomState | None = None
         self._publishers: dict[str, Publisher] = {}
         self._media = RemoteMedia(
@@ -191,14 +195,18 @@ class TAvKit:
         sdk_app_id: int,
         user_id: str,
         user_sig: str,
-        room_id: int,
+        room_id: RoomId | None = None,
+        str_room_id: str | None = None,
         private_map_key: str | None = None,
         listener: object | None = None,
     ) -> None:
         """Enter the room and start the call; on failure report to ``on_error`` and raise.
 
         The options are the seed's (``sdkAppId``, ``userId``, ``userSig``, ``roomId``,
-        ``privateMapKey``, ``listener``). ``listener`` is any object with some of the
+        ``privateMapKey``, ``listener``); the room is ``room_id`` (an ``int``; a
+        ``str`` of digits is that number, other text a string room) or TRTC's
+        ``str_room_id`` (always a string room: ``str_room_id="1234"`` is not room
+        1234). ``listener`` is any object with some of the
         :class:`~tavkit.client.ListenerProtocol` methods. Raises
         :class:`~tavkit.errors.AvkitError` (options, signatures),
         :class:`~tavkit.errors.ServerError` (e.g. 14000 room full),
@@ -212,7 +220,7 @@ class TAvKit:
         self._clock.start()
         self._dispatch.listener = listener
         try:
-            check_options(sdk_app_id, user_id, user_sig, room_id)
+            room = check_options(sdk_app_id, user_id, user_sig, room_id, str_room_id)
             self._outbox = Outbox(
                 user_id,
                 socket=lambda: self._room.socket if self._room is not None else None,
@@ -238,16 +246,130 @@ class TAvKit:
                 rate_limit_wait=self._start_timeout,
                 transport=self._transport,
             )
-            self._room_id = room_id
+            self._room_id = room
             try:
                 async with asyncio.timeout(self._start_timeout):
-                    await self._enter(room_id)
+                    await self._enter(room)
             except TimeoutError:
-                raise await self._start_timed_out(room_id) from None
+                raise await self._start_timed_out(room) from None
         except TAvKitError as exc:
             self._dispatch.report(exc)
             await self._release()
             raise
+
+    # -- calls (docs/protocol.md section 7) ----------------------------------------------
+
+    async def call(
+        self,
+        *,
+        callees: Sequence[str],
+        media: str = "video",
+        sdk_app_id: int,
+        user_id: str,
+        user_sig: str,
+        room_id: int | None = None,
+        ring_timeout: float | None = None,
+        data: Any = None,
+        private_map_key: str | None = None,
+        listener: object | None = None,
+        device: str = "default",
+    ) -> OutgoingCall:
+        """Ring ``callees`` and wait for them in the call's room; the call's handle.
+
+        ``await handle.result()`` is ``accepted`` once a callee answers (this client is
+        already in the room, so the media flows), else how the call ended; a call over
+        unanswered leaves the room. ``room_id`` None: the server picks a fresh room;
+        ``ring_timeout`` (s): how long it rings (the server's default is 30).
+        Raises like :meth:`start`, and server 10004 for a refused call request.
+        """
+        credentials = Credentials(sdk_app_id, user_id, user_sig, private_map_key)
+        socket = await UserSocket.open(self.server, credentials, device)
+        api = self._calls_api(credentials)
+        body: dict[str, Any] = {"callees": list(callees), "media": media}
+        for name, value in (("roomId", room_id), ("timeout", ring_timeout), ("data", data)):
+            if value is not None:
+                body[name] = value
+        try:
+            call = parse_call((await api.create_call(body))["call"])
+        except BaseException:
+            await socket.aclose()
+            await api.aclose()
+            raise
+        entered = asyncio.Event()
+
+        async def leave() -> None:
+            await entered.wait()  # a call over while we enter: leave once in, not midway
+            await self.hangup()
+
+        handle = OutgoingCall(call, api, socket, leave=leave)
+        try:
+            if call.state == "ringing":
+                await self.start(
+                    sdk_app_id=sdk_app_id,
+                    user_id=user_id,
+                    user_sig=user_sig,
+                    room_id=call.room_id,
+                    private_map_key=private_map_key,
+                    listener=listener,
+                )
+        finally:
+            entered.set()
+        return handle
+
+    async def listen(
+        self,
+        *,
+        sdk_app_id: int,
+        user_id: str,
+        user_sig: str,
+        private_map_key: str | None = None,
+        listener: object | None = None,
+        device: str = "default",
+    ) -> AsyncGenerator[Invitation, None]:
+        """The calls ringing this user, as :class:`~tavkit.client.calls.Invitation`\\ s.
+
+        ``await invitation.accept()`` enters the call's room with this client (one
+        call per ``TAvKit``). Keep iterating to follow the accepted call: when it ends
+        (the caller hangs up, the room empties) this client leaves and the iteration
+        stops. Invitations already ringing when it starts come first.
+        """
+        credentials = Credentials(sdk_app_id, user_id, user_sig, private_map_key)
+        socket = await UserSocket.open(self.server, credentials, device)
+        api = self._calls_api(credentials)
+        joined: list[str] = []
+
+        async def join(call: CallInfo) -> None:
+            joined.append(call.call_id)
+            await self.start(
+                sdk_app_id=sdk_app_id,
+                user_id=user_id,
+                user_sig=user_sig,
+                room_id=call.room_id,
+                private_map_key=private_map_key,
+                listener=listener,
+            )
+
+        try:
+            for call in socket.ringing:
+                yield Invitation(call, api, join)
+            async for frame in socket.frames():
+                if frame.type == "call-invite" and not joined:
+                    yield Invitation(frame.call, api, join)
+                elif frame.call.call_id in joined and frame.call.state in FINAL_STATES:
+                    await self.hangup()
+                    return
+        finally:
+            await socket.aclose()
+            await api.aclose()
+
+    def _calls_api(self, credentials: Credentials) -> RoomApi:
+        return RoomApi(
+            self.server,
+            credentials,
+            timeout=self._http_timeout,
+            retries=self._http_retries,
+            transport=self._transport,
+        )
 
     async def mute(self, muted: bool = True) -> None:
         """Mute (silence) or unmute the microphone, tell the room, fire ``on_muted``."""
@@ -476,7 +598,7 @@ class TAvKit:
         if self.muted or not self.camera:
             await self._send_state()
 
-    async def _enter(self, room_id: int) -> None:
+    async def _enter(self, room_id: RoomId) -> None:
         """Enter, then open the media the privileges allow while the socket opens, join.
 
         The body of :meth:`start`. The media waits for the ``enter`` response (a
@@ -494,7 +616,7 @@ class TAvKit:
 
         await self._join(entered, media)
 
-    async def _start_timed_out(self, room_id: int) -> TrtcError:
+    async def _start_timed_out(self, room_id: RoomId) -> TrtcError:
         """The error of a :meth:`start` past its deadline, once any place taken is given back."""
         if self._api is not None:  # the enter may have landed: do not leave a ghost member
             with contextlib.suppress(TAvKitError, TimeoutError):
@@ -502,7 +624,7 @@ class TAvKit:
                     await self._api.exit(room_id)
         return TrtcError(
             TrtcCode.ENTER_FAILED_OR_EXITED,
-            f"the call in room {room_id} was not up within {self._start_timeout:g} s",
+            f"the call in room {room_label(room_id)} was not up within {self._start_timeout:g} s",
         )
 
     def _membership_gone(self, error: TAvKitError | None, rejoin: bool) -> None:
@@ -541,7 +663,7 @@ class TAvKit:
                 TrtcError(
                     TrtcCode.ENTER_FAILED_OR_EXITED,
                     f"the server kept dropping our membership: gave up entering room"
-                    f" {self._room_id} again after {self._rejoins - 1} tries",
+                    f" {room_label(self._room_id)} again after {self._rejoins - 1} tries",
                 )
             )
             await self._release()

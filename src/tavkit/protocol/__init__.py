@@ -69,6 +69,17 @@ from tavkit.protocol.parsing import (
     parse_signal_data,
 )
 from tavkit.protocol.ratelimit import TokenBucket
+from tavkit.protocol.rooms import (
+    ROOM_ID_MAX,
+    STR_ROOM_ID_RE,
+    RoomId,
+    parse_room_id,
+    parse_str_room_id,
+    room_columns,
+    room_from_columns,
+    room_label,
+    room_path,
+)
 from tavkit.protocol.timeline import (
     JOIN_PHASES,
     JOIN_TIMELINE_EVENT,
@@ -95,6 +106,8 @@ __all__ = [
     "MESSAGE_KINDS",
     "PROTOCOL_VERSION",
     "PUBLISH_ALL",
+    "ROOM_ID_MAX",
+    "STR_ROOM_ID_RE",
     "USER_ID_RE",
     "CandidateData",
     "ChatMessage",
@@ -123,6 +136,7 @@ __all__ = [
     "Renewed",
     "Replaced",
     "RoomClosed",
+    "RoomId",
     "SendMessage",
     "ServerMessage",
     "SessionDescription",
@@ -141,8 +155,14 @@ __all__ = [
     "parse_chat_message",
     "parse_client_frame",
     "parse_member",
+    "parse_room_id",
     "parse_server_frame",
     "parse_signal_data",
+    "parse_str_room_id",
+    "room_columns",
+    "room_from_columns",
+    "room_label",
+    "room_path",
     "silence_after",
     "timeline_problem",
 ]

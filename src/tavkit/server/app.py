@@ -42,6 +42,9 @@ from tavkit.server.admin import dashboard
 from tavkit.server.admin import routes as admin_routes
 from tavkit.server.admin import webhooks as webhook_routes
 from tavkit.server.bus import Bus, InProcessBus
+from tavkit.server.calls import routes as call_routes
+from tavkit.server.calls import socket as user_socket
+from tavkit.server.calls.service import CallService
 from tavkit.server.context import ServerContext
 from tavkit.server.drain import Drain, DrainMiddleware
 from tavkit.server.errors import install_error_handlers
@@ -63,8 +66,8 @@ from tavkit.server.rooms.service import RoomService
 from tavkit.server.rooms.sweeper import Sweeper
 from tavkit.server.settings import AppConfig, Settings
 from tavkit.server.signaling.connection import SignalingConnection
+from tavkit.server.signaling.lane import SocketLane
 from tavkit.server.signaling.registry import SocketRegistry
-from tavkit.server.signaling.socket import router as signaling_router
 from tavkit.server.signaling.tokens import load_or_create_secret
 from tavkit.server.store.db import Store
 from tavkit.server.webhooks import Dispatcher, configure_from_settings
@@ -228,6 +231,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
                 await configure_from_settings(store, settings)
                 webhooks = Dispatcher(store, settings)
+                calls = CallService(store, bus, rooms, settings)
                 config = forwarder_config(settings)
                 forwarder = Forwarder(config) if config is not None else None
                 app.state.tavkit = ServerContext(
@@ -246,6 +250,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     sockets=sockets,
                     metrics=metrics,
                     limits=RateLimits.for_settings(settings),
+                    calls=calls,
                     socket_secret=socket_secret,
                     drain=drain,
                     webhooks=webhooks,
@@ -255,6 +260,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await running.enter_async_context(forwarder)
                 await running.enter_async_context(recordings)
                 await running.enter_async_context(Sweeper(rooms, settings.sweep_interval))
+                await running.enter_async_context(calls)
                 await running.enter_async_context(webhooks)
                 if settings.collects:
                     retention = RetentionTask(
@@ -291,6 +297,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(DrainMiddleware, drain=drain)
     app.add_middleware(SecurityHeadersMiddleware)  # CORS answers get them too
     app.add_middleware(ReplicaHeaderMiddleware, replica=settings.replica_name)
+    # Outside every layer above: a signaling socket needs none of them (lane.py says why).
+    app.add_middleware(SocketLane, drain=drain, replica=settings.replica_name)
     if settings.trusted_proxies:
         # Outermost: every layer inside (rate limits, socket URLs, logs) sees the client.
         app.add_middleware(ProxyHeadersMiddleware, proxies=settings.trusted_proxies)
@@ -299,7 +307,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(im_routes.api)
     app.include_router(admin_routes.api)
     app.include_router(webhook_routes.api)
-    app.include_router(signaling_router)
+    app.include_router(call_routes.api)
+    app.include_router(user_socket.router)
     app.include_router(logs_routes.router)
     app.include_router(recording_routes.router)
     app.include_router(dashboard.router)

@@ -34,7 +34,7 @@ from tavkit.auth import (
     verify_user_sig,
 )
 from tavkit.errors import AvkitCode, AvkitError, ServerCode, ServerError
-from tavkit.protocol import USER_ID_RE
+from tavkit.protocol import USER_ID_RE, RoomId
 from tavkit.server.context import ServerContext
 from tavkit.server.settings import U32_MAX, AppConfig
 
@@ -156,7 +156,7 @@ def authenticate(
     ctx: ServerContext,
     creds: HeaderCredentials,
     *,
-    entering_room: int | None = None,
+    entering_room: RoomId | None = None,
     admin: bool = False,
 ) -> Caller:
     """Verify ``creds``; with ``entering_room``, also the privateMapKey for that room.
@@ -202,7 +202,8 @@ def authenticate(
             sdk_app_id=app.sdk_app_id,
             key=app.key,
             user_id=creds.user_id,
-            room_id=entering_room,
+            room_id=None if isinstance(entering_room, str) else entering_room,
+            room_str=entering_room if isinstance(entering_room, str) else None,
         )
         grant.require(Privilege.ENTER)
         privileges = int(grant.privilege)

@@ -42,6 +42,7 @@ __all__ = [
     "Subscription",
     "fan_out",
     "session_channel",
+    "user_channel",
 ]
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,11 @@ DEFAULT_MAX_QUEUE: Final = 1024
 def session_channel(room_uuid: object) -> str:
     """The channel carrying everything about one session."""
     return f"session:{room_uuid}"
+
+
+def user_channel(sdk_app_id: int, user_id: str) -> str:
+    """The channel carrying one user's call frames to their user sockets (every device)."""
+    return f"user:{sdk_app_id}:{user_id}"
 
 
 class Subscription(Protocol):

@@ -711,6 +711,7 @@ def _gc_summary(report: GcReport, days: int | None) -> str:
         ("quality samples", report.quality_samples),
         ("recordings", report.recordings),
         ("recording files", len(report.files)),
+        ("dead letters", report.dead_letters),
     ):
         lines.append(f"  {label:<18}{count:>10}")
     if report.files:

@@ -18,6 +18,7 @@ from tavkit.server.signaling.shedding import LoopLag
 
 if TYPE_CHECKING:
     from tavkit.server.bus import Bus
+    from tavkit.server.calls.service import CallService
     from tavkit.server.im.service import MessageService
     from tavkit.server.logs.service import LogService
     from tavkit.server.metrics import Metrics
@@ -48,6 +49,8 @@ class ServerContext:
     metrics: Metrics | None
     limits: RateLimits
     """The REST API's token buckets (:mod:`tavkit.server.ratelimit`)."""
+    calls: CallService
+    """Calls: ringing, answers, records (:mod:`tavkit.server.calls.service`)."""
     socket_secret: bytes = field(repr=False)
     """The data directory's secret for socket tokens (:mod:`tavkit.server.signaling.tokens`)."""
     drain: Drain = field(default_factory=Drain)

@@ -41,7 +41,7 @@ from tavkit.protocol import CloseCode
 from tavkit.server.errors import error_response
 from tavkit.server.signaling.tokens import SUBPROTOCOL
 
-__all__ = ["CLOSE_SPREAD", "DRAIN_REASON", "Drain", "DrainMiddleware"]
+__all__ = ["CLOSE_SPREAD", "DRAIN_REASON", "Drain", "DrainMiddleware", "refuse_socket"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,6 @@ CLOSE_SPREAD: Final = 1.0
 """Seconds over which the held sockets are closed (at most half the drain timeout)."""
 _POLL: Final = 0.05
 _ENTER_PATH: Final = re.compile(r"/v1/rooms/[^/]+/enter$")
-_SOCKET_PATH: Final = "/v1/ws"
 
 
 class Closable(Protocol):
@@ -117,33 +116,36 @@ class Drain:
 
 
 class DrainMiddleware:
-    """While :attr:`Drain.draining`: ``enter`` gets 503 with server 10000, and a new
-    signaling socket is accepted and closed at once with 1012 (no ``error`` frame: the
-    clients take 1012 as "try again", an error frame as the end of the membership)."""
+    """While :attr:`Drain.draining`, ``enter`` gets 503 with server 10000.
+
+    A new signaling socket never comes this way: the socket lane
+    (:mod:`tavkit.server.signaling.lane`) refuses it with :func:`refuse_socket`."""
 
     def __init__(self, app: ASGIApp, drain: Drain) -> None:
         self.app = app
         self.drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.drain.draining:
-            path = str(scope.get("path", ""))
-            if scope["type"] == "http" and scope.get("method") == "POST":
-                if _ENTER_PATH.search(path):
-                    refusal = ServerUnavailable(
-                        "this server is shutting down; enter again (another replica takes it)"
-                    )
-                    response = error_response(refusal)
-                    await response(scope, receive, send)
-                    return
-            elif scope["type"] == "websocket" and path.endswith(_SOCKET_PATH):
-                await _refuse_socket(scope, receive, send)
-                return
+        if (
+            self.drain.draining
+            and scope["type"] == "http"
+            and scope.get("method") == "POST"
+            and _ENTER_PATH.search(str(scope.get("path", "")))
+        ):
+            refusal = ServerUnavailable(
+                "this server is shutting down; enter again (another replica takes it)"
+            )
+            await error_response(refusal)(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 
-async def _refuse_socket(scope: Scope, receive: Receive, send: Send) -> None:
-    """Accept (with our subprotocol, so the client reads the close) and close with 1012."""
+async def refuse_socket(scope: Scope, receive: Receive, send: Send) -> None:
+    """Accept (with our subprotocol, so the client reads the close) and close with 1012.
+
+    No ``error`` frame: the clients take 1012 as "try again", an error frame as the end
+    of the membership.
+    """
     if (await receive())["type"] != "websocket.connect":
         return
     offered = scope.get("subprotocols") or []

@@ -26,6 +26,12 @@ the wire shape below is a contract between replicas: the keys must not change.
                    still in the session went silent or lost its socket without ``leave``
                    (``up: false``), or was heard again (``up: true``)
                    (:class:`MemberLinkEvent`)
+``call``           ``frame`` (the protocol's ``call-*`` frame), on a user's channel
+                   (:func:`~tavkit.server.bus.user_channel`): every user socket of
+                   that user sends it on (:class:`CallEvent`)
+``user-socket``    ``device``, ``socketId``: a user socket opened, on a user's channel;
+                   an older socket of the same device, on any replica, closes
+                   (:class:`UserSocketEvent`)
 =================  =====================================================================
 
 Every event also has ``kind``, and every event on the wire has ``v``, the version of
@@ -62,9 +68,11 @@ from tavkit.protocol import (
     parse_member,
     parse_signal_data,
 )
+from tavkit.protocol.calls import CallFrame, parse_call_frame
 
 __all__ = [
     "WIRE_VERSION",
+    "CallEvent",
     "Event",
     "MemberJoinedEvent",
     "MemberLeftEvent",
@@ -74,6 +82,7 @@ __all__ = [
     "RoomClosedEvent",
     "SignalEvent",
     "SocketOpenEvent",
+    "UserSocketEvent",
     "decode",
     "encode",
     "parse",
@@ -237,6 +246,31 @@ class MemberLinkEvent:
         return wire
 
 
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """A call frame for one user's sockets (published after the call's change commits)."""
+
+    kind: ClassVar[str] = "call"
+    frame: CallFrame
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{"kind", "frame"}``."""
+        return {"kind": self.kind, "frame": self.frame.to_wire()}
+
+
+@dataclass(frozen=True, slots=True)
+class UserSocketEvent:
+    """A user socket of ``device`` opened (``socket_id`` names it)."""
+
+    kind: ClassVar[str] = "user-socket"
+    device: str
+    socket_id: str
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{"kind", "device", "socketId"}``."""
+        return {"kind": self.kind, "device": self.device, "socketId": self.socket_id}
+
+
 Event: TypeAlias = (
     MemberJoinedEvent
     | MemberLeftEvent
@@ -246,6 +280,8 @@ Event: TypeAlias = (
     | MessageEvent
     | SocketOpenEvent
     | MemberLinkEvent
+    | CallEvent
+    | UserSocketEvent
 )
 """Any event on the bus."""
 
@@ -362,6 +398,8 @@ _PARSERS: Final[dict[str, Callable[[_Fields], Event]]] = {
     "member-link": lambda f: MemberLinkEvent(
         f.text("userId"), f.text("connectionId"), f.boolean("up"), f.optional_text("socketId")
     ),
+    "call": lambda f: CallEvent(f.protocol("frame", lambda obj, _path: parse_call_frame(obj))),
+    "user-socket": lambda f: UserSocketEvent(f.text("device"), f.text("socketId")),
 }
 
 

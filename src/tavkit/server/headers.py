@@ -35,7 +35,13 @@ from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["REPLICA_HEADER", "ReplicaHeaderMiddleware", "SecurityHeadersMiddleware"]
+__all__ = [
+    "REPLICA_HEADER",
+    "ReplicaHeaderMiddleware",
+    "SecurityHeadersMiddleware",
+    "named_send",
+    "replica_header",
+]
 
 _ALWAYS: Final = (
     (b"x-content-type-options", b"nosniff"),
@@ -88,16 +94,26 @@ class ReplicaHeaderMiddleware:
 
     def __init__(self, app: ASGIApp, replica: str) -> None:
         self.app = app
-        self.header = (REPLICA_HEADER.lower().encode(), replica.encode("ascii"))
+        self.header = replica_header(replica)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        await self.app(scope, receive, named_send(send, self.header))
 
-        async def send_named(message: Message) -> None:
-            if message["type"] in _NAMED:
-                message = {**message, "headers": [*message.get("headers", ()), self.header]}
-            await send(message)
 
-        await self.app(scope, receive, send_named)
+def replica_header(replica: str) -> tuple[bytes, bytes]:
+    """The raw ASGI header naming ``replica``."""
+    return (REPLICA_HEADER.lower().encode(), replica.encode("ascii"))
+
+
+def named_send(send: Send, header: tuple[bytes, bytes]) -> Send:
+    """``send``, adding ``header`` to the response start or the socket accept."""
+
+    async def send_named(message: Message) -> None:
+        if message["type"] in _NAMED:
+            message = {**message, "headers": [*message.get("headers", ()), header]}
+        await send(message)
+
+    return send_named

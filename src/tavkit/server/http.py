@@ -8,15 +8,19 @@ pydantic models in ``/openapi.json`` and :func:`error_responses`.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
-from typing import Annotated, Any, Final, Literal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Final, Literal, TypeVar, get_type_hints
 
+from fastapi import APIRouter, Depends, Request
 from fastapi import Path as PathParam
-from fastapi import Request
 from pydantic import BaseModel, Field
+from starlette.convertors import Convertor, register_url_convertor
 
 from tavkit.errors import ServerCode, ServerError
-from tavkit.protocol import load_json
+from tavkit.protocol import RoomId, load_json, parse_str_room_id
 from tavkit.server.auth import USER_ID_RE
 from tavkit.server.settings import U32_MAX
 
@@ -25,22 +29,114 @@ __all__ = [
     "EMPTY_BODY",
     "ErrorBody",
     "MemberBody",
-    "RoomId",
+    "RoomInPath",
     "RoomUuidResponse",
     "SessionUuid",
     "UserIdParam",
     "body_with",
     "error_responses",
     "json_body",
+    "room_routes",
     "socket_url",
 ]
 
+
+class _AnyText(Convertor[str]):
+    """A path segment matching anything, even nothing, newlines or a decoded ``/``.
+
+    Starlette's ``path`` convertor stops at a newline (its ``.`` is not DOTALL), so a
+    string room with a ``%0A`` in it would be a 404 instead of server 10004.
+    """
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("strroom", _AnyText())
+
+_Handler = TypeVar("_Handler", bound=Callable[..., Awaitable[Any]])
+
 UUID_PATTERN: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
-RoomId = Annotated[
-    int,
-    PathParam(alias="roomId", ge=1, le=U32_MAX, description="The room: an integer 1..2^32-1."),
-]
+
+def _numeric_room(
+    room_id: Annotated[
+        int,
+        PathParam(alias="roomId", ge=1, le=U32_MAX, description="A numeric room: 1..2^32-1."),
+    ],
+) -> RoomId:
+    return room_id
+
+
+def _string_room(
+    str_room_id: Annotated[
+        str,
+        PathParam(
+            alias="strRoomId",
+            description=(
+                "A string room (TRTC's strRoomId), percent-encoded: 1-64 letters, digits"
+                " and _-+=.:@!#$%&()*;<>?[]^{}|~. Not the numeric room with the same digits."
+            ),
+        ),
+    ],
+) -> RoomId:
+    return parse_str_room_id(str_room_id)
+
+
+RoomInPath = Annotated[RoomId, Depends(_numeric_room)]
+"""A route parameter naming the room of the path; see :func:`room_routes`."""
+_STRING_ROOM_IN_PATH = Annotated[RoomId, Depends(_string_room)]
+
+
+def room_routes(
+    router: APIRouter, method: str, *, path: str, prefix: str = "", **options: Any
+) -> Callable[[_Handler], _Handler]:
+    """Register a handler at ``/rooms/{roomId}…`` and at ``/str-rooms/{strRoomId}…``.
+
+    ``path`` is the part after the room (``"/enter"``), ``prefix`` the part before
+    (``"/admin"``). The handler takes one :data:`RoomInPath` parameter and gets an
+    ``int`` on the first path and a ``str`` on the second, so ``123`` and ``"123"``
+    can never name the same room: the URL says which kind it is, not the characters.
+    The string segment matches anything, even nothing or a decoded ``/``, so that a
+    bad string room is server 10004 with the rule it breaks rather than a 404. The
+    second registration is the same handler under a signature whose room parameter
+    depends on the string segment instead (FastAPI reads ``__signature__``).
+    """
+
+    def register(handler: _Handler) -> _Handler:
+        router.api_route(f"{prefix}/rooms/{{roomId}}{path}", methods=[method], **options)(handler)
+        hints = get_type_hints(handler, include_extras=True)
+        signature = inspect.signature(handler)
+        params = [
+            param.replace(
+                annotation=_STRING_ROOM_IN_PATH if hints[name] == RoomInPath else hints[name]
+            )
+            for name, param in signature.parameters.items()
+        ]
+        if sum(hints[name] == RoomInPath for name in signature.parameters) != 1:
+            raise TypeError(f"{handler.__name__} must take exactly one RoomInPath parameter")
+
+        @functools.wraps(handler)
+        async def string_room(*args: Any, **kwargs: Any) -> Any:
+            return await handler(*args, **kwargs)
+
+        string_room.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=params, return_annotation=hints.get("return", Any)
+        )
+        string_room.__name__ = f"{handler.__name__}_str_room"
+        router.api_route(
+            f"{prefix}/str-rooms/{{strRoomId:strroom}}{path}", methods=[method], **options
+        )(string_room)
+        return handler
+
+    return register
+
+
 SessionUuid = Annotated[
     str,
     PathParam(alias="uuid", pattern=UUID_PATTERN, description="A session UUID, lowercase."),

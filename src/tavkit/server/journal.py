@@ -26,7 +26,21 @@ that holds it never waits for another lock, so it cannot be part of a deadlock.
                        ``size``, ``duration``, ``sha256``, ``url`` (the download path)
 ``message.created``    ``message`` (the stored message object); only for apps whose
                        webhooks ask for messages
+``call.ringing``       ``callId``, ``caller``, ``media``, ``callees`` (those rung),
+                       ``userId`` null, ``reason`` null
+``call.accepted``      the same keys; ``userId`` the callee who accepted
+``call.declined``      ``userId`` the callee, ``reason`` theirs (or null)
+``call.busy``          ``userId`` the callee who was busy (in another call, or declined
+                       with ``busy``)
+``call.timeout``       ``userId`` a callee who did not answer in time
+``call.cancelled``     ``callees`` those still ringing when the caller cancelled (or left
+                       the room), ``reason`` (``cancelled``, ``caller-left``, ``hangup``)
+``call.ended``         ``reason`` (``hangup``: the caller; ``empty``: the room emptied;
+                       ``closed``: an admin closed it)
 =====================  ============================================================
+
+Call events belong to the session of the call's room, which the call opens when the
+room has none, so a call's ringing and its members' joins are one timeline.
 """
 
 from __future__ import annotations
@@ -41,13 +55,23 @@ from typing import Any, ClassVar, Final, TypeAlias
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tavkit.protocol import ChatMessage, FrameError, parse_chat_message
+from tavkit.errors import ServerError
+from tavkit.protocol import (
+    ChatMessage,
+    FrameError,
+    RoomId,
+    parse_chat_message,
+    parse_room_id,
+    room_from_columns,
+)
 from tavkit.server.store.journal_models import JournalRow
 from tavkit.server.store.models import AppRow, SessionRow
 from tavkit.server.store.recording_models import RecordingRow
 
 __all__ = [
+    "CALL_NOTICE_TYPES",
     "NOTICE_TYPES",
+    "CallNotice",
     "JournalEntry",
     "MemberJoinedNotice",
     "MemberLeftNotice",
@@ -248,6 +272,70 @@ class MessageCreatedNotice:
             raise ValueError(f"event {exc.message}") from exc
 
 
+CALL_NOTICE_TYPES: Final = (
+    "call.ringing",
+    "call.accepted",
+    "call.declined",
+    "call.busy",
+    "call.timeout",
+    "call.cancelled",
+    "call.ended",
+)
+"""The call events' ``type``s (:class:`CallNotice`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallNotice:
+    """A call changed: ``type`` is one of :data:`CALL_NOTICE_TYPES` (what happened)."""
+
+    type: str
+    room_uuid: uuid.UUID
+    call_id: uuid.UUID
+    caller: str
+    media: str
+    callees: tuple[str, ...] = ()
+    user_id: str | None = None
+    reason: str | None = None
+
+    def data(self) -> dict[str, Any]:
+        """``{"callId", "caller", "media", "callees", "userId", "reason"}``."""
+        return {
+            "callId": str(self.call_id),
+            "caller": self.caller,
+            "media": self.media,
+            "callees": list(self.callees),
+            "userId": self.user_id,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def reader(cls, kind: str) -> Callable[[uuid.UUID, dict[str, Any]], CallNotice]:
+        """The ``from_data`` of events of type ``kind``."""
+
+        def read(room_uuid: uuid.UUID, data: dict[str, Any]) -> CallNotice:
+            callees = data.get("callees")
+            if not isinstance(callees, list) or not all(isinstance(c, str) and c for c in callees):
+                raise ValueError("event data.callees: expected an array of userIds")
+            optional = {}
+            for name in ("userId", "reason"):
+                value = data.get(name)
+                if value is not None and not isinstance(value, str):
+                    raise ValueError(f"event data.{name}: expected a string or null")
+                optional[name] = value
+            return cls(
+                kind,
+                room_uuid,
+                uuid.UUID(_text(data, "callId")),
+                _text(data, "caller"),
+                _text(data, "media"),
+                tuple(callees),
+                optional["userId"],
+                optional["reason"],
+            )
+
+        return read
+
+
 Notice: TypeAlias = (
     RoomOpenedNotice
     | RoomClosedNotice
@@ -256,6 +344,7 @@ Notice: TypeAlias = (
     | RecordingStartedNotice
     | RecordingReadyNotice
     | MessageCreatedNotice
+    | CallNotice
 )
 """Any journal event."""
 
@@ -270,7 +359,7 @@ _READERS: Final[dict[str, Callable[[uuid.UUID, dict[str, Any]], Notice]]] = {
         RecordingReadyNotice,
         MessageCreatedNotice,
     )
-}
+} | {kind: CallNotice.reader(kind) for kind in CALL_NOTICE_TYPES}
 NOTICE_TYPES: Final = tuple(_READERS)
 """Every event ``type``, in the order of the table above."""
 
@@ -282,7 +371,8 @@ class JournalEntry:
     id: int
     """Per app, increasing, no gaps: the idempotency id."""
     sdk_app_id: int
-    room_id: int
+    room_id: RoomId
+    """The session's room: an ``int``, or a ``str`` for a string room."""
     session_seq: int
     """The event's place in its session's timeline (1, 2, 3...)."""
     created_at: float
@@ -292,7 +382,8 @@ class JournalEntry:
     def of(cls, row: JournalRow) -> JournalEntry:
         """The entry stored in ``row``."""
         notice = _READERS[row.type](row.session_id, json.loads(row.data))
-        return cls(row.app_seq, row.sdk_app_id, row.room_id, row.session_seq, row.at, notice)
+        room = room_from_columns(row.room_id, row.room_str)
+        return cls(row.app_seq, row.sdk_app_id, room, row.session_seq, row.at, notice)
 
     def to_wire(self) -> dict[str, Any]:
         """The envelope and the event's ``data`` (see ``docs/protocol.md``)."""
@@ -318,9 +409,13 @@ def parse_entry(wire: object) -> JournalEntry:
     kind = wire.get("type")
     if not isinstance(kind, str) or kind not in _READERS:
         raise ValueError(f"event: unknown type {kind!r}")
-    for name in ("id", "sdkAppId", "roomId", "sessionSeq"):
+    for name in ("id", "sdkAppId", "sessionSeq"):
         if type(wire.get(name)) is not int:
             raise ValueError(f"event.{name}: expected an integer")
+    try:
+        room = parse_room_id(wire.get("roomId"), "event.roomId")
+    except ServerError as exc:
+        raise ValueError(exc.message) from None
     created = _number(wire, "createdAt")
     data = wire.get("data")
     if created is None or not isinstance(data, dict):
@@ -329,7 +424,7 @@ def parse_entry(wire: object) -> JournalEntry:
     return JournalEntry(
         wire["id"],
         wire["sdkAppId"],
-        wire["roomId"],
+        room,
         wire["sessionSeq"],
         created,
         _READERS[kind](room_uuid, data),
@@ -398,6 +493,7 @@ async def write_recorded(
                 session_id=room_uuid,
                 session_seq=next_in_session[room_uuid],
                 room_id=sessions[room_uuid].room_id,
+                room_str=sessions[room_uuid].room_str,
                 type=notice.type,
                 at=now,
                 data=json.dumps(notice.data(), separators=(",", ":"), allow_nan=False),

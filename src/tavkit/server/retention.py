@@ -14,6 +14,8 @@ recordings: rows and files         their session closed before the cutoff; the w
                                    (composites and leftovers of a crash included)
 client logs, quality samples       the row itself was received before the cutoff
                                    (``received_at``, the server's clock)
+webhook dead letters               the delivery was given up before the cutoff
+                                   (``died_at``, the server's clock)
 =================================  ===================================================
 
 Messages, journal events and recordings are a call's record, so they go whole, by the
@@ -21,6 +23,8 @@ session's close time, and an open session is never touched however old it is. Lo
 samples are telemetry, taken for at most five minutes after a session closes
 (:mod:`tavkit.server.logs.service`), and go row by row by the server's own clock, so
 a week-long room does not keep a week of them and a client's clock cannot keep them.
+A dead letter (a webhook delivery given up on, :mod:`tavkit.server.webhooks`) is an
+operator's to-do, not a call's record: it goes by the time it died.
 **Per app.** An app's own ``retentionDays`` (the apps file) replaces the server's for
 its sessions and their logs; ``0`` keeps that app's data forever even when the server
 has a retention. Each row is judged by its session's app, so one pass serves them all.
@@ -70,8 +74,12 @@ from tavkit.server.store.logs_models import ClientLogRow, QualitySampleRow
 from tavkit.server.store.models import MessageRow, SessionRow
 from tavkit.server.store.recording_models import RecordingRow
 from tavkit.server.store.unit_of_work import Outbox, transaction
+from tavkit.server.store.webhook_models import WebhookDeadRow
 
 __all__ = ["BATCH", "DAY", "SLACK", "Cutoffs", "GcReport", "RetentionTask", "collect"]
+
+_Swept = MessageRow | JournalRow | ClientLogRow | QualitySampleRow | WebhookDeadRow
+"""The tables collected row by row (recordings go with their files)."""
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +163,8 @@ class GcReport:
     quality_samples: int = 0
     recordings: int = 0
     """Recording rows."""
+    dead_letters: int = 0
+    """Webhook deliveries given up on (:class:`WebhookDeadRow`)."""
     files: list[str] = field(default_factory=list)
     """Files under the data directory (POSIX paths relative to it), sorted."""
     bytes: int = 0
@@ -168,7 +178,12 @@ class GcReport:
     def rows(self) -> int:
         """Rows of every kind."""
         return (
-            self.messages + self.journal + self.client_logs + self.quality_samples + self.recordings
+            self.messages
+            + self.journal
+            + self.client_logs
+            + self.quality_samples
+            + self.recordings
+            + self.dead_letters
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -181,6 +196,7 @@ class GcReport:
             "clientLogs": self.client_logs,
             "qualitySamples": self.quality_samples,
             "recordings": self.recordings,
+            "deadLetters": self.dead_letters,
             "files": list(self.files),
             "bytes": self.bytes,
             "failed": list(self.failed),
@@ -218,6 +234,7 @@ async def collect(
     report.client_logs = await sweep.by_own_time(ClientLogRow, "client logs")
     report.quality_samples = await sweep.by_own_time(QualitySampleRow, "quality samples")
     report.recordings = await sweep.recordings()
+    report.dead_letters = await sweep.dead_letters()
     await sweep.directories()
     report.files = sorted(sweep.files)
     report.bytes = sum(sweep.files.values())
@@ -295,9 +312,27 @@ class _Sweep:
 
         return await self._scan(table, what, page, old, past)
 
+    async def dead_letters(self) -> int:
+        """Webhook deliveries given up on before the cutoff."""
+        table = WebhookDeadRow
+
+        def page(after: int | None) -> _Query:
+            query = select(table.id, table.died_at, table.sdk_app_id)
+            if after is not None:
+                query = query.where(table.id > after)
+            return query.order_by(table.id).limit(self.batch)
+
+        def old(row: Row[Any]) -> bool:
+            return self.cutoffs.row_is_old(row.sdk_app_id, row.died_at)
+
+        def past(row: Row[Any]) -> bool:
+            return bool(row.died_at >= self.latest + SLACK)
+
+        return await self._scan(table, "webhook dead letters", page, old, past)
+
     async def _scan(
         self,
-        table: type[MessageRow | JournalRow | ClientLogRow | QualitySampleRow],
+        table: type[_Swept],
         what: str,
         page: Callable[[int | None], _Query],
         old: Callable[[Row[Any]], bool],
@@ -325,7 +360,14 @@ class _Sweep:
 
     async def _delete(
         self,
-        table: type[MessageRow | JournalRow | ClientLogRow | QualitySampleRow | RecordingRow],
+        table: type[
+            MessageRow
+            | JournalRow
+            | ClientLogRow
+            | QualitySampleRow
+            | RecordingRow
+            | WebhookDeadRow
+        ],
         ids: Sequence[Any],
         what: str,
     ) -> int:

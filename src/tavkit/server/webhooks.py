@@ -39,6 +39,7 @@ import json
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -62,8 +63,10 @@ from tavkit.webhooks import SIGNATURE_HEADER, sign
 
 __all__ = [
     "EVENT_ID_HEADER",
+    "DeadLetter",
     "Dispatcher",
     "EndpointState",
+    "dead_letters",
     "endpoint_state",
     "replay",
     "retry_delay",
@@ -177,6 +180,53 @@ async def endpoint_state(store: Store, sdk_app_id: int) -> EndpointState | None:
         return await _state(s, sdk_app_id)
 
     return await transaction(store, "reading the webhook endpoint", run, readonly=True)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An entry delivery gave up on, as ``GET /v1/admin/webhooks/dead`` lists it."""
+
+    event_id: int
+    type: str | None
+    """The entry's event type; None once retention removed the entry itself."""
+    session_uuid: uuid.UUID | None
+    attempts: int
+    last_error: str
+    died_at: float
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON object of the admin route."""
+        return {
+            "eventId": self.event_id,
+            "type": self.type,
+            "roomUuid": None if self.session_uuid is None else str(self.session_uuid),
+            "attempts": self.attempts,
+            "lastError": self.last_error,
+            "diedAt": self.died_at,
+        }
+
+
+async def dead_letters(store: Store, sdk_app_id: int, limit: int) -> list[DeadLetter]:
+    """The app's newest ``limit`` dead letters, newest first, each with its entry's type."""
+
+    async def run(s: AsyncSession, _out: Outbox) -> list[DeadLetter]:
+        rows = await s.execute(
+            select(WebhookDeadRow, JournalRow.type, JournalRow.session_id)
+            .outerjoin(
+                JournalRow,
+                (JournalRow.sdk_app_id == WebhookDeadRow.sdk_app_id)
+                & (JournalRow.app_seq == WebhookDeadRow.app_seq),
+            )
+            .where(WebhookDeadRow.sdk_app_id == sdk_app_id)
+            .order_by(WebhookDeadRow.id.desc())
+            .limit(limit)
+        )
+        return [
+            DeadLetter(dead.app_seq, kind, session, dead.attempts, dead.last_error, dead.died_at)
+            for dead, kind, session in rows
+        ]
+
+    return await transaction(store, "reading webhook dead letters", run, readonly=True)
 
 
 async def set_endpoint(

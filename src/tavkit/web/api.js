@@ -11,6 +11,7 @@
 // skips beats until then).
 
 import { callError, fromWire } from "./errors.js";
+import { roomPath } from "./protocol.js";
 
 const DEFAULTS = {
   timeout: 8000, // ms for one attempt; the browser's own limit is minutes
@@ -58,20 +59,23 @@ export class ApiClient {
     if (privateMapKey) this.headers["X-TAvKit-PrivateMapKey"] = privateMapKey;
   }
 
-  /** POST /v1/rooms/{roomId}/enter; resolves to the enter response (waits out 429s). */
+  /**
+   * POST /v1/rooms/{roomId}/enter (a string room: /v1/str-rooms/{strRoomId}/enter);
+   * resolves to the enter response (waits out 429s).
+   */
   enter(roomId) {
     const patience = { rateLimitWait: this.tuning.rateLimitWait };
-    return this.request("POST", `/v1/rooms/${roomId}/enter`, {}, patience);
+    return this.request("POST", `/v1/${roomPath(roomId)}/enter`, {}, patience);
   }
 
-  /** POST /v1/rooms/{roomId}/heartbeat; one attempt, the next beat is the retry. */
+  /** POST …/heartbeat; one attempt, the next beat is the retry. */
   heartbeat(roomId) {
-    return this.request("POST", `/v1/rooms/${roomId}/heartbeat`, {}, { retries: 0 });
+    return this.request("POST", `/v1/${roomPath(roomId)}/heartbeat`, {}, { retries: 0 });
   }
 
-  /** POST /v1/rooms/{roomId}/exit. */
+  /** POST …/exit. */
   exit(roomId) {
-    return this.request("POST", `/v1/rooms/${roomId}/exit`, {}, { retries: 0 });
+    return this.request("POST", `/v1/${roomPath(roomId)}/exit`, {}, { retries: 0 });
   }
 
   /**
@@ -82,7 +86,7 @@ export class ApiClient {
    */
   exitOnUnload(roomId) {
     try {
-      fetch(`${this.server}/v1/rooms/${roomId}/exit`, {
+      fetch(`${this.server}/v1/${roomPath(roomId)}/exit`, {
         method: "POST",
         headers: this.headers,
         body: "{}",

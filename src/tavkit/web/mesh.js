@@ -103,6 +103,7 @@ class Peer {
         this.#send({ description: pc.localDescription.toJSON() });
         this.#mark("offer");
         this.offerRetries = 0;
+        this.tune(); // now, so the encoder starts with its budget (see tune())
       } catch (err) {
         this.#log("offer failed", err);
       } finally {
@@ -205,6 +206,7 @@ class Peer {
         await pc.setLocalDescription();
         this.#send({ description: pc.localDescription.toJSON() });
         this.#mark("answer");
+        this.tune();
       }
     } else if ("candidate" in data) {
       // A null candidate ends the remote's gathering; browsers infer that anyway.
@@ -272,7 +274,15 @@ class Peer {
     }
   }
 
-  /** Apply the mesh's current video budget to our video sender (no renegotiation). */
+  /**
+   * Apply the mesh's current video budget to our video sender (no renegotiation).
+   *
+   * First as soon as our description is set (the sender has its encodings then), so the
+   * encoder starts with the budget: applied only once the link connects, it reset the
+   * encoder just as the first frames went out, and the other side saw its first frame
+   * later. Again when the link connects and whenever the mesh grows or shrinks; a budget
+   * already in place is not applied twice.
+   */
   async tune() {
     const budget = videoBudget(this.mesh.size() + 1);
     for (const sender of this.pc.getSenders()) {

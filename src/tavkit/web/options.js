@@ -6,9 +6,8 @@
 // order, so the first problem reported is stable.
 
 import { callError } from "./errors.js";
-import { USER_ID } from "./protocol.js";
+import { MAX_ROOM_ID, STR_ROOM_ID, USER_ID } from "./protocol.js";
 
-const MAX_ROOM_ID = 4294967295; // roomId is a u32 inside privateMapKey
 const LISTENERS = [
   "onUserInfoListener",
   "onSwitchCameraListener",
@@ -19,6 +18,33 @@ const LISTENERS = [
   "onUserSigExpiredListener",
   "onUserConnectionListener",
 ];
+
+/**
+ * The room start() names, or `{why}`: `strRoomId` (TRTC's name) is always a string
+ * room; `roomId` is a number, digits in a string are that number (as before string
+ * rooms existed, e.g. read from a URL), and other text is a string room. So
+ * `{strRoomId: "1234"}` and `{roomId: 1234}` are two different rooms, as in TRTC.
+ */
+function roomOf(o) {
+  const given = (v) => v != null && v !== "";
+  if (given(o.strRoomId)) {
+    if (given(o.roomId)) return { why: "give roomId or strRoomId, not both" };
+    return stringRoom(o.strRoomId, "strRoomId");
+  }
+  if (typeof o.roomId === "string" && given(o.roomId) && !/^\d+$/.test(o.roomId.trim())) {
+    return stringRoom(o.roomId, "roomId");
+  }
+  const room = positiveInteger(o.roomId, MAX_ROOM_ID);
+  if (room !== null) return { room };
+  return { why: given(o.roomId) ? "must be an integer 1-4294967295 or a string room" : "" };
+}
+
+function stringRoom(value, name) {
+  if (typeof value === "string" && STR_ROOM_ID.test(value)) return { room: value };
+  return {
+    why: `${name} must be 1-64 letters, digits and _-+=.:@!#$%&()*;<>?[]^{}|~`,
+  };
+}
 
 function positiveInteger(value, max) {
   const n = typeof value === "string" && /^\d+$/.test(value.trim()) ? Number(value) : value;
@@ -42,8 +68,8 @@ export function pickListener(listener) {
 /**
  * Validate and normalise start() options.
  *
- * Returns `{options}` with numbers as numbers and `server` as an origin without a
- * trailing slash, or `{error}` (a CallError) for the first problem found.
+ * Returns `{options}` with numbers as numbers, `roomId` a number or (a string room)
+ * a string, and `server` as an origin without a trailing slash, or `{error}` (a CallError) for the first problem found.
  * `defaultServer` is the page's origin: the component talks to the server that
  * served it unless told otherwise.
  */
@@ -61,11 +87,8 @@ export function checkOptions(raw, defaultServer, lang = "en") {
   if (typeof o.userSig !== "string" || o.userSig.trim() === "") {
     return { error: callError("avkit", 10004, lang) };
   }
-  const roomId = positiveInteger(o.roomId, MAX_ROOM_ID);
-  if (roomId === null) {
-    const why = o.roomId == null || o.roomId === "" ? "" : "must be an integer 1-4294967295";
-    return { error: callError("avkit", 10005, lang, why) };
-  }
+  const { room: roomId, why: roomWhy } = roomOf(o);
+  if (roomId === undefined) return { error: callError("avkit", 10005, lang, roomWhy) };
   if (o.privateMapKey != null && typeof o.privateMapKey !== "string") {
     return { error: callError("avkit", 82, lang, "privateMapKey must be a string") };
   }

@@ -3,8 +3,9 @@
 // Each is a copy of a Python definition, kept identical by tests/web/test_pinned.py:
 // CLOSE is tavkit.protocol.CloseCode, PRIVILEGE is tavkit.auth.Privilege (the
 // privateMapKey bits, as the enter response's `privileges` carries them),
-// MAX_FRAME_BYTES is tavkit.protocol.MAX_FRAME_BYTES and USER_ID the contract's
-// userId pattern. Change them there first.
+// MAX_FRAME_BYTES is tavkit.protocol.MAX_FRAME_BYTES, USER_ID the contract's
+// userId pattern, STR_ROOM_ID tavkit.protocol.STR_ROOM_ID_RE and MAX_ROOM_ID
+// tavkit.protocol.ROOM_ID_MAX. Change them there first.
 
 /** How and why the server closes the signaling socket. */
 export const CLOSE = Object.freeze({
@@ -38,3 +39,22 @@ export const MAX_FRAME_BYTES = 64 * 1024;
 
 /** A userId: 1-64 characters of A-Z a-z 0-9 _ . @ - (no flags: safe to share). */
 export const USER_ID = /^[A-Za-z0-9_.@-]{1,64}$/;
+
+/** The largest numeric roomId (a u32 inside the privateMapKey). */
+export const MAX_ROOM_ID = 4294967295;
+
+/** A string room (TRTC's strRoomId): 1-64 letters, digits and _-+=.:@!#$%&()*;<>?[]^{}|~. */
+export const STR_ROOM_ID = /^[A-Za-z0-9_\-+=.:@!#$%&()*;<>?\[\]^{}|~]{1,64}$/;
+
+/**
+ * A room's REST path below /v1: `rooms/1234` for a number, `str-rooms/<encoded>` for
+ * a string room. The JS type is the room's kind, so 1234 and "1234" never meet.
+ */
+export function roomPath(room) {
+  return typeof room === "string" ? `str-rooms/${encodeURIComponent(room)}` : `rooms/${room}`;
+}
+
+/** The room for people: 1234, or "1234" quoted when it is a string room. */
+export function roomLabel(room) {
+  return typeof room === "string" ? JSON.stringify(room) : String(room);
+}

@@ -17,11 +17,13 @@
 // still counted among the participants). The microphone and camera buttons are
 // hidden for a kind we may not send.
 
+import { CallClient } from "./calls.js";
 import { CallController } from "./controller.js";
 import { pickLang, translator } from "./i18n.js";
 import { MessageList } from "./chat-panel.js";
 import { icons } from "./icons.js";
 import { fitFor, tileAspect } from "./fit.js";
+import { roomLabel } from "./protocol.js";
 import { gridShape, layoutFor, makeDraggable } from "./layout.js";
 import { askForCredentials } from "./renewal.js";
 import { classify, deviceOf, screenFor } from "./screens.js";
@@ -77,6 +79,12 @@ const TEMPLATE = `
     </form>
   </aside>
   <tavkit-dialog></tavkit-dialog>
+  <div class="tv-callscreen" role="dialog" aria-live="assertive" hidden>
+    <p class="tv-callscreen-text"></p>
+    <button class="tv-callscreen-accept" type="button" data-call="accept" hidden>Accept</button>
+    <button class="tv-callscreen-decline" type="button" data-call="decline" hidden>Decline</button>
+    <button class="tv-callscreen-cancel" type="button" data-call="cancel" hidden>Cancel</button>
+  </div>
 </div>`;
 
 /** The call element: start(options), hangup(), mute(b), enableCamera(b), switchCamera(). */
@@ -95,6 +103,9 @@ export class TavkitCall extends HTMLElement {
   #onPageHide = () => this.#controller.unload();
   #screen = null; // the end screen on show (screens.js), or null
   #noticeTimer = null;
+  #calls = null; // the CallClient of call() / listen() (calls.js)
+  #callOptions = null;
+  #shown = null; // {kind: "incoming"|"outgoing", call} on the call screen
 
   constructor() {
     super();
@@ -121,6 +132,10 @@ export class TavkitCall extends HTMLElement {
       });
       this.shadowRoot.querySelector(".tv-sound").addEventListener("click", () => this.#unmuteAll());
       this.shadowRoot.querySelector(".tv-rejoin").addEventListener("click", () => this.#retry());
+      this.shadowRoot.querySelector(".tv-callscreen").addEventListener("click", (e) => {
+        const button = e.target.closest("button[data-call]");
+        if (button) this.#callAction(button.dataset.call);
+      });
       this.#messages = new MessageList(this.shadowRoot.querySelector(".tv-chat-list"));
       this.#wireChat(this.shadowRoot);
       this.#resize = new ResizeObserver(() => this.#fitGrid());
@@ -151,8 +166,107 @@ export class TavkitCall extends HTMLElement {
     return this.#controller.start(options);
   }
 
+  /**
+   * Ring `callees` and wait for them in the call's room, behind the "calling…" screen
+   * (its Cancel cancels). `options` are start()'s without roomId, plus callees, media and
+   * optionally roomId, timeout, data; the listener's onCallListener(event) hears each
+   * change. Resolves to the call.
+   */
+  async call(options) {
+    const { callees, media, roomId, timeout, data, ...rest } = options;
+    const calls = await this.#callClient(rest);
+    const call = await calls.call({ callees, media, roomId, timeout, data });
+    if (call.state !== "ringing") return call; // answered before we knew: all busy, declined
+    this.#showCall("outgoing", call);
+    await this.start({ ...rest, roomId: call.roomId });
+    const now = calls.current;
+    if (now.callId === call.callId && now.state !== "ringing" && now.state !== "accepted") {
+      this.#showCall(null); // it ended while we entered
+      await this.#controller.hangup();
+    }
+    return now;
+  }
+
+  /**
+   * Wait for calls to this user: each shows the incoming screen (caller, Accept,
+   * Decline); Accept enters the call's room with these `options` (start()'s, no roomId).
+   */
+  async listen(options) {
+    await this.#callClient(options);
+  }
+
+  async #callClient(options) {
+    this.#callOptions = options;
+    if (!this.#calls) {
+      this.#calls = new CallClient(
+        { ...options, server: options.server || globalThis.location?.origin },
+        (event) => this.#onCall(event),
+      );
+      await this.#calls.listen();
+    }
+    return this.#calls;
+  }
+
+  #onCall(event) {
+    const listener = this.#callOptions?.listener;
+    try {
+      listener?.onCallListener?.(event);
+    } finally {
+      this.dispatchEvent(
+        new CustomEvent("tavkit-call", { detail: event, bubbles: true, composed: true }),
+      );
+    }
+    const { type, call } = event;
+    if (type === "onInvited" && !this.#shown) this.#showCall("incoming", call);
+    const over = ["declined", "busy", "timeout", "cancelled", "ended"].includes(call.state);
+    if (this.#shown?.call.callId === call.callId) {
+      const mine = call.callees.find((c) => c.userId === this.#callOptions.userId);
+      const answered = this.#shown.kind === "outgoing" && type === "onCallAccepted";
+      const settled = this.#shown.kind === "incoming" && mine && mine.outcome !== "ringing";
+      if (answered || settled || over) this.#showCall(null);
+    }
+    // The call this element made or accepted is over: leave its room.
+    if (over && this.#calls?.current?.callId === call.callId && this.#controller.active) {
+      this.#controller.hangup();
+    }
+  }
+
+  #showCall(kind, call = null) {
+    this.#shown = kind ? { kind, call } : null;
+    const screen = this.shadowRoot?.querySelector(".tv-callscreen");
+    if (!screen) return;
+    screen.hidden = !kind;
+    if (!kind) return;
+    const text = kind === "incoming" ? `${call.caller} is calling…` : `Calling ${call.callees.map((c) => c.userId).join(", ")}…`;
+    screen.querySelector(".tv-callscreen-text").textContent = text;
+    screen.querySelector("[data-call=accept]").hidden = kind !== "incoming";
+    screen.querySelector("[data-call=decline]").hidden = kind !== "incoming";
+    screen.querySelector("[data-call=cancel]").hidden = kind !== "outgoing";
+  }
+
+  async #callAction(action) {
+    const shown = this.#shown;
+    if (!shown || !this.#calls) return;
+    const { callId } = shown.call;
+    if (action === "accept") {
+      const call = await this.#calls.accept(callId);
+      this.#showCall(null);
+      await this.start({ ...this.#callOptions, roomId: call.roomId });
+    } else if (action === "decline") {
+      await this.#calls.decline(callId);
+      this.#showCall(null);
+    } else if (action === "cancel") {
+      await this.#calls.cancel(callId);
+    }
+  }
+
   /** Leave the call (no confirmation: the confirmation is for the button). */
   hangup() {
+    const made = this.#calls?.current;
+    if (made && made.caller === this.#callOptions?.userId && ["ringing", "accepted"].includes(made.state)) {
+      // The caller's hang-up ends (or cancels) the call for everyone.
+      this.#calls.hangup(made.callId).catch(() => {});
+    }
     return this.#controller.hangup();
   }
 
@@ -350,7 +464,7 @@ export class TavkitCall extends HTMLElement {
   }
 
   #renderBars(root, c, t, count) {
-    root.querySelector(".tv-room").textContent = c.options ? t("room", { room: c.options.roomId }) : "";
+    root.querySelector(".tv-room").textContent = c.options ? t("room", { room: roomLabel(c.options.roomId) }) : "";
     root.querySelector(".tv-count").textContent = count > 1 ? t("participants", { n: count }) : "";
     this.#renderScreen(root, c, t);
     const screenIcon = !this.#screen ? "" : this.#screen.ending ? icons.hangup : icons.alert;

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from tavkit.errors import ServerCode, ServerError
@@ -56,7 +56,7 @@ class SessionSummary(BaseModel):
     """One session as the dashboard lists it."""
 
     roomUuid: str
-    roomId: int
+    roomId: int | str = Field(description="The room: a number, or a string for a string room.")
     openedAt: float
     closedAt: float | None
     closeReason: str | None
@@ -125,7 +125,7 @@ async def list_sessions(
         out.append(
             {
                 "roomUuid": str(row.id),
-                "roomId": row.room_id,
+                "roomId": row.room,
                 "openedAt": row.opened_at,
                 "closedAt": row.closed_at,
                 "closeReason": row.close_reason,

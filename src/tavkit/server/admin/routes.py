@@ -9,18 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tavkit.server.auth import CredentialsDep, authenticate
 from tavkit.server.context import context_of
 from tavkit.server.http import (
     EMPTY_BODY,
     MemberBody,
-    RoomId,
+    RoomInPath,
     RoomUuidResponse,
     UserIdParam,
     error_responses,
     json_body,
+    room_routes,
 )
 from tavkit.server.store.ledger import open_rooms
 
@@ -32,7 +33,7 @@ class AdminRoom(BaseModel):
 
     roomUuid: str
     sdkAppId: int
-    roomId: int
+    roomId: int | str = Field(description="The room: a number, or a string for a string room.")
     openedAt: float
     members: list[MemberBody]
 
@@ -62,33 +63,39 @@ async def admin_rooms(request: Request, creds: CredentialsDep) -> dict[str, Any]
     return {"rooms": [room.to_wire() for room in rooms]}
 
 
-@api.post(
-    "/admin/rooms/{roomId}/close",
+@room_routes(
+    api,
+    "POST",
+    prefix="/admin",
+    path="/close",
     response_model=RoomUuidResponse,
     responses=error_responses(400, 401, 410, 422, 429, 503),
     openapi_extra=EMPTY_BODY,
     tags=["admin"],
 )
-async def admin_close(request: Request, room_id: RoomId, creds: CredentialsDep) -> dict[str, Any]:
+async def admin_close(request: Request, room: RoomInPath, creds: CredentialsDep) -> dict[str, Any]:
     """Close the room's open session; every member leaves with reason ``closed``."""
     ctx = context_of(request)
     ctx.limits.address(request)
     await json_body(request)
     caller = authenticate(ctx, creds, admin=True)
     ctx.limits.user("admin", caller)
-    room_uuid = await ctx.rooms.close(caller.sdk_app_id, room_id)
+    room_uuid = await ctx.rooms.close(caller.sdk_app_id, room)
     return {"roomUuid": str(room_uuid)}
 
 
-@api.post(
-    "/admin/rooms/{roomId}/users/{userId}/remove",
+@room_routes(
+    api,
+    "POST",
+    prefix="/admin",
+    path="/users/{userId}/remove",
     response_model=RoomUuidResponse,
     responses=error_responses(400, 401, 410, 422, 429, 503),
     openapi_extra=EMPTY_BODY,
     tags=["admin"],
 )
 async def admin_remove(
-    request: Request, room_id: RoomId, user_id: UserIdParam, creds: CredentialsDep
+    request: Request, room: RoomInPath, user_id: UserIdParam, creds: CredentialsDep
 ) -> dict[str, Any]:
     """Remove one member from the room (reason ``removed``)."""
     ctx = context_of(request)
@@ -96,5 +103,5 @@ async def admin_remove(
     await json_body(request)
     caller = authenticate(ctx, creds, admin=True)
     ctx.limits.user("admin", caller)
-    room_uuid = await ctx.rooms.remove(caller.sdk_app_id, room_id, user_id)
+    room_uuid = await ctx.rooms.remove(caller.sdk_app_id, room, user_id)
     return {"roomUuid": str(room_uuid)}

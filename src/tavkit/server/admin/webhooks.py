@@ -7,16 +7,16 @@ then of the admin's. The secret goes in (``PUT``) and never comes out.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
 from tavkit.errors import ServerCode, ServerError
 from tavkit.server.auth import Caller, CredentialsDep, authenticate
 from tavkit.server.context import ServerContext, context_of
 from tavkit.server.http import body_with, error_responses, json_body
-from tavkit.server.webhooks import endpoint_state, replay, set_endpoint
+from tavkit.server.webhooks import dead_letters, endpoint_state, replay, set_endpoint
 
 __all__ = ["api"]
 
@@ -38,6 +38,23 @@ class WebhookResponse(BaseModel):
     lastError: str | None
 
 
+class DeadLetterItem(BaseModel):
+    """One delivery given up on (``type`` null once retention removed its event)."""
+
+    eventId: int
+    type: str | None
+    roomUuid: str | None
+    attempts: int
+    lastError: str
+    diedAt: float
+
+
+class DeadLettersResponse(BaseModel):
+    """The app's newest dead letters, newest first."""
+
+    deadLetters: list[DeadLetterItem]
+
+
 class ReplayResponse(BaseModel):
     """Where the replay starts and how many entries it will send."""
 
@@ -47,6 +64,8 @@ class ReplayResponse(BaseModel):
 
 _MAX_ID = 2**63 - 1
 """The largest id a database column holds."""
+_MAX_DEAD = 500
+"""The most dead letters one request lists."""
 _PUT_BODY = body_with(
     {
         "type": "object",
@@ -111,6 +130,23 @@ async def get_webhooks(request: Request, creds: CredentialsDep) -> dict[str, Any
     ctx, caller, _ = await _admin(request, creds, body=False)
     state = await endpoint_state(ctx.store, caller.sdk_app_id)
     return _none(caller.sdk_app_id) if state is None else state.to_wire()
+
+
+@api.get(
+    "/admin/webhooks/dead",
+    response_model=DeadLettersResponse,
+    responses=error_responses(400, 401, 429, 503),
+    tags=["admin"],
+)
+async def get_dead_letters(
+    request: Request,
+    creds: CredentialsDep,
+    limit: Annotated[int, Query(ge=1, le=_MAX_DEAD)] = 50,
+) -> dict[str, Any]:
+    """The deliveries given up on, newest first: what to fix, then replay."""
+    ctx, caller, _ = await _admin(request, creds, body=False)
+    found = await dead_letters(ctx.store, caller.sdk_app_id, limit)
+    return {"deadLetters": [letter.to_wire() for letter in found]}
 
 
 @api.put(

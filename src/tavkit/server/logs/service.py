@@ -34,7 +34,7 @@ from sqlalchemy import exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.errors import ServerCode, ServerError
-from tavkit.protocol import MAX_JSON_DEPTH
+from tavkit.protocol import MAX_JSON_DEPTH, RoomId
 from tavkit.server.auth import Caller
 from tavkit.server.logs.forwarder import Forwarder
 from tavkit.server.logs.wire import LogBatch
@@ -79,7 +79,7 @@ class _Session:
 
     room_uuid: uuid.UUID
     sdk_app_id: int
-    room_id: int
+    room_id: RoomId
 
 
 class LogService:
@@ -156,7 +156,7 @@ class LogService:
                 )
             s.add_all(_log_rows(batch, caller.user_id, now))
             s.add_all(_quality_rows(batch, caller.user_id, now))
-            return _Session(row.id, row.sdk_app_id, row.room_id)
+            return _Session(row.id, row.sdk_app_id, row.room)
 
         try:
             session = await transaction(self.store, "storing client logs", run)

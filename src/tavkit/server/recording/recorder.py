@@ -63,7 +63,7 @@ from av.frame import Frame
 from tavkit.client.peer import PeerLink
 from tavkit.errors import ServerCode, ServerError, TAvKitError
 from tavkit.ice import configuration
-from tavkit.protocol import SignalData
+from tavkit.protocol import RoomId, SignalData
 from tavkit.recording import ParticipantRecorder
 from tavkit.server.bus import Bus, session_channel
 from tavkit.server.events import (
@@ -125,10 +125,10 @@ class SessionRecorder:
     """The hidden participant recording one session until stopped or the session closes."""
 
     def __init__(
-        self, service: RecordingService, sdk_app_id: int, room_id: int, room_uuid: uuid.UUID
+        self, service: RecordingService, sdk_app_id: int, room: RoomId, room_uuid: uuid.UUID
     ) -> None:
         self.sdk_app_id = sdk_app_id
-        self.room_id = room_id
+        self.room = room
         self.room_uuid = room_uuid
         self.user_id = recorder_id(room_uuid)
         self._service = service
@@ -225,7 +225,7 @@ class SessionRecorder:
 
     async def _still_open(self) -> bool:
         rooms = self._service.rooms
-        return await rooms.open_session_of(self.sdk_app_id, self.room_id) == self.room_uuid
+        return await rooms.open_session_of(self.sdk_app_id, self.room) == self.room_uuid
 
     def _on_event(self, event: Event) -> bool:
         """Act on one bus event; False once the session has closed."""

@@ -29,10 +29,18 @@ from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel
 
 from tavkit.errors import ServerCode, ServerError
+from tavkit.protocol import RoomId, room_label
 from tavkit.server.auth import CredentialsDep, authenticate
 from tavkit.server.context import context_of
 from tavkit.server.errors import error_response
-from tavkit.server.http import ErrorBody, RoomId, SessionUuid, error_responses, json_body
+from tavkit.server.http import (
+    ErrorBody,
+    RoomInPath,
+    SessionUuid,
+    error_responses,
+    json_body,
+    room_routes,
+)
 from tavkit.server.recording import rows
 from tavkit.server.recording.service import DiskFloorError, RecordingService
 from tavkit.server.rooms.access import visible_session
@@ -322,8 +330,11 @@ async def get_quota(request: Request, creds: CredentialsDep) -> dict[str, Any]:
     }
 
 
-@router.post(
-    "/admin/rooms/{roomId}/recording/start",
+@room_routes(
+    router,
+    "POST",
+    prefix="/admin",
+    path="/recording/start",
     response_model=RecordingStateResponse,
     responses={
         **error_responses(400, 401, 410, 422, 429, 503),
@@ -334,7 +345,7 @@ async def get_quota(request: Request, creds: CredentialsDep) -> dict[str, Any]:
     },
     tags=["admin"],
 )
-async def start_recording(request: Request, room_id: RoomId, creds: CredentialsDep) -> Any:
+async def start_recording(request: Request, room: RoomInPath, creds: CredentialsDep) -> Any:
     """Record the room's open session from now on (14003 none open, 10004 policy ``off``).
 
     Under the free-disk floor (``--recording-min-free``) it is refused: 507 with 14008.
@@ -345,26 +356,29 @@ async def start_recording(request: Request, room_id: RoomId, creds: CredentialsD
     caller = authenticate(ctx, creds, admin=True)
     ctx.limits.user("admin", caller)
     service = recordings_of(request)
-    room_uuid = await _open_session(request, caller.sdk_app_id, room_id)
+    room_uuid = await _open_session(request, caller.sdk_app_id, room)
     policy, _default = await service.policy(caller.sdk_app_id)
     if policy == "off":
         raise ServerError(
             ServerCode.INVALID_PARAMETER, "recording is off for this app (PUT /v1/admin/recording)"
         )
     try:
-        await service.start(caller.sdk_app_id, room_id, room_uuid)
+        await service.start(caller.sdk_app_id, room, room_uuid)
     except DiskFloorError as exc:
         return error_response(exc, status=507)
     return {"roomUuid": str(room_uuid), "recording": await service.recording_now(room_uuid)}
 
 
-@router.post(
-    "/admin/rooms/{roomId}/recording/stop",
+@room_routes(
+    router,
+    "POST",
+    prefix="/admin",
+    path="/recording/stop",
     response_model=RecordingStateResponse,
     responses=error_responses(400, 401, 410, 422, 429, 503),
     tags=["admin"],
 )
-async def stop_recording(request: Request, room_id: RoomId, creds: CredentialsDep) -> Any:
+async def stop_recording(request: Request, room: RoomInPath, creds: CredentialsDep) -> Any:
     """Stop recording the room's open session, finalising its files (14003 none open)."""
     ctx = context_of(request)
     ctx.limits.address(request)
@@ -372,7 +386,7 @@ async def stop_recording(request: Request, room_id: RoomId, creds: CredentialsDe
     caller = authenticate(ctx, creds, admin=True)
     ctx.limits.user("admin", caller)
     service = recordings_of(request)
-    room_uuid = await _open_session(request, caller.sdk_app_id, room_id)
+    room_uuid = await _open_session(request, caller.sdk_app_id, room)
     await service.stop(room_uuid)
     return {"roomUuid": str(room_uuid), "recording": False}
 
@@ -394,10 +408,10 @@ async def _recording(request: Request, record: SessionRecord, recording_id: str)
     return rec
 
 
-async def _open_session(request: Request, sdk_app_id: int, room_id: int) -> uuid.UUID:
-    room_uuid = await context_of(request).rooms.open_session_of(sdk_app_id, room_id)
+async def _open_session(request: Request, sdk_app_id: int, room: RoomId) -> uuid.UUID:
+    room_uuid = await context_of(request).rooms.open_session_of(sdk_app_id, room)
     if room_uuid is None:
-        raise ServerError(ServerCode.ROOM_CLOSED, f"room {room_id} has no open session")
+        raise ServerError(ServerCode.ROOM_CLOSED, f"room {room_label(room)} has no open session")
     return room_uuid
 
 

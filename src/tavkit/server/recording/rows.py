@@ -34,6 +34,7 @@ from typing import Any, Final
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tavkit.protocol import RoomId, room_from_columns
 from tavkit.recording import RecordingInfo
 from tavkit.server import journal
 from tavkit.server.journal import RecordingReadyNotice, RecordingStartedNotice
@@ -399,12 +400,14 @@ async def lease(store: Store, session_id: uuid.UUID) -> Lease:
     return Lease(None, None) if found is None else Lease(found[0], found[1])
 
 
-async def takeover_candidates(store: Store, now: float) -> list[tuple[uuid.UUID, int, int]]:
+async def takeover_candidates(store: Store, now: float) -> list[tuple[uuid.UUID, int, RoomId]]:
     """Open sessions being recorded whose holder stopped renewing: ``(uuid, app, room)``."""
     with storage_errors("finding recordings to take over"):
         async with asyncio.timeout(_TIMEOUT), store.reads() as s:
             found = await s.execute(
-                select(SessionRow.id, SessionRow.sdk_app_id, SessionRow.room_id)
+                select(
+                    SessionRow.id, SessionRow.sdk_app_id, SessionRow.room_id, SessionRow.room_str
+                )
                 .where(
                     SessionRow.closed_at.is_(None),
                     SessionRow.recorder_replica.is_not(None),
@@ -412,7 +415,10 @@ async def takeover_candidates(store: Store, now: float) -> list[tuple[uuid.UUID,
                 )
                 .order_by(SessionRow.opened_at)
             )
-            return [(session_id, app, room) for session_id, app, room in found.all()]
+            return [
+                (session_id, app, room_from_columns(room_id, room_str))
+                for session_id, app, room_id, room_str in found.all()
+            ]
 
 
 async def fresh_connections(store: Store, session_id: uuid.UUID, since: float) -> set[str]:

@@ -54,6 +54,7 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 from tavkit.errors import ServerError, TAvKitError
+from tavkit.protocol import RoomId
 from tavkit.recording import RecordingInfo, probe
 from tavkit.server.bus import Bus
 from tavkit.server.recording import rows
@@ -219,7 +220,7 @@ class RecordingService:
         free = await asyncio.to_thread(self.free_space, self.recordings_dir)
         return DiskState(free=free, floor=self.settings.recording_min_free)
 
-    async def start(self, sdk_app_id: int, room_id: int, room_uuid: uuid.UUID) -> None:
+    async def start(self, sdk_app_id: int, room: RoomId, room_uuid: uuid.UUID) -> None:
         """Record the session from now on (a no-op if it already is, here or on another
         replica holding its lease).
 
@@ -250,7 +251,7 @@ class RecordingService:
                 # A previous holder's unfinished files (it will never close them), listed
                 # before ours exist; closed once we record, since reading them takes a while.
                 left_over = [] if ours else await rows.unfinished(self.store, room_uuid)
-                recorder = SessionRecorder(self, sdk_app_id, room_id, room_uuid)
+                recorder = SessionRecorder(self, sdk_app_id, room, room_uuid)
                 await recorder.start()
             except BaseException:
                 self._to_release.add(room_uuid)
@@ -330,13 +331,13 @@ class RecordingService:
     async def _take_over(self) -> None:
         """Record the open sessions whose holder stopped renewing; close what else is orphaned."""
         now = time.time()
-        for room_uuid, sdk_app_id, room_id in await rows.takeover_candidates(self.store, now):
+        for room_uuid, sdk_app_id, room in await rows.takeover_candidates(self.store, now):
             if room_uuid in self._leases or room_uuid in self._taking or self._closed:
                 continue
             # In a task of its own: starting a recorder takes a while, and the renewals
             # of the leases we hold must not wait for it.
             self._taking.add(room_uuid)
-            self._spawn(self._take_over_one(sdk_app_id, room_id, room_uuid))
+            self._spawn(self._take_over_one(sdk_app_id, room, room_uuid))
         if not self._sweeping:
             self._sweeping = True
             self._spawn(self._sweep_orphans())
@@ -350,10 +351,10 @@ class RecordingService:
         finally:
             self._sweeping = False
 
-    async def _take_over_one(self, sdk_app_id: int, room_id: int, room_uuid: uuid.UUID) -> None:
+    async def _take_over_one(self, sdk_app_id: int, room: RoomId, room_uuid: uuid.UUID) -> None:
         logger.info("session %s: its recorder's lease lapsed; taking over", room_uuid)
         try:
-            await self.start(sdk_app_id, room_id, room_uuid)
+            await self.start(sdk_app_id, room, room_uuid)
         except DiskFloorError as exc:
             logger.warning("recording of %s not taken over: %s", room_uuid, exc)
             await quietly(rows.revoke_lease(self.store, room_uuid))
@@ -410,15 +411,15 @@ class RecordingService:
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _session_opened(self, sdk_app_id: int, room_id: int, room_uuid: uuid.UUID) -> None:
+    def _session_opened(self, sdk_app_id: int, room: RoomId, room_uuid: uuid.UUID) -> None:
         if not self._closed:
-            self._spawn(self._auto_start(sdk_app_id, room_id, room_uuid))
+            self._spawn(self._auto_start(sdk_app_id, room, room_uuid))
 
-    async def _auto_start(self, sdk_app_id: int, room_id: int, room_uuid: uuid.UUID) -> None:
+    async def _auto_start(self, sdk_app_id: int, room: RoomId, room_uuid: uuid.UUID) -> None:
         try:
             policy, _default = await self.policy(sdk_app_id)
             if policy == "auto":
-                await self.start(sdk_app_id, room_id, room_uuid)
+                await self.start(sdk_app_id, room, room_uuid)
         except TAvKitError as exc:
             logger.warning("session %s not recorded: %s", room_uuid, exc)
 

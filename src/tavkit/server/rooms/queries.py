@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, and_, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.errors import ServerCode, ServerError
+from tavkit.protocol.rooms import RoomId, room_label
 from tavkit.server.store.models import EventRow, MemberRow, SessionRow
 
 __all__ = [
@@ -58,12 +59,12 @@ def log_event(
 
 
 async def open_session(
-    s: AsyncSession, sdk_app_id: int, room_id: int, *, lock: bool = False
+    s: AsyncSession, sdk_app_id: int, room: RoomId, *, lock: bool = False
 ) -> SessionRow | None:
     """The room's open session, if any."""
     query = select(SessionRow).where(
         SessionRow.sdk_app_id == sdk_app_id,
-        SessionRow.room_id == room_id,
+        *SessionRow.in_room(room),
         SessionRow.closed_at.is_(None),
     )
     return await s.scalar(query.with_for_update() if lock else query)
@@ -92,19 +93,19 @@ async def live_member(
 
 
 async def member_in(
-    s: AsyncSession, sdk_app_id: int, room_id: int, user_id: str, *, lock: bool = False
+    s: AsyncSession, sdk_app_id: int, room: RoomId, user_id: str, *, lock: bool = False
 ) -> MemberRow:
-    """The user's live membership in ``room_id``, or the seed's error saying why not.
+    """The user's live membership in ``room``, or the seed's error saying why not.
 
     14002 when the user is in another room or never was in this one; 14003 when an
     admin closed the room under them; 14004 when they left it any other way.
     """
     member = await live_member(s, sdk_app_id, user_id, lock=lock)
     if member is not None:
-        if member.room_id != room_id:
+        if member.room != room:
             raise ServerError(
                 ServerCode.ROOM_MISMATCH,
-                f"user {user_id} is in room {member.room_id}, not room {room_id}",
+                f"user {user_id} is in room {room_label(member.room)}, not room {room_label(room)}",
             )
         return member
     last = await s.scalar(
@@ -112,18 +113,21 @@ async def member_in(
         .where(
             MemberRow.sdk_app_id == sdk_app_id,
             MemberRow.user_id == user_id,
-            MemberRow.room_id == room_id,
+            *MemberRow.in_room(room),
         )
         .order_by(MemberRow.id.desc())
         .limit(1)
     )
     if last is None:
-        raise ServerError(ServerCode.ROOM_MISMATCH, f"user {user_id} is not in room {room_id}")
+        raise ServerError(
+            ServerCode.ROOM_MISMATCH, f"user {user_id} is not in room {room_label(room)}"
+        )
     if last.leave_reason == "closed":
         raise ServerError(
-            ServerCode.ROOM_CLOSED, f"room {room_id} was closed (session {last.session_id})"
+            ServerCode.ROOM_CLOSED,
+            f"room {room_label(room)} was closed (session {last.session_id})",
         )
     raise ServerError(
         ServerCode.USER_EXITED,
-        f"user {user_id} has left room {room_id} (reason: {last.leave_reason})",
+        f"user {user_id} has left room {room_label(room)} (reason: {last.leave_reason})",
     )

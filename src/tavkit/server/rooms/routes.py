@@ -12,7 +12,7 @@ import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tavkit.auth import Privilege
 from tavkit.server.auth import CredentialsDep, authenticate
@@ -20,11 +20,12 @@ from tavkit.server.context import context_of
 from tavkit.server.http import (
     EMPTY_BODY,
     MemberBody,
-    RoomId,
+    RoomInPath,
     RoomUuidResponse,
     SessionUuid,
     error_responses,
     json_body,
+    room_routes,
     socket_url,
 )
 from tavkit.server.ice import ice_servers_for
@@ -40,7 +41,7 @@ class EnterResponse(BaseModel):
     """What ``enter`` returns: the session, the others, and how to connect."""
 
     roomUuid: str
-    roomId: int
+    roomId: int | str = Field(description="The room: a number, or a string for a string room.")
     userId: str
     openedAt: float
     members: list[MemberBody]
@@ -91,7 +92,7 @@ class SessionResponse(BaseModel):
 
     roomUuid: str
     sdkAppId: int
-    roomId: int
+    roomId: int | str = Field(description="The room: a number, or a string for a string room.")
     openedAt: float
     closedAt: float | None
     closeReason: str | None
@@ -105,14 +106,16 @@ api = APIRouter(prefix="/v1")
 """Rooms and sessions: enter, heartbeat, exit, users, a session's history."""
 
 
-@api.post(
-    "/rooms/{roomId}/enter",
+@room_routes(
+    api,
+    "POST",
+    path="/enter",
     response_model=EnterResponse,
     responses=error_responses(400, 401, 403, 409, 422, 429, 503),
     openapi_extra=EMPTY_BODY,
     tags=["rooms"],
 )
-async def enter(request: Request, room_id: RoomId, creds: CredentialsDep) -> dict[str, Any]:
+async def enter(request: Request, room: RoomInPath, creds: CredentialsDep) -> dict[str, Any]:
     """Enter a room: opens a session if none is open, replaces the caller's other connection.
 
     Refusals: avkit 70346 (userSig), 80/82/86/87 (privateMapKey), 88 (unknown
@@ -122,11 +125,11 @@ async def enter(request: Request, room_id: RoomId, creds: CredentialsDep) -> dic
     ctx = context_of(request)
     ctx.limits.address(request)
     await json_body(request)
-    caller = authenticate(ctx, creds, entering_room=room_id)
+    caller = authenticate(ctx, creds, entering_room=room)
     ctx.limits.user("enter", caller)
     result = await ctx.rooms.enter(
         caller.sdk_app_id,
-        room_id,
+        room,
         caller.user_id,
         privileges=caller.privileges,
         may_create=bool(caller.privileges & Privilege.CREATE),
@@ -141,7 +144,7 @@ async def enter(request: Request, room_id: RoomId, creds: CredentialsDep) -> dic
         connection_id=result.connection_id,
         ttl=settings.socket_token_ttl,
         privileges=caller.privileges,
-        room_id=room_id,
+        room_id=room,
         user_sig_expires_at=caller.user_sig_expires_at,
         private_map_key_expires_at=caller.private_map_key_expires_at,
     )
@@ -150,7 +153,7 @@ async def enter(request: Request, room_id: RoomId, creds: CredentialsDep) -> dic
     turn_until = None if ends is None else ends + settings.renew_grace
     return {
         "roomUuid": str(result.room_uuid),
-        "roomId": room_id,
+        "roomId": room,
         "userId": caller.user_id,
         "openedAt": result.opened_at,
         "members": [member.to_wire() for member in result.members],
@@ -165,53 +168,59 @@ async def enter(request: Request, room_id: RoomId, creds: CredentialsDep) -> dic
     }
 
 
-@api.post(
-    "/rooms/{roomId}/heartbeat",
+@room_routes(
+    api,
+    "POST",
+    path="/heartbeat",
     response_model=HeartbeatResponse,
     responses=error_responses(400, 401, 409, 410, 422, 429, 503),
     openapi_extra=EMPTY_BODY,
     tags=["rooms"],
 )
-async def heartbeat(request: Request, room_id: RoomId, creds: CredentialsDep) -> dict[str, Any]:
+async def heartbeat(request: Request, room: RoomInPath, creds: CredentialsDep) -> dict[str, Any]:
     """Tell the server the caller is still in the room (14002 other room, 14003/14004 gone)."""
     ctx = context_of(request)
     ctx.limits.address(request)
     await json_body(request)
     caller = authenticate(ctx, creds)
     ctx.limits.user("heartbeat", caller)
-    room_uuid = await ctx.rooms.heartbeat(caller.sdk_app_id, room_id, caller.user_id)
+    room_uuid = await ctx.rooms.heartbeat(caller.sdk_app_id, room, caller.user_id)
     return {"roomUuid": str(room_uuid), "heartbeatInterval": ctx.settings.heartbeat_interval}
 
 
-@api.post(
-    "/rooms/{roomId}/exit",
+@room_routes(
+    api,
+    "POST",
+    path="/exit",
     response_model=RoomUuidResponse,
     responses=error_responses(400, 401, 409, 410, 422, 429, 503),
     openapi_extra=EMPTY_BODY,
     tags=["rooms"],
 )
-async def exit_room(request: Request, room_id: RoomId, creds: CredentialsDep) -> dict[str, Any]:
+async def exit_room(request: Request, room: RoomInPath, creds: CredentialsDep) -> dict[str, Any]:
     """Leave the room; the session closes shortly after its last member leaves."""
     ctx = context_of(request)
     ctx.limits.address(request)
     await json_body(request)
     caller = authenticate(ctx, creds)
     ctx.limits.user("exit", caller)
-    room_uuid = await ctx.rooms.exit(caller.sdk_app_id, room_id, caller.user_id)
+    room_uuid = await ctx.rooms.exit(caller.sdk_app_id, room, caller.user_id)
     return {"roomUuid": str(room_uuid)}
 
 
-@api.get(
-    "/rooms/{roomId}/users",
+@room_routes(
+    api,
+    "GET",
+    path="/users",
     response_model=UsersResponse,
     responses=error_responses(400, 401, 409, 410, 422, 503),
     tags=["rooms"],
 )
-async def users(request: Request, room_id: RoomId, creds: CredentialsDep) -> dict[str, Any]:
+async def users(request: Request, room: RoomInPath, creds: CredentialsDep) -> dict[str, Any]:
     """The room's live members, the caller included; only a member may ask."""
     ctx = context_of(request)
     caller = authenticate(ctx, creds)
-    room_uuid, members = await ctx.rooms.room_members(caller.sdk_app_id, room_id, caller.user_id)
+    room_uuid, members = await ctx.rooms.room_members(caller.sdk_app_id, room, caller.user_id)
     return {"roomUuid": str(room_uuid), "members": [m.to_wire() for m in members]}
 
 

@@ -2,8 +2,9 @@
 
 The rules (``docs/protocol.md``, DESIGN "Rooms"):
 
-* ``(sdkAppId, roomId)`` has at most one open session, named by a UUID; the first
-  enter opens it, and once it has closed a later enter opens a new one;
+* ``(sdkAppId, room)`` has at most one open session, named by a UUID, where a room
+  is a number or a string room (:mod:`tavkit.protocol.rooms`); the first enter
+  opens it, and once it has closed a later enter opens a new one;
 * a user is in one room per app: entering another room leaves the first (``moved``);
   entering the same room again replaces the old connection (``replaced``);
 * a member whose heartbeats stop for ``heartbeat_timeout`` is removed (``timeout``);
@@ -27,7 +28,7 @@ import enum
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, TypeVar, cast
 
@@ -36,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.auth import Privilege
 from tavkit.errors import AvkitCode, AvkitError, ServerCode, ServerError
-from tavkit.protocol import PUBLISH_ALL, LeaveReason, Member
+from tavkit.protocol import PUBLISH_ALL, LeaveReason, Member, RoomId, room_columns, room_label
 from tavkit.server import journal
 from tavkit.server.bus import Bus, session_channel
 from tavkit.server.events import (
@@ -69,6 +70,7 @@ from tavkit.server.store.unit_of_work import Body, Outbox, transaction
 __all__ = [
     "HIDDEN_PREFIX",
     "Admission",
+    "EmptiedHook",
     "RoomService",
     "SocketHistory",
     "SweepReport",
@@ -105,6 +107,11 @@ _LEAVE_EVENT: Final = {
     "removed": "removed",
     "expired": "expired",
 }
+
+
+EmptiedHook = Callable[[AsyncSession, Outbox, uuid.UUID, str, float], Awaitable[None]]
+"""``hook(s, out, room_uuid, why, now)``, run inside the transaction in which a session's last
+member left (``why`` ``empty``) or the session closed (``why`` its close reason)."""
 
 
 def is_hidden(user_id: str) -> bool:
@@ -180,15 +187,30 @@ class RoomService:
             flush_every=flush_interval(settings.heartbeat_interval, settings.heartbeat_timeout),
             trust_for=settings.heartbeat_timeout / 2,
         )
-        self._open_listeners: list[Callable[[int, int, uuid.UUID], None]] = []
+        self._open_listeners: list[Callable[[int, RoomId, uuid.UUID], None]] = []
+        self._emptied_hooks: list[EmptiedHook] = []
 
-    def on_session_opened(self, listener: Callable[[int, int, uuid.UUID], None]) -> None:
-        """Call ``listener(sdk_app_id, room_id, room_uuid)`` after each enter that opens a session.
+    def on_session_opened(self, listener: Callable[[int, RoomId, uuid.UUID], None]) -> None:
+        """Call ``listener(sdk_app_id, room, room_uuid)`` after each enter that opens a session.
 
         Called in this process only, after the commit: the replica that opened a session
         is the one that acts on it (the recorder), whatever bus the replicas share.
         """
         self._open_listeners.append(listener)
+
+    def on_session_emptied(self, hook: EmptiedHook) -> None:
+        """Run ``hook`` in every transaction that empties or closes a session (see
+        :data:`EmptiedHook`): what it changes commits, or rolls back, with the room's change
+        (the calls end their call there, journal event included)."""
+        self._emptied_hooks.append(hook)
+
+    def session_opened(self, sdk_app_id: int, room_id: RoomId, room_uuid: uuid.UUID) -> None:
+        """Tell the session-opened listeners of a session another service opened (a call)."""
+        for listener in self._open_listeners:
+            try:
+                listener(sdk_app_id, room_id, room_uuid)
+            except Exception:  # a listener's bug must not fail the caller
+                logger.exception("a session-opened listener failed")
 
     # -- setup -------------------------------------------------------------------------
 
@@ -207,14 +229,14 @@ class RoomService:
     async def enter(
         self,
         sdk_app_id: int,
-        room_id: int,
+        room: RoomId,
         user_id: str,
         *,
         privileges: int,
         may_create: bool = True,
         may_open: Callable[[], None] | None = None,
     ) -> Admission:
-        """Put ``user_id`` in ``room_id``, opening a session if none is open.
+        """Put ``user_id`` in ``room`` (number or string), opening a session if none is open.
 
         Raises ``ServerError(ENTER_FAILED)`` (14000) when the room is full.
         ``privileges`` is the privateMapKey's map, already checked for the enter bit;
@@ -240,7 +262,7 @@ class RoomService:
             out = announced
             now = self._clock()
             current = await live_member(s, sdk_app_id, user_id, lock=True)
-            session = await open_session(s, sdk_app_id, room_id, lock=True)
+            session = await open_session(s, sdk_app_id, room, lock=True)
             same_session = (
                 current is not None and session is not None and current.session_id == session.id
             )
@@ -254,7 +276,7 @@ class RoomService:
                 if len(others) >= self._settings.max_members:
                     raise ServerError(
                         ServerCode.ENTER_FAILED,
-                        f"room {room_id} is full ({self._settings.max_members} members)",
+                        f"room {room_label(room)} is full ({self._settings.max_members} members)",
                     )
             if current is not None:
                 reason = "replaced" if same_session else "moved"
@@ -264,14 +286,19 @@ class RoomService:
             if session is None and not may_create:
                 raise AvkitError(
                     AvkitCode.PRIVATE_MAP_KEY_WRONG,
-                    f"room {room_id} has no open session and the privateMapKey lacks"
+                    f"room {room_label(room)} has no open session and the privateMapKey lacks"
                     f" {Privilege.CREATE.name} ({int(Privilege.CREATE)})",
                 )
             if session is None and may_open is not None:
                 may_open()  # raising rolls back the leave above too
             if session is None:
+                room_id, room_str = room_columns(room)
                 session = SessionRow(
-                    id=uuid.uuid4(), sdk_app_id=sdk_app_id, room_id=room_id, opened_at=now
+                    id=uuid.uuid4(),
+                    sdk_app_id=sdk_app_id,
+                    room_id=room_id,
+                    room_str=room_str,
+                    opened_at=now,
                 )
                 s.add(session)
                 await s.flush()  # no relationship() orders the inserts: the session goes first
@@ -282,7 +309,8 @@ class RoomService:
             member = MemberRow(
                 session_id=session.id,
                 sdk_app_id=sdk_app_id,
-                room_id=room_id,
+                room_id=session.room_id,
+                room_str=session.room_str,
                 user_id=user_id,
                 connection_id=uuid.uuid4().hex,
                 joined_at=now,
@@ -313,11 +341,7 @@ class RoomService:
             await self._withdraw(sdk_app_id, result.connection_id)
             raise
         if result.opened:
-            for listener in self._open_listeners:
-                try:
-                    listener(sdk_app_id, room_id, result.room_uuid)
-                except Exception:  # a listener's bug must not fail the enter
-                    logger.exception("a session-opened listener failed")
+            self.session_opened(sdk_app_id, room, result.room_uuid)
         return result
 
     async def _withdraw(self, sdk_app_id: int, connection_id: str) -> None:
@@ -343,8 +367,8 @@ class RoomService:
         except ServerError as exc:  # the sweeper removes it after its heartbeat timeout
             logger.warning("could not withdraw a refused enter: %s", exc)
 
-    async def heartbeat(self, sdk_app_id: int, room_id: int, user_id: str) -> uuid.UUID:
-        """Record that ``user_id`` is still in ``room_id``; return the session's UUID.
+    async def heartbeat(self, sdk_app_id: int, room: RoomId, user_id: str) -> uuid.UUID:
+        """Record that ``user_id`` is still in ``room``; return the session's UUID.
 
         14002 when the user is in another room (or never was in this one), 14003 when
         the session was closed under them, 14004 when they have left.
@@ -356,7 +380,7 @@ class RoomService:
                 .where(
                     MemberRow.sdk_app_id == sdk_app_id,
                     MemberRow.user_id == user_id,
-                    MemberRow.room_id == room_id,
+                    *MemberRow.in_room(room),
                     MemberRow.left_at.is_(None),
                 )
                 .values(last_heartbeat=self._clock())
@@ -366,7 +390,7 @@ class RoomService:
                 return session_id
             # Not there: find out why, for the right code. (If the user entered in the
             # meantime, _member_in finds them and the heartbeat simply counts.)
-            member = await member_in(s, sdk_app_id, room_id, user_id)
+            member = await member_in(s, sdk_app_id, room, user_id)
             member.last_heartbeat = self._clock()
             return member.session_id
 
@@ -374,47 +398,49 @@ class RoomService:
         return await self._transaction("updating the heartbeat", ServerCode.HEARTBEAT_FAILED, run)
 
     async def exit(
-        self, sdk_app_id: int, room_id: int, user_id: str, reason: str = "exit"
+        self, sdk_app_id: int, room: RoomId, user_id: str, reason: str = "exit"
     ) -> uuid.UUID:
-        """Take ``user_id`` out of ``room_id``; same refusals as :meth:`heartbeat`."""
+        """Take ``user_id`` out of ``room``; same refusals as :meth:`heartbeat`."""
         if reason not in _LEAVE_EVENT:
             raise ValueError(f"unknown leave reason {reason!r}")
 
         async def run(s: AsyncSession, out: Outbox) -> uuid.UUID:
-            member = await member_in(s, sdk_app_id, room_id, user_id, lock=True)
+            member = await member_in(s, sdk_app_id, room, user_id, lock=True)
             await self._leave(s, out, member, reason, self._clock())
             return member.session_id
 
         return await self._write(sdk_app_id, "leaving the room", ServerCode.EXIT_FAILED, run)
 
-    async def remove(self, sdk_app_id: int, room_id: int, user_id: str) -> uuid.UUID:
-        """Admin: take ``user_id`` out of ``room_id`` (reason ``removed``); 14004 if not there."""
+    async def remove(self, sdk_app_id: int, room: RoomId, user_id: str) -> uuid.UUID:
+        """Admin: take ``user_id`` out of ``room`` (reason ``removed``); 14004 if not there."""
 
         async def run(s: AsyncSession, out: Outbox) -> uuid.UUID:
             member = await live_member(s, sdk_app_id, user_id, lock=True)
-            if member is None or member.room_id != room_id:
+            if member is None or member.room != room:
                 raise ServerError(
-                    ServerCode.USER_EXITED, f"user {user_id} is not in room {room_id}"
+                    ServerCode.USER_EXITED, f"user {user_id} is not in room {room_label(room)}"
                 )
             await self._leave(s, out, member, "removed", self._clock())
             return member.session_id
 
         return await self._write(sdk_app_id, "removing the user", ServerCode.EXIT_FAILED, run)
 
-    async def close(self, sdk_app_id: int, room_id: int, reason: str = "admin") -> uuid.UUID:
+    async def close(self, sdk_app_id: int, room: RoomId, reason: str = "admin") -> uuid.UUID:
         """Admin: close the room's open session, removing every member (reason ``closed``).
 
         14003 when the room has no open session.
         """
 
         async def run(s: AsyncSession, out: Outbox) -> uuid.UUID:
-            session = await open_session(s, sdk_app_id, room_id, lock=True)
+            session = await open_session(s, sdk_app_id, room, lock=True)
             if session is None:
-                raise ServerError(ServerCode.ROOM_CLOSED, f"room {room_id} has no open session")
+                raise ServerError(
+                    ServerCode.ROOM_CLOSED, f"room {room_label(room)} has no open session"
+                )
             now = self._clock()
             for member in await live_rows(s, session.id):
                 await self._leave(s, out, member, "closed", now, rejoining=True)
-            self._close(s, out, session, reason, now)
+            await self._close(s, out, session, reason, now)
             return session.id
 
         return await self._write(sdk_app_id, "closing the room", ServerCode.ROOM_CLOSED, run)
@@ -524,11 +550,11 @@ class RoomService:
             "listing members", ServerCode.QUERY_MEMBERS_FAILED, run, readonly=True
         )
 
-    async def open_session_of(self, sdk_app_id: int, room_id: int) -> uuid.UUID | None:
+    async def open_session_of(self, sdk_app_id: int, room: RoomId) -> uuid.UUID | None:
         """The room's open session, if it has one."""
 
         async def run(s: AsyncSession, _out: Outbox) -> uuid.UUID | None:
-            session = await open_session(s, sdk_app_id, room_id)
+            session = await open_session(s, sdk_app_id, room)
             return session.id if session is not None else None
 
         return await self._transaction(
@@ -596,15 +622,15 @@ class RoomService:
         return await self._transaction("recording the socket", ServerCode.INTERNAL, run)
 
     async def room_members(
-        self, sdk_app_id: int, room_id: int, user_id: str
+        self, sdk_app_id: int, room: RoomId, user_id: str
     ) -> tuple[uuid.UUID, list[Member]]:
-        """The caller's session in ``room_id`` and its live members (caller included).
+        """The caller's session in ``room`` and its live members (caller included).
 
         Only a member may look; the refusals are those of :meth:`heartbeat`.
         """
 
         async def run(s: AsyncSession, _out: Outbox) -> tuple[uuid.UUID, list[Member]]:
-            member = await member_in(s, sdk_app_id, room_id, user_id)
+            member = await member_in(s, sdk_app_id, room, user_id)
             rows = await live_rows(s, member.session_id)
             return member.session_id, [member_of(row) for row in rows]
 
@@ -680,7 +706,7 @@ class RoomService:
             since = session.empty_since if session.empty_since is not None else session.opened_at
             if since > now - grace:
                 return 0
-            self._close(s, out, session, "empty", self._clock())
+            await self._close(s, out, session, "empty", self._clock())
             return 1
 
         return await self._write(sdk_app_id, "closing an empty room", ServerCode.INTERNAL, run)
@@ -749,14 +775,18 @@ class RoomService:
         session = await s.get(SessionRow, member.session_id, with_for_update=True)
         if session is None or session.closed_at is not None:
             return
+        for hook in self._emptied_hooks:
+            await hook(s, out, session.id, "empty", now)
         if self._settings.close_grace == 0:
-            self._close(s, out, session, "empty", now)
+            await self._close(s, out, session, "empty", now)
         else:
             session.empty_since = now
 
-    def _close(
+    async def _close(
         self, s: AsyncSession, out: Outbox, session: SessionRow, reason: str, now: float
     ) -> None:
+        for hook in self._emptied_hooks:
+            await hook(s, out, session.id, reason, now)
         session.closed_at = now
         session.close_reason = reason
         session.empty_since = None

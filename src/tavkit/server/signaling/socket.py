@@ -19,9 +19,10 @@ without entering again. Everything after that is
 from __future__ import annotations
 
 import logging
+from typing import Final
 from urllib.parse import unquote
 
-from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocket
 
 from tavkit.errors import ServerCode, ServerError, TAvKitError
 from tavkit.protocol import CloseCode
@@ -36,21 +37,27 @@ from tavkit.server.signaling.tokens import (
     verify,
 )
 
-__all__ = ["router"]
+__all__ = ["SOCKET_PATH", "signaling_socket"]
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter()
+SOCKET_PATH: Final = "/v1/ws"
+"""Where the signaling socket is served (by :class:`~tavkit.server.signaling.lane.SocketLane`)."""
 
 
-@router.websocket("/v1/ws")
-async def signaling_socket(websocket: WebSocket) -> None:
-    """The signaling socket; the ``socketToken`` from ``enter`` comes as a subprotocol."""
+async def signaling_socket(websocket: WebSocket, *, replica_header: tuple[bytes, bytes]) -> None:
+    """The signaling socket; the ``socketToken`` from ``enter`` comes as a subprotocol.
+
+    ``replica_header`` goes on the accept: the socket does not pass the middleware
+    that names the replica on every other answer.
+    """
     ctx = context_of(websocket)
     registry = ctx.sockets
     metrics = ctx.metrics
     offered = _offered(websocket)
-    await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+    await websocket.accept(
+        subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None, headers=[replica_header]
+    )
     admitted = await _authenticate(websocket, ctx, metrics)
     if admitted is not None:
         claims, history = admitted

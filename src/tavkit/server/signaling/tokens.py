@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from tavkit.errors import ServerCode, ServerError
+from tavkit.protocol.rooms import RoomId, parse_room_id
 
 __all__ = [
     "SECRET_FILE",
@@ -71,8 +72,9 @@ class SocketClaims:
     privileges: int = 255
     """The member's privilege map (from its privateMapKey; 255 without one): the socket
     holds every relayed offer and answer to it."""
-    room_id: int | None = None
-    """The room's number, which a renewed privateMapKey must name (None: an older token)."""
+    room_id: RoomId | None = None
+    """The room (a number, or a ``str`` for a string room), which a renewed privateMapKey
+    must name (None: an older token). JSON keeps the kind: ``123`` is not ``"123"``."""
     user_sig_expires_at: float | None = None
     """When the member's userSig ends (Unix s; None: an older token, never warned)."""
     private_map_key_expires_at: float | None = None
@@ -98,7 +100,7 @@ def mint(
     connection_id: str,
     ttl: float,
     privileges: int = 255,
-    room_id: int | None = None,
+    room_id: RoomId | None = None,
     user_sig_expires_at: float | None = None,
     private_map_key_expires_at: float | None = None,
     now: float | None = None,
@@ -166,11 +168,11 @@ def verify(
             connection_id=_typed(raw["c"], str),
             expires_at=float(_typed(raw["e"], (int, float))),
             privileges=_typed(raw.get("p", 255), int),
-            room_id=_optional(raw.get("n"), int),
+            room_id=None if raw.get("n") is None else parse_room_id(raw["n"]),
             user_sig_expires_at=_optional(raw.get("xu"), (int, float)),
             private_map_key_expires_at=_optional(raw.get("xk"), (int, float)),
         )
-    except (KeyError, TypeError, ValueError, binascii.Error):
+    except (KeyError, TypeError, ValueError, binascii.Error, ServerError):
         raise refuse("is malformed") from None
     if not ignore_expiry and claims.expired(now):
         raise refuse("has expired")

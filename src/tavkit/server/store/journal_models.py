@@ -37,6 +37,8 @@ class JournalRow(Base):
     session_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("room_sessions.id"))
     session_seq: Mapped[int] = mapped_column(Integer)
     room_id: Mapped[int] = mapped_column(BigInteger)
+    room_str: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    """With ``room_id``, the session's room (:func:`tavkit.protocol.room_from_columns`)."""
     type: Mapped[str] = mapped_column(String(32))
     at: Mapped[float] = mapped_column(Double)
     data: Mapped[str] = mapped_column(Text)

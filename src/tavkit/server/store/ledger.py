@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from tavkit.protocol import PUBLISH_ALL
+from tavkit.protocol import PUBLISH_ALL, RoomId
 from tavkit.server.store.db import Store, storage_errors
 from tavkit.server.store.models import EventRow, MemberRow, SessionRow
 
@@ -25,7 +25,8 @@ class SessionRecord:
 
     room_uuid: uuid.UUID
     sdk_app_id: int
-    room_id: int
+    room_id: RoomId
+    """The room: an ``int``, or a ``str`` for a string room."""
     opened_at: float
     closed_at: float | None
     close_reason: str | None
@@ -67,7 +68,8 @@ class OpenRoom:
 
     room_uuid: uuid.UUID
     sdk_app_id: int
-    room_id: int
+    room_id: RoomId
+    """The room: an ``int``, or a ``str`` for a string room."""
     opened_at: float
     members: list[MemberRow]
 
@@ -109,7 +111,7 @@ async def session_record(store: Store, room_uuid: uuid.UUID) -> SessionRecord | 
             return SessionRecord(
                 room_uuid=session.id,
                 sdk_app_id=session.sdk_app_id,
-                room_id=session.room_id,
+                room_id=session.room,
                 opened_at=session.opened_at,
                 closed_at=session.closed_at,
                 close_reason=session.close_reason,
@@ -126,7 +128,7 @@ async def open_rooms(store: Store, sdk_app_id: int) -> list[OpenRoom]:
                 await s.scalars(
                     select(SessionRow)
                     .where(SessionRow.sdk_app_id == sdk_app_id, SessionRow.closed_at.is_(None))
-                    .order_by(SessionRow.room_id)
+                    .order_by(SessionRow.room_id, SessionRow.room_str)
                 )
             )
             live = await s.scalars(
@@ -141,7 +143,7 @@ async def open_rooms(store: Store, sdk_app_id: int) -> list[OpenRoom]:
                 OpenRoom(
                     room_uuid=session.id,
                     sdk_app_id=session.sdk_app_id,
-                    room_id=session.room_id,
+                    room_id=session.room,
                     opened_at=session.opened_at,
                     members=by_session.get(session.id, []),
                 )

@@ -4,8 +4,11 @@ The room rules that must hold even when two server replicas race are written as
 database constraints, so a bug or a race ends in an ``IntegrityError`` rather than
 in a room with two open sessions:
 
-* one open session per ``(sdk_app_id, room_id)``: a partial unique index over the
-  rows whose ``closed_at`` is NULL;
+* one open session per ``(sdk_app_id, room_id, room_str)``: a partial unique index
+  over the rows whose ``closed_at`` is NULL. A room is ``(n, "")`` for the numeric
+  room n or ``(0, s)`` for the string room s (:mod:`tavkit.protocol.rooms`), so room
+  123 and room ``"123"`` are different rows, and a check constraint allows only those
+  two shapes;
 * one live membership per ``(sdk_app_id, user_id)`` -- a user is in one room per
   app: a partial unique index over the rows whose ``left_at`` is NULL;
 * a session is closed exactly when it has a close reason, and a membership has
@@ -25,6 +28,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    ColumnElement,
     Double,
     ForeignKey,
     Index,
@@ -37,6 +41,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from tavkit.protocol.rooms import RoomId, room_columns, room_from_columns
 
 __all__ = [
     "AppRow",
@@ -55,6 +61,11 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+_ROOM_KIND_CHECK = (
+    "(room_id BETWEEN 1 AND 4294967295 AND room_str = '') OR (room_id = 0 AND room_str <> '')"
+)
+"""A session's room is numeric or a string room, never both nor neither."""
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants a bigint.
 _SERIAL = BigInteger().with_variant(Integer(), "sqlite")
@@ -91,6 +102,9 @@ class SessionRow(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     sdk_app_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("apps.sdk_app_id"))
     room_id: Mapped[int] = mapped_column(BigInteger)
+    """The numeric room; 0 for a string room."""
+    room_str: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    """The string room (TRTC's ``strRoomId``); ``""`` for a numeric room."""
     opened_at: Mapped[float] = mapped_column(Double)
     empty_since: Mapped[float | None] = mapped_column(Double, default=None)
     """When the last member left; the sweeper closes the session ``close_grace`` later."""
@@ -103,18 +117,30 @@ class SessionRow(Base):
     recorder_lease_until: Mapped[float | None] = mapped_column(Double, default=None)
     """When that lease ends unless its holder renews it; another replica may then take over."""
 
+    @property
+    def room(self) -> RoomId:
+        """The session's room: an ``int`` or, for a string room, a ``str``."""
+        return room_from_columns(self.room_id, self.room_str)
+
+    @classmethod
+    def in_room(cls, room: RoomId) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+        """The WHERE clauses of the sessions of ``room`` (of either kind, never both)."""
+        room_id, room_str = room_columns(room)
+        return cls.room_id == room_id, cls.room_str == room_str
+
     __table_args__ = (
-        CheckConstraint("room_id BETWEEN 1 AND 4294967295", name="room_id_u32"),
+        CheckConstraint(_ROOM_KIND_CHECK, name="room_kind"),
         CheckConstraint("(closed_at IS NULL) = (close_reason IS NULL)", name="closed_has_reason"),
         Index(
             "uq_room_sessions_open",
             "sdk_app_id",
             "room_id",
+            "room_str",
             unique=True,
             sqlite_where=text("closed_at IS NULL"),
             postgresql_where=text("closed_at IS NULL"),
         ),
-        Index("ix_room_sessions_app_room", "sdk_app_id", "room_id", "opened_at"),
+        Index("ix_room_sessions_app_room", "sdk_app_id", "room_id", "room_str", "opened_at"),
     )
 
 
@@ -128,6 +154,8 @@ class MemberRow(Base):
     sdk_app_id: Mapped[int] = mapped_column(BigInteger)
     """Copied from the session so the one-room-per-user index can name it."""
     room_id: Mapped[int] = mapped_column(BigInteger)
+    room_str: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    """With ``room_id``, the session's room, as in :class:`SessionRow`."""
     user_id: Mapped[str] = mapped_column(String(64))
     connection_id: Mapped[str] = mapped_column(String(40), unique=True)
     joined_at: Mapped[float] = mapped_column(Double)
@@ -141,6 +169,17 @@ class MemberRow(Base):
     socket_opened_at: Mapped[float | None] = mapped_column(Double, default=None)
     """When the connection's first signaling socket opened (None: never), on any replica:
     what lets a socket token past its first-connection window resume anywhere."""
+
+    @property
+    def room(self) -> RoomId:
+        """The membership's room: an ``int`` or, for a string room, a ``str``."""
+        return room_from_columns(self.room_id, self.room_str)
+
+    @classmethod
+    def in_room(cls, room: RoomId) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+        """The WHERE clauses of the memberships of ``room``."""
+        room_id, room_str = room_columns(room)
+        return cls.room_id == room_id, cls.room_str == room_str
 
     __table_args__ = (
         CheckConstraint("(left_at IS NULL) = (leave_reason IS NULL)", name="left_has_reason"),

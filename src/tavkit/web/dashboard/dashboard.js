@@ -8,7 +8,9 @@
 
 import { formatOffset } from "./charts.js";
 import { KEY, api, badge, credentials, describe, grade, h, ms, pct, stamp } from "./common.js";
+import { roomLabel } from "../protocol.js";
 import { renderSession } from "./session.js";
+import { webhookCard } from "./deliveries.js";
 
 const LIST_REFRESH_MS = 10000;
 
@@ -106,10 +108,14 @@ function renderSignIn(message) {
 async function renderList() {
   let sessions;
   let quota;
+  let hooks;
+  let dead;
   try {
-    [{ sessions }, quota] = await Promise.all([
+    [{ sessions }, quota, hooks, dead] = await Promise.all([
       api("v1/admin/sessions", { limit: 100 }),
       api("v1/admin/recording/quota").catch(() => null),
+      api("v1/admin/webhooks").catch(() => null),
+      api("v1/admin/webhooks/dead", { limit: 10 }).catch(() => null),
     ]);
   } catch (err) {
     if (err.status === 401) return renderSignIn(describe(err));
@@ -128,7 +134,7 @@ async function renderList() {
         onclick: () => (location.hash = `#/session/${s.roomUuid}`),
         onkeydown: (e) => e.key === "Enter" && (location.hash = `#/session/${s.roomUuid}`),
       },
-      h("td", {}, String(s.roomId)),
+      h("td", {}, roomLabel(s.roomId)),
       h("td", { class: "mono" }, s.roomUuid.slice(0, 8)),
       h("td", {}, stamp(s.openedAt)),
       h("td", { class: "num" }, formatOffset(s.duration)),
@@ -156,6 +162,7 @@ async function renderList() {
       h("span", { class: "dim" }, `${sessions.length} most recent · refreshes every 10 s`),
     ),
     quota ? recordingDisk(quota) : null,
+    webhookCard(hooks, dead),
     sessions.length
       ? h(
           "table",

@@ -5,6 +5,7 @@
 // refreshLater, signIn}. An open session re-renders every few seconds.
 
 import { PALETTE, formatOffset, lineChart } from "./charts.js";
+import { roomLabel } from "../protocol.js";
 import { api, badge, clock, describe, grade, h, kbps, ms, offset, pct, stamp } from "./common.js";
 
 const SESSION_REFRESH_MS = 5000;
@@ -258,7 +259,7 @@ export async function renderSession(uuid, ctx) {
     h(
       "div",
       { class: "toolbar" },
-      h("h1", {}, `Room ${session.roomId}`),
+      h("h1", {}, `Room ${roomLabel(session.roomId)}`),
       h("span", { class: "mono dim" }, session.roomUuid),
       status,
     ),

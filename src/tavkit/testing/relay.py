@@ -4,7 +4,11 @@ The client is pointed at the relay; the server's ``enter`` answer then names the
 relay in ``socketUrl`` too (it is derived from the request's Host), so both REST and
 the signaling socket go through it. :meth:`TcpRelay.cut` resets every connection
 that is open now (new ones still work); :meth:`TcpRelay.refuse` resets the next
-``n`` connections as soon as they are accepted.
+``n`` connections as soon as they are accepted; :meth:`TcpRelay.block` cuts and
+refuses everything until :meth:`TcpRelay.unblock`, like a network that is down.
+
+Part of :mod:`tavkit.testing`: a participant's REST calls and signaling socket go
+through a relay of its own, so a blackout can take its TCP traffic away too.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ class TcpRelay:
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._refuse = 0
+        self._blocked = False
         self.accepted = 0
         self.port = 0
 
@@ -48,6 +53,20 @@ class TcpRelay:
         """Reset the next ``count`` connections right after accepting them."""
         self._refuse = count
 
+    def block(self) -> int:
+        """Cut every open connection and refuse new ones until :meth:`unblock`."""
+        self._blocked = True
+        return self.cut()
+
+    def unblock(self) -> None:
+        """Accept and forward connections again."""
+        self._blocked = False
+
+    @property
+    def blocked(self) -> bool:
+        """Whether the relay is refusing everything (:meth:`block`)."""
+        return self._blocked
+
     async def aclose(self) -> None:
         """Stop listening and drop everything."""
         if self._server is not None:
@@ -69,8 +88,9 @@ class TcpRelay:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
-        if self._refuse > 0:
-            self._refuse -= 1
+        if self._blocked or self._refuse > 0:
+            if not self._blocked:
+                self._refuse -= 1
             writer.transport.abort()
             return
         try:

@@ -1,0 +1,1 @@
+"""Calls: ring callees, their answers, the call records (``docs/protocol.md`` section 7)."""

@@ -1,0 +1,138 @@
+"""The SQL behind the call service: plain functions over an open session, never committing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tavkit.server.calls.models import ACTIVE_STATES
+from tavkit.server.journal import CALL_NOTICE_TYPES
+from tavkit.server.store.call_models import CalleeRow, CallRow
+from tavkit.server.store.journal_models import JournalRow
+
+__all__ = [
+    "busy_users",
+    "call_journal",
+    "callees_of",
+    "calls_in_session",
+    "due_calls",
+    "history",
+    "locked_call",
+    "ringing_for",
+]
+
+
+async def locked_call(s: AsyncSession, call_id: uuid.UUID) -> CallRow | None:
+    """The call, row-locked (``FOR UPDATE``) until the transaction ends."""
+    return await s.scalar(select(CallRow).where(CallRow.id == call_id).with_for_update())
+
+
+async def callees_of(s: AsyncSession, call_id: uuid.UUID, *, lock: bool = False) -> list[CalleeRow]:
+    """The call's callees, in ringing order."""
+    query = select(CalleeRow).where(CalleeRow.call_id == call_id).order_by(CalleeRow.id)
+    return list(await s.scalars(query.with_for_update() if lock else query))
+
+
+async def busy_users(s: AsyncSession, sdk_app_id: int, users: Sequence[str]) -> set[str]:
+    """Which of ``users`` take part in a call still going on (caller, ringing or accepted)."""
+    if not users:
+        return set()
+    as_callee = await s.scalars(
+        select(CalleeRow.user_id)
+        .join(CallRow, CallRow.id == CalleeRow.call_id)
+        .where(
+            CalleeRow.sdk_app_id == sdk_app_id,
+            CalleeRow.user_id.in_(list(users)),
+            CalleeRow.outcome.in_(ACTIVE_STATES),
+            CallRow.state.in_(ACTIVE_STATES),
+        )
+    )
+    as_caller = await s.scalars(
+        select(CallRow.caller).where(
+            CallRow.sdk_app_id == sdk_app_id,
+            CallRow.caller.in_(list(users)),
+            CallRow.state.in_(ACTIVE_STATES),
+        )
+    )
+    return set(as_callee) | set(as_caller)
+
+
+async def calls_in_session(s: AsyncSession, room_uuid: uuid.UUID) -> list[CallRow]:
+    """The session's calls still going on, row-locked."""
+    return list(
+        await s.scalars(
+            select(CallRow)
+            .where(CallRow.session_id == room_uuid, CallRow.state.in_(ACTIVE_STATES))
+            .order_by(CallRow.created_at)
+            .with_for_update()
+        )
+    )
+
+
+async def due_calls(s: AsyncSession, before: float) -> list[tuple[int, uuid.UUID]]:
+    """``(app, call)`` of every call with callees still ringing past ``ring_until < before``."""
+    rows = await s.execute(
+        select(CallRow.sdk_app_id, CallRow.id)
+        .join(CalleeRow, CalleeRow.call_id == CallRow.id)
+        .where(
+            CallRow.state.in_(ACTIVE_STATES),
+            CallRow.ring_until < before,
+            CalleeRow.outcome == "ringing",
+        )
+        .distinct()
+    )
+    return [(app, call_id) for app, call_id in rows.all()]
+
+
+async def ringing_for(s: AsyncSession, sdk_app_id: int, user_id: str) -> list[CallRow]:
+    """The calls ringing ``user_id`` right now, oldest first."""
+    return list(
+        await s.scalars(
+            select(CallRow)
+            .join(CalleeRow, CalleeRow.call_id == CallRow.id)
+            .where(
+                CalleeRow.sdk_app_id == sdk_app_id,
+                CalleeRow.user_id == user_id,
+                CalleeRow.outcome == "ringing",
+                CallRow.state.in_(ACTIVE_STATES),
+            )
+            .order_by(CallRow.created_at)
+        )
+    )
+
+
+async def history(
+    s: AsyncSession, sdk_app_id: int, user_id: str | None, since: float, limit: int
+) -> list[CallRow]:
+    """The app's calls created at or after ``since``, newest first; with ``user_id``,
+    only those they made or were rung in."""
+    query = select(CallRow).where(CallRow.sdk_app_id == sdk_app_id, CallRow.created_at >= since)
+    if user_id is not None:
+        rung = select(CalleeRow.call_id).where(
+            CalleeRow.sdk_app_id == sdk_app_id, CalleeRow.user_id == user_id
+        )
+        query = query.where(or_(CallRow.caller == user_id, CallRow.id.in_(rung)))
+    rows = await s.scalars(query.order_by(CallRow.created_at.desc()).limit(limit))
+    return list(rows)
+
+
+async def call_journal(s: AsyncSession, call: CallRow) -> list[JournalRow]:
+    """The call's journal rows (its ``call.*`` events), in order.
+
+    The events sit in the session's timeline; the call's own are those whose data names it
+    (the data is compact JSON written by the journal, so the match is exact).
+    """
+    needle = f'%"callId":"{call.id}"%'
+    rows = await s.scalars(
+        select(JournalRow)
+        .where(
+            JournalRow.session_id == call.session_id,
+            JournalRow.type.in_(CALL_NOTICE_TYPES),
+            JournalRow.data.like(needle),
+        )
+        .order_by(JournalRow.app_seq)
+    )
+    return list(rows)
