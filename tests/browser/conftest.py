@@ -28,7 +28,8 @@ FLAGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--use-fake-device-for-media-stream=fps=30",
+    # Two cameras, as a phone has (front and back): Switch camera is offered.
+    "--use-fake-device-for-media-stream=fps=30,device-count=2",
     "--use-fake-ui-for-media-stream",
     "--allow-loopback-in-peer-connection",
 ]

@@ -111,7 +111,9 @@ def test_switch_camera_reports_front_and_keeps_sending(
 def test_hangup_asks_then_ends_the_call_for_both(
     open_call: OpenCall, call_server: Server, room: int
 ) -> None:
-    """The hang-up button confirms, fires onHandupListener and trtc 5000; Alice sees Bob go."""
+    """The hang-up button confirms, fires onHandupListener and trtc 5000; Alice sees Bob go,
+    and her two-person call ends with him (endOnPeerLeave's default), her listener told by
+    trtc 5000 but not onHandupListener."""
     alice, bob = pair(open_call, call_server, room)
 
     bob.page.locator('tavkit-call button[data-action="hangup"]').click()
@@ -131,21 +133,29 @@ def test_hangup_asks_then_ends_the_call_for_both(
     ]
     assert bob.call("(el) => el.peerConnections().size") == 0
 
-    alice.wait_state("waiting")
+    alice.wait_state("ended")
     assert alice.events("tavkit:user-leave") == [{"userId": "bob", "reason": "exit"}]
-    assert alice.tile_ids() == ["alice"]
+    assert alice.tile_ids() == []
     assert alice.tv("handups") == 0
+    assert alice.tv("errors")[-1]["errorCode"] == 5000
+    expect(alice.page.locator("tavkit-call .tv-status-text")).to_have_text(
+        "The other party hung up"
+    )
 
 
 def test_closed_tab_leaves_the_call(
     context: BrowserContext, short_timeout_server: Server, room: int
 ) -> None:
-    """Closing Bob's tab without hanging up removes him from Alice's call."""
+    """Closing Bob's tab without hanging up removes him from Alice's call; the tab says it
+    leaves as it closes, so her two-person call ends as for a hang-up."""
     alice, bob = pair(tab_opener(context, short_timeout_server), short_timeout_server, room)
     bob.page.close()
-    alice.wait_state("waiting", timeout=(SHORT_HEARTBEAT_TIMEOUT + 5) * 1000)
-    assert [e["userId"] for e in alice.events("tavkit:user-leave")] == ["bob"]
-    assert alice.tile_ids() == ["alice"]
+    alice.wait_state("ended", timeout=(SHORT_HEARTBEAT_TIMEOUT + 5) * 1000)
+    assert alice.events("tavkit:user-leave") == [{"userId": "bob", "reason": "exit"}]
+    assert alice.tile_ids() == []
+    expect(alice.page.locator("tavkit-call .tv-status-text")).to_have_text(
+        "The other party hung up"
+    )
 
 
 def test_hung_tab_times_out(

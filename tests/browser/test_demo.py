@@ -59,6 +59,9 @@ def test_two_tabs_join_from_the_lobby_and_hang_up(
     zhang = phone.new_page()
     zhang.goto(demo_server.url + "/?room=4321")
     expect(zhang.locator("#room")).to_have_value("4321")
+    for button in zhang.locator(".lang button").all():  # finger-sized on a phone
+        box = button.bounding_box()
+        assert box and box["height"] >= 44 and box["width"] >= 44, box
     zhang.click('.lang button[data-lang="zh"]')
     expect(zhang.locator("h1")).to_have_text("tavkit 视频通话")
     zhang.fill("#name", "张伟")
@@ -84,7 +87,21 @@ def test_two_tabs_join_from_the_lobby_and_hang_up(
     zhang.locator('tavkit-call tavkit-dialog button[data-choice="hangup"]').click()
     expect(zhang.locator("#join-form #message")).to_have_text("你已离开通话。")
     expect(zhang.locator("#join-form")).to_be_visible()
-    wait_call_state(alice, "waiting")
+    # Alice's two-person call ends with it: the element says so, the page offers Back,
+    # which clears the header row the call had (nothing overlaps the room title).
+    wait_call_state(alice, "ended")
+    status = alice.locator("tavkit-call .tv-status-text")
+    expect(status).to_have_text("The other party hung up")
+    back = alice.locator("#back")
+    expect(back).to_be_visible()
+    room_title = alice.locator("tavkit-call .tv-room").bounding_box()
+    back_box = back.bounding_box()
+    assert room_title and back_box and back_box["y"] + back_box["height"] <= room_title["y"]
+    assert back_box["height"] >= 44
+    assert "Failed to enter the room" not in alice.locator("body").inner_text()
+    alice.screenshot(path=str(ARTIFACTS / "demo-peer-hung-up-desktop.png"))
+    back.click()
+    expect(alice.locator("#join-form")).to_be_visible()
 
 
 def test_display_names_survive_the_userid_round_trip(

@@ -150,3 +150,23 @@ def test_a_tab_that_may_send_only_audio_never_asks_for_the_camera(
     for to, kind, sdp in speaker.tv("sdps"):
         assert refusal(sdp, SPEAKER) is None, f"{kind} to {to}"
     assert speaker.tv("errors") == []
+
+
+def test_an_audience_member_leaving_a_two_member_call_ends_nothing(
+    open_call: OpenCall, recording: BrowserContext, call_server: Any, room: int
+) -> None:
+    """A viewer is no "other party": its leaving neither ends the host's call nor notifies."""
+    host, viewer = (open_call(u, recording) for u in ("host", "viewer"))
+    assert host.join(call_server, room) is True
+    key = call_server.pmk("viewer", room, VIEWER)
+    assert viewer.join(call_server, room, privateMapKey=key) is True
+    viewer.wait_connected("host")
+    viewer.call("(el) => el.hangup()")
+    host.page.wait_for_function(
+        "() => window.__tv.events.some((e) => e.type === 'tavkit:user-leave')", polling=POLL
+    )
+    # Ending would have stopped the host's devices at once (before leaving the room).
+    live = "(el) => el.localStream.getTracks().every((t) => t.readyState === 'live')"
+    assert host.call(live) is True
+    assert host.state() == "waiting"
+    assert host.page.locator("tavkit-call .tv-notice").is_hidden()

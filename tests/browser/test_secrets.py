@@ -265,6 +265,7 @@ def test_no_log_line_of_a_browser_and_python_call_holds_a_secret(
             sdkAppId=server.app_id,
             userSig=server.sig("web"),
             privateMapKey=server.pmk("web"),
+            endOnPeerLeave=False,  # the tab hangs up itself after Python left
         )
         assert started is True
         tab.wait_connected("py")

@@ -32,6 +32,10 @@ async def test_enter_returns_the_session_and_how_to_connect(client, server):
     assert str(uuid.UUID(body["roomUuid"])) == body["roomUuid"]
     assert body["roomId"] == 1234 and body["userId"] == "alice"
     assert body["members"] == []
+    opened = body["openedAt"]
+    assert opened > 1_600_000_000  # epoch seconds, not a monotonic clock
+    again = await enter(client, server, "bob", 1234)
+    assert again["openedAt"] == opened  # the session's, the same for every member
     assert body["heartbeatInterval"] == server.settings.heartbeat_interval
     assert body["heartbeatTimeout"] == server.settings.heartbeat_timeout
     assert body["iceServers"] == [] and body["iceTransportPolicy"] == "all"

@@ -41,8 +41,19 @@
 // resume, the heartbeat hears 14004, or we were removed for a timeout), the call
 // enters the room again by itself, keeping the camera, the screen and the timer,
 // with backoff for up to a minute (rejoinPatienceMs). Only when that fails does it
-// end, with a translated reason (`endReason`, an i18n key) and a Rejoin button (the
-// view's). Another member whose link dropped is marked reconnecting on its tile
+// end, and the view shows why with a Rejoin button.
+//
+// Every ending is recorded as `ending` {reason, error}: what the controller knows
+// for sure (hangup, peerHungUp, replaced, removed, expired, closed, lost, or failed:
+// the call could not start) and the error it reported; screens.js turns it into the
+// words of the end screen. Listener calls and DOM events do not depend on it.
+//
+// When the other member of a two-person call hangs up, the call ends too
+// ("peerHungUp", reported as trtc 5000 with that detail, without onHandupListener):
+// the `endOnPeerLeave` option, true to end whenever the last other member hangs up,
+// false never, and by default only when the call never had more than two members.
+// Any other leave is a "notice" to the view ("X left the call"), as is a device that
+// failed to open while the call went on without it. Another member whose link dropped is marked reconnecting on its tile
 // (member-connection frames) and reported through onUserConnectionListener(userId,
 // status).
 //
@@ -55,7 +66,7 @@ import { ApiClient } from "./api.js";
 import { Chat } from "./chat.js";
 import { CallError, asCallError, callError, fromWire } from "./errors.js";
 import { Heartbeat } from "./heartbeat.js";
-import { openCamera, openLocalMedia } from "./media.js";
+import { countCameras, openCamera, openLocalMedia } from "./media.js";
 import { Mesh, isHidden } from "./mesh.js";
 import { checkOptions, pickListener } from "./options.js";
 import { maySend, privilegesOf, publishes } from "./privileges.js";
@@ -67,8 +78,12 @@ import { Signaling } from "./signaling.js";
 import { JOIN_TIMELINE_EVENT, JoinClock, timelineData } from "./timeline.js";
 
 const ACTIVE = new Set(["entering", "connecting", "waiting", "in-call", "reconnecting"]);
-// Socket closes by which the server ended our place in the room.
-const ENDED = new Set([CLOSE.REPLACED, CLOSE.REMOVED, CLOSE.ROOM_CLOSED]);
+// Socket closes by which the server ended our place in the room, and the ending's reason.
+const ENDED = new Map([
+  [CLOSE.REPLACED, "replaced"],
+  [CLOSE.REMOVED, "removed"],
+  [CLOSE.ROOM_CLOSED, "closed"],
+]);
 const REJOIN_DELAYS_MS = [0, 1000, 2000, 4000, 8000]; // then the last one, until patience ends
 
 /** Whether a failed enter is worth trying again: the network or the server, not a refusal. */
@@ -95,6 +110,8 @@ export class CallController extends EventTarget {
     this.options = null;
     this.room = null;
     this.joinedAt = 0;
+    this.openedAt = 0; // when the session opened (ms), from the enter response
+    this.cameras = 0; // how many cameras the browser lists (0: not known yet)
     this.self = { userId: "", userName: "", avatarUrl: "", muted: false, camera: true, front: true };
     this.privileges = PRIVILEGE.ALL; // the enter response's, once in a room
     this.forcedOff = { muted: false, camera: false }; // what this call switched off itself
@@ -119,7 +136,7 @@ export class CallController extends EventTarget {
       beat: () => this.api.heartbeat(this.options.roomId),
       // 14004: our place is gone (timed out while away), so enter again; else the room is.
       onGone: (err) =>
-        err.errorCode === 14004 ? this.#rejoin(err) : this.#end(err, "endedClosed"),
+        err.errorCode === 14004 ? this.#rejoin(err) : this.#end(err, "closed"),
       log: (...args) => this.log(...args),
     });
     this.chat = null;
@@ -127,8 +144,9 @@ export class CallController extends EventTarget {
     this.unread = 0;
     this.renewal = null;
     this.rejoining = false;
-    // Why the last call ended, as an i18n key the view shows ("" after a hang-up).
-    this.endReason = "";
+    // Why the last call ended (see the module comment); reason "" while it has not.
+    this.ending = { reason: "", error: null };
+    this.mostMembers = 0; // the most members this call had at once, us included
   }
 
   /** Whether a call is being set up or is up. */
@@ -168,11 +186,14 @@ export class CallController extends EventTarget {
     this.listener = pickListener(raw?.listener);
     const { options, error } = checkOptions(raw, this.defaultServer, this.lang);
     if (error) {
+      this.ending = { reason: "failed", error };
+      this.#changed();
       this.#report(error);
       return false;
     }
     this.options = options;
-    this.endReason = "";
+    this.ending = { reason: "", error: null };
+    this.mostMembers = 1;
     this.rejoining = false;
     this.roster.reset();
     this.self = { ...this.self, userId: options.userId, userName: "", avatarUrl: "", front: true };
@@ -182,11 +203,16 @@ export class CallController extends EventTarget {
     try {
       this.room = await this.api.enter(options.roomId);
       this.clock.mark("enter");
+      // The session's opening (ms, our clock), so every member's timer agrees; a
+      // rejoin keeps it, as it keeps the call.
+      this.openedAt = Number(this.room.openedAt) > 0 ? this.room.openedAt * 1000 : 0;
       this.privileges = privilegesOf(this.room);
     } catch (err) {
       if (gen !== this.generation) return false;
+      const error = asCallError(err, callError("http", 10000, this.lang, String(err)));
+      this.ending = { reason: "failed", error };
       this.#setState("ended");
-      this.#report(asCallError(err, callError("http", 10000, this.lang, String(err))));
+      this.#report(error);
       this.#report(callError("trtc", -1019, this.lang));
       return false;
     }
@@ -224,8 +250,12 @@ export class CallController extends EventTarget {
       media.stream?.getTracks().forEach((t) => t.stop());
       return false;
     }
-    for (const err of media.errors) this.#report(err);
+    for (const err of media.errors) {
+      this.#report(err);
+      this.#notice("deviceNotice", { device: err.errorCode === -1302 ? "microphone" : "camera" });
+    }
     if (media.fatal) {
+      this.ending = { reason: "failed", error: media.fatal };
       await this.#leave();
       this.#teardown("ended");
       this.#report(media.fatal);
@@ -234,6 +264,12 @@ export class CallController extends EventTarget {
     }
     this.localStream = media.stream;
     if (media.stream) this.clock.mark("media");
+    if (media.stream?.getVideoTracks().length) {
+      countCameras().then((n) => {
+        this.cameras = n;
+        this.#changed();
+      });
+    }
     // A device that failed to open, or that we may not send, reads as switched off,
     // here and on the others' tiles (for this call only).
     if (!media.stream?.getVideoTracks().length && this.self.camera) {
@@ -272,9 +308,11 @@ export class CallController extends EventTarget {
     } catch (err) {
       if (gen !== this.generation) return false;
       if (!first) throw err; // a rejoin: its loop decides
+      const error = asCallError(err, callError("trtc", -1307, this.lang));
+      this.ending = { reason: "failed", error };
       await this.#leave();
       this.#teardown("ended");
-      this.#report(asCallError(err, callError("trtc", -1307, this.lang)));
+      this.#report(error);
       this.#report(callError("trtc", -1019, this.lang));
       return false;
     }
@@ -294,6 +332,7 @@ export class CallController extends EventTarget {
     const wasSignaling = this.signaling;
     this.#stopMedia();
     await this.#leave(wasSignaling);
+    this.ending = { reason: "hangup", error: null };
     this.#teardown("ended");
     this.#call("onHandupListener");
     this.emit("tavkit:handup", {});
@@ -442,7 +481,7 @@ export class CallController extends EventTarget {
       case "replaced":
         return this.#end(
           callError("trtc", -1019, this.lang, "entered the room elsewhere"),
-          "endedReplaced",
+          "replaced",
         );
       case "removed":
         if (frame.reason === "timeout") {
@@ -450,10 +489,10 @@ export class CallController extends EventTarget {
         }
         return this.#end(
           callError("trtc", -1019, this.lang, `removed (${frame.reason})`),
-          frame.reason === "expired" ? "endedExpired" : "endedRemoved",
+          frame.reason === "expired" ? "expired" : "removed",
         );
       case "room-closed":
-        return this.#end(callError("server", 14003, this.lang, frame.reason || ""), "endedClosed");
+        return this.#end(callError("server", 14003, this.lang, frame.reason || ""), "closed");
       case "message":
         return this.chat?.receive(frame);
       case "synced":
@@ -515,6 +554,7 @@ export class CallController extends EventTarget {
       if (published || state) this.#changed();
       return;
     }
+    this.mostMembers = Math.max(this.mostMembers, this.peers.size + 1);
     this.emit("tavkit:user-enter", { userId: member.userId });
     this.reporter?.log("info", "user-enter", { peer: member.userId });
     this.#settle();
@@ -522,11 +562,45 @@ export class CallController extends EventTarget {
 
   #removePeer(userId, reason) {
     if (!this.peers.has(userId)) return;
+    const visible = this.roster.visible(userId);
+    const name = this.displayName(userId);
     this.mesh?.remove(userId);
     this.roster.remove(userId);
     this.emit("tavkit:user-leave", { userId, reason: reason || "exit" });
     this.reporter?.log("info", "user-leave", { peer: userId, reason: reason || "exit" });
+    // Only a party the call showed: an audience member leaving ends nobody's call.
+    if ((reason || "exit") === "exit" && visible && this.#endsWithPeer()) {
+      this.#endByPeer();
+      return;
+    }
+    // "replaced": the same member is back from another tab; nobody left.
+    if (reason !== "replaced" && visible) this.#notice("peerLeft", { name });
     this.#settle();
+  }
+
+  /** Whether the last other member hanging up ends this call (the endOnPeerLeave option). */
+  #endsWithPeer() {
+    if (this.peers.size > 0 || this.rejoining || !this.joinedAt) return false;
+    const option = this.options?.endOnPeerLeave;
+    return option === true || (option == null && this.mostMembers <= 2);
+  }
+
+  /** The other party of a two-person call hung up: leave and end, as TUICallKit does. */
+  async #endByPeer() {
+    this.generation += 1;
+    this.reporter?.log("info", "peer-hung-up");
+    this.#stopReporter();
+    const signaling = this.signaling;
+    this.#stopMedia();
+    this.ending = { reason: "peerHungUp", error: null };
+    await this.#leave(signaling);
+    this.#teardown("ended");
+    this.#report(callError("trtc", 5000, this.lang, "the other party hung up"));
+  }
+
+  /** A brief message for the view ("X left the call"); `key` is an i18n key. */
+  #notice(key, vars = {}) {
+    this.dispatchEvent(new CustomEvent("notice", { detail: { key, vars } }));
   }
 
   #memberState(frame) {
@@ -555,7 +629,8 @@ export class CallController extends EventTarget {
     }
     else if (status === "lost") this.#rejoin(info.error);
     else if (status === "closed" && ENDED.has(info.code)) {
-      this.#end(callError("trtc", -1019, this.lang, `closed by the server (${info.code})`));
+      const err = callError("trtc", -1019, this.lang, `closed by the server (${info.code})`);
+      this.#end(err, ENDED.get(info.code));
     }
   }
 
@@ -640,7 +715,7 @@ export class CallController extends EventTarget {
    * devices and the screen; end the call (with `err`'s reason) only if that fails.
    */
   async #rejoin(err) {
-    if (!this.active || this.rejoining || !this.localStream) return this.#end(err, "endedLost");
+    if (!this.active || this.rejoining || !this.localStream) return this.#end(err, "lost");
     const gen = ++this.generation; // the old socket's, mesh's and heartbeat's news is stale
     this.rejoining = true;
     this.reporter?.log("warn", "rejoining", { error: err?.toJSON?.() || err });
@@ -689,15 +764,15 @@ export class CallController extends EventTarget {
     }
     this.rejoining = false;
     const lost = callError("trtc", -1307, this.lang, last?.errorMsg || "could not enter again");
-    return this.#end(lost, "endedLost");
+    return this.#end(lost, "lost");
   }
 
-  /** The call ended without the user hanging up; `reason` is the i18n key the view shows. */
-  #end(err, reason = "ended") {
+  /** The call ended without the user hanging up; `reason` goes into `ending`. */
+  #end(err, reason = "lost") {
     if (!this.active) return;
     this.generation += 1;
     this.rejoining = false;
-    this.endReason = reason;
+    this.ending = { reason, error: err || null };
     if (err) this.reporter?.log("error", "call-ended", { error: err.toJSON?.() || err });
     this.#stopReporter();
     this.#stopMedia();

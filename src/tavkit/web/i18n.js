@@ -13,12 +13,66 @@ const STRINGS = {
     waiting: "Waiting for others to join…",
     reconnecting: "Connection lost, reconnecting…",
     ended: "Call ended",
-    endedLost: "The connection was lost and the call could not be resumed",
-    endedReplaced: "You joined this call somewhere else",
-    endedRemoved: "You were removed from the call",
-    endedExpired: "Your sign-in for this call expired",
-    endedClosed: "The call was closed",
     rejoin: "Rejoin",
+    // End screens (screens.js): {kind}Title says what happened, {kind}Hint what to do;
+    // {kind}HintPhone, where present, is the touch-screen wording.
+    hungUpTitle: "You left the call",
+    hungUpHint: "If you left by mistake, rejoin.",
+    peerHungUpTitle: "The other party hung up",
+    peerHungUpHint: "The call has ended.",
+    replacedTitle: "You joined this call somewhere else",
+    replacedHint: "The call goes on in your other tab or device. Rejoin to bring it back here.",
+    removedTitle: "You were removed from the call",
+    removedHint: "The host removed you. Ask the host before joining again.",
+    expiredSigTitle: "Your sign-in for this call has expired",
+    expiredSigHint: "Sign in again or reload the page to get a new pass, then join again.",
+    wrongSigTitle: "Your sign-in for this call was not accepted",
+    wrongSigHint:
+      "The pass the app gave for this call is wrong or belongs to someone else. Reload the " +
+      "page or sign in again; if it keeps happening, contact the app's support.",
+    closedTitle: "The call was closed",
+    closedHint: "The host ended this call for everyone.",
+    lostTitle: "The connection was lost and the call could not be resumed",
+    lostHint: "Check your Wi-Fi or network cable, then rejoin.",
+    lostHintPhone: "Check your Wi-Fi or mobile data, then rejoin.",
+    roomFullTitle: "This call is full",
+    roomFullHint: "Every place in the call is taken. Try again when someone leaves.",
+    networkTitle: "Could not reach the call",
+    networkHint: "Check your internet connection, then try again.",
+    cameraDeniedHint:
+      "The call needs your camera and microphone. Click the camera icon in the address " +
+      "bar (or open the site settings), choose “Allow” for both, then try again.",
+    cameraDeniedHintPhone:
+      "The call needs your camera and microphone. Open this site's settings in your " +
+      "browser (the icon or menu next to the address), allow both, then tap Try again.",
+    micDeniedHint:
+      "The call needs your microphone. Click the camera or microphone icon in the address " +
+      "bar (or open the site settings), choose “Allow”, then try again.",
+    micDeniedHintPhone:
+      "The call needs your microphone. Open this site's settings in your browser (the icon " +
+      "or menu next to the address), allow the microphone, then tap Try again.",
+    deviceBusyTitle: "Your {device} is in use",
+    deviceBusyHint: "Another app or browser tab is using it. Close that, then try again.",
+    deviceBusyHintPhone: "Another app is using it. Close that app, then tap Try again.",
+    deviceMissingTitle: "No {device} found",
+    deviceMissingHint: "Connect a {device} or check that it is switched on, then try again.",
+    deviceMissingHintPhone: "Check in your phone's settings that the browser may use the {device}, then tap Try again.",
+    insecureTitle: "This page cannot use your camera",
+    insecureHint:
+      "Browsers give the camera and microphone only to secure (https) pages. Ask the " +
+      "site's owner to serve this page over https.",
+    noPermissionTitle: "You may not join this call",
+    noPermissionHint: "Your pass does not allow joining this call. Ask the host or the app's support.",
+    badOptionsTitle: "The call could not start",
+    badOptionsHint:
+      "The page gave incomplete details for this call. Reload the page; if it keeps " +
+      "happening, contact the app's support.",
+    failedTitle: "Could not join the call",
+    failedHint: "Something went wrong on the way in. Try again in a moment.",
+    deviceCamera: "camera",
+    deviceMicrophone: "microphone",
+    peerLeft: "{name} left the call",
+    deviceNotice: "Your {device} could not be opened; the call goes on without it",
     idle: "Not in a call",
     tileConnecting: "Connecting…",
     tileReconnecting: "Reconnecting…",
@@ -46,10 +100,6 @@ const STRINGS = {
     retry: "Try again",
     cameraDeniedTitle: "Camera access is blocked",
     micDeniedTitle: "Microphone access is blocked",
-    deniedBody:
-      "The call needs your camera and microphone. Click the camera icon in the address " +
-      "bar (or open the site settings), choose “Allow” for both, then try again.",
-    errorTitle: "Something went wrong",
     controls: "Call controls",
     chat: "Chat",
     chatAria: "Chat",
@@ -70,12 +120,54 @@ const STRINGS = {
     waiting: "等待其他人加入…",
     reconnecting: "连接中断，正在重连…",
     ended: "通话已结束",
-    endedLost: "网络连接已断开，无法恢复通话",
-    endedReplaced: "你已在其他地方加入此通话",
-    endedRemoved: "你已被移出通话",
-    endedExpired: "你的通话凭证已过期",
-    endedClosed: "通话已关闭",
     rejoin: "重新加入",
+    hungUpTitle: "你已离开通话",
+    hungUpHint: "如果是误操作，可以重新加入。",
+    peerHungUpTitle: "对方已挂断",
+    peerHungUpHint: "通话已结束。",
+    replacedTitle: "你已在其他地方加入此通话",
+    replacedHint: "通话在你的另一个标签页或设备上继续。点击“重新加入”可回到这里。",
+    removedTitle: "你已被移出通话",
+    removedHint: "主持人将你移出了通话。如需再次加入，请先联系主持人。",
+    expiredSigTitle: "你的通话凭证已过期",
+    expiredSigHint: "请重新登录或刷新页面以获取新的凭证，然后再次加入。",
+    wrongSigTitle: "你的通话凭证未被接受",
+    wrongSigHint: "应用为此通话提供的凭证不正确或属于其他用户。请刷新页面或重新登录；如果问题持续，请联系应用客服。",
+    closedTitle: "通话已关闭",
+    closedHint: "主持人已为所有人结束了此通话。",
+    lostTitle: "网络连接已断开，无法恢复通话",
+    lostHint: "请检查 Wi-Fi 或网线，然后重新加入。",
+    lostHintPhone: "请检查 Wi-Fi 或移动数据，然后重新加入。",
+    roomFullTitle: "通话人数已满",
+    roomFullHint: "通话名额已满。请等有人离开后重试。",
+    networkTitle: "无法连接到通话",
+    networkHint: "请检查网络连接，然后重试。",
+    cameraDeniedHint:
+      "通话需要使用摄像头和麦克风。请点击地址栏中的摄像头图标（或打开网站设置），" +
+      "将两者都设为“允许”，然后重试。",
+    cameraDeniedHintPhone:
+      "通话需要使用摄像头和麦克风。请在浏览器中打开本网站的设置（地址旁的图标或菜单），" +
+      "允许两者，然后点击“重试”。",
+    micDeniedHint: "通话需要使用麦克风。请点击地址栏中的摄像头或麦克风图标（或打开网站设置），设为“允许”，然后重试。",
+    micDeniedHintPhone: "通话需要使用麦克风。请在浏览器中打开本网站的设置（地址旁的图标或菜单），允许麦克风，然后点击“重试”。",
+    deviceBusyTitle: "{device}正被占用",
+    deviceBusyHint: "另一个应用或浏览器标签页正在使用它。请关闭后重试。",
+    deviceBusyHintPhone: "另一个应用正在使用它。请关闭该应用后点击“重试”。",
+    deviceMissingTitle: "未找到{device}",
+    deviceMissingHint: "请连接{device}或确认它已开启，然后重试。",
+    deviceMissingHintPhone: "请在手机设置中确认浏览器可以使用{device}，然后点击“重试”。",
+    insecureTitle: "此页面无法使用摄像头",
+    insecureHint: "浏览器只允许安全（https）页面使用摄像头和麦克风。请联系网站管理员改用 https。",
+    noPermissionTitle: "你没有加入此通话的权限",
+    noPermissionHint: "你的凭证不允许加入此通话。请联系主持人或应用客服。",
+    badOptionsTitle: "通话无法开始",
+    badOptionsHint: "页面提供的通话信息不完整。请刷新页面；如果问题持续，请联系应用客服。",
+    failedTitle: "无法加入通话",
+    failedHint: "加入通话时出错。请稍后重试。",
+    deviceCamera: "摄像头",
+    deviceMicrophone: "麦克风",
+    peerLeft: "{name} 已离开通话",
+    deviceNotice: "无法打开{device}，通话将继续进行",
     idle: "未在通话中",
     tileConnecting: "连接中…",
     tileReconnecting: "重连中…",
@@ -103,10 +195,6 @@ const STRINGS = {
     retry: "重试",
     cameraDeniedTitle: "无法使用摄像头",
     micDeniedTitle: "无法使用麦克风",
-    deniedBody:
-      "通话需要使用摄像头和麦克风。请点击地址栏中的摄像头图标（或打开网站设置），" +
-      "将两者都设为“允许”，然后重试。",
-    errorTitle: "出错了",
     controls: "通话控制",
     chat: "聊天",
     chatAria: "聊天",
@@ -129,8 +217,11 @@ export function pickLang(tag, fallback = globalThis.navigator?.language || "en")
 /** A translator for `lang`: t("room", {room: 12}) → "Room 12". */
 export function translator(lang) {
   const table = STRINGS[lang] || STRINGS.en;
-  return (key, vars = {}) => {
+  const t = (key, vars = {}) => {
     const text = table[key] ?? STRINGS.en[key] ?? key;
     return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
   };
+  /** Whether `key` has a string (in `lang` or English), for optional variants. */
+  t.has = (key) => key in table || key in STRINGS.en;
+  return t;
 }

@@ -14,11 +14,12 @@ export function layoutFor(count) {
  *
  * Tries every column count and keeps the one whose tiles, fitted at `aspect`
  * (width/height) with `gap` pixels between them, are largest: a phone held upright
- * gets a tall grid, a desktop window a wide one.
+ * gets a tall grid, a desktop window a wide one. Also returns the tile's `width` and
+ * `height` at that aspect.
  */
 export function gridShape(count, width, height, aspect = 4 / 3, gap = 8) {
-  let best = { cols: 1, rows: Math.max(1, count), size: -1 };
-  if (count <= 0 || width <= 0 || height <= 0) return { cols: 1, rows: 1 };
+  let best = { cols: 1, rows: Math.max(1, count), size: -1, tileW: 0 };
+  if (count <= 0 || width <= 0 || height <= 0) return { cols: 1, rows: 1, width: 0, height: 0 };
   for (let cols = 1; cols <= count; cols += 1) {
     const rows = Math.ceil(count / cols);
     const cellW = (width - gap * (cols - 1)) / cols;
@@ -28,10 +29,11 @@ export function gridShape(count, width, height, aspect = 4 / 3, gap = 8) {
     const size = tileW * (tileW / aspect);
     // Prefer fewer empty cells when sizes tie within 2%.
     if (size > best.size * 1.02 || (size >= best.size * 0.98 && cols * rows < best.cols * best.rows)) {
-      best = { cols, rows, size };
+      best = { cols, rows, size, tileW };
     }
   }
-  return { cols: best.cols, rows: best.rows };
+  // The tile itself, at `aspect`: tiles keep the pictures' shape instead of stretching.
+  return { cols: best.cols, rows: best.rows, width: best.tileW, height: best.tileW / aspect };
 }
 
 /** The corner ("tl", "tr", "bl", "br") nearest to a box whose centre is (x, y). */

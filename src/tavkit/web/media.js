@@ -17,6 +17,23 @@ import { callError } from "./errors.js";
 const VIDEO = { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } };
 const AUDIO = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
 
+/**
+ * Why a device did not open, for the end screen (screens.js): "missing" when the
+ * browser found no such device, else "busy" (NotReadableError: another app holds
+ * it; or any other failure, which a retry may cure). Not part of the wire shape.
+ */
+function failureOf(err) {
+  const name = err?.name || "";
+  return name === "NotFoundError" || name === "OverconstrainedError" ? "missing" : "busy";
+}
+
+/** A device's CallError carrying its `failure` ("busy", "missing", "insecure"). */
+function deviceError(code, lang, err, failure = failureOf(err)) {
+  const error = callError("trtc", code, lang, describe(err));
+  error.failure = failure;
+  return error;
+}
+
 function denied(err) {
   return err && (err.name === "NotAllowedError" || err.name === "SecurityError");
 }
@@ -50,6 +67,7 @@ export async function openLocalMedia(lang = "en", front = true, kinds = {}) {
     // Insecure origins (plain http on a non-localhost host) have no mediaDevices.
     const code = wantVideo ? -1301 : -1302;
     const err = callError("trtc", code, lang, "media devices need https or localhost");
+    err.failure = "insecure";
     return { stream: null, errors: [], fatal: err, denied: null };
   }
   const both = await probe({
@@ -76,13 +94,27 @@ export async function openLocalMedia(lang = "en", front = true, kinds = {}) {
     };
   }
   const errors = [];
-  if (video.err) errors.push(callError("trtc", -1301, lang, describe(video.err)));
-  if (audio.err) errors.push(callError("trtc", -1302, lang, describe(audio.err)));
+  if (video.err) errors.push(deviceError(-1301, lang, video.err));
+  if (audio.err) errors.push(deviceError(-1302, lang, audio.err));
   const tracks = [...(video.stream?.getTracks() || []), ...(audio.stream?.getTracks() || [])];
   if (tracks.length === 0) {
     return { stream: null, errors: errors.slice(0, -1), fatal: errors.at(-1), denied: null };
   }
   return { stream: new MediaStream(tracks), errors, fatal: null, denied: null };
+}
+
+/**
+ * How many cameras the browser lists (0 when it cannot say). With one, there is no
+ * other camera to switch to, so the view hides Switch camera. Labels are not needed,
+ * so this never prompts.
+ */
+export async function countCameras() {
+  try {
+    const devices = await navigator.mediaDevices.enumerateDevices();
+    return devices.filter((d) => d.kind === "videoinput").length;
+  } catch {
+    return 0;
+  }
 }
 
 /** Open the other camera; resolves to a video track or rejects with trtc -1301. */

@@ -113,6 +113,8 @@ export function checkOptions(raw, defaultServer, lang = "en") {
       roomId,
       privateMapKey: o.privateMapKey ? o.privateMapKey.trim() : "",
       server,
+      // true, false, or null: the default (end a call that never had more than two).
+      endOnPeerLeave: o.endOnPeerLeave == null ? null : Boolean(o.endOnPeerLeave),
     },
   };
 }

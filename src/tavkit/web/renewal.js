@@ -94,6 +94,16 @@ export class Renewal {
 }
 
 /**
+ * Ask the page's onUserSigExpiredListener `ask` for fresh credentials outside a
+ * call (the end screen's Try again after a refused signature): {userSig,
+ * privateMapKey?}, or null when it gave none within `waitMs`.
+ */
+export async function askForCredentials(ask, waitMs = 15000) {
+  if (typeof ask !== "function") return null;
+  return credentialsOf(await askPage(ask, waitMs));
+}
+
+/**
  * Call the page's listener with a callback; resolve with what it passes to the
  * callback or returns (resolves to), whichever comes first, or null after `waitMs`.
  * Returning nothing, or a promise of nothing, means "I will call back".

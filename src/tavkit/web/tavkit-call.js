@@ -7,6 +7,11 @@
 // The chat panel shows the text messages the controller delivered (chat-panel.js
 // builds the list).
 //
+// A call that could not start or has ended shows its end screen (screens.js): what
+// happened, what to do, and a Try again / Rejoin button where that can help; the
+// words fit a touch screen or a desktop. Brief notices ("X left the call") show
+// above the controls for a few seconds without blocking anything.
+//
 // Tiles are for members who publish: none for us when our privileges let us send
 // nothing, none for a remote member whose `publish` bits are 0 (an audience member,
 // still counted among the participants). The microphone and camera buttons are
@@ -17,12 +22,16 @@ import { CallController } from "./controller.js";
 import { pickLang, translator } from "./i18n.js";
 import { MessageList } from "./chat-panel.js";
 import { icons } from "./icons.js";
+import { fitFor, tileAspect } from "./fit.js";
 import { roomLabel, roomOption } from "./protocol.js";
 import { roomOf } from "./options.js";
 import { gridShape, layoutFor, makeDraggable } from "./layout.js";
+import { askForCredentials } from "./renewal.js";
+import { classify, deviceOf, screenFor } from "./screens.js";
 import { createTile, updateTile } from "./tiles.js";
 
 const STYLESHEET = new URL("./tavkit.css", import.meta.url).href;
+const NOTICE_MS = 4000; // how long a notice stays up
 const STATUS_TEXT = {
   idle: "idle",
   entering: "entering",
@@ -45,8 +54,10 @@ const TEMPLATE = `
   <div class="tv-status" part="status" role="status" aria-live="polite">
     <span class="tv-status-icon"></span><span class="tv-spinner"></span>
     <span class="tv-status-text"></span>
+    <p class="tv-status-hint" hidden></p>
     <button class="tv-rejoin" type="button" hidden></button>
   </div>
+  <div class="tv-notice" part="notice" role="status" aria-live="polite" hidden></div>
   <button class="tv-sound" type="button" hidden></button>
   <div class="tv-controls" part="controls" role="toolbar">
     <button class="tv-control" type="button" data-action="mute"></button>
@@ -91,6 +102,8 @@ export class TavkitCall extends HTMLElement {
   #resize = null;
   #messages = null; // the chat panel's MessageList
   #onPageHide = () => this.#controller.unload();
+  #screen = null; // the end screen on show (screens.js), or null
+  #noticeTimer = null;
   #calls = null; // the CallClient of call() / listen() (calls.js)
   #callOptions = null;
   #shown = null; // {kind: "incoming"|"outgoing", call} on the call screen
@@ -108,6 +121,7 @@ export class TavkitCall extends HTMLElement {
     });
     this.#controller.addEventListener("change", () => this.#scheduleRender());
     this.#controller.addEventListener("permission", (e) => this.#permissionHelp(e.detail));
+    this.#controller.addEventListener("notice", (e) => this.#showNotice(e.detail));
   }
 
   connectedCallback() {
@@ -118,9 +132,7 @@ export class TavkitCall extends HTMLElement {
         if (button) this.#action(button.dataset.action);
       });
       this.shadowRoot.querySelector(".tv-sound").addEventListener("click", () => this.#unmuteAll());
-      this.shadowRoot.querySelector(".tv-rejoin").addEventListener("click", () => {
-        if (this.#lastOptions && !this.#controller.active) this.start(this.#lastOptions);
-      });
+      this.shadowRoot.querySelector(".tv-rejoin").addEventListener("click", () => this.#retry());
       this.shadowRoot.querySelector(".tv-callscreen").addEventListener("click", (e) => {
         const button = e.target.closest("button[data-call]");
         if (button) this.#callAction(button.dataset.call);
@@ -353,7 +365,7 @@ export class TavkitCall extends HTMLElement {
     const answer = await this.#dialog().show({
       kind: "permission",
       title: t(which === "microphone" ? "micDeniedTitle" : "cameraDeniedTitle"),
-      message: t("deniedBody"),
+      message: t(this.#hintKey(which === "microphone" ? "micDenied" : "cameraDenied", t)),
       icon: "alert",
       actions: [
         { id: "close", label: t("close"), variant: "plain" },
@@ -368,6 +380,50 @@ export class TavkitCall extends HTMLElement {
 
   #dialog() {
     return this.shadowRoot.querySelector("tavkit-dialog");
+  }
+
+  /** Whether this is a touch screen (a phone or tablet): it changes some hints' words. */
+  #phone() {
+    return Boolean(globalThis.matchMedia?.("(pointer: coarse)").matches);
+  }
+
+  #hintKey(kind, t) {
+    return this.#phone() && t.has(`${kind}HintPhone`) ? `${kind}HintPhone` : `${kind}Hint`;
+  }
+
+  /**
+   * The end screen's button: start again with the same options, or, after a refused
+   * signature, with the fresh credentials the page's onUserSigExpiredListener gives.
+   */
+  async #retry() {
+    const c = this.#controller;
+    const button = this.shadowRoot.querySelector(".tv-rejoin");
+    if (!this.#lastOptions || c.active || button.disabled) return;
+    let options = this.#lastOptions;
+    if (this.#screen?.needsSig) {
+      button.disabled = true;
+      const fresh = await askForCredentials(c.listener.onUserSigExpiredListener).finally(() => {
+        button.disabled = false;
+      });
+      if (!fresh || c.active) return;
+      options = { ...options, userSig: fresh.userSig };
+      if (fresh.privateMapKey) options.privateMapKey = fresh.privateMapKey;
+    }
+    this.start(options);
+  }
+
+  /** Show a brief notice ({key, vars}: i18n.js) above the controls. */
+  #showNotice({ key, vars }) {
+    const box = this.shadowRoot?.querySelector(".tv-notice");
+    if (!box) return;
+    const t = translator(this.#lang());
+    const device = vars.device ? { device: t(vars.device === "microphone" ? "deviceMicrophone" : "deviceCamera") } : {};
+    box.textContent = t(key, { ...vars, ...device });
+    box.hidden = false;
+    clearTimeout(this.#noticeTimer);
+    this.#noticeTimer = setTimeout(() => {
+      box.hidden = true;
+    }, NOTICE_MS);
   }
 
   // -- rendering ----------------------------------------------------------------
@@ -400,7 +456,9 @@ export class TavkitCall extends HTMLElement {
     this.#renderTiles(root, c, t, layout);
     this.#renderChat(root, c, t);
     this.#fitGrid();
-    this.#tickClock(c.active && c.joinedAt);
+    // From the session's opening, so both sides show the same time; never from later
+    // than our own join (a clock behind the server's would otherwise count from the future).
+    this.#tickClock(c.active && c.joinedAt && Math.min(c.openedAt || c.joinedAt, c.joinedAt));
   }
 
   /** How many tiles the call shows: the members who publish, us included if we do. */
@@ -413,15 +471,10 @@ export class TavkitCall extends HTMLElement {
   #renderBars(root, c, t, count) {
     root.querySelector(".tv-room").textContent = c.options ? t("room", { room: roomLabel(c.options.roomId) }) : "";
     root.querySelector(".tv-count").textContent = count > 1 ? t("participants", { n: count }) : "";
-    const statusKey = c.state === "in-call" ? "" : STATUS_TEXT[c.state];
-    // An ended call says why in a person's words (never a close code) and, when the
-    // network was to blame, offers to rejoin with the same options.
-    const reason = c.state === "ended" && c.endReason ? c.endReason : statusKey;
-    root.querySelector(".tv-status-text").textContent = reason ? t(reason) : "";
-    const rejoin = root.querySelector(".tv-rejoin");
-    rejoin.hidden = !(c.state === "ended" && c.endReason === "endedLost" && this.#lastOptions);
-    rejoin.textContent = t("rejoin");
-    root.querySelector(".tv-status-icon").innerHTML = c.state === "waiting" ? icons.users : "";
+    this.#renderScreen(root, c, t);
+    const screenIcon = !this.#screen ? "" : this.#screen.ending ? icons.hangup : icons.alert;
+    const statusIcon = c.state === "waiting" ? icons.users : screenIcon;
+    this.#paint(root.querySelector(".tv-status-icon"), statusIcon);
     root.querySelector(".tv-controls").setAttribute("aria-label", t("controls"));
     const sound = root.querySelector(".tv-sound");
     const soundHtml = `${icons.volume}<span>${t("enableSound")}</span>`;
@@ -450,9 +503,10 @@ export class TavkitCall extends HTMLElement {
     root.querySelector('[data-action="camera"]').toggleAttribute("data-off", videoOff);
     set("switch-camera", "switchCameraAria", "switchCamera", icons.switchCamera);
     root.querySelector('[data-action="mute"]').hidden = !c.maySend("audio");
-    for (const action of ["camera", "switch-camera"]) {
-      root.querySelector(`[data-action="${action}"]`).hidden = !c.maySend("video");
-    }
+    root.querySelector('[data-action="camera"]').hidden = !c.maySend("video");
+    // One camera: nothing to switch to (a phone lists its front and back cameras).
+    const oneCamera = c.cameras === 1;
+    root.querySelector('[data-action="switch-camera"]').hidden = !c.maySend("video") || oneCamera;
     const unread = c.unread > 99 ? "99+" : String(c.unread);
     const badge = c.unread > 0 ? `<span class="tv-badge" aria-hidden="true">${unread}</span>` : "";
     set("chat", "chatAria", "chat", icons.chat + badge, c.chatOpen);
@@ -461,6 +515,37 @@ export class TavkitCall extends HTMLElement {
       root.querySelector('[data-action="chat"]').setAttribute("aria-label", label);
     }
     set("hangup", "hangupAria", "hangup", icons.hangup);
+  }
+
+  /**
+   * The status line while the call is being set up, and the end screen once it
+   * cannot start or has ended: why in a person's words (never a close code), what
+   * to do, and a button when trying again can help.
+   */
+  #renderScreen(root, c, t) {
+    const call = root.querySelector(".tv-call");
+    const over = c.state === "ended" || (c.state === "idle" && c.ending.reason);
+    const kind = over ? classify(c.ending) || "failed" : "";
+    const screen = kind
+      ? screenFor(kind, t, {
+          device: deviceOf(c.ending.error),
+          canRenew: typeof c.listener.onUserSigExpiredListener === "function",
+          phone: this.#phone(),
+        })
+      : null;
+    this.#screen = screen;
+    if (screen) call.dataset.screen = kind;
+    else delete call.dataset.screen;
+    const statusKey = c.state === "in-call" ? "" : STATUS_TEXT[c.state];
+    const text = screen ? screen.title : statusKey ? t(statusKey) : "";
+    root.querySelector(".tv-status-text").textContent = text;
+    const hint = root.querySelector(".tv-status-hint");
+    hint.textContent = screen?.hint || "";
+    hint.hidden = !screen?.hint;
+    const button = root.querySelector(".tv-rejoin");
+    button.hidden = !(screen?.action && this.#lastOptions);
+    button.textContent = screen?.actionLabel || "";
+    button.dataset.action = screen?.action || "";
   }
 
   // -- chat -----------------------------------------------------------------------
@@ -547,6 +632,7 @@ export class TavkitCall extends HTMLElement {
       wanted.set(c.self.userId, {
         local: true,
         name: c.self.userName || t("you"),
+        initialsOf: c.self.userName || c.self.userId, // our initials, never "YO" of "You"
         avatarUrl: c.self.avatarUrl,
         muted: c.self.muted,
         camera: c.self.camera,
@@ -570,6 +656,8 @@ export class TavkitCall extends HTMLElement {
       let tile = stage.querySelector(`.tv-tile[data-user-id="${CSS.escape(userId)}"]`);
       if (!tile) {
         tile = createTile(userId, info.local);
+        // A new picture size (first frame, a switched camera, a rotated phone) refits.
+        tile.querySelector("video").addEventListener("resize", () => this.#fitGrid());
         stage.append(tile);
       }
       tile.style.order = String(info.local ? 0 : ++index);
@@ -608,10 +696,23 @@ export class TavkitCall extends HTMLElement {
     if (!stage) return;
     const count = stage.children.length;
     const box = stage.getBoundingClientRect();
-    const portrait = box.height > box.width;
-    const { cols, rows } = gridShape(count, box.width, box.height, portrait ? 3 / 4 : 4 / 3);
+    const videos = [...stage.querySelectorAll(".tv-tile video")];
+    const aspect = tileAspect(videos.map((v) => [v.videoWidth, v.videoHeight]));
+    const { cols, rows, width, height } = gridShape(count, box.width, box.height, aspect);
     stage.style.setProperty("--tv-cols", String(cols));
     stage.style.setProperty("--tv-rows", String(rows));
+    stage.style.setProperty("--tv-tile-w", `${Math.floor(width)}px`);
+    stage.style.setProperty("--tv-tile-h", `${Math.floor(height)}px`);
+    // Then each video by fit.js's rule, in the tile's size once the layout applied.
+    for (const video of videos) {
+      const tile = video.parentElement;
+      // The floating PiP takes its picture's shape, so it never needs bars.
+      const pip = tile.classList.contains("tv-pip") && video.videoWidth > 0;
+      const ratio = pip ? `${video.videoWidth} / ${video.videoHeight}` : "";
+      if (tile.style.aspectRatio !== ratio) tile.style.aspectRatio = ratio;
+      const fit = fitFor(video.videoWidth, video.videoHeight, tile.clientWidth, tile.clientHeight);
+      if (video.dataset.fit !== fit) video.dataset.fit = fit;
+    }
   }
 
   /** Play a video; when autoplay with sound is refused, play muted and offer a button. */

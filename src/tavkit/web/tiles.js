@@ -50,7 +50,7 @@ export function createTile(userId, local) {
 /**
  * Bring a tile up to date.
  *
- * `info` = {name, avatarUrl, muted, camera, status, stream, mirror}; `t` is the
+ * `info` = {name, initialsOf?, avatarUrl, muted, camera, status, stream, mirror}; `t` is the
  * translator. Returns the <video> when its stream changed, so the caller can
  * start playback (which may need the autoplay fallback).
  */
@@ -79,9 +79,10 @@ export function updateTile(tile, info, t) {
 
 function updateAvatar(circle, info) {
   const url = info.avatarUrl || "";
-  if (circle.dataset.url === url && circle.dataset.name === info.name) return;
+  const name = info.initialsOf || info.name; // whose initials: ours are not "You"'s
+  if (circle.dataset.url === url && circle.dataset.name === name) return;
   circle.dataset.url = url;
-  circle.dataset.name = info.name;
+  circle.dataset.name = name;
   circle.replaceChildren();
   if (url) {
     const img = document.createElement("img");
@@ -89,11 +90,11 @@ function updateAvatar(circle, info) {
     img.src = url;
     img.referrerPolicy = "no-referrer";
     img.addEventListener("error", () => {
-      circle.textContent = initials(info.name);
+      circle.textContent = initials(name);
     });
     circle.append(img);
   } else {
-    circle.textContent = initials(info.name);
+    circle.textContent = initials(name);
   }
 }
 

@@ -43,6 +43,7 @@ class EnterResponse(BaseModel):
     roomUuid: str
     roomId: int | str = Field(description="The room: a number, or a string for a string room.")
     userId: str
+    openedAt: float
     members: list[MemberBody]
     heartbeatInterval: float
     heartbeatTimeout: float
@@ -154,6 +155,7 @@ async def enter(request: Request, room: RoomInPath, creds: CredentialsDep) -> di
         "roomUuid": str(result.room_uuid),
         "roomId": room,
         "userId": caller.user_id,
+        "openedAt": result.opened_at,
         "members": [member.to_wire() for member in result.members],
         "heartbeatInterval": settings.heartbeat_interval,
         "heartbeatTimeout": settings.heartbeat_timeout,

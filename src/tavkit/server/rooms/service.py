@@ -139,6 +139,8 @@ class Admission:
     """The other live members, oldest first."""
     opened: bool = False
     """Whether this enter opened the session."""
+    opened_at: float = 0.0
+    """When the session opened (epoch seconds): every member's call timer counts from it."""
 
 
 class SocketHistory(enum.Enum):
@@ -328,6 +330,7 @@ class RoomService:
                 connection_id=member.connection_id,
                 members=others,
                 opened=opened,
+                opened_at=session.opened_at,
             )
 
         result = await self._write(sdk_app_id, "entering the room", ServerCode.ENTER_FAILED, run)

@@ -101,7 +101,7 @@ function showMessage(text, kind = "error") {
 
 function showLobby(text, kind) {
   $("stage").hidden = true;
-  $("back").hidden = true;
+  $("back-bar").hidden = true;
   $("lobby").hidden = false;
   $("join").disabled = false;
   $("join").textContent = t("join");
@@ -120,13 +120,7 @@ async function join(event) {
   showMessage("");
   let sig;
   try {
-    const response = await fetch("/v1/demo/usersig", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ userId: nameToUserId(name) }),
-    });
-    sig = await response.json();
-    if (!response.ok) throw new Error(sig.errorMsg || `HTTP ${response.status}`);
+    sig = await mintSig(nameToUserId(name));
   } catch (err) {
     return showLobby(t("failed", { msg: err.message || err }));
   }
@@ -135,6 +129,7 @@ async function join(event) {
   history.replaceState(null, "", url);
   $("lobby").hidden = true;
   $("stage").hidden = false;
+  $("back-bar").hidden = true;
   $("call").start({
     sdkAppId: sig.sdkAppId,
     userId: sig.userId,
@@ -147,18 +142,33 @@ async function join(event) {
       onHandupListener() {
         showLobby(t("left"), "info");
       },
-      onErrorListener(error) {
-        if (error.module === "trtc" && error.errorCode === 5000) return; // our own hang-up
-        if (error.module === "trtc" && [10001, 10002].includes(error.errorCode)) {
-          $("back").hidden = false; // the component shows its help dialog over the call
-          return;
-        }
-        if ($("call").state === "ended" || $("call").state === "idle") {
-          showLobby(t("failed", { msg: error.errorMsg }));
+      // A signature that runs out (or the end screen's Try again after one was
+      // refused) gets a fresh one from the demo endpoint.
+      onUserSigExpiredListener(callback) {
+        mintSig(sig.userId).then((fresh) => callback(fresh.userSig), () => callback(null));
+      },
+      // Any other ending: the element itself says what happened and what to do (its
+      // end screen, with Try again where that helps); the page adds a way back.
+      onErrorListener() {
+        const state = $("call").state;
+        if (!$("stage").hidden && (state === "ended" || state === "idle")) {
+          $("back-bar").hidden = false;
         }
       },
     },
   });
+}
+
+/** A demo userSig for `userId` from the server's demo endpoint. */
+async function mintSig(userId) {
+  const response = await fetch("/v1/demo/usersig", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ userId }),
+  });
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.errorMsg || `HTTP ${response.status}`);
+  return body;
 }
 
 function init() {
@@ -176,6 +186,10 @@ function init() {
   }
   $("join-form").addEventListener("submit", join);
   $("back").addEventListener("click", () => showLobby(""));
+  // Try again on the end screen worked: back in a call, the bar goes.
+  $("call").addEventListener("tavkit:joined", () => {
+    $("back-bar").hidden = true;
+  });
   applyLang();
   ($("name").value ? $("join") : $("name")).focus();
 }

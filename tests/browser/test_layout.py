@@ -1,0 +1,171 @@
+"""The call's layout by eye and by measure: a phone upright and on its side, and a desktop.
+
+One call grows from one member to three; at each size the first member's page is
+measured at 390×844, 844×390 and 1280×800 (and the second's when there are two): every
+control is at least 44 px on a phone, the top bar, the controls and the PiP never
+overlap, no tile reaches under the top bar or the controls, and every video shows at
+least 80 % of its picture (fit.js's rule). Screenshots go to test-artifacts/ for review.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, expect
+
+from .pages import INSTRUMENT, POLL, CallPage, Server
+
+pytestmark = pytest.mark.browser
+
+VIEWPORTS = [(390, 844), (844, 390), (1280, 800)]
+
+_MEASURE = """
+(el) => {
+  const root = el.shadowRoot;
+  const box = (node) => {
+    const r = node.getBoundingClientRect();
+    return { x: r.x, y: r.y, w: r.width, h: r.height };
+  };
+  const shown = (node) => node && !node.hidden && node.getClientRects().length > 0
+    && getComputedStyle(node).visibility !== 'hidden';
+  const pip = root.querySelector('.tv-tile.tv-pip');
+  const videos = [...root.querySelectorAll('.tv-tile video')].map((v) => {
+    const r = v.getBoundingClientRect();
+    const fit = getComputedStyle(v).objectFit;
+    const a = v.videoWidth / v.videoHeight;
+    const b = r.width / r.height;
+    const visible = fit === 'cover' ? Math.min(a, b) / Math.max(a, b) : 1;
+    return { id: v.dataset.userId, fit, visible, w: v.videoWidth, h: v.videoHeight,
+             box: box(v) };
+  });
+  return {
+    layout: root.querySelector('.tv-call').dataset.layout,
+    header: box(root.querySelector('.tv-topbar')),
+    controls: box(root.querySelector('.tv-controls')),
+    buttons: [...root.querySelectorAll('.tv-controls button')].filter(shown)
+      .map((b) => ({ action: b.dataset.action, ...box(b) })),
+    pip: pip ? box(pip) : null,
+    tiles: [...root.querySelectorAll('.tv-tile:not(.tv-pip)')].map(box),
+    videos,
+  };
+}
+"""
+
+# The call timer ("mm:ss") in seconds.
+TIMER = """(() => {
+  const text = document.getElementById('call').shadowRoot.querySelector('.tv-timer').textContent;
+  const [mm, ss] = text.split(':').map(Number);
+  return mm * 60 + ss;
+})()"""
+
+_READY = """
+(n) => {
+  const videos = [...document.getElementById('call').shadowRoot.querySelectorAll('.tv-tile video')];
+  return videos.length === n && videos.every((v) => v.videoWidth > 0 && v.dataset.fit);
+}
+"""
+
+
+def overlap(a: dict[str, float], b: dict[str, float]) -> float:
+    """The area two boxes share (0 when they only touch)."""
+    w = min(a["x"] + a["w"], b["x"] + b["w"]) - max(a["x"], b["x"])
+    h = min(a["y"] + a["h"], b["y"] + b["h"]) - max(a["y"], b["y"])
+    return max(0.0, w) * max(0.0, h)
+
+
+def check(page: CallPage, members: int, name: str) -> list[dict[str, Any]]:
+    """Measure ``page`` at each viewport; assert the layout rules; screenshot each."""
+    seen = []
+    for width, height in VIEWPORTS:
+        page.page.set_viewport_size({"width": width, "height": height})
+        page.page.wait_for_function(_READY, arg=members, timeout=20_000, polling=POLL)
+        page.page.evaluate(
+            "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
+        )
+        m = page.call(_MEASURE)
+        where = f"{name} with {members} at {width}x{height}"
+        page.screenshot(f"layout-{members}-{name}-{width}x{height}.png")
+        phone = min(width, height) < 500
+        if phone:
+            for b in m["buttons"]:
+                assert b["w"] >= 44 and b["h"] >= 44, (where, b)
+        parts = {"header": m["header"], "controls": m["controls"]}
+        if m["pip"]:
+            parts["pip"] = m["pip"]
+        names = list(parts)
+        for i, first in enumerate(names):
+            for second in names[i + 1 :]:
+                assert overlap(parts[first], parts[second]) == 0, (where, first, second, m)
+        for tile in m["tiles"]:
+            assert overlap(tile, m["header"]) == 0 and overlap(tile, m["controls"]) == 0, (where, m)
+        for video in m["videos"]:
+            assert video["visible"] >= 0.8, (where, video)
+        expected = {1: "solo", 2: "pip"}.get(members, "grid")
+        assert m["layout"] == expected, where
+        # This browser lists two cameras (conftest), so Switch camera is offered.
+        assert "switch-camera" in [b["action"] for b in m["buttons"]], where
+        seen.append(m)
+    return seen
+
+
+@pytest.fixture
+def phone(browser: Browser) -> Iterator[BrowserContext]:
+    """A touch phone context (its viewport is changed per measure)."""
+    ctx = browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    ctx.add_init_script(INSTRUMENT)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+def test_one_two_and_three_members_fit_a_phone_upright_on_its_side_and_a_desktop(
+    phone: BrowserContext, context: BrowserContext, call_server: Server, room: int
+) -> None:
+    """No control under 44 px on a phone, no overlap of top bar, controls and PiP, and every
+    video shows at least 80 % of its picture, for 1, 2 and 3 members at three sizes."""
+    alice = CallPage(phone.new_page(), call_server.url, "alice")
+    assert alice.join(call_server, room) is True
+    check(alice, 1, "alice")
+    # Camera off: her own tile shows her initials, not "YO" of "You".
+    alice.call("(el) => el.enableCamera(false)")
+    expect(alice.page.locator("tavkit-call .tv-tile[data-local] .tv-avatar-circle")).to_have_text(
+        "AL"
+    )
+    alice.screenshot("layout-1-alice-camera-off.png")
+    alice.call("(el) => el.enableCamera(true)")
+    alice.page.wait_for_function(
+        "() => seconds() >= 3".replace("seconds()", TIMER), timeout=20_000, polling=POLL
+    )
+
+    bob = CallPage(context.new_page(), call_server.url, "bob")
+    assert bob.join(call_server, room, endOnPeerLeave=False) is True
+    alice.wait_connected("bob")
+    # Both timers count from the session's opening, not each from its own join.
+    timers = [page.page.evaluate(f"() => {TIMER}") for page in (alice, bob)]
+    assert abs(timers[0] - timers[1]) <= 1, timers
+    measured = check(alice, 2, "alice")
+    # On a phone held upright the other party's 4:3 picture is shown whole, not cropped
+    # to a sliver of its width.
+    remote = next(v for v in measured[0]["videos"] if v["id"] == "bob")
+    assert remote["fit"] == "contain"
+    # On its side the video gets the height: more than 80 % of the screen's.
+    stage_video = next(v for v in measured[1]["videos"] if v["id"] == "bob")
+    assert stage_video["box"]["h"] >= 0.8 * 390
+    check(bob, 2, "bob")
+
+    carol = CallPage(context.new_page(), call_server.url, "carol")
+    assert carol.join(call_server, room) is True
+    alice.wait_connected("carol")
+    check(alice, 3, "alice")
+
+    # The chat panel's close, input and send are finger-sized on the phone too.
+    alice.page.set_viewport_size({"width": 390, "height": 844})
+    alice.page.locator('tavkit-call button[data-action="chat"]').click()
+    for part in (".tv-chat-close", ".tv-chat-input", ".tv-chat-send"):
+        box = alice.page.locator(f"tavkit-call {part}").bounding_box()
+        assert box and box["height"] >= 44 and box["width"] >= 44, (part, box)
