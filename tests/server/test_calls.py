@@ -14,6 +14,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tavkit.auth import gen_user_sig
 from tavkit.errors import AvkitCode, ServerCode
 from tavkit.protocol.calls import (
     MAX_CALL_DATA_BYTES,
@@ -496,3 +497,62 @@ async def test_a_callee_on_another_replica_is_rung_through_redis(server_factory:
         call = await ring(http, first, "alice", ["bob"], timeout=0.5)
         assert (await bob.next("call-invite"))["call"]["callId"] == call["callId"]
         assert (await alice.next("call-timeout"))["userId"] == "bob"
+
+
+async def test_a_call_whose_replica_stopped_still_times_out_on_another(
+    server_factory: ServerFactory,
+):
+    """The replica that rang is gone before the timeout: another replica's sweep times it out."""
+    first = server_factory(replica_name="one")
+    second = server_factory(
+        replica_name="two", apps=first.settings.apps, admin_key=first.settings.admin_key
+    )
+    async with httpx.AsyncClient(base_url=first.url, timeout=30) as http:
+        call = await ring(http, first, "alice", ["bob"], timeout=0.2)
+    await asyncio.to_thread(first.stop)
+    async with httpx.AsyncClient(base_url=second.url, timeout=30) as http:
+
+        async def timed_out() -> bool:
+            return (await record(http, second, call))["state"] == "timeout"
+
+        await eventually(timed_out, within=30, every=0.5)  # within the history rate limit
+        assert types(await call_events(http, second, call)) == ["call.ringing", "call.timeout:bob"]
+
+
+@pytest.mark.parametrize(
+    "offer",
+    [
+        "tavkit.user.!!!",
+        "tavkit.user.bm90IGpzb24",  # "not json"
+        "tavkit.user.WzEsMl0",  # [1,2]
+        "tavkit.user." + "A" * 7_000,  # over our limit, under the handshake's
+        "tavkit.token.abc",
+    ],
+)
+async def test_a_user_socket_with_malformed_credentials_is_refused(
+    sqlite_server: RunningServer, offer: str
+):
+    """Credentials that are not the JSON object they should be: one error frame, then 4401."""
+    url = sqlite_server.url.replace("http://", "ws://", 1) + "/v1/ws/user"
+    async with connect(
+        url, proxy=None, open_timeout=TIMEOUT, close_timeout=2, subprotocols=["tavkit.v1", offer]
+    ) as ws:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+        assert (frame["type"], frame["errorCode"]) == ("error", int(ServerCode.UNAUTHORISED))
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), TIMEOUT)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+async def test_a_user_socket_for_a_bad_device_or_expired_sig_is_refused(
+    sqlite_server: RunningServer,
+):
+    """A device outside the userId alphabet, or a userSig past its end: error, then 4401."""
+    app = sqlite_server.settings.apps[0]
+    expired = gen_user_sig(app.sdk_app_id, app.key, "bob", 60, now=1_700_000_000)
+    for device, sig in (("my phone", None), ("phone", expired)):
+        with pytest.raises(ConnectionClosed) as refused:
+            async with user_socket(sqlite_server, "bob", device=device, sig=sig) as sock:
+                assert sock.welcome["errorCode"] == int(ServerCode.UNAUTHORISED)
+                await sock.next("never")
+        assert refused.value.rcvd is not None and refused.value.rcvd.code == 4401

@@ -145,8 +145,9 @@ class CallService:
             ring_until = now + ring_for
             session = await self._session_for(s, sdk_app_id, request.room_id, now, opened)
             if session.empty_since is not None:
-                # Keep the room from being swept while it rings.
-                session.empty_since = max(session.empty_since, ring_until)
+                # Keep the room from being swept while it rings, and until the call
+                # sweep would have timed it out (should its replica go away).
+                session.empty_since = max(session.empty_since, ring_until + _SWEEP_GRACE)
             busy = await queries.busy_users(s, sdk_app_id, request.callees)
             call = CallRow(
                 id=uuid.uuid4(),
@@ -354,18 +355,31 @@ class CallService:
             ringing = [c for c in callees if c.outcome == "ringing"]
             if call.state not in ACTIVE_STATES or not ringing or now < call.ring_until:
                 return False
-            for row in ringing:
-                row.outcome = "timeout"
-                row.responded_at = now
-                journal.record(s, _notice("call.timeout", call, user=row.user_id))
-            if call.state == "ringing":
-                await self._finish_unanswered(s, call, callees, now)
-            info = call_info(call, callees)
-            for row in ringing:
-                _send(out, sdk_app_id, info.participants, "call-timeout", info, row.user_id)
+            await self._time_out(s, out, call, callees, now)
             return True
 
         return await self._write(sdk_app_id, "timing out the call", run)
+
+    async def _time_out(
+        self,
+        s: AsyncSession,
+        out: Outbox,
+        call: CallRow,
+        callees: Sequence[CalleeRow],
+        now: float,
+    ) -> None:
+        """The callees still ringing stop (``timeout``); a call nobody accepted is over."""
+        ringing = [c for c in callees if c.outcome == "ringing"]
+        for row in ringing:
+            row.outcome = "timeout"
+            row.responded_at = now
+            journal.record(s, _notice("call.timeout", call, user=row.user_id))
+        if call.state == "ringing":
+            await self._finish_unanswered(s, call, callees, now)
+        info = call_info(call, callees)
+        for row in ringing:
+            _send(out, call.sdk_app_id, info.participants, "call-timeout", info, row.user_id)
+        self._disarm(call.id)
 
     async def sweep(self) -> int:
         """Time out every call overdue by more than the grace (its replica's timer is gone)."""
@@ -419,7 +433,10 @@ class CallService:
         """
         for call in await queries.calls_in_session(s, room_uuid):
             callees = await queries.callees_of(s, call.id, lock=True)
-            if call.state == "ringing":
+            if call.state == "ringing" and now >= call.ring_until:
+                # Its ringing was over (the timer's replica went away): a timeout.
+                await self._time_out(s, out, call, callees, now)
+            elif call.state == "ringing":
                 await self._cancel(s, out, call, callees, now, "caller-left")
             else:
                 self._end(s, out, call, callees, now, "empty" if why == "empty" else "closed")

@@ -47,7 +47,8 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter()
 
-_MAX_CREDENTIAL_CHARS: Final = 24 * 1024
+_MAX_CREDENTIAL_CHARS: Final = 6 * 1024
+"""Within what uvicorn reads of a handshake at all (a header line over 8 KiB is answered 431)."""
 _MAX_FRAME_CHARS: Final = 4096
 _SEND_TIMEOUT: Final = 10.0
 
