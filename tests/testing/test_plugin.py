@@ -150,8 +150,9 @@ def test_loss_shows_in_stats_and_reported_quality(pytester: pytest.Pytester) -> 
 
 
 def test_delay_shows_in_the_round_trip_time(pytester: pytest.Pytester) -> None:
-    """100 ms of added delay each way on one participant's network makes the RTT both
-    sides measure exceed 200 ms; cleared, it falls back."""
+    """100 ms of added delay each way (jitter 10 ms) on one participant's network makes
+    the RTT both sides measure exceed 150 ms (about 200 ms, less when the jitter draws
+    short); cleared, it falls back under 100 ms."""
     run_integrator_test(
         pytester,
         """
@@ -170,13 +171,13 @@ def test_delay_shows_in_the_round_trip_time(pytester: pytest.Pytester) -> None:
 
             async def measured():
                 rtts["far"], rtts["near"] = await rtt(far, "near"), await rtt(near, "far")
-                return min(rtts.values()) > 0.2
+                return min(rtts.values()) > 0.15
 
             for _ in range(100):
                 if await measured():
                     break
                 await far.wait_for_video_from("near", frames=3, more=True)
-            assert min(rtts.values()) > 0.2, rtts
+            assert min(rtts.values()) > 0.15, rtts
             far.network.clear()
             for _ in range(100):
                 await measured()
