@@ -51,6 +51,30 @@ __all__ = ["call", "listen"]
 _STATUS_PERIOD = 1.0
 
 
+# Options both commands take (call and listen), defined once.
+_Server = Annotated[
+    str, typer.Option("--server", envvar="TAVKIT_SERVER", help="The tavkit server's URL.")
+]
+_UserSig = Annotated[
+    str | None, typer.Option("--user-sig", envvar="TAVKIT_USER_SIG", help="Our userSig.")
+]
+_Key = Annotated[
+    str | None,
+    typer.Option("--key", envvar="TAVKIT_KEY", help="Mint the userSig from the app key instead."),
+]
+_Source = Annotated[
+    str, typer.Option("--source", help="testsrc, a media file, or a device (/dev/video0[,hw:0]).")
+]
+_Duration = Annotated[
+    float | None, typer.Option("--duration", help="Hang up after this many seconds.", min=0)
+]
+_Json = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout at the end.")]
+_HostAddress = Annotated[
+    list[str] | None,
+    typer.Option("--host-address", help="Gather ICE candidates on this address (repeatable)."),
+]
+
+
 def call(
     sdk_app_id: Annotated[int, typer.Option("--sdk-app-id", help="The app's sdkAppId.", min=1)],
     user_id: Annotated[str, typer.Option("--user-id", help="Who we are in the room.")],
@@ -79,38 +103,19 @@ def call(
             "--ring-timeout", help="Seconds an invitation rings (server default 30).", min=0
         ),
     ] = None,
-    server: Annotated[
-        str, typer.Option("--server", envvar="TAVKIT_SERVER", help="The tavkit server's URL.")
-    ] = "http://127.0.0.1:8080",
-    user_sig: Annotated[
-        str | None, typer.Option("--user-sig", envvar="TAVKIT_USER_SIG", help="Our userSig.")
-    ] = None,
-    key: Annotated[
-        str | None,
-        typer.Option(
-            "--key", envvar="TAVKIT_KEY", help="Mint the userSig from the app key instead."
-        ),
-    ] = None,
+    server: _Server = "http://127.0.0.1:8080",
+    user_sig: _UserSig = None,
+    key: _Key = None,
     private_map_key: Annotated[
         str | None, typer.Option("--private-map-key", help="The room's privateMapKey, if needed.")
     ] = None,
-    source: Annotated[
-        str,
-        typer.Option("--source", help="testsrc, a media file, or a device (/dev/video0[,hw:0])."),
-    ] = "testsrc",
+    source: _Source = "testsrc",
     record: Annotated[
         Path | None, typer.Option("--record", help="Record each participant to DIR/<userId>.mkv.")
     ] = None,
-    duration: Annotated[
-        float | None, typer.Option("--duration", help="Hang up after this many seconds.", min=0)
-    ] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print a JSON summary on stdout at the end.")
-    ] = False,
-    host_address: Annotated[
-        list[str] | None,
-        typer.Option("--host-address", help="Gather ICE candidates on this address (repeatable)."),
-    ] = None,
+    duration: _Duration = None,
+    json_output: _Json = False,
+    host_address: _HostAddress = None,
     encode_once: Annotated[
         bool,
         typer.Option("--encode-once/--encode-per-peer", help="Share one encoding among all peers."),
@@ -169,35 +174,16 @@ def _credentials(
 def listen(
     sdk_app_id: Annotated[int, typer.Option("--sdk-app-id", help="The app's sdkAppId.", min=1)],
     user_id: Annotated[str, typer.Option("--user-id", help="Whose calls to wait for.")],
-    server: Annotated[
-        str, typer.Option("--server", envvar="TAVKIT_SERVER", help="The tavkit server's URL.")
-    ] = "http://127.0.0.1:8080",
-    user_sig: Annotated[
-        str | None, typer.Option("--user-sig", envvar="TAVKIT_USER_SIG", help="Our userSig.")
-    ] = None,
-    key: Annotated[
-        str | None,
-        typer.Option(
-            "--key", envvar="TAVKIT_KEY", help="Mint the userSig from the app key instead."
-        ),
-    ] = None,
+    server: _Server = "http://127.0.0.1:8080",
+    user_sig: _UserSig = None,
+    key: _Key = None,
     accept: Annotated[
         bool, typer.Option("--accept", help="Answer the first call and stay in it until it ends.")
     ] = False,
-    source: Annotated[
-        str,
-        typer.Option("--source", help="testsrc, a media file, or a device (/dev/video0[,hw:0])."),
-    ] = "testsrc",
-    duration: Annotated[
-        float | None, typer.Option("--duration", help="Hang up after this many seconds.", min=0)
-    ] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print a JSON summary on stdout at the end.")
-    ] = False,
-    host_address: Annotated[
-        list[str] | None,
-        typer.Option("--host-address", help="Gather ICE candidates on this address (repeatable)."),
-    ] = None,
+    source: _Source = "testsrc",
+    duration: _Duration = None,
+    json_output: _Json = False,
+    host_address: _HostAddress = None,
 ) -> None:
     """Wait for calls to this user; accept one with --accept."""
     options = _credentials(sdk_app_id, user_id, user_sig, key)
