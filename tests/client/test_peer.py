@@ -116,3 +116,17 @@ async def test_a_failed_connection_is_rebuilt_by_the_offerer() -> None:
         await until(flowing(links["bob"]), "bob decodes ann after the rebuild", 40)
         assert spoilt == ["bob"]
         assert links["ann"].stats.rebuilds >= 1
+
+
+async def test_an_answer_to_an_earlier_offer_does_not_leave_the_link_stuck() -> None:
+    """Two offers cross a slow path and the answer to the first lands on the second's
+    connection (its ICE credentials match nothing there): the offerer sees the answered
+    connection never come up and offers anew, so media flows without waiting for
+    aiortc's ~30 s ICE failure."""
+    async with wired_pair(bob_offers=False) as links:
+        ann = links["ann"]
+        ann.offer()
+        ann.offer()  # queued behind the first: bob answers both, the first answer wins
+        await until(flowing(ann), "ann decodes bob after offering anew", 25)
+        await until(flowing(links["bob"]), "bob decodes ann after offering anew", 25)
+        assert ann.stats.rebuilds >= 1

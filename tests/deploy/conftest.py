@@ -10,6 +10,8 @@ import pytest
 
 from ._cluster import Cluster
 
+LOG_TAIL = 120
+
 
 @pytest.fixture
 def cluster(database: Any, tmp_path: Path) -> Iterator[Cluster]:
@@ -20,3 +22,13 @@ def cluster(database: Any, tmp_path: Path) -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.close()
+        # pytest shows what a test printed only when it fails: there, the replicas' own
+        # account of it (the CI log keeps no temporary directory).
+        for replica in cluster.replicas:
+            lines = [
+                line
+                for line in replica.log.read_text(errors="replace").splitlines()
+                if "/healthz" not in line
+            ]
+            print(f"--- {replica.name}, last {min(len(lines), LOG_TAIL)} lines ---")
+            print("\n".join(lines[-LOG_TAIL:]))

@@ -112,6 +112,13 @@ KICK_GRACE: Final = 2.0
 """After a kick, how long media has to come back by itself before the link restarts."""
 UNANSWERED_AFTER: Final = 10.0
 """Seconds an offer may wait for its answer before it is made again (one lost in an outage)."""
+CONNECT_WITHIN: Final = 15.0
+"""Seconds an answered offer may take to connect (ICE and DTLS) before it is made again.
+
+An answer can belong to an earlier offer of ours (two offers crossed a slow signaling
+path, and the other side answered both): applied to the newer connection, its ICE
+credentials match nothing, and aiortc would sit "connecting" for about 30 s. Well above
+what a lossy relayed path needs (a few seconds with DTLS's 1 s retransmit timer)."""
 _RESTART_SPACING: Final = (4.0, 30.0)
 """The first and the longest wait between two stall restarts of one link."""
 _STALL_CHECK: Final = 1.0
@@ -172,6 +179,7 @@ class PeerLink:
         self._failures = 0
         self._may_restart = may_restart
         self._offered_at: float | None = None
+        self._answered_at: float | None = None
         self._restarted_at = -math.inf
         self._restart_spacing = _RESTART_SPACING[0]
         self._stall_after = stall_after
@@ -189,6 +197,12 @@ class PeerLink:
     def pc(self) -> RTCPeerConnection | None:
         """The current peer connection (replaced on glare and on rebuild)."""
         return self._pc
+
+    @property
+    def awaiting_answer(self) -> bool:
+        """Our last offer has had no answer yet (or one is about to be made)."""
+        pc = self._pc
+        return pc is None or pc.signalingState == "have-local-offer"
 
     def offer(self) -> None:
         """Queue a fresh offer on a new connection (we are the newcomer, or rebuilding)."""
@@ -245,6 +259,7 @@ class PeerLink:
 
     async def _make_offer(self) -> None:
         self._offered_at = time.monotonic()
+        self._answered_at = None
         pc = await self._new_pc()
         if self._host_addresses:
             gather_on(pc, self._host_addresses)
@@ -278,6 +293,7 @@ class PeerLink:
                 self._log.info("ignoring an answer in state %s", pc and pc.signalingState)
                 return
             await pc.setRemoteDescription(RTCSessionDescription(description.sdp, "answer"))
+            self._answered_at = time.monotonic()
             self.initiator = True  # our offer made this session: we repair it
             await self._flush_candidates(pc)
 
@@ -474,6 +490,13 @@ class PeerLink:
             if offered is not None and (kicked or now - offered >= UNANSWERED_AFTER):
                 return "offer unanswered"
             return None
+        answered = self._answered_at
+        if (
+            pc.connectionState in ("new", "connecting")
+            and answered is not None
+            and now - answered >= CONNECT_WITHIN
+        ):
+            return "answered but never connected"
         last = self.stats.last_frame_at
         stall_after = KICK_GRACE if kicked else self._stall_after
         if pc.connectionState == "connected" and last is not None and now - last >= stall_after:

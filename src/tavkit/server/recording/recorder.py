@@ -34,12 +34,12 @@ Offers: a member's socket may be open on another replica (the bus carries the of
 there), so besides the sockets here that hear their session (``listening``) the
 recorder offers at once to the members the service says were heard from lately
 (:meth:`~tavkit.server.recording.service.RecordingService.sockets_elsewhere`), and
-offers again when a member's socket opens while its media has not connected yet: an
-offer sent while that socket was away (its replica died) is lost. It does not offer
-again on the ``socket-open`` of the very socket it offered to (that event can reach
-the recorder after its first offer): a second offer on a fresh connection would race
-the answer to the first, and the recorder could apply one answer to the other's
-connection and never connect.
+offers again when a member's socket opens while its offer is still unanswered
+:data:`REOFFER_GRACE` later: an offer sent while that socket was away (its replica
+died) is lost. It does not offer again on the ``socket-open`` of the very socket it
+offered to (that event can reach the recorder after its first offer), nor before the
+grace: a second offer on a fresh connection would race the answer to the first, and
+the recorder could apply one answer to the other's connection and never connect.
 
 :class:`~tavkit.server.recording.service.RecordingService` starts and stops these, and
 holds the session's recording lease while one runs.
@@ -90,6 +90,9 @@ START_TIMEOUT: Final = 10.0
 """How long a session recorder may take to subscribe and look at the room."""
 STOP_TIMEOUT: Final = 20.0
 """How long finalising one file may take (the writer promises about 10 s)."""
+REOFFER_GRACE: Final = 2.0
+"""After a member's socket opens, how long the answer to an offer it may have heard has to
+come before the recorder offers again (a round trip through the bus, with room for load)."""
 
 
 def recording_path(room_uuid: uuid.UUID, user_id: str, stint: int) -> Path:
@@ -251,10 +254,11 @@ class SessionRecorder:
             ):
                 # Our offer may have gone out while the member's socket was away (a
                 # replica died, or we offered to a socket we only guessed was open):
-                # offer again, on a fresh connection the client answers anew.
+                # offer again, on a fresh connection the client answers anew, unless
+                # the answer to our offer comes in the meantime.
                 current.heard_by = event.socket_id
-                link.offer()
-                self._log(logging.INFO, "offering to %s again", user_id)
+                loop = asyncio.get_running_loop()
+                loop.call_later(REOFFER_GRACE, self._offer_again, current, link)
         elif isinstance(event, MemberLeftEvent):
             user_id, connection_id = event.user_id, event.connection_id
             if self._members.get(user_id) == connection_id:
@@ -265,6 +269,21 @@ class SessionRecorder:
         elif isinstance(event, RoomClosedEvent):
             return False
         return True
+
+    def _offer_again(self, stint: _Stint, link: PeerLink) -> None:
+        """Offer again to a member whose socket opened, if our offer is still unanswered.
+
+        Not at once: the socket may well have heard our offer (it was open, we only did
+        not know it). Offering again then would race the answer to the first offer, and
+        the link could apply that answer to the new connection's offer, which matches
+        no ICE credentials of the member's (a connection that never comes up).
+        """
+        if self._stints.get(stint.user_id) is not stint or stint.link is not link:
+            return
+        if link.stats.connected or not link.awaiting_answer:
+            return
+        link.offer()
+        self._log(logging.INFO, "offering to %s again", stint.user_id)
 
     # -- stints and their files ---------------------------------------------------------
 
