@@ -87,6 +87,7 @@ from tavkit.server.events import (
 from tavkit.server.ice import filter_signal
 from tavkit.server.im.service import MESSAGE_RATE
 from tavkit.server.im.sync import Overflow, SyncGate
+from tavkit.server.mailbox import Flag, Mailbox
 from tavkit.server.metrics import Metrics
 from tavkit.server.rooms.service import recorder_id
 from tavkit.server.signaling.coalesce import Coalescer
@@ -146,6 +147,44 @@ class _Close:
 class SignalingConnection:
     """One authenticated socket: relays its member's frames and its session's events."""
 
+    __slots__ = (
+        "_announced",
+        "_channel",
+        "_claims",
+        "_clock",
+        "_close_code",
+        "_closed_by_server",
+        "_closing",
+        "_ctx",
+        "_dequeued",
+        "_expiry",
+        "_gate",
+        "_heard_own_open",
+        "_im",
+        "_last_touch",
+        "_leaving",
+        "_links",
+        "_metrics",
+        "_others",
+        "_outbox",
+        "_own_link",
+        "_registry",
+        "_resumed",
+        "_room_closing",
+        "_screen",
+        "_settings",
+        "_states",
+        "_tag",
+        "_touch_every",
+        "_writer",
+        "_ws",
+        "connection_id",
+        "privileges",
+        "room_uuid",
+        "socket_id",
+        "user_id",
+    )
+
     def __init__(
         self,
         websocket: WebSocket,
@@ -170,9 +209,9 @@ class SignalingConnection:
         self._clock = clock
         self._channel = session_channel(claims.room_uuid)
         self._tag = f"socket({claims.user_id}/{claims.connection_id[:8]})"
-        self._outbox: asyncio.Queue[str | _Close] = asyncio.Queue(SEND_QUEUE)
+        self._outbox: Mailbox[str | _Close] = Mailbox(SEND_QUEUE)
         self._writer: asyncio.Task[None] | None = None
-        self._closing = asyncio.Event()
+        self._closing = Flag()
         self._close_code: int = CloseCode.SERVER_ERROR
         self._screen = InboundScreen(clock)
         self._states: Coalescer[State] = Coalescer(clock)  # one state write per 200 ms
@@ -195,7 +234,7 @@ class SignalingConnection:
         self._im = ctx.messages
         # Live messages versus sync replies (held during a reply, not sent twice after).
         self._gate = SyncGate(held_max=HELD_MAX)
-        self._dequeued = asyncio.Event()  # the writer took a frame: a sync may send more
+        self._dequeued = Flag()  # the writer took a frame: a sync may send more
         self._expiry = ExpiryWatch(
             grace=self._settings.renew_grace,
             send=self.send,
