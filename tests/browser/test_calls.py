@@ -71,7 +71,8 @@ def test_a_tab_rung_by_python_accepts_talks_and_leaves_when_the_caller_hangs_up(
             )
         )
         wait_event(tab, "onCallReceived")
-        assert "py\nInvites you to a video call" in screen(tab).inner_text()
+        assert screen(tab).get_by_role("heading").inner_text() == "py"  # no onUserInfoListener
+        assert "Invites you to a video call" in screen(tab).inner_text()
         screen(tab).get_by_role("button", name="Accept").click()
         assert peer.run(handle.result()) == "accepted"
         tab.wait_connected("py")
