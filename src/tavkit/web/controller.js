@@ -339,6 +339,25 @@ export class CallController extends EventTarget {
     this.#report(callError("trtc", 5000, this.lang));
   }
 
+  /**
+   * Leave (or show as over, when not in the room yet) because the rung call this element
+   * made or accepted is over: `reason` is screens.js's ("declined", "busy", "noAnswer",
+   * "cancelled", "peerHungUp"), `name` whom it is about. Not the user's hang-up, so
+   * onHandupListener stays silent.
+   */
+  async leaveCall(reason, name = "") {
+    if (this.active) {
+      this.generation += 1;
+      this.#stopReporter();
+      const wasSignaling = this.signaling;
+      this.#stopMedia();
+      await this.#leave(wasSignaling);
+      this.#teardown("ended");
+    }
+    this.ending = { reason, error: null, name };
+    this.#changed();
+  }
+
   /** The page is unloading: tell the server without waiting for anything. */
   unload() {
     if (!this.active) return;

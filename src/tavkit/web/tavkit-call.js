@@ -17,14 +17,14 @@
 // still counted among the participants). The microphone and camera buttons are
 // hidden for a kind we may not send.
 
-import { CallClient } from "./calls.js";
+import { CallFlow } from "./callflow.js";
+import { CALL_SCREEN } from "./callscreen.js";
 import { CallController } from "./controller.js";
 import { pickLang, translator } from "./i18n.js";
 import { MessageList } from "./chat-panel.js";
 import { icons } from "./icons.js";
 import { fitFor, tileAspect } from "./fit.js";
-import { roomLabel, roomOption } from "./protocol.js";
-import { roomOf } from "./options.js";
+import { roomLabel } from "./protocol.js";
 import { gridShape, layoutFor, makeDraggable } from "./layout.js";
 import { askForCredentials } from "./renewal.js";
 import { classify, deviceOf, screenFor } from "./screens.js";
@@ -80,14 +80,8 @@ const TEMPLATE = `
     </form>
   </aside>
   <tavkit-dialog></tavkit-dialog>
-  <div class="tv-callscreen" role="dialog" aria-live="assertive" hidden>
-    <p class="tv-callscreen-text"></p>
-    <button class="tv-callscreen-accept" type="button" data-call="accept" hidden>Accept</button>
-    <button class="tv-callscreen-decline" type="button" data-call="decline" hidden>Decline</button>
-    <button class="tv-callscreen-cancel" type="button" data-call="cancel" hidden>Cancel</button>
-  </div>
+  ${CALL_SCREEN}
 </div>`;
-
 /** The call element: start(options), hangup(), mute(b), enableCamera(b), switchCamera(). */
 export class TavkitCall extends HTMLElement {
   static observedAttributes = ["lang"];
@@ -104,9 +98,7 @@ export class TavkitCall extends HTMLElement {
   #onPageHide = () => this.#controller.unload();
   #screen = null; // the end screen on show (screens.js), or null
   #noticeTimer = null;
-  #calls = null; // the CallClient of call() / listen() (calls.js)
-  #callOptions = null;
-  #shown = null; // {kind: "incoming"|"outgoing", call} on the call screen
+  #flow = null; // rung calls: call(), listen(), their screens and ring (callflow.js)
 
   constructor() {
     super();
@@ -122,6 +114,13 @@ export class TavkitCall extends HTMLElement {
     this.#controller.addEventListener("change", () => this.#scheduleRender());
     this.#controller.addEventListener("permission", (e) => this.#permissionHelp(e.detail));
     this.#controller.addEventListener("notice", (e) => this.#showNotice(e.detail));
+    this.#flow = new CallFlow({
+      controller: this.#controller,
+      start: (options) => this.start(options),
+      translator: () => translator(this.#lang()),
+      dispatch: (detail) =>
+        this.dispatchEvent(new CustomEvent("tavkit-call", { detail, bubbles: true, composed: true })),
+    });
   }
 
   connectedCallback() {
@@ -133,10 +132,7 @@ export class TavkitCall extends HTMLElement {
       });
       this.shadowRoot.querySelector(".tv-sound").addEventListener("click", () => this.#unmuteAll());
       this.shadowRoot.querySelector(".tv-rejoin").addEventListener("click", () => this.#retry());
-      this.shadowRoot.querySelector(".tv-callscreen").addEventListener("click", (e) => {
-        const button = e.target.closest("button[data-call]");
-        if (button) this.#callAction(button.dataset.call);
-      });
+      this.#flow.attach(this.shadowRoot.querySelector(".tv-callscreen"));
       this.#messages = new MessageList(this.shadowRoot.querySelector(".tv-chat-list"));
       this.#wireChat(this.shadowRoot);
       this.#resize = new ResizeObserver(() => this.#fitGrid());
@@ -151,7 +147,9 @@ export class TavkitCall extends HTMLElement {
     globalThis.removeEventListener("pagehide", this.#onPageHide);
     // Moving the element fires disconnect then connect; only a real removal ends the call.
     queueMicrotask(() => {
-      if (!this.isConnected) this.#controller.unload();
+      if (this.isConnected) return;
+      this.#flow.ringer.stop();
+      this.#controller.unload();
     });
   }
 
@@ -170,108 +168,45 @@ export class TavkitCall extends HTMLElement {
   /**
    * Ring `callees` and wait for them in the call's room, behind the "calling…" screen
    * (its Cancel cancels). `options` are start()'s without a room, plus callees, media and
-   * optionally the room (roomId or strRoomId, as start() takes them), timeout, data; the listener's onCallListener(event) hears each
-   * change. Resolves to the call.
+   * optionally the room (roomId or strRoomId, as start() takes them), timeout, data; the
+   * listener's onCallListener(event) hears each change. Resolves to the call.
    */
-  async call(options) {
-    const { callees, media, roomId, strRoomId, timeout, data, ...rest } = options;
-    const calls = await this.#callClient(rest);
-    // A room named as start() names it (strRoomId, or roomId); one it cannot read goes
-    // as given, for the server to refuse with its reason.
-    const named = roomId != null || strRoomId != null;
-    const room = named ? (roomOf({ roomId, strRoomId }).room ?? strRoomId ?? roomId) : undefined;
-    const call = await calls.call({ callees, media, roomId: room, timeout, data });
-    if (call.state !== "ringing") return call; // answered before we knew: all busy, declined
-    this.#showCall("outgoing", call);
-    await this.start({ ...rest, ...roomOption(call.roomId) });
-    const now = calls.current;
-    if (now.callId === call.callId && now.state !== "ringing" && now.state !== "accepted") {
-      this.#showCall(null); // it ended while we entered
-      await this.#controller.hangup();
-    }
-    return now;
+  call(options) {
+    return this.#flow.call(options);
   }
 
   /**
-   * Wait for calls to this user: each shows the incoming screen (caller, Accept,
-   * Decline); Accept enters the call's room with these `options` (start()'s, no roomId).
+   * Wait for calls to this user: each shows the incoming screen (the caller's name and
+   * avatar from onUserInfoListener, Accept, Decline) and rings; Accept enters the call's
+   * room with these `options` (start()'s, no roomId).
    */
-  async listen(options) {
-    await this.#callClient(options);
+  listen(options) {
+    return this.#flow.listen(options);
   }
 
-  async #callClient(options) {
-    this.#callOptions = options;
-    if (!this.#calls) {
-      this.#calls = new CallClient(
-        { ...options, server: options.server || globalThis.location?.origin },
-        (event) => this.#onCall(event),
-      );
-      await this.#calls.listen();
-    }
-    return this.#calls;
+  /** The ring of incoming calls: a URL the page serves, or null for the default (TUICallKit's name). */
+  setCallingBell(url) {
+    this.#flow.ringer.setBell(url || "");
   }
 
-  #onCall(event) {
-    const listener = this.#callOptions?.listener;
-    try {
-      listener?.onCallListener?.(event);
-    } finally {
-      this.dispatchEvent(
-        new CustomEvent("tavkit-call", { detail: event, bubbles: true, composed: true }),
-      );
-    }
-    const { type, call } = event;
-    if (type === "onInvited" && !this.#shown) this.#showCall("incoming", call);
-    const over = ["declined", "busy", "timeout", "cancelled", "ended"].includes(call.state);
-    if (this.#shown?.call.callId === call.callId) {
-      const mine = call.callees.find((c) => c.userId === this.#callOptions.userId);
-      const answered = this.#shown.kind === "outgoing" && type === "onCallAccepted";
-      const settled = this.#shown.kind === "incoming" && mine && mine.outcome !== "ringing";
-      if (answered || settled || over) this.#showCall(null);
-    }
-    // The call this element made or accepted is over: leave its room.
-    if (over && this.#calls?.current?.callId === call.callId && this.#controller.active) {
-      this.#controller.hangup();
-    }
+  /** Silence (true) or allow (false) the ring and the ringback tone (TUICallKit's name). */
+  enableMuteMode(enable) {
+    this.#flow.ringer.setMuted(enable);
   }
 
-  #showCall(kind, call = null) {
-    this.#shown = kind ? { kind, call } : null;
-    const screen = this.shadowRoot?.querySelector(".tv-callscreen");
-    if (!screen) return;
-    screen.hidden = !kind;
-    if (!kind) return;
-    const text = kind === "incoming" ? `${call.caller} is calling…` : `Calling ${call.callees.map((c) => c.userId).join(", ")}…`;
-    screen.querySelector(".tv-callscreen-text").textContent = text;
-    screen.querySelector("[data-call=accept]").hidden = kind !== "incoming";
-    screen.querySelector("[data-call=decline]").hidden = kind !== "incoming";
-    screen.querySelector("[data-call=cancel]").hidden = kind !== "outgoing";
+  /** What rings now: "incoming", "outgoing" or "" (whether it is audible: ringAudible). */
+  get ringing() {
+    return this.#flow.ringer.kind || "";
   }
 
-  async #callAction(action) {
-    const shown = this.#shown;
-    if (!shown || !this.#calls) return;
-    const { callId } = shown.call;
-    if (action === "accept") {
-      const call = await this.#calls.accept(callId);
-      this.#showCall(null);
-      await this.start({ ...this.#callOptions, ...roomOption(call.roomId) });
-    } else if (action === "decline") {
-      await this.#calls.decline(callId);
-      this.#showCall(null);
-    } else if (action === "cancel") {
-      await this.#calls.cancel(callId);
-    }
+  /** Whether the ring can be heard now (browsers hold sound back until the page is used). */
+  get ringAudible() {
+    return this.#flow.ringer.audible;
   }
 
   /** Leave the call (no confirmation: the confirmation is for the button). */
   hangup() {
-    const made = this.#calls?.current;
-    if (made && made.caller === this.#callOptions?.userId && ["ringing", "accepted"].includes(made.state)) {
-      // The caller's hang-up ends (or cancels) the call for everyone.
-      this.#calls.hangup(made.callId).catch(() => {});
-    }
+    this.#flow.hangup(); // the caller's hang-up ends (or cancels) the call for everyone
     return this.#controller.hangup();
   }
 
@@ -356,7 +291,7 @@ export class TavkitCall extends HTMLElement {
         ],
         dismiss: "cancel",
       });
-      if (answer === "hangup") await c.hangup();
+      if (answer === "hangup") await this.hangup(); // a caller's End ends the rung call for everyone
     }
   }
 
@@ -455,6 +390,7 @@ export class TavkitCall extends HTMLElement {
     this.#renderBars(root, c, t, count);
     this.#renderTiles(root, c, t, layout);
     this.#renderChat(root, c, t);
+    this.#flow.render(t);
     this.#fitGrid();
     // From the session's opening, so both sides show the same time; never from later
     // than our own join (a clock behind the server's would otherwise count from the future).
@@ -531,6 +467,7 @@ export class TavkitCall extends HTMLElement {
           device: deviceOf(c.ending.error),
           canRenew: typeof c.listener.onUserSigExpiredListener === "function",
           phone: this.#phone(),
+          name: c.ending.name,
         })
       : null;
     this.#screen = screen;
