@@ -667,6 +667,7 @@ export class CallController extends EventTarget {
       return;
     }
     this.mostMembers = Math.max(this.mostMembers, this.peers.size + 1);
+    if (this.screen) this.#sendState(); // the newcomer's welcome could not say we share
     this.emit("tavkit:user-enter", { userId: member.userId });
     this.reporter?.log("info", "user-enter", { peer: member.userId });
     this.#settle();
@@ -810,7 +811,9 @@ export class CallController extends EventTarget {
   #sendState() {
     // A shared screen is video the others should see, camera on or off.
     const camera = this.self.camera || Boolean(this.screen);
-    this.signaling?.send({ type: "state", muted: this.self.muted, camera });
+    const state = { type: "state", muted: this.self.muted, camera };
+    if (this.screen) state.screen = true; // not stored by the server: newcomers hear it again
+    this.signaling?.send(state);
   }
 
   /** Recompute the call state from the socket and the peers. */
