@@ -332,6 +332,21 @@ export class TavkitCall extends HTMLElement {
     return this.#controller.switchCamera();
   }
 
+  /** Use camera ("video") or microphone ("audio") `deviceId`; resolves to whether it switched. */
+  useDevice(kind, deviceId) {
+    return this.#controller.useDevice(kind, deviceId);
+  }
+
+  /** Share a screen in place of the camera (the browser asks which); resolves to whether it is shared. */
+  startShare() {
+    return this.#controller.startShare();
+  }
+
+  /** Stop sharing the screen: the camera goes out again. */
+  stopShare() {
+    return this.#controller.stopShare();
+  }
+
   /** Send a text message; resolves with the stored message, rejects with {module, errorCode, errorMsg}. */
   sendMessage(text) {
     return this.#controller.sendMessage(text);
