@@ -366,7 +366,7 @@ export class CallController extends EventTarget {
     if (gen !== this.generation) return false;
     this.#startReporter();
     this.heartbeat.start(room.heartbeatInterval, () => gen === this.generation);
-    if (this.self.muted || !this.self.camera) this.#sendState();
+    if (this.self.muted || !this.self.camera || this.screen) this.#sendState();
     return true;
   }
 
