@@ -12,6 +12,11 @@
 // words fit a touch screen or a desktop. Brief notices ("X left the call") show
 // above the controls for a few seconds without blocking anything.
 //
+// With the `prejoin` attribute or start({prejoin: true}) a pre-join check comes
+// first (prejoin.js); its devices and toggles carry into the call. In the call a
+// devices menu (device-menu.js) switches camera, microphone and speaker, and Share
+// (share.js) sends the screen instead of the camera; our own tile shows it whole.
+//
 // Tiles are for members who publish: none for us when our privileges let us send
 // nothing, none for a remote member whose `publish` bits are 0 (an audience member,
 // still counted among the participants). The microphone and camera buttons are
@@ -29,8 +34,12 @@ import { gridShape, layoutFor, makeDraggable } from "./layout.js";
 import { askForCredentials } from "./renewal.js";
 import { classify, deviceOf, screenFor } from "./screens.js";
 import { createTile, updateTile } from "./tiles.js";
+import { DeviceMenu } from "./device-menu.js";
+import { applySpeaker, recall, remember } from "./devices.js";
+import { Prejoin } from "./prejoin.js";
 
 const STYLESHEET = new URL("./tavkit.css", import.meta.url).href;
+const DEVICES_STYLESHEET = new URL("./devices.css", import.meta.url).href;
 const NOTICE_MS = 4000; // how long a notice stays up
 const STATUS_TEXT = {
   idle: "idle",
@@ -43,6 +52,7 @@ const STATUS_TEXT = {
 
 const TEMPLATE = `
 <link rel="stylesheet" href="${STYLESHEET}">
+<link rel="stylesheet" href="${DEVICES_STYLESHEET}">
 <div class="tv-call" part="call" data-state="idle" data-layout="solo">
   <header class="tv-topbar" part="topbar">
     <span class="tv-room"></span>
@@ -63,6 +73,8 @@ const TEMPLATE = `
     <button class="tv-control" type="button" data-action="mute"></button>
     <button class="tv-control" type="button" data-action="camera"></button>
     <button class="tv-control" type="button" data-action="switch-camera"></button>
+    <button class="tv-control" type="button" data-action="share" hidden></button>
+    <button class="tv-control" type="button" data-action="devices" aria-expanded="false"></button>
     <button class="tv-control" type="button" data-action="chat" aria-pressed="false"></button>
     <button class="tv-control tv-control-danger" type="button" data-action="hangup"></button>
   </div>
@@ -79,6 +91,8 @@ const TEMPLATE = `
       <button class="tv-chat-send" type="submit"></button>
     </form>
   </aside>
+  <div class="tv-menu" part="devices" role="group" hidden></div>
+  <section class="tv-prejoin" part="prejoin" hidden></section>
   <tavkit-dialog></tavkit-dialog>
   ${CALL_SCREEN}
 </div>`;
@@ -99,6 +113,10 @@ export class TavkitCall extends HTMLElement {
   #screen = null; // the end screen on show (screens.js), or null
   #noticeTimer = null;
   #flow = null; // rung calls: call(), listen(), their screens and ring (callflow.js)
+  #prejoin = null; // the pre-join check (prejoin.js)
+  #menu = null; // the devices menu (device-menu.js)
+  #speaker = recall().speaker; // the chosen output device ("" = the browser's)
+  #screenStream = null; // our shared screen as a stream for our own tile
 
   constructor() {
     super();
@@ -134,6 +152,15 @@ export class TavkitCall extends HTMLElement {
       this.shadowRoot.querySelector(".tv-rejoin").addEventListener("click", () => this.#retry());
       this.#flow.attach(this.shadowRoot.querySelector(".tv-callscreen"));
       this.#messages = new MessageList(this.shadowRoot.querySelector(".tv-chat-list"));
+      const t = translator(this.#lang());
+      this.#prejoin = new Prejoin(this.shadowRoot.querySelector(".tv-prejoin"), t);
+      this.#menu = new DeviceMenu(this.shadowRoot.querySelector(".tv-menu"), {
+        controller: this.#controller,
+        t,
+        speaker: () => this.#speaker,
+        setSpeaker: (id) => this.#setSpeaker(id),
+      });
+      this.#wireMenu(this.shadowRoot);
       this.#wireChat(this.shadowRoot);
       this.#resize = new ResizeObserver(() => this.#fitGrid());
     }
@@ -155,14 +182,30 @@ export class TavkitCall extends HTMLElement {
 
   attributeChangedCallback() {
     this.#controller.lang = this.#lang();
+    this.#prejoin?.translate(translator(this.#lang()));
     if (this.shadowRoot) this.#render();
   }
 
-  /** Enter the room and start the call (the seed's start); see controller.js. */
+  /**
+   * Enter the room and start the call (the seed's start); see controller.js. With
+   * `prejoin: true` (or the `prejoin` attribute) the pre-join check comes first and
+   * this resolves once the call started after Join (false if hangup() closed the check).
+   */
   start(options) {
+    return this.#begin(options, options?.prejoin ?? this.hasAttribute("prejoin"));
+  }
+
+  async #begin(options, check) {
     this.#lastOptions = options;
     this.#controller.lang = this.#lang();
-    return this.#controller.start(options);
+    if (!check || this.#controller.active || !this.#prejoin) return this.#controller.start(options);
+    const t = translator(this.#lang());
+    const { room } = roomOf(options || {});
+    this.#prejoin.translate(t);
+    const prepared = await this.#prejoin.run(room == null ? "" : t("room", { room: roomLabel(room) }), this.#lang());
+    if (prepared === false) return false; // closed by hangup()
+    if (prepared) this.#setSpeaker(prepared.speaker);
+    return this.#controller.start(options, prepared);
   }
 
   /**
@@ -206,6 +249,7 @@ export class TavkitCall extends HTMLElement {
 
   /** Leave the call (no confirmation: the confirmation is for the button). */
   hangup() {
+    this.#prejoin?.cancel();
     this.#flow.hangup(); // the caller's hang-up ends (or cancels) the call for everyone
     return this.#controller.hangup();
   }
@@ -223,6 +267,21 @@ export class TavkitCall extends HTMLElement {
   /** Switch between the front and back camera. */
   switchCamera() {
     return this.#controller.switchCamera();
+  }
+
+  /** Use camera ("video") or microphone ("audio") `deviceId`; resolves to whether it switched. */
+  useDevice(kind, deviceId) {
+    return this.#controller.useDevice(kind, deviceId);
+  }
+
+  /** Share a screen in place of the camera (the browser asks which); resolves to whether it is shared. */
+  startShare() {
+    return this.#controller.startShare();
+  }
+
+  /** Stop sharing the screen: the camera goes out again. */
+  stopShare() {
+    return this.#controller.stopShare();
   }
 
   /** Send a text message; resolves with the stored message, rejects with {module, errorCode, errorMsg}. */
@@ -278,6 +337,11 @@ export class TavkitCall extends HTMLElement {
     else if (action === "camera") c.enableCamera(!c.self.camera);
     else if (action === "switch-camera") await c.switchCamera();
     else if (action === "chat") this.#toggleChat(!c.chatOpen);
+    else if (action === "devices") this.#menu.toggle();
+    else if (action === "share") {
+      if (c.screen) await c.stopShare();
+      else if (await c.startShare()) this.#showNotice({ key: "sharing", vars: {} });
+    }
     else if (action === "hangup") {
       const t = translator(this.#lang());
       const answer = await this.#dialog().show({
@@ -309,7 +373,7 @@ export class TavkitCall extends HTMLElement {
       dismiss: "close",
     });
     if (answer === "retry" && this.#lastOptions && !this.#controller.active) {
-      this.start(this.#lastOptions);
+      this.#begin(this.#lastOptions, false);
     }
   }
 
@@ -344,7 +408,7 @@ export class TavkitCall extends HTMLElement {
       options = { ...options, userSig: fresh.userSig };
       if (fresh.privateMapKey) options.privateMapKey = fresh.privateMapKey;
     }
-    this.start(options);
+    this.#begin(options, false); // the devices were checked the first time
   }
 
   /** Show a brief notice ({key, vars}: i18n.js) above the controls. */
@@ -451,6 +515,45 @@ export class TavkitCall extends HTMLElement {
       root.querySelector('[data-action="chat"]').setAttribute("aria-label", label);
     }
     set("hangup", "hangupAria", "hangup", icons.hangup);
+    const sharing = Boolean(c.screen);
+    const share = root.querySelector('[data-action="share"]');
+    set("share", sharing ? "stopShareAria" : "shareAria", sharing ? "stopShare" : "share",
+      sharing ? icons.stopShare : icons.share);
+    share.hidden = !c.mayShare && !sharing;
+    share.toggleAttribute("data-on", sharing);
+    set("devices", "devicesAria", "devices", icons.settings);
+    root.querySelector('[data-action="devices"]').setAttribute("aria-expanded", String(this.#menu.open));
+    if (!c.active && this.#menu.open) this.#menu.toggle(false);
+    else if (this.#menu.open) this.#menu.render(t);
+  }
+
+  // -- devices ----------------------------------------------------------------------
+
+  #wireMenu(root) {
+    const button = root.querySelector('[data-action="devices"]');
+    const menu = root.querySelector(".tv-menu");
+    // A click anywhere else, or Escape, closes the menu.
+    root.addEventListener("pointerdown", (e) => {
+      if (this.#menu.open && !menu.contains(e.target) && !button.contains(e.target)) {
+        this.#menu.toggle(false);
+        this.#render();
+      }
+    });
+    menu.addEventListener("keydown", (e) => {
+      if (e.key !== "Escape") return;
+      this.#menu.toggle(false);
+      this.#render();
+      button.focus();
+    });
+  }
+
+  /** Send the others' sound to output `deviceId` (setSinkId) and remember it. */
+  #setSpeaker(deviceId) {
+    this.#speaker = deviceId || "";
+    if (deviceId) remember({ speaker: deviceId });
+    for (const video of this.shadowRoot?.querySelectorAll(".tv-tile:not([data-local]) video") || []) {
+      applySpeaker(video, this.#speaker);
+    }
   }
 
   /**
@@ -566,16 +669,22 @@ export class TavkitCall extends HTMLElement {
     const stage = root.querySelector(".tv-stage");
     const wanted = new Map();
     if (c.active && c.self.userId && c.publishing) {
+      // While we share, our tile shows the screen (whole, never mirrored).
+      const screen = c.screen;
+      if (this.#screenStream?.getVideoTracks()[0] !== screen) {
+        this.#screenStream = screen ? new MediaStream([screen]) : null;
+      }
       wanted.set(c.self.userId, {
         local: true,
         name: c.self.userName || t("you"),
         initialsOf: c.self.userName || c.self.userId, // our initials, never "YO" of "You"
         avatarUrl: c.self.avatarUrl,
         muted: c.self.muted,
-        camera: c.self.camera,
+        camera: c.self.camera || Boolean(screen),
         status: "connected",
-        stream: c.localStream,
-        mirror: c.self.front,
+        stream: this.#screenStream || c.localStream,
+        mirror: c.self.front && !screen,
+        screen: Boolean(screen),
       });
     }
     if (c.active) {
@@ -599,6 +708,8 @@ export class TavkitCall extends HTMLElement {
       }
       tile.style.order = String(info.local ? 0 : ++index);
       const started = updateTile(tile, info, t);
+      tile.toggleAttribute("data-screen", Boolean(info.screen));
+      if (!info.local) applySpeaker(tile.querySelector("video"), this.#speaker);
       if (started) this.#play(started, info.local);
       if (started && !info.local && started.requestVideoFrameCallback) {
         // The first frame presented: the last phase of this member's join timeline.
@@ -647,7 +758,10 @@ export class TavkitCall extends HTMLElement {
       const pip = tile.classList.contains("tv-pip") && video.videoWidth > 0;
       const ratio = pip ? `${video.videoWidth} / ${video.videoHeight}` : "";
       if (tile.style.aspectRatio !== ratio) tile.style.aspectRatio = ratio;
-      const fit = fitFor(video.videoWidth, video.videoHeight, tile.clientWidth, tile.clientHeight);
+      // A shared screen is shown whole: its edges carry text.
+      const fit = tile.hasAttribute("data-screen")
+        ? "contain"
+        : fitFor(video.videoWidth, video.videoHeight, tile.clientWidth, tile.clientHeight);
       if (video.dataset.fit !== fit) video.dataset.fit = fit;
     }
   }

@@ -509,9 +509,12 @@ class RoomService:
         await self._write(sdk_app_id, "leaving the room", ServerCode.EXIT_FAILED, run)
 
     async def set_state(
-        self, room_uuid: uuid.UUID, user_id: str, *, muted: bool, camera: bool
+        self, room_uuid: uuid.UUID, user_id: str, *, muted: bool, camera: bool, screen: bool = False
     ) -> None:
-        """Record a member's mute/camera state and tell the others; 14004 if not a member."""
+        """Record a member's mute/camera state and tell the others; 14004 if not a member.
+
+        ``screen`` (sharing a screen) is told, not stored: a sharer tells newcomers again.
+        """
 
         async def run(s: AsyncSession, out: Outbox) -> None:
             result = await s.execute(
@@ -525,7 +528,7 @@ class RoomService:
             )
             if not getattr(result, "rowcount", 0):
                 raise ServerError(ServerCode.USER_EXITED, f"user {user_id} is not in the room")
-            event = MemberStateEvent(user_id, muted, camera)
+            event = MemberStateEvent(user_id, muted, camera, screen)
             out.append((session_channel(room_uuid), event))
 
         await self._transaction("saving the member state", ServerCode.INTERNAL, run)

@@ -37,6 +37,7 @@ from typing import Final
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from tavkit.auth import Privilege
 from tavkit.errors import ServerCode, TAvKitError
 from tavkit.protocol import (
     MAX_FRAME_BYTES,
@@ -486,6 +487,9 @@ class SignalingConnection:
         if isinstance(msg, SignalTo):
             await self._relay(msg)
         elif isinstance(msg, State):
+            if msg.screen and not self.privileges & Privilege.SEND_SUB:
+                why = "state.screen: sharing a screen needs privilege SEND_SUB (64)"
+                raise FrameError(ServerCode.INVALID_PARAMETER, why, ref=msg.id)
             await self._write_state(self._states.offer(msg))
         elif isinstance(msg, Ping):
             self.send(Pong(msg.t))
@@ -629,7 +633,7 @@ class SignalingConnection:
             return
         try:
             await self._ctx.rooms.set_state(
-                self.room_uuid, self.user_id, muted=msg.muted, camera=msg.camera
+                self.room_uuid, self.user_id, muted=msg.muted, camera=msg.camera, screen=msg.screen
             )
         except TAvKitError as exc:
             self.send(ErrorFrame.from_error(exc, msg.id))
@@ -642,7 +646,11 @@ class SignalingConnection:
         with suppress(TimeoutError, TAvKitError):  # gone from the room: nothing to record
             async with asyncio.timeout(LEAVE_TIMEOUT):
                 await self._ctx.rooms.set_state(
-                    self.room_uuid, self.user_id, muted=msg.muted, camera=msg.camera
+                    self.room_uuid,
+                    self.user_id,
+                    muted=msg.muted,
+                    camera=msg.camera,
+                    screen=msg.screen,
                 )
 
     async def _is_member(self, user_id: str) -> bool:
@@ -702,7 +710,7 @@ class SignalingConnection:
                 self.send(MemberLeft(event.user_id, event.reason))
         elif isinstance(event, MemberStateEvent):
             if event.user_id != self.user_id:
-                self.send(MemberState(event.user_id, event.muted, event.camera))
+                self.send(MemberState(event.user_id, event.muted, event.camera, event.screen))
         elif isinstance(event, MemberLinkEvent):
             if event.user_id != self.user_id:
                 frame = self._links.on_link(event, known=event.user_id in self._others)
