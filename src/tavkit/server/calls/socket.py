@@ -262,6 +262,10 @@ class UserConnection:
                 continue
             try:
                 msg = parse_client_frame(raw)
+            except FrameError as exc:
+                self.send(ErrorFrame.from_error(exc))
+                continue
+            try:
                 if isinstance(msg, Ping):
                     self.send(Pong(msg.t))
                 elif isinstance(msg, Renew):
@@ -270,10 +274,9 @@ class UserConnection:
                     raise FrameError(
                         ServerCode.INVALID_PARAMETER,
                         "the user socket takes ping and renew frames only",
-                        ref=msg.id,
                     )
             except TAvKitError as exc:
-                self.send(ErrorFrame.from_error(exc, getattr(exc, "ref", None)))
+                self.send(ErrorFrame.from_error(exc, msg.id))
 
     async def _pump(self, events: AsyncIterable[Event]) -> None:
         async for event in events:

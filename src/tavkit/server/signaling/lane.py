@@ -19,7 +19,7 @@ layers it skips did for a socket, it does itself: a draining replica accepts the
 socket only to close it with 1012 (see :mod:`tavkit.server.drain`), and the accept
 names the replica (:data:`~tavkit.server.headers.REPLICA_HEADER`), which the handler
 adds to its own accept rather than through a wrapped ``send``. Every other scope goes
-on unchanged. """
+on unchanged."""
 
 from __future__ import annotations
 
