@@ -34,11 +34,8 @@ async def closed_code(sock: UserSocket) -> int | None:
     return sock.ws.close_code
 
 
-async def test_a_socket_that_comes_back_gets_what_it_missed_in_order(
-    sqlite_server: RunningServer,
-):
+async def test_a_socket_that_comes_back_gets_what_it_missed_in_order(server: RunningServer):
     """Frames carry seq; a socket resuming with after gets the missed frames, in order, once."""
-    server = sqlite_server
     async with httpx.AsyncClient(base_url=server.url, timeout=TIMEOUT) as http:
         async with user_socket(server, "bob") as bob:
             assert bob.welcome["resumed"] is False

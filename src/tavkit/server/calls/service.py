@@ -367,15 +367,6 @@ class CallService:
 
         return await self._read("reading what a user socket missed", run)
 
-    async def ringing(self, sdk_app_id: int, user_id: str) -> list[CallInfo]:
-        """The calls ringing ``user_id`` now (what a user socket sends as it opens)."""
-
-        async def run(s: AsyncSession, _out: Outbox) -> list[CallInfo]:
-            calls = await queries.ringing_for(s, sdk_app_id, user_id)
-            return [call_info(c, await queries.callees_of(s, c.id)) for c in calls]
-
-        return await self._read("reading the ringing calls", run)
-
     # -- ringing ends ------------------------------------------------------------------
 
     async def expire(self, sdk_app_id: int, call_id: uuid.UUID) -> bool:
