@@ -197,7 +197,7 @@ def test_a_tabs_user_socket_resumes_after_a_drop_with_the_frames_it_missed(
     context: Any, call_server: Server
 ) -> None:
     """The link drops while the caller cancels: calls.js reopens with its after and hears
-    onCallCancelled (replayed), having heard onInvited once."""
+    onCallCancelled (replayed), having heard onCallReceived once."""
     relay = Relay(int(call_server.url.rsplit(":", 1)[1]))
     page = context.new_page()
     try:
@@ -214,7 +214,7 @@ def test_a_tabs_user_socket_resumes_after_a_drop_with_the_frames_it_missed(
             f"{call_server.url}/v1/calls", headers=call_server.headers("alice"), json=body
         ).json()["call"]
         heard = "(name) => (window.__calls || []).some((e) => e.type === name)"
-        page.wait_for_function(heard, arg="onInvited", timeout=WAIT * 1000, polling=100)
+        page.wait_for_function(heard, arg="onCallReceived", timeout=WAIT * 1000, polling=100)
         relay.cut()
         cancelled = httpx.post(
             f"{call_server.url}/v1/calls/{call['callId']}/cancel",
@@ -225,7 +225,7 @@ def test_a_tabs_user_socket_resumes_after_a_drop_with_the_frames_it_missed(
         relay.open.set()
         page.wait_for_function(heard, arg="onCallCancelled", timeout=WAIT * 1000, polling=100)
         assert [e["type"] for e in page.evaluate("window.__calls")] == [
-            "onInvited",
+            "onCallReceived",
             "onCallCancelled",
         ]
         assert page.evaluate("window.__client.lastSeq") > 0
