@@ -1,0 +1,253 @@
+"""tavkit's Janus client against a real Janus: rooms, publishers, subscribers, real media.
+
+The peers are aiortc with tavkit's own client pieces: a :class:`TestPattern` read by the
+encode-once :class:`Publisher` (VP8 and Opus encoded once, as ``tavkit call`` sends),
+an explicit ICE configuration with no servers, and host candidates gathered on the
+address Janus uses (see ``conftest.py``). What aiortc and Janus needed to agree is in
+``docs/sfu.md`` ("Janus quirks").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+from av import VideoFrame
+
+from tavkit.client._publish import Publisher
+from tavkit.client.media import TestPattern
+from tavkit.client.peer import _prefer_vp8
+from tavkit.client.sinks import PeerStats
+from tavkit.ice import configuration, gather_on
+from tavkit.server.sfu.janus import (
+    JanusError,
+    JanusSession,
+    Leaving,
+    Publishers,
+    Stream,
+    VideoRoomHandle,
+    WebRTCUp,
+)
+from tavkit.testing._wait import until
+
+from .conftest import RunningJanus
+
+EVENT_TIMEOUT = 10.0
+MEDIA_TIMEOUT = 15.0
+FRAMES = 30  # two seconds of the 15 fps pattern
+
+
+@dataclass
+class Peer:
+    """One aiortc PeerConnection with Janus, and what it received."""
+
+    pc: RTCPeerConnection
+    publishers: list[Publisher] = field(default_factory=list)
+    stats: PeerStats = field(default_factory=lambda: PeerStats("janus"))
+    video_pts: list[int] = field(default_factory=list)
+    readers: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for task in self.readers:
+            task.cancel()
+        for publisher in self.publishers:
+            await publisher.aclose()
+        await self.pc.close()
+
+
+@pytest.fixture
+async def session(janus: RunningJanus) -> AsyncIterator[JanusSession]:
+    """A Janus session, destroyed after the test."""
+    session = await JanusSession.connect(janus.url, api_secret=janus.api_secret)
+    yield session
+    await session.close()
+
+
+async def publish(handle: VideoRoomHandle, address: str) -> Peer:
+    """Publish a test pattern (audio and video) through ``handle``, which has joined."""
+    source = TestPattern(width=320, height=240, fps=15)
+    await source.open()
+    assert source.audio is not None and source.video is not None
+    peer = Peer(RTCPeerConnection(configuration([])))
+    for track in (source.audio, source.video):
+        publisher = Publisher(track.kind, track)  # type: ignore[arg-type]
+        publisher.start()
+        peer.publishers.append(publisher)
+        sender = peer.pc.addTransceiver(publisher.subscribe(), direction="sendonly").sender
+        if track.kind == "video":
+            # Janus asks for keyframes (PLI/FIR) when a subscriber starts: encode-once
+            # answers them from the shared encoder, as the kit does.
+            setattr(sender, "_send_keyframe", publisher.request_keyframe)  # noqa: B010
+    _prefer_vp8(peer.pc)
+    gather_on(peer.pc, [address])
+    await peer.pc.setLocalDescription(await peer.pc.createOffer())
+    answer = await handle.publish(peer.pc.localDescription.sdp)
+    await peer.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    return peer
+
+
+async def subscribe(
+    handle: VideoRoomHandle, room: str, feed: str, private_id: int | None, address: str
+) -> Peer:
+    """Subscribe to ``feed`` through ``handle``: Janus offers, aiortc answers."""
+    offer = await handle.subscribe(room, [feed], private_id=private_id)
+    peer = Peer(RTCPeerConnection(configuration([])))
+
+    @peer.pc.on("track")
+    def on_track(track: MediaStreamTrack) -> None:
+        peer.readers.append(asyncio.create_task(read(track)))
+
+    async def read(track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                peer.stats.count(frame)
+                if isinstance(frame, VideoFrame) and frame.pts is not None:
+                    peer.video_pts.append(frame.pts)
+
+    await peer.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+    gather_on(peer.pc, [address])
+    await peer.pc.setLocalDescription(await peer.pc.createAnswer())
+    await handle.start(peer.pc.localDescription.sdp)
+    return peer
+
+
+async def test_a_published_stream_reaches_a_subscriber_through_janus(
+    janus: RunningJanus, session: JanusSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Alice publishes through a VideoRoom; Bob learns of it, subscribes and decodes frames
+    that advance; a subscriber without a member's private id is refused; Alice leaving
+    reaches Bob as an event; no secret reaches a log line."""
+    caplog.set_level(logging.DEBUG)
+    room, room_secret = f"room-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
+    admin = await session.attach_videoroom()
+    await admin.create_room(room, secret=room_secret, publishers=6)
+    alice, bob, bob_feed = [await session.attach_videoroom() for _ in range(3)]
+    assert (await alice.join_publisher(room, id="alice", display="Alice")).publishers == ()
+    bob_joined = await bob.join_publisher(room, id="bob")
+    assert bob_joined.private_id is not None
+    sent = received = None
+    try:
+        sent = await publish(alice, janus.address)
+        await alice.wait_for(WebRTCUp, EVENT_TIMEOUT)
+        told = await bob.wait_for(Publishers, EVENT_TIMEOUT)
+        assert isinstance(told, Publishers)
+        assert [p.id for p in told.publishers] == ["alice"]
+        assert told.publishers[0].display == "Alice"
+        kinds = {(s.type, s.codec) for s in told.publishers[0].streams}
+        assert kinds == {("audio", "opus"), ("video", "vp8")}
+
+        with pytest.raises(JanusError) as caught:  # not one of the room's members
+            await (await session.attach_videoroom()).subscribe(room, ["alice"], private_id=None)
+        assert caught.value.janus_code == 433
+        received = await subscribe(bob_feed, room, "alice", bob_joined.private_id, janus.address)
+        await bob_feed.wait_for(WebRTCUp, EVENT_TIMEOUT)
+        stats = received.stats
+        await until(
+            lambda: stats.video_frames >= FRAMES and stats.audio_frames >= FRAMES,
+            f"{FRAMES} video and audio frames from alice",
+            MEDIA_TIMEOUT,
+        )
+        assert (stats.width, stats.height) == (320, 240)
+        pts = received.video_pts
+        assert len(set(pts)) >= FRAMES and pts[-1] > pts[0], "the video does not advance"
+
+        await alice.leave()
+        left = await bob.wait_for(Leaving, EVENT_TIMEOUT)
+        assert left == Leaving(room, "alice")
+    finally:
+        for peer in (sent, received):
+            if peer is not None:
+                await peer.close()
+    await admin.destroy_room(room, secret=room_secret)
+    assert not await admin.room_exists(room)
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert "-> message/publish" in text  # the requests were logged, by verb
+    assert janus.api_secret not in text and room_secret not in text
+
+
+async def test_janus_refuses_a_session_without_the_api_secret(janus: RunningJanus) -> None:
+    """A client without the API secret (or with a wrong one) gets no session: Janus 403."""
+    for secret in (None, "not-" + janus.api_secret):
+        with pytest.raises(JanusError) as caught:
+            await JanusSession.connect(janus.url, api_secret=secret)
+        assert caught.value.janus_code == 403
+
+
+async def test_videoroom_refusals_come_back_as_errors_with_janus_s_code(
+    session: JanusSession,
+) -> None:
+    """Room secrets, unique ids and feeds are enforced by Janus, and reported typed."""
+    room, room_secret = f"room-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
+    admin = await session.attach_videoroom()
+    await admin.create_room(room, secret=room_secret)
+    codes = {}
+    for name, attempt in {
+        "exists": admin.create_room(room, secret=room_secret),
+        "wrong secret": admin.destroy_room(room, secret="wrong"),
+        "no room": (await session.attach_videoroom()).join_publisher("nowhere", id="x"),
+    }.items():
+        with pytest.raises(JanusError) as caught:
+            await attempt
+        codes[name] = caught.value.janus_code
+    first, second, early = [await session.attach_videoroom() for _ in range(3)]
+    await first.join_publisher(room, id="alice")
+    with pytest.raises(JanusError) as caught:
+        await second.join_publisher(room, id="alice")
+    codes["id taken"] = caught.value.janus_code
+    with pytest.raises(JanusError) as caught:
+        await early.subscribe(room, ["alice"], private_id=None)  # alice is not publishing
+    codes["no feed"] = caught.value.janus_code
+    assert codes == {
+        "exists": 427,
+        "wrong secret": 433,
+        "no room": 426,
+        "id taken": 436,
+        "no feed": 428,
+    }
+    await admin.destroy_room(room, secret=room_secret)
+
+
+async def test_closing_a_session_leaves_no_participant_behind(
+    janus: RunningJanus, session: JanusSession
+) -> None:
+    """When tavkit's session ends, its participants leave the room at once (no ghosts)."""
+    room, room_secret = f"room-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
+    admin = await session.attach_videoroom()
+    await admin.create_room(room, secret=room_secret)
+    other = await JanusSession.connect(janus.url, api_secret=janus.api_secret)
+    for user in ("alice", "bob"):
+        await (await other.attach_videoroom()).join_publisher(room, id=user)
+    assert sorted(await admin.participants(room)) == ["alice", "bob"]
+    await other.close()
+    with pytest.raises(JanusError):
+        await other.attach_videoroom()
+    async with asyncio.timeout(EVENT_TIMEOUT):
+        while await admin.participants(room):  # noqa: ASYNC110 (polling Janus)
+            await asyncio.sleep(0.05)
+    await admin.destroy_room(room, secret=room_secret)
+
+
+def test_streams_and_publishers_parse_janus_s_shapes() -> None:
+    """A publishers entry reads into typed values; disabled streams are left out."""
+    from tavkit.server.sfu.janus import Publisher as JanusPublisher
+
+    entry = {
+        "id": "alice",
+        "display": "Alice",
+        "streams": [
+            {"type": "audio", "mindex": 0, "mid": "0", "codec": "opus"},
+            {"type": "video", "mindex": 1, "mid": "1", "codec": "vp8"},
+            {"type": "video", "mindex": 2, "mid": "2", "disabled": True},
+        ],
+    }
+    assert JanusPublisher.parse(entry) == JanusPublisher(
+        "alice", "Alice", (Stream("0", "audio", "opus"), Stream("1", "video", "vp8"))
+    )
