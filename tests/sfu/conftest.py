@@ -111,16 +111,15 @@ def tail(log: Path) -> str:
     return "\n".join(lines[-LOG_TAIL:])
 
 
-@pytest.fixture(scope="module")
-def janus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningJanus]:
-    """One Janus for the module's tests (each makes rooms of its own), on free ports."""
+def launch(parent: Path) -> tuple[RunningJanus, subprocess.Popen[bytes]]:
+    """Write a configuration under ``parent`` and start a Janus on it, on free ports."""
     libraries = find_janus_libraries()
     address = host_address()
     if libraries is None:
         pytest.fail("Janus is not installed: run `make janus`")
     if address is None:
         pytest.skip("no non-loopback IPv4 address: Janus gathers on none other")
-    directory = tmp_path_factory.mktemp("janus") / "conf"
+    directory = parent / "conf"
     port = free_port()
     api_secret = secrets.token_urlsafe(24)
     options = JanusOptions(
@@ -131,13 +130,19 @@ def janus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningJanus]:
         rtp_min_port=40000,
         rtp_max_port=49999,
         ice_addresses=(address,),
-        debug_level=4,
     )
     write_config_dir(options, directory)
-    log = directory.parent / "janus.log"
+    log = parent / "janus.log"
     process = start_janus(directory, port, log)
+    return RunningJanus(f"ws://127.0.0.1:{port}", api_secret, address, directory, log), process
+
+
+@pytest.fixture(scope="module")
+def janus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningJanus]:
+    """One Janus for the module's tests (each makes rooms of its own), on free ports."""
+    running, process = launch(tmp_path_factory.mktemp("janus"))
     try:
-        yield RunningJanus(f"ws://127.0.0.1:{port}", api_secret, address, directory, log)
+        yield running
     finally:
         stop_janus(process)
-        print(f"--- janus, last {LOG_TAIL} lines ---\n{tail(log)}")
+        print(f"--- janus, last {LOG_TAIL} lines ---\n{tail(running.log)}")

@@ -15,6 +15,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
@@ -26,18 +27,11 @@ from tavkit.client.media import TestPattern
 from tavkit.client.peer import _prefer_vp8
 from tavkit.client.sinks import PeerStats
 from tavkit.ice import configuration, gather_on
-from tavkit.server.sfu.janus import (
-    JanusError,
-    JanusSession,
-    Leaving,
-    Publishers,
-    Stream,
-    VideoRoomHandle,
-    WebRTCUp,
-)
+from tavkit.server.sfu.janus import JanusError, JanusSession, JanusUnavailable, VideoRoomHandle
+from tavkit.server.sfu.videoroom import Detached, Leaving, Publishers, Stream, WebRTCUp
 from tavkit.testing._wait import until
 
-from .conftest import RunningJanus
+from .conftest import RunningJanus, launch, stop_janus
 
 EVENT_TIMEOUT = 10.0
 MEDIA_TIMEOUT = 15.0
@@ -235,9 +229,32 @@ async def test_closing_a_session_leaves_no_participant_behind(
     await admin.destroy_room(room, secret=room_secret)
 
 
+async def test_a_janus_that_dies_detaches_every_handle_and_fails_requests(
+    tmp_path: Path,
+) -> None:
+    """Janus killed mid-call: every handle is told (Detached), the session is closed, and a
+    request fails at once with JanusUnavailable instead of hanging."""
+    running, process = launch(tmp_path)
+    try:
+        session = await JanusSession.connect(running.url, api_secret=running.api_secret)
+        admin = await session.attach_videoroom()
+        await admin.create_room("doomed", secret=secrets.token_urlsafe(16))
+        alice = await session.attach_videoroom()
+        await alice.join_publisher("doomed", id="alice")
+        process.kill()
+        detached = await alice.wait_for(Detached, EVENT_TIMEOUT)
+        assert session.closed.is_set()
+        with pytest.raises(JanusUnavailable):
+            await admin.room_exists("doomed")
+        assert isinstance(detached, Detached)
+    finally:
+        stop_janus(process)
+    await session.close()  # closing a dead session is harmless
+
+
 def test_streams_and_publishers_parse_janus_s_shapes() -> None:
     """A publishers entry reads into typed values; disabled streams are left out."""
-    from tavkit.server.sfu.janus import Publisher as JanusPublisher
+    from tavkit.server.sfu.videoroom import Publisher as JanusPublisher
 
     entry = {
         "id": "alice",
