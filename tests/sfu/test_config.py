@@ -131,9 +131,11 @@ def test_janus_s_turn_credential_is_minted_from_tavkit_s_turn_secret(tmp_path: P
         {"ws_host": "localhost"},
         {"rtp_min_port": 0},
         {"session_timeout": 5},
+        {"debug_level": 5},
     ],
 )
 def test_values_that_could_break_the_file_are_refused(change: dict[str, object]) -> None:
-    """A value that is not one word (a quote, a newline) or is out of range raises ValueError."""
+    """A value that is not one word (a quote, a newline) or is out of range raises ValueError;
+    so does a log level at which Janus would print its secrets."""
     with pytest.raises(ValueError):
         JanusOptions(**{"api_secret": SECRET, **change})  # type: ignore[arg-type]

@@ -67,7 +67,12 @@ def config(
         Path | None,
         typer.Option(help="Janus's plugin folder (default: found, Debian's first)."),
     ] = None,
-    debug_level: Annotated[int, typer.Option(min=0, max=7, help="Janus's log level.")] = 4,
+    debug_level: Annotated[
+        int,
+        typer.Option(
+            min=0, max=4, help="Janus's log level (above 4 Janus logs its secrets: refused)."
+        ),
+    ] = 4,
 ) -> None:
     """Write a Janus configuration folder matching tavkit (VideoRoom, WebSocket API, secret).
 

@@ -21,6 +21,8 @@
   (Janus's own documentation says so). Clients' TURN comes from tavkit, not from here.
 * ``protected_folders``: Janus refuses to write recordings or captures there (the
   system folders of Debian's sample, and DIR itself).
+* ``debug_level`` at most 4 (:data:`MAX_DEBUG_LEVEL`): from 5 up Janus logs its
+  ``api_secret`` and every room's secret.
 * ``reclaim_session_timeout`` 0: when tavkit's socket goes, its sessions (and their
   PeerConnections) go at once; nobody else could reclaim them.
 
@@ -41,6 +43,7 @@ from typing import Final
 from tavkit.server.ice import turn_credentials
 
 __all__ = [
+    "MAX_DEBUG_LEVEL",
     "PLUGIN_LIBRARY",
     "PROTECTED_FOLDERS",
     "TRANSPORT_LIBRARY",
@@ -61,6 +64,10 @@ _LIBRARY_DIRS: Final = (
     "/opt/janus/lib/janus",
 )
 """Where packages and source builds put Janus's plugins (Debian's first)."""
+
+MAX_DEBUG_LEVEL: Final = 4
+"""Janus's "info" level. From 5 ("verbose") up Janus prints its configuration, the
+``api_secret`` included, and each room it creates with the room's secret."""
 
 PROTECTED_FOLDERS: Final = (
     "/bin",
@@ -140,6 +147,7 @@ class JanusOptions:
     # Janus
     session_timeout: int = 60
     debug_level: int = 4
+    """Janus's log level, at most :data:`MAX_DEBUG_LEVEL`."""
 
     def __post_init__(self) -> None:
         if not _is_word(self.api_secret) or len(self.api_secret) < 16:
@@ -157,8 +165,11 @@ class JanusOptions:
         for name in self.ice_addresses:
             if not _is_word(name) or "," in name:
                 raise ValueError(f"not an interface or address: {name!r}")
-        if not 0 <= self.debug_level <= 7:
-            raise ValueError("the debug level is 0 to 7")
+        if not 0 <= self.debug_level <= MAX_DEBUG_LEVEL:
+            raise ValueError(
+                f"the debug level is 0 to {MAX_DEBUG_LEVEL}: above, Janus logs its API secret "
+                "and every room's secret"
+            )
         if self.session_timeout < 10:
             raise ValueError("a session timeout under 10 s would drop tavkit between keepalives")
         for value in (str(self.library_dir), *(self._turn_words())):
