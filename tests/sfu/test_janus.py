@@ -131,6 +131,10 @@ async def test_a_published_stream_reaches_a_subscriber_through_janus(
     try:
         sent = await publish(alice, janus.address)
         await alice.wait_for(WebRTCUp, EVENT_TIMEOUT)
+        # A trickled candidate (a browser's way) and the end of candidates are accepted.
+        line = next(x for x in sent.pc.localDescription.sdp.splitlines() if "candidate:" in x)
+        await alice.trickle(line.removeprefix("a="), "0", 0)
+        await alice.trickle_complete()
         told = await bob.wait_for(Publishers, EVENT_TIMEOUT)
         assert isinstance(told, Publishers)
         assert [p.id for p in told.publishers] == ["alice"]
@@ -178,7 +182,8 @@ async def test_janus_refuses_a_session_without_the_api_secret(janus: RunningJanu
 async def test_videoroom_refusals_come_back_as_errors_with_janus_s_code(
     session: JanusSession,
 ) -> None:
-    """Room secrets, unique ids and feeds are enforced by Janus, and reported typed."""
+    """Room secrets, unique ids and feeds are enforced by Janus, and reported typed (a
+    trickle to a detached handle too)."""
     room, room_secret = f"room-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
     admin = await session.attach_videoroom()
     await admin.create_room(room, secret=room_secret)
@@ -199,7 +204,13 @@ async def test_videoroom_refusals_come_back_as_errors_with_janus_s_code(
     with pytest.raises(JanusError) as caught:
         await early.subscribe(room, ["alice"], private_id=None)  # alice is not publishing
     codes["no feed"] = caught.value.janus_code
+    gone = await session.attach_videoroom()
+    await gone.detach()
+    with pytest.raises(JanusError) as caught:
+        await gone.trickle_complete()  # an error, not the ack a live handle gets
+    codes["no handle"] = caught.value.janus_code
     assert codes == {
+        "no handle": 459,
         "exists": 427,
         "wrong secret": 433,
         "no room": 426,

@@ -129,4 +129,5 @@ def config(
     with os.fdopen(fd, "w") as file:
         file.write(api_secret + "\n")
     typer.echo(f"wrote {dir}; start Janus with: janus -F {dir.resolve()}")
-    typer.echo(f"the Janus API: ws://{ws_host}:{ws_port}, its secret in {secret_path}")
+    host = f"[{ws_host}]" if ":" in ws_host else ws_host
+    typer.echo(f"the Janus API: ws://{host}:{ws_port}, its secret in {secret_path}")
