@@ -40,12 +40,12 @@ FRAMES = 30  # two seconds of the 15 fps pattern
 
 @dataclass
 class Peer:
-    """One aiortc PeerConnection with Janus, and what it received."""
+    """One aiortc PeerConnection with Janus, and what it received from each publisher."""
 
     pc: RTCPeerConnection
     publishers: list[Publisher] = field(default_factory=list)
-    stats: PeerStats = field(default_factory=lambda: PeerStats("janus"))
-    video_pts: list[int] = field(default_factory=list)
+    stats: dict[str, PeerStats] = field(default_factory=dict)
+    video_pts: dict[str, list[int]] = field(default_factory=dict)
     readers: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -64,9 +64,9 @@ async def session(janus: RunningJanus) -> AsyncIterator[JanusSession]:
     await session.close()
 
 
-async def publish(handle: VideoRoomHandle, address: str) -> Peer:
+async def publish(handle: VideoRoomHandle, address: str, variant: int = 0) -> Peer:
     """Publish a test pattern (audio and video) through ``handle``, which has joined."""
-    source = TestPattern(width=320, height=240, fps=15)
+    source = TestPattern(width=320, height=240, fps=15, variant=variant)
     await source.open()
     assert source.audio is not None and source.video is not None
     peer = Peer(RTCPeerConnection(configuration([])))
@@ -88,51 +88,61 @@ async def publish(handle: VideoRoomHandle, address: str) -> Peer:
 
 
 async def subscribe(
-    handle: VideoRoomHandle, room: str, feed: str, private_id: int | None, address: str
+    handle: VideoRoomHandle, room: str, feeds: list[str], private_id: int | None, address: str
 ) -> Peer:
-    """Subscribe to ``feed`` through ``handle``: Janus offers, aiortc answers."""
-    offer = await handle.subscribe(room, [feed], private_id=private_id)
+    """Subscribe to ``feeds`` in one PeerConnection through ``handle``: Janus offers,
+    aiortc answers; each track is counted under the feed its mid carries."""
+    subscription = await handle.subscribe(room, feeds, private_id=private_id)
+    assert {s.feed for s in subscription.streams} == set(feeds)
     peer = Peer(RTCPeerConnection(configuration([])))
+    for feed in feeds:
+        peer.stats[feed], peer.video_pts[feed] = PeerStats(feed), []
 
     @peer.pc.on("track")
     def on_track(track: MediaStreamTrack) -> None:
-        peer.readers.append(asyncio.create_task(read(track)))
+        mid = next(t.mid for t in peer.pc.getTransceivers() if t.receiver.track is track)
+        feed = subscription.feed_of(mid)
+        assert feed is not None, f"no feed on mid {mid}"
+        peer.readers.append(asyncio.create_task(read(feed, track)))
 
-    async def read(track: MediaStreamTrack) -> None:
+    async def read(feed: str, track: MediaStreamTrack) -> None:
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await track.recv()
-                peer.stats.count(frame)
+                peer.stats[feed].count(frame)
                 if isinstance(frame, VideoFrame) and frame.pts is not None:
-                    peer.video_pts.append(frame.pts)
+                    peer.video_pts[feed].append(frame.pts)
 
-    await peer.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+    await peer.pc.setRemoteDescription(RTCSessionDescription(subscription.offer, "offer"))
     gather_on(peer.pc, [address])
     await peer.pc.setLocalDescription(await peer.pc.createAnswer())
     await handle.start(peer.pc.localDescription.sdp)
     return peer
 
 
-async def test_a_published_stream_reaches_a_subscriber_through_janus(
+async def test_publishers_reach_a_subscriber_through_janus_in_one_peer_connection(
     janus: RunningJanus, session: JanusSession, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Alice publishes through a VideoRoom; Bob learns of it, subscribes and decodes frames
-    that advance; a subscriber without a member's private id is refused; Alice leaving
-    reaches Bob as an event; no secret reaches a log line."""
+    """Alice and Carol publish through a VideoRoom; Bob learns of them from events,
+    subscribes to both in one PeerConnection and decodes frames from each that advance;
+    a subscriber without a member's private id is refused; Alice leaving reaches Bob as
+    an event; no secret reaches a log line."""
     caplog.set_level(logging.DEBUG)
     room, room_secret = f"room-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
     admin = await session.attach_videoroom()
     await admin.create_room(room, secret=room_secret, publishers=6)
-    alice, bob, bob_feed = [await session.attach_videoroom() for _ in range(3)]
+    alice, carol, bob, bob_feeds = [await session.attach_videoroom() for _ in range(4)]
     assert (await alice.join_publisher(room, id="alice", display="Alice")).publishers == ()
+    await carol.join_publisher(room, id="carol")
     bob_joined = await bob.join_publisher(room, id="bob")
     assert bob_joined.private_id is not None
-    sent = received = None
+    peers: list[Peer] = []
     try:
-        sent = await publish(alice, janus.address)
+        peers.append(await publish(alice, janus.address))
         await alice.wait_for(WebRTCUp, EVENT_TIMEOUT)
         # A trickled candidate (a browser's way) and the end of candidates are accepted.
-        line = next(x for x in sent.pc.localDescription.sdp.splitlines() if "candidate:" in x)
+        sdp = peers[0].pc.localDescription.sdp
+        line = next(x for x in sdp.splitlines() if "candidate:" in x)
         await alice.trickle(line.removeprefix("a="), "0", 0)
         await alice.trickle_complete()
         told = await bob.wait_for(Publishers, EVENT_TIMEOUT)
@@ -141,29 +151,34 @@ async def test_a_published_stream_reaches_a_subscriber_through_janus(
         assert told.publishers[0].display == "Alice"
         kinds = {(s.type, s.codec) for s in told.publishers[0].streams}
         assert kinds == {("audio", "opus"), ("video", "vp8")}
+        peers.append(await publish(carol, janus.address, variant=1))
+        told = await bob.wait_for(Publishers, EVENT_TIMEOUT)
+        assert isinstance(told, Publishers) and [p.id for p in told.publishers] == ["carol"]
 
         with pytest.raises(JanusError) as caught:  # not one of the room's members
             await (await session.attach_videoroom()).subscribe(room, ["alice"], private_id=None)
         assert caught.value.janus_code == 433
-        received = await subscribe(bob_feed, room, "alice", bob_joined.private_id, janus.address)
-        await bob_feed.wait_for(WebRTCUp, EVENT_TIMEOUT)
-        stats = received.stats
+        received = await subscribe(
+            bob_feeds, room, ["alice", "carol"], bob_joined.private_id, janus.address
+        )
+        peers.append(received)
+        await bob_feeds.wait_for(WebRTCUp, EVENT_TIMEOUT)
+        stats = received.stats.values()
         await until(
-            lambda: stats.video_frames >= FRAMES and stats.audio_frames >= FRAMES,
-            f"{FRAMES} video and audio frames from alice",
+            lambda: all(s.video_frames >= FRAMES and s.audio_frames >= FRAMES for s in stats),
+            f"{FRAMES} video and audio frames from alice and from carol",
             MEDIA_TIMEOUT,
         )
-        assert (stats.width, stats.height) == (320, 240)
-        pts = received.video_pts
-        assert len(set(pts)) >= FRAMES and pts[-1] > pts[0], "the video does not advance"
+        for feed, pts in received.video_pts.items():
+            assert (received.stats[feed].width, received.stats[feed].height) == (320, 240)
+            assert len(set(pts)) >= FRAMES and pts[-1] > pts[0], f"{feed}'s video is stuck"
 
         await alice.leave()
         left = await bob.wait_for(Leaving, EVENT_TIMEOUT)
         assert left == Leaving(room, "alice")
     finally:
-        for peer in (sent, received):
-            if peer is not None:
-                await peer.close()
+        for peer in peers:
+            await peer.close()
     await admin.destroy_room(room, secret=room_secret)
     assert not await admin.room_exists(room)
     text = "\n".join(record.getMessage() for record in caplog.records)

@@ -48,7 +48,14 @@ from websockets.typing import Subprotocol
 
 from tavkit._redact import RedactingFilter
 from tavkit.errors import ServerCode, ServerError
-from tavkit.server.sfu.videoroom import Detached, Event, Joined, parse_event
+from tavkit.server.sfu.videoroom import (
+    Detached,
+    Event,
+    FeedStream,
+    Joined,
+    Subscription,
+    parse_event,
+)
 
 __all__ = [
     "KEEPALIVE_INTERVAL",
@@ -409,12 +416,15 @@ class VideoRoomHandle:
 
     # --- subscriber ------------------------------------------------------------------
 
-    async def subscribe(self, room: str, feeds: list[str], *, private_id: int | None = None) -> str:
-        """Join ``room`` as a subscriber to ``feeds`` (publisher ids): Janus's SDP offer.
+    async def subscribe(
+        self, room: str, feeds: list[str], *, private_id: int | None = None
+    ) -> Subscription:
+        """Join ``room`` as a subscriber to ``feeds`` (publisher ids), all in one
+        PeerConnection: Janus's SDP offer and which feed is on which mid.
 
         ``private_id`` is the subscribing member's own publisher handle's (from
-        :class:`Joined`), which the rooms require (``require_pvtid``). Answer with
-        :meth:`start`.
+        :class:`~tavkit.server.sfu.videoroom.Joined`), which the rooms require
+        (``require_pvtid``). Answer with :meth:`start`.
         """
         body: dict[str, Any] = {
             "request": "join",
@@ -425,7 +435,12 @@ class VideoRoomHandle:
         if private_id is not None:
             body["private_id"] = private_id
         answer = await self._message(body)
-        return _sdp(answer, "offer")
+        data = answer.get("plugindata", {}).get("data", {})
+        return Subscription(
+            room=room,
+            offer=_sdp(answer, "offer"),
+            streams=tuple(FeedStream.parse(s) for s in data.get("streams", ()) if "feed_id" in s),
+        )
 
     async def start(self, answer_sdp: str, *, trickle: bool = False) -> None:
         """Send the subscriber's SDP answer: Janus starts forwarding."""

@@ -18,6 +18,7 @@ from typing import Any
 __all__ = [
     "Detached",
     "Event",
+    "FeedStream",
     "Hangup",
     "Joined",
     "Leaving",
@@ -25,6 +26,7 @@ __all__ = [
     "Publisher",
     "Publishers",
     "Stream",
+    "Subscription",
     "Unpublished",
     "WebRTCUp",
     "parse_event",
@@ -70,6 +72,43 @@ class Publisher:
                 Stream.parse(s) for s in data.get("streams", ()) if not s.get("disabled")
             ),
         )
+
+
+@dataclass(frozen=True)
+class FeedStream:
+    """One stream of a subscription: which publisher's stream arrives on ``mid``."""
+
+    mid: str
+    """The m-line's mid in the subscription's SDP (what aiortc's transceiver says)."""
+    feed: str
+    """The publisher's id (tavkit's userId)."""
+    type: str
+    feed_mid: str | None = None
+    """The mid of the stream in the publisher's own PeerConnection."""
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> FeedStream:
+        """Read an ``attached`` event's ``streams`` entry."""
+        feed_mid = data.get("feed_mid")
+        return cls(
+            mid=str(data.get("mid", "")),
+            feed=str(data.get("feed_id", "")),
+            type=str(data.get("type", "")),
+            feed_mid=None if feed_mid is None else str(feed_mid),
+        )
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """Janus's answer to a subscription: its SDP offer and which feed is on which mid."""
+
+    room: str
+    offer: str
+    streams: tuple[FeedStream, ...]
+
+    def feed_of(self, mid: str | None) -> str | None:
+        """The publisher whose stream arrives on ``mid`` (None if no such stream)."""
+        return next((s.feed for s in self.streams if s.mid == mid), None)
 
 
 @dataclass(frozen=True)
