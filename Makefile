@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test serve cluster lint typecheck chromium netlab nginx haproxy redis venv bench clean
+.PHONY: test serve cluster lint typecheck chromium netlab nginx haproxy redis janus venv bench clean
 
 venv: $(STAMP)
 
@@ -69,6 +69,17 @@ redis:
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server; }
 
+# tests/sfu runs Janus (the SFU of SFU rooms) from a folder `tavkit janus config` writes,
+# on free ports; the service the package enables is stopped.
+janus:
+	@dpkg -s janus >/dev/null 2>&1 || { \
+		echo "installing janus from Debian"; \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq janus && \
+		{ $$SUDO systemctl disable --now janus >/dev/null 2>&1 || \
+		  $$SUDO service janus stop >/dev/null 2>&1 || true; }; }
+
 lint: venv
 	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/ruff format --check src tests bench examples
@@ -76,7 +87,7 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-test: venv chromium netlab nginx haproxy redis lint typecheck
+test: venv chromium netlab nginx haproxy redis janus lint typecheck
 	$(VENV)/bin/pytest
 
 serve: venv

@@ -77,6 +77,9 @@ COMMANDS: dict[str, Command] = {
     "turn": Command(
         "tavkit.server.cli", "turn_app", "coturn, the TURN relay the clients are sent to."
     ),
+    "janus": Command(
+        "tavkit.server.sfu.cli", "janus_app", "Janus, the SFU that moves the media of SFU rooms."
+    ),
     "rooms": Command(
         "tavkit.operator_cli",
         "rooms_app",

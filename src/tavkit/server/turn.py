@@ -47,6 +47,7 @@ __all__ = [
     "allowed_peer_networks",
     "coturn_config",
     "ip_range",
+    "turn_urls",
 ]
 
 DEFAULT_PORT: Final = 3478
@@ -169,7 +170,7 @@ def coturn_config(settings: Settings, options: TurnOptions | None = None) -> str
         raise ValueError("no TURN secret: set TAVKIT_TURN_SECRET, the secret tavkit mints with")
     if not _is_token(secret):
         raise ValueError("the TURN secret must be one word of printable characters")
-    urls = _turn_urls(settings.ice_servers)
+    urls = turn_urls(settings.ice_servers)
     realm = options.realm or (urls[0][1] if urls else None)
     if not realm:
         raise ValueError("no realm: give --realm, or a turn: URL in TAVKIT_ICE_SERVERS")
@@ -278,7 +279,7 @@ def _is_token(text: str) -> bool:
     return bool(text) and all(33 <= ord(c) <= 126 for c in text)
 
 
-def _turn_urls(entries: Iterable[object]) -> list[tuple[str, str, int | None]]:
+def turn_urls(entries: Iterable[object]) -> list[tuple[str, str, int | None]]:
     """``(scheme, host, port)`` of every ``turn:``/``turns:`` URL, in order."""
     found = []
     for entry in entries:
