@@ -826,7 +826,8 @@ export class CallController extends EventTarget {
     });
     this.reporter.start();
     this.reporter.log("info", "joined", { members: [...this.peers.keys()] });
-    if (this.names.size) this.#reportNames([...this.names].map(([userId, userName]) => ({ userId, userName })));
+    // Names the page gave before the reporter ran (the members already in the room).
+    this.#reportNames([...this.names].map(([userId, userName]) => ({ userId, userName })));
     this.voices.start();
     this.#reportTimelines();
   }

@@ -96,7 +96,9 @@ export class SpeakingMonitor {
     this.busy = true;
     try {
       const peers = this.getPeers();
-      const jobs = [...peers].map(([userId, pc]) => this.#measure(userId, receiverOf(pc), "inbound-rtp"));
+      const jobs = [...peers].map(([userId, pc]) =>
+        this.#measure(userId, receiverOf(pc), "inbound-rtp"),
+      );
       const self = this.selfId();
       const mine = [...peers.values()].map(senderOf).find(Boolean);
       if (self && mine) jobs.push(this.#measure(self, mine, "media-source"));

@@ -66,8 +66,9 @@ export function createTile(userId, local) {
  * Bring a tile up to date.
  *
  * `info` = {name, initialsOf?, avatarUrl, muted, camera, status, stream, mirror,
- * speaking, quality: {level, reason} | null}; `t` is the translator. Returns the <video> when its stream changed, so the caller can
- * start playback (which may need the autoplay fallback).
+ * speaking, quality: {level, reason} | null}; `t` is the translator. Returns the
+ * <video> when its stream changed, so the caller can start playback (which may need
+ * the autoplay fallback).
  */
 export function updateTile(tile, info, t) {
   setFlag(tile, "muted", info.muted);

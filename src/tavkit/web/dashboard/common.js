@@ -80,7 +80,7 @@ export const pct = (loss) =>
 export const ms = (v) => (v === null || v === undefined ? "–" : `${Math.round(v)} ms`);
 export const kbps = (v) => (v === null || v === undefined ? "–" : `${formatNumber(v)} kbps`);
 
-/** good / fair / poor from the worst loss and round-trip time: the call's own bars' rule (quality.js). */
+/** good / fair / poor from the worst loss and round-trip time, by the call's bars' rule (quality.js). */
 export function grade(loss, rtt) {
   if ((loss ?? null) === null && (rtt ?? null) === null) return "unknown";
   return gradeSample({ packetLoss: loss ?? undefined, rttMs: rtt ?? undefined }, { video: false }).level;
