@@ -49,6 +49,8 @@ EVENTS = [
     "tavkit:user-connection",
     "tavkit:rejoining",
     "tavkit:rejoined",
+    "tavkit:device",
+    "tavkit:screen-share",
 ]
 
 INSTRUMENT = """

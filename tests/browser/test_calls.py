@@ -70,8 +70,9 @@ def test_a_tab_rung_by_python_accepts_talks_and_leaves_when_the_caller_hangs_up(
                 user_sig=call_server.sig("py"),
             )
         )
-        wait_event(tab, "onInvited")
-        assert "py is calling" in screen(tab).inner_text()
+        wait_event(tab, "onCallReceived")
+        assert screen(tab).get_by_role("heading").inner_text() == "py"  # no onUserInfoListener
+        assert "Invites you to a video call" in screen(tab).inner_text()
         screen(tab).get_by_role("button", name="Accept").click()
         assert peer.run(handle.result()) == "accepted"
         tab.wait_connected("py")
@@ -80,7 +81,7 @@ def test_a_tab_rung_by_python_accepts_talks_and_leaves_when_the_caller_hangs_up(
         assert video >= 10
         screen(tab).wait_for(state="hidden", timeout=WAIT * 1000)
         peer.run(handle.hangup())
-        wait_event(tab, "onCallEnded")
+        wait_event(tab, "onCallEnd")
         tab.wait_state("ended")
         found = record(call_server, handle.call_id)
         peer.run(handle.aclose())
@@ -88,7 +89,7 @@ def test_a_tab_rung_by_python_accepts_talks_and_leaves_when_the_caller_hangs_up(
         peer.close()
     assert (found["state"], found["endReason"]) == ("ended", "hangup")
     assert found["events"] == ["call.ringing", "call.accepted", "call.ended"]
-    assert call_events(tab)[:2] == ["onInvited", "onCallAccepted"]
+    assert call_events(tab)[:2] == ["onCallReceived", "onCallBegin"]
 
 
 def test_a_tab_calling_python_hears_the_decline_and_leaves(
@@ -118,7 +119,7 @@ def test_a_tab_calling_python_hears_the_decline_and_leaves(
         }
         call_id = tab.page.evaluate(_LISTEN, [options, "call"])
         assert declining.result(WAIT) == call_id
-        wait_event(tab, "onCallDeclined")
+        wait_event(tab, "onUserReject")
         screen(tab).wait_for(state="hidden", timeout=WAIT * 1000)
         # Out of the room: left it ("ended"), or never entered if the decline came first.
         tab.page.wait_for_function(

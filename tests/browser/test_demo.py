@@ -53,6 +53,7 @@ def test_two_tabs_join_from_the_lobby_and_hang_up(
     alice.fill("#room", "4321")
     alice.screenshot(path=str(ARTIFACTS / "demo-lobby-desktop.png"))
     alice.click("#join")
+    alice.click("tavkit-call .tv-pj-join")  # the pre-join check comes first
     wait_call_state(alice, "waiting")
     assert "room=4321" in alice.url  # the address bar is now an invitation
 
@@ -67,6 +68,10 @@ def test_two_tabs_join_from_the_lobby_and_hang_up(
     zhang.fill("#name", "张伟")
     zhang.screenshot(path=str(ARTIFACTS / "demo-lobby-phone-zh.png"))
     zhang.click("#join")
+    join = zhang.locator("tavkit-call .tv-pj-join")
+    expect(join).to_have_text("立即加入")
+    zhang.screenshot(path=str(ARTIFACTS / "demo-prejoin-phone-zh.png"))
+    join.click()
     wait_call_state(zhang, "in-call")
     wait_call_state(alice, "in-call")
 

@@ -110,6 +110,8 @@ def test_an_audience_tab_watches_without_devices_tiles_or_a_send_bit(
         "mute": False,
         "camera": False,
         "switch-camera": False,
+        "share": False,  # no video to send, so no screen either
+        "devices": True,  # a viewer still chooses its speaker
         "chat": True,
         "hangup": True,
     }
@@ -125,7 +127,8 @@ def test_an_audience_tab_watches_without_devices_tiles_or_a_send_bit(
         wait_tiles(page, ["host", "guest"])
         assert "3" in page.call("(el) => el.shadowRoot.querySelector('.tv-count').textContent")
         assert page.tv("errors") == []
-        assert page.call(_CONTROLS)["camera"] is True
+        controls = page.call(_CONTROLS)
+        assert controls["camera"] is True and controls["share"] is True
 
 
 def test_a_tab_that_may_send_only_audio_never_asks_for_the_camera(
@@ -145,7 +148,7 @@ def test_a_tab_that_may_send_only_audio_never_asks_for_the_camera(
     assert tracks == ["audio"]
     controls = speaker.call(_CONTROLS)
     assert controls["mute"] is True and controls["camera"] is False
-    assert controls["switch-camera"] is False
+    assert controls["switch-camera"] is False and controls["share"] is False
     wait_tiles(speaker, ["speaker", "host"])
     for to, kind, sdp in speaker.tv("sdps"):
         assert refusal(sdp, SPEAKER) is None, f"{kind} to {to}"

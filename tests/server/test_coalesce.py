@@ -122,9 +122,9 @@ class CountedWrites:
         rooms = self.apps[-1].state.tavkit.rooms
         original = rooms.set_state
 
-        async def counted(*args: Any, muted: bool, camera: bool) -> None:
+        async def counted(*args: Any, muted: bool, camera: bool, screen: bool = False) -> None:
             self.calls.append((muted, camera))
-            await original(*args, muted=muted, camera=camera)
+            await original(*args, muted=muted, camera=camera, screen=screen)
 
         rooms.set_state = counted
 

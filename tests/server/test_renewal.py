@@ -238,6 +238,33 @@ async def test_a_renewed_key_with_fewer_bits_is_enforced_at_once(pmk_server):
             assert "SEND_AUDIO" in refused["errorMsg"]
 
 
+async def test_only_a_member_with_the_sub_stream_bit_may_say_it_shares_a_screen(pmk_server):
+    """state.screen reaches the others as member-state screen:true; without bit 64 it is 10004."""
+    server = pmk_server
+    no_sub = int(Privilege.ALL) & ~int(Privilege.SEND_SUB)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        bob_creds = {"sig": server.sig("bob"), "pmk": server.pmk("bob", ROOM, privilege=no_sub)}
+        alice_creds = {"sig": server.sig("alice"), "pmk": server.pmk("alice", ROOM)}
+        async with (
+            member(http, server, "bob", **bob_creds) as (bob, _),
+            member(http, server, "alice", **alice_creds) as (alice, _),
+        ):
+            state = {"type": "state", "muted": False, "camera": True, "screen": True, "id": "s1"}
+            await alice.send(json.dumps(state))
+            shared, _ = await until(bob, "member-state")
+            assert shared == {
+                "type": "member-state",
+                "userId": "alice",
+                "muted": False,
+                "camera": True,
+                "screen": True,
+            }
+            await bob.send(json.dumps(state))
+            refused, _ = await until(bob, "error")
+            assert (refused["errorCode"], refused["ref"]) == (10004, "s1")
+            assert "SEND_SUB" in refused["errorMsg"]
+
+
 async def test_a_key_for_another_room_is_refused(pmk_server):
     """A renewed privateMapKey must open the same room: another room's is avkit 87."""
     server = pmk_server

@@ -259,3 +259,87 @@ def test_the_waits_and_assertions_fail_saying_what_is_missing(pytester: pytest.P
                 await participant("eve", user_sig="not-a-signature")
         """,
     )
+
+
+def test_an_address_change_restarts_the_call_on_a_new_connection(
+    pytester: pytest.Pytester,
+) -> None:
+    """When the participant whose offer made the session moves to a new address, its
+    socket resumes and it restarts the call on a new peer connection (tavkit's ICE
+    restart: aiortc has none), both sides count a second connection, and media flows
+    both ways; when the answerer moves, the offerer's ICE agent follows it on the same
+    connection and media flows both ways again."""
+    run_integrator_test(
+        pytester,
+        """
+        import pytest
+        from tavkit.testing import assert_call_connected
+
+        @pytest.mark.asyncio
+        async def test_patient_walks_out_of_wifi(participant):
+            doctor = await participant("doctor")
+            patient = await participant("patient")  # the newcomer offers
+            await doctor.wait_for_video_from("patient", frames=10)
+            await patient.wait_for_video_from("doctor", frames=10)
+            assert patient.connections_with("doctor") == doctor.connections_with("patient") == 1
+
+            assert await patient.change_address() > 0
+            await patient.wait_for(lambda: patient.connections_with("doctor") == 2, "a restart")
+            await doctor.wait_for(lambda: doctor.connections_with("patient") == 2, "a restart")
+            await patient.wait_for_video_from("doctor", frames=20, more=True)
+            await doctor.wait_for_video_from("patient", frames=20, more=True)
+            assert patient.resumes >= 1
+            assert patient.kit.peers["doctor"].rebuilds >= 1
+            assert_call_connected(doctor, patient)
+
+            assert await doctor.change_address() > 0  # the answerer moves
+            await doctor.wait_for_video_from("patient", frames=20, more=True)
+            await patient.wait_for_video_from("doctor", frames=20, more=True)
+            assert doctor.resumes >= 1
+            assert patient.connections_with("doctor") == doctor.connections_with("patient") == 2
+        """,
+    )
+
+
+def test_a_receive_cap_limits_what_arrives_not_what_is_sent(pytester: pytest.Pytester) -> None:
+    """A 100 kbit/s cap on what one participant receives brings the bitrate reaching it
+    under the cap (from well above it), drops datagrams on its side only (the sender's
+    network is untouched), and shows in the received bitrate it reports to the server."""
+    run_integrator_test(
+        pytester,
+        """
+        import asyncio
+        import pytest
+
+        async def received_bitrate(p, other, seconds=1.0):
+            loop = asyncio.get_running_loop()
+            before, began = (await p.quality())[other]["bytesReceived"], loop.time()
+            await asyncio.sleep(seconds)
+            after = (await p.quality())[other]["bytesReceived"]
+            return (after - before) * 8 / (loop.time() - began)
+
+        @pytest.mark.asyncio
+        async def test_patient_on_a_thin_line(tavkit_server, participant):
+            doctor = await participant("doctor")
+            patient = await participant("patient")
+            await patient.wait_for_video_from("doctor", frames=10)
+            free = await received_bitrate(patient, "doctor")
+            assert free > 200_000, free
+
+            patient.impair(receive_bandwidth=100_000)
+            await asyncio.sleep(0.5)  # the half-second queue fills
+            capped = await received_bitrate(patient, "doctor")
+            assert capped < 120_000, (free, capped)
+            assert patient.network.dropped > 0
+            assert doctor.network.dropped == 0 and doctor.network.conditions.clear
+            session = patient.room_uuid
+            await patient.leave()  # flushes the last quality sample
+
+            reported = [
+                s["bitrateInKbps"]
+                for s in tavkit_server.quality(session)
+                if s["userId"] == "patient" and "bitrateInKbps" in s
+            ]
+            assert 0 < reported[-1] < 120, reported  # kbit/s, the last sample's, all capped
+        """,
+    )

@@ -72,6 +72,10 @@ CASES: list[tuple[dict[str, Any], dict[str, Any], str, str]] = [
     (failed("trtc", -1301, failure="insecure"), {}, "insecure", ""),
     (failed("server", 10006), {}, "failed", "retry"),
     ({"reason": "cameraDenied"}, {"phone": True}, "failed", "retry"),  # not a reason
+    ({"reason": "declined"}, {}, "callDeclined", ""),
+    ({"reason": "busy"}, {}, "callBusy", ""),
+    ({"reason": "noAnswer"}, {}, "callNoAnswer", ""),
+    ({"reason": "cancelled"}, {}, "callCancelled", ""),
 ]
 
 
@@ -138,3 +142,16 @@ def test_the_device_screens_name_the_device_and_the_phone_wording_differs() -> N
     assert "address bar" in desktop["en"]["hint"] and "地址栏" in desktop["zh"]["hint"]
     assert "address bar" not in phone["en"]["hint"] and "tap" in phone["en"]["hint"]
     assert "地址栏中的摄像头图标" not in phone["zh"]["hint"]
+
+
+def test_a_rung_calls_ending_names_the_callee_or_says_they() -> None:
+    """The caller reads who declined; without a name the screen says "They" / "对方"."""
+    named, unnamed = _run(
+        [({"reason": "declined"}, {"name": "Bob Chen"}), ({"reason": "noAnswer"}, {})]
+    )
+    assert (named["en"]["title"], named["zh"]["title"]) == (
+        "Bob Chen declined the call",
+        "Bob Chen拒绝了通话",
+    )
+    assert (unnamed["en"]["title"], unnamed["zh"]["title"]) == ("They did not answer", "对方无应答")
+    assert named["en"]["ending"] and not named["en"]["action"]

@@ -263,16 +263,24 @@ class SignalTo:
 
 @dataclass(frozen=True, slots=True)
 class State:
-    """This member's microphone and camera state, broadcast as ``member-state``."""
+    """This member's microphone and camera state, broadcast as ``member-state``.
+
+    ``screen``: the video it sends is a shared screen (the others show it whole);
+    only with the sub-stream privilege (64). On the wire only when true.
+    """
 
     type: ClassVar[str] = "state"
     muted: bool
     camera: bool
     id: str | None = None
+    screen: bool = False
 
     def to_wire(self) -> dict[str, Any]:
         """The ``state`` frame."""
-        return _with_id({"type": self.type, "muted": self.muted, "camera": self.camera}, self.id)
+        wire: dict[str, Any] = {"type": self.type, "muted": self.muted, "camera": self.camera}
+        if self.screen:
+            wire["screen"] = True
+        return _with_id(wire, self.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,21 +439,25 @@ class MemberLeft:
 
 @dataclass(frozen=True, slots=True)
 class MemberState:
-    """Another member's microphone or camera changed."""
+    """Another member's microphone, camera or screen share changed."""
 
     type: ClassVar[str] = "member-state"
     user_id: str
     muted: bool
     camera: bool
+    screen: bool = False
 
     def to_wire(self) -> dict[str, Any]:
-        """The ``member-state`` frame."""
-        return {
+        """The ``member-state`` frame (``screen`` only when true)."""
+        wire: dict[str, Any] = {
             "type": self.type,
             "userId": self.user_id,
             "muted": self.muted,
             "camera": self.camera,
         }
+        if self.screen:
+            wire["screen"] = True
+        return wire
 
 
 ConnectionStatus = Literal["reconnecting", "connected"]

@@ -185,7 +185,8 @@ def _signal_to(f: Fields, ref: str | None) -> SignalTo:
 
 
 def _state(f: Fields, ref: str | None) -> State:
-    return State(muted=f.boolean("muted"), camera=f.boolean("camera"), id=ref)
+    screen = f.boolean("screen") if f.has("screen") else False
+    return State(muted=f.boolean("muted"), camera=f.boolean("camera"), id=ref, screen=screen)
 
 
 def _ping(f: Fields, ref: str | None) -> Ping:
@@ -364,7 +365,10 @@ def _member_left(f: Fields) -> MemberLeft:
 
 def _member_state(f: Fields) -> MemberState:
     return MemberState(
-        user_id=f.user_id("userId"), muted=f.boolean("muted"), camera=f.boolean("camera")
+        user_id=f.user_id("userId"),
+        muted=f.boolean("muted"),
+        camera=f.boolean("camera"),
+        screen=f.boolean("screen") if f.has("screen") else False,
     )
 
 

@@ -34,6 +34,7 @@ from typing import Final, Protocol, Self
 
 from tavkit.errors import ServerCode, ServerError
 from tavkit.server.events import Event, MessageEvent, decode, encode
+from tavkit.server.mailbox import Mailbox
 
 __all__ = [
     "Bus",
@@ -115,7 +116,7 @@ class QueuedSubscription:
         self._attach = attach
         self._detach = detach
         # None after the events: the bus cut it off (see _lost).
-        self._queue: asyncio.Queue[str | bytes | Event | None] = asyncio.Queue(max_queue)
+        self._queue: Mailbox[str | bytes | Event | None] = Mailbox(max_queue)
         self._lost: str | None = None
         self._entered = False
 

@@ -132,21 +132,25 @@ class MemberLeftEvent:
 
 @dataclass(frozen=True, slots=True)
 class MemberStateEvent:
-    """A member's microphone or camera changed."""
+    """A member's microphone, camera or screen share changed."""
 
     kind: ClassVar[str] = "member-state"
     user_id: str
     muted: bool
     camera: bool
+    screen: bool = False
 
     def to_wire(self) -> dict[str, Any]:
-        """``{"kind", "userId", "muted", "camera"}``."""
-        return {
+        """``{"kind", "userId", "muted", "camera"}``, and ``"screen": true`` while sharing."""
+        wire: dict[str, Any] = {
             "kind": self.kind,
             "userId": self.user_id,
             "muted": self.muted,
             "camera": self.camera,
         }
+        if self.screen:
+            wire["screen"] = True
+        return wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,7 +389,10 @@ _PARSERS: Final[dict[str, Callable[[_Fields], Event]]] = {
     "member-joined": lambda f: MemberJoinedEvent(f.member("member"), f.text("connectionId")),
     "member-left": _member_left,
     "member-state": lambda f: MemberStateEvent(
-        f.text("userId"), f.boolean("muted"), f.boolean("camera")
+        f.text("userId"),
+        f.boolean("muted"),
+        f.boolean("camera"),
+        f.boolean("screen") if "screen" in f.obj else False,
     ),
     "room-closed": lambda f: RoomClosedEvent(f.text("reason")),
     "signal": lambda f: SignalEvent(

@@ -19,10 +19,19 @@ The participant's REST calls and signaling socket go through a :class:`TcpRelay`
 its own; :meth:`Network.blackout` blocks it too, so the whole network is gone: the
 socket drops and resumes, media stops and comes back.
 
-Not modelled: a bandwidth cap on the receiving side (the cap shapes what this
-participant sends), TURN relays' incoming path (only host candidates are wrapped on
-the receiving side), and an address change (aiortc cannot restart ICE; see
-``docs/testing.md``).
+Bandwidth is capped in each direction on its own (``bandwidth`` what the participant
+sends, ``receive_bandwidth`` what reaches it), each by a shaper of its own: a queue
+that drains at the rate, holds at most half a second and drops beyond (tail drop).
+
+:meth:`Network.change_address` moves the participant to a new address, as a NAT
+rebinding or a switch from Wi-Fi to mobile data would: each media socket is replaced
+by a new one on a new port (the ICE agent is not told, as it is not told of a NAT's new
+mapping), so the others see its packets come from a new source and what they send to
+the old port is lost; its TCP connections are reset. aiortc cannot restart ICE, so what
+repairs the call is tavkit's restart on a new connection (``tavkit.client.peer``).
+
+Not modelled: TURN relays (their sockets are neither moved nor wrapped on the
+receiving side).
 """
 
 from __future__ import annotations
@@ -30,7 +39,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable, Mapping
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -50,14 +61,16 @@ class Conditions:
     ``loss`` is the probability (0-1) that a datagram is dropped; ``delay`` (s) is
     added one way, plus a uniform random ``jitter`` (s) of up to that much either side
     (datagrams may then arrive out of order, as on a real network); ``bandwidth``
-    (bit/s) caps what this participant sends, queueing up to half a second and
-    dropping beyond; ``down`` drops everything.
+    (bit/s) caps what this participant sends and ``receive_bandwidth`` what it
+    receives, each queueing up to half a second and dropping beyond; ``down`` drops
+    everything.
     """
 
     loss: float = 0.0
     delay: float = 0.0
     jitter: float = 0.0
     bandwidth: int | None = None
+    receive_bandwidth: int | None = None
     down: bool = False
 
     def __post_init__(self) -> None:
@@ -65,13 +78,33 @@ class Conditions:
             raise ValueError("loss is a probability between 0 and 1")
         if self.delay < 0 or self.jitter < 0:
             raise ValueError("delay and jitter are durations >= 0")
-        if self.bandwidth is not None and self.bandwidth <= 0:
-            raise ValueError("bandwidth is a positive number of bit/s")
+        for cap in (self.bandwidth, self.receive_bandwidth):
+            if cap is not None and cap <= 0:
+                raise ValueError("a bandwidth is a positive number of bit/s")
 
     @property
     def clear(self) -> bool:
         """Whether datagrams pass untouched."""
         return self == Conditions()
+
+
+class _Shaper:
+    """A link of fixed rate in one direction, kept as the time it is free again.
+
+    A datagram waits for the datagrams before it to drain at the rate (a queue), and is
+    dropped when that wait would pass :data:`_MAX_QUEUE_DELAY` (the queue is full).
+    """
+
+    def __init__(self) -> None:
+        self.free_at = 0.0  # loop time
+
+    def admit(self, size: int, rate: int, now: float) -> float | None:
+        """How long a datagram of ``size`` bytes waits, or ``None`` to drop it."""
+        start = max(now, self.free_at)
+        if start - now > _MAX_QUEUE_DELAY:
+            return None
+        self.free_at = start + size * 8 / rate
+        return start - now
 
 
 class _ImpairedTransport:
@@ -106,13 +139,22 @@ class Network:
         self.relay = relay
         self.conditions = Conditions()
         self._random = random.Random(seed)
-        self._next_free = 0.0  # when the shaped link is free again (loop time)
+        self._uplink = _Shaper()
+        self._downlink = _Shaper()
         self._watcher: asyncio.Task[None] | None = None
         self._protocols: list[Any] = []
+        self._last_pc: dict[str, weakref.ref[Any]] = {}
         self.dropped = 0
-        """Datagrams dropped so far (loss, blackout, or over the bandwidth cap)."""
+        """Datagrams dropped so far (loss, blackout, or over a bandwidth cap)."""
         self.passed = 0
         """Datagrams let through so far (on time or late)."""
+        self.address_changes = 0
+        """How many times :meth:`change_address` moved the participant."""
+        self.connections: Counter[str] = Counter()
+        """Per remote userId, the peer connections seen with it (a restart adds one).
+
+        Seen by the watcher, which looks every 50 ms: a connection replaced sooner (glare)
+        may not count."""
 
     def start(self) -> None:
         """Start watching for new peer connections (idempotent)."""
@@ -135,9 +177,16 @@ class Network:
         delay: float = 0.0,
         jitter: float = 0.0,
         bandwidth: int | None = None,
+        receive_bandwidth: int | None = None,
     ) -> Conditions:
         """Apply these conditions from now on (replacing the previous ones); return them."""
-        self.conditions = Conditions(loss=loss, delay=delay, jitter=jitter, bandwidth=bandwidth)
+        self.conditions = Conditions(
+            loss=loss,
+            delay=delay,
+            jitter=jitter,
+            bandwidth=bandwidth,
+            receive_bandwidth=receive_bandwidth,
+        )
         self._wrap_all()
         return self.conditions
 
@@ -163,6 +212,26 @@ class Network:
                 self.relay.unblock()
             self.conditions = before
 
+    async def change_address(self) -> int:
+        """Move to a new address, as a NAT rebinding or a network switch does; return how
+        many media sockets moved.
+
+        Every UDP socket of the current peer connections is replaced by a new one on a
+        new port of the same host: from now on the others receive this participant's
+        datagrams from a new source, and what they send to the old port is lost (the
+        port is closed). Nobody is told: neither this participant's ICE agent nor the
+        others'. Open TCP connections are reset (they belonged to the old address), so
+        the signaling socket reconnects and resumes. The conditions in force stay.
+        """
+        self._wrap_all()
+        moved = 0
+        for protocol in list(self._current_protocols()):
+            moved += await self._rebind(protocol)
+        if self.relay is not None:
+            self.relay.cut()
+        self.address_changes += 1
+        return moved
+
     # -- internals ------------------------------------------------------------------------
 
     async def _watch(self) -> None:
@@ -170,17 +239,45 @@ class Network:
             self._wrap_all()
             await asyncio.sleep(_WATCH_PERIOD)
 
-    def _wrap_all(self) -> None:
-        for pc in list(self._peer_connections().values()):
+    def _current_protocols(self) -> Iterator[Any]:
+        """aioice's protocols (one per local candidate) of the current peer connections."""
+        for user_id, pc in list(self._peer_connections().items()):
             if pc is None:
                 continue
+            last = self._last_pc.get(user_id)
+            if last is None or last() is not pc:
+                self._last_pc[user_id] = weakref.ref(pc)
+                self.connections[user_id] += 1
             for transceiver in pc.getTransceivers():
                 try:
                     connection = transceiver.sender.transport.transport.iceGatherer._connection
                 except AttributeError:
                     continue
-                for protocol in list(getattr(connection, "_protocols", ())):
-                    self._wrap(protocol)
+                yield from list(getattr(connection, "_protocols", ()))
+
+    async def _rebind(self, protocol: Any) -> bool:
+        """Give ``protocol`` a new socket on a new port of the same host (False: left as is)."""
+        wrapper = protocol.transport
+        if not isinstance(wrapper, _ImpairedTransport) or wrapper.is_closing():
+            return False
+        old = wrapper._inner
+        host = old.get_extra_info("sockname")
+        if old.get_extra_info("socket") is None or host is None:
+            return False  # a TURN allocation, not a socket of ours
+        # The new socket delivers to the same protocol (its connection_made replaces the
+        # protocol's transport, wrapped again below); the old one is detached first, so
+        # its closing does not tell aioice that the connection was lost.
+        new, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: protocol, local_addr=(host[0], 0)
+        )
+        protocol.transport = _ImpairedTransport(new, self)
+        old.set_protocol(asyncio.DatagramProtocol())
+        old.close()
+        return True
+
+    def _wrap_all(self) -> None:
+        for protocol in self._current_protocols():
+            self._wrap(protocol)
 
     def _wrap(self, protocol: Any) -> None:
         if getattr(protocol, _MARK, False) or getattr(protocol, "transport", None) is None:
@@ -196,7 +293,7 @@ class Network:
         protocol.datagram_received = datagram_received
         self._protocols.append(protocol)
 
-    def _fate(self, size: int, shaped: bool) -> float | None:
+    def _fate(self, size: int, outgoing: bool) -> float | None:
         """The delay (s) to give a datagram, or ``None`` to drop it."""
         conditions = self.conditions
         if conditions.clear:
@@ -207,19 +304,19 @@ class Network:
         wait = conditions.delay
         if conditions.jitter:
             wait = max(0.0, wait + self._random.uniform(-conditions.jitter, conditions.jitter))
-        if shaped and conditions.bandwidth is not None:
-            now = asyncio.get_running_loop().time()
-            start = max(now, self._next_free)
-            if start - now > _MAX_QUEUE_DELAY:
+        rate = conditions.bandwidth if outgoing else conditions.receive_bandwidth
+        if rate is not None:
+            shaper = self._uplink if outgoing else self._downlink
+            queued = shaper.admit(size, rate, asyncio.get_running_loop().time())
+            if queued is None:
                 self.dropped += 1
                 return None
-            self._next_free = start + size * 8 / conditions.bandwidth
-            wait += start - now
+            wait += queued
         self.passed += 1
         return wait
 
     def _outgoing(self, transport: Any, data: bytes, addr: Any) -> None:
-        wait = self._fate(len(data), shaped=True)
+        wait = self._fate(len(data), outgoing=True)
         if wait is None:
             return
         if wait <= 0:
@@ -233,7 +330,7 @@ class Network:
         asyncio.get_running_loop().call_later(wait, send)
 
     def _incoming(self, deliver: Callable[[bytes, Any], None], data: bytes, addr: Any) -> None:
-        wait = self._fate(len(data), shaped=False)
+        wait = self._fate(len(data), outgoing=False)
         if wait is None:
             return
         if wait <= 0:

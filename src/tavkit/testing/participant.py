@@ -11,8 +11,8 @@ listener, a frame sink and a network of its own (:class:`~tavkit.testing.network
   (:attr:`Participant.events`) and in-call message (:attr:`Participant.messages`);
 * waits that fail with a message naming what did not happen
   (:meth:`Participant.wait_for_video_from`, :meth:`Participant.wait_for_message`...);
-* its network: :meth:`Participant.impair` (loss, delay, jitter, bandwidth) and
-  :meth:`Participant.blackout`.
+* its network: :meth:`Participant.impair` (loss, delay, jitter, bandwidth each way),
+  :meth:`Participant.blackout` and :meth:`Participant.change_address`.
 
 The ``participant`` fixture (:mod:`tavkit.testing.plugin`) makes them and hangs them up
 after the test.
@@ -170,6 +170,14 @@ class Participant:
         """Audio frames decoded from ``user_id`` since entering (across reconnections)."""
         return self._counts[(user_id, "audio")]
 
+    def connections_with(self, user_id: str) -> int:
+        """How many peer connections this participant has had with ``user_id``.
+
+        1 while the first one lasts; each restart on a new connection (tavkit's ICE
+        restart, made by whichever side offered the session) adds one, on both sides.
+        """
+        return self.network.connections[user_id]
+
     def connected_to(self, user_id: str) -> bool:
         """Whether the peer connection to ``user_id`` is up now."""
         stats = self.kit.peers.get(user_id)
@@ -309,13 +317,27 @@ class Participant:
         delay: float = 0.0,
         jitter: float = 0.0,
         bandwidth: int | None = None,
+        receive_bandwidth: int | None = None,
     ) -> Conditions:
-        """Degrade this participant's own UDP traffic, both ways (see :class:`Network`)."""
-        return self.network.impair(loss=loss, delay=delay, jitter=jitter, bandwidth=bandwidth)
+        """Degrade this participant's own UDP traffic (see :class:`Network`): loss, delay
+        and jitter both ways, ``bandwidth`` caps what it sends, ``receive_bandwidth``
+        what it receives (bit/s)."""
+        return self.network.impair(
+            loss=loss,
+            delay=delay,
+            jitter=jitter,
+            bandwidth=bandwidth,
+            receive_bandwidth=receive_bandwidth,
+        )
 
     async def blackout(self, seconds: float) -> None:
         """Take this participant's whole network away for ``seconds``, then give it back."""
         await self.network.blackout(seconds)
+
+    async def change_address(self) -> int:
+        """Move this participant to a new address (new UDP ports, TCP connections reset);
+        return how many media sockets moved. See :meth:`Network.change_address`."""
+        return await self.network.change_address()
 
     async def leave(self) -> None:
         """Hang up (the others see ``on_user_leave(..., "exit")``)."""

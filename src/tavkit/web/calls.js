@@ -2,23 +2,50 @@
 //
 // A CallClient holds one user's user socket (/v1/ws/user) and the call REST routes.
 // It knows nothing of the page: it reports every change through `onCallListener(event)`
-// (TUICallKit's event names where one exists: onInvited, onCallReceived... see EVENTS),
-// and the element decides what to show and when to start() in the call's room.
+// under TUICallKit's observer names (eventName below), and the element decides what
+// to show and when to start() in the call's room.
 //
 // The credentials travel in the handshake, as the subprotocol tavkit.user.<base64url of
 // {sdkAppId, userId, userSig, device}>, never in the URL.
 
 import { ApiClient } from "./api.js";
 
-/** Frame type -> the listener event it becomes. */
-export const EVENTS = Object.freeze({
-  "call-invite": "onInvited",
-  "call-accepted": "onCallAccepted",
-  "call-declined": "onCallDeclined",
-  "call-timeout": "onCallTimeout",
-  "call-cancelled": "onCallCancelled",
-  "call-ended": "onCallEnded",
-});
+/**
+ * Every name onCallListener(event) can hear, TUICallKit's where it has one (its
+ * TUICallObserver: onCallReceived, onCallBegin, onCallEnd, onCallCancelled,
+ * onUserReject, onUserNoResponse, onUserLineBusy; onUserAccept is its web engine's
+ * USER_ACCEPT).
+ */
+export const EVENTS = Object.freeze([
+  "onCallReceived", // rung: the invitation (a callee)
+  "onCallBegin", // the call is connected for this user: they accepted, or the first callee did
+  "onUserAccept", // another callee accepted a call already connected
+  "onUserReject", // a callee declined
+  "onUserLineBusy", // a callee was busy (in another call, or declined with "busy")
+  "onUserNoResponse", // a callee's ring ran out
+  "onCallCancelled", // the caller cancelled, or left, before an accept
+  "onCallEnd", // an accepted call ended (hangup, empty room, closed by an admin)
+]);
+
+/**
+ * The listener event a user-socket frame is for `me`, or "" for frames that are not
+ * about a call. Accepts tell apart the call starting (for the one who accepted, and
+ * for the caller at the first accept) from a further callee joining a call underway.
+ */
+export function eventName(frame, me) {
+  const { type, call, userId } = frame;
+  if (type === "call-invite") return "onCallReceived";
+  if (type === "call-accepted") {
+    const accepted = call.callees.find((c) => c.userId === userId);
+    const first = accepted && accepted.answeredAt === call.answeredAt;
+    return userId === me || (call.caller === me && first) ? "onCallBegin" : "onUserAccept";
+  }
+  if (type === "call-declined") return frame.reason === "busy" ? "onUserLineBusy" : "onUserReject";
+  if (type === "call-timeout") return "onUserNoResponse";
+  if (type === "call-cancelled") return "onCallCancelled";
+  if (type === "call-ended") return "onCallEnd";
+  return "";
+}
 
 /** The subprotocol that opens a user socket (tavkit.protocol.calls.user_subprotocol). */
 export function userSubprotocol({ sdkAppId, userId, userSig }, device = "default") {
@@ -113,7 +140,7 @@ export class CallClient {
   }
 
   #frame(frame) {
-    const name = EVENTS[frame.type];
+    const name = eventName(frame, this.options.userId);
     if (!name) return;
     const call = frame.call;
     if (frame.type === "call-invite") this.ringing.set(call.callId, call);

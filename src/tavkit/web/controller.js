@@ -64,12 +64,20 @@
 // delivers them exactly once and in order; each reaches onMessageListener and the
 // `tavkit:message` event, own ones included. The chat panel's state (open, unread
 // count of others' text messages while closed) lives here too.
+//
+// Devices (devices.js): start() may be handed the devices a pre-join check already
+// opened (`prepared`: the stream, and whether the microphone and camera start on),
+// else it opens the remembered ones. useDevice() switches the camera or microphone
+// in the call with replaceTrack, no renegotiation. A shared screen (share.js) is
+// sent instead of the camera the same way; while it is shared our state reads
+// camera-on, so the others show the screen even with the camera off.
 
 import { ApiClient } from "./api.js";
 import { Chat } from "./chat.js";
 import { CallError, asCallError, callError, fromWire } from "./errors.js";
 import { Heartbeat } from "./heartbeat.js";
-import { countCameras, openCamera, openLocalMedia } from "./media.js";
+import { recall, remember } from "./devices.js";
+import { countCameras, openCamera, openDevice, openLocalMedia } from "./media.js";
 import { Mesh, isHidden } from "./mesh.js";
 import { checkOptions, pickListener } from "./options.js";
 import { maySend, privilegesOf, publishes } from "./privileges.js";
@@ -78,6 +86,7 @@ import { LinkQuality } from "./quality.js";
 import { Renewal } from "./renewal.js";
 import { Reporter } from "./reporter.js";
 import { Roster } from "./roster.js";
+import { mayShareScreen, openScreen } from "./share.js";
 import { Signaling } from "./signaling.js";
 import { SpeakingMonitor } from "./speaking.js";
 import { JOIN_TIMELINE_EVENT, JoinClock, timelineData } from "./timeline.js";
@@ -96,6 +105,21 @@ function transient(err) {
   if (!(err instanceof CallError)) return true;
   if (err.module === "http") return true; // network or server error (http 10000)
   return err.module === "server" && (err.errorCode === 10000 || err.retryAfter > 0);
+}
+
+/**
+ * A pre-join check's media as openLocalMedia() would have opened it: only the kinds
+ * the privileges (known only now, after entering) let us send; the rest is stopped.
+ */
+function usable(prepared, kinds) {
+  const stream = prepared.stream;
+  for (const track of stream?.getTracks() || []) {
+    if (kinds[track.kind]) continue;
+    track.stop();
+    stream.removeTrack(track);
+  }
+  const empty = !stream || stream.getTracks().length === 0;
+  return { stream: empty ? null : stream, errors: [], fatal: null, denied: null };
 }
 
 /** State and logic of one <tavkit-call>; an EventTarget for its view. */
@@ -164,6 +188,8 @@ export class CallController extends EventTarget {
     // Why the last call ended (see the module comment); reason "" while it has not.
     this.ending = { reason: "", error: null };
     this.mostMembers = 0; // the most members this call had at once, us included
+    this.prepared = null; // media a pre-join check opened for the next start()
+    this.screen = null; // the shared screen's track while sharing
   }
 
   /** Whether a call is being set up or is up. */
@@ -191,18 +217,29 @@ export class CallController extends EventTarget {
     return publishes(this.privileges);
   }
 
+  /** Whether we may share our screen now (share.js: the browser and our privileges). */
+  get mayShare() {
+    return this.active && this.publishing && mayShareScreen(this.privileges);
+  }
+
   /**
    * Enter the room and start the call; resolves true once in the room, false when
    * it failed (the failure went to onErrorListener). Throws only for a second
-   * start() while a call is active, a programming mistake.
+   * start() while a call is active, a programming mistake. `prepared` =
+   * {stream, muted, camera}: devices a pre-join check opened, used instead of
+   * opening them again.
    */
-  async start(raw) {
+  async start(raw, prepared = null) {
     if (this.active) throw new Error("tavkit-call: start() while a call is active; hangup() first");
+    this.prepared?.stream?.getTracks().forEach((t) => t.stop());
+    this.prepared = prepared;
+    if (prepared) this.self = { ...this.self, muted: Boolean(prepared.muted), camera: prepared.camera !== false };
     const gen = ++this.generation;
     this.clock.start();
     this.listener = pickListener(raw?.listener);
     const { options, error } = checkOptions(raw, this.defaultServer, this.lang);
     if (error) {
+      this.#dropPrepared();
       this.ending = { reason: "failed", error };
       this.#changed();
       this.#report(error);
@@ -226,6 +263,7 @@ export class CallController extends EventTarget {
       this.privileges = privilegesOf(this.room);
     } catch (err) {
       if (gen !== this.generation) return false;
+      this.#dropPrepared();
       const error = asCallError(err, callError("http", 10000, this.lang, String(err)));
       this.ending = { reason: "failed", error };
       this.#setState("ended");
@@ -234,10 +272,17 @@ export class CallController extends EventTarget {
       return false;
     }
     if (gen !== this.generation) {
+      this.#dropPrepared();
       this.api.exit(options.roomId).catch(() => {});
       return false;
     }
     return this.#connect(gen);
+  }
+
+  /** Release the devices a pre-join check opened for a start that will not use them. */
+  #dropPrepared() {
+    this.prepared?.stream?.getTracks().forEach((t) => t.stop());
+    this.prepared = null;
   }
 
   async #connect(gen, rejoin = false) {
@@ -262,7 +307,8 @@ export class CallController extends EventTarget {
     welcomed.catch(() => {}); // awaited below, after the devices
     if (rejoin) return this.#relink(gen, welcomed);
     const kinds = { audio: this.maySend("audio"), video: this.maySend("video") };
-    const media = await openLocalMedia(this.lang, true, kinds);
+    const media = this.prepared ? usable(this.prepared, kinds) : await openLocalMedia(this.lang, true, kinds, recall());
+    this.prepared = null;
     if (gen !== this.generation) {
       media.stream?.getTracks().forEach((t) => t.stop());
       return false;
@@ -316,6 +362,7 @@ export class CallController extends EventTarget {
       log: this.log,
     });
     this.mesh.localStream = this.localStream;
+    this.mesh.screen = this.screen;
     this.#changed();
     const queued = this.pending;
     this.pending = null;
@@ -336,7 +383,7 @@ export class CallController extends EventTarget {
     if (gen !== this.generation) return false;
     this.#startReporter();
     this.heartbeat.start(room.heartbeatInterval, () => gen === this.generation);
-    if (this.self.muted || !this.self.camera) this.#sendState();
+    if (this.self.muted || !this.self.camera || this.screen) this.#sendState();
     return true;
   }
 
@@ -354,6 +401,25 @@ export class CallController extends EventTarget {
     this.#call("onHandupListener");
     this.emit("tavkit:handup", {});
     this.#report(callError("trtc", 5000, this.lang));
+  }
+
+  /**
+   * Leave (or show as over, when not in the room yet) because the rung call this element
+   * made or accepted is over: `reason` is screens.js's ("declined", "busy", "noAnswer",
+   * "cancelled", "peerHungUp"), `name` whom it is about. Not the user's hang-up, so
+   * onHandupListener stays silent.
+   */
+  async leaveCall(reason, name = "") {
+    if (this.active) {
+      this.generation += 1;
+      this.#stopReporter();
+      const wasSignaling = this.signaling;
+      this.#stopMedia();
+      await this.#leave(wasSignaling);
+      this.#teardown("ended");
+    }
+    this.ending = { reason, error: null, name };
+    this.#changed();
   }
 
   /** The page is unloading: tell the server without waiting for anything. */
@@ -407,7 +473,7 @@ export class CallController extends EventTarget {
       } catch (err) {
         // Put the camera we had back, so a failed switch does not leave us without video.
         track = await openCamera(this.lang, !front).catch(() => null);
-        if (track && this.localStream) await this.#swapVideo(old, track);
+        if (track && this.localStream) await this.#swapTrack(old, track);
         else track?.stop();
         this.#report(asCallError(err, callError("trtc", -1301, this.lang)));
         return this.self.front;
@@ -417,7 +483,7 @@ export class CallController extends EventTarget {
       track.stop(); // hung up while the camera opened
       return this.self.front;
     }
-    await this.#swapVideo(old, track);
+    await this.#swapTrack(old, track);
     this.self.front = front;
     this.#changed();
     this.#call("onSwitchCameraListener", front);
@@ -462,9 +528,74 @@ export class CallController extends EventTarget {
     this.clock.mark("first-frame", userId);
   }
 
-  async #swapVideo(old, track) {
-    track.enabled = this.self.camera;
-    await this.mesh?.replaceTrack("video", track);
+  /**
+   * Use camera or microphone `deviceId` (kind "video" or "audio") from now on; the
+   * others keep receiving without a new offer (replaceTrack). Resolves true when
+   * switched; a device that cannot open is reported and the old one stays.
+   */
+  async useDevice(kind, deviceId) {
+    const old = this.localStream?.getTracks().find((t) => t.kind === kind);
+    if (!old || !deviceId) return false;
+    let track;
+    try {
+      track = await openDevice(kind, deviceId, this.lang);
+    } catch (err) {
+      this.#report(err);
+      return false;
+    }
+    if (!this.localStream || !this.localStream.getTracks().includes(old)) {
+      track.stop(); // hung up, or switched again, while the device opened
+      return false;
+    }
+    await this.#swapTrack(old, track);
+    remember({ [kind === "video" ? "camera" : "microphone"]: deviceId });
+    this.#changed();
+    this.emit("tavkit:device", { kind, deviceId });
+    return true;
+  }
+
+  /** Share a screen instead of the camera (the browser asks which); resolves to whether it is shared. */
+  async startShare() {
+    if (this.screen || !this.mayShare) return Boolean(this.screen);
+    const gen = this.generation;
+    let track;
+    try {
+      track = await openScreen(this.lang);
+    } catch (err) {
+      this.#report(err);
+      return false;
+    }
+    if (!track) return false; // the person cancelled the picker
+    if (gen !== this.generation || !this.active || this.screen) {
+      track.stop();
+      return Boolean(this.screen);
+    }
+    this.screen = track;
+    track.addEventListener("ended", () => this.stopShare()); // the browser's own Stop
+    await this.mesh?.setScreen(track);
+    this.reporter?.log("info", "screen-share", { sharing: true });
+    this.#sendState();
+    this.#changed();
+    this.emit("tavkit:screen-share", { sharing: true });
+    return true;
+  }
+
+  /** Stop sharing the screen; the camera goes out again. */
+  async stopShare() {
+    const track = this.screen;
+    if (!track) return;
+    this.screen = null;
+    await this.mesh?.setScreen(null);
+    track.stop();
+    this.reporter?.log("info", "screen-share", { sharing: false });
+    this.#sendState();
+    this.#changed();
+    this.emit("tavkit:screen-share", { sharing: false });
+  }
+
+  async #swapTrack(old, track) {
+    track.enabled = track.kind === "video" ? this.self.camera : !this.self.muted;
+    await this.mesh?.replaceTrack(track.kind, track);
     this.localStream.removeTrack(old);
     this.localStream.addTrack(track);
     old.stop();
@@ -572,6 +703,7 @@ export class CallController extends EventTarget {
       return;
     }
     this.mostMembers = Math.max(this.mostMembers, this.peers.size + 1);
+    if (this.screen) this.#sendState(); // the newcomer's welcome could not say we share
     this.emit("tavkit:user-enter", { userId: member.userId });
     this.reporter?.log("info", "user-enter", { peer: member.userId });
     this.#settle();
@@ -714,7 +846,11 @@ export class CallController extends EventTarget {
   }
 
   #sendState() {
-    this.signaling?.send({ type: "state", muted: this.self.muted, camera: this.self.camera });
+    // A shared screen is video the others should see, camera on or off.
+    const camera = this.self.camera || Boolean(this.screen);
+    const state = { type: "state", muted: this.self.muted, camera };
+    if (this.screen) state.screen = true; // not stored by the server: newcomers hear it again
+    this.signaling?.send(state);
   }
 
   /** Recompute the call state from the socket and the peers. */
@@ -809,6 +945,8 @@ export class CallController extends EventTarget {
 
   #stopMedia() {
     this.localStream?.getTracks().forEach((t) => t.stop());
+    this.screen?.stop();
+    this.screen = null;
     this.mesh?.close();
   }
 
@@ -862,6 +1000,7 @@ export class CallController extends EventTarget {
   }
 
   #teardown(state) {
+    this.#dropPrepared();
     this.#stopReporter();
     this.heartbeat.stop();
     this.chat?.close();

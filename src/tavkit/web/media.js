@@ -38,8 +38,15 @@ function denied(err) {
   return err && (err.name === "NotAllowedError" || err.name === "SecurityError");
 }
 
-function videoConstraints(front) {
+// A chosen camera is asked for by its id; without one, by the side it faces.
+function videoConstraints(front, deviceId = "", exact = false) {
+  if (deviceId) return { ...VIDEO, deviceId: exact ? { exact: deviceId } : { ideal: deviceId } };
   return { ...VIDEO, facingMode: { ideal: front ? "user" : "environment" } };
+}
+
+function audioConstraints(deviceId = "", exact = false) {
+  if (!deviceId) return AUDIO;
+  return { ...AUDIO, deviceId: exact ? { exact: deviceId } : { ideal: deviceId } };
 }
 
 async function probe(constraints) {
@@ -57,9 +64,10 @@ async function probe(constraints) {
  * failures to report, `fatal` (a CallError or null) means the call cannot start,
  * `denied` is "camera" or "microphone" when a permission was refused (the caller
  * shows the help dialog). Asked for nothing, it resolves at once to a null stream
- * without touching navigator.mediaDevices.
+ * without touching navigator.mediaDevices. `devices` ({camera, microphone} deviceIds,
+ * devices.js) are preferred (`ideal`): one that is gone falls back to another.
  */
-export async function openLocalMedia(lang = "en", front = true, kinds = {}) {
+export async function openLocalMedia(lang = "en", front = true, kinds = {}, devices = {}) {
   const wantAudio = kinds.audio !== false;
   const wantVideo = kinds.video !== false;
   if (!wantAudio && !wantVideo) return { stream: null, errors: [], fatal: null, denied: null };
@@ -70,15 +78,17 @@ export async function openLocalMedia(lang = "en", front = true, kinds = {}) {
     err.failure = "insecure";
     return { stream: null, errors: [], fatal: err, denied: null };
   }
+  const videoWanted = videoConstraints(front, devices.camera);
+  const audioWanted = audioConstraints(devices.microphone);
   const both = await probe({
-    audio: wantAudio ? AUDIO : false,
-    video: wantVideo ? videoConstraints(front) : false,
+    audio: wantAudio ? audioWanted : false,
+    video: wantVideo ? videoWanted : false,
   });
   if (both.stream) return { stream: both.stream, errors: [], fatal: null, denied: null };
 
   // Asked for one kind, the first attempt was already that kind alone.
-  const video = !wantVideo ? {} : wantAudio ? await probe({ video: videoConstraints(front) }) : both;
-  const audio = !wantAudio ? {} : wantVideo ? await probe({ audio: AUDIO }) : both;
+  const video = !wantVideo ? {} : wantAudio ? await probe({ video: videoWanted }) : both;
+  const audio = !wantAudio ? {} : wantVideo ? await probe({ audio: audioWanted }) : both;
   if (wantVideo && (denied(video.err) || (denied(both.err) && !denied(audio.err)))) {
     release(video.stream, audio.stream);
     const err = callError("trtc", 10001, lang, video.err?.message || both.err?.message || "");
@@ -122,6 +132,20 @@ export async function openCamera(lang, front) {
   const result = await probe({ video: videoConstraints(front) });
   if (result.stream) return result.stream.getVideoTracks()[0];
   throw callError("trtc", denied(result.err) ? 10001 : -1301, lang, describe(result.err));
+}
+
+/**
+ * Open the camera ("video") or microphone ("audio") `deviceId`, exactly that one;
+ * resolves to its track or rejects with trtc 10001/-1301 (camera), 10002/-1302 (mic).
+ */
+export async function openDevice(kind, deviceId, lang) {
+  const video = kind === "video";
+  const result = await probe(
+    video ? { video: videoConstraints(true, deviceId, true) } : { audio: audioConstraints(deviceId, true) },
+  );
+  if (result.stream) return result.stream.getTracks()[0];
+  const code = denied(result.err) ? (video ? 10001 : 10002) : video ? -1301 : -1302;
+  throw deviceError(code, lang, result.err);
 }
 
 function describe(err) {

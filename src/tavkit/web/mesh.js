@@ -139,7 +139,7 @@ class Peer {
   addLocalTracks(stream, offerer) {
     const privileges = this.mesh.privileges;
     const kinds = new Set();
-    for (const track of stream?.getTracks() || []) {
+    for (const track of this.mesh.outgoing(stream)) {
       if (kinds.has(track.kind) || !maySend(track.kind, privileges)) continue;
       this.pc.addTrack(track, stream);
       kinds.add(track.kind);
@@ -372,6 +372,7 @@ export class Mesh {
     this.mark = mark || null;
     this.log = log || (() => {});
     this.localStream = null;
+    this.screen = null; // a shared screen's track, sent instead of the camera
     this.peers = new Map();
   }
 
@@ -453,8 +454,39 @@ export class Mesh {
     }
   }
 
+  /**
+   * The tracks a new connection sends: the local stream's, the screen (setScreen)
+   * in place of the camera while it is shared.
+   */
+  outgoing(stream) {
+    const tracks = stream?.getTracks() || [];
+    if (!this.screen) return tracks;
+    return [this.screen, ...tracks.filter((t) => t.kind !== "video")];
+  }
+
+  /**
+   * Send `screen` (a getDisplayMedia track) instead of the camera, or the camera
+   * again (null), on every connection: replaceTrack on the video transceiver, so no
+   * renegotiation while there is a camera; without one the transceiver's direction
+   * widens (or narrows back), which renegotiates.
+   */
+  async setScreen(screen) {
+    this.screen = screen || null;
+    const camera = this.localStream?.getVideoTracks()[0] || null;
+    const jobs = [];
+    for (const peer of this.peers.values()) {
+      const video = peer.pc
+        .getTransceivers()
+        .find((t) => t.receiver.track.kind === "video" && t.direction !== "stopped");
+      if (!video) continue;
+      jobs.push(video.sender.replaceTrack(this.screen || camera).then(() => peer.restrict()));
+    }
+    await Promise.all(jobs);
+  }
+
   /** Swap the outgoing track of one kind everywhere (camera switch); no renegotiation. */
   async replaceTrack(kind, track) {
+    if (kind === "video" && this.screen) return; // the screen goes out, the camera waits
     const jobs = [];
     for (const peer of this.peers.values()) {
       for (const sender of peer.pc.getSenders()) {

@@ -97,11 +97,14 @@ export class Roster {
   }
 
   /** A member's microphone and camera (a member-state frame or member object); whether known. */
-  setState({ userId, muted, camera }) {
+  setState({ type, userId, muted, camera, screen }) {
     const peer = this.peers.get(userId);
     if (!peer) return false;
     peer.muted = Boolean(muted);
     peer.camera = camera !== false;
+    // Its video is a shared screen (shown whole). Only member-state frames say so;
+    // a member object (welcome, member-joined) never does, and changes nothing.
+    if (type === "member-state") peer.screen = screen === true;
     return true;
   }
 

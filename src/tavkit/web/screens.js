@@ -36,7 +36,15 @@ const NEEDS_SIG = new Set(["expiredSig", "wrongSig"]);
 const REJOIN = new Set(["lost", "replaced", "hungUp"]);
 
 /** Kinds that are a call's ordinary end rather than a failure (a hang-up icon, not an alert). */
-const ENDINGS = new Set(["hungUp", "peerHungUp", "closed"]);
+const ENDINGS = new Set([
+  "hungUp",
+  "peerHungUp",
+  "closed",
+  "callDeclined",
+  "callBusy",
+  "callNoAnswer",
+  "callCancelled",
+]);
 
 /** Server messages that name why an enter was refused (they come from tavkit's server). */
 const EXPIRED = /expired/i;
@@ -46,7 +54,8 @@ const FULL = /\bfull\b/i;
  * The screen kind for an ending; "" while no screen is due.
  *
  * `ending` = {reason, error}: reason is one of "hangup", "peerHungUp", "replaced",
- * "removed", "expired", "closed", "lost", "failed" (could not start), or "" (the
+ * "removed", "expired", "closed", "lost", "failed" (could not start), a rung call's
+ * end for its caller ("declined", "busy", "noAnswer", "cancelled"), or "" (the
  * call is not over); `error` is the reported CallError (media.js sets `failure` on a device's).
  */
 export function classify(ending) {
@@ -60,6 +69,10 @@ export function classify(ending) {
     expired: "expiredSig",
     closed: "closed",
     lost: "lost",
+    declined: "callDeclined",
+    busy: "callBusy",
+    noAnswer: "callNoAnswer",
+    cancelled: "callCancelled",
   };
   if (direct[reason]) return direct[reason];
   return classifyError(error);
@@ -101,12 +114,13 @@ export function classifyError(error) {
  *
  * `device` is "camera" or "microphone" for the device kinds; `canRenew` says the
  * page gave an onUserSigExpiredListener (so a signature refusal can be retried);
- * `phone` picks the touch-screen wording.
+ * `phone` picks the touch-screen wording; `name` is who a call's ending is about (the
+ * callee who declined, was busy or did not answer), "They" when not known.
  */
-export function screenFor(kind, t, { device = "camera", canRenew = false, phone = false } = {}) {
+export function screenFor(kind, t, { device = "camera", canRenew = false, phone = false, name = "" } = {}) {
   if (!kind) return null;
   const deviceName = t(device === "microphone" ? "deviceMicrophone" : "deviceCamera");
-  const vars = { device: deviceName };
+  const vars = { device: deviceName, name: name || t("otherParty") };
   const hintKey = phone && t.has(`${kind}HintPhone`) ? `${kind}HintPhone` : `${kind}Hint`;
   let action = "";
   if (RETRYABLE.has(kind) || REJOIN.has(kind)) action = REJOIN.has(kind) ? "rejoin" : "retry";

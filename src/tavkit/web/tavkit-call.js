@@ -12,25 +12,34 @@
 // words fit a touch screen or a desktop. Brief notices ("X left the call") show
 // above the controls for a few seconds without blocking anything.
 //
+// With the `prejoin` attribute or start({prejoin: true}) a pre-join check comes
+// first (prejoin.js); its devices and toggles carry into the call. In the call a
+// devices menu (device-menu.js) switches camera, microphone and speaker, and Share
+// (share.js) sends the screen instead of the camera; our own tile shows it whole.
+//
 // Tiles are for members who publish: none for us when our privileges let us send
 // nothing, none for a remote member whose `publish` bits are 0 (an audience member,
 // still counted among the participants). The microphone and camera buttons are
 // hidden for a kind we may not send.
 
-import { CallClient } from "./calls.js";
+import { CallFlow } from "./callflow.js";
+import { CALL_SCREEN } from "./callscreen.js";
 import { CallController } from "./controller.js";
 import { pickLang, translator } from "./i18n.js";
 import { MessageList, swipeToClose } from "./chat-panel.js";
 import { icons } from "./icons.js";
 import { fitFor, tileAspect } from "./fit.js";
-import { roomLabel, roomOption } from "./protocol.js";
-import { roomOf } from "./options.js";
+import { roomLabel } from "./protocol.js";
 import { gridShape, layoutFor, makeDraggable } from "./layout.js";
 import { askForCredentials } from "./renewal.js";
 import { classify, deviceOf, screenFor } from "./screens.js";
 import { createTile, updateTile } from "./tiles.js";
+import { DeviceMenu } from "./device-menu.js";
+import { applySpeaker, recall, remember } from "./devices.js";
+import { Prejoin } from "./prejoin.js";
 
 const STYLESHEET = new URL("./tavkit.css", import.meta.url).href;
+const DEVICES_STYLESHEET = new URL("./devices.css", import.meta.url).href;
 const NOTICE_MS = 4000; // how long a notice stays up
 const STATUS_TEXT = {
   idle: "idle",
@@ -43,6 +52,7 @@ const STATUS_TEXT = {
 
 const TEMPLATE = `
 <link rel="stylesheet" href="${STYLESHEET}">
+<link rel="stylesheet" href="${DEVICES_STYLESHEET}">
 <div class="tv-call" part="call" data-state="idle" data-layout="solo">
   <header class="tv-topbar" part="topbar">
     <span class="tv-room"></span>
@@ -63,6 +73,8 @@ const TEMPLATE = `
     <button class="tv-control" type="button" data-action="mute"></button>
     <button class="tv-control" type="button" data-action="camera"></button>
     <button class="tv-control" type="button" data-action="switch-camera"></button>
+    <button class="tv-control" type="button" data-action="share" hidden></button>
+    <button class="tv-control" type="button" data-action="devices" aria-expanded="false"></button>
     <button class="tv-control" type="button" data-action="chat" aria-pressed="false"></button>
     <button class="tv-control tv-control-danger" type="button" data-action="hangup"></button>
   </div>
@@ -80,15 +92,11 @@ const TEMPLATE = `
       <button class="tv-chat-send" type="submit"></button>
     </form>
   </aside>
+  <div class="tv-menu" part="devices" role="group" hidden></div>
+  <section class="tv-prejoin" part="prejoin" hidden></section>
   <tavkit-dialog></tavkit-dialog>
-  <div class="tv-callscreen" role="dialog" aria-live="assertive" hidden>
-    <p class="tv-callscreen-text"></p>
-    <button class="tv-callscreen-accept" type="button" data-call="accept" hidden>Accept</button>
-    <button class="tv-callscreen-decline" type="button" data-call="decline" hidden>Decline</button>
-    <button class="tv-callscreen-cancel" type="button" data-call="cancel" hidden>Cancel</button>
-  </div>
+  ${CALL_SCREEN}
 </div>`;
-
 /** The call element: start(options), hangup(), mute(b), enableCamera(b), switchCamera(). */
 export class TavkitCall extends HTMLElement {
   static observedAttributes = ["lang"];
@@ -105,9 +113,11 @@ export class TavkitCall extends HTMLElement {
   #onPageHide = () => this.#controller.unload();
   #screen = null; // the end screen on show (screens.js), or null
   #noticeTimer = null;
-  #calls = null; // the CallClient of call() / listen() (calls.js)
-  #callOptions = null;
-  #shown = null; // {kind: "incoming"|"outgoing", call} on the call screen
+  #flow = null; // rung calls: call(), listen(), their screens and ring (callflow.js)
+  #prejoin = null; // the pre-join check (prejoin.js)
+  #menu = null; // the devices menu (device-menu.js)
+  #speaker = recall().speaker; // the chosen output device ("" = the browser's)
+  #screenStream = null; // our shared screen as a stream for our own tile
 
   constructor() {
     super();
@@ -123,6 +133,13 @@ export class TavkitCall extends HTMLElement {
     this.#controller.addEventListener("change", () => this.#scheduleRender());
     this.#controller.addEventListener("permission", (e) => this.#permissionHelp(e.detail));
     this.#controller.addEventListener("notice", (e) => this.#showNotice(e.detail));
+    this.#flow = new CallFlow({
+      controller: this.#controller,
+      start: (options) => this.start(options),
+      translator: () => translator(this.#lang()),
+      dispatch: (detail) =>
+        this.dispatchEvent(new CustomEvent("tavkit-call", { detail, bubbles: true, composed: true })),
+    });
   }
 
   connectedCallback() {
@@ -134,11 +151,17 @@ export class TavkitCall extends HTMLElement {
       });
       this.shadowRoot.querySelector(".tv-sound").addEventListener("click", () => this.#unmuteAll());
       this.shadowRoot.querySelector(".tv-rejoin").addEventListener("click", () => this.#retry());
-      this.shadowRoot.querySelector(".tv-callscreen").addEventListener("click", (e) => {
-        const button = e.target.closest("button[data-call]");
-        if (button) this.#callAction(button.dataset.call);
-      });
+      this.#flow.attach(this.shadowRoot.querySelector(".tv-callscreen"));
       this.#messages = new MessageList(this.shadowRoot.querySelector(".tv-chat-list"));
+      const t = translator(this.#lang());
+      this.#prejoin = new Prejoin(this.shadowRoot.querySelector(".tv-prejoin"), t);
+      this.#menu = new DeviceMenu(this.shadowRoot.querySelector(".tv-menu"), {
+        controller: this.#controller,
+        t,
+        speaker: () => this.#speaker,
+        setSpeaker: (id) => this.#setSpeaker(id),
+      });
+      this.#wireMenu(this.shadowRoot);
       this.#wireChat(this.shadowRoot);
       this.#resize = new ResizeObserver(() => this.#fitGrid());
     }
@@ -152,127 +175,83 @@ export class TavkitCall extends HTMLElement {
     globalThis.removeEventListener("pagehide", this.#onPageHide);
     // Moving the element fires disconnect then connect; only a real removal ends the call.
     queueMicrotask(() => {
-      if (!this.isConnected) this.#controller.unload();
+      if (this.isConnected) return;
+      this.#flow.ringer.stop();
+      this.#controller.unload();
     });
   }
 
   attributeChangedCallback() {
     this.#controller.lang = this.#lang();
+    this.#prejoin?.translate(translator(this.#lang()));
     if (this.shadowRoot) this.#render();
   }
 
-  /** Enter the room and start the call (the seed's start); see controller.js. */
+  /**
+   * Enter the room and start the call (the seed's start); see controller.js. With
+   * `prejoin: true` (or the `prejoin` attribute) the pre-join check comes first and
+   * this resolves once the call started after Join (false if hangup() closed the check).
+   */
   start(options) {
+    return this.#begin(options, options?.prejoin ?? this.hasAttribute("prejoin"));
+  }
+
+  async #begin(options, check) {
     this.#lastOptions = options;
     this.#controller.lang = this.#lang();
-    return this.#controller.start(options);
+    if (!check || this.#controller.active || !this.#prejoin) return this.#controller.start(options);
+    const t = translator(this.#lang());
+    const { room } = roomOf(options || {});
+    this.#prejoin.translate(t);
+    const prepared = await this.#prejoin.run(room == null ? "" : t("room", { room: roomLabel(room) }), this.#lang());
+    if (prepared === false) return false; // closed by hangup()
+    if (prepared) this.#setSpeaker(prepared.speaker);
+    return this.#controller.start(options, prepared);
   }
 
   /**
    * Ring `callees` and wait for them in the call's room, behind the "calling…" screen
    * (its Cancel cancels). `options` are start()'s without a room, plus callees, media and
-   * optionally the room (roomId or strRoomId, as start() takes them), timeout, data; the listener's onCallListener(event) hears each
-   * change. Resolves to the call.
+   * optionally the room (roomId or strRoomId, as start() takes them), timeout, data; the
+   * listener's onCallListener(event) hears each change. Resolves to the call.
    */
-  async call(options) {
-    const { callees, media, roomId, strRoomId, timeout, data, ...rest } = options;
-    const calls = await this.#callClient(rest);
-    // A room named as start() names it (strRoomId, or roomId); one it cannot read goes
-    // as given, for the server to refuse with its reason.
-    const named = roomId != null || strRoomId != null;
-    const room = named ? (roomOf({ roomId, strRoomId }).room ?? strRoomId ?? roomId) : undefined;
-    const call = await calls.call({ callees, media, roomId: room, timeout, data });
-    if (call.state !== "ringing") return call; // answered before we knew: all busy, declined
-    this.#showCall("outgoing", call);
-    await this.start({ ...rest, ...roomOption(call.roomId) });
-    const now = calls.current;
-    if (now.callId === call.callId && now.state !== "ringing" && now.state !== "accepted") {
-      this.#showCall(null); // it ended while we entered
-      await this.#controller.hangup();
-    }
-    return now;
+  call(options) {
+    return this.#flow.call(options);
   }
 
   /**
-   * Wait for calls to this user: each shows the incoming screen (caller, Accept,
-   * Decline); Accept enters the call's room with these `options` (start()'s, no roomId).
+   * Wait for calls to this user: each shows the incoming screen (the caller's name and
+   * avatar from onUserInfoListener, Accept, Decline) and rings; Accept enters the call's
+   * room with these `options` (start()'s, no roomId).
    */
-  async listen(options) {
-    await this.#callClient(options);
+  listen(options) {
+    return this.#flow.listen(options);
   }
 
-  async #callClient(options) {
-    this.#callOptions = options;
-    if (!this.#calls) {
-      this.#calls = new CallClient(
-        { ...options, server: options.server || globalThis.location?.origin },
-        (event) => this.#onCall(event),
-      );
-      await this.#calls.listen();
-    }
-    return this.#calls;
+  /** The ring of incoming calls: a URL the page serves, or null for the default (TUICallKit's name). */
+  setCallingBell(url) {
+    this.#flow.ringer.setBell(url || "");
   }
 
-  #onCall(event) {
-    const listener = this.#callOptions?.listener;
-    try {
-      listener?.onCallListener?.(event);
-    } finally {
-      this.dispatchEvent(
-        new CustomEvent("tavkit-call", { detail: event, bubbles: true, composed: true }),
-      );
-    }
-    const { type, call } = event;
-    if (type === "onInvited" && !this.#shown) this.#showCall("incoming", call);
-    const over = ["declined", "busy", "timeout", "cancelled", "ended"].includes(call.state);
-    if (this.#shown?.call.callId === call.callId) {
-      const mine = call.callees.find((c) => c.userId === this.#callOptions.userId);
-      const answered = this.#shown.kind === "outgoing" && type === "onCallAccepted";
-      const settled = this.#shown.kind === "incoming" && mine && mine.outcome !== "ringing";
-      if (answered || settled || over) this.#showCall(null);
-    }
-    // The call this element made or accepted is over: leave its room.
-    if (over && this.#calls?.current?.callId === call.callId && this.#controller.active) {
-      this.#controller.hangup();
-    }
+  /** Silence (true) or allow (false) the ring and the ringback tone (TUICallKit's name). */
+  enableMuteMode(enable) {
+    this.#flow.ringer.setMuted(enable);
   }
 
-  #showCall(kind, call = null) {
-    this.#shown = kind ? { kind, call } : null;
-    const screen = this.shadowRoot?.querySelector(".tv-callscreen");
-    if (!screen) return;
-    screen.hidden = !kind;
-    if (!kind) return;
-    const text = kind === "incoming" ? `${call.caller} is calling…` : `Calling ${call.callees.map((c) => c.userId).join(", ")}…`;
-    screen.querySelector(".tv-callscreen-text").textContent = text;
-    screen.querySelector("[data-call=accept]").hidden = kind !== "incoming";
-    screen.querySelector("[data-call=decline]").hidden = kind !== "incoming";
-    screen.querySelector("[data-call=cancel]").hidden = kind !== "outgoing";
+  /** What rings now: "incoming", "outgoing" or "" (whether it is audible: ringAudible). */
+  get ringing() {
+    return this.#flow.ringer.kind || "";
   }
 
-  async #callAction(action) {
-    const shown = this.#shown;
-    if (!shown || !this.#calls) return;
-    const { callId } = shown.call;
-    if (action === "accept") {
-      const call = await this.#calls.accept(callId);
-      this.#showCall(null);
-      await this.start({ ...this.#callOptions, ...roomOption(call.roomId) });
-    } else if (action === "decline") {
-      await this.#calls.decline(callId);
-      this.#showCall(null);
-    } else if (action === "cancel") {
-      await this.#calls.cancel(callId);
-    }
+  /** Whether the ring can be heard now (browsers hold sound back until the page is used). */
+  get ringAudible() {
+    return this.#flow.ringer.audible;
   }
 
   /** Leave the call (no confirmation: the confirmation is for the button). */
   hangup() {
-    const made = this.#calls?.current;
-    if (made && made.caller === this.#callOptions?.userId && ["ringing", "accepted"].includes(made.state)) {
-      // The caller's hang-up ends (or cancels) the call for everyone.
-      this.#calls.hangup(made.callId).catch(() => {});
-    }
+    this.#prejoin?.cancel();
+    this.#flow.hangup(); // the caller's hang-up ends (or cancels) the call for everyone
     return this.#controller.hangup();
   }
 
@@ -289,6 +268,21 @@ export class TavkitCall extends HTMLElement {
   /** Switch between the front and back camera. */
   switchCamera() {
     return this.#controller.switchCamera();
+  }
+
+  /** Use camera ("video") or microphone ("audio") `deviceId`; resolves to whether it switched. */
+  useDevice(kind, deviceId) {
+    return this.#controller.useDevice(kind, deviceId);
+  }
+
+  /** Share a screen in place of the camera (the browser asks which); resolves to whether it is shared. */
+  startShare() {
+    return this.#controller.startShare();
+  }
+
+  /** Stop sharing the screen: the camera goes out again. */
+  stopShare() {
+    return this.#controller.stopShare();
   }
 
   /** Send a text message; resolves with the stored message, rejects with {module, errorCode, errorMsg}. */
@@ -344,6 +338,11 @@ export class TavkitCall extends HTMLElement {
     else if (action === "camera") c.enableCamera(!c.self.camera);
     else if (action === "switch-camera") await c.switchCamera();
     else if (action === "chat") this.#toggleChat(!c.chatOpen);
+    else if (action === "devices") this.#menu.toggle();
+    else if (action === "share") {
+      if (c.screen) await c.stopShare();
+      else if (await c.startShare()) this.#showNotice({ key: "sharing", vars: {} });
+    }
     else if (action === "hangup") {
       const t = translator(this.#lang());
       const answer = await this.#dialog().show({
@@ -357,7 +356,7 @@ export class TavkitCall extends HTMLElement {
         ],
         dismiss: "cancel",
       });
-      if (answer === "hangup") await c.hangup();
+      if (answer === "hangup") await this.hangup(); // a caller's End ends the rung call for everyone
     }
   }
 
@@ -375,7 +374,7 @@ export class TavkitCall extends HTMLElement {
       dismiss: "close",
     });
     if (answer === "retry" && this.#lastOptions && !this.#controller.active) {
-      this.start(this.#lastOptions);
+      this.#begin(this.#lastOptions, false);
     }
   }
 
@@ -410,7 +409,7 @@ export class TavkitCall extends HTMLElement {
       options = { ...options, userSig: fresh.userSig };
       if (fresh.privateMapKey) options.privateMapKey = fresh.privateMapKey;
     }
-    this.start(options);
+    this.#begin(options, false); // the devices were checked the first time
   }
 
   /** Show a brief notice ({key, vars}: i18n.js) above the controls. */
@@ -456,6 +455,7 @@ export class TavkitCall extends HTMLElement {
     this.#renderBars(root, c, t, count);
     this.#renderTiles(root, c, t, layout);
     this.#renderChat(root, c, t);
+    this.#flow.render(t);
     this.#fitGrid();
     // From the session's opening, so both sides show the same time; never from later
     // than our own join (a clock behind the server's would otherwise count from the future).
@@ -516,6 +516,45 @@ export class TavkitCall extends HTMLElement {
       root.querySelector('[data-action="chat"]').setAttribute("aria-label", label);
     }
     set("hangup", "hangupAria", "hangup", icons.hangup);
+    const sharing = Boolean(c.screen);
+    const share = root.querySelector('[data-action="share"]');
+    set("share", sharing ? "stopShareAria" : "shareAria", sharing ? "stopShare" : "share",
+      sharing ? icons.stopShare : icons.share);
+    share.hidden = !c.mayShare && !sharing;
+    share.toggleAttribute("data-on", sharing);
+    set("devices", "devicesAria", "devices", icons.settings);
+    root.querySelector('[data-action="devices"]').setAttribute("aria-expanded", String(this.#menu.open));
+    if (!c.active && this.#menu.open) this.#menu.toggle(false);
+    else if (this.#menu.open) this.#menu.render(t);
+  }
+
+  // -- devices ----------------------------------------------------------------------
+
+  #wireMenu(root) {
+    const button = root.querySelector('[data-action="devices"]');
+    const menu = root.querySelector(".tv-menu");
+    // A click anywhere else, or Escape, closes the menu.
+    root.addEventListener("pointerdown", (e) => {
+      if (this.#menu.open && !menu.contains(e.target) && !button.contains(e.target)) {
+        this.#menu.toggle(false);
+        this.#render();
+      }
+    });
+    menu.addEventListener("keydown", (e) => {
+      if (e.key !== "Escape") return;
+      this.#menu.toggle(false);
+      this.#render();
+      button.focus();
+    });
+  }
+
+  /** Send the others' sound to output `deviceId` (setSinkId) and remember it. */
+  #setSpeaker(deviceId) {
+    this.#speaker = deviceId || "";
+    if (deviceId) remember({ speaker: deviceId });
+    for (const video of this.shadowRoot?.querySelectorAll(".tv-tile:not([data-local]) video") || []) {
+      applySpeaker(video, this.#speaker);
+    }
   }
 
   /**
@@ -532,6 +571,7 @@ export class TavkitCall extends HTMLElement {
           device: deviceOf(c.ending.error),
           canRenew: typeof c.listener.onUserSigExpiredListener === "function",
           phone: this.#phone(),
+          name: c.ending.name,
         })
       : null;
     this.#screen = screen;
@@ -631,16 +671,22 @@ export class TavkitCall extends HTMLElement {
     const stage = root.querySelector(".tv-stage");
     const wanted = new Map();
     if (c.active && c.self.userId && c.publishing) {
+      // While we share, our tile shows the screen (whole, never mirrored).
+      const screen = c.screen;
+      if (this.#screenStream?.getVideoTracks()[0] !== screen) {
+        this.#screenStream = screen ? new MediaStream([screen]) : null;
+      }
       wanted.set(c.self.userId, {
         local: true,
         name: c.self.userName || t("you"),
         initialsOf: c.self.userName || c.self.userId, // our initials, never "YO" of "You"
         avatarUrl: c.self.avatarUrl,
         muted: c.self.muted,
-        camera: c.self.camera,
+        camera: c.self.camera || Boolean(screen),
         status: "connected",
-        stream: c.localStream,
-        mirror: c.self.front,
+        stream: this.#screenStream || c.localStream,
+        mirror: c.self.front && !screen,
+        screen: Boolean(screen),
         speaking: c.voices.speaking.has(c.self.userId),
         quality: c.linkQuality.best(),
       });
@@ -674,6 +720,8 @@ export class TavkitCall extends HTMLElement {
       }
       tile.style.order = String(info.local ? 0 : ++index);
       const started = updateTile(tile, info, t);
+      tile.toggleAttribute("data-screen", Boolean(info.screen));
+      if (!info.local) applySpeaker(tile.querySelector("video"), this.#speaker);
       if (started) this.#play(started, info.local);
       if (started && !info.local && started.requestVideoFrameCallback) {
         // The first frame presented: the last phase of this member's join timeline.
@@ -725,7 +773,10 @@ export class TavkitCall extends HTMLElement {
       const pip = tile.classList.contains("tv-pip") && video.videoWidth > 0;
       const ratio = pip ? `${video.videoWidth} / ${video.videoHeight}` : "";
       if (tile.style.aspectRatio !== ratio) tile.style.aspectRatio = ratio;
-      const fit = fitFor(video.videoWidth, video.videoHeight, tile.clientWidth, tile.clientHeight);
+      // A shared screen is shown whole: its edges carry text.
+      const fit = tile.hasAttribute("data-screen")
+        ? "contain"
+        : fitFor(video.videoWidth, video.videoHeight, tile.clientWidth, tile.clientHeight);
       if (video.dataset.fit !== fit) video.dataset.fit = fit;
     }
   }

@@ -23,7 +23,8 @@ const VOICE = '<span class="tv-voice-bars" aria-hidden="true"><i></i><i></i><i><
 
 const PALETTE = ["#5b7cfa", "#14b8a6", "#f59e0b", "#ec4899", "#8b5cf6", "#22c55e", "#ef6c4a"];
 
-function colourFor(userId) {
+/** The avatar's background colour for `userId`: stable, from a small palette. */
+export function colourFor(userId) {
   let hash = 0;
   for (const ch of userId) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
   return PALETTE[hash % PALETTE.length];
@@ -107,7 +108,8 @@ function updateQuality(badge, quality, t) {
   badge.setAttribute("aria-label", label);
 }
 
-function updateAvatar(circle, info) {
+/** Show `info.avatarUrl` in `circle`, or the initials of `info.initialsOf || info.name`. */
+export function updateAvatar(circle, info) {
   const url = info.avatarUrl || "";
   const name = info.initialsOf || info.name; // whose initials: ours are not "You"'s
   if (circle.dataset.url === url && circle.dataset.name === name) return;

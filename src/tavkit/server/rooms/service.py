@@ -509,13 +509,14 @@ class RoomService:
         await self._write(sdk_app_id, "leaving the room", ServerCode.EXIT_FAILED, run)
 
     async def set_state(
-        self, room_uuid: uuid.UUID, user_id: str, *, muted: bool, camera: bool
+        self, room_uuid: uuid.UUID, user_id: str, *, muted: bool, camera: bool, screen: bool = False
     ) -> None:
         """Record a member's mute/camera state and tell the others; 14004 if not a member.
 
-        A change is also a line of the session's event log (``muted``, ``unmuted``,
-        ``camera-off``, ``camera-on``), so the session's timeline shows it; a state
-        that changes nothing is broadcast but not logged.
+        ``screen`` (sharing a screen) is told, not stored: a sharer tells newcomers again.
+        A change of mute or camera is also a line of the session's event log
+        (``muted``, ``unmuted``, ``camera-off``, ``camera-on``), so the session's
+        timeline shows it; a state that changes nothing is broadcast but not logged.
         """
 
         async def run(s: AsyncSession, out: Outbox) -> None:
@@ -536,7 +537,7 @@ class RoomService:
             if row.camera != camera:
                 log_event(s, room_uuid, now, "camera-on" if camera else "camera-off", user_id)
             row.muted, row.camera = muted, camera
-            event = MemberStateEvent(user_id, muted, camera)
+            event = MemberStateEvent(user_id, muted, camera, screen)
             out.append((session_channel(room_uuid), event))
 
         await self._transaction("saving the member state", ServerCode.INTERNAL, run)

@@ -33,6 +33,8 @@ STATE_WINDOW: Final = 0.2
 class Coalescer(Generic[T]):
     """At most one item per ``window`` seconds goes through; the last one held wins."""
 
+    __slots__ = ("_clock", "_held", "_last", "_window", "superseded")
+
     def __init__(self, clock: Callable[[], float], *, window: float = STATE_WINDOW) -> None:
         if not (math.isfinite(window) and window > 0):
             raise ValueError(f"a coalescing window must be a positive number, not {window}")

@@ -37,6 +37,7 @@ from typing import Final
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from tavkit.auth import Privilege
 from tavkit.errors import ServerCode, TAvKitError
 from tavkit.protocol import (
     MAX_FRAME_BYTES,
@@ -87,6 +88,7 @@ from tavkit.server.events import (
 from tavkit.server.ice import filter_signal
 from tavkit.server.im.service import MESSAGE_RATE
 from tavkit.server.im.sync import Overflow, SyncGate
+from tavkit.server.mailbox import Flag, Mailbox
 from tavkit.server.metrics import Metrics
 from tavkit.server.rooms.service import recorder_id
 from tavkit.server.signaling.coalesce import Coalescer
@@ -146,6 +148,44 @@ class _Close:
 class SignalingConnection:
     """One authenticated socket: relays its member's frames and its session's events."""
 
+    __slots__ = (
+        "_announced",
+        "_channel",
+        "_claims",
+        "_clock",
+        "_close_code",
+        "_closed_by_server",
+        "_closing",
+        "_ctx",
+        "_dequeued",
+        "_expiry",
+        "_gate",
+        "_heard_own_open",
+        "_im",
+        "_last_touch",
+        "_leaving",
+        "_links",
+        "_metrics",
+        "_others",
+        "_outbox",
+        "_own_link",
+        "_registry",
+        "_resumed",
+        "_room_closing",
+        "_screen",
+        "_settings",
+        "_states",
+        "_tag",
+        "_touch_every",
+        "_writer",
+        "_ws",
+        "connection_id",
+        "privileges",
+        "room_uuid",
+        "socket_id",
+        "user_id",
+    )
+
     def __init__(
         self,
         websocket: WebSocket,
@@ -170,9 +210,9 @@ class SignalingConnection:
         self._clock = clock
         self._channel = session_channel(claims.room_uuid)
         self._tag = f"socket({claims.user_id}/{claims.connection_id[:8]})"
-        self._outbox: asyncio.Queue[str | _Close] = asyncio.Queue(SEND_QUEUE)
+        self._outbox: Mailbox[str | _Close] = Mailbox(SEND_QUEUE)
         self._writer: asyncio.Task[None] | None = None
-        self._closing = asyncio.Event()
+        self._closing = Flag()
         self._close_code: int = CloseCode.SERVER_ERROR
         self._screen = InboundScreen(clock)
         self._states: Coalescer[State] = Coalescer(clock)  # one state write per 200 ms
@@ -195,7 +235,7 @@ class SignalingConnection:
         self._im = ctx.messages
         # Live messages versus sync replies (held during a reply, not sent twice after).
         self._gate = SyncGate(held_max=HELD_MAX)
-        self._dequeued = asyncio.Event()  # the writer took a frame: a sync may send more
+        self._dequeued = Flag()  # the writer took a frame: a sync may send more
         self._expiry = ExpiryWatch(
             grace=self._settings.renew_grace,
             send=self.send,
@@ -447,6 +487,9 @@ class SignalingConnection:
         if isinstance(msg, SignalTo):
             await self._relay(msg)
         elif isinstance(msg, State):
+            if msg.screen and not self.privileges & Privilege.SEND_SUB:
+                why = "state.screen: sharing a screen needs privilege SEND_SUB (64)"
+                raise FrameError(ServerCode.INVALID_PARAMETER, why, ref=msg.id)
             await self._write_state(self._states.offer(msg))
         elif isinstance(msg, Ping):
             self.send(Pong(msg.t))
@@ -590,7 +633,7 @@ class SignalingConnection:
             return
         try:
             await self._ctx.rooms.set_state(
-                self.room_uuid, self.user_id, muted=msg.muted, camera=msg.camera
+                self.room_uuid, self.user_id, muted=msg.muted, camera=msg.camera, screen=msg.screen
             )
         except TAvKitError as exc:
             self.send(ErrorFrame.from_error(exc, msg.id))
@@ -603,7 +646,11 @@ class SignalingConnection:
         with suppress(TimeoutError, TAvKitError):  # gone from the room: nothing to record
             async with asyncio.timeout(LEAVE_TIMEOUT):
                 await self._ctx.rooms.set_state(
-                    self.room_uuid, self.user_id, muted=msg.muted, camera=msg.camera
+                    self.room_uuid,
+                    self.user_id,
+                    muted=msg.muted,
+                    camera=msg.camera,
+                    screen=msg.screen,
                 )
 
     async def _is_member(self, user_id: str) -> bool:
@@ -663,7 +710,7 @@ class SignalingConnection:
                 self.send(MemberLeft(event.user_id, event.reason))
         elif isinstance(event, MemberStateEvent):
             if event.user_id != self.user_id:
-                self.send(MemberState(event.user_id, event.muted, event.camera))
+                self.send(MemberState(event.user_id, event.muted, event.camera, event.screen))
         elif isinstance(event, MemberLinkEvent):
             if event.user_id != self.user_id:
                 frame = self._links.on_link(event, known=event.user_id in self._others)

@@ -58,6 +58,8 @@ def over_limit(raw: str | bytes, limit: int) -> bool:
 class InboundScreen:
     """One socket's size and rate checks, on the socket's clock."""
 
+    __slots__ = ("_bucket", "_clock", "_last_warning", "_max_bytes", "_rate")
+
     def __init__(
         self,
         clock: Callable[[], float],

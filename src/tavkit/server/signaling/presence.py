@@ -33,6 +33,8 @@ __all__ = ["OthersLinks", "OwnLink"]
 class OwnLink:
     """The state of this socket's own member's link: when it was last heard, and if down."""
 
+    __slots__ = ("_clock", "_silence", "down", "heard_at")
+
     def __init__(self, silence: float, clock: Callable[[], float]) -> None:
         self._silence = silence
         self._clock = clock
@@ -61,6 +63,8 @@ class OwnLink:
 
 class OthersLinks:
     """What one socket has told its client about the other members' links."""
+
+    __slots__ = ("_away", "_newest")
 
     def __init__(self) -> None:
         self._away: set[str] = set()

@@ -121,7 +121,22 @@ class ExpiryWatch:
     ``send`` queues a frame for the member; ``expire`` takes the member out of the room
     (reason ``expired``). :meth:`watch` (re)starts the timer for an end; :meth:`aclose`
     stops it for good.
+
+    A timer on the loop, not a sleeping task: every held socket has one, and a task
+    with its coroutine frame costs a held socket more memory than the timer handle.
     """
+
+    __slots__ = (
+        "_clock",
+        "_expire",
+        "_grace",
+        "_name",
+        "_send",
+        "_task",
+        "_timer",
+        "_warn_at",
+        "expires_at",
+    )
 
     def __init__(
         self,
@@ -137,7 +152,9 @@ class ExpiryWatch:
         self._expire = expire
         self._name = name
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._warn_at: float | None = None  # None once ``expiring`` went out
+        self._task: asyncio.Task[None] | None = None  # ``expire`` being carried out
         self.expires_at: float | None = None
 
     @property
@@ -150,29 +167,50 @@ class ExpiryWatch:
         self._cancel()
         self.expires_at = expires_at
         if expires_at is not None:
-            self._task = asyncio.create_task(self._run(expires_at), name=f"{self._name} expiry")
+            self._warn_at = warn_at(expires_at, self._clock())
+            self._tick()
 
     async def aclose(self) -> None:
-        """Stop timing; wait for the timer task to end."""
+        """Stop timing; wait for a removal under way to end."""
         task = self._cancel()
         if task is not None:
             await asyncio.gather(task, return_exceptions=True)
 
     def _cancel(self) -> asyncio.Task[None] | None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         task, self._task = self._task, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
         return task
 
-    async def _run(self, expires_at: float) -> None:
-        deadline = expires_at + self._grace
-        await self._sleep_until(warn_at(expires_at, self._clock()))
-        self._send(Expiring(expires_at=expires_at, deadline=deadline))
-        await self._sleep_until(deadline)
+    def _tick(self) -> None:
+        """Warn or remove when it is time, else look again (within a minute)."""
+        self._timer = None
+        expires_at, deadline = self.expires_at, self.deadline
+        if expires_at is None or deadline is None:
+            return
+        if self._warn_at is not None:
+            if self._sleep_until(self._warn_at):
+                return
+            self._warn_at = None
+            self._send(Expiring(expires_at=expires_at, deadline=deadline))
+        if self._sleep_until(deadline):
+            return
+        self._task = asyncio.create_task(self._remove(), name=f"{self._name} expiry")
+
+    async def _remove(self) -> None:
         await self._expire()
 
-    async def _sleep_until(self, when: float) -> None:
-        # Wall-clock time in slices, so a clock that steps is noticed within a minute
-        # (there is no event to wait for: the signatures' end is a time of day).
-        while (left := when - self._clock()) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(min(left, 60.0))
+    def _sleep_until(self, when: float) -> bool:
+        """Come back to :meth:`_tick` if ``when`` is still ahead; whether it is.
+
+        Wall-clock time in slices, so a clock that steps is noticed within a minute
+        (there is no event to wait for: the signatures' end is a time of day).
+        """
+        left = when - self._clock()
+        if left <= 0:
+            return False
+        self._timer = asyncio.get_running_loop().call_later(min(left, 60.0), self._tick)
+        return True

@@ -109,6 +109,7 @@ async function join(event) {
     userId: sig.userId,
     userSig: sig.userSig,
     roomId: Number(room),
+    prejoin: true, // the camera, microphone and speaker are checked before entering
     listener: {
       onUserInfoListener(userIds, callback) {
         callback(userIds.map((userId) => ({ userId, userName: userIdToName(userId) })));
