@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 from typing import Any
 
 import httpx
@@ -131,3 +134,101 @@ def test_a_tab_calling_python_hears_the_decline_and_leaves(
         peer.close()
     found = record(call_server, call_id)
     assert (found["state"], found["callees"][0]["reason"]) == ("declined", "not now")
+
+
+class Relay:
+    """A TCP relay on loopback (threads) whose links can be cut and held."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.open = threading.Event()
+        self.open.set()
+        self._links: list[socket.socket] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut(self) -> None:
+        """Drop every link; new ones wait until ``open`` is set."""
+        self.open.clear()
+        for link in self._links:
+            with contextlib.suppress(OSError):
+                link.shutdown(socket.SHUT_RDWR)
+        self._links.clear()
+
+    def close(self) -> None:
+        """Stop accepting and drop every link."""
+        self.cut()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self._listener.accept()
+                threading.Thread(target=self._link, args=(client,), daemon=True).start()
+
+    def _link(self, client: socket.socket) -> None:
+        self.open.wait()
+        upstream = socket.create_connection(("127.0.0.1", self.port))
+        self._links += [client, upstream]
+
+        def pipe(src: socket.socket, dst: socket.socket) -> None:
+            with contextlib.suppress(OSError):
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+        threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+        pipe(client, upstream)
+
+
+_USER_SOCKET = """
+async ([options]) => {
+  const { CallClient } = await import("/tavkit/calls.js");
+  window.__calls = [];
+  window.__client = new CallClient(options, (event) => window.__calls.push(event));
+  await window.__client.listen();
+}
+"""
+
+
+def test_a_tabs_user_socket_resumes_after_a_drop_with_the_frames_it_missed(
+    context: Any, call_server: Server
+) -> None:
+    """The link drops while the caller cancels: calls.js reopens with its after and hears
+    onCallCancelled (replayed), having heard onInvited once."""
+    relay = Relay(int(call_server.url.rsplit(":", 1)[1]))
+    page = context.new_page()
+    try:
+        page.goto(f"{relay.url}/tavkit/demo/embed.html")  # its CSP lets it import modules
+        options = {
+            "server": relay.url,
+            "sdkAppId": call_server.app_id,
+            "userId": "bob",
+            "userSig": call_server.sig("bob"),
+        }
+        page.evaluate(_USER_SOCKET, [options])
+        body = {"callees": ["bob"], "media": "audio"}
+        call = httpx.post(
+            f"{call_server.url}/v1/calls", headers=call_server.headers("alice"), json=body
+        ).json()["call"]
+        heard = "(name) => (window.__calls || []).some((e) => e.type === name)"
+        page.wait_for_function(heard, arg="onInvited", timeout=WAIT * 1000, polling=100)
+        relay.cut()
+        cancelled = httpx.post(
+            f"{call_server.url}/v1/calls/{call['callId']}/cancel",
+            headers=call_server.headers("alice"),
+            json={},
+        )
+        assert cancelled.status_code == 200, cancelled.text
+        relay.open.set()
+        page.wait_for_function(heard, arg="onCallCancelled", timeout=WAIT * 1000, polling=100)
+        assert [e["type"] for e in page.evaluate("window.__calls")] == [
+            "onInvited",
+            "onCallCancelled",
+        ]
+        assert page.evaluate("window.__client.lastSeq") > 0
+    finally:
+        page.close()
+        relay.close()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import httpx
 
-from tavkit.client.calls import Invitation
+from tavkit.client.api import Credentials
+from tavkit.client.calls import Invitation, UserSocket
 
 from ._util import make_kit, receiving, until
 
@@ -112,3 +114,81 @@ async def test_a_call_in_a_string_room_of_digits_meets_there_not_in_the_number(
         await invitations.aclose()
     found = await call_record(server, handle.call_id)
     assert found["roomId"] == "4242" and found["state"] == "ended"
+
+
+class Relay:
+    """A TCP relay on loopback whose links can be cut and whose target can change."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.open = asyncio.Event()
+        self.open.set()
+        self._links: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        """Listen on a free port; the relay's http URL."""
+        self._server = await asyncio.start_server(self._link, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    def cut(self, port: int) -> None:
+        """Drop every link, hold new ones until ``open`` is set, then relay to ``port``."""
+        self.open.clear()
+        self.port = port
+        for writer in self._links:
+            writer.transport.abort()
+        self._links.clear()
+
+    async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self.open.wait()
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self._links += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def aclose(self) -> None:
+        """Stop listening and drop every link."""
+        self.cut(self.port)
+        assert self._server is not None
+        self._server.close()
+
+
+async def test_a_dropped_user_socket_resumes_on_another_replica_with_what_it_missed(
+    sqlite_server_factory: Any,
+) -> None:
+    """The Python user socket drops; reopened (on another replica of the same database) with
+    its after, it yields the frame it missed, not the one it had, and ends on the next."""
+    first = sqlite_server_factory()
+    second = sqlite_server_factory(apps=first.settings.apps, admin_key=first.settings.admin_key)
+    relay = Relay(first.port)
+    url = await relay.start()
+    socket = await UserSocket.open(url, Credentials(first.app_id, "bob", first.sig("bob")))
+    frames = socket.frames()
+    try:
+        async with httpx.AsyncClient(base_url=first.url, timeout=30) as http:
+
+            async def post(user: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+                response = await http.post(path, headers=first.headers(user), json=body)
+                assert response.status_code == 200, response.text
+                return response.json()["call"]  # type: ignore[no-any-return]
+
+            call = await post("alice", "/v1/calls", {"callees": ["bob"], "media": "audio"})
+            invite = await asyncio.wait_for(anext(frames), 15)
+            assert (invite.type, invite.call.call_id) == ("call-invite", call["callId"])
+            relay.cut(second.port)  # bob's link drops; his socket will reopen on `second`
+            await post("alice", f"/v1/calls/{call['callId']}/cancel", {})
+            relay.open.set()
+            missed = await asyncio.wait_for(anext(frames), 15)
+            assert (missed.type, missed.call.state) == ("call-cancelled", "cancelled")
+            assert invite.seq is not None and missed.seq is not None and missed.seq > invite.seq
+            assert socket.last_seq == missed.seq
+    finally:
+        await socket.aclose()
+        await relay.aclose()

@@ -56,10 +56,15 @@ class UserSocket:
 
 @asynccontextmanager
 async def user_socket(
-    server: RunningServer, user: str, *, device: str = "default", sig: str | None = None
+    server: RunningServer,
+    user: str,
+    *,
+    device: str = "default",
+    sig: str | None = None,
+    after: int | None = None,
 ) -> AsyncIterator[UserSocket]:
-    """``user``'s user socket, past its welcome."""
-    creds = user_subprotocol(server.app_id, user, sig or server.sig(user), device)
+    """``user``'s user socket, past its welcome (resuming after ``after`` if given)."""
+    creds = user_subprotocol(server.app_id, user, sig or server.sig(user), device, after)
     url = server.url.replace("http://", "ws://", 1) + "/v1/ws/user"
     async with connect(
         url, proxy=None, open_timeout=TIMEOUT, close_timeout=2, subprotocols=["tavkit.v1", creds]

@@ -225,6 +225,10 @@ class RoomApi:
         """``POST /v1/calls/{call_id}/{verb}`` (accept, decline, cancel, hangup)."""
         return await self._call("POST", f"/v1/calls/{call_id}/{verb}", json=body or {})
 
+    async def get_call(self, call_id: str) -> dict[str, Any]:
+        """``GET /v1/calls/{call_id}``: the call's record (a participant's own)."""
+        return await self._call("GET", f"/v1/calls/{call_id}")
+
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self._client.aclose()

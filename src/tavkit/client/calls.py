@@ -6,8 +6,13 @@ the server through a :class:`UserSocket` (``/v1/ws/user``, ``docs/protocol.md`` 
 whose credentials travel in the handshake and whose frames are parsed by
 :mod:`tavkit.protocol.calls`.
 
-The user socket does not reconnect by itself: when it drops, :meth:`UserSocket.frames`
-ends, and a new socket's ``user-welcome`` lists the invitations still ringing.
+The user socket resumes like the room socket: when it drops (or its replica drains,
+1012), :meth:`UserSocket.frames` reopens it with ``after`` (the highest ``seq`` it has)
+and the server replays what it missed, in order; invitations still ringing come again
+in the welcome and are yielded once. When the server says the gap cannot be replayed
+(``resumed`` false), ``on_gap`` is awaited so the owner re-reads its calls over REST.
+It stops for good on 1000, 4001 (a newer socket of the device), 4002 (the userSig
+expired) and 4401, or when reopening keeps failing for :data:`RESUME_FOR` seconds.
 """
 
 from __future__ import annotations
@@ -30,81 +35,159 @@ from tavkit.protocol import ErrorFrame, FrameError
 from tavkit.protocol.calls import (
     CallFrame,
     CallInfo,
+    UserWelcome,
     parse_call,
     parse_call_frame,
     parse_user_welcome,
     user_subprotocol,
 )
 
-__all__ = ["FINAL_STATES", "Invitation", "OutgoingCall", "UserSocket"]
+__all__ = ["FINAL_STATES", "RESUME_FOR", "Invitation", "OutgoingCall", "UserSocket"]
 
 logger = logging.getLogger(__name__)
 _WIRE_LOG: Final = logging.getLogger(f"{__name__}.wire")
 _WIRE_LOG.addFilter(RedactingFilter())  # the handshake carries the userSig
 _OPEN_TIMEOUT: Final = 10.0
+RESUME_FOR: Final = 20.0
+"""How long a dropped user socket keeps trying to reopen."""
+_FINAL_CLOSES: Final = frozenset({1000, 4001, 4002, 4401})
+"""Close codes after which the user socket does not reopen (``docs/protocol.md``)."""
 
 FINAL_STATES: Final = frozenset({"declined", "busy", "timeout", "cancelled", "ended"})
 """The call states after which nothing more happens to it."""
 
 
 class UserSocket:
-    """One user socket: the invitations ringing when it opened, then every call frame."""
+    """One user's socket: the invitations ringing when it opened, then every call frame,
+    across drops (module docstring)."""
 
-    def __init__(self, ws: ClientConnection, ringing: tuple[CallInfo, ...]) -> None:
+    def __init__(
+        self,
+        ws: ClientConnection,
+        ringing: tuple[CallInfo, ...],
+        last_seq: int,
+        reopen: Callable[[int], Awaitable[tuple[ClientConnection, UserWelcome]]],
+    ) -> None:
         self._ws = ws
         self.ringing = ringing
         """The calls ringing for this user when the socket opened (``user-welcome``)."""
+        self.last_seq = last_seq
+        """The highest ``seq`` heard: where a resume starts."""
+        self.on_gap: Callable[[], Awaitable[None]] | None = None
+        """Awaited when a resume could not be replayed (re-read the calls you follow)."""
+        self._reopen = reopen
+        self._invited = {call.call_id for call in ringing}
+        self._closed = False
 
     @classmethod
     async def open(
         cls, server: str, credentials: Credentials, device: str = "default"
     ) -> UserSocket:
         """Connect and read the welcome; the seed's error when the server refuses."""
-        url = server.rstrip("/").replace("http", "ws", 1) + "/v1/ws/user"
-        offer = user_subprotocol(
-            credentials.sdk_app_id, credentials.user_id, credentials.user_sig, device
-        )
-        try:
-            ws = await connect(
-                url,
-                subprotocols=[Subprotocol("tavkit.v1"), Subprotocol(offer)],
-                logger=_WIRE_LOG,
-                open_timeout=_OPEN_TIMEOUT,
-                close_timeout=2.0,
-                proxy=None,
-            )
-        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-            raise HttpError(HttpCode.NETWORK, f"user socket: {exc!r}") from exc
-        try:
-            async with asyncio.timeout(_OPEN_TIMEOUT):
-                first = json.loads(await ws.recv())
-            if isinstance(first, dict) and first.get("type") == ErrorFrame.type:
-                raise TAvKitError.from_dict(first)
-            welcome = parse_user_welcome(first)
-        except (TimeoutError, ConnectionClosed, ValueError, FrameError) as exc:
-            await ws.close()
-            if isinstance(exc, TAvKitError):
-                raise
-            raise HttpError(HttpCode.NETWORK, f"no welcome on the user socket: {exc!r}") from exc
-        except TAvKitError:
-            await ws.close()
-            raise
-        return cls(ws, welcome.ringing)
+
+        async def reopen(after: int | None) -> tuple[ClientConnection, UserWelcome]:
+            return await _connect(server, credentials, device, after)
+
+        ws, welcome = await reopen(None)
+        return cls(ws, welcome.ringing, welcome.last_seq, reopen)
 
     async def frames(self) -> AsyncIterator[CallFrame]:
-        """Every call frame until the socket closes (a malformed one is logged and skipped)."""
-        with contextlib.suppress(ConnectionClosed):
-            async for text in self._ws:
-                try:
-                    wire: Any = json.loads(text)
-                    if isinstance(wire, dict) and str(wire.get("type", "")).startswith("call-"):
-                        yield parse_call_frame(wire)
-                except (ValueError, FrameError) as exc:
-                    logger.warning("user socket: skipping a frame: %s", exc)
+        """Every call frame until the socket ends for good (a malformed one is skipped)."""
+        while not self._closed:
+            with contextlib.suppress(ConnectionClosed):
+                async for text in self._ws:
+                    frame = self._parse(text)
+                    if frame is not None:
+                        yield frame
+            if self._closed or self._ws.close_code in _FINAL_CLOSES:
+                return
+            welcome = await self._resume()
+            if welcome is None:
+                return
+            for call in welcome.ringing:  # ringing still, and not yielded before
+                if call.call_id not in self._invited:
+                    self._invited.add(call.call_id)
+                    yield CallFrame("call-invite", call)
+            if not welcome.resumed and self.on_gap is not None:
+                await self.on_gap()
 
     async def aclose(self) -> None:
-        """Close the socket."""
+        """Close the socket (it does not reopen)."""
+        self._closed = True
         await self._ws.close()
+
+    def _parse(self, text: str | bytes) -> CallFrame | None:
+        try:
+            wire: Any = json.loads(text)
+            if not (isinstance(wire, dict) and str(wire.get("type", "")).startswith("call-")):
+                return None
+            frame = parse_call_frame(wire)
+        except (ValueError, FrameError) as exc:
+            logger.warning("user socket: skipping a frame: %s", exc)
+            return None
+        if frame.seq is not None:  # the server sends each seq once per socket
+            self.last_seq = max(self.last_seq, frame.seq)
+        if frame.type == "call-invite":
+            self._invited.add(frame.call.call_id)
+        return frame
+
+    async def _resume(self) -> UserWelcome | None:
+        """Reopen with ``after``, with backoff, for up to :data:`RESUME_FOR` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RESUME_FOR
+        delay = 0.1
+        while not self._closed and loop.time() < deadline:
+            try:
+                self._ws, welcome = await self._reopen(self.last_seq)
+            except HttpError:  # not reachable yet: try again
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            except TAvKitError as exc:  # refused (the userSig is no longer valid)
+                logger.warning("user socket: not resumed: %s", exc)
+                return None
+            logger.info(
+                "user socket resumed after %d (replayed: %s)", self.last_seq, welcome.resumed
+            )
+            self.last_seq = max(self.last_seq, welcome.last_seq)
+            return welcome
+        return None
+
+
+async def _connect(
+    server: str, credentials: Credentials, device: str, after: int | None
+) -> tuple[ClientConnection, UserWelcome]:
+    """Open a user socket and read its welcome; the seed's error when the server refuses."""
+    url = server.rstrip("/").replace("http", "ws", 1) + "/v1/ws/user"
+    offer = user_subprotocol(
+        credentials.sdk_app_id, credentials.user_id, credentials.user_sig, device, after
+    )
+    try:
+        ws = await connect(
+            url,
+            subprotocols=[Subprotocol("tavkit.v1"), Subprotocol(offer)],
+            logger=_WIRE_LOG,
+            open_timeout=_OPEN_TIMEOUT,
+            close_timeout=2.0,
+            proxy=None,
+        )
+    except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+        raise HttpError(HttpCode.NETWORK, f"user socket: {exc!r}") from exc
+    try:
+        async with asyncio.timeout(_OPEN_TIMEOUT):
+            first = json.loads(await ws.recv())
+        if isinstance(first, dict) and first.get("type") == ErrorFrame.type:
+            raise TAvKitError.from_dict(first)
+        welcome = parse_user_welcome(first)
+    except (TimeoutError, ConnectionClosed, ValueError, FrameError) as exc:
+        await ws.close()
+        if isinstance(exc, TAvKitError):
+            raise
+        raise HttpError(HttpCode.NETWORK, f"no welcome on the user socket: {exc!r}") from exc
+    except TAvKitError:
+        await ws.close()
+        raise
+    return ws, welcome
 
 
 class OutgoingCall:
@@ -131,6 +214,7 @@ class OutgoingCall:
         self._answered: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._over = asyncio.Event()
         self._leaving: asyncio.Task[None] | None = None
+        socket.on_gap = self._resync
         self._task = asyncio.create_task(self._watch(), name=f"tavkit-call-{call.call_id}")
         self._settle(call)
 
@@ -175,6 +259,11 @@ class OutgoingCall:
             if not self._over.is_set():
                 self._over.set()
                 self._leaving = asyncio.get_running_loop().create_task(self._leave())
+
+    async def _resync(self) -> None:
+        """The socket's gap could not be replayed: read the call as it stands."""
+        with contextlib.suppress(TAvKitError):
+            self._settle(parse_call((await self._api.get_call(self.call_id))["call"]))
 
     async def _watch(self) -> None:
         async for frame in self._socket.frames():

@@ -351,6 +351,15 @@ class TAvKit:
                 listener=listener,
             )
 
+        async def resync() -> None:
+            # The socket's gap could not be replayed: an accepted call may have ended.
+            for call_id in joined:
+                with contextlib.suppress(TAvKitError):
+                    if parse_call((await api.get_call(call_id))["call"]).state in FINAL_STATES:
+                        await self.hangup()
+                        await socket.aclose()  # ends the iteration below
+
+        socket.on_gap = resync
         try:
             for call in socket.ringing:
                 yield Invitation(call, api, join)

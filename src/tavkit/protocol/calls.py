@@ -89,16 +89,26 @@ USER_SUBPROTOCOL_PREFIX: Final = "tavkit.user."
 """The user socket's credentials travel as the subprotocol ``tavkit.user.<...>``."""
 
 
-def user_subprotocol(sdk_app_id: int, user_id: str, user_sig: str, device: str) -> str:
+def user_subprotocol(
+    sdk_app_id: int, user_id: str, user_sig: str, device: str, after: int | None = None
+) -> str:
     """The subprotocol that opens a user socket: base64url (unpadded) of the JSON
-    ``{"sdkAppId", "userId", "userSig", "device"}`` after :data:`USER_SUBPROTOCOL_PREFIX`.
+    ``{"sdkAppId", "userId", "userSig", "device", "after"?}`` after
+    :data:`USER_SUBPROTOCOL_PREFIX`.
 
-    A subprotocol is a handshake header, in no access log, unlike a URL.
+    ``after`` resumes: the highest ``seq`` the client has (a frame's, or the last
+    welcome's ``lastSeq``); the server replays what came after it. A subprotocol is a
+    handshake header, in no access log, unlike a URL.
     """
-    raw = json.dumps(
-        {"sdkAppId": sdk_app_id, "userId": user_id, "userSig": user_sig, "device": device},
-        separators=(",", ":"),
-    ).encode()
+    creds: dict[str, Any] = {
+        "sdkAppId": sdk_app_id,
+        "userId": user_id,
+        "userSig": user_sig,
+        "device": device,
+    }
+    if after is not None:
+        creds["after"] = after
+    raw = json.dumps(creds, separators=(",", ":")).encode()
     return USER_SUBPROTOCOL_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -175,21 +185,26 @@ class CallFrame:
     """A user socket frame about one call: ``type`` says what happened, ``call`` is it now.
 
     ``user_id`` is who acted (the callee who accepted, declined or timed out);
-    ``reason`` is their decline reason or the call's end reason.
+    ``reason`` is their decline reason or the call's end reason. ``seq`` is the id of
+    the change's journal event: per app, increasing, what a resuming socket's ``after``
+    counts in (None only on a frame made outside a transaction, in tests).
     """
 
     type: CallFrameType
     call: CallInfo
     user_id: str | None = None
     reason: str | None = None
+    seq: int | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        """The frame: ``{"type", "call", "userId"?, "reason"?}``."""
+        """The frame: ``{"type", "call", "userId"?, "reason"?, "seq"?}``."""
         wire: dict[str, Any] = {"type": self.type, "call": self.call.to_wire()}
         if self.user_id is not None:
             wire["userId"] = self.user_id
         if self.reason is not None:
             wire["reason"] = self.reason
+        if self.seq is not None:
+            wire["seq"] = self.seq
         return wire
 
 
@@ -197,22 +212,29 @@ class CallFrame:
 class UserWelcome:
     """The user socket's first frame: who it is and the invitations still ringing for them.
 
-    A socket that reconnects gets the invitations it missed this way (the user socket
-    has no other replay: what is no longer ringing needs no answer).
+    ``last_seq`` is where the socket's frames start (every later frame has a higher
+    ``seq``). ``resumed`` is true when the socket asked to resume (``after``) and every
+    frame it missed follows the welcome (replayed, invitations excepted: those still
+    ringing are in ``ringing``); false after an ``after`` means they cannot be replayed
+    and the client must re-read its calls (``GET /v1/calls``).
     """
 
     type: ClassVar[str] = "user-welcome"
     user_id: str
     device: str
     ringing: tuple[CallInfo, ...]
+    last_seq: int = 0
+    resumed: bool = False
 
     def to_wire(self) -> dict[str, Any]:
-        """``{"type", "userId", "device", "ringing"}``."""
+        """``{"type", "userId", "device", "ringing", "lastSeq", "resumed"}``."""
         return {
             "type": self.type,
             "userId": self.user_id,
             "device": self.device,
             "ringing": [c.to_wire() for c in self.ringing],
+            "lastSeq": self.last_seq,
+            "resumed": self.resumed,
         }
 
 
@@ -281,6 +303,7 @@ def parse_call_frame(obj: object) -> CallFrame:
         parse_call(f.raw("call"), "frame.call"),
         None if f.obj.get("userId") is None else f.user_id("userId"),
         f.opt_string("reason", max_bytes=MAX_DECLINE_REASON_CHARS * 4),
+        _opt_seq(f, "seq"),
     )
 
 
@@ -327,11 +350,26 @@ def parse_user_welcome(obj: object) -> UserWelcome:
     if f.raw("type") != UserWelcome.type:
         raise f.fail("type", UserWelcome.type)
     ringing = f.array("ringing", max_items=1000)
+    resumed = f.obj.get("resumed", False)
+    if not isinstance(resumed, bool):
+        raise f.fail("resumed", "a boolean")
     return UserWelcome(
         f.user_id("userId"),
         f.user_id("device"),
         tuple(parse_call(c, f"frame.ringing[{i}]") for i, c in enumerate(ringing)),
+        _opt_seq(f, "lastSeq") or 0,
+        resumed,
     )
+
+
+def _opt_seq(f: Fields, name: str) -> int | None:
+    """An optional sequence number: an integer from 0 up."""
+    value = f.obj.get(name)
+    if value is None:
+        return None
+    if type(value) is not int or value < 0:
+        raise f.fail(name, "an integer from 0")
+    return value
 
 
 def _room(f: Fields, name: str) -> RoomId:

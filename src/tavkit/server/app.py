@@ -43,10 +43,9 @@ from tavkit.server.admin import routes as admin_routes
 from tavkit.server.admin import webhooks as webhook_routes
 from tavkit.server.bus import Bus, InProcessBus
 from tavkit.server.calls import routes as call_routes
-from tavkit.server.calls import socket as user_socket
 from tavkit.server.calls.service import CallService
 from tavkit.server.context import ServerContext
-from tavkit.server.drain import Drain, DrainMiddleware
+from tavkit.server.drain import Drain, DrainMiddleware, held
 from tavkit.server.errors import install_error_handlers
 from tavkit.server.headers import ReplicaHeaderMiddleware, SecurityHeadersMiddleware
 from tavkit.server.im import routes as im_routes
@@ -193,7 +192,7 @@ async def drain_app(app: FastAPI, within: float) -> int:
     ctx = getattr(app.state, "tavkit", None)
     if not isinstance(ctx, ServerContext):
         return 0  # the lifespan has not started: nothing is held
-    return await ctx.drain.move(ctx.sockets, within)
+    return await ctx.drain.move(held(ctx.sockets, ctx.user_sockets), within)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -308,7 +307,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_routes.api)
     app.include_router(webhook_routes.api)
     app.include_router(call_routes.api)
-    app.include_router(user_socket.router)
     app.include_router(logs_routes.router)
     app.include_router(recording_routes.router)
     app.include_router(dashboard.router)

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from tavkit.errors import ServerCode, ServerError
 from tavkit.server.drain import Drain
+from tavkit.server.signaling.registry import SocketRegistry
 from tavkit.server.signaling.shedding import LoopLag
 
 if TYPE_CHECKING:
     from tavkit.server.bus import Bus
     from tavkit.server.calls.service import CallService
+    from tavkit.server.calls.socket import UserConnection
     from tavkit.server.im.service import MessageService
     from tavkit.server.logs.service import LogService
     from tavkit.server.metrics import Metrics
@@ -27,7 +29,6 @@ if TYPE_CHECKING:
     from tavkit.server.rooms.service import RoomService
     from tavkit.server.settings import Settings
     from tavkit.server.signaling.connection import SignalingConnection
-    from tavkit.server.signaling.registry import SocketRegistry
     from tavkit.server.store.db import Store
     from tavkit.server.webhooks import Dispatcher
 
@@ -57,6 +58,8 @@ class ServerContext:
     """Whether this replica is draining (:mod:`tavkit.server.drain`)."""
     loop_lag: LoopLag = field(default_factory=LoopLag)
     """Whether the event loop is behind, so signals are shed (:mod:`~.signaling.shedding`)."""
+    user_sockets: SocketRegistry[UserConnection] = field(default_factory=SocketRegistry)
+    """This process's user sockets (:mod:`tavkit.server.calls.socket`), for the drain."""
     webhooks: Dispatcher | None = None
     """The webhook dispatcher (:mod:`tavkit.server.webhooks`); None outside a lifespan."""
 

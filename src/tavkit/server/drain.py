@@ -9,15 +9,18 @@ that into an orderly hand-over. ``tavkit serve`` runs it on SIGTERM when
    ``{"status": "draining"}``, so the load balancer stops choosing this replica
    (HAProxy after ``fall`` failed checks); :class:`DrainMiddleware` refuses ``enter``
    with 503 and server 10000 plus ``Retry-After`` (the Python client retries a 503,
-   and so can HAProxy), and accepts a new signaling socket only to close it with 1012.
-2. :meth:`Drain.move` closes every socket held with 1012 (``service restart``) and the
-   reason :data:`DRAIN_REASON`, spread evenly over :data:`CLOSE_SPREAD` seconds so the
-   clients' reconnects reach the other replicas as a stream rather than one burst.
-   Both clients treat 1012 as "resume now": they reconnect through the load balancer
-   with the same socket token and keep their place in the room.
-3. It waits until this process holds no socket, or ``drain_timeout`` has passed; then
-   uvicorn's ordinary shutdown runs (whatever socket is left is closed with 1012 at
-   once, and the lifespan finalises the recorder, the log forwarder and the store).
+   and so can HAProxy), and accepts a new signaling or user socket only to close it
+   with 1012.
+2. :meth:`Drain.move` closes every socket held (room and user sockets) with 1012
+   (``service restart``) and the reason :data:`DRAIN_REASON`, spread evenly over
+   :data:`CLOSE_SPREAD` seconds so the clients' reconnects reach the other replicas as
+   a stream rather than one burst. Both clients treat 1012 as "resume now": they
+   reconnect through the load balancer with the same socket token and keep their place
+   in the room (a user socket resumes with its ``after``).
+3. It waits until this process holds no socket, or ``drain_timeout``
+   has passed; then uvicorn's ordinary shutdown runs (whatever socket is left is
+   closed with 1012 at once, and the lifespan finalises the recorder, the log
+   forwarder and the store).
 
 The spread stays short on purpose: HAProxy (``docs/deploy/haproxy.cfg``) marks the
 replica down after two failed checks a second apart and then cuts the connections
@@ -41,7 +44,7 @@ from tavkit.protocol import CloseCode
 from tavkit.server.errors import error_response
 from tavkit.server.signaling.tokens import SUBPROTOCOL
 
-__all__ = ["CLOSE_SPREAD", "DRAIN_REASON", "Drain", "DrainMiddleware", "refuse_socket"]
+__all__ = ["CLOSE_SPREAD", "DRAIN_REASON", "Drain", "DrainMiddleware", "held", "refuse_socket"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +70,21 @@ class Sockets(Protocol):
     def live(self) -> Sequence[Closable]:
         """Every socket held now."""
         ...
+
+
+class _Held:
+    """Several registries as one (room sockets and user sockets move alike)."""
+
+    def __init__(self, parts: Sequence[Sockets]) -> None:
+        self._parts = parts
+
+    def live(self) -> list[Closable]:
+        return [socket for part in self._parts for socket in part.live()]
+
+
+def held(*registries: Sockets) -> Sockets:
+    """Every socket of ``registries``, for :meth:`Drain.move`."""
+    return _Held(registries)
 
 
 class Drain:

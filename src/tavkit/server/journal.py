@@ -431,9 +431,17 @@ def parse_entry(wire: object) -> JournalEntry:
     )
 
 
-def record(s: AsyncSession, notice: Notice) -> None:
-    """Note ``notice`` in ``s``'s transaction; it is written just before the commit."""
-    s.info.setdefault(_PENDING, []).append(notice)
+def record(
+    s: AsyncSession, notice: Notice, *, numbered: Callable[[int], None] | None = None
+) -> None:
+    """Note ``notice`` in ``s``'s transaction; it is written just before the commit.
+
+    ``numbered`` is called with the event's id (its ``app_seq``) once it has one, still
+    before the commit: the call service numbers its user socket frames with it, so a
+    socket's ``after`` is a journal position (``docs/protocol.md`` section 7). An event
+    that is not written (a message the app's webhooks do not ask for) is never numbered.
+    """
+    s.info.setdefault(_PENDING, []).append((notice, numbered))
 
 
 async def write_recorded(
@@ -444,9 +452,11 @@ async def write_recorded(
     Apps are numbered in ``sdk_app_id`` order, so two transactions touching the same
     apps take their counters in the same order.
     """
-    pending: list[Notice] = s.info.pop(_PENDING, [])
-    if not pending:
+    noted: list[tuple[Notice, Callable[[int], None] | None]] = s.info.pop(_PENDING, [])
+    if not noted:
         return []
+    pending = [notice for notice, _ in noted]
+    callbacks = {id(notice): then for notice, then in noted if then is not None}
     sessions: dict[uuid.UUID, SessionRow] = {}
     for notice in pending:
         if notice.room_uuid not in sessions:
@@ -501,6 +511,8 @@ async def write_recorded(
             next_in_session[room_uuid] += 1
             s.add(row)
             written.append(row)
+            if (then := callbacks.get(id(notice))) is not None:
+                then(row.app_seq)
     await s.flush()
     return written
 

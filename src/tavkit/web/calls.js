@@ -6,9 +6,28 @@
 // to show and when to start() in the call's room.
 //
 // The credentials travel in the handshake, as the subprotocol tavkit.user.<base64url of
-// {sdkAppId, userId, userSig, device}>, never in the URL.
+// {sdkAppId, userId, userSig, device, after?}>, never in the URL.
+//
+// The socket resumes like the room socket: dropped (a lost link, 1011, 1012 from a
+// draining replica, 1013), it reopens with backoff and `after` = the highest `seq` heard;
+// the server replays the frames missed, and invitations still ringing come again in the
+// welcome (each reported once). When the welcome says the gap could not be replayed
+// (`resumed` false), the call in progress is re-read over REST. It stops for good on
+// 1000, 4001 (a newer socket of this device), 4002 (userSig expired) and 4401.
 
 import { ApiClient } from "./api.js";
+import { CLOSE } from "./protocol.js";
+
+const FINAL_CLOSE = new Set([CLOSE.NORMAL, CLOSE.REPLACED, CLOSE.REMOVED, CLOSE.UNAUTHORISED]);
+const RESUME_FOR_MS = 20000; // how long a dropped socket keeps trying to reopen
+/** A final call state -> the frame that would have said so (for a re-read call). */
+const FRAME_OF_STATE = Object.freeze({
+  ended: "call-ended",
+  cancelled: "call-cancelled",
+  timeout: "call-timeout",
+  declined: "call-declined",
+  busy: "call-declined",
+});
 
 /**
  * Every name onCallListener(event) can hear, TUICallKit's where it has one (its
@@ -48,8 +67,10 @@ export function eventName(frame, me) {
 }
 
 /** The subprotocol that opens a user socket (tavkit.protocol.calls.user_subprotocol). */
-export function userSubprotocol({ sdkAppId, userId, userSig }, device = "default") {
-  const json = JSON.stringify({ sdkAppId, userId, userSig, device });
+export function userSubprotocol({ sdkAppId, userId, userSig }, device = "default", after = null) {
+  const creds = { sdkAppId, userId, userSig, device };
+  if (after !== null && after !== undefined) creds.after = after;
+  const json = JSON.stringify(creds);
   const bytes = new TextEncoder().encode(json);
   let binary = "";
   for (const b of bytes) binary += String.fromCharCode(b);
@@ -68,30 +89,72 @@ export class CallClient {
     this.current = null; // the call this client made or accepted
     this.seen = new Map(); // callId -> the call as the latest frame had it
     this.socket = null;
+    this.lastSeq = null; // the highest seq heard: where a resume starts
+    this.closed = false;
   }
 
   /** Open the user socket; resolves once its welcome arrived (invitations already ringing). */
   listen() {
+    this.closed = false;
+    return this.#open(null);
+  }
+
+  #open(after) {
     const base = (this.options.server || location.origin).replace(/^http/, "ws");
     const socket = new WebSocket(`${base}/v1/ws/user`, [
       "tavkit.v1",
-      userSubprotocol(this.options, this.options.device),
+      userSubprotocol(this.options, this.options.device, after),
     ]);
     this.socket = socket;
     return new Promise((resolve, reject) => {
+      let welcomed = false;
       socket.addEventListener("message", (event) => {
         const frame = JSON.parse(event.data);
         if (frame.type === "user-welcome") {
-          for (const call of frame.ringing) this.#frame({ type: "call-invite", call });
+          welcomed = true;
+          this.lastSeq = Math.max(this.lastSeq ?? 0, frame.lastSeq ?? 0);
+          for (const call of frame.ringing) {
+            if (!this.ringing.has(call.callId)) this.#frame({ type: "call-invite", call });
+          }
+          if (after !== null && frame.resumed === false) this.#resync();
           resolve(frame);
-        } else if (frame.type === "error") {
+        } else if (frame.type === "error" && !welcomed) {
           reject(frame);
         } else {
           this.#frame(frame);
         }
       });
-      socket.addEventListener("close", () => reject({ module: "http", errorCode: 10000 }));
+      socket.addEventListener("close", (event) => {
+        if (!welcomed) reject({ module: "http", errorCode: 10000 });
+        else if (this.socket === socket && !this.closed && !FINAL_CLOSE.has(event.code)) {
+          this.#resume(Date.now() + RESUME_FOR_MS, 100);
+        }
+      });
     });
+  }
+
+  /** Reopen with `after`, with backoff, until the deadline. */
+  #resume(deadline, delay) {
+    if (this.closed || Date.now() > deadline) return;
+    this.#open(this.lastSeq).catch((error) => {
+      if (error?.errorCode !== 10000) return; // refused: the credentials no longer hold
+      setTimeout(() => this.#resume(deadline, Math.min(delay * 2, 2000)), delay);
+    });
+  }
+
+  /** The gap could not be replayed: re-read the call in progress and report its end. */
+  async #resync() {
+    const callId = this.current?.callId;
+    if (!callId) return;
+    try {
+      const { call } = await this.api.request("GET", `/v1/calls/${callId}`);
+      const type = FRAME_OF_STATE[call.state];
+      if (type && this.current?.callId === callId && this.current.state !== call.state) {
+        this.#frame({ type, call, reason: call.endReason });
+      }
+    } catch {
+      // The next frame or the user's hang-up settles it.
+    }
   }
 
   /** Ring `callees`; the call (its roomId is where to start()). */
@@ -126,8 +189,9 @@ export class CallClient {
     return this.#act(callId, "hangup");
   }
 
-  /** Close the user socket. */
+  /** Close the user socket (it does not reopen). */
   close() {
+    this.closed = true;
     this.socket?.close(1000);
     this.socket = null;
   }
@@ -142,6 +206,7 @@ export class CallClient {
   #frame(frame) {
     const name = eventName(frame, this.options.userId);
     if (!name) return;
+    if (typeof frame.seq === "number") this.lastSeq = Math.max(this.lastSeq ?? 0, frame.seq);
     const call = frame.call;
     if (frame.type === "call-invite") this.ringing.set(call.callId, call);
     this.seen.set(call.callId, call);

@@ -30,6 +30,7 @@ import { MessageList, swipeToClose } from "./chat-panel.js";
 import { icons } from "./icons.js";
 import { fitFor, tileAspect } from "./fit.js";
 import { roomLabel } from "./protocol.js";
+import { roomOf } from "./options.js";
 import { gridShape, layoutFor, makeDraggable } from "./layout.js";
 import { askForCredentials } from "./renewal.js";
 import { classify, deviceOf, screenFor } from "./screens.js";

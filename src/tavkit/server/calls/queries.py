@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.server.calls.models import ACTIVE_STATES
@@ -20,6 +21,7 @@ __all__ = [
     "calls_in_session",
     "due_calls",
     "history",
+    "lock_users",
     "locked_call",
     "ringing_for",
 ]
@@ -34,6 +36,28 @@ async def callees_of(s: AsyncSession, call_id: uuid.UUID, *, lock: bool = False)
     """The call's callees, in ringing order."""
     query = select(CalleeRow).where(CalleeRow.call_id == call_id).order_by(CalleeRow.id)
     return list(await s.scalars(query.with_for_update() if lock else query))
+
+
+async def lock_users(s: AsyncSession, sdk_app_id: int, users: Sequence[str]) -> None:
+    """Hold ``users``' busy checks until this transaction ends, on every replica.
+
+    Without it two calls ringing the same callee at once, on two replicas (each with its
+    own per-app lock), would both read them as free. On PostgreSQL each user is a
+    transaction-scoped advisory lock, taken in one order so two callers never wait for
+    each other in a cycle; the second caller's busy check then runs after the first
+    committed (READ COMMITTED reads afresh per statement) and sees its callee row.
+    SQLite has one writer at a time (``BEGIN IMMEDIATE``), which serialises the two already.
+    """
+    if s.get_bind().dialect.name != "postgresql":
+        return
+    for key in sorted({_user_key(sdk_app_id, user) for user in users}):
+        await s.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+def _user_key(sdk_app_id: int, user_id: str) -> int:
+    """A signed 64-bit advisory lock key for ``(sdk_app_id, user_id)``."""
+    digest = hashlib.blake2b(f"tavkit-call-user:{sdk_app_id}:{user_id}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
 
 
 async def busy_users(s: AsyncSession, sdk_app_id: int, users: Sequence[str]) -> set[str]:

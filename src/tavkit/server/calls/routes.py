@@ -22,6 +22,7 @@ from tavkit.errors import AvkitCode, AvkitError, ServerCode, ServerError
 from tavkit.protocol import FrameError
 from tavkit.protocol._fields import Fields
 from tavkit.protocol.calls import MAX_DECLINE_REASON_CHARS, parse_call_request
+from tavkit.protocol.rooms import RoomId
 from tavkit.server.auth import USER_ID_RE, Caller, CredentialsDep, authenticate
 from tavkit.server.context import ServerContext, context_of
 from tavkit.server.http import (
@@ -121,10 +122,22 @@ async def _caller(
     tags=["calls"],
 )
 async def create_call(request: Request, creds: CredentialsDep) -> dict[str, Any]:
-    """Ring ``callees``; the call (its ``roomId`` is the room to enter) as it now stands."""
+    """Ring ``callees``; the call (its ``roomId`` is the room to enter) as it now stands.
+
+    With a ``roomId``, the caller's privateMapKey must open that room as ``enter``
+    checks it (the same codes); an app that requires keys needs a ``roomId``.
+    """
     ctx, caller = await _caller(request, creds, "enter")
     body = await json_body(request)
     call_request = parse_call_request(body if body is not None else {})
+    if call_request.room_id is not None:
+        # The caller waits in the room: its privateMapKey is checked now, as enter would.
+        authenticate(ctx, creds, entering_room=call_request.room_id)
+    elif caller.app.require_private_map_key:
+        raise ServerError(
+            ServerCode.INVALID_PARAMETER,
+            "body.roomId: required, since this app requires a privateMapKey for the room",
+        )
     info = await ctx.calls.create(caller.sdk_app_id, caller.user_id, call_request)
     return {"call": info.to_wire()}
 
@@ -137,10 +150,20 @@ async def create_call(request: Request, creds: CredentialsDep) -> dict[str, Any]
     tags=["calls"],
 )
 async def accept_call(request: Request, call_id: CallUuid, creds: CredentialsDep) -> dict[str, Any]:
-    """A callee answers; enter ``call.roomId`` next (avkit 10001 for anyone else)."""
+    """A callee answers; enter ``call.roomId`` next (avkit 10001 for anyone else).
+
+    Their privateMapKey is checked for the call's room as ``enter`` will: a callee who
+    could not enter cannot accept (the call goes on ringing the others).
+    """
     ctx, caller = await _caller(request, creds, "enter")
     await json_body(request)
-    info = await ctx.calls.accept(caller.sdk_app_id, uuid.UUID(call_id), caller.user_id)
+
+    def may_enter(room: RoomId) -> None:
+        authenticate(ctx, creds, entering_room=room)  # the callee enters next: as enter would
+
+    info = await ctx.calls.accept(
+        caller.sdk_app_id, uuid.UUID(call_id), caller.user_id, may_enter=may_enter
+    )
     return {"call": info.to_wire()}
 
 

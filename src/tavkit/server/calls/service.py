@@ -35,18 +35,20 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import Final, Self, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.errors import AvkitCode, AvkitError, ServerCode, ServerError
-from tavkit.protocol.calls import CallFrame, CallFrameType, CallInfo, CallRequest
+from tavkit.protocol.calls import CallFrame, CallInfo, CallRequest
 from tavkit.protocol.rooms import RoomId, room_columns
 from tavkit.server import journal
 from tavkit.server.bus import Bus, user_channel
-from tavkit.server.calls import queries
+from tavkit.server.calls import queries, replay
 from tavkit.server.calls.models import ACTIVE_STATES, CallRecord, call_info
+from tavkit.server.calls.replay import Catchup
 from tavkit.server.events import CallEvent
 from tavkit.server.journal import CallNotice, JournalEntry, RoomOpenedNotice
 from tavkit.server.rooms.queries import live_rows, log_event, open_session
@@ -148,6 +150,7 @@ class CallService:
                 # Keep the room from being swept while it rings, and until the call
                 # sweep would have timed it out (should its replica go away).
                 session.empty_since = max(session.empty_since, ring_until + _SWEEP_GRACE)
+            await queries.lock_users(s, sdk_app_id, request.callees)
             busy = await queries.busy_users(s, sdk_app_id, request.callees)
             call = CallRow(
                 id=uuid.uuid4(),
@@ -178,26 +181,21 @@ class CallService:
             s.add_all(callees)
             await s.flush()
             log_event(s, session.id, now, "call", caller, f"ringing {call.id}")
-            journal.record(s, _notice("call.ringing", call, callees=request.callees))
-            for row in callees:
-                if row.outcome == "busy":
-                    journal.record(s, _notice("call.busy", call, user=row.user_id, reason="busy"))
             if not any(row.outcome == "ringing" for row in callees):
                 await self._finish_unanswered(s, call, callees, now)
             info = call_info(call, callees)
-            for row in callees:
-                if row.outcome == "ringing":
-                    _send(out, sdk_app_id, [row.user_id], "call-invite", info)
+            ringing = [row.user_id for row in callees if row.outcome == "ringing"]
+            ring = _notice("call.ringing", call, callees=request.callees)
+            _announce(s, out, call, ring, ringing, CallFrame("call-invite", info))
             for row in callees:
                 if row.outcome == "busy":
-                    _send(
+                    _announce(
+                        s,
                         out,
-                        sdk_app_id,
+                        call,
+                        _notice("call.busy", call, user=row.user_id, reason="busy"),
                         info.participants,
-                        "call-declined",
-                        info,
-                        row.user_id,
-                        "busy",
+                        CallFrame("call-declined", info, row.user_id, "busy"),
                     )
             return info
 
@@ -247,24 +245,39 @@ class CallService:
 
     # -- the callees -------------------------------------------------------------------
 
-    async def accept(self, sdk_app_id: int, call_id: uuid.UUID, user_id: str) -> CallInfo:
+    async def accept(
+        self,
+        sdk_app_id: int,
+        call_id: uuid.UUID,
+        user_id: str,
+        *,
+        may_enter: Callable[[RoomId], None] | None = None,
+    ) -> CallInfo:
         """A callee answers; they then enter the call's room. Avkit 10001 for anyone but a
-        callee; 14003 when their ring is over (answered elsewhere, timed out, cancelled)."""
+        callee; 14003 when their ring is over (answered elsewhere, timed out, cancelled).
+
+        ``may_enter(room)`` raises when the callee could not enter the call's room (their
+        privateMapKey): checked once the call is found, and nothing changes then.
+        """
 
         async def run(s: AsyncSession, out: Outbox) -> CallInfo:
             call, callees = await self._locked(s, sdk_app_id, call_id)
             me = _callee(call, callees, user_id, "accept")
             if call.state not in ACTIVE_STATES or me.outcome != "ringing":
                 raise _over(call, "accept it", me)
+            if may_enter is not None:
+                may_enter(call.room)
             now = self._clock()
             me.outcome = "accepted"
             me.answered_at = me.responded_at = now
             if call.state == "ringing":
                 call.state = "accepted"
                 call.answered_at = now
-            journal.record(s, _notice("call.accepted", call, user=user_id))
             info = call_info(call, callees)
-            _send(out, sdk_app_id, info.participants, "call-accepted", info, user_id)
+            frame = CallFrame("call-accepted", info, user_id)
+            _announce(
+                s, out, call, _notice("call.accepted", call, user=user_id), info.participants, frame
+            )
             return info
 
         return await self._write(sdk_app_id, "accepting the call", run)
@@ -285,11 +298,17 @@ class CallService:
             me.reason = reason
             me.responded_at = now
             kind = "call.busy" if me.outcome == "busy" else "call.declined"
-            journal.record(s, _notice(kind, call, user=user_id, reason=reason))
             if call.state == "ringing" and not any(c.outcome == "ringing" for c in callees):
                 await self._finish_unanswered(s, call, callees, now)
             info = call_info(call, callees)
-            _send(out, sdk_app_id, info.participants, "call-declined", info, user_id, reason)
+            _announce(
+                s,
+                out,
+                call,
+                _notice(kind, call, user=user_id, reason=reason),
+                info.participants,
+                CallFrame("call-declined", info, user_id, reason),
+            )
             return info
 
         return await self._write(sdk_app_id, "declining the call", run)
@@ -335,14 +354,18 @@ class CallService:
 
         return await self._read("reading the call's events", run)
 
-    async def ringing(self, sdk_app_id: int, user_id: str) -> list[CallInfo]:
-        """The calls ringing ``user_id`` now (what a user socket sends as it opens)."""
+    async def catch_up(
+        self, sdk_app_id: int, user_id: str, after: int | None, window: float
+    ) -> Catchup:
+        """What a user socket's welcome says: the calls ringing ``user_id``, the app's last
+        seq, and the frames missed after ``after`` within ``window`` seconds
+        (:mod:`~tavkit.server.calls.replay`)."""
+        since = self._clock() - window
 
-        async def run(s: AsyncSession, _out: Outbox) -> list[CallInfo]:
-            calls = await queries.ringing_for(s, sdk_app_id, user_id)
-            return [call_info(c, await queries.callees_of(s, c.id)) for c in calls]
+        async def run(s: AsyncSession, _out: Outbox) -> Catchup:
+            return await replay.catch_up(s, sdk_app_id, user_id, after, since=since)
 
-        return await self._read("reading the ringing calls", run)
+        return await self._read("reading what a user socket missed", run)
 
     # -- ringing ends ------------------------------------------------------------------
 
@@ -373,12 +396,13 @@ class CallService:
         for row in ringing:
             row.outcome = "timeout"
             row.responded_at = now
-            journal.record(s, _notice("call.timeout", call, user=row.user_id))
         if call.state == "ringing":
             await self._finish_unanswered(s, call, callees, now)
         info = call_info(call, callees)
         for row in ringing:
-            _send(out, call.sdk_app_id, info.participants, "call-timeout", info, row.user_id)
+            notice = _notice("call.timeout", call, user=row.user_id)
+            frame = CallFrame("call-timeout", info, row.user_id)
+            _announce(s, out, call, notice, info.participants, frame)
         self._disarm(call.id)
 
     async def sweep(self) -> int:
@@ -505,12 +529,13 @@ class CallService:
         call.state = "cancelled"
         call.ended_at = now
         call.end_reason = reason
-        journal.record(
-            s, _notice("call.cancelled", call, callees=[c.user_id for c in ringing], reason=reason)
-        )
         await self._release_room(s, call, now)
         info = call_info(call, callees)
-        _send(out, call.sdk_app_id, info.participants, "call-cancelled", info, reason=reason)
+        notice = _notice(
+            "call.cancelled", call, callees=[c.user_id for c in ringing], reason=reason
+        )
+        frame = CallFrame("call-cancelled", info, reason=reason)
+        _announce(s, out, call, notice, info.participants, frame)
         self._disarm(call.id)
 
     def _end(
@@ -531,9 +556,11 @@ class CallService:
         call.state = "ended"
         call.ended_at = now
         call.end_reason = reason
-        journal.record(s, _notice("call.ended", call, reason=reason))
         info = call_info(call, callees)
-        _send(out, call.sdk_app_id, info.participants, "call-ended", info, reason=reason)
+        frame = CallFrame("call-ended", info, reason=reason)
+        _announce(
+            s, out, call, _notice("call.ended", call, reason=reason), info.participants, frame
+        )
         self._disarm(call.id)
 
     async def _finish_unanswered(
@@ -596,19 +623,24 @@ def _notice(
     )
 
 
-def _send(
+def _announce(
+    s: AsyncSession,
     out: Outbox,
-    sdk_app_id: int,
+    call: CallRow,
+    notice: CallNotice,
     users: Sequence[str],
-    kind: CallFrameType,
-    info: CallInfo,
-    user_id: str | None = None,
-    reason: str | None = None,
+    frame: CallFrame,
 ) -> None:
-    """Queue the frame for each of ``users``' user channels (published after the commit)."""
-    event = CallEvent(CallFrame(kind, info, user_id, reason))
-    for user in users:
-        out.append((user_channel(sdk_app_id, user), event))
+    """Journal ``notice``; once it is numbered, queue ``frame`` with that number as its
+    ``seq`` for each of ``users``' user channels (published after the commit)."""
+    sdk_app_id = call.sdk_app_id
+
+    def numbered(seq: int) -> None:
+        event = CallEvent(replace(frame, seq=seq))
+        for user in users:
+            out.append((user_channel(sdk_app_id, user), event))
+
+    journal.record(s, notice, numbered=numbered)
 
 
 def _callee(call: CallRow, callees: Sequence[CalleeRow], user_id: str, what: str) -> CalleeRow:
