@@ -101,11 +101,19 @@ def sign_in(page: Page, server: Server, user: str = "administrator") -> None:
     page.click("button[type=submit]")
 
 
+# A demo userId: "Alice Wang" in base64url plus a suffix (web/demo/names.js).
+ALICE = "QWxpY2UgV2FuZw.erht"
+
+
 def test_a_real_call_is_reported_queried_and_charted(
     open_call: OpenCall, call_server: Server, room: int, context: BrowserContext
 ) -> None:
-    """A browser and a Python client in a call: their reports arrive and are charted."""
-    alice = open_call("alice")
+    """A browser and a Python client in a call: their reports arrive and are charted.
+
+    People are shown by name (bob by the name alice's page gave him, alice by the name
+    inside her demo userId), and alice's mute and chat message are on the timeline.
+    """
+    alice = open_call(ALICE)
     # Alice hangs up herself after Bob left (her hang-up is what the test reads back).
     assert alice.join(call_server, room, endOnPeerLeave=False) is True
     alice.wait_state("waiting")
@@ -115,6 +123,8 @@ def test_a_real_call_is_reported_queried_and_charted(
     bob.join()
     try:
         alice.wait_connected("bob")
+        alice.call("(el) => el.mute(true)")
+        alice.call("(el) => el.sendMessage('the prescription number is 4711')")
 
         def samples_from_both() -> list[dict[str, Any]] | None:
             quality = admin_get(call_server, f"/v1/sessions/{room_uuid}/quality")["quality"]
@@ -123,7 +133,7 @@ def test_a_real_call_is_reported_queried_and_charted(
                 for s in quality
                 if (s.get("bitrateInKbps") or 0) > 0 and s.get("rttMs") is not None
             }
-            return quality if flowing == {"alice", "bob"} else None
+            return quality if flowing == {ALICE, "bob"} else None
 
         wait_for(samples_from_both, "quality samples with media from both members")
     finally:
@@ -133,23 +143,24 @@ def test_a_real_call_is_reported_queried_and_charted(
     def final_flush() -> list[dict[str, Any]] | None:
         logs = admin_get(call_server, f"/v1/sessions/{room_uuid}/logs")["logs"]
         hung_up = {line["userId"] for line in logs if line["event"] == "hangup"}
-        return logs if hung_up == {"alice", "bob"} else None
+        return logs if hung_up == {ALICE, "bob"} else None
 
     logs = wait_for(final_flush, "the last batches, sent on hang-up")
     quality = admin_get(call_server, f"/v1/sessions/{room_uuid}/quality")["quality"]
-    by_user = {user: [s for s in quality if s["userId"] == user] for user in ("alice", "bob")}
-    assert {s["peerId"] for s in by_user["alice"]} == {"bob"}
-    assert {s["peerId"] for s in by_user["bob"]} == {"alice"}
+    by_user = {user: [s for s in quality if s["userId"] == user] for user in (ALICE, "bob")}
+    assert {s["peerId"] for s in by_user[ALICE]} == {"bob"}
+    assert {s["peerId"] for s in by_user["bob"]} == {ALICE}
     for user, samples in by_user.items():
         assert any(s["candidateType"] == "host" for s in samples), (user, samples[-1])
         assert all(0 <= (s["packetLoss"] or 0) <= 1 for s in samples)
         assert max(s["bitrateOutKbps"] or 0 for s in samples) > 10, user
-    browser_video = [s for s in by_user["alice"] if s["width"]]
+    browser_video = [s for s in by_user[ALICE] if s["width"]]
     assert browser_video and any(s["fps"] for s in browser_video)
     events = {(line["userId"], line["event"]) for line in logs}
     assert {
-        ("alice", "joined"),
-        ("alice", "hangup"),
+        (ALICE, "joined"),
+        (ALICE, "hangup"),
+        (ALICE, "user-info"),
         ("bob", "joined"),
         ("bob", "hangup"),
     } <= events
@@ -160,15 +171,24 @@ def test_a_real_call_is_reported_queried_and_charted(
     page.on("pageerror", lambda e: problems.append(str(e)))
     sign_in(page, call_server)
     row = page.locator(f'tr.row[data-uuid="{room_uuid}"]')
-    expect(row).to_contain_text("alice, bob")
+    expect(row).to_contain_text("Alice Wang, Name of bob")
     page.screenshot(path=str(_artifact("dashboard-sessions.png")), full_page=True)
     row.click()
     expect(page.locator("figure.chart")).to_have_count(4)
     for title in ("Bitrate received", "Packet loss", "Round-trip time"):
         chart = page.locator("figure.chart", has_text=title)
-        expect(chart.locator(".legend li")).to_have_text(["alice", "bob"])
+        expect(chart.locator(".legend li")).to_have_text(["Alice Wang", "Name of bob"])
         assert chart.locator("polyline").count() >= 2, title
     expect(page.locator("table.people tr[data-user]")).to_have_count(2)
+    expect(page.locator('table.people tr[data-user="bob"] .person')).to_have_text("Name of bob bob")
+    expect(page.locator(f'table.people tr[data-user="{ALICE}"] .person-name')).to_have_text(
+        "Alice Wang"
+    )
+    # What alice did in the call, from the server's own log and the stored messages.
+    expect(page.locator('.tl[data-kind="muted"] .tl-user')).to_contain_text("Alice Wang")
+    expect(page.locator('.tl[data-kind="message"] .tl-text')).to_have_text(
+        "the prescription number is 4711"
+    )
     expect(page.locator('.tl[data-kind="joined"]')).to_have_count(2)
     expect(page.locator('.tl[data-kind="left"]')).to_have_count(2)
     # Each member's join phases (the browser's and the Python client's), first frame included.
@@ -186,7 +206,14 @@ def test_a_real_call_is_reported_queried_and_charted(
     expect(page.locator(".chart-tip").first).to_contain_text("kbps")
     page.get_by_role("button", name="Per connection").click()
     rtt = page.locator("figure.chart", has_text="Round-trip time")
-    expect(rtt.locator(".legend li")).to_have_text(["alice → bob", "bob → alice"])
+    expect(rtt.locator(".legend li")).to_have_text(
+        ["Alice Wang → Name of bob", "Name of bob → Alice Wang"]
+    )
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.locator(".timeline").scroll_into_view_if_needed()
+    page.screenshot(path=str(_artifact("dashboard-session-phone.png")))
+    # On a phone the page never scrolls sideways: wide tables scroll in their own box.
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
     assert problems == []  # no script error, nothing blocked by the page's CSP
 
 

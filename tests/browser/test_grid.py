@@ -1,4 +1,8 @@
-"""Three and four tabs in one room: a grid in which everyone sees everyone."""
+"""Three and four tabs in one room: a grid in which everyone sees everyone.
+
+Four members stand 2×2 on a phone and on a desktop, every tile in its picture's
+shape, so no video is cropped (layout.js gridChoices, fit.js).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,33 @@ def photograph(page: CallPage, size: dict[str, int], name: str) -> None:
         page.video_frames(user_id, frames=2, timeout=60_000)
     page.screenshot(name)
     page.page.set_viewport_size(SMALL)
+
+
+# Each tile's box and its video's picture size, by userId.
+_TILES = """
+(el) => [...el.shadowRoot.querySelectorAll('.tv-tile')].map((t) => {
+  const r = t.getBoundingClientRect();
+  const v = t.querySelector('video');
+  return { id: t.dataset.userId, x: Math.round(r.x), y: Math.round(r.y), w: r.width, h: r.height,
+           vw: v.videoWidth, vh: v.videoHeight };
+})
+"""
+
+
+def assert_two_by_two(page: CallPage, size: dict[str, int]) -> None:
+    """At ``size``, ``page``'s four tiles stand in two rows of two, each in its video's shape."""
+    page.page.set_viewport_size(size)
+    for user_id in page.tile_ids()[1:]:
+        page.video_frames(user_id, frames=2, timeout=60_000)
+    page.page.evaluate(
+        "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
+    )
+    tiles = page.call(_TILES)
+    assert len(tiles) == 4
+    assert len({t["x"] for t in tiles}) == 2 and len({t["y"] for t in tiles}) == 2, (size, tiles)
+    for t in tiles:
+        assert t["vw"] > 0, t
+        assert t["w"] / t["h"] == pytest.approx(t["vw"] / t["vh"], rel=0.02), (size, t)
 
 
 def everyone_sees_everyone(pages: list[CallPage]) -> None:
@@ -89,5 +120,7 @@ def test_three_then_four_tabs_form_a_grid(
         assert named == sorted(p.user_id for p in pages if p is not page)
     pages[1].call("(el) => el.mute(true)")
     expect(dave.tile("bob")).to_have_attribute("data-muted", "", timeout=30_000)
+    assert_two_by_two(dave, PHONE)
+    assert_two_by_two(dave, DESKTOP)
     photograph(dave, PHONE, "call-grid4-phone.png")
     photograph(pages[0], DESKTOP, "call-grid4-desktop.png")

@@ -40,7 +40,7 @@ class MediaProbe:
 
 
 async def test_two_clients_exchange_audio_and_video(sqlite_server_factory: Any) -> None:
-    """Two Python clients in one room each decode the other's audio and video."""
+    """Two Python clients in one room each decode the other's audio and video; names are logged."""
     server = sqlite_server_factory()
     alice_events, bob_events = RecordingListener(), RecordingListener()
     async with make_kit(server.url) as alice, make_kit(server.url) as bob:
@@ -57,6 +57,15 @@ async def test_two_clients_exchange_audio_and_video(sqlite_server_factory: Any) 
         assert ("on_user_info", ["alice"]) in bob_events.events
         assert bob.user_info["alice"]["userName"] == "name of alice"
         assert alice.errors == [] and bob.errors == []
+        room_uuid = bob.room_uuid
+    # The names bob's listener gave went to the server's logs, for the dashboard.
+    async with httpx.AsyncClient(base_url=server.url, headers=server.admin_headers()) as http:
+        logs = (await http.get(f"/v1/sessions/{room_uuid}/logs")).json()["logs"]
+    named = sorted((line["userId"], line["data"]) for line in logs if line["event"] == "user-info")
+    assert named == [
+        ("alice", {"names": {"bob": "name of bob"}}),
+        ("bob", {"names": {"alice": "name of alice"}}),
+    ]
 
 
 async def test_mute_and_camera_off_reach_the_other_side(sqlite_server_factory: Any) -> None:

@@ -22,6 +22,7 @@ from tavkit.server.events import (
 )
 from tavkit.server.rooms.service import RoomService
 from tavkit.server.store.db import Store
+from tavkit.server.store.ledger import session_record
 
 from ._util import APP, Clock, room_service
 
@@ -137,6 +138,25 @@ async def test_state_changes_are_stored_and_published(rooms):
     with pytest.raises(ServerError) as caught:
         await rooms.set_state(alice.room_uuid, "bob", muted=False, camera=True)
     assert caught.value.code is ServerCode.USER_EXITED
+
+
+async def test_state_changes_are_lines_of_the_session_log(rooms, store, clock):
+    """Each change of mute or camera is one event line, at the service's clock; a repeat is none."""
+    alice = await rooms.enter(APP, 3, "alice", privileges=255)
+    clock.now += 1
+    await rooms.set_state(alice.room_uuid, "alice", muted=True, camera=True)
+    await rooms.set_state(alice.room_uuid, "alice", muted=True, camera=True)
+    clock.now += 1
+    await rooms.set_state(alice.room_uuid, "alice", muted=False, camera=False)
+    record = await session_record(store, alice.room_uuid)
+    assert record is not None
+    lines = [(e.kind, e.user_id, e.at - record.opened_at) for e in record.events]
+    assert lines[2:] == [
+        ("muted", "alice", 1),
+        ("unmuted", "alice", 2),
+        ("camera-off", "alice", 2),
+    ]
+    assert [kind for kind, _, _ in lines[:2]] == ["opened", "joined"]
 
 
 async def test_admin_close_tells_every_member_and_the_room(rooms):

@@ -48,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -722,11 +722,26 @@ class TAvKit:
             self._dispatch.emit("on_remote_track", user_id, self._media.tap(user_id, track.kind))
 
     def _store_info(self, infos: list[UserInfo]) -> None:
-        """The seed's ``onUserInfoListener`` callback: names and avatars, kept by userId."""
+        """The seed's ``onUserInfoListener`` callback: names and avatars, kept by userId.
+
+        The names are also logged (``user-info``, as the browser does), so the
+        dashboard can show people by name.
+        """
         for info in infos:
             user_id = info.get("userId")
             if isinstance(user_id, str):
                 self.user_info[user_id] = info
+        self._report_names(infos)
+
+    def _report_names(self, infos: Iterable[UserInfo]) -> None:
+        """Log the names in ``infos`` (``user-info``) once a reporter runs; see _store_info."""
+        names: dict[str, str] = {}
+        for info in infos:
+            user_id, name = info.get("userId"), info.get("userName")
+            if isinstance(user_id, str) and isinstance(name, str) and name:
+                names[user_id] = name[:64]
+        if names and self._reporter is not None:
+            self._reporter.log("info", "user-info", {"names": names})
 
     async def _start_reporter(self, room_uuid: str) -> None:
         """Report on this session (a rejoin after a long outage may be a new one)."""
@@ -748,6 +763,7 @@ class TAvKit:
         )
         await self._reporter.start()
         self._reporter.log("info", "joined", {"members": self.members})
+        self._report_names(self.user_info.values())  # those given before the reporter ran
         self._report_timelines()
 
     def _report_timelines(self, *, partial: bool = False) -> None:

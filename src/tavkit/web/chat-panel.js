@@ -95,3 +95,36 @@ export class MessageList {
     }
   }
 }
+
+/**
+ * Let a bottom sheet (`panel`) be dragged down by its `handle`; let go past a third
+ * of its height (or flicked down), it closes through `onClose`, else it springs
+ * back. Only while the sheet sits at the bottom (a phone): the side panel of a
+ * desktop does not move.
+ */
+export function swipeToClose(panel, handle, onClose) {
+  let drag = null;
+  const sheet = () => panel.offsetTop > 0; // a side panel spans the whole height
+  handle.addEventListener("pointerdown", (event) => {
+    if (event.button !== 0 || event.target.closest("button") || !sheet()) return;
+    drag = { id: event.pointerId, y: event.clientY, at: event.timeStamp, dy: 0 };
+    handle.setPointerCapture(event.pointerId);
+    panel.classList.add("tv-dragging");
+  });
+  handle.addEventListener("pointermove", (event) => {
+    if (!drag || event.pointerId !== drag.id) return;
+    drag.dy = Math.max(0, event.clientY - drag.y);
+    panel.style.transform = `translateY(${drag.dy}px)`;
+  });
+  const end = (event) => {
+    if (!drag || event.pointerId !== drag.id) return;
+    const { dy, at } = drag;
+    drag = null;
+    panel.classList.remove("tv-dragging");
+    panel.style.transform = "";
+    const flick = dy > 40 && dy / Math.max(1, event.timeStamp - at) > 0.5;
+    if (dy > panel.getBoundingClientRect().height / 3 || flick) onClose();
+  };
+  handle.addEventListener("pointerup", end);
+  handle.addEventListener("pointercancel", end);
+}

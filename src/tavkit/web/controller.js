@@ -19,7 +19,10 @@
 //
 // Once in the room, a Reporter (reporter.js, the seed's elk-component) sends the
 // call's log lines and getStats quality samples to the server; it never affects the
-// call itself.
+// call itself. Its samples also grade each link for the tiles' quality bars
+// (quality.js), and a SpeakingMonitor (speaking.js) lights the tile of whoever
+// speaks. The names the page gives (onUserInfoListener) are logged too, so the
+// dashboard can show people by name.
 //
 // Privileges (privileges.js): the enter response's `privileges` decide what the call
 // opens and offers. Only the kinds the member may send are asked of getUserMedia (an
@@ -79,11 +82,13 @@ import { Mesh, isHidden } from "./mesh.js";
 import { checkOptions, pickListener } from "./options.js";
 import { maySend, privilegesOf, publishes } from "./privileges.js";
 import { CLOSE, PRIVILEGE } from "./protocol.js";
+import { LinkQuality } from "./quality.js";
 import { Renewal } from "./renewal.js";
 import { Reporter } from "./reporter.js";
 import { Roster } from "./roster.js";
 import { mayShareScreen, openScreen } from "./share.js";
 import { Signaling } from "./signaling.js";
+import { SpeakingMonitor } from "./speaking.js";
 import { JOIN_TIMELINE_EVENT, JoinClock, timelineData } from "./timeline.js";
 
 const ACTIVE = new Set(["entering", "connecting", "waiting", "in-call", "reconnecting"]);
@@ -142,8 +147,12 @@ export class CallController extends EventTarget {
     this.roster = new Roster({
       self: () => this.self,
       askInfo: (userIds, callback) => {
-        this.#call("onUserInfoListener", userIds, callback);
-        this.emit("tavkit:user-info", { userIds, callback });
+        const named = (infos) => {
+          callback(infos);
+          this.#reportNames(infos);
+        };
+        this.#call("onUserInfoListener", userIds, named);
+        this.emit("tavkit:user-info", { userIds, callback: named });
       },
       onChange: () => this.#changed(),
     });
@@ -152,6 +161,14 @@ export class CallController extends EventTarget {
     this.signaling = null;
     this.mesh = null;
     this.reporter = null;
+    this.linkQuality = new LinkQuality(); // each member's link: good, fair or poor
+    this.voices = new SpeakingMonitor({
+      getPeers: () => this.peerConnections(),
+      selfId: () => this.self.userId,
+      muted: (userId) =>
+        userId === this.self.userId ? this.self.muted : this.peers.get(userId)?.muted !== false,
+      onChange: () => this.#changed(),
+    });
     // When each phase of the join happened, per remote member (timeline.js).
     this.clock = new JoinClock({ onComplete: () => this.#reportTimelines() });
     this.generation = 0;
@@ -698,6 +715,7 @@ export class CallController extends EventTarget {
     const name = this.displayName(userId);
     this.mesh?.remove(userId);
     this.roster.remove(userId);
+    this.linkQuality.remove(userId);
     this.emit("tavkit:user-leave", { userId, reason: reason || "exit" });
     this.reporter?.log("info", "user-leave", { peer: userId, reason: reason || "exit" });
     // Only a party the call showed: an audience member leaving ends nobody's call.
@@ -939,9 +957,16 @@ export class CallController extends EventTarget {
       credentials: { sdkAppId, userId, userSig },
       roomUuid: this.room.roomUuid,
       getPeers: () => this.peerConnections(),
+      onSample: (sample) => {
+        const video = this.peers.get(sample.peerId)?.camera !== false;
+        if (this.linkQuality.add(sample, { video })) this.#changed();
+      },
     });
     this.reporter.start();
     this.reporter.log("info", "joined", { members: [...this.peers.keys()] });
+    // Names the page gave before the reporter ran (the members already in the room).
+    this.#reportNames([...this.names].map(([userId, userName]) => ({ userId, userName })));
+    this.voices.start();
     this.#reportTimelines();
   }
 
@@ -959,6 +984,19 @@ export class CallController extends EventTarget {
     const reporter = this.reporter;
     this.reporter = null;
     reporter?.stop().catch(() => {});
+    this.voices.stop();
+    this.linkQuality.clear();
+  }
+
+  /** Log the names the page gave, so the dashboard can show people by name. */
+  #reportNames(infos) {
+    const names = {};
+    for (const info of Array.isArray(infos) ? infos : [infos]) {
+      if (typeof info?.userId === "string" && typeof info.userName === "string" && info.userName) {
+        names[info.userId] = info.userName.slice(0, 64);
+      }
+    }
+    if (Object.keys(names).length) this.reporter?.log("info", "user-info", { names });
   }
 
   #teardown(state) {

@@ -10,18 +10,31 @@ export function layoutFor(count) {
 }
 
 /**
+ * The shapes (columns × rows) a grid of `count` tiles may take, as Meet's grid does:
+ * 2×2 for four, 3×3 for seven to nine; three may also stand in a row or a column and
+ * five or six in 3×2 or 2×3, whichever fits the screen. Past nine, any shape.
+ */
+export function gridChoices(count) {
+  if (count <= 2) return [[count, 1], [1, count]];
+  if (count === 3) return [[2, 2], [3, 1], [1, 3]];
+  if (count === 4) return [[2, 2]];
+  if (count <= 6) return [[3, 2], [2, 3]];
+  if (count <= 9) return [[3, 3]];
+  return Array.from({ length: count }, (_, i) => [i + 1, Math.ceil(count / (i + 1))]);
+}
+
+/**
  * Columns and rows for `count` tiles in a `width`×`height` box.
  *
- * Tries every column count and keeps the one whose tiles, fitted at `aspect`
- * (width/height) with `gap` pixels between them, are largest: a phone held upright
- * gets a tall grid, a desktop window a wide one. Also returns the tile's `width` and
- * `height` at that aspect.
+ * Of gridChoices(count), keeps the shape whose tiles, fitted at `aspect`
+ * (width/height) with `gap` pixels between them, are largest: three on a wide
+ * desktop stand in a row, on a phone upright in a column. Also returns the tile's
+ * `width` and `height` at that aspect.
  */
 export function gridShape(count, width, height, aspect = 4 / 3, gap = 8) {
   let best = { cols: 1, rows: Math.max(1, count), size: -1, tileW: 0 };
   if (count <= 0 || width <= 0 || height <= 0) return { cols: 1, rows: 1, width: 0, height: 0 };
-  for (let cols = 1; cols <= count; cols += 1) {
-    const rows = Math.ceil(count / cols);
+  for (const [cols, rows] of gridChoices(count)) {
     const cellW = (width - gap * (cols - 1)) / cols;
     const cellH = (height - gap * (rows - 1)) / rows;
     if (cellW <= 0 || cellH <= 0) continue;

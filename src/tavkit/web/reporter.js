@@ -71,7 +71,9 @@ export class Reporter {
   /**
    * `server`: base URL ("" = same origin); `credentials`: {sdkAppId, userId, userSig};
    * `roomUuid` (or `roomId`, same meaning): the session UUID from enter; `getPeers()`:
-   * a Map (or object) userId → RTCPeerConnection; `tuning` overrides DEFAULTS.
+   * a Map (or object) userId → RTCPeerConnection; `onSample(sample)` sees each
+   * quality sample as it is queued (the call's quality indicators); `tuning`
+   * overrides DEFAULTS.
    */
   constructor({
     server = "",
@@ -79,6 +81,7 @@ export class Reporter {
     roomUuid,
     roomId,
     getPeers = () => new Map(),
+    onSample = () => {},
     fetch: fetchImpl,
     tuning = {},
   } = {}) {
@@ -86,6 +89,7 @@ export class Reporter {
     this.credentials = credentials || {};
     this.roomUuid = String(roomUuid || roomId || "");
     this.getPeers = getPeers;
+    this.onSample = onSample;
     this.tuning = { ...DEFAULTS, ...tuning };
     this.fetch = fetchImpl || ((...args) => globalThis.fetch(...args));
     this.stats = { logged: 0, sampled: 0, sent: 0, dropped: 0, rejected: 0, failed: 0, beacons: 0 };
@@ -151,6 +155,7 @@ export class Reporter {
               this.#push("quality", sample);
               this.stats.sampled += 1;
               count += 1;
+              this.onSample(sample);
             }
           } catch {
             this.stats.failed += 1;

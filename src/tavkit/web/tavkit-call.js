@@ -26,7 +26,7 @@ import { CallFlow } from "./callflow.js";
 import { CALL_SCREEN } from "./callscreen.js";
 import { CallController } from "./controller.js";
 import { pickLang, translator } from "./i18n.js";
-import { MessageList } from "./chat-panel.js";
+import { MessageList, swipeToClose } from "./chat-panel.js";
 import { icons } from "./icons.js";
 import { fitFor, tileAspect } from "./fit.js";
 import { roomLabel } from "./protocol.js";
@@ -81,6 +81,7 @@ const TEMPLATE = `
   </div>
   <aside class="tv-chat" part="chat" hidden>
     <header class="tv-chat-head">
+      <span class="tv-chat-grip" aria-hidden="true"></span>
       <h2 class="tv-chat-title"></h2>
       <button class="tv-chat-close" type="button"></button>
     </header>
@@ -598,6 +599,7 @@ export class TavkitCall extends HTMLElement {
       root.querySelector('[data-action="chat"]').focus(); // focus must not vanish with the panel
     };
     root.querySelector(".tv-chat-close").addEventListener("click", close);
+    swipeToClose(panel, root.querySelector(".tv-chat-head"), close);
     panel.addEventListener("keydown", (e) => {
       if (e.key === "Escape") close();
     });
@@ -686,13 +688,23 @@ export class TavkitCall extends HTMLElement {
         stream: this.#screenStream || c.localStream,
         mirror: c.self.front && !screen,
         screen: Boolean(screen),
+        speaking: c.voices.speaking.has(c.self.userId),
+        quality: c.linkQuality.best(),
       });
     }
     if (c.active) {
       for (const peer of c.peers.values()) {
         if (!c.roster.visible(peer.userId)) continue; // an audience member: no empty tile
         const status = c.roster.status(peer.userId);
-        wanted.set(peer.userId, { ...peer, status, local: false, name: peer.userName || peer.userId, mirror: false });
+        wanted.set(peer.userId, {
+          ...peer,
+          status,
+          local: false,
+          name: peer.userName || peer.userId,
+          mirror: false,
+          speaking: c.voices.speaking.has(peer.userId),
+          quality: c.linkQuality.of(peer.userId),
+        });
       }
     }
     for (const tile of [...stage.children]) {
@@ -752,6 +764,9 @@ export class TavkitCall extends HTMLElement {
     stage.style.setProperty("--tv-rows", String(rows));
     stage.style.setProperty("--tv-tile-w", `${Math.floor(width)}px`);
     stage.style.setProperty("--tv-tile-h", `${Math.floor(height)}px`);
+    // The wrapping row holds exactly `cols` tiles: its sides take up what they leave.
+    const rowWidth = cols * Math.floor(width) + 8 * (cols - 1);
+    stage.style.setProperty("--tv-grid-pad", `${Math.max(0, Math.floor((box.width - rowWidth) / 2))}px`);
     // Then each video by fit.js's rule, in the tile's size once the layout applied.
     for (const video of videos) {
       const tile = video.parentElement;

@@ -4,8 +4,22 @@
 // flashes black, so a tile keeps its element and only its attributes, texts and
 // srcObject change. State a user must see (microphone off, camera off, connecting)
 // is a data-* attribute on the tile that the stylesheet turns into icons.
+//
+// The top-right corner says what a person hears: a mic-off badge for a muted member,
+// moving bars while the member speaks (the tile's ring lights too, speaking.js).
+// The top-left holds the connection's bars (quality.js): good, fair or poor, with
+// the reason as the tooltip and the accessible name.
 
 import { icons } from "./icons.js";
+
+// Three signal bars; the stylesheet fills as many as the grade earns.
+const SIGNAL =
+  '<svg viewBox="0 0 16 16" width="16" height="16" aria-hidden="true" focusable="false">' +
+  '<rect class="tv-bar tv-bar-1" x="1.5" y="10" width="3" height="4.5" rx="1"/>' +
+  '<rect class="tv-bar tv-bar-2" x="6.5" y="6" width="3" height="8.5" rx="1"/>' +
+  '<rect class="tv-bar tv-bar-3" x="11.5" y="2" width="3" height="12.5" rx="1"/></svg>';
+// The speaking badge: three bars the stylesheet makes dance.
+const VOICE = '<span class="tv-voice-bars" aria-hidden="true"><i></i><i></i><i></i></span>';
 
 const PALETTE = ["#5b7cfa", "#14b8a6", "#f59e0b", "#ec4899", "#8b5cf6", "#22c55e", "#ef6c4a"];
 
@@ -39,8 +53,9 @@ export function createTile(userId, local) {
     '<div class="tv-avatar" aria-hidden="true"><span class="tv-avatar-circle"></span></div>' +
     '<div class="tv-tile-status" role="status"><span class="tv-spinner"></span>' +
     '<span class="tv-tile-status-text"></span></div>' +
-    `<div class="tv-label"><span class="tv-label-mic">${icons.micOff}</span>` +
-    '<span class="tv-name"></span></div>';
+    `<span class="tv-quality" role="img" hidden>${SIGNAL}</span>` +
+    `<span class="tv-voice"><span class="tv-voice-muted">${icons.micOff}</span>${VOICE}</span>` +
+    '<div class="tv-label"><span class="tv-name"></span></div>';
   const video = tile.querySelector("video");
   video.dataset.userId = userId;
   // The local preview must never play our own microphone back to us.
@@ -51,19 +66,23 @@ export function createTile(userId, local) {
 /**
  * Bring a tile up to date.
  *
- * `info` = {name, initialsOf?, avatarUrl, muted, camera, status, stream, mirror}; `t` is the
- * translator. Returns the <video> when its stream changed, so the caller can
- * start playback (which may need the autoplay fallback).
+ * `info` = {name, initialsOf?, avatarUrl, muted, camera, status, stream, mirror,
+ * speaking, quality: {level, reason} | null}; `t` is the translator. Returns the
+ * <video> when its stream changed, so the caller can start playback (which may need
+ * the autoplay fallback).
  */
 export function updateTile(tile, info, t) {
   setFlag(tile, "muted", info.muted);
   setFlag(tile, "cameraOff", !info.camera || !hasLiveVideo(info.stream));
   setFlag(tile, "mirror", info.mirror);
+  setFlag(tile, "speaking", info.speaking && !info.muted);
+  updateQuality(tile.querySelector(".tv-quality"), info.quality, t);
   tile.dataset.status = info.status || "connected";
   const name = tile.querySelector(".tv-name");
   if (name.textContent !== info.name) name.textContent = info.name;
-  tile.querySelector(".tv-label-mic").setAttribute("aria-label", info.muted ? t("micOff") : "");
-  tile.querySelector(".tv-label-mic").setAttribute("role", info.muted ? "img" : "presentation");
+  const mic = tile.querySelector(".tv-voice-muted");
+  mic.setAttribute("aria-label", info.muted ? t("micOff") : "");
+  mic.setAttribute("role", info.muted ? "img" : "presentation");
   const statusText = { connecting: "tileConnecting", reconnecting: "tileReconnecting" };
   const label = statusText[info.status] ? t(statusText[info.status]) : "";
   tile.querySelector(".tv-tile-status-text").textContent =
@@ -76,6 +95,17 @@ export function updateTile(tile, info, t) {
     return info.stream ? video : null;
   }
   return null;
+}
+
+function updateQuality(badge, quality, t) {
+  const level = quality?.level || "";
+  const reason = quality?.reason ? t(quality.reason.key, quality.reason.vars) : "";
+  const label = level ? [t(`quality_${level}`), reason].filter(Boolean).join(" · ") : "";
+  if (badge.dataset.level === level && badge.title === label) return;
+  badge.dataset.level = level;
+  badge.hidden = !level;
+  badge.title = label;
+  badge.setAttribute("aria-label", label);
 }
 
 /** Show `info.avatarUrl` in `circle`, or the initials of `info.initialsOf || info.name`. */

@@ -10,10 +10,17 @@ exactly what the admin API allows, and every call it makes is checked the same w
 Besides the existing session endpoints (``/v1/sessions/{uuid}``, ``.../logs``,
 ``.../quality``), the page needs one list: ``GET /v1/admin/sessions``, the app's
 sessions newest first, each with its duration, participants and worst quality.
+
+Members are shown by name where a client reported one: the browser component logs
+the names its page gave through ``onUserInfoListener`` as a ``user-info`` line
+(``{"names": {userId: name}}``). A name is a member's word about another member, so
+it is only ever shown beside the userId it names, never instead of it in a place
+that decides anything.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from importlib.resources import files
@@ -24,6 +31,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.errors import ServerCode, ServerError
 from tavkit.server.auth import CredentialsDep, authenticate
@@ -38,6 +46,11 @@ __all__ = ["dashboard_dir", "list_sessions", "router"]
 
 DEFAULT_SESSIONS: Final = 50
 MAX_SESSIONS: Final = 500
+USER_INFO_EVENT: Final = "user-info"
+"""The client log event that carries names (``web/controller.js``)."""
+MAX_NAME_LINES: Final = 1000
+"""The most ``user-info`` lines one listing reads, newest first, whatever members send."""
+MAX_NAME_CHARS: Final = 64
 
 
 def dashboard_dir() -> Path:
@@ -62,6 +75,9 @@ class SessionSummary(BaseModel):
     closeReason: str | None
     duration: float
     members: list[str]
+    names: dict[str, str] = Field(
+        description="userId → the name a client reported for that member, where one did."
+    )
     samples: int
     errors: int
     worst: Worst
@@ -111,6 +127,7 @@ async def list_sessions(
                     .group_by(QualitySampleRow.session_id)
                 )
             }
+            reported = await _reported_names(s, ids, members)
             errors = dict(
                 (session_id, count)
                 for session_id, count in await s.execute(
@@ -131,11 +148,39 @@ async def list_sessions(
                 "closeReason": row.close_reason,
                 "duration": max(0.0, (row.closed_at or now) - row.opened_at),
                 "members": members.get(row.id, []),
+                "names": reported.get(row.id, {}),
                 "samples": int(count),
                 "errors": int(errors.get(row.id, 0)),
                 "worst": {"packetLoss": loss, "rttMs": rtt},
             }
         )
+    return out
+
+
+async def _reported_names(
+    s: AsyncSession, ids: list[uuid.UUID], members: dict[uuid.UUID, list[str]]
+) -> dict[uuid.UUID, dict[str, str]]:
+    """session → userId → the latest name reported for that session's members."""
+    rows = await s.execute(
+        select(ClientLogRow.session_id, ClientLogRow.data)
+        .where(ClientLogRow.session_id.in_(ids), ClientLogRow.event == USER_INFO_EVENT)
+        .order_by(ClientLogRow.id.desc())
+        .limit(MAX_NAME_LINES)
+    )
+    out: dict[uuid.UUID, dict[str, str]] = {}
+    for session_id, data in rows:
+        try:
+            reported = json.loads(data or "{}").get("names")
+        except (ValueError, AttributeError):
+            continue
+        if not isinstance(reported, dict):
+            continue
+        named = out.setdefault(session_id, {})
+        for user_id, name in reported.items():
+            ok = isinstance(name, str) and 0 < len(name.strip()) <= MAX_NAME_CHARS
+            # Newest first: a name already taken is the latest one.
+            if ok and user_id in members.get(session_id, ()) and user_id not in named:
+                named[user_id] = name.strip()
     return out
 
 

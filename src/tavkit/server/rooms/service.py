@@ -514,20 +514,29 @@ class RoomService:
         """Record a member's mute/camera state and tell the others; 14004 if not a member.
 
         ``screen`` (sharing a screen) is told, not stored: a sharer tells newcomers again.
+        A change of mute or camera is also a line of the session's event log
+        (``muted``, ``unmuted``, ``camera-off``, ``camera-on``), so the session's
+        timeline shows it; a state that changes nothing is broadcast but not logged.
         """
 
         async def run(s: AsyncSession, out: Outbox) -> None:
-            result = await s.execute(
-                update(MemberRow)
+            row = await s.scalar(
+                select(MemberRow)
                 .where(
                     MemberRow.session_id == room_uuid,
                     MemberRow.user_id == user_id,
                     MemberRow.left_at.is_(None),
                 )
-                .values(muted=muted, camera=camera)
+                .with_for_update()
             )
-            if not getattr(result, "rowcount", 0):
+            if row is None:
                 raise ServerError(ServerCode.USER_EXITED, f"user {user_id} is not in the room")
+            now = self._clock()
+            if row.muted != muted:
+                log_event(s, room_uuid, now, "muted" if muted else "unmuted", user_id)
+            if row.camera != camera:
+                log_event(s, room_uuid, now, "camera-on" if camera else "camera-off", user_id)
+            row.muted, row.camera = muted, camera
             event = MemberStateEvent(user_id, muted, camera, screen)
             out.append((session_channel(room_uuid), event))
 

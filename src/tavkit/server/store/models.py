@@ -205,7 +205,8 @@ class MemberRow(Base):
 class EventRow(Base):
     """One line of a session's log: opened, joined, left, timed-out, replaced, removed, closed.
 
-    ``expired`` too: a member whose credentials ended and were not renewed.
+    ``expired`` too: a member whose credentials ended and were not renewed; and a
+    member's state changes, ``muted``, ``unmuted``, ``camera-off``, ``camera-on``.
     """
 
     __tablename__ = "session_events"

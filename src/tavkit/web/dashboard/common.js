@@ -4,6 +4,8 @@
 // X-TAvKit-* headers; all text from the server enters the page through textContent.
 
 import { formatNumber, formatOffset } from "./charts.js";
+import { demoName } from "../demo/names.js";
+import { gradeSample } from "../quality.js";
 
 export const KEY = "tavkit-dashboard-auth";
 export const BASE = new URL(".", location.href);
@@ -78,12 +80,30 @@ export const pct = (loss) =>
 export const ms = (v) => (v === null || v === undefined ? "–" : `${Math.round(v)} ms`);
 export const kbps = (v) => (v === null || v === undefined ? "–" : `${formatNumber(v)} kbps`);
 
-/** good / fair / poor from the worst loss and round-trip time (ITU-ish thresholds). */
+/** good / fair / poor from the worst loss and round-trip time, by the call's bars' rule (quality.js). */
 export function grade(loss, rtt) {
   if ((loss ?? null) === null && (rtt ?? null) === null) return "unknown";
-  if (loss > 0.05 || rtt > 400) return "poor";
-  if (loss > 0.02 || rtt > 200) return "fair";
-  return "good";
+  return gradeSample({ packetLoss: loss ?? undefined, rttMs: rtt ?? undefined }, { video: false }).level;
+}
+
+// -- people ----------------------------------------------------------------------
+
+/** The name to show for `userId`: one a client reported (`names`), else a demo userId's, else none. */
+export function nameOf(userId, names = {}) {
+  return (Object.hasOwn(names, userId) && names[userId]) || demoName(userId) || "";
+}
+
+/** A member as the dashboard shows one: the name, and the userId (the identity) beside it. */
+export function person(userId, names) {
+  const name = nameOf(userId, names);
+  if (!name || name === userId) return h("span", { class: "person" }, userId || "");
+  return h(
+    "span",
+    { class: "person", title: userId },
+    h("span", { class: "person-name" }, name),
+    " ",
+    h("span", { class: "person-id mono dim" }, userId),
+  );
 }
 
 export function badge(kind, text) {

@@ -7,7 +7,7 @@
 // All text from the server goes in through textContent, never as HTML.
 
 import { formatOffset } from "./charts.js";
-import { KEY, api, badge, credentials, describe, grade, h, ms, pct, stamp } from "./common.js";
+import { KEY, api, badge, credentials, describe, grade, h, ms, nameOf, pct, stamp } from "./common.js";
 import { roomLabel } from "../protocol.js";
 import { renderSession } from "./session.js";
 import { callsCard } from "./calls.js";
@@ -141,7 +141,11 @@ async function renderList() {
       h("td", { class: "mono" }, s.roomUuid.slice(0, 8)),
       h("td", {}, stamp(s.openedAt)),
       h("td", { class: "num" }, formatOffset(s.duration)),
-      h("td", {}, s.members.join(", ") || "–"),
+      h(
+        "td",
+        { class: "members", title: s.members.join(", ") },
+        s.members.map((userId) => nameOf(userId, s.names) || userId).join(", ") || "–",
+      ),
       h(
         "td",
         {},

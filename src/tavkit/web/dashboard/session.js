@@ -1,12 +1,31 @@
 // One session: who was in it, how the call went (charts), and what happened when.
 //
-// renderSession(uuid, ctx) fetches the session, its client logs and its quality
-// samples in parallel and renders them; `ctx` is the shell's: {main, view,
-// refreshLater, signIn}. An open session re-renders every few seconds.
+// renderSession(uuid, ctx) fetches the session, its client logs, its quality
+// samples and its messages in parallel and renders them; `ctx` is the shell's:
+// {main, view, refreshLater, signIn}. An open session re-renders every few seconds.
+//
+// People are shown by name beside their userId: the names clients reported
+// (`user-info` log lines, see server/admin/dashboard.py), else a demo userId's own.
+// The timeline holds the server's event log (joins, leaves, mute and camera changes),
+// the chat messages and the client logs, in time order.
 
 import { PALETTE, formatOffset, lineChart } from "./charts.js";
 import { roomLabel } from "../protocol.js";
-import { api, badge, clock, describe, grade, h, kbps, ms, offset, pct, stamp } from "./common.js";
+import {
+  api,
+  badge,
+  clock,
+  describe,
+  grade,
+  h,
+  kbps,
+  ms,
+  nameOf,
+  offset,
+  pct,
+  person,
+  stamp,
+} from "./common.js";
 
 const SESSION_REFRESH_MS = 5000;
 const STOP_REASONS = {
@@ -29,23 +48,49 @@ const SERVER_EVENTS = {
   "timed-out": "error",
   replaced: "leave",
   removed: "leave",
+  expired: "leave",
   closed: "event",
+  muted: "mute",
+  unmuted: "mute",
+  "camera-off": "mute",
+  "camera-on": "mute",
 };
+const USER_INFO = "user-info"; // a client's log line naming the others
+const MESSAGE_CHARS = 200; // of a chat message, on the timeline
 
-function seriesOf(quality, field, { mode, combine, scale = 1, colors }) {
+/** userId → the latest name a client reported for a member of `session`. */
+function reportedNames(session, logs) {
+  const members = new Set(session.members.map((m) => m.userId));
+  const names = {};
+  for (const line of logs) {
+    const reported = line.event === USER_INFO ? line.data?.names : null;
+    if (!reported || typeof reported !== "object") continue;
+    for (const [userId, name] of Object.entries(reported)) {
+      if (members.has(userId) && typeof name === "string" && name.trim()) names[userId] = name.trim();
+    }
+  }
+  return names;
+}
+
+function seriesOf(quality, field, { mode, combine, scale = 1, colors, names }) {
+  const label = (userId) => nameOf(userId, names) || userId;
   const groups = new Map();
   for (const s of quality) {
     if (s[field] === null || s[field] === undefined) continue;
     const key = mode === "participant" ? s.userId : `${s.userId} → ${s.peerId}`;
-    if (!groups.has(key)) groups.set(key, { user: s.userId, ticks: new Map() });
+    if (!groups.has(key)) groups.set(key, { user: s.userId, peer: s.peerId, ticks: new Map() });
     const tick = Math.round(s.at * 2) / 2; // one reporter tick samples every link at once
     const ticks = groups.get(key).ticks;
     ticks.set(tick, ticks.has(tick) ? combine(ticks.get(tick), s[field]) : s[field]);
   }
-  return [...groups.entries()]
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([name, g], i) => ({
-      name,
+  const named = [...groups.values()].map((g) => ({
+    ...g,
+    name: mode === "participant" ? label(g.user) : `${label(g.user)} → ${label(g.peer)}`,
+  }));
+  return named
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((g, i) => ({
+      name: g.name,
       color: mode === "participant" ? colors.get(g.user) : PALETTE[i % PALETTE.length],
       points: [...g.ticks.entries()].sort((a, b) => a[0] - b[0]).map(([t, v]) => [t, v * scale]),
     }));
@@ -84,11 +129,11 @@ function participants(session, quality, logs) {
 // whatever the info filter, as "→ peer: enter 86 · socket-open 136 · … ms after start()".
 const JOIN_TIMELINE = "join-timeline";
 
-function joinPhases(data) {
+function joinPhases(data, names) {
   return h(
     "span",
     { class: "tl-phases" },
-    `→ ${data.peerId}: `,
+    `→ ${nameOf(data.peerId, names) || data.peerId}: `,
     data.phases.map(([phase, ms], i) =>
       h("span", { class: "tl-phase", "data-phase": phase }, `${i ? " · " : ""}${phase} ${Math.round(ms)}`),
     ),
@@ -96,7 +141,7 @@ function joinPhases(data) {
   );
 }
 
-function timeline(session, logs, start, showInfo) {
+function timeline(session, logs, messages, names, start, showInfo) {
   const items = session.events.map((e) => ({
     at: e.at,
     kind: SERVER_EVENTS[e.kind] || "event",
@@ -105,6 +150,17 @@ function timeline(session, logs, start, showInfo) {
     text: e.detail || "",
     source: "server",
   }));
+  for (const message of messages) {
+    const text = message.kind === "text" ? message.text : JSON.stringify(message.data);
+    items.push({
+      at: message.sentAt,
+      kind: "chat",
+      label: message.kind === "text" ? "message" : "custom message",
+      userId: message.from,
+      text: text.length > MESSAGE_CHARS ? `${text.slice(0, MESSAGE_CHARS)}…` : text,
+      source: "chat",
+    });
+  }
   for (const line of logs) {
     if (line.event === JOIN_TIMELINE && line.data) {
       items.push({
@@ -112,7 +168,7 @@ function timeline(session, logs, start, showInfo) {
         kind: "join",
         label: line.event,
         userId: line.userId,
-        text: joinPhases(line.data),
+        text: joinPhases(line.data, names),
         source: "client",
       });
       continue;
@@ -142,7 +198,7 @@ function timeline(session, logs, start, showInfo) {
         h("span", { class: "tl-time mono" }, offset(item.at - start)),
         h("span", { class: "tl-clock dim mono" }, clock(item.at)),
         badge(item.kind, item.label),
-        h("span", { class: "tl-user" }, item.userId || ""),
+        h("span", { class: "tl-user" }, item.userId ? person(item.userId, names) : ""),
         h("span", { class: "tl-text" }, item.text),
         h("span", { class: "tl-source dim" }, item.source),
       ),
@@ -155,12 +211,14 @@ export async function renderSession(uuid, ctx) {
   let logs;
   let quality;
   let recorded;
+  let chat;
   try {
-    [session, { logs }, { quality }, recorded] = await Promise.all([
+    [session, { logs }, { quality }, recorded, chat] = await Promise.all([
       api(`v1/sessions/${uuid}`),
       api(`v1/sessions/${uuid}/logs`),
       api(`v1/sessions/${uuid}/quality`),
       api(`v1/sessions/${uuid}/recordings`).catch(() => null),
+      api(`v1/sessions/${uuid}/messages`, { limit: 1000 }).catch(() => null),
     ]);
   } catch (err) {
     if (err.status === 401 && !err.seed?.errorMsg?.includes("never in"))
@@ -174,6 +232,7 @@ export async function renderSession(uuid, ctx) {
   const start = session.openedAt;
   const end = session.closedAt ?? Math.max(Date.now() / 1000, ...quality.map((q) => q.at));
   const people = participants(session, quality, logs);
+  const names = reportedNames(session, logs);
   const colors = new Map(people.map((p, i) => [p.userId, PALETTE[i % PALETTE.length]]));
   const worstLoss = Math.max(-1, ...people.map((p) => p.loss ?? -1));
   const worstRtt = Math.max(-1, ...people.map((p) => p.rtt ?? -1));
@@ -195,7 +254,7 @@ export async function renderSession(uuid, ctx) {
         kind: "error",
       })),
   ];
-  const opts = { mode: ctx.view.mode, colors };
+  const opts = { mode: ctx.view.mode, colors, names };
   const sum = (a, b) => a + b;
   const worst = (a, b) => Math.max(a, b);
   const charts = [
@@ -305,7 +364,12 @@ export async function renderSession(uuid, ctx) {
           h(
             "tr",
             { "data-user": p.userId },
-            h("td", {}, h("span", { class: "dot" }, swatch(colors.get(p.userId))), p.userId),
+            h(
+              "td",
+              {},
+              h("span", { class: "dot" }, swatch(colors.get(p.userId))),
+              person(p.userId, names),
+            ),
             h("td", { class: "num" }, p.joinedAt ? `+${formatOffset(p.joinedAt - start)}` : "–"),
             h(
               "td",
@@ -328,7 +392,7 @@ export async function renderSession(uuid, ctx) {
         ),
       ),
     ),
-    recordingsTable(recorded, start),
+    recordingsTable(recorded, start) ?? "", // replaceChildren would write out a null
     h(
       "div",
       { class: "toolbar" },
@@ -359,7 +423,7 @@ export async function renderSession(uuid, ctx) {
         "client info logs",
       ),
     ),
-    timeline(session, logs, start, ctx.view.info),
+    timeline(session, logs, chat?.messages || [], names, start, ctx.view.info),
   );
   if (session.closedAt === null)
     ctx.refreshLater(() => renderSession(uuid, ctx), SESSION_REFRESH_MS);

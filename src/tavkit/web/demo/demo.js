@@ -3,7 +3,12 @@
 // Demo mode has no user directory, so the display name travels inside the userId:
 // base64url of the name's UTF-8 bytes (every base64url character is legal in a
 // userId) plus a random suffix so two "Alice"s differ. onUserInfoListener decodes
-// it back, which is exactly the hook the seed gives an app for naming tiles.
+// it back, which is exactly the hook the seed gives an app for naming tiles. The codec
+// is names.js, which the dashboard reads such userIds with too.
+
+import { nameToUserId, userIdToName } from "./names.js";
+
+export { nameToUserId, userIdToName };
 
 const TEXT = {
   en: {
@@ -38,8 +43,6 @@ const TEXT = {
   },
 };
 
-const MAX_NAME_BYTES = 42; // base64url(42 bytes) = 56 chars, plus ".xxxx" stays within 64
-
 const $ = (id) => document.getElementById(id);
 let lang = (localStorage.getItem("tavkit-demo:lang") || navigator.language || "en")
   .toLowerCase()
@@ -61,35 +64,6 @@ function applyLang() {
     button.setAttribute("aria-pressed", String(button.dataset.lang === lang));
   }
   $("call").setAttribute("lang", lang);
-}
-
-/** Encode a display name into a userId (see the module comment). */
-export function nameToUserId(name) {
-  let bytes = new TextEncoder().encode(name.trim());
-  while (bytes.length > MAX_NAME_BYTES) {
-    name = [...name.trim()].slice(0, -1).join("");
-    bytes = new TextEncoder().encode(name);
-  }
-  let binary = "";
-  for (const b of bytes) binary += String.fromCharCode(b);
-  const encoded = btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-  const suffix = Math.random().toString(36).slice(2, 6).padEnd(4, "0");
-  return `${encoded}.${suffix}`;
-}
-
-/** The display name inside a demo userId, or the userId itself for anyone else. */
-export function userIdToName(userId) {
-  const cut = userId.lastIndexOf(".");
-  if (cut <= 0) return userId;
-  try {
-    const b64 = userId.slice(0, cut).replace(/-/g, "+").replace(/_/g, "/");
-    const binary = atob(b64 + "===".slice((b64.length + 3) % 4));
-    return new TextDecoder("utf-8", { fatal: true }).decode(
-      Uint8Array.from(binary, (c) => c.charCodeAt(0)),
-    );
-  } catch {
-    return userId;
-  }
 }
 
 function showMessage(text, kind = "error") {
