@@ -257,6 +257,7 @@ def test_the_dashboard_shows_failing_webhooks_and_the_deliveries_given_up(
             f"{server.url}/v1/rooms/{room}/{action}", headers=server.headers("alice"), timeout=30
         )
         assert response.status_code == 200, response.text
+
     def all_given_up() -> bool:
         state = admin_get(server, "/v1/admin/webhooks")
         return bool(state["dead"] >= 2 and state["pending"] == 0)
