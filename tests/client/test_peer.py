@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from tavkit.client._publish import Publisher
-from tavkit.client.peer import PeerLink
+from tavkit.client.peer import CONNECT_WITHIN, PeerLink
 from tavkit.ice import configuration
 from tavkit.protocol import DescriptionData, SessionDescription, SignalData
 
@@ -24,7 +24,7 @@ Mangle = Callable[[str, SignalData], SignalData]
 
 @asynccontextmanager
 async def wired_pair(
-    *, bob_offers: bool, mangle: Mangle | None = None
+    *, bob_offers: bool, mangle: Mangle | None = None, connect_within: float = CONNECT_WITHIN
 ) -> AsyncIterator[dict[str, PeerLink]]:
     """Links ``ann`` (polite: sorts lower) and ``bob`` sending their signals to each other.
 
@@ -64,6 +64,7 @@ async def wired_pair(
             on_frame=lambda user_id, frame: None,
             on_track=lambda user_id, track: None,
             on_give_up=lambda link: None,
+            connect_within=connect_within,
         )
     try:
         yield links
@@ -121,12 +122,12 @@ async def test_a_failed_connection_is_rebuilt_by_the_offerer() -> None:
 async def test_an_answer_to_an_earlier_offer_does_not_leave_the_link_stuck() -> None:
     """Two offers cross a slow path and the answer to the first lands on the second's
     connection (its ICE credentials match nothing there): the offerer sees the answered
-    connection never come up and offers anew, so media flows without waiting for
-    aiortc's ~30 s ICE failure."""
-    async with wired_pair(bob_offers=False) as links:
+    connection never come up and offers anew (after 3 s here, 15 s by default), so
+    media flows without waiting for aiortc's ~30 s ICE failure."""
+    async with wired_pair(bob_offers=False, connect_within=3.0) as links:
         ann = links["ann"]
         ann.offer()
         ann.offer()  # queued behind the first: bob answers both, the first answer wins
-        await until(flowing(ann), "ann decodes bob after offering anew", 25)
-        await until(flowing(links["bob"]), "bob decodes ann after offering anew", 25)
+        await until(flowing(ann), "ann decodes bob after offering anew", 15)
+        await until(flowing(links["bob"]), "bob decodes ann after offering anew", 15)
         assert ann.stats.rebuilds >= 1

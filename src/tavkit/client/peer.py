@@ -155,6 +155,7 @@ class PeerLink:
         privileges: int = Privilege.ALL,
         may_restart: Callable[[], bool] = lambda: True,
         stall_after: float = STALL_AFTER,
+        connect_within: float = CONNECT_WITHIN,
         mark: Callable[[JoinPhase], None] = lambda phase: None,
     ) -> None:
         self.remote_id = remote_id
@@ -183,6 +184,7 @@ class PeerLink:
         self._restarted_at = -math.inf
         self._restart_spacing = _RESTART_SPACING[0]
         self._stall_after = stall_after
+        self._connect_within = connect_within
         #: Notes this link's join phases (:mod:`tavkit.client.timeline`); only firsts count.
         self._mark = mark
         self._unfrozen_at = -math.inf
@@ -494,7 +496,7 @@ class PeerLink:
         if (
             pc.connectionState in ("new", "connecting")
             and answered is not None
-            and now - answered >= CONNECT_WITHIN
+            and now - answered >= self._connect_within
         ):
             return "answered but never connected"
         last = self.stats.last_frame_at
