@@ -11,7 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Locator, Page, expect
+from playwright.sync_api import Error as PlaywrightError
 
 from .pages import ARTIFACTS, CALL_SERVER_SETTINGS, CallPage, Server
 
@@ -93,12 +94,25 @@ def wait_for(probe: Callable[[], Any], what: str, within: float = WAIT) -> Any:
 def sign_in(page: Page, server: Server, user: str = "administrator") -> None:
     """Open the dashboard and sign in as ``user`` of the server's app."""
     page.goto(f"{server.url}/dashboard")
-    page.fill("input[name=sdkAppId]", str(server.app_id))
+    # A single-app server prefills its sdkAppId (the test servers have one app).
+    expect(page.locator("input[name=sdkAppId]")).to_have_value(str(server.app_id))
     page.fill("input[name=userId]", user)
     # The admin signs with the admin key; anyone else with the app key.
     sig = server.admin_sig(expire=3600) if user == "administrator" else server.sig(user)
     page.fill("textarea[name=userSig]", sig)
     page.click("button[type=submit]")
+
+
+def shoot(locator: Locator, path: str) -> None:
+    """Screenshot one card. The list re-renders every 10 s, replacing its cards; a shot
+    that lands on a re-render is taken again from the new card."""
+    for attempt in range(3):
+        try:
+            locator.screenshot(path=path)
+            return
+        except PlaywrightError as err:
+            if "not attached" not in str(err) or attempt == 2:
+                raise
 
 
 # A demo userId: "Alice Wang" in base64url plus a suffix (web/demo/names.js).
@@ -276,7 +290,7 @@ def test_the_dashboard_shows_failing_webhooks_and_the_deliveries_given_up(
     expect(first.locator("td").nth(1)).to_have_text(dead[0]["type"])
     assert "t0ken" not in card.inner_text()
     page.set_viewport_size({"width": 390, "height": 844})
-    card.screenshot(path=str(ARTIFACTS / "dashboard-webhooks-phone.png"))
+    shoot(card, str(ARTIFACTS / "dashboard-webhooks-phone.png"))
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page scrolls sideways on a phone: {width} px"  # tables scroll
     page.screenshot(path=str(ARTIFACTS / "dashboard-list-phone.png"))
@@ -312,7 +326,7 @@ def test_the_dashboard_lists_calls_with_each_callees_outcome(
     expect(row.locator(".callee")).to_have_text(["bob declined", "carol busy"])
     expect(row.locator("td").nth(4)).to_contain_text(record["state"])
     expect(row.locator("a")).to_have_attribute("href", f"#/session/{record['roomUuid']}")
-    page.locator("#calls").screenshot(path=str(ARTIFACTS / "dashboard-calls.png"))
+    shoot(page.locator("#calls"), str(ARTIFACTS / "dashboard-calls.png"))
 
 
 def test_the_dashboard_needs_the_admin_signature(context: BrowserContext, call_server: Server):

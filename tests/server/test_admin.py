@@ -327,3 +327,19 @@ def test_serve_reads_the_apps_file_warns_about_keys_in_argv_and_keeps_files_priv
         _, err = process.communicate(timeout=30)
     assert "--app shows its secret in the process list" in err
     assert argv_key not in err and file_key not in err and own_admin not in err
+
+
+async def test_the_dashboard_names_the_app_of_a_single_app_server(
+    sqlite_server_factory: ServerFactory,
+):
+    """With one app the sign-in page carries its sdkAppId; with two it names neither."""
+    one = sqlite_server_factory()
+    two = sqlite_server_factory(
+        apps=(AppConfig(APP_ID, random_key()), AppConfig(1400000009, random_key()))
+    )
+    async with httpx.AsyncClient(timeout=30) as http:
+        single = (await http.get(f"{one.url}/dashboard")).text
+        several = (await http.get(f"{two.url}/dashboard")).text
+    assert f'<meta name="tavkit-sdk-app-id" content="{APP_ID}" />' in single
+    assert "tavkit-sdk-app-id" not in several
+    assert "1400000009" not in several

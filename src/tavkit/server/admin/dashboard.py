@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -187,18 +187,35 @@ async def _reported_names(
 router = APIRouter()
 
 
+APP_ID_MARKER = "<!-- tavkit:sdk-app-id -->"
+"""Where the page gets ``<meta name="tavkit-sdk-app-id">`` when the server has one app."""
+
+
 @router.get("/dashboard", include_in_schema=False)
-async def dashboard_page() -> Response:
-    """The dashboard's single page (sign-in, session list and session view)."""
+async def dashboard_page(request: Request) -> Response:
+    """The dashboard's single page (sign-in, session list and session view).
+
+    A server with exactly one app names its sdkAppId in a ``<meta>`` tag so the sign-in
+    form comes prefilled (an operator of a single-app server should not have to look the
+    number up). The sdkAppId is no secret - every client sends it - but with several
+    apps the page names none, leaving the choice to whoever signs in.
+    """
     index = dashboard_dir() / "index.html"
     if not index.is_file():
         missing = ServerError(ServerCode.BAD_REQUEST, "the dashboard is not installed")
         return error_response(missing, status=404)
+    apps = context_of(request).settings.apps
+    meta = (
+        f'<meta name="tavkit-sdk-app-id" content="{apps[0].sdk_app_id}" />'
+        if len(apps) == 1
+        else ""
+    )
+    page = index.read_text(encoding="utf-8").replace(APP_ID_MARKER, meta)
     # The page holds a credential in sessionStorage. Frames, caches and referrers are
     # kept out for every response (tavkit.server.headers); this page also runs nothing
     # but its own files.
     headers = {"Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'"}
-    return FileResponse(index, media_type="text/html", headers=headers)
+    return HTMLResponse(page, headers=headers)
 
 
 @router.get(

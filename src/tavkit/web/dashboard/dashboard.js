@@ -66,7 +66,14 @@ function renderSignIn(message) {
       "label",
       {},
       "sdkAppId",
-      h("input", { name: "sdkAppId", inputmode: "numeric", required: true, autocomplete: "off" }),
+      h("input", {
+        name: "sdkAppId",
+        inputmode: "numeric",
+        required: true,
+        autocomplete: "off",
+        // A single-app server names its app (tavkit.server.admin.dashboard).
+        value: document.querySelector('meta[name="tavkit-sdk-app-id"]')?.content ?? "",
+      }),
     ),
     h(
       "label",
