@@ -10,8 +10,23 @@ from typer.testing import CliRunner
 
 from tavkit.cli import COMMANDS, app, load
 
-HEAVY = ("aiortc", "av", "sqlalchemy", "fastapi", "uvicorn", "starlette", "numpy", "httpx")
-"""Packages a signature command has no use for (each costs tens of ms or more to import)."""
+HEAVY = (
+    "aiortc",
+    "av",
+    "sqlalchemy",
+    "fastapi",
+    "uvicorn",
+    "starlette",
+    "numpy",
+    "httpx",
+    "pydantic",
+    "markdown_it",
+)
+"""Packages a signature command has no use for (each costs tens of ms or more to import).
+
+pydantic is what typer 0.29 validates every option with (~100 ms), markdown_it what
+rich-formatted help pulls in (~40 ms): the CLI pins typer below 0.29 and prints plain help.
+"""
 
 _PROBE = """
 import os, sys
