@@ -242,12 +242,52 @@ def check_grid(measured: list[dict[str, Any]], members: int) -> None:
                 assert overlap(first, second) == 0, (where, first, second)
 
 
+_FIT = """
+(el, id) => {
+  const v = el.shadowRoot.querySelector(`video[data-user-id="${id}"]`);
+  const r = v.getBoundingClientRect();
+  const a = v.videoWidth / v.videoHeight, b = r.width / r.height;
+  return { fit: getComputedStyle(v).objectFit, kept: Math.min(a, b) / Math.max(a, b),
+           w: r.width, h: r.height };
+}
+"""
+
+
+def fullscreen_and_back(page: CallPage, user_id: str) -> None:
+    """On an upright phone, ``user_id``'s grid tile goes full screen with its picture whole
+    (a 4:3 picture would lose most of its width to `cover`) and back, filled again."""
+    page.page.set_viewport_size({"width": 390, "height": 844})
+    page.page.wait_for_function(_READY, arg=4, timeout=20_000, polling=POLL)
+    tile = page.tile(user_id)
+    in_grid = tile.bounding_box()
+    before = page.call(_FIT, user_id)
+    assert before["fit"] == ("cover" if before["kept"] >= 0.8 else "contain"), before
+    tile.tap()
+    tile.get_by_role("button", name=f"Show Name of {user_id} full screen").tap()
+    expect(tile).to_have_attribute("data-fullscreen", "", timeout=10_000)
+    full = page.call(_FIT, user_id)
+    assert (full["w"], full["h"]) == (390, 844), full
+    assert full["fit"] == "contain", full  # 4:3 on an upright phone: whole, never cropped
+    page.screenshot(f"layout-4-fullscreen-{user_id}-390x844.png")
+    page.page.evaluate("() => document.exitFullscreen()")  # what Esc or Back does
+    expect(tile).not_to_have_attribute("data-fullscreen", "", timeout=10_000)
+    page.page.wait_for_function(
+        "([id, fit]) => document.getElementById('call').shadowRoot"
+        '.querySelector(`video[data-user-id="${id}"]`).dataset.fit === fit',
+        arg=[user_id, before["fit"]],
+        timeout=10_000,
+        polling=POLL,
+    )
+    assert tile.bounding_box() == in_grid
+
+
 def test_four_and_nine_members_fit_a_phone_upright_on_its_side_and_a_desktop(
     phone: BrowserContext, nine_server: Server, room: int, members: Any
 ) -> None:
     """With four and then nine members (a tab and Python members, some with their camera
     off) no tile leaves the stage or covers another, tiles keep the pictures' 4:3 shape,
-    no video loses more than 20 % of its picture and every control is 44 px on a phone."""
+    no video loses more than 20 % of its picture and every control is 44 px on a phone; a
+    grid tile goes full screen with its picture whole and comes back to its place."""
     alice = CallPage(phone.new_page(), nine_server.url, "alice")
     assert alice.join(nine_server, room) is True
     members(["py1", "py2", "py3"], cameras_off={"py3"})
@@ -255,6 +295,7 @@ def test_four_and_nine_members_fit_a_phone_upright_on_its_side_and_a_desktop(
         alice.wait_connected(user_id)
     expect(alice.tile("py3")).to_have_attribute("data-camera-off", "", timeout=15_000)
     check_grid(check(alice, 4, "alice"), 4)
+    fullscreen_and_back(alice, "py1")
 
     later = ["py4", "py5", "py6", "py7", "py8"]
     members(later, cameras_off={"py5", "py8"})
