@@ -171,7 +171,7 @@ export class TavkitCall extends HTMLElement {
     }
     this.#resize.observe(this);
     // The stage also shrinks without the element doing so (the chat sheet opens).
-    this.#resize.observe(this.shadowRoot.querySelector(".tv-stage"));
+    this.#resize.observe(this.shadowRoot.querySelector(".tv-stage"), { box: "border-box" });
     globalThis.addEventListener("pagehide", this.#onPageHide);
     this.#render();
   }
