@@ -302,5 +302,18 @@ def test_four_and_nine_members_fit_a_phone_upright_on_its_side_and_a_desktop(
     for user_id in later:
         alice.wait_connected(user_id, timeout=60_000)
     expect(alice.tile("py8")).to_have_attribute("data-camera-off", "", timeout=15_000)
+    # The buttons used to go full screen have hidden again, though one kept the focus.
+    expect(alice.tile("py1").locator(".tv-tile-actions")).to_have_css("opacity", "0")
     check_grid(check(alice, 9, "alice"), 9)
+    # Smaller phones, upright and on its side: every control on screen and 44 px.
+    for width, height in [(320, 568), (640, 360)]:
+        alice.page.set_viewport_size({"width": width, "height": height})
+        alice.page.wait_for_function(_READY, arg=9, timeout=20_000, polling=POLL)
+        buttons = alice.call(_MEASURE)["buttons"]
+        alice.screenshot(f"layout-9-alice-{width}x{height}.png")
+        assert len(buttons) == 7
+        for b in buttons:
+            assert b["w"] >= 44 and b["h"] >= 44, (width, height, b)
+            assert b["x"] >= 0 and b["x"] + b["w"] <= width, (width, height, b)
+            assert b["y"] >= 0 and b["y"] + b["h"] <= height, (width, height, b)
     assert alice.tv("errors") == []
