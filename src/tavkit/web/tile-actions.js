@@ -53,7 +53,6 @@ export function addTileActions(tile, onResize) {
   bar.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-tile-action]");
     if (!button) return;
-    event.stopPropagation(); // a press on a button is not a tap that reveals the bar
     if (button.dataset.tileAction === "fullscreen") toggleFullscreen(tile, video);
     else togglePip(video);
   });
@@ -62,10 +61,8 @@ export function addTileActions(tile, onResize) {
     if (event.pointerType === "mouse" || bar.contains(event.target)) return;
     tile.dataset.reveal = "";
     clearTimeout(revealTimers.get(tile));
-    revealTimers.set(
-      tile,
-      setTimeout(() => delete tile.dataset.reveal, REVEAL_MS),
-    );
+    const hide = () => delete tile.dataset.reveal;
+    revealTimers.set(tile, setTimeout(hide, REVEAL_MS));
   });
   const changed = () => {
     refresh(tile);
