@@ -12,7 +12,7 @@ to test-artifacts/ for review.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -187,10 +187,15 @@ def test_one_two_and_three_members_fit_a_phone_upright_on_its_side_and_a_desktop
 class SmallKit(KitThread):
     """A Python member sending a small, slow test pattern: nine members on two cores."""
 
+    def __init__(self, server: Server, user_id: str, size: tuple[int, int]) -> None:
+        self.size = size
+        super().__init__(server, user_id)
+
     async def _make(self) -> TAvKit:
+        width, height = self.size
         return TAvKit(
             self.server.url,
-            source=TestPattern(width=320, height=240, fps=5),
+            source=TestPattern(width=width, height=height, fps=5),
             host_addresses=["127.0.0.1"],
             video_bitrate=100_000,
             reporting=False,
@@ -206,12 +211,15 @@ def nine_server(sqlite_server_factory: Any) -> Server:
 
 @pytest.fixture
 def members(nine_server: Server, room: int) -> Iterator[Any]:
-    """``members(["py1", ...], cameras_off={"py2"})`` enters Python members into ``room``."""
+    """``members(["py1", ...], cameras_off={"py2"}, upright={"py3"})`` enters Python members
+    into ``room``, sending 320x240 pictures (240x320, a phone held upright, for ``upright``)."""
     kits: list[SmallKit] = []
 
-    def enter(user_ids: list[str], cameras_off: set[str]) -> None:
+    def enter(
+        user_ids: list[str], cameras_off: Collection[str], upright: Collection[str] = ()
+    ) -> None:
         for user_id in user_ids:
-            kit = SmallKit(nine_server, user_id)
+            kit = SmallKit(nine_server, user_id, (240, 320) if user_id in upright else (320, 240))
             kits.append(kit)
             kit.join(room)
             if user_id in cameras_off:
@@ -226,17 +234,18 @@ def members(nine_server: Server, room: int) -> Iterator[Any]:
 
 
 def check_grid(measured: list[dict[str, Any]], members: int) -> None:
-    """Every tile inside the stage, clear of the others, at the videos' (4:3) shape."""
+    """Every tile inside the stage, clear of the others, in the videos' mean shape."""
     for (width, height), m in zip(VIEWPORTS, measured, strict=True):
         where = f"{members} at {width}x{height}"
         stage, tiles = m["stage"], m["tiles"]
         assert len(tiles) == members, where
+        aspect = sum(v["w"] / v["h"] for v in m["videos"]) / len(m["videos"])
         for tile in tiles:
             assert tile["x"] >= stage["x"] - 0.5 and tile["y"] >= stage["y"] - 0.5, (where, tile)
             assert tile["x"] + tile["w"] <= stage["x"] + stage["w"] + 0.5, (where, tile, stage)
             assert tile["y"] + tile["h"] <= stage["y"] + stage["h"] + 0.5, (where, tile, stage)
             # Whole pixels: the grid floors the size it computed at the pictures' aspect.
-            assert tile["w"] / tile["h"] == pytest.approx(4 / 3, abs=0.02), (where, tile)
+            assert tile["w"] / tile["h"] == pytest.approx(aspect, abs=0.02), (where, tile)
         for i, first in enumerate(tiles):
             for second in tiles[i + 1 :]:
                 assert overlap(first, second) == 0, (where, first, second)
@@ -290,11 +299,17 @@ def test_four_and_nine_members_fit_a_phone_upright_on_its_side_and_a_desktop(
     grid tile goes full screen with its picture whole and comes back to its place."""
     alice = CallPage(phone.new_page(), nine_server.url, "alice")
     assert alice.join(nine_server, room) is True
-    members(["py1", "py2", "py3"], cameras_off={"py3"})
+    members(["py1", "py2", "py3"], cameras_off={"py3"}, upright={"py2"})
     for user_id in ("py1", "py2", "py3"):
         alice.wait_connected(user_id)
     expect(alice.tile("py3")).to_have_attribute("data-camera-off", "", timeout=15_000)
-    check_grid(check(alice, 4, "alice"), 4)
+    measured = check(alice, 4, "alice")
+    check_grid(measured, 4)
+    # Tiles take the mean shape, wider than py2's upright picture: py2 is shown whole, the
+    # others' 4:3 pictures fill their tiles (under 20 % cropped).
+    for m in measured:
+        fits = {v["id"]: v["fit"] for v in m["videos"]}
+        assert fits == {"alice": "cover", "py1": "cover", "py2": "contain", "py3": "cover"}, m
     fullscreen_and_back(alice, "py1")
 
     later = ["py4", "py5", "py6", "py7", "py8"]
