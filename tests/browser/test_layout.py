@@ -4,18 +4,25 @@ One call grows from one member to three; at each size the first member's page is
 measured at 390×844, 844×390 and 1280×800 (and the second's when there are two): every
 control is at least 44 px on a phone, the top bar, the controls and the PiP never
 overlap, no tile reaches under the top bar or the controls, and every video shows at
-least 80 % of its picture (fit.js's rule). Screenshots go to test-artifacts/ for review.
+least 80 % of its picture (fit.js's rule). Another call grows from four members to nine
+(one tab and Python members, some with their camera off): at the same three sizes every
+tile stays inside the stage, clear of the others, in its pictures' shape. Screenshots go
+to test-artifacts/ for review.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, expect
 
-from .pages import INSTRUMENT, POLL, CallPage, Server
+from tavkit.client import TAvKit, TestPattern
+
+from .pages import CALL_SERVER_SETTINGS, INSTRUMENT, POLL, CallPage, Server
+from .test_python_interop import KitThread
 
 pytestmark = pytest.mark.browser
 
@@ -47,7 +54,9 @@ _MEASURE = """
     buttons: [...root.querySelectorAll('.tv-controls button')].filter(shown)
       .map((b) => ({ action: b.dataset.action, ...box(b) })),
     pip: pip ? box(pip) : null,
+    stage: box(root.querySelector('.tv-stage')),
     tiles: [...root.querySelectorAll('.tv-tile:not(.tv-pip)')].map(box),
+    tileActions: [...root.querySelectorAll('.tv-tile-action')].filter(shown).map(box),
     videos,
   };
 }
@@ -89,8 +98,12 @@ def check(page: CallPage, members: int, name: str) -> list[dict[str, Any]]:
         page.screenshot(f"layout-{members}-{name}-{width}x{height}.png")
         phone = min(width, height) < 500
         if phone:
-            for b in m["buttons"]:
+            for b in m["buttons"] + m["tileActions"]:
                 assert b["w"] >= 44 and b["h"] >= 44, (where, b)
+        # Every control is on the screen (a phone on its side once lost End below its edge).
+        for b in m["buttons"]:
+            assert b["x"] >= 0 and b["x"] + b["w"] <= width, (where, b)
+            assert b["y"] >= 0 and b["y"] + b["h"] <= height, (where, b)
         parts = {"header": m["header"], "controls": m["controls"]}
         if m["pip"]:
             parts["pip"] = m["pip"]
@@ -169,3 +182,153 @@ def test_one_two_and_three_members_fit_a_phone_upright_on_its_side_and_a_desktop
     for part in (".tv-chat-close", ".tv-chat-input", ".tv-chat-send"):
         box = alice.page.locator(f"tavkit-call {part}").bounding_box()
         assert box and box["height"] >= 44 and box["width"] >= 44, (part, box)
+
+
+class SmallKit(KitThread):
+    """A Python member sending a small, slow test pattern: nine members on two cores."""
+
+    def __init__(self, server: Server, user_id: str, size: tuple[int, int]) -> None:
+        self.size = size
+        super().__init__(server, user_id)
+
+    async def _make(self) -> TAvKit:
+        width, height = self.size
+        return TAvKit(
+            self.server.url,
+            source=TestPattern(width=width, height=height, fps=5),
+            host_addresses=["127.0.0.1"],
+            video_bitrate=100_000,
+            reporting=False,
+        )
+
+
+@pytest.fixture
+def nine_server(sqlite_server_factory: Any) -> Server:
+    """The call server, with room for nine."""
+    server: Server = sqlite_server_factory(**{**CALL_SERVER_SETTINGS, "max_members": 9})
+    return server
+
+
+@pytest.fixture
+def members(nine_server: Server, room: int) -> Iterator[Any]:
+    """``members(["py1", ...], cameras_off={"py2"}, upright={"py3"})`` enters Python members
+    into ``room``, sending 320x240 pictures (240x320, a phone held upright, for ``upright``)."""
+    kits: list[SmallKit] = []
+
+    def enter(
+        user_ids: list[str], cameras_off: Collection[str], upright: Collection[str] = ()
+    ) -> None:
+        for user_id in user_ids:
+            kit = SmallKit(nine_server, user_id, (240, 320) if user_id in upright else (320, 240))
+            kits.append(kit)
+            kit.join(room)
+            if user_id in cameras_off:
+                kit.run(kit.kit.enable_camera(False))
+
+    try:
+        yield enter
+    finally:
+        # Each hang-up waits for its leave to be acknowledged: all at once, not in turn.
+        with ThreadPoolExecutor(max_workers=len(kits) or 1) as pool:
+            list(pool.map(SmallKit.close, kits))
+
+
+def check_grid(measured: list[dict[str, Any]], members: int) -> None:
+    """Every tile inside the stage, clear of the others, in the videos' mean shape."""
+    for (width, height), m in zip(VIEWPORTS, measured, strict=True):
+        where = f"{members} at {width}x{height}"
+        stage, tiles = m["stage"], m["tiles"]
+        assert len(tiles) == members, where
+        aspect = sum(v["w"] / v["h"] for v in m["videos"]) / len(m["videos"])
+        for tile in tiles:
+            assert tile["x"] >= stage["x"] - 0.5 and tile["y"] >= stage["y"] - 0.5, (where, tile)
+            assert tile["x"] + tile["w"] <= stage["x"] + stage["w"] + 0.5, (where, tile, stage)
+            assert tile["y"] + tile["h"] <= stage["y"] + stage["h"] + 0.5, (where, tile, stage)
+            # Whole pixels: the grid floors the size it computed at the pictures' aspect.
+            assert tile["w"] / tile["h"] == pytest.approx(aspect, abs=0.02), (where, tile)
+        for i, first in enumerate(tiles):
+            for second in tiles[i + 1 :]:
+                assert overlap(first, second) == 0, (where, first, second)
+
+
+_FIT = """
+(el, id) => {
+  const v = el.shadowRoot.querySelector(`video[data-user-id="${id}"]`);
+  const r = v.getBoundingClientRect();
+  const a = v.videoWidth / v.videoHeight, b = r.width / r.height;
+  return { fit: getComputedStyle(v).objectFit, kept: Math.min(a, b) / Math.max(a, b),
+           w: r.width, h: r.height };
+}
+"""
+
+
+def fullscreen_and_back(page: CallPage, user_id: str) -> None:
+    """On an upright phone, ``user_id``'s grid tile goes full screen with its picture whole
+    (a 4:3 picture would lose most of its width to `cover`) and back, filled again."""
+    page.page.set_viewport_size({"width": 390, "height": 844})
+    page.page.wait_for_function(_READY, arg=4, timeout=20_000, polling=POLL)
+    tile = page.tile(user_id)
+    in_grid = tile.bounding_box()
+    before = page.call(_FIT, user_id)
+    assert before["fit"] == ("cover" if before["kept"] >= 0.8 else "contain"), before
+    tile.tap()
+    tile.get_by_role("button", name=f"Show Name of {user_id} full screen").tap()
+    expect(tile).to_have_attribute("data-fullscreen", "", timeout=10_000)
+    full = page.call(_FIT, user_id)
+    assert (full["w"], full["h"]) == (390, 844), full
+    assert full["fit"] == "contain", full  # 4:3 on an upright phone: whole, never cropped
+    page.screenshot(f"layout-4-fullscreen-{user_id}-390x844.png")
+    page.page.evaluate("() => document.exitFullscreen()")  # what Esc or Back does
+    expect(tile).not_to_have_attribute("data-fullscreen", "", timeout=10_000)
+    page.page.wait_for_function(
+        "([id, fit]) => document.getElementById('call').shadowRoot"
+        '.querySelector(`video[data-user-id="${id}"]`).dataset.fit === fit',
+        arg=[user_id, before["fit"]],
+        timeout=10_000,
+        polling=POLL,
+    )
+    assert tile.bounding_box() == in_grid
+
+
+def test_four_and_nine_members_fit_a_phone_upright_on_its_side_and_a_desktop(
+    phone: BrowserContext, nine_server: Server, room: int, members: Any
+) -> None:
+    """With four and then nine members (a tab and Python members, some with their camera
+    off) no tile leaves the stage or covers another, tiles keep the pictures' 4:3 shape,
+    no video loses more than 20 % of its picture and every control is 44 px on a phone; a
+    grid tile goes full screen with its picture whole and comes back to its place."""
+    alice = CallPage(phone.new_page(), nine_server.url, "alice")
+    assert alice.join(nine_server, room) is True
+    members(["py1", "py2", "py3"], cameras_off={"py3"}, upright={"py2"})
+    for user_id in ("py1", "py2", "py3"):
+        alice.wait_connected(user_id)
+    expect(alice.tile("py3")).to_have_attribute("data-camera-off", "", timeout=15_000)
+    measured = check(alice, 4, "alice")
+    check_grid(measured, 4)
+    # Tiles take the mean shape, wider than py2's upright picture: py2 is shown whole, the
+    # others' 4:3 pictures fill their tiles (under 20 % cropped).
+    for m in measured:
+        fits = {v["id"]: v["fit"] for v in m["videos"]}
+        assert fits == {"alice": "cover", "py1": "cover", "py2": "contain", "py3": "cover"}, m
+    fullscreen_and_back(alice, "py1")
+
+    later = ["py4", "py5", "py6", "py7", "py8"]
+    members(later, cameras_off={"py5", "py8"})
+    for user_id in later:
+        alice.wait_connected(user_id, timeout=60_000)
+    expect(alice.tile("py8")).to_have_attribute("data-camera-off", "", timeout=15_000)
+    # The buttons used to go full screen have hidden again, though one kept the focus.
+    expect(alice.tile("py1").locator(".tv-tile-actions")).to_have_css("opacity", "0")
+    check_grid(check(alice, 9, "alice"), 9)
+    # Smaller phones, upright and on its side: every control on screen and 44 px.
+    for width, height in [(320, 568), (640, 360)]:
+        alice.page.set_viewport_size({"width": width, "height": height})
+        alice.page.wait_for_function(_READY, arg=9, timeout=20_000, polling=POLL)
+        buttons = alice.call(_MEASURE)["buttons"]
+        alice.screenshot(f"layout-9-alice-{width}x{height}.png")
+        assert len(buttons) == 7
+        for b in buttons:
+            assert b["w"] >= 44 and b["h"] >= 44, (width, height, b)
+            assert b["x"] >= 0 and b["x"] + b["w"] <= width, (width, height, b)
+            assert b["y"] >= 0 and b["y"] + b["h"] <= height, (width, height, b)
+    assert alice.tv("errors") == []

@@ -30,6 +30,10 @@ process.stdout.write(JSON.stringify({
   aspect: fit.tileAspect([[640, 480], [0, 0], [1280, 720]]),
   noAspect: fit.tileAspect([]),
   grid: layout.gridShape(3, 1256, 640, 4 / 3),
+  nineDesktop: layout.gridShape(9, 1256, 640, 4 / 3),
+  ninePhone: layout.gridShape(9, 366, 688, 4 / 3),
+  eightPhone: layout.gridShape(8, 366, 688, 4 / 3),
+  nineOnItsSide: layout.gridShape(9, 760, 346, 4 / 3),
 }));
 """
 
@@ -77,3 +81,18 @@ def test_grid_tiles_keep_the_pictures_aspect(out: dict[str, Any]) -> None:
     assert (grid["cols"], grid["rows"]) == (2, 2)
     assert grid["width"] / grid["height"] == pytest.approx(4 / 3)
     assert grid["width"] * 2 + 8 <= 1256 and grid["height"] * 2 + 8 <= 640
+
+
+def test_nine_stand_three_by_three_except_on_an_upright_phone(out: dict[str, Any]) -> None:
+    """Seven to nine tiles stand 3x3 on a desktop and a phone on its side, in two columns on
+    an upright phone, where that makes each tile about half as wide again."""
+    assert (out["nineDesktop"]["cols"], out["nineDesktop"]["rows"]) == (3, 3)
+    assert (out["nineOnItsSide"]["cols"], out["nineOnItsSide"]["rows"]) == (3, 3)
+    assert (out["ninePhone"]["cols"], out["ninePhone"]["rows"]) == (2, 5)
+    assert (out["eightPhone"]["cols"], out["eightPhone"]["rows"]) == (2, 4)
+    three_across = (366 - 16) / 3
+    assert out["ninePhone"]["width"] >= 1.4 * three_across
+    for shape in ("ninePhone", "eightPhone"):
+        tile = out[shape]
+        assert tile["width"] * 2 + 8 <= 366
+        assert tile["height"] * tile["rows"] + 8 * (tile["rows"] - 1) <= 688

@@ -97,10 +97,11 @@ def test_a_bad_sample_shows_at_once_and_clears_after_two_good_ones(out: dict[str
 
 
 def test_grids_stand_two_by_two_for_four_and_three_by_three_for_nine(out: dict[str, Any]) -> None:
-    """Four are 2×2 and nine 3×3 on a desktop, a phone upright and on its side."""
+    """Four are 2×2 on a desktop, a phone upright and on its side; nine 3×3 on a desktop
+    and in two columns on an upright phone, where 3×3 tiles would be a third of its width."""
     shapes = out["shapes"]
     assert shapes["four"] == [[2, 2]] * 3
-    assert shapes["nine"] == [[3, 3]] * 2
+    assert shapes["nine"] == [[3, 3], [2, 5]]
     assert shapes["six"] == [[3, 2], [2, 3]]
     assert shapes["three"] == [[3, 1], [1, 3]]
 

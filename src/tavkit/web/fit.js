@@ -6,7 +6,22 @@
 // 16:10 desktop tile loses 17 % and fills it; the same camera in a phone's tall
 // stage would lose more than half its width (the faces at its sides), so it is
 // letterboxed instead. Pure arithmetic, so node can check it; the view applies it
-// whenever a video's size or its tile's size changes.
+// whenever a video's size or its tile's size changes (a resized stage, a new
+// picture size, a tile entering or leaving full screen).
+//
+// Exceptions the view makes: a shared screen is always `contain` (its edges carry
+// text); the floating PiP takes its picture's own shape, so it never needs either.
+//
+// Why 80 %: it is 10 % off each side at most, which leaves a person sitting in front
+// of their camera whole, yet lets a tile whose shape is close to its picture's (a
+// 4:3 camera in a 16:10 tile) fill instead of showing thin bars. Grids rarely need
+// it: their tiles take the pictures' mean aspect (tileAspect, layout.js gridShape).
+//
+// Why a dark backdrop and not a blurred copy of the picture: the blur needs a second
+// <video> of the same stream per tile, painted through a filter on every frame; with
+// nine tiles that is nine more videos to composite, on the phones that letterbox most
+// and have least to spare. The backdrop is the tile's own colour, so the bars read
+// as the tile, not as a broken picture.
 
 /** The least share of a picture that `cover` may keep before `contain` is used instead. */
 export const MIN_VISIBLE = 0.8;

@@ -159,6 +159,11 @@ const STRINGS = {
     stopShare: "Stop share",
     stopShareAria: "Stop sharing your screen",
     sharing: "You are sharing your screen",
+    // A tile's own buttons (tile-actions.js); {name} is the member's.
+    fullscreenOf: "Show {name} full screen",
+    exitFullscreen: "Exit full screen",
+    pipOf: "Show {name} in picture-in-picture",
+    exitPip: "Close picture-in-picture",
   },
   zh: {
     you: "我",
@@ -300,6 +305,10 @@ const STRINGS = {
     stopShare: "停止共享",
     stopShareAria: "停止共享屏幕",
     sharing: "你正在共享屏幕",
+    fullscreenOf: "全屏显示{name}",
+    exitFullscreen: "退出全屏",
+    pipOf: "以画中画显示{name}",
+    exitPip: "关闭画中画",
   },
 };
 

@@ -12,14 +12,17 @@ export function layoutFor(count) {
 /**
  * The shapes (columns × rows) a grid of `count` tiles may take, as Meet's grid does:
  * 2×2 for four, 3×3 for seven to nine; three may also stand in a row or a column and
- * five or six in 3×2 or 2×3, whichever fits the screen. Past nine, any shape.
+ * five or six in 3×2 or 2×3, whichever fits the screen. A phone held upright fits
+ * seven to nine in two columns (2×4, 2×5): its 3×3 tiles would be a third of the
+ * width, half the area. Past nine, any shape.
  */
 export function gridChoices(count) {
   if (count <= 2) return [[count, 1], [1, count]];
   if (count === 3) return [[2, 2], [3, 1], [1, 3]];
   if (count === 4) return [[2, 2]];
   if (count <= 6) return [[3, 2], [2, 3]];
-  if (count <= 9) return [[3, 3]];
+  if (count <= 8) return [[3, 3], [2, 4]];
+  if (count === 9) return [[3, 3], [2, 5]];
   return Array.from({ length: count }, (_, i) => [i + 1, Math.ceil(count / (i + 1))]);
 }
 

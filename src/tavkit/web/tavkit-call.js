@@ -35,12 +35,14 @@ import { gridShape, layoutFor, makeDraggable } from "./layout.js";
 import { askForCredentials } from "./renewal.js";
 import { classify, deviceOf, screenFor } from "./screens.js";
 import { createTile, updateTile } from "./tiles.js";
+import { addTileActions, updateTileActions } from "./tile-actions.js";
 import { DeviceMenu } from "./device-menu.js";
 import { applySpeaker, recall, remember } from "./devices.js";
 import { Prejoin } from "./prejoin.js";
 
 const STYLESHEET = new URL("./tavkit.css", import.meta.url).href;
 const DEVICES_STYLESHEET = new URL("./devices.css", import.meta.url).href;
+const TILE_ACTIONS_STYLESHEET = new URL("./tile-actions.css", import.meta.url).href;
 const NOTICE_MS = 4000; // how long a notice stays up
 const STATUS_TEXT = {
   idle: "idle",
@@ -54,6 +56,7 @@ const STATUS_TEXT = {
 const TEMPLATE = `
 <link rel="stylesheet" href="${STYLESHEET}">
 <link rel="stylesheet" href="${DEVICES_STYLESHEET}">
+<link rel="stylesheet" href="${TILE_ACTIONS_STYLESHEET}">
 <div class="tv-call" part="call" data-state="idle" data-layout="solo">
   <header class="tv-topbar" part="topbar">
     <span class="tv-room"></span>
@@ -167,6 +170,8 @@ export class TavkitCall extends HTMLElement {
       this.#resize = new ResizeObserver(() => this.#fitGrid());
     }
     this.#resize.observe(this);
+    // The stage also shrinks without the element doing so (the chat sheet opens).
+    this.#resize.observe(this.shadowRoot.querySelector(".tv-stage"), { box: "border-box" });
     globalThis.addEventListener("pagehide", this.#onPageHide);
     this.#render();
   }
@@ -717,10 +722,13 @@ export class TavkitCall extends HTMLElement {
         tile = createTile(userId, info.local);
         // A new picture size (first frame, a switched camera, a rotated phone) refits.
         tile.querySelector("video").addEventListener("resize", () => this.#fitGrid());
+        // Full screen and picture in picture for the others' tiles (tile-actions.js).
+        if (!info.local) addTileActions(tile, () => this.#fitGrid());
         stage.append(tile);
       }
       tile.style.order = String(info.local ? 0 : ++index);
       const started = updateTile(tile, info, t);
+      updateTileActions(tile, t, info.name);
       tile.toggleAttribute("data-screen", Boolean(info.screen));
       if (!info.local) applySpeaker(tile.querySelector("video"), this.#speaker);
       if (started) this.#play(started, info.local);
