@@ -26,12 +26,10 @@ from tavkit.webhooks import verify
 
 from ._buses import REDIS_URL, new_prefix
 from ._util import eventually, expect_error
-from .test_webhooks import SECRET, Receiver, receiver, start_server
+from ._webhooks import SECRET, Receiver, start_server
 
 if TYPE_CHECKING:
     from conftest import RunningServer, ServerFactory
-
-__all__ = ["receiver"]  # the fixture, imported so these tests can use it
 
 TIMEOUT = 15.0
 Frame = dict[str, Any]
