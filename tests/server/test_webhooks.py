@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from conftest import APP_ID, random_key
 
+from tavkit.auth import gen_user_sig
 from tavkit.errors import ServerCode
 from tavkit.server.journal import parse_entry
 from tavkit.server.webhooks import retry_delay
@@ -18,6 +22,7 @@ from tavkit.webhooks import WebhookSignatureError, verify
 
 from ._util import eventually, expect_error
 from ._webhooks import SECRET, Receiver, start_server
+from .test_cli import tavkit, wait_for_url
 from .test_signaling import member
 
 if TYPE_CHECKING:
@@ -153,6 +158,77 @@ async def test_events_unsent_at_shutdown_are_delivered_after_restart(
     assert receiver.deliveries == []
     await asyncio.to_thread(server.start)
     check_order(await all_delivered(server, receiver, EVENTS), EVENTS)
+
+
+async def test_events_unsent_when_the_server_is_killed_are_delivered_after_restart(
+    tmp_path: Path, receiver: Receiver
+):
+    """``tavkit serve`` is killed (-9) with its receiver down and a call's events unsent:
+    restarted, it delivers every one of them, in order, once (after the dead process's
+    lease on the endpoint lapses: up to 30 s)."""
+    key, admin_key = random_key(), random_key()
+    env = {
+        "TAVKIT_WEBHOOK_URL": receiver.url,
+        "TAVKIT_WEBHOOK_SECRET": SECRET,
+        "TAVKIT_ADMIN_KEY": admin_key,
+        "TAVKIT_WEBHOOK_RETRY_BASE": "0.05",
+        "TAVKIT_WEBHOOK_RETRY_CAP": "0.2",
+        "TAVKIT_WEBHOOK_POLL_INTERVAL": "0.05",
+    }
+    serve = [
+        "serve", "--port", str(_free_port()), "--data-dir", str(tmp_path / "data"),
+        "--app", f"{APP_ID}:{key}", "--drain-timeout", "0", "--no-rate-limits",
+    ]  # fmt: skip
+
+    def headers(user: str, signing_key: str = key) -> dict[str, str]:
+        sig = gen_user_sig(APP_ID, signing_key, user, 86400)
+        return {"X-TAvKit-SdkAppId": str(APP_ID), "X-TAvKit-UserId": user, "X-TAvKit-UserSig": sig}
+
+    admin = headers("administrator", admin_key)
+    process = tavkit(*serve, env=env)
+    try:
+        url = wait_for_url(process)
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            body = {"callees": ["bob"], "media": "audio"}
+            call = (await http.post("/v1/calls", headers=headers("alice"), json=body)).json()
+            declined = await http.post(
+                f"/v1/calls/{call['call']['callId']}/decline", headers=headers("bob")
+            )
+            assert declined.status_code == 200, declined.text
+
+            async def tried() -> dict[str, Any] | None:
+                now = (await http.get("/v1/admin/webhooks", headers=admin)).json()
+                return now if now["lastEventId"] >= 3 and now["attempts"] >= 1 else None
+
+            before = await eventually(tried, within=30)
+            assert before["position"] == 0 and receiver.deliveries == []
+            process.kill()
+            process.wait(30)
+            await receiver.start()
+            process = tavkit(*serve, env=env)
+            assert wait_for_url(process) == url
+
+            async def delivered() -> int | None:
+                now = (await http.get("/v1/admin/webhooks", headers=admin)).json()
+                last: int = now["lastEventId"]
+                done = now["position"] == last >= before["lastEventId"]
+                return last if done else None
+
+            last = await eventually(delivered, within=30)
+    finally:
+        process.kill()
+        process.wait(30)
+    bodies = receiver.accepted()
+    check_order(bodies, last)
+    calls = [b["type"] for b in bodies if b["type"].startswith("call.")]
+    assert calls == ["call.ringing", "call.declined"]
+    assert all(verify(d.body, d.signature, SECRET) is None for d in receiver.deliveries)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def _closed_all(server: RunningServer) -> bool:
