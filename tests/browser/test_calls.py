@@ -10,7 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from .pages import CallPage, Server
+from tavkit.auth import decode_sig
+
+from .pages import CALL_SERVER_SETTINGS, CallPage, Server
 from .test_python_interop import WAIT, KitThread, OpenCall
 
 pytestmark = pytest.mark.browser
@@ -232,3 +234,54 @@ def test_a_tabs_user_socket_resumes_after_a_drop_with_the_frames_it_missed(
     finally:
         page.close()
         relay.close()
+
+
+_RENEWING_SOCKETS = """
+async ([bob, carol, fresh]) => {
+  const { CallClient } = await import("/tavkit/calls.js");
+  window.__calls = [];
+  window.__asked = 0;
+  bob.listener = {
+    onUserSigExpiredListener(callback) { window.__asked += 1; callback(fresh); },
+  };
+  window.__client = new CallClient(bob, (event) => window.__calls.push(event));
+  window.__carol = new CallClient(carol, () => {});
+  await Promise.all([window.__client.listen(), window.__carol.listen()]);
+}
+"""
+
+
+def test_a_tabs_user_socket_renews_its_user_sig_and_answers_after_the_old_end(
+    context: Any, sqlite_server_factory: Any
+) -> None:
+    """calls.js asks onUserSigExpiredListener when bob's userSig is ending and renews it;
+    carol's, ending later and not renewed, closes. Bob's socket stays: rung after that,
+    he hears the invitation and accepts with the renewed userSig."""
+    server = sqlite_server_factory(**{**CALL_SERVER_SETTINGS, "renew_grace": 1.0})
+    bob_sig, carol_sig = server.sig("bob", expire=4), server.sig("carol", expire=5)
+    assert decode_sig(carol_sig).expires_at > decode_sig(bob_sig).expires_at
+    page = context.new_page()
+    try:
+        page.goto(f"{server.url}/tavkit/demo/embed.html")
+        who = {"server": server.url, "sdkAppId": server.app_id}
+        bob = {**who, "userId": "bob", "userSig": bob_sig}
+        carol = {**who, "userId": "carol", "userSig": carol_sig}
+        page.evaluate(_RENEWING_SOCKETS, [bob, carol, server.sig("bob", expire=3600)])
+        page.wait_for_function(  # carol's socket closed for good: past bob's old deadline too
+            "() => window.__carol.socket.readyState === WebSocket.CLOSED",
+            timeout=WAIT * 1000,
+            polling=200,
+        )
+        assert page.evaluate("[window.__asked, window.__client.socket.readyState]") == [1, 1]
+        body = {"callees": ["bob"], "media": "audio"}
+        call = httpx.post(f"{server.url}/v1/calls", headers=server.headers("alice"), json=body)
+        call_id = call.json()["call"]["callId"]
+        page.wait_for_function(
+            "() => window.__calls.some((e) => e.type === 'onCallReceived')",
+            timeout=WAIT * 1000,
+            polling=100,
+        )
+        accepted = page.evaluate("(id) => window.__client.accept(id).then((c) => c.state)", call_id)
+        assert accepted == "accepted"
+    finally:
+        page.close()

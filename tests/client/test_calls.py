@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from tavkit.auth import decode_sig
+from tavkit.client import TAvKit
 from tavkit.client.api import Credentials
 from tavkit.client.calls import Invitation, UserSocket
 
@@ -192,3 +194,46 @@ async def test_a_dropped_user_socket_resumes_on_another_replica_with_what_it_mis
     finally:
         await socket.aclose()
         await relay.aclose()
+
+
+class RenewingUser:
+    """A listener whose ``on_user_sig_expired`` gives a fresh, long userSig."""
+
+    def __init__(self, server: Any, user_id: str) -> None:
+        self.server = server
+        self.user_id = user_id
+        self.asked = 0
+
+    async def on_user_sig_expired(self) -> str:
+        self.asked += 1
+        sig: str = self.server.sig(self.user_id, expire=3600)
+        return sig
+
+
+async def test_a_listening_user_socket_renews_its_user_sig_and_is_rung_after_the_old_end(
+    sqlite_server_factory: Any,
+) -> None:
+    """Bob listens with a userSig that ends in seconds and renews it through
+    on_user_sig_expired; Carol, whose userSig ends after his, does not renew and her
+    user socket closes. Bob's stays: he is rung after that, accepts (with the renewed
+    userSig) and talks."""
+    server = sqlite_server_factory(renew_grace=1.0)
+    bob_sig, carol_sig = server.sig("bob", expire=4), server.sig("carol", expire=5)
+    assert decode_sig(carol_sig).expires_at > decode_sig(bob_sig).expires_at
+    renewing = RenewingUser(server, "bob")
+    async with make_kit(server.url) as alice, make_kit(server.url) as bob:
+        bobs = bob.listen(**{**creds(server, "bob"), "user_sig": bob_sig}, listener=renewing)
+        ringing = asyncio.create_task(first_invitation(bobs))
+        carols = TAvKit(server.url).listen(**{**creds(server, "carol"), "user_sig": carol_sig})
+        assert await asyncio.wait_for(anext(carols, None), 30) is None  # closed: not renewed
+        assert renewing.asked == 1 and not ringing.done()
+
+        handle = await alice.call(callees=["bob"], media="audio", **creds(server, "alice"))
+        invitation = await asyncio.wait_for(ringing, 15)
+        await invitation.accept()
+        assert await asyncio.wait_for(handle.result(), 15) == "accepted"
+        await until(receiving(alice, "bob", video=0, audio=20), "alice hears bob")
+        await handle.hangup()
+        await asyncio.wait_for(handle.ended(), 15)
+        await handle.aclose()
+        await bobs.aclose()

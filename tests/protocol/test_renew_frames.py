@@ -92,6 +92,13 @@ def test_a_renewed_ice_server_may_give_urls_as_a_string() -> None:
         parse_server_frame(json.dumps({**wire, "iceServers": [{"urls": []}]}))
 
 
+def test_the_user_sockets_renewed_frame_parses() -> None:
+    """The user socket's ``renewed`` (no ICE servers, an empty or absent socketToken) parses."""
+    assert parse_server_frame(encode(Renewed(99, 0, ref="r2"))) == Renewed(99, 0, ref="r2")
+    bare = {"type": "renewed", "expiresAt": 99, "privileges": 0}
+    assert parse_server_frame(json.dumps(bare)) == Renewed(99, 0)
+
+
 def test_expired_is_a_leave_reason() -> None:
     """``expired`` is one of the reasons a member leaves (one definition for all)."""
     assert "expired" in LEAVE_REASONS

@@ -12,6 +12,7 @@ import pytest
 from tavkit.server.store.db import Store
 
 from ._util import Clock
+from ._webhooks import Receiver
 
 if TYPE_CHECKING:
     from conftest import Database, RunningServer
@@ -39,3 +40,13 @@ async def store(database: Database) -> AsyncIterator[Store]:
 def clock() -> Clock:
     """The service's clock."""
     return Clock()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A receiver that is not yet listening; the test starts it."""
+    found = Receiver()
+    try:
+        yield found
+    finally:
+        await found.stop()

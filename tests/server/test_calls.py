@@ -26,12 +26,10 @@ from tavkit.webhooks import verify
 
 from ._buses import REDIS_URL, new_prefix
 from ._util import eventually, expect_error
-from .test_webhooks import SECRET, Receiver, receiver, start_server
+from ._webhooks import SECRET, Receiver, start_server
 
 if TYPE_CHECKING:
     from conftest import RunningServer, ServerFactory
-
-__all__ = ["receiver"]  # the fixture, imported so these tests can use it
 
 TIMEOUT = 15.0
 Frame = dict[str, Any]
@@ -43,11 +41,14 @@ class UserSocket:
     def __init__(self, ws: ClientConnection, welcome: Frame) -> None:
         self.ws = ws
         self.welcome = welcome
+        self.heard: list[Frame] = []
+        """Every frame read after the welcome, skipped ones included."""
 
     async def next(self, kind: str) -> Frame:
         """The next frame of type ``kind`` (others before it are skipped), checked."""
         while True:
             frame: Frame = json.loads(await asyncio.wait_for(self.ws.recv(), TIMEOUT))
+            self.heard.append(frame)
             if frame["type"].startswith("call-"):
                 parse_call_frame(frame)  # every call frame is well-formed
             if frame["type"] == kind:
@@ -249,6 +250,34 @@ async def test_a_callee_in_another_call_is_busy(server: RunningServer, client: h
         assert busy["state"] == "busy"
     assert types(await call_events(client, server, second)) == ["call.ringing", "call.busy:bob"]
     assert types(await call_events(client, server, third)) == ["call.ringing", "call.busy:dave"]
+
+
+async def test_a_callee_found_busy_is_not_told_of_the_call_live_or_replayed(
+    server: RunningServer, client: httpx.AsyncClient
+):
+    """Carol rings Bob (in Alice's call) and Dave: Bob was never rung, so his socket hears
+    nothing of Carol's call, nor does a resume replay it; Dave hears Bob was busy."""
+    first = await ring(client, server, "alice", ["bob"])
+    await ok(await act(client, server, "bob", first, "accept"))
+    async with user_socket(server, "bob") as bob, user_socket(server, "dave") as dave:
+        second = await ring(client, server, "carol", ["bob", "dave"])
+        busy = await dave.next("call-declined")
+        assert (busy["call"]["callId"], busy["userId"], busy["reason"]) == (
+            second["callId"],
+            "bob",
+            "busy",
+        )
+        await ok(await act(client, server, "dave", second, "accept"))
+        await ok(await act(client, server, "carol", second, "hangup"))
+        await dave.next("call-ended")
+        await ok(await act(client, server, "alice", first, "hangup"))
+        await bob.next("call-ended")
+        assert {f["call"]["callId"] for f in bob.heard} == {first["callId"]}
+        after = bob.welcome["lastSeq"]
+    async with user_socket(server, "bob", after=after) as resumed:
+        assert resumed.welcome["resumed"] is True
+        await resumed.next("call-ended")
+        assert {f["call"]["callId"] for f in resumed.heard} == {first["callId"]}
 
 
 async def test_group_call_one_accepts_one_declines_then_the_caller_hangs_up(

@@ -5,139 +5,28 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 import socket
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-import uvicorn
+from conftest import APP_ID, random_key
 
+from tavkit.auth import gen_user_sig
 from tavkit.errors import ServerCode
 from tavkit.server.journal import parse_entry
 from tavkit.server.webhooks import retry_delay
 from tavkit.webhooks import WebhookSignatureError, verify
 
 from ._util import eventually, expect_error
+from ._webhooks import SECRET, Receiver, start_server
+from .test_cli import tavkit, wait_for_url
 from .test_signaling import member
 
 if TYPE_CHECKING:
     from conftest import RunningServer, ServerFactory
-
-SECRET = "whsec_" + secrets.token_hex(16)
-FAST = {
-    "webhook_retry_base": 0.02,
-    "webhook_retry_cap": 0.1,
-    "webhook_poll_interval": 0.05,
-    "webhook_timeout": 5.0,
-}
-"""Short delays, so retries happen many times a second (nothing asserts how long)."""
-
-
-@dataclass
-class Delivery:
-    """One POST as the receiver saw it."""
-
-    event_id: str
-    signature: str
-    body: bytes
-    status: int
-
-
-@dataclass
-class Receiver:
-    """A real HTTP endpoint on 127.0.0.1 that answers each POST with ``answer``'s status.
-
-    Its socket is bound at once but listens only from :meth:`start`, so until then
-    deliveries are refused as by a receiver that is down.
-    """
-
-    answer: Callable[[str, int], int] = lambda _id, _attempt: 200
-    """(event id, how many times this id came before) -> HTTP status."""
-    stall: Callable[[str, int], float] = lambda _id, _attempt: 0.0
-    """(event id, how many times this id came before) -> seconds to wait before answering."""
-    deliveries: list[Delivery] = field(default_factory=list)
-    sock: socket.socket = field(default_factory=socket.socket)
-    _server: uvicorn.Server | None = None
-    _task: asyncio.Task[None] | None = None
-
-    def __post_init__(self) -> None:
-        self.sock.bind(("127.0.0.1", 0))
-
-    @property
-    def url(self) -> str:
-        """Where to send webhooks."""
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/hooks/tavkit"
-
-    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """A raw ASGI app: record the POST, answer with the chosen status."""
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        event_id = headers.get("tavkit-event-id", "")
-        before = sum(1 for d in self.deliveries if d.event_id == event_id)
-        status = self.answer(event_id, before)
-        await asyncio.sleep(self.stall(event_id, before))
-        self.deliveries.append(
-            Delivery(event_id, headers.get("tavkit-signature", ""), body, status)
-        )
-        await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    async def start(self) -> None:
-        """Start listening (the receiver comes up)."""
-        config = uvicorn.Config(self.app, lifespan="off", log_level="warning", interface="asgi3")
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[self.sock]))
-        await eventually(self._started)
-
-    async def _started(self) -> bool:
-        return self._server is not None and self._server.started
-
-    async def stop(self) -> None:
-        """Stop serving."""
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await asyncio.wait_for(self._task, 30)
-        self.sock.close()
-
-    def accepted(self) -> list[dict[str, Any]]:
-        """The bodies answered with a 2xx, in arrival order, each event id once (dedup)."""
-        seen: set[str] = set()
-        found = []
-        for d in self.deliveries:
-            if 200 <= d.status < 300 and d.event_id not in seen:
-                seen.add(d.event_id)
-                found.append(json.loads(d.body))
-        return found
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    """A receiver that is not yet listening; the test starts it."""
-    found = Receiver()
-    try:
-        yield found
-    finally:
-        await found.stop()
-
-
-async def start_server(
-    factory: ServerFactory, receiver: Receiver | None = None, **settings: Any
-) -> RunningServer:
-    """A real server (sending to ``receiver``), started off the event loop the receiver
-    runs on."""
-    if receiver is not None:
-        settings = {"webhook_url": receiver.url, "webhook_secret": SECRET, **settings}
-    return await asyncio.to_thread(lambda: factory(**{**FAST, **settings}))
 
 
 async def delivering(factory: ServerFactory, receiver: Receiver, **settings: Any) -> RunningServer:
@@ -269,6 +158,77 @@ async def test_events_unsent_at_shutdown_are_delivered_after_restart(
     assert receiver.deliveries == []
     await asyncio.to_thread(server.start)
     check_order(await all_delivered(server, receiver, EVENTS), EVENTS)
+
+
+async def test_events_unsent_when_the_server_is_killed_are_delivered_after_restart(
+    tmp_path: Path, receiver: Receiver
+):
+    """``tavkit serve`` is killed (-9) with its receiver down and a call's events unsent:
+    restarted, it delivers every one of them, in order, once (after the dead process's
+    lease on the endpoint lapses: up to 30 s)."""
+    key, admin_key = random_key(), random_key()
+    env = {
+        "TAVKIT_WEBHOOK_URL": receiver.url,
+        "TAVKIT_WEBHOOK_SECRET": SECRET,
+        "TAVKIT_ADMIN_KEY": admin_key,
+        "TAVKIT_WEBHOOK_RETRY_BASE": "0.05",
+        "TAVKIT_WEBHOOK_RETRY_CAP": "0.2",
+        "TAVKIT_WEBHOOK_POLL_INTERVAL": "0.05",
+    }
+    serve = [
+        "serve", "--port", str(_free_port()), "--data-dir", str(tmp_path / "data"),
+        "--app", f"{APP_ID}:{key}", "--drain-timeout", "0", "--no-rate-limits",
+    ]  # fmt: skip
+
+    def headers(user: str, signing_key: str = key) -> dict[str, str]:
+        sig = gen_user_sig(APP_ID, signing_key, user, 86400)
+        return {"X-TAvKit-SdkAppId": str(APP_ID), "X-TAvKit-UserId": user, "X-TAvKit-UserSig": sig}
+
+    admin = headers("administrator", admin_key)
+    process = tavkit(*serve, env=env)
+    try:
+        url = wait_for_url(process)
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            body = {"callees": ["bob"], "media": "audio"}
+            call = (await http.post("/v1/calls", headers=headers("alice"), json=body)).json()
+            declined = await http.post(
+                f"/v1/calls/{call['call']['callId']}/decline", headers=headers("bob")
+            )
+            assert declined.status_code == 200, declined.text
+
+            async def tried() -> dict[str, Any] | None:
+                now = (await http.get("/v1/admin/webhooks", headers=admin)).json()
+                return now if now["lastEventId"] >= 3 and now["attempts"] >= 1 else None
+
+            before = await eventually(tried, within=30)
+            assert before["position"] == 0 and receiver.deliveries == []
+            process.kill()
+            process.wait(30)
+            await receiver.start()
+            process = tavkit(*serve, env=env)
+            assert wait_for_url(process) == url
+
+            async def delivered() -> int | None:
+                now = (await http.get("/v1/admin/webhooks", headers=admin)).json()
+                last: int = now["lastEventId"]
+                done = now["position"] == last >= before["lastEventId"]
+                return last if done else None
+
+            last = await eventually(delivered, within=30)
+    finally:
+        process.kill()
+        process.wait(30)
+    bodies = receiver.accepted()
+    check_order(bodies, last)
+    calls = [b["type"] for b in bodies if b["type"].startswith("call.")]
+    assert calls == ["call.ringing", "call.declined"]
+    assert all(verify(d.body, d.signature, SECRET) is None for d in receiver.deliveries)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def _closed_all(server: RunningServer) -> bool:

@@ -23,11 +23,10 @@ import inspect
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
-from tavkit.client.session import SignalingSocket
 from tavkit.errors import HttpCode, HttpError, ServerCode, ServerError, TAvKitError
-from tavkit.protocol import ErrorFrame, Expiring, Renew, Renewed, ServerMessage
+from tavkit.protocol import ClientMessage, ErrorFrame, Expiring, Renew, Renewed, ServerMessage
 
 __all__ = ["Renewal", "renewal_of"]
 
@@ -36,6 +35,13 @@ logger = logging.getLogger("tavkit.client.kit")
 _ids = itertools.count(1)
 
 NewCredentials = tuple[str, str | None]
+
+
+class Socket(Protocol):
+    """Where ``renew`` goes: the room's signaling socket or the user socket."""
+
+    async def send(self, message: ClientMessage, /) -> None:
+        """Send one frame."""
 
 
 def renewal_of(result: object) -> NewCredentials | None:
@@ -59,9 +65,10 @@ def renewal_of(result: object) -> NewCredentials | None:
 
 
 class Renewal:
-    """One call's renewals: ``expiring`` in, the listener asked, ``renew`` out, answers in.
+    """One socket's renewals: ``expiring`` in, the listener asked, ``renew`` out, answers in.
 
-    ``socket()`` is the current signaling socket (None between memberships);
+    ``socket()`` is the current socket (None between memberships): a room's signaling
+    socket or a user socket (whose ``renewed`` has no ICE servers nor token);
     ``listener()`` the application's listener; ``current_key()`` the privateMapKey in
     use; ``on_renewed(answer, user_sig, private_map_key)`` applies accepted credentials;
     ``report`` hands an error to ``on_error``; ``spawn`` runs a task the kit owns.
@@ -71,7 +78,7 @@ class Renewal:
     def __init__(
         self,
         *,
-        socket: Callable[[], SignalingSocket | None],
+        socket: Callable[[], Socket | None],
         listener: Callable[[], object | None],
         current_key: Callable[[], str | None],
         on_renewed: Callable[[Renewed, str, str | None], None],

@@ -192,9 +192,9 @@ class RoomState:
             self._entered,
             privileges=answer.privileges,
             ice_servers=answer.ice_servers,
-            socket_token=answer.socket_token,
+            socket_token=answer.socket_token or self._entered.socket_token,
         )
-        if self.socket is not None:
+        if self.socket is not None and answer.socket_token:
             self.socket.set_token(answer.socket_token)
 
     def start_heartbeat(self, api: RoomApi, room_id: RoomId, interval: float) -> None:

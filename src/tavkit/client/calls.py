@@ -13,6 +13,12 @@ in the welcome and are yielded once. When the server says the gap cannot be repl
 (``resumed`` false), ``on_gap`` is awaited so the owner re-reads its calls over REST.
 It stops for good on 1000, 4001 (a newer socket of the device), 4002 (the userSig
 expired) and 4401, or when reopening keeps failing for :data:`RESUME_FOR` seconds.
+
+Its userSig is renewed as the room socket's is (:mod:`tavkit.client._renewal`): the
+server's ``expiring`` asks the listener's ``on_user_sig_expired()``, and the userSig it
+gives goes out in ``renew``; once ``renewed``, resumes and ``on_renewed`` (the REST
+calls, the room the call enters) use it. Those frames are read while :meth:`frames`
+is iterated.
 """
 
 from __future__ import annotations
@@ -29,9 +35,10 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
 
 from tavkit._redact import RedactingFilter
+from tavkit.client._renewal import Renewal
 from tavkit.client.api import Credentials, RoomApi
 from tavkit.errors import HttpCode, HttpError, TAvKitError
-from tavkit.protocol import ErrorFrame, FrameError
+from tavkit.protocol import ClientMessage, ErrorFrame, FrameError, Renewed, encode
 from tavkit.protocol.calls import (
     CallFrame,
     CallInfo,
@@ -41,6 +48,7 @@ from tavkit.protocol.calls import (
     parse_user_welcome,
     user_subprotocol,
 )
+from tavkit.protocol.parsing import parse_server_frame
 
 __all__ = ["FINAL_STATES", "RESUME_FOR", "Invitation", "OutgoingCall", "UserSocket"]
 
@@ -48,10 +56,14 @@ logger = logging.getLogger(__name__)
 _WIRE_LOG: Final = logging.getLogger(f"{__name__}.wire")
 _WIRE_LOG.addFilter(RedactingFilter())  # the handshake carries the userSig
 _OPEN_TIMEOUT: Final = 10.0
+_RENEW_TIMEOUT: Final = 10.0
 RESUME_FOR: Final = 20.0
 """How long a dropped user socket keeps trying to reopen."""
 _FINAL_CLOSES: Final = frozenset({1000, 4001, 4002, 4401})
 """Close codes after which the user socket does not reopen (``docs/protocol.md``)."""
+
+_RENEWAL_FRAMES: Final = frozenset({"expiring", "renewed", "error"})
+"""The frames besides ``call-*`` a user socket acts on (its renewals)."""
 
 FINAL_STATES: Final = frozenset({"declined", "busy", "timeout", "cancelled", "ended"})
 """The call states after which nothing more happens to it."""
@@ -64,32 +76,72 @@ class UserSocket:
     def __init__(
         self,
         ws: ClientConnection,
-        ringing: tuple[CallInfo, ...],
-        last_seq: int,
-        reopen: Callable[[int], Awaitable[tuple[ClientConnection, UserWelcome]]],
+        welcome: UserWelcome,
+        credentials: Credentials,
+        reopen: Callable[[Credentials, int], Awaitable[tuple[ClientConnection, UserWelcome]]],
+        listener: object | None = None,
     ) -> None:
         self._ws = ws
-        self.ringing = ringing
+        self.ringing = welcome.ringing
         """The calls ringing for this user when the socket opened (``user-welcome``)."""
-        self.last_seq = last_seq
+        self.last_seq = welcome.last_seq
         """The highest ``seq`` heard: where a resume starts."""
+        self.credentials = credentials
+        """The credentials in use: the last userSig the server accepted."""
         self.on_gap: Callable[[], Awaitable[None]] | None = None
         """Awaited when a resume could not be replayed (re-read the calls you follow)."""
+        self.on_renewed: Callable[[Credentials], None] | None = None
+        """Called with the new credentials once the server accepted a renewal."""
         self._reopen = reopen
-        self._invited = {call.call_id for call in ringing}
+        self._invited = {call.call_id for call in self.ringing}
         self._closed = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._renewal = Renewal(
+            socket=lambda: None if self._closed else self,
+            listener=lambda: listener,
+            current_key=lambda: None,  # the user socket checks the userSig alone
+            on_renewed=self._renewed,
+            report=lambda exc: logger.warning("user socket: renewal refused: %s", exc),
+            spawn=self._spawn,
+            timeout=_RENEW_TIMEOUT,
+        )
 
     @classmethod
     async def open(
-        cls, server: str, credentials: Credentials, device: str = "default"
+        cls,
+        server: str,
+        credentials: Credentials,
+        device: str = "default",
+        *,
+        listener: object | None = None,
     ) -> UserSocket:
-        """Connect and read the welcome; the seed's error when the server refuses."""
+        """Connect and read the welcome; the seed's error when the server refuses.
 
-        async def reopen(after: int | None) -> tuple[ClientConnection, UserWelcome]:
-            return await _connect(server, credentials, device, after)
+        ``listener``'s ``on_user_sig_expired()`` is asked for a new userSig when the
+        server warns that this one is ending (none: the socket closes at its end).
+        """
 
-        ws, welcome = await reopen(None)
-        return cls(ws, welcome.ringing, welcome.last_seq, reopen)
+        async def reopen(
+            fresh: Credentials, after: int | None
+        ) -> tuple[ClientConnection, UserWelcome]:
+            return await _connect(server, fresh, device, after)
+
+        ws, welcome = await reopen(credentials, None)
+        return cls(ws, welcome, credentials, reopen, listener)
+
+    async def send(self, message: ClientMessage) -> None:
+        """Send one frame (``renew``, ``ping``); dropped if the socket is down (a renewal
+        then times out and the userSig may still be renewed before its deadline)."""
+        with contextlib.suppress(ConnectionClosed):
+            await self._ws.send(encode(message))
+
+    async def renew(self, user_sig: str) -> Renewed:
+        """Replace the socket's userSig with ``user_sig``; the server's ``renewed``.
+
+        Needs :meth:`frames` iterated (that reads the answer). Raises like
+        :meth:`TAvKit.renew <tavkit.client.TAvKit.renew>`.
+        """
+        return await self._renewal.renew(user_sig)
 
     async def frames(self) -> AsyncIterator[CallFrame]:
         """Every call frame until the socket ends for good (a malformed one is skipped)."""
@@ -114,12 +166,28 @@ class UserSocket:
     async def aclose(self) -> None:
         """Close the socket (it does not reopen)."""
         self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._ws.close()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name="tavkit-user-socket-renewal")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _renewed(self, _answer: Renewed, user_sig: str, _key: str | None) -> None:
+        old = self.credentials
+        self.credentials = Credentials(old.sdk_app_id, old.user_id, user_sig, old.private_map_key)
+        if self.on_renewed is not None:
+            self.on_renewed(self.credentials)
 
     def _parse(self, text: str | bytes) -> CallFrame | None:
         try:
             wire: Any = json.loads(text)
             if not (isinstance(wire, dict) and str(wire.get("type", "")).startswith("call-")):
+                if isinstance(wire, dict) and wire.get("type") in _RENEWAL_FRAMES:
+                    self._renewal.receive(parse_server_frame(text))
                 return None
             frame = parse_call_frame(wire)
         except (ValueError, FrameError) as exc:
@@ -138,7 +206,7 @@ class UserSocket:
         delay = 0.1
         while not self._closed and loop.time() < deadline:
             try:
-                self._ws, welcome = await self._reopen(self.last_seq)
+                self._ws, welcome = await self._reopen(self.credentials, self.last_seq)
             except HttpError:  # not reachable yet: try again
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)

@@ -283,8 +283,9 @@ class TAvKit:
         Raises like :meth:`start`, and server 10004 for a refused call request.
         """
         credentials = Credentials(sdk_app_id, user_id, user_sig, private_map_key)
-        socket = await UserSocket.open(self.server, credentials, device)
+        socket = await UserSocket.open(self.server, credentials, device, listener=listener)
         api = self._calls_api(credentials)
+        socket.on_renewed = api.set_credentials
         body: dict[str, Any] = {"callees": list(callees), "media": media}
         for name, value in (("roomId", room_id), ("timeout", ring_timeout), ("data", data)):
             if value is not None:
@@ -332,11 +333,13 @@ class TAvKit:
         ``await invitation.accept()`` enters the call's room with this client (one
         call per ``TAvKit``). Keep iterating to follow the accepted call: when it ends
         (the caller hangs up, the room empties) this client leaves and the iteration
-        stops. Invitations already ringing when it starts come first.
+        stops. Invitations already ringing when it starts come first. The user socket's
+        userSig is renewed through ``listener.on_user_sig_expired()``, as a room's is.
         """
         credentials = Credentials(sdk_app_id, user_id, user_sig, private_map_key)
-        socket = await UserSocket.open(self.server, credentials, device)
+        socket = await UserSocket.open(self.server, credentials, device, listener=listener)
         api = self._calls_api(credentials)
+        socket.on_renewed = api.set_credentials
         joined: list[str] = []
 
         async def join(call: CallInfo) -> None:
@@ -344,7 +347,7 @@ class TAvKit:
             await self.start(
                 sdk_app_id=sdk_app_id,
                 user_id=user_id,
-                user_sig=user_sig,
+                user_sig=socket.credentials.user_sig,  # renewed while it rang, perhaps
                 room_id=_numeric(call.room_id),
                 str_room_id=_string(call.room_id),
                 private_map_key=private_map_key,

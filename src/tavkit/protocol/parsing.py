@@ -411,7 +411,8 @@ def _error(f: Fields) -> ErrorFrame:
 
 
 def _renewed(f: Fields) -> Renewed:
-    servers = f.array("iceServers", max_items=_MAX_ICE_SERVERS)
+    # The user socket's answer has no ICE servers and an empty socketToken (it has none).
+    servers = f.array("iceServers", max_items=_MAX_ICE_SERVERS) if f.has("iceServers") else []
     return Renewed(
         expires_at=f.number("expiresAt", minimum=0),
         privileges=f.integer("privileges", minimum=0, maximum=_PRIVILEGE_MAX),
@@ -419,7 +420,7 @@ def _renewed(f: Fields) -> Renewed:
             _ice_server(Fields(s, f"{f.path}.iceServers[{i}]", ref=f.ref))
             for i, s in enumerate(servers)
         ),
-        socket_token=f.string("socketToken", max_bytes=_MAX_TOKEN_BYTES, min_len=1),
+        socket_token=f.opt_string("socketToken", max_bytes=_MAX_TOKEN_BYTES) or "",
         ref=f.opt_string("ref", max_bytes=MAX_ID_CHARS),
     )
 

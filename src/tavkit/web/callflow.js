@@ -102,6 +102,10 @@ export class CallFlow {
       this.calls = new CallClient(
         { ...options, server: options.server || globalThis.location?.origin },
         (event) => this.#onCall(event),
+        // The user socket's renewed userSig (and key) enter the rooms of later calls.
+        ({ userSig, privateMapKey }) => {
+          this.options = { ...this.options, userSig, ...(privateMapKey ? { privateMapKey } : {}) };
+        },
       );
       await this.calls.listen();
     }

@@ -14,9 +14,15 @@
 // welcome (each reported once). When the welcome says the gap could not be replayed
 // (`resumed` false), the call in progress is re-read over REST. It stops for good on
 // 1000, 4001 (a newer socket of this device), 4002 (userSig expired) and 4401.
+//
+// Its userSig is renewed as the room socket's is (renewal.js): the server's `expiring`
+// asks the listener's onUserSigExpiredListener, the userSig it gives goes out in `renew`,
+// and once `renewed` the REST calls, resumes and `onRenewed({userSig, privateMapKey})`
+// (the room a call enters) use it.
 
 import { ApiClient } from "./api.js";
 import { CLOSE } from "./protocol.js";
+import { Renewal } from "./renewal.js";
 
 const FINAL_CLOSE = new Set([CLOSE.NORMAL, CLOSE.REPLACED, CLOSE.REMOVED, CLOSE.UNAUTHORISED]);
 const RESUME_FOR_MS = 20000; // how long a dropped socket keeps trying to reopen
@@ -80,10 +86,25 @@ export function userSubprotocol({ sdkAppId, userId, userSig }, device = "default
 
 /** One user's calls: the user socket and the call routes. */
 export class CallClient {
-  /** `options`: {server, sdkAppId, userId, userSig, device?}; `onEvent({type, ...})`. */
-  constructor(options, onEvent) {
-    this.options = options;
+  /**
+   * `options`: {server, sdkAppId, userId, userSig, device?, listener?}; `onEvent({type, ...})`;
+   * `onRenewed({userSig, privateMapKey})` once the server accepted renewed credentials.
+   */
+  constructor(options, onEvent, onRenewed = () => {}) {
+    this.options = { ...options };
     this.onEvent = onEvent;
+    this.renewal = new Renewal({
+      listener: () => options.listener?.onUserSigExpiredListener,
+      current: () => ({ userSig: this.options.userSig }), // the user socket takes no key
+      send: (frame) => this.#send(frame),
+      onRenewed: (_frame, credentials) => {
+        this.options.userSig = credentials.userSig;
+        this.api.setCredentials(credentials.userSig, credentials.privateMapKey);
+        onRenewed(credentials);
+      },
+      onRefused: (error) => console.warn("tavkit: the user socket's renewal was refused", error),
+      log: (message) => console.info(`tavkit: user socket: ${message}`),
+    });
     this.api = new ApiClient({ ...options, server: options.server || location.origin });
     this.ringing = new Map(); // callId -> call, the invitations ringing this user
     this.current = null; // the call this client made or accepted
@@ -120,6 +141,12 @@ export class CallClient {
           resolve(frame);
         } else if (frame.type === "error" && !welcomed) {
           reject(frame);
+        } else if (frame.type === "expiring") {
+          this.renewal.expiring(frame);
+        } else if (frame.type === "renewed") {
+          this.renewal.renewed(frame);
+        } else if (frame.type === "error") {
+          if (!this.renewal.refused(frame)) console.warn("tavkit: user socket error", frame);
         } else {
           this.#frame(frame);
         }
@@ -194,6 +221,13 @@ export class CallClient {
     this.closed = true;
     this.socket?.close(1000);
     this.socket = null;
+  }
+
+  /** Send `frame` on the open socket; false when it is not open. */
+  #send(frame) {
+    if (this.socket?.readyState !== WebSocket.OPEN) return false;
+    this.socket.send(JSON.stringify(frame));
+    return true;
   }
 
   async #act(callId, verb, body = {}) {

@@ -15,10 +15,24 @@ from typing import Any, cast
 from tavkit.protocol.calls import Callee, CalleeOutcome, CallInfo, CallMedia, CallState
 from tavkit.server.store.call_models import CalleeRow, CallRow
 
-__all__ = ["ACTIVE_STATES", "CallRecord", "call_info", "duration"]
+__all__ = ["ACTIVE_STATES", "CallRecord", "busy_when_rung", "call_info", "duration", "told"]
 
 ACTIVE_STATES: tuple[str, ...] = ("ringing", "accepted")
 """The states of a call still going on: its participants are busy."""
+
+
+def busy_when_rung(call: CallRow, callee: CalleeRow) -> bool:
+    """Whether ``callee`` was in another call when ``call`` rang: never rung, so told nothing.
+
+    The ring writes such a callee ``busy`` with ``responded_at`` the call's own
+    ``created_at`` (the same clock reading); a callee who declines with "busy" answers later.
+    """
+    return callee.outcome == "busy" and callee.responded_at == call.created_at
+
+
+def told(call: CallRow, callees: Sequence[CalleeRow]) -> list[str]:
+    """Who hears the call's frames: the caller and every callee it rang (not the busy ones)."""
+    return [call.caller, *(c.user_id for c in callees if not busy_when_rung(call, c))]
 
 
 def duration(start: float | None, end: float | None) -> float | None:

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.protocol.calls import CallFrame, CallFrameType, CallInfo
 from tavkit.server.calls import queries
-from tavkit.server.calls.models import ACTIVE_STATES, call_info
+from tavkit.server.calls.models import ACTIVE_STATES, call_info, told
 from tavkit.server.journal import CallNotice, JournalEntry
 from tavkit.server.store.call_models import CalleeRow, CallRow
 from tavkit.server.store.journal_models import JournalRow
@@ -114,6 +114,7 @@ async def _missed(
     if len(rows) > REPLAY_LIMIT:
         return None
     infos: dict[uuid.UUID, CallInfo] = {}
+    untold: set[uuid.UUID] = set()  # calls that found the user busy: never rung
     frames: list[CallFrame] = []
     for row in rows:
         notice = JournalEntry.of(row).notice
@@ -121,7 +122,12 @@ async def _missed(
             continue  # another call of the same session
         if notice.call_id not in infos:
             call = calls[notice.call_id]
-            infos[call.id] = call_info(call, await queries.callees_of(s, call.id))
+            callees = await queries.callees_of(s, call.id)
+            infos[call.id] = call_info(call, callees)
+            if user_id not in told(call, callees):
+                untold.add(call.id)
+        if notice.call_id in untold:
+            continue
         reason = "busy" if notice.type == "call.busy" else notice.reason
         frame_type = FRAME_OF[notice.type]
         frames.append(

@@ -47,7 +47,7 @@ from tavkit.protocol.rooms import RoomId, room_columns
 from tavkit.server import journal
 from tavkit.server.bus import Bus, user_channel
 from tavkit.server.calls import queries, replay
-from tavkit.server.calls.models import ACTIVE_STATES, CallRecord, call_info
+from tavkit.server.calls.models import ACTIVE_STATES, CallRecord, call_info, told
 from tavkit.server.calls.replay import Catchup
 from tavkit.server.events import CallEvent
 from tavkit.server.journal import CallNotice, JournalEntry, RoomOpenedNotice
@@ -194,7 +194,7 @@ class CallService:
                         out,
                         call,
                         _notice("call.busy", call, user=row.user_id, reason="busy"),
-                        info.participants,
+                        told(call, callees),
                         CallFrame("call-declined", info, row.user_id, "busy"),
                     )
             return info
@@ -276,7 +276,12 @@ class CallService:
             info = call_info(call, callees)
             frame = CallFrame("call-accepted", info, user_id)
             _announce(
-                s, out, call, _notice("call.accepted", call, user=user_id), info.participants, frame
+                s,
+                out,
+                call,
+                _notice("call.accepted", call, user=user_id),
+                told(call, callees),
+                frame,
             )
             return info
 
@@ -306,7 +311,7 @@ class CallService:
                 out,
                 call,
                 _notice(kind, call, user=user_id, reason=reason),
-                info.participants,
+                told(call, callees),
                 CallFrame("call-declined", info, user_id, reason),
             )
             return info
@@ -402,7 +407,7 @@ class CallService:
         for row in ringing:
             notice = _notice("call.timeout", call, user=row.user_id)
             frame = CallFrame("call-timeout", info, row.user_id)
-            _announce(s, out, call, notice, info.participants, frame)
+            _announce(s, out, call, notice, told(call, callees), frame)
         self._disarm(call.id)
 
     async def sweep(self) -> int:
@@ -535,7 +540,7 @@ class CallService:
             "call.cancelled", call, callees=[c.user_id for c in ringing], reason=reason
         )
         frame = CallFrame("call-cancelled", info, reason=reason)
-        _announce(s, out, call, notice, info.participants, frame)
+        _announce(s, out, call, notice, told(call, callees), frame)
         self._disarm(call.id)
 
     def _end(
@@ -559,7 +564,7 @@ class CallService:
         info = call_info(call, callees)
         frame = CallFrame("call-ended", info, reason=reason)
         _announce(
-            s, out, call, _notice("call.ended", call, reason=reason), info.participants, frame
+            s, out, call, _notice("call.ended", call, reason=reason), told(call, callees), frame
         )
         self._disarm(call.id)
 
