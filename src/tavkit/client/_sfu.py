@@ -209,7 +209,7 @@ class SfuMedia:
                 self._on_frame(user_id, frame)
 
     async def _drop_receiving(self) -> None:
-        readers, self._readers = self._readers, set()
+        readers, self._readers = list(self._readers), set()
         for task in readers:
             task.cancel()
         for task in readers:
