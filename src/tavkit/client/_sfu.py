@@ -38,6 +38,7 @@ from tavkit.protocol import (
     MediaSignalTo,
     SessionDescription,
 )
+from tavkit.protocol.sdp import allowed_direction
 
 __all__ = ["SfuMedia"]
 
@@ -68,6 +69,7 @@ class SfuMedia:
         self.user_id = user_id
         self._configuration = configuration
         self._hosts = host_addresses
+        self._privileges = privileges
         self._publishers = [p for p in publishers if privileges & _SEND_BIT[p.kind]]
         self._send = send
         self._on_frame = on_frame
@@ -189,8 +191,10 @@ class SfuMedia:
 
         description = msg.data.description
         await pc.setRemoteDescription(RTCSessionDescription(description.sdp, description.type))
-        for transceiver in pc.getTransceivers():
-            transceiver.direction = "recvonly"
+        for transceiver in pc.getTransceivers():  # "inactive" for a kind we may not receive
+            transceiver.direction = allowed_direction(
+                transceiver.kind, self._privileges, sending=False
+            )
         if self._hosts is not None:
             gather_on(pc, self._hosts)
         await pc.setLocalDescription(await pc.createAnswer())

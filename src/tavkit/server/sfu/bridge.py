@@ -89,6 +89,7 @@ class _Member:
     feeds: set[str] = field(default_factory=set)
     """The other members publishing in the room, as Janus told us."""
     published: bool = False
+    hangups_expected: int = 0
     subscriber: VideoRoomHandle | None = None
     subscription: int = 0
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -218,6 +219,7 @@ class SfuBridge:
         if why is not None:
             raise _refused(msg, f"media-signal.data: {why}")
         if member.published:  # a new publish connection (the client rebuilt it)
+            member.hangups_expected += 1  # the old connection's, which is no news
             with contextlib.suppress(JanusError):
                 await member.publisher.unpublish()
         answer = await member.publisher.publish(description.sdp)
@@ -258,6 +260,8 @@ class SfuBridge:
                 if event.id in member.feeds:
                     member.feeds.discard(event.id)
                     self._schedule_resubscribe(room, member)
+            elif isinstance(event, Hangup) and member.hangups_expected:
+                member.hangups_expected -= 1
             elif isinstance(event, Hangup) and not member.gone:
                 member.published = False
                 _tell(member, f"SFU: the connection publishing your media ended ({event.reason})")
