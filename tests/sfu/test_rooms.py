@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -22,7 +23,7 @@ import pytest
 from aiortc import RTCPeerConnection
 from websockets.asyncio.client import connect
 
-from tavkit.auth import Privilege
+from tavkit.auth import Privilege, gen_user_sig
 from tavkit.client.media import TestPattern
 from tavkit.protocol import (
     DescriptionData,
@@ -206,6 +207,62 @@ async def test_a_mesh_only_client_is_told_the_room_goes_through_the_sfu(
                 pass
     assert (frame["errorCode"], frame["ref"]) == (10004, "s1")
     assert "goes through the SFU (mediaMode sfu)" in frame["errorMsg"]
+
+
+async def test_serve_in_sfu_mode_uses_the_janus_it_is_given(
+    janus: RunningJanus, inspector: Any, tmp_path: Path
+) -> None:
+    """``tavkit serve --media-mode sfu --janus-url URL`` with TAVKIT_JANUS_API_SECRET
+    answers enter and welcome with mediaMode sfu, makes the session's room in that Janus
+    when a member's socket opens, and destroys it when the server stops."""
+    key = random_key()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TAVKIT_")}
+    env = {**clean, "TAVKIT_DATA_DIR": str(tmp_path), "TAVKIT_JANUS_API_SECRET": janus.api_secret}
+    args = ["serve", "--port", "0", "--app", f"{APP_ID}:{key}", "--log-level", "warning"]
+    args += ["--media-mode", "sfu", "--janus-url", janus.url]
+    process = start_tavkit(args, env)
+    try:
+        url = await asyncio.wait_for(asyncio.to_thread(served_url, process), 60)
+        headers = {
+            "X-TAvKit-SdkAppId": str(APP_ID),
+            "X-TAvKit-UserId": "alice",
+            "X-TAvKit-UserSig": gen_user_sig(APP_ID, key, "alice", 600),
+        }
+        async with httpx.AsyncClient(base_url=url, timeout=WITHIN) as http:
+            body = (await http.post("/v1/rooms/8/enter", headers=headers)).json()
+        assert body["mediaMode"] == "sfu"
+        offered: Any = ["tavkit.v1", f"tavkit.token.{body['socketToken']}"]
+        async with connect(body["socketUrl"], subprotocols=offered, open_timeout=WITHIN) as ws:
+            assert json.loads(await ws.recv())["mediaMode"] == "sfu"
+            async with asyncio.timeout(WITHIN):
+                while not await inspector.room_exists(body["roomUuid"]):  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGINT)
+        await asyncio.to_thread(process.wait, 30)
+    assert not await inspector.room_exists(body["roomUuid"])
+
+
+def start_tavkit(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """``python -m tavkit ARGS`` with ``env``, its output (both streams) in a pipe."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tavkit", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+
+
+def served_url(process: subprocess.Popen[str]) -> str:
+    """Read ``tavkit serve``'s output until it prints the URL it serves on."""
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if "tavkit serving on " in line:
+            return line.split("tavkit serving on ", 1)[1].split()[0]
+    raise AssertionError("tavkit serve stopped:\n" + "".join(seen))
 
 
 def test_serve_refuses_sfu_without_a_janus(tmp_path: Path) -> None:
