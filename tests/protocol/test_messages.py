@@ -67,7 +67,7 @@ def test_all_is_exactly_the_public_api() -> None:
     # as it does for every module of a distribution that registers a plugin (pytest11).
     public = {n for n in vars(protocol) if not n.startswith(("_", "@"))}
     modules = {"messages", "parsing", "ratelimit", "rooms", "sdp", "jsonlimits", "timeline"}
-    modules |= {"calls"}
+    modules |= {"calls", "media"}
     assert set(protocol.__all__) == public - modules
     assert protocol.PROTOCOL_VERSION == 1
 
@@ -272,6 +272,7 @@ def test_welcome_wire_shape() -> None:
         "heartbeatTimeout": 15.0,
         "resumed": True,
         "lastSeq": 0,
+        "mediaMode": "mesh",
     }
 
 

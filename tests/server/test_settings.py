@@ -175,3 +175,22 @@ def test_webhook_settings_are_read_checked_and_hidden():
         )
     with pytest.raises(ValueError, match="webhook_retry_base"):
         Settings(webhook_retry_base=0)
+
+
+def test_media_mode_is_mesh_unless_told_and_sfu_needs_a_janus():
+    """The media mode is mesh by default; sfu reads Janus's URL and secret (hidden in repr)
+    and is refused without a URL, or for a mode that does not exist."""
+    assert Settings.from_env({}).media_mode == "mesh"
+    settings = Settings.from_env(
+        {
+            "TAVKIT_MEDIA_MODE": "sfu",
+            "TAVKIT_JANUS_URL": "ws://127.0.0.1:8188",
+            "TAVKIT_JANUS_API_SECRET": "janus-hush",
+        }
+    )
+    assert (settings.media_mode, settings.janus_url) == ("sfu", "ws://127.0.0.1:8188")
+    assert settings.janus_api_secret == "janus-hush" and "janus-hush" not in repr(settings)
+    with pytest.raises(ValueError, match="needs a Janus: give --janus-url"):
+        Settings.from_env({"TAVKIT_MEDIA_MODE": "sfu"})
+    with pytest.raises(ValueError, match="media_mode must be"):
+        Settings.from_env({"TAVKIT_MEDIA_MODE": "auto"})

@@ -233,6 +233,23 @@ async def test_welcome_names_the_connection_and_the_others(loopback_server, http
             }
 
 
+async def test_a_mesh_room_says_so_and_refuses_media_signal(loopback_server, http):
+    """A mesh server's enter and welcome say mediaMode mesh, and a media-signal (SFU
+    rooms only) is refused with 10004 and its ref, the socket staying open."""
+    assert (await enter(http, loopback_server, "bob", 6))["mediaMode"] == "mesh"
+    async with member(http, loopback_server, "alice", 6) as (alice, welcome):
+        assert welcome["mediaMode"] == "mesh"
+        offer = {"description": {"type": "offer", "sdp": "v=0\r\n"}}
+        await alice.send(
+            json.dumps({"type": "media-signal", "pc": "publish", "data": offer, "id": "m1"})
+        )
+        error, _ = await until(alice, "error")
+        assert (error["errorCode"], error["ref"]) == (10004, "m1")
+        assert "rooms are a mesh" in error["errorMsg"]
+        await alice.send(json.dumps({"type": "ping", "t": 1}))
+        await until(alice, "pong")
+
+
 @pytest.mark.parametrize("database", ["sqlite", "postgres"], indirect=True)
 async def test_two_members_relay_offer_answer_and_candidates(server_factory):
     """Offer, answer and trickled candidates reach the addressee; foreign candidates do not."""

@@ -23,6 +23,7 @@ from aiortc import MediaStreamTrack, RTCConfiguration
 from av.frame import Frame
 
 from tavkit.client._publish import Publisher
+from tavkit.client._sfu import SfuMedia
 from tavkit.client.api import EnterResult, RateLimitedError, RoomApi
 from tavkit.client.listener import UserInfo
 from tavkit.client.peer import STALL_AFTER, PeerLink
@@ -35,6 +36,8 @@ from tavkit.protocol import (
     DescriptionData,
     ErrorFrame,
     Leave,
+    MediaSignalFrom,
+    MediaSignalTo,
     Member,
     MemberConnection,
     MemberJoined,
@@ -121,6 +124,8 @@ class RoomState:
         self._heartbeat: asyncio.Task[None] | None = None
         #: Frames that came after ``welcome`` but before :meth:`attach`, replayed there.
         self._held: list[ServerMessage] = []
+        #: In an SFU room (``welcome.mediaMode``), our media with the SFU; no mesh links.
+        self.sfu: SfuMedia | None = None
 
     async def connect(
         self,
@@ -170,9 +175,12 @@ class RoomState:
         self.socket = socket
         self.room_uuid = welcome.room_uuid
         fresh = [m for m in welcome.members if m.user_id != self.user_id]
+        if welcome.media_mode == "sfu":
+            self._start_sfu(socket)
         for member in fresh:
             self._add_member(member)
-            self._link(member.user_id, initiator=True).offer()
+            if self.sfu is None:
+                self._link(member.user_id, initiator=True).offer()
         self._announce([m.user_id for m in fresh])
         if self._on_chat is not None:
             self._on_chat(welcome)
@@ -236,8 +244,14 @@ class RoomState:
         return done
 
     def stats(self) -> dict[str, PeerStats]:
-        """Counters of every linked member."""
+        """Counters of every linked member (in an SFU room: every member received)."""
+        if self.sfu is not None:
+            return {uid: self.seen[uid] for uid in self.members if self.sfu.receives_from(uid)}
         return {uid: link.stats for uid, link in self.links.items()}
+
+    def receives_from(self, user_id: str) -> bool:
+        """Whether ``user_id``'s media reaches us now (a link, or the SFU's subscription)."""
+        return user_id in self.links or (self.sfu is not None and self.sfu.receives_from(user_id))
 
     async def quality(self) -> dict[str, dict[str, float]]:
         """RTT and byte counters of every link."""
@@ -259,6 +273,8 @@ class RoomState:
         for outcome in closed:
             if isinstance(outcome, BaseException):
                 raise outcome
+        if self.sfu is not None:
+            await self.sfu.aclose()
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -293,6 +309,9 @@ class RoomState:
             return
         if isinstance(message, SignalFrom):
             self._signal(message.sender, message.data)
+        elif isinstance(message, MediaSignalFrom):
+            if self.sfu is not None:
+                self.sfu.handle(message)
         elif isinstance(message, MemberJoined):
             self._joined(message.member)
         elif isinstance(message, MemberLeft):
@@ -385,6 +404,32 @@ class RoomState:
     def _announce(self, user_ids: list[str]) -> None:
         if user_ids:
             self._emit("on_user_info", user_ids, self._store_info)
+
+    # -- the SFU (_sfu.py) -------------------------------------------------------------
+
+    def _start_sfu(self, socket: SignalingSocket) -> None:
+        if self.sfu is not None:  # a resumed socket: the server subscribes us again
+            return
+
+        async def send(msg: MediaSignalTo) -> None:
+            await socket.send(msg)
+
+        def stats_of(user_id: str) -> PeerStats:
+            return self.seen.setdefault(user_id, PeerStats(user_id))
+
+        self.sfu = SfuMedia(
+            user_id=self.user_id,
+            configuration=self._configuration,
+            host_addresses=self._host_addresses,
+            publishers=self._publishers,
+            privileges=self._entered.privileges,
+            send=send,
+            on_frame=self._on_frame,
+            on_track=self._on_track,
+            stats_of=stats_of,
+            report=self._report,
+        )
+        self.sfu.start()
 
     # -- the mesh ---------------------------------------------------------------------
 

@@ -716,7 +716,7 @@ class TAvKit:
         return await outbox.send(kind, value)
 
     def _frame(self, user_id: str, frame: Frame) -> None:
-        if self._room is not None and user_id in self._room.links:
+        if self._room is not None and self._room.receives_from(user_id):
             self._media.deliver(user_id, frame)
         # else: the last frames of a link being closed after its member left
 

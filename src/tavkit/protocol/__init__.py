@@ -7,6 +7,13 @@ sockets elsewhere. The contract itself is ``docs/protocol.md`` sections 2 and 5.
 
 from tavkit.protocol._fields import USER_ID_RE
 from tavkit.protocol._jsonlimits import MAX_JSON_DEPTH, json_problem, load_json
+from tavkit.protocol.media import (
+    MEDIA_MODES,
+    MediaMode,
+    MediaSignalFrom,
+    MediaSignalTo,
+    MediaStream,
+)
 from tavkit.protocol.messages import (
     CLIENT_MSG_ID_RE,
     CONNECTION_STATUSES,
@@ -103,6 +110,7 @@ __all__ = [
     "MAX_SDP_BYTES",
     "MAX_SEQ",
     "MAX_TEXT_CHARS",
+    "MEDIA_MODES",
     "MESSAGE_KINDS",
     "PROTOCOL_VERSION",
     "PUBLISH_ALL",
@@ -122,6 +130,10 @@ __all__ = [
     "JoinPhase",
     "Leave",
     "LeaveReason",
+    "MediaMode",
+    "MediaSignalFrom",
+    "MediaSignalTo",
+    "MediaStream",
     "Member",
     "MemberConnection",
     "MemberJoined",

@@ -9,10 +9,13 @@ values instead of hand-written dicts. Parsing (the strict direction) lives in
 Two families::
 
     ClientMessage   SignalTo · State · Ping · Leave · SendMessage · Sync ·
-                    Renew                                               client -> server
+                    Renew · MediaSignalTo                               client -> server
     ServerMessage   Welcome · MemberJoined · MemberLeft · MemberState ·
                     MemberConnection · SignalFrom · Pong · ErrorFrame · Replaced ·
-                    Removed · RoomClosed · MessageFrom · Synced · Expiring · Renewed
+                    Removed · RoomClosed · MessageFrom · Synced · Expiring · Renewed ·
+                    MediaSignalFrom
+
+The ``media-signal`` frames (a member's SDP with the SFU) are in :mod:`tavkit.protocol.media`.
 
 ``signal`` frames carry :data:`SignalData`: a session description or an ICE candidate
 (``None`` = end of candidates), with the browser's JSON field names on the wire.
@@ -32,6 +35,7 @@ from typing import Any, ClassVar, Final, Literal
 
 from tavkit.auth.grants import Privilege
 from tavkit.errors import ServerCode, ServerError, TAvKitError
+from tavkit.protocol.media import MediaMode, MediaSignalFrom, MediaSignalTo
 
 __all__ = [
     "CLIENT_MSG_ID_RE",
@@ -374,7 +378,7 @@ class Renew:
         return _with_id(wire, self.id)
 
 
-ClientMessage = SignalTo | State | Ping | Leave | SendMessage | Sync | Renew
+ClientMessage = SignalTo | State | Ping | Leave | SendMessage | Sync | Renew | MediaSignalTo
 
 
 # --- server -> client ------------------------------------------------------------------
@@ -395,6 +399,8 @@ class Welcome:
     v: int = PROTOCOL_VERSION
     last_seq: int = 0
     """The session's last message ``seq`` when the socket opened (0 from an older server)."""
+    media_mode: MediaMode = "mesh"
+    """``sfu``: media goes through the SFU (``media-signal``), never the mesh."""
 
     def to_wire(self) -> dict[str, Any]:
         """The ``welcome`` frame."""
@@ -409,6 +415,7 @@ class Welcome:
             "heartbeatTimeout": self.heartbeat_timeout,
             "resumed": self.resumed,
             "lastSeq": self.last_seq,
+            "mediaMode": self.media_mode,
         }
 
 
@@ -705,6 +712,7 @@ ServerMessage = (
     | Synced
     | Expiring
     | Renewed
+    | MediaSignalFrom
 )
 
 

@@ -21,6 +21,15 @@ from typing import Any, Final, cast
 from tavkit.errors import ErrorModule, ServerCode, ServerError
 from tavkit.protocol._fields import Fields
 from tavkit.protocol._jsonlimits import decode_json, json_problem
+from tavkit.protocol.media import (
+    MEDIA_MODES,
+    MEDIA_PCS,
+    MediaMode,
+    MediaPc,
+    MediaSignalFrom,
+    MediaSignalTo,
+    MediaStream,
+)
 from tavkit.protocol.messages import (
     CLIENT_MSG_ID_RE,
     CONNECTION_STATUSES,
@@ -95,6 +104,7 @@ _PRIVILEGE_MAX: Final = 0xFFFF_FFFF
 _MESSAGE_FIELDS: Final = frozenset({"type", "id", "clientMsgId", "kind", "text", "data"})
 _SERVER_SET: Final = ("from", "seq", "sentAt")
 _TYPE_RE: Final = re.compile(r"[a-z][a-z-]{0,31}")
+_KINDS: Final = frozenset({"audio", "video"})
 
 
 def parse_client_frame(text: str | bytes) -> ClientMessage:
@@ -221,6 +231,14 @@ def _renew(f: Fields, ref: str | None) -> Renew:
     return Renew(user_sig, pmk or None, id=ref)
 
 
+def _media_signal_to(f: Fields, ref: str | None) -> MediaSignalTo:
+    pc = cast(MediaPc, f.choice("pc", MEDIA_PCS))
+    subscription = f.opt_integer("subscription", minimum=1, maximum=MAX_SEQ)
+    if pc == "subscribe" and subscription is None:
+        raise f.fail("subscription", "the number of the subscription answered")
+    return MediaSignalTo(pc, _signal_data(f.sub("data")), subscription, id=ref)
+
+
 def _client_msg_id(f: Fields) -> str:
     value = f.raw("clientMsgId")
     if not isinstance(value, str) or not CLIENT_MSG_ID_RE.fullmatch(value):
@@ -273,6 +291,7 @@ _CLIENT_PARSERS: Final[dict[str, Callable[[Fields, str | None], ClientMessage]]]
     "message": _send_message,
     "sync": _sync,
     "renew": _renew,
+    "media-signal": _media_signal_to,
 }
 
 
@@ -355,7 +374,28 @@ def _welcome(f: Fields) -> Welcome:
         heartbeat_timeout=f.number("heartbeatTimeout", minimum=0),
         resumed=f.boolean("resumed"),
         last_seq=f.opt_integer("lastSeq", minimum=0, maximum=MAX_SEQ) or 0,
+        # Absent from a server before the SFU: a mesh.
+        media_mode=cast(MediaMode, f.choice("mediaMode", frozenset(MEDIA_MODES)))
+        if f.has("mediaMode")
+        else "mesh",
     )
+
+
+def _media_signal_from(f: Fields) -> MediaSignalFrom:
+    pc = cast(MediaPc, f.choice("pc", MEDIA_PCS))
+    subscription = f.opt_integer("subscription", minimum=1, maximum=MAX_SEQ)
+    streams: list[MediaStream] = []
+    if subscription is not None:
+        for i, item in enumerate(f.array("streams", max_items=_MAX_MEMBERS)):
+            s = Fields(item, f"{f.path}.streams[{i}]", ref=f.ref)
+            mid = s.string("mid", max_bytes=_MAX_MID_BYTES, min_len=1)
+            streams.append(MediaStream(mid, s.user_id("userId"), s.choice("kind", _KINDS)))
+    if not f.has("data") and streams:
+        raise f.fail("data", "the subscription's offer")
+    data = _signal_data(f.sub("data")) if f.has("data") else None
+    if data is None and subscription is None:
+        raise f.fail("data", "a description or a candidate")
+    return MediaSignalFrom(pc, data, subscription, tuple(streams))
 
 
 def _member_left(f: Fields) -> MemberLeft:
@@ -462,4 +502,5 @@ _SERVER_PARSERS: Final[dict[str, Callable[[Fields], ServerMessage]]] = {
         f.number("expiresAt", minimum=0), f.number("deadline", minimum=0)
     ),
     "renewed": _renewed,
+    "media-signal": _media_signal_from,
 }

@@ -233,6 +233,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 calls = CallService(store, bus, rooms, settings)
                 config = forwarder_config(settings)
                 forwarder = Forwarder(config) if config is not None else None
+                sfu = None
+                if settings.media_mode == "sfu":
+                    from tavkit.server.sfu.bridge import SfuBridge
+
+                    assert settings.janus_url is not None  # Settings refuses sfu without it
+                    sfu = SfuBridge(
+                        settings.janus_url,
+                        api_secret=settings.janus_api_secret,
+                        bus=bus,
+                        allowed_networks=settings.ice_allowed_networks,
+                    )
+                    # Before the bus closes: its rooms are destroyed in Janus.
+                    await running.enter_async_context(sfu)
                 app.state.tavkit = ServerContext(
                     settings=settings,
                     store=store,
@@ -253,6 +266,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     socket_secret=socket_secret,
                     drain=drain,
                     webhooks=webhooks,
+                    sfu=sfu,
                 )
                 if forwarder is not None:
                     watch_forwarder(metrics, forwarder)

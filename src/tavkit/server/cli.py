@@ -208,6 +208,22 @@ def serve(
         float | None,
         typer.Option(help=f"Seconds an empty room stays open (default 2). {_env('CLOSE_GRACE')}"),
     ] = None,
+    # Media (docs/sfu.md)
+    media_mode: Annotated[
+        str | None,
+        typer.Option(
+            help="mesh (members send to each other) or sfu (through Janus; needs "
+            f"--janus-url). Default mesh. {_env('MEDIA_MODE')}"
+        ),
+    ] = None,
+    janus_url: Annotated[
+        str | None,
+        typer.Option(help=f"Janus's WebSocket API, ws://host:port. {_env('JANUS_URL')}"),
+    ] = None,
+    janus_secret: Annotated[
+        str | None,
+        typer.Option(help=f"Janus's api_secret. {_env('JANUS_API_SECRET')}"),
+    ] = None,
     sweep_interval: Annotated[
         float | None, typer.Option(help=f"Seconds (default 1). {_env('SWEEP_INTERVAL')}")
     ] = None,
@@ -360,6 +376,9 @@ def serve(
         "heartbeat_timeout": heartbeat_timeout,
         "max_members": max_members,
         "close_grace": close_grace,
+        "media_mode": media_mode,
+        "janus_url": janus_url,
+        "janus_api_secret": janus_secret,
         "sweep_interval": sweep_interval,
         "renew_grace": renew_grace,
         "turn_secret": turn_secret,
@@ -382,6 +401,7 @@ def serve(
         ("--turn-secret", turn_secret),
         ("--metrics-token", metrics_token),
         ("--webhook-secret", webhook_secret),
+        ("--janus-secret", janus_secret),
     ):
         if value:
             typer.echo(

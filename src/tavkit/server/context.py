@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from tavkit.server.recording.service import RecordingService
     from tavkit.server.rooms.service import RoomService
     from tavkit.server.settings import Settings
+    from tavkit.server.sfu.bridge import SfuBridge
     from tavkit.server.signaling.connection import SignalingConnection
     from tavkit.server.store.db import Store
     from tavkit.server.webhooks import Dispatcher
@@ -62,6 +63,8 @@ class ServerContext:
     """This process's user sockets (:mod:`tavkit.server.calls.socket`), for the drain."""
     webhooks: Dispatcher | None = None
     """The webhook dispatcher (:mod:`tavkit.server.webhooks`); None outside a lifespan."""
+    sfu: SfuBridge | None = None
+    """Janus, in ``--media-mode sfu`` (:mod:`tavkit.server.sfu.bridge`); None in a mesh."""
 
 
 def context_of(connection: Any) -> ServerContext:

@@ -26,6 +26,9 @@ Environment variables (all optional)::
     TAVKIT_HEARTBEAT_INTERVAL    seconds                      5
     TAVKIT_HEARTBEAT_TIMEOUT     seconds                      15
     TAVKIT_MAX_MEMBERS           members per room             6
+    TAVKIT_MEDIA_MODE            mesh | sfu (docs/sfu.md)     mesh
+    TAVKIT_JANUS_URL             Janus API, ws://host:port    (none; sfu needs it)
+    TAVKIT_JANUS_API_SECRET      Janus's api_secret           (none)
     TAVKIT_CLOSE_GRACE           seconds an empty room stays  2
     TAVKIT_SWEEP_INTERVAL        seconds between sweeps       1
     TAVKIT_SOCKET_TOKEN_TTL      seconds                      60
@@ -128,8 +131,12 @@ _TOKEN_RE: Final = re.compile(r"[\x21-\x7e]{16,256}")
 _URL_RE: Final = re.compile(r"[\x21-\x7e]{1,2048}")
 _REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
 _REDIS_PREFIX_RE: Final = re.compile(r"[\x21-\x7e]{1,64}")
-_SECRET_FIELDS: Final = frozenset({"turn_secret", "admin_key", "metrics_token", "webhook_secret"})
-_URL_FIELDS: Final = frozenset({"database_url", "log_forward_url", "redis_url", "webhook_url"})
+_SECRET_FIELDS: Final = frozenset(
+    {"turn_secret", "admin_key", "metrics_token", "webhook_secret", "janus_api_secret"}
+)
+_URL_FIELDS: Final = frozenset(
+    {"database_url", "log_forward_url", "redis_url", "webhook_url", "janus_url"}
+)
 _APP_LIMIT_KEYS: Final = ("recordingMaxFileSeconds", "recordingMaxSessionSeconds")
 _APP_COUNT_KEYS: Final = {"retentionDays": "retention_days", "logDailyCap": "log_daily_cap"}
 _APP_FILE_KEYS: Final = frozenset(
@@ -284,6 +291,12 @@ class Settings:
     renew_grace: float = 30.0
     """A member whose userSig or privateMapKey ended may still ``renew`` for this long;
     then it is removed with reason ``expired`` (``docs/protocol.md`` section 2)."""
+    media_mode: Literal["mesh", "sfu"] = "mesh"
+    """``sfu``: every room's media goes through Janus (``docs/sfu.md``); needs ``janus_url``."""
+    janus_url: str | None = None
+    """Janus's WebSocket API (``ws://127.0.0.1:8188``), which only tavkit talks to."""
+    janus_api_secret: str | None = None
+    """Janus's ``api_secret`` (``tavkit janus config`` writes it); None if it has none."""
 
     # ICE
     ice_servers: tuple[IceServerEntry, ...] = ()
@@ -399,6 +412,10 @@ class Settings:
             raise ValueError(f"close_grace must be zero or more seconds, not {self.close_grace}")
         if self.max_members < 1:
             raise ValueError(f"max_members must be at least 1, not {self.max_members}")
+        if self.media_mode not in ("mesh", "sfu"):
+            raise ValueError(f"media_mode must be 'mesh' or 'sfu', not {self.media_mode!r}")
+        if self.media_mode == "sfu" and not self.janus_url:
+            raise ValueError("media mode sfu needs a Janus: give --janus-url (TAVKIT_JANUS_URL)")
         if self.ice_transport_policy not in ("all", "relay"):
             raise ValueError("ice_transport_policy must be 'all' or 'relay'")
         if self.log_forward_flavor not in ("elasticsearch", "opensearch"):
@@ -581,6 +598,9 @@ class Settings:
             "sweep_interval": float,
             "socket_token_ttl": float,
             "renew_grace": float,
+            "media_mode": str,
+            "janus_url": str,
+            "janus_api_secret": str,
             "ice_servers": parse_ice_servers,
             "ice_transport_policy": str,
             "ice_allowed_networks": parse_networks,

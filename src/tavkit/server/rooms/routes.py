@@ -49,6 +49,9 @@ class EnterResponse(BaseModel):
     heartbeatTimeout: float
     iceServers: list[dict[str, Any]]
     iceTransportPolicy: Literal["all", "relay"]
+    mediaMode: Literal["mesh", "sfu"] = Field(
+        description="sfu: media goes through the SFU (media-signal frames), never the mesh."
+    )
     privileges: int
     socketUrl: str
     socketToken: str
@@ -161,6 +164,7 @@ async def enter(request: Request, room: RoomInPath, creds: CredentialsDep) -> di
         "heartbeatTimeout": settings.heartbeat_timeout,
         "iceServers": ice_servers_for(settings, caller.user_id, time.time(), until=turn_until),
         "iceTransportPolicy": settings.ice_transport_policy_of(caller.sdk_app_id),
+        "mediaMode": settings.media_mode,
         "privileges": caller.privileges,
         "socketUrl": socket_url(request, settings.public_url),
         "socketToken": token,

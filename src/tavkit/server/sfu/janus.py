@@ -380,6 +380,12 @@ class VideoRoomHandle:
         answer = await self._message({"request": "listparticipants", "room": room})
         return [str(p["id"]) for p in answer["plugindata"]["data"].get("participants", ())]
 
+    async def publishers(self, room: str) -> list[str]:
+        """The ids of the participants in ``room`` that publish media."""
+        answer = await self._message({"request": "listparticipants", "room": room})
+        entries = answer["plugindata"]["data"].get("participants", ())
+        return [str(p["id"]) for p in entries if p.get("publisher")]
+
     # --- publisher -------------------------------------------------------------------
 
     async def join_publisher(

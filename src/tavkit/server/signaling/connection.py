@@ -49,6 +49,7 @@ from tavkit.protocol import (
     FrameError,
     Leave,
     LeaveReason,
+    MediaSignalTo,
     MemberJoined,
     MemberLeft,
     MemberState,
@@ -91,6 +92,7 @@ from tavkit.server.im.sync import Overflow, SyncGate
 from tavkit.server.mailbox import Flag, Mailbox
 from tavkit.server.metrics import Metrics
 from tavkit.server.rooms.service import recorder_id
+from tavkit.server.sfu import MESH_SIGNAL_REFUSED
 from tavkit.server.signaling.coalesce import Coalescer
 from tavkit.server.signaling.inbound import InboundScreen, Verdict
 from tavkit.server.signaling.presence import OthersLinks, OwnLink
@@ -274,6 +276,7 @@ class SignalingConnection:
                 self._announced = True  # the registry's listening() counts on it
                 if self._resumed:  # the others may have been told we were reconnecting
                     await self._publish_link(up=True)
+                await self._join_sfu()
                 await self._serve(events)
         finally:
             if self._leaving is not None:
@@ -305,6 +308,7 @@ class SignalingConnection:
                 heartbeat_timeout=self._settings.heartbeat_timeout,
                 resumed=self._resumed,
                 last_seq=last_seq,
+                media_mode=self._settings.media_mode,
             )
         )
 
@@ -499,6 +503,11 @@ class SignalingConnection:
             await self._sync(msg)
         elif isinstance(msg, Renew):
             self._renew(msg)
+        elif isinstance(msg, MediaSignalTo):
+            if self._ctx.sfu is None:
+                why = "media-signal: this server's rooms are a mesh (mediaMode mesh); use signal"
+                raise FrameError(ServerCode.INVALID_PARAMETER, why, ref=msg.id)
+            await self._ctx.sfu.media_signal(self.room_uuid, self, msg)
         elif isinstance(msg, Leave):
             # A client may drop its end right after `leave` (a closing tab does); the
             # writer then fails and the supervisor cancels this reader. The exit must
@@ -513,10 +522,24 @@ class SignalingConnection:
                 self.send(ErrorFrame.from_error(exc, msg.id))
             self.close(CloseCode.NORMAL, "left")
 
+    async def _join_sfu(self) -> None:
+        """In an SFU room, join the member to the room's media (errors go to the member)."""
+        if self._ctx.sfu is None:
+            return
+        try:
+            await self._ctx.sfu.member_opened(self.room_uuid, self)
+        except TAvKitError as exc:
+            self._log(logging.WARNING, "not joined to the SFU: %s", exc)
+            self.send(ErrorFrame.from_error(exc))
+
     async def _relay(self, msg: SignalTo) -> None:
         if msg.to == self.user_id:
             raise FrameError(ServerCode.INVALID_PARAMETER, "signal.to: that is you", ref=msg.id)
         hidden = msg.to == recorder_id(self.room_uuid)  # never a member, always addressable
+        if self._ctx.sfu is not None and not hidden:
+            # A client that only knows the mesh (today's browser component) would half
+            # work; it is told why instead. The recorder still links to each member.
+            raise FrameError(ServerCode.INVALID_PARAMETER, MESH_SIGNAL_REFUSED, ref=msg.id)
         if not hidden and msg.to not in self._others and not await self._is_member(msg.to):
             raise FrameError(
                 ServerCode.INVALID_PARAMETER,

@@ -1,0 +1,232 @@
+"""The Python client's media in an SFU room: one connection up, one down.
+
+In a room with ``mediaMode: "sfu"`` (``docs/protocol.md`` section 3b) there is no mesh:
+
+* **publish**: one PeerConnection sends our tracks (encode-once VP8 and Opus) to the
+  SFU, whoever is in the room; we offer, the server answers for Janus;
+* **subscribe**: the server offers one PeerConnection carrying every other publisher
+  (an audio and a video m-line each; ``streams`` says whose mid is whose); aiortc
+  answers Janus's multistream offer as it is. A new ``subscription`` number replaces
+  the connection (someone started or stopped publishing); frames from each member go
+  to the same callbacks as a mesh link's, counted under that member.
+
+aiortc gathers every candidate before ``setLocalDescription`` returns and Janus puts
+its own in its SDP, so no candidate is trickled either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
+
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+from av.frame import Frame
+
+from tavkit.auth import Privilege
+from tavkit.client._publish import Publisher
+from tavkit.client.peer import _prefer_vp8
+from tavkit.client.sinks import PeerStats
+from tavkit.errors import ServerCode, ServerError, TAvKitError
+from tavkit.ice import gather_on
+from tavkit.protocol import (
+    DescriptionData,
+    MediaSignalFrom,
+    MediaSignalTo,
+    SessionDescription,
+)
+from tavkit.protocol.sdp import allowed_direction
+
+__all__ = ["SfuMedia"]
+
+logger = logging.getLogger(__name__)
+
+_STEP_TIMEOUT: Final = 20.0
+_CLOSE_TIMEOUT: Final = 5.0
+_SEND_BIT: Final = {"audio": Privilege.SEND_AUDIO, "video": Privilege.SEND_VIDEO}
+
+
+class SfuMedia:
+    """Our publish and subscription connections with the SFU; owns their tasks."""
+
+    def __init__(
+        self,
+        *,
+        user_id: str,
+        configuration: Callable[[], RTCConfiguration],
+        host_addresses: Sequence[str] | None,
+        publishers: Sequence[Publisher],
+        privileges: int,
+        send: Callable[[MediaSignalTo], Awaitable[None]],
+        on_frame: Callable[[str, Frame], None],
+        on_track: Callable[[str, MediaStreamTrack], None],
+        stats_of: Callable[[str], PeerStats],
+        report: Callable[[TAvKitError], None],
+    ) -> None:
+        self.user_id = user_id
+        self._configuration = configuration
+        self._hosts = host_addresses
+        self._privileges = privileges
+        self._publishers = [p for p in publishers if privileges & _SEND_BIT[p.kind]]
+        self._send = send
+        self._on_frame = on_frame
+        self._on_track = on_track
+        self._stats_of = stats_of
+        self._report = report
+        self.publishing: RTCPeerConnection | None = None
+        self.receiving: RTCPeerConnection | None = None
+        #: Who is on which mid of the current subscription: mid -> userId.
+        self.feeds: dict[str, str] = {}
+        self._subscription = 0
+        self._steps: asyncio.Queue[MediaSignalFrom | None] = asyncio.Queue()
+        self._readers: set[asyncio.Task[None]] = set()
+        self._worker = asyncio.create_task(self._work(), name=f"tavkit-sfu-{user_id}")
+
+    def start(self) -> None:
+        """Publish what we may send (nothing for an audience member)."""
+        if self._publishers:
+            self._steps.put_nowait(None)
+
+    def handle(self, msg: MediaSignalFrom) -> None:
+        """Take one ``media-signal`` from the server (in order, on our task)."""
+        self._steps.put_nowait(msg)
+
+    def receives_from(self, user_id: str) -> bool:
+        """Whether the current subscription carries ``user_id``'s media."""
+        return user_id in self.feeds.values()
+
+    async def aclose(self) -> None:
+        """Close both connections and stop every task."""
+        self._worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._worker
+        await self._drop_receiving()
+        if self.publishing is not None:
+            pc, self.publishing = self.publishing, None
+            await _close(pc)
+
+    async def outbound(self) -> dict[str, int]:
+        """What the publish connection sent, per kind: RTP packets (aiortc's ``getStats``)."""
+        sent: dict[str, int] = {}
+        if self.publishing is None:
+            return sent
+        for stat in (await self.publishing.getStats()).values():
+            if getattr(stat, "type", "") == "outbound-rtp":
+                sent[stat.kind] = sent.get(stat.kind, 0) + int(stat.packetsSent)
+        return sent
+
+    # -- the steps, one at a time -----------------------------------------------------
+
+    async def _work(self) -> None:
+        while True:
+            msg = await self._steps.get()
+            try:
+                async with asyncio.timeout(_STEP_TIMEOUT):
+                    if msg is None:
+                        await self._publish()
+                    elif msg.pc == "publish":
+                        await self._published(msg)
+                    else:
+                        await self._subscribe(msg)
+            except (TimeoutError, ValueError, TAvKitError) as exc:
+                logger.warning("%s: SFU media step failed: %s", self.user_id, exc)
+                self._report(ServerError(ServerCode.INTERNAL, f"SFU media: {exc}"))
+
+    async def _publish(self) -> None:
+        if self.publishing is not None:
+            await _close(self.publishing)
+        pc = self.publishing = RTCPeerConnection(self._configuration())
+        for publisher in self._publishers:
+            sender = pc.addTransceiver(publisher.subscribe(), direction="sendonly").sender
+            if publisher.encoded and publisher.kind == "video":
+                # Janus asks for a keyframe (PLI/FIR) for each new subscriber: the shared
+                # encoder makes it, as in the mesh (peer.py).
+                setattr(sender, "_send_keyframe", publisher.request_keyframe)  # noqa: B010
+        if any(p.encoded and p.kind == "video" for p in self._publishers):
+            _prefer_vp8(pc)
+        if self._hosts is not None:
+            gather_on(pc, self._hosts)
+        await pc.setLocalDescription(await pc.createOffer())
+        offer = DescriptionData(SessionDescription("offer", pc.localDescription.sdp))
+        await self._send(MediaSignalTo("publish", offer))
+
+    async def _published(self, msg: MediaSignalFrom) -> None:
+        pc = self.publishing
+        if pc is None or not isinstance(msg.data, DescriptionData):
+            return  # candidates: Janus's are in its answer
+        description = msg.data.description
+        await pc.setRemoteDescription(RTCSessionDescription(description.sdp, description.type))
+
+    async def _subscribe(self, msg: MediaSignalFrom) -> None:
+        number = msg.subscription or 0
+        if number <= self._subscription:
+            return
+        self._subscription = number
+        await self._drop_receiving()
+        if not isinstance(msg.data, DescriptionData):
+            return  # nobody else publishes
+        feeds = {s.mid: s.user_id for s in msg.streams}
+        pc = self.receiving = RTCPeerConnection(self._configuration())
+        self.feeds = feeds
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            mid = next((t.mid for t in pc.getTransceivers() if t.receiver.track is track), None)
+            user_id = feeds.get(mid or "")
+            if user_id is None:
+                return
+            self._on_track(user_id, track)
+            reader = asyncio.create_task(self._consume(user_id, track))
+            self._readers.add(reader)
+            reader.add_done_callback(self._readers.discard)
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            connected = pc.connectionState == "connected"
+            for user_id in set(feeds.values()):
+                self._stats_of(user_id).connected = connected
+
+        description = msg.data.description
+        await pc.setRemoteDescription(RTCSessionDescription(description.sdp, description.type))
+        for transceiver in pc.getTransceivers():  # "inactive" for a kind we may not receive
+            transceiver.direction = allowed_direction(
+                transceiver.kind, self._privileges, sending=False
+            )
+        if self._hosts is not None:
+            gather_on(pc, self._hosts)
+        await pc.setLocalDescription(await pc.createAnswer())
+        answer = DescriptionData(SessionDescription("answer", pc.localDescription.sdp))
+        await self._send(MediaSignalTo("subscribe", answer, subscription=number))
+
+    async def _consume(self, user_id: str, track: MediaStreamTrack) -> None:
+        stats = self._stats_of(user_id)
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            if isinstance(frame, Frame):
+                stats.count(frame)
+                self._on_frame(user_id, frame)
+
+    async def _drop_receiving(self) -> None:
+        readers, self._readers = list(self._readers), set()
+        for task in readers:
+            task.cancel()
+        for task in readers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        pc, self.receiving = self.receiving, None
+        self.feeds = {}
+        if pc is not None:
+            await _close(pc)
+
+
+async def _close(pc: RTCPeerConnection) -> None:
+    try:
+        await asyncio.wait_for(pc.close(), _CLOSE_TIMEOUT)
+    except TimeoutError:
+        logger.warning("closing an SFU connection timed out")

@@ -1,0 +1,96 @@
+"""The ``media-signal`` frames: a member's SDP with the SFU, through the signaling socket.
+
+In a room whose media goes through the SFU (``mediaMode: "sfu"`` in ``welcome`` and in
+the ``enter`` answer, ``docs/protocol.md`` section 3b), a member has two peer
+connections, each named by ``pc``:
+
+* ``publish``: the member offers what it sends; the server answers for the SFU;
+* ``subscribe``: the server offers what the member receives (every other publisher,
+  one audio and one video m-line each, ``streams`` says whose), numbered by
+  ``subscription``; the member answers that number. A new number replaces the
+  previous subscription (someone started or stopped publishing); ``streams`` empty and
+  no ``data`` means nobody else publishes: close the subscription.
+
+The member never sees the SFU's API nor its secrets: the server speaks for it. The
+``data`` is the mesh ``signal``'s (:data:`~tavkit.protocol.messages.SignalData`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
+
+if TYPE_CHECKING:
+    from tavkit.protocol.messages import SignalData
+
+__all__ = [
+    "MEDIA_MODES",
+    "MEDIA_PCS",
+    "MediaMode",
+    "MediaPc",
+    "MediaSignalFrom",
+    "MediaSignalTo",
+    "MediaStream",
+]
+
+MediaMode = Literal["mesh", "sfu"]
+MEDIA_MODES: Final[tuple[str, ...]] = ("mesh", "sfu")
+"""``mesh``: members send to each other; ``sfu``: each member sends once, to the SFU."""
+MediaPc = Literal["publish", "subscribe"]
+MEDIA_PCS: Final[frozenset[str]] = frozenset({"publish", "subscribe"})
+
+
+@dataclass(frozen=True, slots=True)
+class MediaStream:
+    """One stream of a subscription: member ``user_id``'s ``kind`` arrives on ``mid``."""
+
+    mid: str
+    user_id: str
+    kind: str
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{"mid", "userId", "kind"}``."""
+        return {"mid": self.mid, "userId": self.user_id, "kind": self.kind}
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSignalTo:
+    """A member's offer (``publish``) or answer (``subscribe``), or a candidate, for the SFU."""
+
+    type: ClassVar[str] = "media-signal"
+    pc: MediaPc
+    data: SignalData
+    subscription: int | None = None
+    """With ``subscribe``: the number of the offer answered."""
+    id: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``media-signal`` frame a client sends."""
+        wire: dict[str, Any] = {"type": self.type, "pc": self.pc, "data": self.data.to_wire()}
+        if self.subscription is not None:
+            wire["subscription"] = self.subscription
+        if self.id is not None:
+            wire["id"] = self.id
+        return wire
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSignalFrom:
+    """The SFU's answer (``publish``) or a subscription's offer (``subscribe``)."""
+
+    type: ClassVar[str] = "media-signal"
+    pc: MediaPc
+    data: SignalData | None
+    """None only for a subscription with no streams: nobody else publishes."""
+    subscription: int | None = None
+    streams: tuple[MediaStream, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``media-signal`` frame a client receives."""
+        wire: dict[str, Any] = {"type": self.type, "pc": self.pc}
+        if self.data is not None:
+            wire["data"] = self.data.to_wire()
+        if self.subscription is not None:
+            wire["subscription"] = self.subscription
+            wire["streams"] = [s.to_wire() for s in self.streams]
+        return wire

@@ -1,0 +1,90 @@
+"""The ``media-signal`` frames (a member's SDP with the SFU) and ``mediaMode``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tavkit.errors import ServerCode
+from tavkit.protocol import (
+    CandidateData,
+    DescriptionData,
+    FrameError,
+    MediaSignalFrom,
+    MediaSignalTo,
+    MediaStream,
+    SessionDescription,
+    Welcome,
+    encode,
+    parse_client_frame,
+    parse_server_frame,
+)
+
+OFFER = DescriptionData(SessionDescription("offer", "v=0\r\n"))
+ANSWER = DescriptionData(SessionDescription("answer", "v=0\r\n"))
+UUID = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+
+
+def text(**fields: Any) -> str:
+    """A frame as JSON text."""
+    return json.dumps({"type": "media-signal", **fields})
+
+
+def test_media_signal_frames_read_back_as_they_were_written() -> None:
+    """Both directions of ``media-signal`` survive encode and parse, ``streams`` and all."""
+    sent = [
+        MediaSignalTo("publish", OFFER, id="p1"),
+        MediaSignalTo("subscribe", ANSWER, subscription=3),
+        MediaSignalTo("publish", CandidateData(None)),
+    ]
+    for msg in sent:
+        assert parse_client_frame(encode(msg)) == msg
+    streams = (MediaStream("0", "alice", "audio"), MediaStream("1", "alice", "video"))
+    received = [
+        MediaSignalFrom("publish", ANSWER),
+        MediaSignalFrom("subscribe", OFFER, 2, streams),
+        MediaSignalFrom("subscribe", None, 4),  # nobody else publishes
+    ]
+    for answer in received:
+        assert parse_server_frame(encode(answer)) == answer
+    assert json.loads(encode(received[1]))["streams"][1] == {
+        "mid": "1",
+        "userId": "alice",
+        "kind": "video",
+    }
+
+
+@pytest.mark.parametrize(
+    ("fields", "where"),
+    [
+        ({"pc": "mesh", "data": OFFER.to_wire()}, "media-signal.pc"),
+        ({"pc": "subscribe", "data": ANSWER.to_wire()}, "media-signal.subscription"),
+        ({"pc": "publish"}, "media-signal.data"),
+        ({"pc": "subscribe", "subscription": 0, "data": ANSWER.to_wire()}, "subscription"),
+    ],
+)
+def test_a_bad_media_signal_is_refused_naming_the_field(fields: dict[str, Any], where: str) -> None:
+    """An unknown pc, an answer without its subscription's number or a missing ``data``
+    is refused (server 10004) with the field named."""
+    with pytest.raises(FrameError) as info:
+        parse_client_frame(text(**fields))
+    assert info.value.code is ServerCode.INVALID_PARAMETER
+    assert where in info.value.message
+
+
+def test_a_subscription_with_streams_must_carry_its_offer() -> None:
+    """A server frame listing streams but no offer is refused: the client could not answer."""
+    streams = [{"mid": "0", "userId": "alice", "kind": "audio"}]
+    with pytest.raises(FrameError):
+        parse_server_frame(text(pc="subscribe", subscription=1, streams=streams))
+
+
+def test_welcome_says_the_media_mode_and_an_older_server_means_mesh() -> None:
+    """``welcome.mediaMode`` round-trips; a welcome without it is a mesh room."""
+    welcome = Welcome(UUID, "bob", "c1", (), 5.0, 15.0, media_mode="sfu")
+    assert parse_server_frame(encode(welcome)) == welcome
+    older = json.loads(encode(welcome))
+    del older["mediaMode"]
+    assert parse_server_frame(json.dumps(older)).media_mode == "mesh"  # type: ignore[union-attr]
