@@ -159,6 +159,8 @@ const STRINGS = {
     stopShare: "Stop share",
     stopShareAria: "Stop sharing your screen",
     sharing: "You are sharing your screen",
+    screenOf: "{name}'s screen",
+    yourScreen: "Your screen",
   },
   zh: {
     you: "我",
@@ -300,6 +302,8 @@ const STRINGS = {
     stopShare: "停止共享",
     stopShareAria: "停止共享屏幕",
     sharing: "你正在共享屏幕",
+    screenOf: "{name} 的屏幕",
+    yourScreen: "你的屏幕",
   },
 };
 
