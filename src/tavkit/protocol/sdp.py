@@ -14,6 +14,11 @@ media and need no bit. Video sections are the camera (bits 16/32) unless the sec
 is marked as a sub-stream (``a=content:slides``, RFC 4796, what screen sharing
 uses), which needs bits 64/128.
 
+Browsers and aiortc neither write nor keep that attribute, so the clients add it to
+every description they send (:func:`mark_slides`) on the sections they know to be a
+screen: their own, and those the other side's descriptions marked
+(:func:`slides_mids`). ``web/slides.js`` is the browser's copy.
+
 Pure functions, no I/O.
 """
 
@@ -24,7 +29,15 @@ from typing import Final, Literal
 
 from tavkit.auth.grants import Privilege
 
-__all__ = ["Direction", "MediaSection", "allowed_direction", "media_sections", "refusal"]
+__all__ = [
+    "Direction",
+    "MediaSection",
+    "allowed_direction",
+    "mark_slides",
+    "media_sections",
+    "refusal",
+    "slides_mids",
+]
 
 Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
 _DIRECTIONS: Final[frozenset[str]] = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
@@ -141,3 +154,44 @@ def allowed_direction(kind: str, privileges: int, *, sending: bool = True) -> Di
     if receive:
         return "recvonly"
     return "inactive"
+
+
+def slides_mids(sdp: str) -> set[str]:
+    """The mids of the video sections of ``sdp`` marked ``a=content:slides``."""
+    mids: set[str] = set()
+    kind: str | None = None
+    mid: str | None = None
+    slides = False
+    for raw in [*sdp.splitlines(), "m=end"]:
+        line = raw.strip()
+        if line.startswith("m="):
+            if kind == "video" and slides and mid is not None:
+                mids.add(mid)
+            kind, mid, slides = (line[2:].split() or [""])[0], None, False
+        elif line.startswith("a=mid:"):
+            mid = line[len("a=mid:") :].strip()
+        elif line.startswith("a=content:"):
+            slides = slides or "slides" in line[len("a=content:") :].split(",")
+    return mids
+
+
+def mark_slides(sdp: str, mids: set[str]) -> str:
+    """``sdp`` with ``a=content:slides`` after the ``a=mid`` of each video section in ``mids``.
+
+    A section already marked is left as it is.
+    """
+    if not mids:
+        return sdp
+    eol = "\r\n" if "\r\n" in sdp else "\n"
+    marked = slides_mids(sdp)
+    out: list[str] = []
+    kind: str | None = None
+    for line in sdp.split(eol):
+        out.append(line)
+        if line.startswith("m="):
+            kind = (line[2:].split() or [""])[0]
+        elif kind == "video" and line.startswith("a=mid:"):
+            mid = line[len("a=mid:") :].strip()
+            if mid in mids and mid not in marked:
+                out.append("a=content:slides")
+    return eol.join(out)

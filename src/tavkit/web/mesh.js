@@ -128,8 +128,15 @@ class Peer {
     };
     pc.ontrack = ({ track, streams, transceiver }) => {
       if (this.screenMids.has(transceiver?.mid)) {
-        this.screenStream = new MediaStream([track]); // a fresh one: the tile restarts
-        this.mesh.changed(this.userId);
+        // Without the receive bit we answered inactive: nothing will ever play.
+        if (allowedDirection("sub", this.mesh.privileges, false) === "inactive") return;
+        const show = () => {
+          this.screenStream = new MediaStream([track]); // a fresh one: the tile restarts
+          this.mesh.changed(this.userId);
+        };
+        // Shown from its first packet, so a share never opens on a black tile.
+        if (track.muted) track.addEventListener("unmute", show, { once: true });
+        else show();
         return;
       }
       // A remote track is muted until its first RTP packet arrives.
