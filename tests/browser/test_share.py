@@ -178,6 +178,26 @@ def test_a_shared_screen_is_its_own_large_tile_beside_the_sharers_camera(
     assert alice.tv("errors") == [] and bob.tv("errors") == []
 
 
+def test_a_member_who_joins_during_a_share_sees_the_screen_and_every_camera(
+    open_call: OpenCall, call_server: Server, room: int
+) -> None:
+    """Carol enters while Alice shares: she gets the screen tile (Alice offers it once
+    she has answered Carol) beside Alice's and Bob's cameras, in the share layout."""
+    alice, bob = _pair(open_call, call_server, room)
+    assert alice.call("(el) => el.startShare()") is True
+    _advancing(bob, _screen("alice"))
+    carol = open_call("carol")
+    assert carol.join(call_server, room) is True
+    carol.wait_connected("alice")
+    _advancing(carol, _screen("alice"))
+    _advancing(carol, _camera("alice"))
+    _advancing(carol, _camera("bob"))
+    assert carol.layout() == "share"
+    assert sorted(carol.tile_ids()) == ["alice", "bob", "carol"]
+    _keep(carol, "share-three-desktop.png")
+    assert carol.tv("errors") == [] and alice.tv("errors") == []
+
+
 def test_a_python_participant_receives_the_screen_as_an_extra_track(
     open_call: OpenCall, call_server: Any, room: int, loop: Loop
 ) -> None:

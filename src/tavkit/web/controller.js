@@ -772,7 +772,13 @@ export class CallController extends EventTarget {
   }
 
   #peerChanged(userId) {
-    if (this.roster.setConnection(userId, this.mesh?.get(userId))) this.#changed();
+    const was = this.peers.get(userId)?.status;
+    if (!this.roster.setConnection(userId, this.mesh?.get(userId))) return;
+    // Our state on a newcomer's arrival can beat its socket (it enters over REST first)
+    // and `screen` is not stored: once connected to it, say again that we share.
+    const now = this.peers.get(userId)?.status;
+    if (this.screen && now === "connected" && was !== "connected") this.#sendState();
+    this.#changed();
   }
 
   #socketStatus(status, info) {

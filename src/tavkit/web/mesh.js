@@ -186,7 +186,8 @@ class Peer {
    * or nothing (null: the transceiver goes inactive). Either renegotiates.
    */
   async setScreen(screen) {
-    if (this.pc.signalingState === "closed") return;
+    // The recorder records cameras and microphones; its offers are its own to repair.
+    if (this.hidden || this.pc.signalingState === "closed") return;
     if (screen && !this.screenTx) {
       const direction = maySend("sub", this.mesh.privileges) ? "sendonly" : "inactive";
       this.screenTx = this.pc.addTransceiver(screen, { direction, streams: [new MediaStream([screen])] });
