@@ -118,6 +118,16 @@ def test_a_screen_needs_bit_64_to_send_and_128_to_receive():
     assert refusal(inactive, no_recv_sub & no_send_sub) is None
 
 
+def test_mids_named_as_screens_are_checked_as_screens_unmarked():
+    """An answer that leaves out the offer's mark is read with the offer's screen mids."""
+    unmarked = SHARING.replace("a=mid:3\r\na=sendonly", "a=mid:3\r\na=recvonly")
+    no_recv_sub = ALL & ~int(Privilege.RECV_SUB)
+    assert refusal(unmarked, no_recv_sub) is None  # read as a camera on its own
+    reason = refusal(unmarked, no_recv_sub, screens={"3"})
+    assert reason is not None and "RECV_SUB (128)" in reason
+    assert [s.kind for s in media_sections(unmarked, {"3", "0"})][:3] == ["audio", "video", "sub"]
+
+
 @pytest.mark.parametrize(
     ("privileges", "expected"),
     [

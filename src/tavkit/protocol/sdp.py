@@ -24,6 +24,7 @@ Pure functions, no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -71,10 +72,12 @@ class MediaSection:
         return self.active and self.direction in ("sendrecv", "recvonly")
 
 
-def media_sections(sdp: str) -> list[MediaSection]:
+def media_sections(sdp: str, screens: Collection[str] = ()) -> list[MediaSection]:
     """The ``m=`` sections of ``sdp`` with their effective direction.
 
-    A session-level direction attribute applies to sections that set none.
+    A session-level direction attribute applies to sections that set none. A video
+    section is the sub-stream when it is marked ``a=content:slides`` or its mid is in
+    ``screens`` (an answer's sections for the offer's screens, marked or not).
     """
     session_direction: Direction = "sendrecv"
     sections: list[MediaSection] = []
@@ -82,12 +85,14 @@ def media_sections(sdp: str) -> list[MediaSection]:
     active = True
     direction: Direction | None = None
     content_sub = False
+    mid: str | None = None
 
     def close() -> None:
         if kind is None:
             return
         effective = direction or session_direction
-        actual = "sub" if kind == "video" and content_sub else kind
+        sub = content_sub or (mid is not None and mid in screens)
+        actual = "sub" if kind == "video" and sub else kind
         sections.append(MediaSection(actual, effective, active))
 
     for raw in sdp.splitlines():
@@ -99,6 +104,9 @@ def media_sections(sdp: str) -> list[MediaSection]:
             active = len(fields) < 2 or fields[1].split("/")[0] != "0"
             direction = None
             content_sub = False
+            mid = None
+        elif line.startswith("a=mid:"):
+            mid = line[len("a=mid:") :].strip()
         elif line.startswith("a="):
             attribute = line[2:]
             if attribute in _DIRECTIONS:
@@ -113,13 +121,15 @@ def media_sections(sdp: str) -> list[MediaSection]:
     return sections
 
 
-def refusal(sdp: str, privileges: int) -> str | None:
+def refusal(sdp: str, privileges: int, screens: Collection[str] = ()) -> str | None:
     """Why ``sdp`` exceeds ``privileges`` (the first section that does), or None if it fits.
 
     The message names the missing bit, e.g. ``"m=video would send without
     SEND_VIDEO (16)"``, so the refusal the member gets says exactly what to fix.
+    ``screens``: mids to read as screens whatever ``sdp`` says (:func:`media_sections`),
+    so an answer that drops the offer's mark is still checked with bits 64/128.
     """
-    for index, section in enumerate(media_sections(sdp)):
+    for index, section in enumerate(media_sections(sdp, screens)):
         bits = _BITS.get(section.kind)
         if bits is None:
             continue
