@@ -182,7 +182,8 @@ def test_a_member_who_joins_during_a_share_sees_the_screen_and_every_camera(
     open_call: OpenCall, call_server: Server, room: int
 ) -> None:
     """Carol enters while Alice shares: she gets the screen tile (Alice offers it once
-    she has answered Carol) beside Alice's and Bob's cameras, in the share layout."""
+    she has answered Carol) beside Alice's and Bob's cameras, in the share layout; when
+    Alice leaves, her share goes with her and the layout returns."""
     alice, bob = _pair(open_call, call_server, room)
     assert alice.call("(el) => el.startShare()") is True
     _advancing(bob, _screen("alice"))
@@ -196,6 +197,15 @@ def test_a_member_who_joins_during_a_share_sees_the_screen_and_every_camera(
     assert sorted(carol.tile_ids()) == ["alice", "bob", "carol"]
     _keep(carol, "share-three-desktop.png")
     assert carol.tv("errors") == [] and alice.tv("errors") == []
+
+    alice.call("(el) => el.hangup()")  # a sharer who leaves ends its share
+    expect(carol.page.locator("tavkit-call .tv-screen-tile")).to_have_count(0, timeout=20_000)
+    carol.page.wait_for_function(
+        "() => document.getElementById('call').shadowRoot.querySelector('.tv-call')"
+        ".dataset.layout === 'pip'",
+        polling=POLL,
+    )
+    assert carol.events("tavkit:remote-share")[-1] == {"userId": "alice", "sharing": False}
 
 
 def test_a_python_participant_receives_the_screen_as_an_extra_track(

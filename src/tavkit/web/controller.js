@@ -71,7 +71,7 @@
 // in the call with replaceTrack, no renegotiation. A shared screen (share.js) goes
 // out beside the camera, on a video m-line of its own (mesh.js); our state frames
 // say `screen: true` meanwhile, and a member's says when its share starts and stops
-// (the `tavkit:remote-share` event, {userId, sharing}).
+// (the `tavkit:remote-share` event, {userId, sharing}; false too when a sharer leaves).
 
 import { ApiClient } from "./api.js";
 import { Chat } from "./chat.js";
@@ -714,8 +714,10 @@ export class CallController extends EventTarget {
     if (!this.peers.has(userId)) return;
     const visible = this.roster.visible(userId);
     const name = this.displayName(userId);
+    const sharing = Boolean(this.peers.get(userId)?.screen);
     this.mesh?.remove(userId);
     this.roster.remove(userId);
+    if (sharing) this.emit("tavkit:remote-share", { userId, sharing: false }); // its share ends too
     this.linkQuality.remove(userId);
     this.emit("tavkit:user-leave", { userId, reason: reason || "exit" });
     this.reporter?.log("info", "user-leave", { peer: userId, reason: reason || "exit" });
