@@ -51,6 +51,7 @@ EVENTS = [
     "tavkit:rejoined",
     "tavkit:device",
     "tavkit:screen-share",
+    "tavkit:remote-share",
 ]
 
 INSTRUMENT = """
@@ -327,17 +328,17 @@ class CallPage:
         return self.page.locator(f'tavkit-call .tv-tile[data-user-id="{user_id}"]')
 
     def tile_ids(self) -> list[str]:
-        """userIds of the tiles on screen, local first."""
+        """userIds of the camera tiles on screen, local first (screen tiles are apart)."""
         return list(
             self.call(
-                """(el) => [...el.shadowRoot.querySelectorAll('.tv-tile')]
+                """(el) => [...el.shadowRoot.querySelectorAll('.tv-tile[data-user-id]')]
                     .sort((a, b) => Number(a.style.order) - Number(b.style.order))
                     .map((t) => t.dataset.userId)"""
             )
         )
 
     def layout(self) -> str:
-        """The layout in use: solo, pip or grid."""
+        """The layout in use: solo, pip, grid, or share (a screen large, cameras small)."""
         return str(self.call("(el) => el.shadowRoot.querySelector('.tv-call').dataset.layout"))
 
     def screenshot(self, name: str) -> Path:

@@ -1,9 +1,7 @@
-"""Devices before and during a call: the pre-join check, switching, screen share.
+"""Devices before and during a call: the pre-join check and switching.
 
 Chromium's fake devices give two cameras, three microphones (a beeping tone) and
-three speakers; headless Chromium's getDisplayMedia, with the permission prompt
-answered by ``--use-fake-ui-for-media-stream``, captures a fake 1280x720 screen.
-The camera is 640x480, so a remote video's shape tells the screen from the camera.
+three speakers. Screen share, its own tile beside the camera, is ``test_share.py``'s.
 """
 
 from __future__ import annotations
@@ -41,15 +39,6 @@ _SENT = """
       enabled: sender.track.enabled };
   }
   return out;
-}
-"""
-
-# The shape (width / height) of the video ``userId``'s tile plays.
-_ASPECT = """
-([userId]) => {
-  const v = document.getElementById("call").shadowRoot
-    .querySelector(`video[data-user-id="${userId}"]`);
-  return v && v.videoHeight ? v.videoWidth / v.videoHeight : 0;
 }
 """
 
@@ -212,50 +201,4 @@ def test_switching_devices_in_the_call_keeps_the_other_side_receiving_without_an
         other_camera
     )
     assert [e["kind"] for e in alice.events("tavkit:device")] == ["video", "audio"]
-    assert alice.tv("errors") == [] and bob.tv("errors") == []
-
-
-def test_screen_share_reaches_the_other_page_and_stopping_returns_the_camera(
-    open_call: OpenCall, call_server: Server, room: int
-) -> None:
-    """Share sends a 16:9 screen in place of Alice's 4:3 camera: Bob's tile plays it,
-    Alice's own tile shows it whole; Stop share brings the camera back; no new offer."""
-    alice, bob = _pair(open_call, call_server, room)
-    bob.wait_video_decoding("alice", frames=5)
-    offer = _remote_sdp(bob, "alice")
-    assert bob.page.evaluate(_ASPECT, ["alice"]) == pytest.approx(4 / 3, abs=0.05)
-
-    share = alice.page.locator('tavkit-call [data-action="share"]')
-    expect(share).to_be_visible()
-    share.click()
-    alice.page.wait_for_function(
-        f"() => ({_SENT})(document.getElementById('call')).video.label.startsWith('screen')",
-        polling=POLL,
-    )
-    expect(share).to_have_attribute("aria-label", "Stop sharing your screen")
-    bob.page.wait_for_function(f"() => ({_ASPECT})(['alice']) > 1.6", polling=POLL, timeout=20_000)
-    bob.wait_video_decoding("alice", frames=10)
-    own = alice.tile("alice")
-    expect(own).to_have_attribute("data-screen", "")
-    alice.page.wait_for_function(f"() => ({_ASPECT})(['alice']) > 1.6", polling=POLL)
-    expect(own.locator("video")).to_have_attribute("data-fit", "contain")
-    assert own.locator("video").evaluate("v => getComputedStyle(v).objectFit") == "contain"
-    # Bob's tile knows it is a screen (member-state screen: true) and shows it whole.
-    expect(bob.tile("alice")).to_have_attribute("data-screen", "")
-    expect(bob.tile("alice").locator("video")).to_have_attribute("data-fit", "contain")
-    _keep(alice, "prejoin-sharing.png")
-    _keep(bob, "prejoin-sharing-remote.png")
-
-    share.click()
-    alice.page.wait_for_function(
-        f"() => ({_SENT})(document.getElementById('call')).video.label.startsWith('fake')",
-        polling=POLL,
-    )
-    bob.page.wait_for_function(
-        f"() => Math.abs(({_ASPECT})(['alice']) - 4 / 3) < 0.05", polling=POLL, timeout=20_000
-    )
-    expect(own).not_to_have_attribute("data-screen", "")
-    expect(bob.tile("alice")).not_to_have_attribute("data-screen", "")
-    assert _remote_sdp(bob, "alice") == offer, "sharing renegotiated"
-    assert [e["sharing"] for e in alice.events("tavkit:screen-share")] == [True, False]
     assert alice.tv("errors") == [] and bob.tv("errors") == []

@@ -110,7 +110,7 @@ def test_an_audience_tab_watches_without_devices_tiles_or_a_send_bit(
         "mute": False,
         "camera": False,
         "switch-camera": False,
-        "share": False,  # no video to send, so no screen either
+        "share": False,  # no sub-stream bit (64), so no screen
         "devices": True,  # a viewer still chooses its speaker
         "chat": True,
         "hangup": True,

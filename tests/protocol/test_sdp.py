@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from tavkit.auth import Privilege
-from tavkit.protocol.sdp import allowed_direction, media_sections, refusal
+from tavkit.protocol.sdp import (
+    allowed_direction,
+    mark_slides,
+    media_sections,
+    refusal,
+    slides_mids,
+)
 
 OFFER = """v=0
 o=- 1 2 IN IP4 127.0.0.1
@@ -79,6 +85,47 @@ def test_a_slides_video_is_a_sub_stream():
     reason = refusal(text, camera_only)
     assert reason is not None and "SEND_SUB (64)" in reason
     assert refusal(text, int(Privilege.ENTER | Privilege.SEND_SUB)) is None
+
+
+SHARING = sdp("sendrecv", "sendrecv").replace(
+    "m=application", "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:3\r\na=sendonly\r\nm=application"
+)
+
+
+def test_marking_a_mid_makes_its_video_section_the_sub_stream():
+    """mark_slides puts a=content:slides on the screen's section only, once, keeping CRLF."""
+    marked = mark_slides(SHARING, {"3"})
+    assert "a=mid:3\r\na=content:slides\r\n" in marked
+    assert slides_mids(marked) == {"3"}
+    assert [s.kind for s in media_sections(marked)] == ["audio", "video", "sub", "application"]
+    assert mark_slides(marked, {"3"}) == marked
+    assert mark_slides(SHARING, set()) == SHARING
+    assert mark_slides(SHARING, {"0", "2"}) == SHARING  # audio and data are never slides
+
+
+def test_a_screen_needs_bit_64_to_send_and_128_to_receive():
+    """The camera's bits neither send nor receive a marked screen; the sub-stream's do."""
+    sending = mark_slides(SHARING, {"3"})
+    no_send_sub = ALL & ~int(Privilege.SEND_SUB)
+    reason = refusal(sending, no_send_sub)
+    assert reason is not None and "m-line 2 (sub)" in reason and "SEND_SUB (64)" in reason
+    assert refusal(sending, ALL) is None
+    receiving = sending.replace("a=content:slides\r\na=sendonly", "a=content:slides\r\na=recvonly")
+    no_recv_sub = ALL & ~int(Privilege.RECV_SUB)
+    reason = refusal(receiving, no_recv_sub)
+    assert reason is not None and "RECV_SUB (128)" in reason
+    inactive = sending.replace("a=content:slides\r\na=sendonly", "a=content:slides\r\na=inactive")
+    assert refusal(inactive, no_recv_sub & no_send_sub) is None
+
+
+def test_mids_named_as_screens_are_checked_as_screens_unmarked():
+    """An answer that leaves out the offer's mark is read with the offer's screen mids."""
+    unmarked = SHARING.replace("a=mid:3\r\na=sendonly", "a=mid:3\r\na=recvonly")
+    no_recv_sub = ALL & ~int(Privilege.RECV_SUB)
+    assert refusal(unmarked, no_recv_sub) is None  # read as a camera on its own
+    reason = refusal(unmarked, no_recv_sub, screens={"3"})
+    assert reason is not None and "RECV_SUB (128)" in reason
+    assert [s.kind for s in media_sections(unmarked, {"3", "0"})][:3] == ["audio", "video", "sub"]
 
 
 @pytest.mark.parametrize(

@@ -265,6 +265,72 @@ async def test_only_a_member_with_the_sub_stream_bit_may_say_it_shares_a_screen(
             assert "SEND_SUB" in refused["errorMsg"]
 
 
+def screen_signal(to: str, kind: str, direction: str, ref: str, *, marked: bool = True) -> str:
+    """A ``signal`` frame whose description has a screen m-line (mid 1, a=content:slides
+    unless ``marked`` is false)."""
+    mark = "a=content:slides\r\n" if marked else ""
+    sdp = (
+        "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+        "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=sendrecv\r\n"
+        f"m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n{mark}a={direction}\r\n"
+    )
+    data = {"description": {"type": kind, "sdp": sdp}}
+    return json.dumps({"type": "signal", "to": to, "data": data, "id": ref})
+
+
+async def test_a_screen_m_line_is_relayed_only_with_the_sub_stream_bits(pmk_server):
+    """A slides m-line needs bit 64 to send and 128 to receive, the camera's 16/32 do
+    not do: refused 10004 naming the bit; inactive, or with the bits, it is relayed."""
+    server = pmk_server
+    no_send_sub = int(Privilege.ALL) & ~int(Privilege.SEND_SUB)
+    no_recv_sub = int(Privilege.ALL) & ~int(Privilege.RECV_SUB)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        bob_creds = {"sig": server.sig("bob"), "pmk": server.pmk("bob", ROOM, no_recv_sub)}
+        alice_creds = {"sig": server.sig("alice"), "pmk": server.pmk("alice", ROOM, no_send_sub)}
+        async with (
+            member(http, server, "bob", **bob_creds) as (bob, _),
+            member(http, server, "alice", **alice_creds) as (alice, _),
+        ):
+            await alice.send(screen_signal("bob", "offer", "sendonly", "a1"))
+            refused, _ = await until(alice, "error")
+            assert (refused["errorCode"], refused["ref"]) == (10004, "a1")
+            assert "SEND_SUB (64)" in refused["errorMsg"]
+            await bob.send(screen_signal("alice", "answer", "recvonly", "b1"))
+            refused, _ = await until(bob, "error")
+            assert (refused["errorCode"], refused["ref"]) == (10004, "b1")
+            assert "RECV_SUB (128)" in refused["errorMsg"]
+            await bob.send(screen_signal("alice", "answer", "inactive", "b2"))
+            relayed, _ = await until(alice, "signal")
+            assert relayed["from"] == "bob"
+            await bob.send(screen_signal("alice", "offer", "sendonly", "b3"))  # bob may send one
+            relayed, _ = await until(alice, "signal")
+            assert relayed["data"]["description"]["type"] == "offer"
+
+
+async def test_an_answer_that_drops_the_screen_mark_is_still_checked_as_a_screen(pmk_server):
+    """Bob, without bit 128, answers Alice's screen offer with the mark left out: the
+    server reads mid 1 as the screen Alice offered and refuses to let him receive it."""
+    server = pmk_server
+    no_recv_sub = int(Privilege.ALL) & ~int(Privilege.RECV_SUB)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        bob_creds = {"sig": server.sig("bob"), "pmk": server.pmk("bob", ROOM, no_recv_sub)}
+        alice_creds = {"sig": server.sig("alice"), "pmk": server.pmk("alice", ROOM)}
+        async with (
+            member(http, server, "bob", **bob_creds) as (bob, _),
+            member(http, server, "alice", **alice_creds) as (alice, _),
+        ):
+            await alice.send(screen_signal("bob", "offer", "sendonly", "a1"))
+            relayed, _ = await until(bob, "signal")
+            assert "a=content:slides" in relayed["data"]["description"]["sdp"]
+            await bob.send(screen_signal("alice", "answer", "recvonly", "b1", marked=False))
+            refused, _ = await until(bob, "error")
+            assert (refused["errorCode"], refused["ref"]) == (10004, "b1")
+            assert "RECV_SUB (128)" in refused["errorMsg"]
+            await bob.send(screen_signal("alice", "answer", "inactive", "b2", marked=False))
+            relayed, _ = await until(alice, "signal")
+            assert relayed["from"] == "bob"
+
+
 async def test_a_key_for_another_room_is_refused(pmk_server):
     """A renewed privateMapKey must open the same room: another room's is avkit 87."""
     server = pmk_server

@@ -83,6 +83,7 @@ class RoomState:
         report: Callable[[TAvKitError], None],
         on_frame: Callable[[str, Frame], None],
         on_track: Callable[[str, MediaStreamTrack], None],
+        on_screen_frame: Callable[[str, Frame], None] = lambda user_id, frame: None,
         on_gone: Callable[[TAvKitError | None, bool], None],
         on_left: Callable[[str], None],
         store_info: Callable[[list[UserInfo]], None],
@@ -110,6 +111,9 @@ class RoomState:
         self._report = report
         self._on_frame = on_frame
         self._on_track = on_track
+        self._on_screen_frame = on_screen_frame
+        #: Members sharing a screen (their member-state says ``screen``).
+        self.sharing: set[str] = set()
         self._on_gone = on_gone
         self._on_left = on_left
         self._store_info = store_info
@@ -318,6 +322,7 @@ class RoomState:
             self._gone(message.user_id, message.reason)
         elif isinstance(message, MemberState):
             self._emit("on_user_state", message.user_id, message.muted, message.camera)
+            self._sharing(message.user_id, message.screen)
         elif isinstance(message, MemberConnection):
             self._connection(message.user_id, message.status)
         elif isinstance(message, Welcome):
@@ -376,7 +381,18 @@ class RoomState:
         if link is not None:
             self._spawn(link.aclose())
         self._on_left(user_id)
+        self._sharing(user_id, False)  # a member who leaves stops sharing
         self._emit("on_user_leave", user_id, reason)
+
+    def _sharing(self, user_id: str, sharing: bool) -> None:
+        """Note whether ``user_id`` shares a screen; ``on_screen_share`` on a change."""
+        if sharing == (user_id in self.sharing):
+            return
+        if sharing:
+            self.sharing.add(user_id)
+        else:
+            self.sharing.discard(user_id)
+        self._emit("on_screen_share", user_id, sharing)
 
     def _resumed(self, welcome: Welcome) -> None:
         """After a resume: reconcile with the members the server lists now."""
@@ -465,6 +481,7 @@ class RoomState:
             send=send,
             on_frame=self._on_frame,
             on_track=self._on_track,
+            on_screen_frame=self._on_screen_frame,
             on_give_up=self._give_up,
             stats=self.seen.get(user_id),
             privileges=self._entered.privileges,

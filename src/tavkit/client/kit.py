@@ -106,6 +106,9 @@ class TAvKit:
       (the callback still fires, the picture stays).
       ``record_dir`` - record each remote participant to ``<dir>/<userId>.mkv``.
       ``on_frame(user_id, frame)`` - called with every decoded remote frame.
+      ``on_screen_frame(user_id, frame)`` - called with every decoded frame of a
+      member's shared screen (its own m-line, ``a=content:slides``; never in
+      ``on_frame``, never recorded). Whether a member shares: ``on_screen_share``.
       ``encode_once`` - share one VP8/Opus encoding among all peers (default ``True``);
       ``False`` lets aiortc encode per peer (adapts bitrate per peer, costs N x CPU).
       ``video_bitrate`` - the encode-once video bitrate in bit/s.
@@ -135,6 +138,7 @@ class TAvKit:
         back_source: MediaSource | None = None,
         record_dir: str | os.PathLike[str] | None = None,
         on_frame: Callable[[str, Frame], Any] | None = None,
+        on_screen_frame: Callable[[str, Frame], Any] | None = None,
         encode_once: bool = True,
         video_bitrate: int = 1_000_000,
         host_addresses: Sequence[str] | None = None,
@@ -175,6 +179,7 @@ class TAvKit:
         self._media = RemoteMedia(
             Path(record_dir) if record_dir is not None else None, on_frame, self._dispatch.call
         )
+        self._on_screen_frame = on_screen_frame
         self._seen_before: dict[str, PeerStats] = {}
         self._clock = JoinClock(on_complete=lambda _: self._report_timelines())
         self._closed = asyncio.Event()
@@ -598,6 +603,7 @@ class TAvKit:
             report=self._dispatch.report,
             on_frame=self._frame,
             on_track=self._track,
+            on_screen_frame=self._screen_frame,
             on_gone=self._membership_gone,
             on_left=self._media.left,
             store_info=self._store_info,
@@ -719,6 +725,11 @@ class TAvKit:
         if self._room is not None and self._room.receives_from(user_id):
             self._media.deliver(user_id, frame)
         # else: the last frames of a link being closed after its member left
+
+    def _screen_frame(self, user_id: str, frame: Frame) -> None:
+        room = self._room
+        if self._on_screen_frame is not None and room is not None and user_id in room.links:
+            self._dispatch.call(self._on_screen_frame, user_id, frame)
 
     def _track(self, user_id: str, track: MediaStreamTrack) -> None:
         if self._dispatch.has("on_remote_track"):

@@ -6,7 +6,9 @@ The seed (``TAvKit-README.md`` 3.8) has ``onUserInfoListener``,
 ``on_muted``, ``on_handup`` and ``on_error``, with the same arguments. A Python
 program also needs to know who comes and goes and to get at the media, hence
 ``on_user_enter``, ``on_user_leave``, ``on_user_state`` and ``on_remote_track``; and
-whether another member's network dropped and came back, ``on_user_connection``.
+whether another member's network dropped and came back, ``on_user_connection``;
+whether a member shares its screen, ``on_screen_share`` (the frames go to the kit's
+``on_screen_frame``).
 In-call messages (the seed's webim-component) arrive through ``on_message``.
 Credentials about to end mid-call are asked for through ``on_user_sig_expired``
 (TRTC's ``onUserSigExpired``).
@@ -51,6 +53,7 @@ class ListenerProtocol(Protocol):
     def on_user_leave(self, user_id: str, reason: str) -> Any: ...
     def on_user_state(self, user_id: str, muted: bool, camera: bool) -> Any: ...
     def on_user_connection(self, user_id: str, status: str) -> Any: ...
+    def on_screen_share(self, user_id: str, sharing: bool) -> Any: ...
     def on_remote_track(self, user_id: str, track: MediaStreamTrack) -> Any: ...
     def on_message(self, message: ChatMessage) -> Any: ...
     def on_user_sig_expired(self) -> Any: ...
@@ -89,6 +92,13 @@ class Listener:
         ``reconnecting`` is not a leave: the member may resume within its heartbeat
         timeout, so keep its place (its media is on hold); ``connected`` follows when it
         does, ``on_user_leave`` (reason ``timeout``) when it does not.
+        """
+
+    def on_screen_share(self, user_id: str, sharing: bool) -> Any:
+        """Another member started (``True``) or stopped (``False``) sharing its screen.
+
+        Its frames reach the kit's ``on_screen_frame`` (and ``PeerStats.screen_frames``)
+        while it shares; a member who leaves while sharing stops first.
         """
 
     def on_remote_track(self, user_id: str, track: MediaStreamTrack) -> Any:

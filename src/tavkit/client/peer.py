@@ -50,6 +50,13 @@ remote offer's extra m-lines before each answer. So an audience member answers e
 a ``sendrecv`` offer with ``recvonly`` (``inactive`` towards the recorder), and a
 member without a receive bit never asks for that kind.
 
+Screen share: a remote's shared screen is a video m-line of its own that its
+descriptions mark ``a=content:slides`` (:func:`~tavkit.protocol.sdp.slides_mids`).
+Such a section gets the sub-stream's direction (``recvonly`` with bit 128, else
+``inactive``), our answers carry the same mark (the server checks them with bits
+64/128), and its track's frames go to ``on_screen_frame`` and ``stats.screen_frames``,
+never to ``on_frame``. The Python client shares no screen itself.
+
 All negotiation steps run in order on one task per peer, so a signal never races
 another signal; every step has a timeout.
 """
@@ -91,7 +98,7 @@ from tavkit.protocol import (
     SessionDescription,
     SignalData,
 )
-from tavkit.protocol.sdp import allowed_direction
+from tavkit.protocol.sdp import allowed_direction, mark_slides, slides_mids
 
 __all__ = [
     "KICK_GRACE",
@@ -157,6 +164,7 @@ class PeerLink:
         stall_after: float = STALL_AFTER,
         connect_within: float = CONNECT_WITHIN,
         mark: Callable[[JoinPhase], None] = lambda phase: None,
+        on_screen_frame: Callable[[str, Frame], None] = lambda user_id, frame: None,
     ) -> None:
         self.remote_id = remote_id
         self.polite = local_id < remote_id
@@ -169,6 +177,9 @@ class PeerLink:
         self._send = send
         self._on_frame = on_frame
         self._on_track = on_track
+        self._on_screen_frame = on_screen_frame
+        #: Mids of the remote's screen sections (``a=content:slides``) on the current pc.
+        self._screen_mids: set[str] = set()
         self._on_give_up = on_give_up
         self._pc: RTCPeerConnection | None = None
         self._ignore_offer = False
@@ -281,6 +292,7 @@ class PeerLink:
                 return
             if pc is None or collision or self._is_new_session(pc, description.sdp):
                 pc = await self._new_pc()
+            self._screen_mids |= slides_mids(description.sdp)  # before the track events
             await pc.setRemoteDescription(RTCSessionDescription(description.sdp, "offer"))
             self._limit_directions(pc)  # m-lines aiortc added for the offer ask to receive
             self.initiator = False  # this session is the remote's: it repairs it
@@ -323,7 +335,8 @@ class PeerLink:
     async def _send_description(self, pc: RTCPeerConnection) -> None:
         local = pc.localDescription
         kind: Literal["offer", "answer"] = "offer" if local.type == "offer" else "answer"
-        await self._send(DescriptionData(SessionDescription(kind, local.sdp)))
+        sdp = mark_slides(local.sdp, self._screen_mids)  # the server checks them as screens
+        await self._send(DescriptionData(SessionDescription(kind, sdp)))
 
     @staticmethod
     def _is_new_session(pc: RTCPeerConnection, sdp: str) -> bool:
@@ -367,9 +380,13 @@ class PeerLink:
         self._pc = pc
         self._pending = []
         self._ignore_offer = False
+        self._screen_mids = set()
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
+            if self._is_screen(pc, track):
+                self._consumers.add(asyncio.create_task(self._consume_screen(track)))
+                return
             self._watch_first_rtp(pc)  # an answerer's receivers are made by the offer
             self._consumers.add(asyncio.create_task(self._consume(track)))
             self._on_track(self.remote_id, track)
@@ -395,11 +412,19 @@ class PeerLink:
         """Give every transceiver the widest direction the privileges allow, no wider."""
         for transceiver in pc.getTransceivers():
             if not transceiver.stopped:
+                screen = transceiver.mid in self._screen_mids
                 transceiver.direction = allowed_direction(
-                    transceiver.kind,
+                    "sub" if screen else transceiver.kind,
                     self._privileges,
-                    sending=transceiver.sender.track is not None,
+                    sending=transceiver.sender.track is not None and not screen,
                 )
+
+    def _is_screen(self, pc: RTCPeerConnection, track: MediaStreamTrack) -> bool:
+        """Whether ``track`` arrives on a section the remote marked as its screen."""
+        for transceiver in pc.getTransceivers():
+            if transceiver.receiver.track is track:
+                return transceiver.mid in self._screen_mids
+        return False
 
     async def _drop_pc(self) -> None:
         """Let go of the current connection; it closes in the background.
@@ -437,6 +462,16 @@ class PeerLink:
             if isinstance(frame, VideoFrame):
                 self._mark("first-frame")
             self._on_frame(self.remote_id, frame)
+
+    async def _consume_screen(self, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            if isinstance(frame, VideoFrame):
+                self.stats.count_screen(frame)
+                self._on_screen_frame(self.remote_id, frame)
 
     def _state_changed(self, state: str) -> None:
         self._log.debug("connection %s", state)

@@ -64,6 +64,10 @@ class PeerStats:
     """When the last frame (either kind) was decoded (monotonic): a stalled link shows here."""
     last_video_at: float | None = None
     """When the last video frame was decoded: video frozen while audio flows shows here."""
+    screen_frames: int = 0
+    """Frames decoded from the participant's shared screen (its own m-line), all shares."""
+    screen_width: int = 0
+    screen_height: int = 0
 
     def count(self, frame: Frame) -> None:
         """Count one decoded frame; note the first video and audio frame times."""
@@ -80,6 +84,11 @@ class PeerStats:
             self.audio_frames += 1
             if self.first_audio_ms is None:
                 self.first_audio_ms = elapsed
+
+    def count_screen(self, frame: VideoFrame) -> None:
+        """Count one decoded frame of the shared screen (never in ``video_frames``)."""
+        self.screen_frames += 1
+        self.screen_width, self.screen_height = frame.width, frame.height
 
     def summary(self) -> dict[str, Any]:
         """The ``tavkit call --json`` entry for this participant."""

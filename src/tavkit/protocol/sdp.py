@@ -14,17 +14,31 @@ media and need no bit. Video sections are the camera (bits 16/32) unless the sec
 is marked as a sub-stream (``a=content:slides``, RFC 4796, what screen sharing
 uses), which needs bits 64/128.
 
+Browsers and aiortc neither write nor keep that attribute, so the clients add it to
+every description they send (:func:`mark_slides`) on the sections they know to be a
+screen: their own, and those the other side's descriptions marked
+(:func:`slides_mids`). ``web/slides.js`` is the browser's copy.
+
 Pure functions, no I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from tavkit.auth.grants import Privilege
 
-__all__ = ["Direction", "MediaSection", "allowed_direction", "media_sections", "refusal"]
+__all__ = [
+    "Direction",
+    "MediaSection",
+    "allowed_direction",
+    "mark_slides",
+    "media_sections",
+    "refusal",
+    "slides_mids",
+]
 
 Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
 _DIRECTIONS: Final[frozenset[str]] = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
@@ -58,10 +72,12 @@ class MediaSection:
         return self.active and self.direction in ("sendrecv", "recvonly")
 
 
-def media_sections(sdp: str) -> list[MediaSection]:
+def media_sections(sdp: str, screens: Collection[str] = ()) -> list[MediaSection]:
     """The ``m=`` sections of ``sdp`` with their effective direction.
 
-    A session-level direction attribute applies to sections that set none.
+    A session-level direction attribute applies to sections that set none. A video
+    section is the sub-stream when it is marked ``a=content:slides`` or its mid is in
+    ``screens`` (an answer's sections for the offer's screens, marked or not).
     """
     session_direction: Direction = "sendrecv"
     sections: list[MediaSection] = []
@@ -69,12 +85,14 @@ def media_sections(sdp: str) -> list[MediaSection]:
     active = True
     direction: Direction | None = None
     content_sub = False
+    mid: str | None = None
 
     def close() -> None:
         if kind is None:
             return
         effective = direction or session_direction
-        actual = "sub" if kind == "video" and content_sub else kind
+        sub = content_sub or (mid is not None and mid in screens)
+        actual = "sub" if kind == "video" and sub else kind
         sections.append(MediaSection(actual, effective, active))
 
     for raw in sdp.splitlines():
@@ -86,6 +104,9 @@ def media_sections(sdp: str) -> list[MediaSection]:
             active = len(fields) < 2 or fields[1].split("/")[0] != "0"
             direction = None
             content_sub = False
+            mid = None
+        elif line.startswith("a=mid:"):
+            mid = line[len("a=mid:") :].strip()
         elif line.startswith("a="):
             attribute = line[2:]
             if attribute in _DIRECTIONS:
@@ -100,13 +121,15 @@ def media_sections(sdp: str) -> list[MediaSection]:
     return sections
 
 
-def refusal(sdp: str, privileges: int) -> str | None:
+def refusal(sdp: str, privileges: int, screens: Collection[str] = ()) -> str | None:
     """Why ``sdp`` exceeds ``privileges`` (the first section that does), or None if it fits.
 
     The message names the missing bit, e.g. ``"m=video would send without
     SEND_VIDEO (16)"``, so the refusal the member gets says exactly what to fix.
+    ``screens``: mids to read as screens whatever ``sdp`` says (:func:`media_sections`),
+    so an answer that drops the offer's mark is still checked with bits 64/128.
     """
-    for index, section in enumerate(media_sections(sdp)):
+    for index, section in enumerate(media_sections(sdp, screens)):
         bits = _BITS.get(section.kind)
         if bits is None:
             continue
@@ -141,3 +164,44 @@ def allowed_direction(kind: str, privileges: int, *, sending: bool = True) -> Di
     if receive:
         return "recvonly"
     return "inactive"
+
+
+def slides_mids(sdp: str) -> set[str]:
+    """The mids of the video sections of ``sdp`` marked ``a=content:slides``."""
+    mids: set[str] = set()
+    kind: str | None = None
+    mid: str | None = None
+    slides = False
+    for raw in [*sdp.splitlines(), "m=end"]:
+        line = raw.strip()
+        if line.startswith("m="):
+            if kind == "video" and slides and mid is not None:
+                mids.add(mid)
+            kind, mid, slides = (line[2:].split() or [""])[0], None, False
+        elif line.startswith("a=mid:"):
+            mid = line[len("a=mid:") :].strip()
+        elif line.startswith("a=content:"):
+            slides = slides or "slides" in line[len("a=content:") :].split(",")
+    return mids
+
+
+def mark_slides(sdp: str, mids: set[str]) -> str:
+    """``sdp`` with ``a=content:slides`` after the ``a=mid`` of each video section in ``mids``.
+
+    A section already marked is left as it is.
+    """
+    if not mids:
+        return sdp
+    eol = "\r\n" if "\r\n" in sdp else "\n"
+    marked = slides_mids(sdp)
+    out: list[str] = []
+    kind: str | None = None
+    for line in sdp.split(eol):
+        out.append(line)
+        if line.startswith("m="):
+            kind = (line[2:].split() or [""])[0]
+        elif kind == "video" and line.startswith("a=mid:"):
+            mid = line[len("a=mid:") :].strip()
+            if mid in mids and mid not in marked:
+                out.append("a=content:slides")
+    return eol.join(out)

@@ -62,5 +62,8 @@ class RecordingListener(Listener):
     def on_user_state(self, user_id: str, muted: bool, camera: bool) -> None:
         self.events.append(("on_user_state", user_id, muted, camera))
 
+    def on_screen_share(self, user_id: str, sharing: bool) -> None:
+        self.events.append(("on_screen_share", user_id, sharing))
+
     def on_user_connection(self, user_id: str, status: str) -> None:
         self.events.append(("on_user_connection", user_id, status))

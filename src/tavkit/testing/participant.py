@@ -75,7 +75,9 @@ class Participant:
         seed = kit.pop("seed", None)  # repeatable random losses
         kit.setdefault("host_addresses", list(LOOPBACK))
         kit.setdefault("video_bitrate", 300_000)
-        self.kit = TAvKit(relay.url, on_frame=self._on_frame, **kit)
+        self.kit = TAvKit(
+            relay.url, on_frame=self._on_frame, on_screen_frame=self._on_screen_frame, **kit
+        )
         # The kit's own map of peer connections, the one its quality reporter reads.
         self.network = Network(self.kit._peer_connections, relay, seed=seed)
 
@@ -165,6 +167,14 @@ class Participant:
     def video_frames_from(self, user_id: str) -> int:
         """Video frames decoded from ``user_id`` since entering (across reconnections)."""
         return self._counts[(user_id, "video")]
+
+    def screen_frames_from(self, user_id: str) -> int:
+        """Frames decoded from ``user_id``'s shared screen since entering (all its shares)."""
+        return self._counts[(user_id, "screen")]
+
+    def sharing(self, user_id: str) -> bool:
+        """Whether ``user_id`` shares its screen now (its last ``on_screen_share``)."""
+        return self._room_sharing(user_id)
 
     def audio_frames_from(self, user_id: str) -> int:
         """Audio frames decoded from ``user_id`` since entering (across reconnections)."""
@@ -260,6 +270,25 @@ class Participant:
             within=within,
         )
 
+    async def wait_for_screen_from(
+        self, user_id: str, frames: int = 10, *, within: float = TIMEOUT
+    ) -> None:
+        """Wait until ``user_id`` shares its screen and ``frames`` more of its frames
+        have been decoded from now (the camera's go on counting apart)."""
+        target = frames + self.screen_frames_from(user_id)
+        await self.wait_for(
+            lambda: self.sharing(user_id) and self.screen_frames_from(user_id) >= target,
+            f"{target} screen frames from {user_id} (has {self.screen_frames_from(user_id)}, "
+            f"sharing: {self.sharing(user_id)})",
+            within=within,
+        )
+
+    async def wait_for_screen_stop(self, user_id: str, *, within: float = TIMEOUT) -> None:
+        """Wait until ``user_id`` stops sharing its screen (``on_screen_share`` False)."""
+        await self.wait_for(
+            lambda: not self.sharing(user_id), f"{user_id} to stop sharing", within=within
+        )
+
     async def wait_for_audio_from(
         self, user_id: str, frames: int = 25, *, more: bool = False, within: float = TIMEOUT
     ) -> None:
@@ -353,6 +382,13 @@ class Participant:
 
     def __repr__(self) -> str:
         return f"<Participant {self.user_id} in room {self.room_id}>"
+
+    def _room_sharing(self, user_id: str) -> bool:
+        shares = [e[2] for e in self.listener.events if e[:2] == ("on_screen_share", user_id)]
+        return bool(shares and shares[-1])
+
+    def _on_screen_frame(self, user_id: str, frame: Any) -> None:
+        self._counts[(user_id, "screen")] += 1
 
     def _on_frame(self, user_id: str, frame: Any) -> None:
         if isinstance(frame, VideoFrame):

@@ -68,9 +68,10 @@
 // Devices (devices.js): start() may be handed the devices a pre-join check already
 // opened (`prepared`: the stream, and whether the microphone and camera start on),
 // else it opens the remembered ones. useDevice() switches the camera or microphone
-// in the call with replaceTrack, no renegotiation. A shared screen (share.js) is
-// sent instead of the camera the same way; while it is shared our state reads
-// camera-on, so the others show the screen even with the camera off.
+// in the call with replaceTrack, no renegotiation. A shared screen (share.js) goes
+// out beside the camera, on a video m-line of its own (mesh.js); our state frames
+// say `screen: true` meanwhile, and a member's says when its share starts and stops
+// (the `tavkit:remote-share` event, {userId, sharing}; false too when a sharer leaves).
 
 import { ApiClient } from "./api.js";
 import { Chat } from "./chat.js";
@@ -554,7 +555,7 @@ export class CallController extends EventTarget {
     return true;
   }
 
-  /** Share a screen instead of the camera (the browser asks which); resolves to whether it is shared. */
+  /** Share a screen beside the camera (the browser asks which); resolves to whether it is shared. */
   async startShare() {
     if (this.screen || !this.mayShare) return Boolean(this.screen);
     const gen = this.generation;
@@ -580,7 +581,7 @@ export class CallController extends EventTarget {
     return true;
   }
 
-  /** Stop sharing the screen; the camera goes out again. */
+  /** Stop sharing the screen (the camera goes on). */
   async stopShare() {
     const track = this.screen;
     if (!track) return;
@@ -713,8 +714,10 @@ export class CallController extends EventTarget {
     if (!this.peers.has(userId)) return;
     const visible = this.roster.visible(userId);
     const name = this.displayName(userId);
+    const sharing = Boolean(this.peers.get(userId)?.screen);
     this.mesh?.remove(userId);
     this.roster.remove(userId);
+    if (sharing) this.emit("tavkit:remote-share", { userId, sharing: false }); // its share ends too
     this.linkQuality.remove(userId);
     this.emit("tavkit:user-leave", { userId, reason: reason || "exit" });
     this.reporter?.log("info", "user-leave", { peer: userId, reason: reason || "exit" });
@@ -754,7 +757,11 @@ export class CallController extends EventTarget {
   }
 
   #memberState(frame) {
-    if (this.roster.setState(frame)) this.#changed();
+    const wasSharing = Boolean(this.peers.get(frame.userId)?.screen);
+    if (!this.roster.setState(frame)) return;
+    const sharing = Boolean(this.peers.get(frame.userId)?.screen);
+    if (sharing !== wasSharing) this.emit("tavkit:remote-share", { userId: frame.userId, sharing });
+    this.#changed();
   }
 
   #memberConnection({ userId, status }) {
@@ -767,7 +774,13 @@ export class CallController extends EventTarget {
   }
 
   #peerChanged(userId) {
-    if (this.roster.setConnection(userId, this.mesh?.get(userId))) this.#changed();
+    const was = this.peers.get(userId)?.status;
+    if (!this.roster.setConnection(userId, this.mesh?.get(userId))) return;
+    // Our state on a newcomer's arrival can beat its socket (it enters over REST first)
+    // and `screen` is not stored: once connected to it, say again that we share.
+    const now = this.peers.get(userId)?.status;
+    if (this.screen && now === "connected" && was !== "connected") this.#sendState();
+    this.#changed();
   }
 
   #socketStatus(status, info) {
@@ -846,9 +859,7 @@ export class CallController extends EventTarget {
   }
 
   #sendState() {
-    // A shared screen is video the others should see, camera on or off.
-    const camera = this.self.camera || Boolean(this.screen);
-    const state = { type: "state", muted: this.self.muted, camera };
+    const state = { type: "state", muted: this.self.muted, camera: this.self.camera };
     if (this.screen) state.screen = true; // not stored by the server: newcomers hear it again
     this.signaling?.send(state);
   }

@@ -164,6 +164,8 @@ const STRINGS = {
     exitFullscreen: "Exit full screen",
     pipOf: "Show {name} in picture-in-picture",
     exitPip: "Close picture-in-picture",
+    screenOf: "{name}'s screen",
+    yourScreen: "Your screen",
   },
   zh: {
     you: "我",
@@ -309,6 +311,8 @@ const STRINGS = {
     exitFullscreen: "退出全屏",
     pipOf: "以画中画显示{name}",
     exitPip: "关闭画中画",
+    screenOf: "{name} 的屏幕",
+    yourScreen: "你的屏幕",
   },
 };
 

@@ -2,8 +2,12 @@
 // picture-in-picture. The arithmetic is pure so it can be reasoned about (and
 // tested) without a browser; only makeDraggable touches the DOM.
 
-/** "solo" (only us), "pip" (1v1: the other fills, we float) or "grid" (3 and more). */
-export function layoutFor(count) {
+/**
+ * "solo" (only us), "pip" (1v1: the other fills, we float), "grid" (3 and more), or
+ * "share" while a screen is shown (the screen large, the cameras small: screen-tiles.js).
+ */
+export function layoutFor(count, sharing = false) {
+  if (sharing) return "share";
   if (count <= 1) return "solo";
   if (count === 2) return "pip";
   return "grid";

@@ -30,9 +30,19 @@
 // audience member answers a sendrecv offer with recvonly (inactive towards the
 // recorder) and a member without a receive bit never asks for that kind: the
 // server, which checks every relayed SDP, never has to refuse one of ours.
+//
+// A shared screen (Mesh.setScreen) is a video m-line of its own, beside the camera's:
+// a sendonly transceiver added to every connection, which renegotiates. Every
+// description we send marks the screen's sections `a=content:slides` (slides.js), so
+// the other side, the Python client and the server's check (bits 64/128 for it, not
+// the camera's 16/32) tell it from the camera; a remote description's marks say which
+// of its tracks is a screen (Peer.screenStream). Stopping sets the transceiver
+// inactive (another renegotiation) and keeps it for the next share, so the m-lines do
+// not pile up.
 
 import { allowedDirection, maySend } from "./privileges.js";
 import { PRIVILEGE } from "./protocol.js";
+import { markSlides, slidesMids } from "./slides.js";
 
 const RESTARTS = 3; // ICE restarts before a peer is reported lost (trtc -1307)
 const SLOW_RESTART = 10000; // ms between the restarts of a peer reported lost
@@ -70,6 +80,9 @@ class Peer {
     this.polite = mesh.selfId < userId; // plain string comparison, as both sides do it
     this.pc = new RTCPeerConnection(mesh.rtcConfig);
     this.stream = null;
+    this.screenStream = null; // the remote's shared screen, or null
+    this.screenTx = null; // our screen's transceiver, once we shared on this connection
+    this.screenMids = new Set(); // the mids of screen sections, ours and the remote's
     this.status = "connecting";
     this.makingOffer = false;
     this.ignoreOffer = false;
@@ -100,7 +113,7 @@ class Peer {
         this.makingOffer = true;
         this.#limitDirections();
         await pc.setLocalDescription();
-        this.#send({ description: pc.localDescription.toJSON() });
+        this.#send({ description: this.#described() });
         this.#mark("offer");
         this.offerRetries = 0;
         this.tune(); // now, so the encoder starts with its budget (see tune())
@@ -113,7 +126,19 @@ class Peer {
     pc.onicecandidate = ({ candidate }) => {
       this.#send({ candidate: candidate ? candidate.toJSON() : null });
     };
-    pc.ontrack = ({ track, streams }) => {
+    pc.ontrack = ({ track, streams, transceiver }) => {
+      if (this.screenMids.has(transceiver?.mid)) {
+        // Without the receive bit we answered inactive: nothing will ever play.
+        if (allowedDirection("sub", this.mesh.privileges, false) === "inactive") return;
+        const show = () => {
+          this.screenStream = new MediaStream([track]); // a fresh one: the tile restarts
+          this.mesh.changed(this.userId);
+        };
+        // Shown from its first packet, so a share never opens on a black tile.
+        if (track.muted) track.addEventListener("unmute", show, { once: true });
+        else show();
+        return;
+      }
       // A remote track is muted until its first RTP packet arrives.
       if (!track.muted) this.#mark("first-rtp");
       else track.addEventListener("unmute", () => this.#mark("first-rtp"), { once: true });
@@ -151,6 +176,33 @@ class Peer {
       }
       this.#limitDirections(); // an answerer's are set once the offer has paired them
     }
+    // An answerer's screen waits for the answer (#apply): added now, it could start an
+    // offer of ours while the remote's is being applied.
+    if (offerer && this.mesh.screen) this.setScreen(this.mesh.screen);
+  }
+
+  /**
+   * Send `screen` on this connection's screen transceiver (added the first time),
+   * or nothing (null: the transceiver goes inactive). Either renegotiates.
+   */
+  async setScreen(screen) {
+    // The recorder records cameras and microphones; its offers are its own to repair.
+    if (this.hidden || this.pc.signalingState === "closed") return;
+    if (screen && !this.screenTx) {
+      const direction = maySend("sub", this.mesh.privileges) ? "sendonly" : "inactive";
+      this.screenTx = this.pc.addTransceiver(screen, { direction, streams: [new MediaStream([screen])] });
+      return;
+    }
+    if (!this.screenTx) return;
+    await this.screenTx.sender.replaceTrack(screen || null);
+    this.#limitDirections();
+  }
+
+  /** Our local description as sent: the screen's sections marked (slides.js). */
+  #described() {
+    const description = this.pc.localDescription.toJSON();
+    if (this.screenTx?.mid) this.screenMids.add(this.screenTx.mid);
+    return { ...description, sdp: markSlides(description.sdp, this.screenMids) };
   }
 
   /** Our privileges changed (a renewed privateMapKey): narrow, renegotiating if need be. */
@@ -163,8 +215,7 @@ class Peer {
     const privileges = this.mesh.privileges;
     for (const transceiver of this.pc.getTransceivers()) {
       if (transceiver.direction === "stopped" || transceiver.currentDirection === "stopped") continue;
-      const kind = transceiver.receiver.track.kind;
-      const direction = allowedDirection(kind, privileges, Boolean(transceiver.sender.track));
+      const direction = this.#allowed(transceiver, privileges);
       if (transceiver.direction === direction) continue;
       try {
         transceiver.direction = direction;
@@ -172,6 +223,16 @@ class Peer {
         this.#log("cannot set a transceiver's direction", err); // stopped meanwhile
       }
     }
+  }
+
+  /** A transceiver's widest direction: a screen's sends one way only (ours) or receives. */
+  #allowed(transceiver, privileges) {
+    if (transceiver === this.screenTx) {
+      return transceiver.sender.track && maySend("sub", privileges) ? "sendonly" : "inactive";
+    }
+    if (this.screenMids.has(transceiver.mid)) return allowedDirection("sub", privileges, false);
+    const kind = transceiver.receiver.track.kind;
+    return allowedDirection(kind, privileges, Boolean(transceiver.sender.track));
   }
 
   /** Queue one signal; they are applied strictly in arrival order. */
@@ -199,14 +260,16 @@ class Peer {
         return; // a duplicate of an answer already applied
       }
       this.settingAnswer = description.type === "answer";
+      for (const mid of slidesMids(description.sdp)) this.screenMids.add(mid); // before ontrack
       await pc.setRemoteDescription(description);
       this.settingAnswer = false;
       if (description.type === "offer") {
         this.#limitDirections(); // the m-lines the offer added ask to receive
         await pc.setLocalDescription();
-        this.#send({ description: pc.localDescription.toJSON() });
+        this.#send({ description: this.#described() });
         this.#mark("answer");
         this.tune();
+        if (this.mesh.screen && !this.screenTx) this.setScreen(this.mesh.screen); // we offer it next
       }
     } else if ("candidate" in data) {
       // A null candidate ends the remote's gathering; browsers infer that anyway.
@@ -249,7 +312,7 @@ class Peer {
     if (this.offerRetries >= OFFER_RETRIES) return;
     this.offerRetries += 1;
     this.#log("offer unanswered, sending it again");
-    this.#send({ description: pc.localDescription.toJSON() });
+    this.#send({ description: this.#described() });
   }
 
   #connectionState() {
@@ -287,6 +350,7 @@ class Peer {
     const budget = videoBudget(this.mesh.size() + 1);
     for (const sender of this.pc.getSenders()) {
       if (!sender.track || sender.track.kind !== "video") continue;
+      if (sender === this.screenTx?.sender) continue; // a screen keeps its text legible
       const params = sender.getParameters();
       if (!params.encodings || params.encodings.length === 0) continue; // not negotiated yet
       const current = params.encodings[0];
@@ -372,7 +436,7 @@ export class Mesh {
     this.mark = mark || null;
     this.log = log || (() => {});
     this.localStream = null;
-    this.screen = null; // a shared screen's track, sent instead of the camera
+    this.screen = null; // a shared screen's track, sent beside the camera
     this.peers = new Map();
   }
 
@@ -454,42 +518,26 @@ export class Mesh {
     }
   }
 
-  /**
-   * The tracks a new connection sends: the local stream's, the screen (setScreen)
-   * in place of the camera while it is shared.
-   */
+  /** The tracks a new connection sends from the local stream (the screen goes apart). */
   outgoing(stream) {
-    const tracks = stream?.getTracks() || [];
-    if (!this.screen) return tracks;
-    return [this.screen, ...tracks.filter((t) => t.kind !== "video")];
+    return stream?.getTracks() || [];
   }
 
   /**
-   * Send `screen` (a getDisplayMedia track) instead of the camera, or the camera
-   * again (null), on every connection: replaceTrack on the video transceiver, so no
-   * renegotiation while there is a camera; without one the transceiver's direction
-   * widens (or narrows back), which renegotiates.
+   * Send `screen` (a getDisplayMedia track) beside the camera on every connection,
+   * now and on those made later, or stop sending it (null); see the module comment.
    */
   async setScreen(screen) {
     this.screen = screen || null;
-    const camera = this.localStream?.getVideoTracks()[0] || null;
-    const jobs = [];
-    for (const peer of this.peers.values()) {
-      const video = peer.pc
-        .getTransceivers()
-        .find((t) => t.receiver.track.kind === "video" && t.direction !== "stopped");
-      if (!video) continue;
-      jobs.push(video.sender.replaceTrack(this.screen || camera).then(() => peer.restrict()));
-    }
-    await Promise.all(jobs);
+    await Promise.all([...this.peers.values()].map((peer) => peer.setScreen(this.screen)));
   }
 
   /** Swap the outgoing track of one kind everywhere (camera switch); no renegotiation. */
   async replaceTrack(kind, track) {
-    if (kind === "video" && this.screen) return; // the screen goes out, the camera waits
     const jobs = [];
     for (const peer of this.peers.values()) {
       for (const sender of peer.pc.getSenders()) {
+        if (sender === peer.screenTx?.sender) continue; // the screen stays
         if (sender.track && sender.track.kind === kind) jobs.push(sender.replaceTrack(track));
       }
     }

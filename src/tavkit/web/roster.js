@@ -70,6 +70,8 @@ export class Roster {
       status: "connecting",
       away: false, // the server's word: its link dropped, it may resume
       stream: null,
+      screen: false, // sharing its screen (member-state), shown once screenStream plays
+      screenStream: null,
     });
     this.#queueInfo(member.userId);
     return true;
@@ -108,12 +110,13 @@ export class Roster {
     return true;
   }
 
-  /** A member's connection as the mesh sees it ({status, stream}); whether both are known. */
+  /** A member's connection as the mesh sees it ({status, stream, screenStream}); whether known. */
   setConnection(userId, remote) {
     const peer = this.peers.get(userId);
     if (!peer || !remote) return false;
     peer.status = remote.status;
     peer.stream = remote.stream;
+    peer.screenStream = remote.screenStream || null; // its shared screen's m-line (mesh.js)
     return true;
   }
 

@@ -1,16 +1,18 @@
 // Screen share: what may be shared, and opening the screen.
 //
-// A shared screen replaces the camera on the video that every connection already
-// sends (Mesh.setScreen, RTCRtpSender.replaceTrack): no new m-line, no renegotiation,
-// and the others' tiles show it where they showed our camera. Stopping, from our
-// button or from the browser's own "Stop sharing" (the track ends), puts the camera
-// back the same way.
+// A shared screen goes out beside the camera, not in its place: a second video
+// m-line on every connection, marked `a=content:slides` in the SDP (mesh.js,
+// slides.js), which adding and stopping renegotiate. The others see it as a large
+// tile of its own with the sharer's camera small beside it (screen-tiles.js, layout
+// "share"); our own share shows as a local preview the same way. Stopping, from our
+// button or from the browser's own "Stop sharing" (the track ends), sets that m-line
+// inactive and the layout returns.
 //
 // Who may share: a browser with getDisplayMedia (phones have none, so the button is
-// not shown there) and a member whose privileges allow sending video and the video
-// sub-stream (bits 16 and 64, privileges.js). The screen rides the camera's m-line,
-// so the server's SDP check sees video, not a sub-stream; the sub-stream bit is
-// honoured here, by the component, as the camera's is by the server.
+// not shown there) and a member whose privileges allow sending the video sub-stream
+// (bit 64, privileges.js). The server checks it on every relayed SDP: a slides
+// section needs bit 64 to send and 128 to receive (tavkit.protocol.sdp); a member
+// without 128 answers the screen's m-line inactive and never receives it.
 
 import { callError } from "./errors.js";
 import { maySend } from "./privileges.js";
@@ -22,7 +24,7 @@ export function canShareScreen() {
 
 /** Whether a member with `privileges` may share its screen from this browser. */
 export function mayShareScreen(privileges) {
-  return canShareScreen() && maySend("video", privileges) && maySend("sub", privileges);
+  return canShareScreen() && maySend("sub", privileges);
 }
 
 /**

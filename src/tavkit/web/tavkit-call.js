@@ -15,7 +15,8 @@
 // With the `prejoin` attribute or start({prejoin: true}) a pre-join check comes
 // first (prejoin.js); its devices and toggles carry into the call. In the call a
 // devices menu (device-menu.js) switches camera, microphone and speaker, and Share
-// (share.js) sends the screen instead of the camera; our own tile shows it whole.
+// (share.js) sends the screen beside the camera; every shared screen, ours too, is a
+// large tile of its own with the cameras small beside it (screen-tiles.js).
 //
 // Tiles are for members who publish: none for us when our privileges let us send
 // nothing, none for a remote member whose `publish` bits are 0 (an audience member,
@@ -35,7 +36,7 @@ import { gridShape, layoutFor, makeDraggable } from "./layout.js";
 import { askForCredentials } from "./renewal.js";
 import { classify, deviceOf, screenFor } from "./screens.js";
 import { createTile, updateTile } from "./tiles.js";
-import { addTileActions, updateTileActions } from "./tile-actions.js";
+      updateTileActions(tile, t, info.name);
 import { DeviceMenu } from "./device-menu.js";
 import { applySpeaker, recall, remember } from "./devices.js";
 import { Prejoin } from "./prejoin.js";
@@ -43,6 +44,7 @@ import { Prejoin } from "./prejoin.js";
 const STYLESHEET = new URL("./tavkit.css", import.meta.url).href;
 const DEVICES_STYLESHEET = new URL("./devices.css", import.meta.url).href;
 const TILE_ACTIONS_STYLESHEET = new URL("./tile-actions.css", import.meta.url).href;
+const SCREENS_STYLESHEET = new URL("./screen-tiles.css", import.meta.url).href;
 const NOTICE_MS = 4000; // how long a notice stays up
 const STATUS_TEXT = {
   idle: "idle",
@@ -57,6 +59,7 @@ const TEMPLATE = `
 <link rel="stylesheet" href="${STYLESHEET}">
 <link rel="stylesheet" href="${DEVICES_STYLESHEET}">
 <link rel="stylesheet" href="${TILE_ACTIONS_STYLESHEET}">
+<link rel="stylesheet" href="${SCREENS_STYLESHEET}">
 <div class="tv-call" part="call" data-state="idle" data-layout="solo">
   <header class="tv-topbar" part="topbar">
     <span class="tv-room"></span>
@@ -121,7 +124,8 @@ export class TavkitCall extends HTMLElement {
   #prejoin = null; // the pre-join check (prejoin.js)
   #menu = null; // the devices menu (device-menu.js)
   #speaker = recall().speaker; // the chosen output device ("" = the browser's)
-  #screenStream = null; // our shared screen as a stream for our own tile
+  #screenStream = null; // our shared screen as a stream for its preview tile
+  #screens = new ScreenTiles({ play: (video) => this.#play(video, true), onResize: () => this.#fitGrid() });
 
   constructor() {
     super();
@@ -281,12 +285,12 @@ export class TavkitCall extends HTMLElement {
     return this.#controller.useDevice(kind, deviceId);
   }
 
-  /** Share a screen in place of the camera (the browser asks which); resolves to whether it is shared. */
+  /** Share a screen beside the camera (the browser asks which); resolves to whether it is shared. */
   startShare() {
     return this.#controller.startShare();
   }
 
-  /** Stop sharing the screen: the camera goes out again. */
+  /** Stop sharing the screen; its tile goes and the layout returns. */
   stopShare() {
     return this.#controller.stopShare();
   }
@@ -454,7 +458,7 @@ export class TavkitCall extends HTMLElement {
     const t = translator(this.#lang());
     const call = root.querySelector(".tv-call");
     const count = c.active ? c.peers.size + 1 : 0;
-    const layout = layoutFor(this.#tileCount(c));
+    const layout = layoutFor(this.#tileCount(c), this.#shares(c, t).length > 0);
     call.dataset.state = c.state;
     call.dataset.layout = layout;
     call.lang = this.#lang() === "zh" ? "zh-CN" : "en";
@@ -673,26 +677,39 @@ export class TavkitCall extends HTMLElement {
     el.innerHTML = html;
   }
 
+  /** The screens on show (screen-tiles.js): ours first, then each member's that plays. */
+  #shares(c, t) {
+    if (!c.active) return [];
+    const screen = c.screen;
+    if (this.#screenStream?.getVideoTracks()[0] !== screen) {
+      this.#screenStream = screen ? new MediaStream([screen]) : null;
+    }
+    const shares = [];
+    if (screen && c.self.userId) {
+      shares.push({ userId: c.self.userId, name: t("you"), stream: this.#screenStream, local: true });
+    }
+    for (const peer of c.peers.values()) {
+      if (!peer.screen || !peer.screenStream) continue;
+      shares.push({ userId: peer.userId, name: peer.userName || peer.userId, stream: peer.screenStream });
+    }
+    return shares;
+  }
+
   #renderTiles(root, c, t, layout) {
     const stage = root.querySelector(".tv-stage");
+    this.#screens.render(stage, this.#shares(c, t), t);
     const wanted = new Map();
     if (c.active && c.self.userId && c.publishing) {
-      // While we share, our tile shows the screen (whole, never mirrored).
-      const screen = c.screen;
-      if (this.#screenStream?.getVideoTracks()[0] !== screen) {
-        this.#screenStream = screen ? new MediaStream([screen]) : null;
-      }
       wanted.set(c.self.userId, {
         local: true,
         name: c.self.userName || t("you"),
         initialsOf: c.self.userName || c.self.userId, // our initials, never "YO" of "You"
         avatarUrl: c.self.avatarUrl,
         muted: c.self.muted,
-        camera: c.self.camera || Boolean(screen),
+        camera: c.self.camera,
         status: "connected",
-        stream: this.#screenStream || c.localStream,
-        mirror: c.self.front && !screen,
-        screen: Boolean(screen),
+        stream: c.localStream,
+        mirror: c.self.front,
         speaking: c.voices.speaking.has(c.self.userId),
         quality: c.linkQuality.best(),
       });
@@ -712,7 +729,7 @@ export class TavkitCall extends HTMLElement {
         });
       }
     }
-    for (const tile of [...stage.children]) {
+    for (const tile of stage.querySelectorAll(":scope > .tv-tile[data-user-id]")) {
       if (!wanted.has(tile.dataset.userId)) tile.remove();
     }
     let index = 0;
@@ -729,7 +746,6 @@ export class TavkitCall extends HTMLElement {
       tile.style.order = String(info.local ? 0 : ++index);
       const started = updateTile(tile, info, t);
       updateTileActions(tile, t, info.name);
-      tile.toggleAttribute("data-screen", Boolean(info.screen));
       if (!info.local) applySpeaker(tile.querySelector("video"), this.#speaker);
       if (started) this.#play(started, info.local);
       if (started && !info.local && started.requestVideoFrameCallback) {
@@ -763,10 +779,11 @@ export class TavkitCall extends HTMLElement {
   #fitGrid() {
     const stage = this.shadowRoot?.querySelector(".tv-stage");
     if (!stage) return;
-    const count = stage.children.length;
+    const count = stage.querySelectorAll(":scope > .tv-tile[data-user-id]").length; // cameras
     const box = stage.getBoundingClientRect();
     const videos = [...stage.querySelectorAll(".tv-tile video")];
-    const aspect = tileAspect(videos.map((v) => [v.videoWidth, v.videoHeight]));
+    const cameras = videos.filter((v) => !v.parentElement.hasAttribute("data-screen"));
+    const aspect = tileAspect(cameras.map((v) => [v.videoWidth, v.videoHeight]));
     const { cols, rows, width, height } = gridShape(count, box.width, box.height, aspect);
     stage.style.setProperty("--tv-cols", String(cols));
     stage.style.setProperty("--tv-rows", String(rows));

@@ -72,7 +72,7 @@ from tavkit.protocol import (
     parse_client_frame,
     silence_after,
 )
-from tavkit.protocol.sdp import refusal
+from tavkit.protocol.sdp import refusal, slides_mids
 from tavkit.server.bus import session_channel
 from tavkit.server.context import ServerContext
 from tavkit.server.events import (
@@ -175,6 +175,7 @@ class SignalingConnection:
         "_resumed",
         "_room_closing",
         "_screen",
+        "_screen_mids",
         "_settings",
         "_states",
         "_tag",
@@ -221,6 +222,9 @@ class SignalingConnection:
         self._touch_every = min(TOUCH_EVERY, self._settings.heartbeat_timeout / 4)
         self._last_touch = -math.inf
         self._others: dict[str, float] = {}  # the other members: userId -> joinedAt
+        # userId -> the mids its descriptions to us marked as screens: our descriptions
+        # to it are checked with those sections as screens, marked or not.
+        self._screen_mids: dict[str, set[str]] = {}
         self._links = OthersLinks()  # which of them our client was told are reconnecting
         self._own_link = OwnLink(
             silence_after(self._settings.heartbeat_interval, self._settings.heartbeat_timeout),
@@ -548,7 +552,8 @@ class SignalingConnection:
             )
         if isinstance(msg.data, DescriptionData) and msg.data.description.type != "rollback":
             # The privateMapKey's bits hold on every offer and answer, not only at enter.
-            why = refusal(msg.data.description.sdp, self.privileges)
+            screens = self._screen_mids.get(msg.to, ())
+            why = refusal(msg.data.description.sdp, self.privileges, screens)
             if why is not None:
                 raise FrameError(ServerCode.INVALID_PARAMETER, f"signal.data: {why}", ref=msg.id)
         relay_only = self._settings.ice_transport_policy_of(self._claims.sdk_app_id) == "relay"
@@ -716,6 +721,9 @@ class SignalingConnection:
     def _on_event(self, event: Event) -> None:
         if isinstance(event, SignalEvent):
             if event.to == self.user_id and event.sender != self.user_id:
+                if isinstance(event.data, DescriptionData):
+                    mids = slides_mids(event.data.description.sdp)
+                    self._screen_mids.setdefault(event.sender, set()).update(mids)
                 self.send(SignalFrom(event.sender, event.data))
         elif isinstance(event, MemberJoinedEvent):
             user_id, joined_at = event.member.user_id, event.member.joined_at
@@ -729,6 +737,7 @@ class SignalingConnection:
                 self._own_leave(event.reason)
             elif event.user_id != self.user_id:
                 self._others.pop(event.user_id, None)
+                self._screen_mids.pop(event.user_id, None)
                 self._links.forget(event.user_id)
                 self.send(MemberLeft(event.user_id, event.reason))
         elif isinstance(event, MemberStateEvent):
