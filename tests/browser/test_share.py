@@ -131,9 +131,9 @@ def _pair(open_call: OpenCall, server: Server, room: int) -> tuple[CallPage, Cal
 def test_a_shared_screen_is_its_own_large_tile_beside_the_sharers_camera(
     open_call: OpenCall, call_server: Server, room: int
 ) -> None:
-    """Alice shares: Bob sees a large 16:9 screen tile and Alice's 4:3 camera still moving
-    small beside it, Alice sees her own preview the same way; Stop removes the tile and
-    the 1:1 layout returns, on both pages."""
+    """Alice shares: Bob sees a large 16:9 screen tile (with a full-screen button) and
+    Alice's 4:3 camera still moving small beside it, Alice sees her own preview the same
+    way; Stop removes the tile and the 1:1 layout returns, on both pages."""
     alice, bob = _pair(open_call, call_server, room)
     _advancing(bob, _camera("alice"))
     assert bob.layout() == "pip"
@@ -151,6 +151,11 @@ def test_a_shared_screen_is_its_own_large_tile_beside_the_sharers_camera(
     assert bob.tile_ids() == ["bob", "alice"]  # the camera tiles are all still there
     label = bob.page.locator("tavkit-call .tv-screen-tile .tv-name")
     expect(label).to_have_text("Name of alice's screen")
+    # The others' screen can go full screen like their camera (tile-actions.js); ours not.
+    expect(
+        bob.page.locator('tavkit-call .tv-screen-tile [data-tile-action="fullscreen"]')
+    ).to_have_attribute("aria-label", "Show Name of alice's screen full screen")
+    expect(alice.page.locator("tavkit-call .tv-screen-tile .tv-tile-actions")).to_have_count(0)
     # Large and small: the screen's tile has several times the area of a camera's.
     big = bob.page.locator("tavkit-call .tv-screen-tile").bounding_box()
     small = bob.tile("alice").bounding_box()

@@ -9,7 +9,11 @@
 // place, as camera tiles are, and goes when its share stops.
 //
 // A screen tile has no data-user-id (that names a member's camera tile); its tile
-// and <video> carry data-screen-of="<userId>" instead.
+// and <video> carry data-screen-of="<userId>" instead. Another member's screen has
+// the full-screen and picture-in-picture buttons of tile-actions.js, as their camera
+// tiles do: a slide read on a phone wants the whole screen.
+
+import { addTileActions, updateTileActions } from "./tile-actions.js";
 
 /** The screen tiles of one stage. */
 export class ScreenTiles {
@@ -43,6 +47,7 @@ export class ScreenTiles {
       const name = tile.querySelector(".tv-name");
       if (name.textContent !== label) name.textContent = label;
       tile.setAttribute("aria-label", label);
+      updateTileActions(tile, t, label);
       const video = tile.querySelector("video");
       if (video.srcObject !== share.stream) {
         video.srcObject = share.stream;
@@ -65,6 +70,7 @@ export class ScreenTiles {
     video.muted = true; // a screen carries no sound here
     video.dataset.screenOf = userId;
     video.addEventListener("resize", () => this.#onResize());
+    if (!local) addTileActions(tile, () => this.#onResize());
     return tile;
   }
 }
