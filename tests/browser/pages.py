@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -347,3 +349,21 @@ class CallPage:
         path = ARTIFACTS / name
         self.page.screenshot(path=str(path))
         return path
+
+
+def joined_pair(
+    open_call: Callable[..., CallPage], server: Server, room: int
+) -> tuple[CallPage, CallPage]:
+    """Alice, then Bob, in ``room``, each connected to the other."""
+    alice = open_call("alice")
+    assert alice.join(server, room) is True
+    bob = open_call("bob")
+    assert bob.join(server, room) is True
+    alice.wait_connected("bob")
+    bob.wait_connected("alice")
+    return alice, bob
+
+
+def keep(page: CallPage, name: str) -> None:
+    """Save a screenshot for review, under test-artifacts/ and in /tmp."""
+    shutil.copy(page.screenshot(name), f"/tmp/{name}")

@@ -6,14 +6,13 @@ three speakers. Screen share, its own tile beside the camera, is ``test_share.py
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
-from .pages import POLL, CallPage, Server
+from .pages import POLL, CallPage, Server, joined_pair, keep
 
 pytestmark = pytest.mark.browser
 
@@ -50,22 +49,6 @@ def _remote_sdp(page: CallPage, user_id: str) -> str:
 
 def _pj(page: CallPage, selector: str) -> Any:
     return page.page.locator(f"tavkit-call .tv-prejoin {selector}")
-
-
-def _keep(page: CallPage, name: str) -> None:
-    """Save a screenshot for review (test-artifacts/ and /tmp)."""
-    path = page.screenshot(name)
-    shutil.copy(path, f"/tmp/{name}")
-
-
-def _pair(open_call: OpenCall, server: Server, room: int) -> tuple[CallPage, CallPage]:
-    alice = open_call("alice")
-    assert alice.join(server, room) is True
-    bob = open_call("bob")
-    assert bob.join(server, room) is True
-    alice.wait_connected("bob")
-    bob.wait_connected("alice")
-    return alice, bob
 
 
 def test_prejoin_check_shows_preview_and_level_and_its_choices_carry_into_the_call(
@@ -125,13 +108,13 @@ def test_prejoin_check_shows_preview_and_level_and_its_choices_carry_into_the_ca
         arg=[camera_id, mic_id],
         polling=POLL,
     )
-    _keep(alice, "prejoin-desktop.png")
+    keep(alice, "prejoin-desktop.png")
     _pj(alice, '[data-pj="mic"]').click()
     _pj(alice, '[data-pj="camera"]').click()
     expect(_pj(alice, ".tv-pj-off")).to_be_visible()
     expect(_pj(alice, ".tv-pj-level")).to_be_hidden()
     alice.page.set_viewport_size({"width": 390, "height": 844})
-    _keep(alice, "prejoin-phone-off.png")
+    keep(alice, "prejoin-phone-off.png")
     opened = alice.tv("gum")
 
     _pj(alice, ".tv-pj-join").click()
@@ -160,7 +143,7 @@ def test_switching_devices_in_the_call_keeps_the_other_side_receiving_without_an
 ) -> None:
     """Picking the other camera and microphone in the devices menu replaces the sent
     tracks on the connection; Bob keeps decoding Alice's video and no new offer is made."""
-    alice, bob = _pair(open_call, call_server, room)
+    alice, bob = joined_pair(open_call, call_server, room)
     bob.wait_video_decoding("alice", frames=5)
     offer = _remote_sdp(bob, "alice")
     before = alice.call(_SENT)
@@ -181,7 +164,7 @@ def test_switching_devices_in_the_call_keeps_the_other_side_receiving_without_an
         for v in mic.locator("option").evaluate_all("os => os.map(o => o.value)")
         if v != before["audio"]["deviceId"]
     )
-    _keep(alice, "prejoin-devices-menu.png")
+    keep(alice, "prejoin-devices-menu.png")
     camera.select_option(other_camera)
     alice.page.wait_for_function(
         f"(id) => ({_SENT})(document.getElementById('call')).video.deviceId === id",

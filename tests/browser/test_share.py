@@ -9,7 +9,6 @@ participant (aiortc) in the same room receives the screen as an extra track.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -21,7 +20,7 @@ from tavkit.auth import Privilege
 from tavkit.protocol.sdp import media_sections, refusal
 from tavkit.testing import Participant
 
-from .pages import POLL, CallPage, Server
+from .pages import POLL, CallPage, Server, joined_pair, keep
 
 pytestmark = pytest.mark.browser
 
@@ -113,28 +112,13 @@ def _advancing(page: CallPage, selector: str, frames: int = 10) -> None:
     )
 
 
-def _keep(page: CallPage, name: str) -> None:
-    """Save a screenshot for review (test-artifacts/ and /tmp)."""
-    shutil.copy(page.screenshot(name), f"/tmp/{name}")
-
-
-def _pair(open_call: OpenCall, server: Server, room: int) -> tuple[CallPage, CallPage]:
-    alice = open_call("alice")
-    assert alice.join(server, room) is True
-    bob = open_call("bob")
-    assert bob.join(server, room) is True
-    alice.wait_connected("bob")
-    bob.wait_connected("alice")
-    return alice, bob
-
-
 def test_a_shared_screen_is_its_own_large_tile_beside_the_sharers_camera(
     open_call: OpenCall, call_server: Server, room: int
 ) -> None:
     """Alice shares: Bob sees a large 16:9 screen tile (with a full-screen button) and
     Alice's 4:3 camera still moving small beside it, Alice sees her own preview the same
     way; Stop removes the tile and the 1:1 layout returns, on both pages."""
-    alice, bob = _pair(open_call, call_server, room)
+    alice, bob = joined_pair(open_call, call_server, room)
     _advancing(bob, _camera("alice"))
     assert bob.layout() == "pip"
 
@@ -162,11 +146,11 @@ def test_a_shared_screen_is_its_own_large_tile_beside_the_sharers_camera(
     assert big and small and big["width"] * big["height"] > 4 * small["width"] * small["height"]
     _advancing(alice, _screen("alice"))  # our own preview
     assert [e for e in bob.events("tavkit:remote-share")] == [{"userId": "alice", "sharing": True}]
-    _keep(bob, "share-remote-desktop.png")
-    _keep(alice, "share-local-desktop.png")
+    keep(bob, "share-remote-desktop.png")
+    keep(alice, "share-local-desktop.png")
     bob.page.set_viewport_size({"width": 390, "height": 844})
     bob.page.wait_for_timeout(300)  # one layout pass; nothing is measured after it
-    _keep(bob, "share-remote-phone.png")
+    keep(bob, "share-remote-phone.png")
 
     share.click()
     expect(bob_screen).to_have_count(0, timeout=20_000)
@@ -189,7 +173,7 @@ def test_a_member_who_joins_during_a_share_sees_the_screen_and_every_camera(
     """Carol enters while Alice shares: she gets the screen tile (Alice offers it once
     she has answered Carol) beside Alice's and Bob's cameras, in the share layout; when
     Alice leaves, her share goes with her and the layout returns."""
-    alice, bob = _pair(open_call, call_server, room)
+    alice, bob = joined_pair(open_call, call_server, room)
     assert alice.call("(el) => el.startShare()") is True
     _advancing(bob, _screen("alice"))
     carol = open_call("carol")
@@ -200,7 +184,7 @@ def test_a_member_who_joins_during_a_share_sees_the_screen_and_every_camera(
     _advancing(carol, _camera("bob"))
     assert carol.layout() == "share"
     assert sorted(carol.tile_ids()) == ["alice", "bob", "carol"]
-    _keep(carol, "share-three-desktop.png")
+    keep(carol, "share-three-desktop.png")
     assert carol.tv("errors") == [] and alice.tv("errors") == []
 
     alice.call("(el) => el.hangup()")  # a sharer who leaves ends its share
