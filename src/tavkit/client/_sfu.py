@@ -26,7 +26,6 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSes
 from aiortc.mediastreams import MediaStreamError
 from av.frame import Frame
 
-from tavkit.auth import Privilege
 from tavkit.client._publish import Publisher
 from tavkit.client.peer import _prefer_vp8
 from tavkit.client.sinks import PeerStats
@@ -38,7 +37,7 @@ from tavkit.protocol import (
     MediaSignalTo,
     SessionDescription,
 )
-from tavkit.protocol.sdp import allowed_direction
+from tavkit.protocol.sdp import allowed_direction, may_send
 
 __all__ = ["SfuMedia"]
 
@@ -46,7 +45,6 @@ logger = logging.getLogger(__name__)
 
 _STEP_TIMEOUT: Final = 20.0
 _CLOSE_TIMEOUT: Final = 5.0
-_SEND_BIT: Final = {"audio": Privilege.SEND_AUDIO, "video": Privilege.SEND_VIDEO}
 
 
 class SfuMedia:
@@ -70,7 +68,7 @@ class SfuMedia:
         self._configuration = configuration
         self._hosts = host_addresses
         self._privileges = privileges
-        self._publishers = [p for p in publishers if privileges & _SEND_BIT[p.kind]]
+        self._publishers = [p for p in publishers if may_send(p.kind, privileges)]
         self._send = send
         self._on_frame = on_frame
         self._on_track = on_track

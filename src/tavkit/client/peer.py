@@ -98,7 +98,7 @@ from tavkit.protocol import (
     SessionDescription,
     SignalData,
 )
-from tavkit.protocol.sdp import allowed_direction, mark_slides, slides_mids
+from tavkit.protocol.sdp import allowed_direction, mark_slides, may_send, slides_mids
 
 __all__ = [
     "KICK_GRACE",
@@ -135,7 +135,6 @@ hole (see :func:`_skip_video_hole`)."""
 _CLOSE_TIMEOUT: Final = 5.0
 _UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
 _FINGERPRINT = re.compile(r"^a=fingerprint:(.+)$", re.MULTILINE)
-_SEND_BIT: Final = {"audio": Privilege.SEND_AUDIO, "video": Privilege.SEND_VIDEO}
 
 logger = logging.getLogger(__name__)
 
@@ -361,7 +360,7 @@ class PeerLink:
         # allow (even "inactive"): the SDP's shape does not depend on the privileges.
         for kind in ("audio", "video"):
             publisher = publishers.get(kind)
-            if publisher is not None and not self._privileges & _SEND_BIT[kind]:
+            if publisher is not None and not may_send(kind, self._privileges):
                 publisher = None  # privileges narrowed since it started: send nothing
             direction = allowed_direction(kind, self._privileges, sending=publisher is not None)
             if publisher is None:

@@ -35,6 +35,7 @@ __all__ = [
     "MediaSection",
     "allowed_direction",
     "mark_slides",
+    "may_send",
     "media_sections",
     "refusal",
     "slides_mids",
@@ -145,6 +146,16 @@ def refusal(sdp: str, privileges: int, screens: Collection[str] = ()) -> str | N
                 f"{receive_bit.name} ({int(receive_bit)})"
             )
     return None
+
+
+def may_send(kind: str, privileges: int) -> bool:
+    """Whether ``privileges`` allow sending ``kind`` (``audio``, ``video``, ``sub``).
+
+    The one table of which bit sends what, for the clients' publishers as for the
+    server's SDP check.
+    """
+    bits = _BITS.get(kind)
+    return bits is not None and bool(privileges & bits[0])
 
 
 def allowed_direction(kind: str, privileges: int, *, sending: bool = True) -> Direction:
