@@ -60,6 +60,19 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
 
 
 @pytest.fixture
+def phone(browser: Browser) -> Iterator[BrowserContext]:
+    """A touch phone held upright (390×844); a test may turn it with set_viewport_size."""
+    ctx = browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    ctx.add_init_script(INSTRUMENT)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+@pytest.fixture
 def call_server(sqlite_server_factory: Callable[..., Server]) -> Server:
     """A real tavkit server (SQLite) with 1 s heartbeats and loopback-only ICE."""
     return sqlite_server_factory(**CALL_SERVER_SETTINGS)

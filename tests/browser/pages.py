@@ -367,3 +367,16 @@ def joined_pair(
 def keep(page: CallPage, name: str) -> None:
     """Save a screenshot for review, under test-artifacts/ and in /tmp."""
     shutil.copy(page.screenshot(name), f"/tmp/{name}")
+
+
+CALL_SCRIPT = """
+async ([options, method]) => {
+  const call = document.getElementById("call");
+  window.__calls = [];
+  options.listener = { onCallListener(event) { window.__calls.push(event); } };
+  const answer = await call[method](options);
+  return answer ? answer.callId : null;
+}
+"""
+"""``call[method](options)`` on the page's <tavkit-call> (``call`` or ``listen``),
+recording every onCallListener event in ``window.__calls``; the call's id, or null."""

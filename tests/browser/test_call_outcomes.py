@@ -45,7 +45,7 @@ from tavkit.testing.server import (
 )
 from tavkit.testing.webhooks import WebhookReceiver
 
-from .pages import CALL_SERVER_SETTINGS, CallPage
+from .pages import CALL_SCRIPT, CALL_SERVER_SETTINGS, CallPage
 from .test_calls import call_events, screen, wait_event
 from .test_python_interop import WAIT, KitThread
 
@@ -88,17 +88,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TavkitServer]:
         drop_database(database)
 
 
-_OPEN = """
-async ([options, method]) => {
-  const call = document.getElementById("call");
-  window.__calls = [];
-  options.listener = { onCallListener(event) { window.__calls.push(event); } };
-  const answer = await call[method](options);
-  return answer ? answer.callId : null;
-}
-"""
-
-
 class Tab:
     """A user in a ``<tavkit-call>`` tab: listens, calls, and answers on its screens."""
 
@@ -110,7 +99,7 @@ class Tab:
     def _open(self, method: str, **extra: Any) -> Any:
         options = {"sdkAppId": self.server.app_id, "userId": self.user_id}
         options["userSig"] = self.server.sig(self.user_id)
-        return self.page.page.evaluate(_OPEN, [{**options, **extra}, method])
+        return self.page.page.evaluate(CALL_SCRIPT, [{**options, **extra}, method])
 
     def listen(self) -> None:
         """Wait for calls: each shows the incoming screen."""

@@ -12,20 +12,10 @@ import pytest
 
 from tavkit.auth import decode_sig
 
-from .pages import CALL_SERVER_SETTINGS, CallPage, Server
+from .pages import CALL_SCRIPT, CALL_SERVER_SETTINGS, CallPage, Server
 from .test_python_interop import WAIT, KitThread, OpenCall
 
 pytestmark = pytest.mark.browser
-
-_LISTEN = """
-async ([options, method]) => {
-  const call = document.getElementById("call");
-  window.__calls = [];
-  options.listener = { onCallListener(event) { window.__calls.push(event); } };
-  const answer = await call[method](options);
-  return answer ? answer.callId : null;
-}
-"""
 
 
 def call_events(tab: CallPage) -> list[str]:
@@ -64,7 +54,7 @@ def test_a_tab_rung_by_python_accepts_talks_and_leaves_when_the_caller_hangs_up(
     """The tab's incoming screen names the caller; Accept joins, media flows both ways."""
     tab = open_call("web")
     options = {"sdkAppId": call_server.app_id, "userId": "web", "userSig": call_server.sig("web")}
-    tab.page.evaluate(_LISTEN, [options, "listen"])
+    tab.page.evaluate(CALL_SCRIPT, [options, "listen"])
     peer = KitThread(call_server, "py")
     try:
         handle = peer.run(
@@ -122,7 +112,7 @@ def test_a_tab_calling_python_hears_the_decline_and_leaves(
             "callees": ["py"],
             "media": "audio",
         }
-        call_id = tab.page.evaluate(_LISTEN, [options, "call"])
+        call_id = tab.page.evaluate(CALL_SCRIPT, [options, "call"])
         assert declining.result(WAIT) == call_id
         wait_event(tab, "onUserReject")
         screen(tab).wait_for(state="hidden", timeout=WAIT * 1000)

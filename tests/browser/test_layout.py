@@ -17,11 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, expect
+from playwright.sync_api import BrowserContext, expect
 
 from tavkit.client import TAvKit, TestPattern
 
-from .pages import CALL_SERVER_SETTINGS, INSTRUMENT, POLL, CallPage, Server
+from .pages import CALL_SERVER_SETTINGS, POLL, CallPage, Server
 from .test_python_interop import KitThread
 
 pytestmark = pytest.mark.browser
@@ -121,19 +121,6 @@ def check(page: CallPage, members: int, name: str) -> list[dict[str, Any]]:
         assert "switch-camera" in [b["action"] for b in m["buttons"]], where
         seen.append(m)
     return seen
-
-
-@pytest.fixture
-def phone(browser: Browser) -> Iterator[BrowserContext]:
-    """A touch phone context (its viewport is changed per measure)."""
-    ctx = browser.new_context(
-        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
-    )
-    ctx.add_init_script(INSTRUMENT)
-    try:
-        yield ctx
-    finally:
-        ctx.close()
 
 
 def test_one_two_and_three_members_fit_a_phone_upright_on_its_side_and_a_desktop(

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, expect
+from playwright.sync_api import BrowserContext, expect
 
-from .pages import INSTRUMENT, POLL, CallPage, Server
+from .pages import POLL, CallPage, Server
 from .test_python_interop import KitThread
 
 pytestmark = pytest.mark.browser
@@ -50,19 +50,6 @@ def py(call_server: Server) -> Iterator[KitThread]:
         yield peer
     finally:
         peer.close()
-
-
-@pytest.fixture
-def phone(browser: Browser) -> Iterator[BrowserContext]:
-    """A touch phone held upright."""
-    ctx = browser.new_context(
-        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
-    )
-    ctx.add_init_script(INSTRUMENT)
-    try:
-        yield ctx
-    finally:
-        ctx.close()
 
 
 def in_call_with(tab: CallPage, py: KitThread, server: Server, room: int) -> None:
