@@ -380,3 +380,21 @@ async ([options, method]) => {
 """
 """``call[method](options)`` on the page's <tavkit-call> (``call`` or ``listen``),
 recording every onCallListener event in ``window.__calls``; the call's id, or null."""
+
+
+# Runs after INSTRUMENT: keeps every description the page sends on its socket.
+RECORD_SDP = """
+(() => {
+  const tv = window.__tv;
+  tv.sdps = [];
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    try {
+      const frame = JSON.parse(data);
+      const description = frame?.type === "signal" && frame.data?.description;
+      if (description) tv.sdps.push([frame.to, description.type, description.sdp]);
+    } catch {}
+    return send.call(this, data);
+  };
+})();
+"""

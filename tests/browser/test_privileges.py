@@ -16,7 +16,7 @@ from playwright.sync_api import BrowserContext
 from tavkit.auth import Privilege
 from tavkit.protocol.sdp import media_sections, refusal
 
-from .pages import POLL, CallPage
+from .pages import POLL, RECORD_SDP, CallPage
 
 pytestmark = pytest.mark.browser
 
@@ -24,13 +24,12 @@ OpenCall = Callable[..., CallPage]
 VIEWER = int(Privilege.VIEWER)  # 42: enter, receive audio, receive video
 SPEAKER = int(Privilege.ENTER | Privilege.SEND_AUDIO | Privilege.RECV_AUDIO | Privilege.RECV_VIDEO)
 
-# Runs after pages.INSTRUMENT: keeps each getUserMedia's constraints and every offer
-# and answer the page sends on a socket (each frame still goes out unchanged).
+# Runs after pages.INSTRUMENT: keeps each getUserMedia's constraints (the page's offers
+# and answers are kept by pages.RECORD_SDP, added with it).
 RECORD = """
 (() => {
   const tv = window.__tv;
   tv.asked = [];
-  tv.sdps = [];
   const md = navigator.mediaDevices;
   if (md && md.getUserMedia) {
     const open = md.getUserMedia.bind(md);
@@ -39,15 +38,6 @@ RECORD = """
       return open(constraints);
     };
   }
-  const send = WebSocket.prototype.send;
-  WebSocket.prototype.send = function (data) {
-    try {
-      const frame = JSON.parse(data);
-      const description = frame?.type === "signal" && frame.data?.description;
-      if (description) tv.sdps.push([frame.to, description.type, description.sdp]);
-    } catch {}
-    return send.call(this, data);
-  };
 })();
 """
 
@@ -62,6 +52,7 @@ _CONTROLS = """(el) => Object.fromEntries(
 def recording(context: BrowserContext) -> BrowserContext:
     """The test's browser context, recording requested media and sent descriptions."""
     context.add_init_script(RECORD)
+    context.add_init_script(RECORD_SDP)
     return context
 
 

@@ -20,7 +20,7 @@ from tavkit.auth import Privilege
 from tavkit.protocol.sdp import media_sections, refusal
 from tavkit.testing import Participant
 
-from .pages import POLL, CallPage, Server, joined_pair, keep
+from .pages import POLL, RECORD_SDP, CallPage, Server, joined_pair, keep
 
 pytestmark = pytest.mark.browser
 
@@ -28,23 +28,6 @@ OpenCall = Callable[..., CallPage]
 T = TypeVar("T")
 NO_RECV_SUB = int(Privilege.ALL) & ~int(Privilege.RECV_SUB)
 NO_SEND_SUB = int(Privilege.ALL) & ~int(Privilege.SEND_SUB)
-
-# Runs after pages.INSTRUMENT: keeps every description the page sends on its socket.
-RECORD_SDP = """
-(() => {
-  const tv = window.__tv;
-  tv.sdps = [];
-  const send = WebSocket.prototype.send;
-  WebSocket.prototype.send = function (data) {
-    try {
-      const frame = JSON.parse(data);
-      const description = frame?.type === "signal" && frame.data?.description;
-      if (description) tv.sdps.push([frame.to, description.type, description.sdp]);
-    } catch {}
-    return send.call(this, data);
-  };
-})();
-"""
 
 
 class Loop:
