@@ -23,7 +23,7 @@ _SECRET_NAMES: Final = (
     r"|admin_?key|app_?key|x-tavkit-usersig|x-tavkit-privatemapkey|authorization"
 )
 _REDACTIONS: Final = (
-    # The deprecated ?token= of the signaling socket (and any other token= value).
+    # A ?token= on the signaling socket (refused, but an old client may still send it).
     (re.compile(r"(?i)(\btoken=)[^&\s\"'#]+"), r"\1***"),
     # The handshake subprotocol carrying the token.
     (re.compile(r"(tavkit\.token\.)[^\s,\"']+"), r"\1***"),

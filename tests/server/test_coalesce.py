@@ -164,7 +164,11 @@ async def member(
     assert entered.status_code == 200, entered.text
     token = entered.json()["socketToken"]
     async with connect(
-        f"{server.ws_url}?token={token}", proxy=None, open_timeout=TIMEOUT, close_timeout=2
+        server.ws_url,
+        proxy=None,
+        open_timeout=TIMEOUT,
+        close_timeout=2,
+        subprotocols=["tavkit.v1", f"tavkit.token.{token}"],  # type: ignore[list-item]
     ) as ws:
         assert (await frame(ws))["type"] == "welcome"
         yield ws

@@ -174,8 +174,14 @@ async def test_socket_frames_are_counted_by_direction_and_type(sqlite_server):
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         response = await client.post("/v1/rooms/604/enter", headers=server.headers("alice"))
         entered = response.json()
-        url = f"{entered['socketUrl']}?token={entered['socketToken']}"
-        async with connect(url, proxy=None, open_timeout=20, close_timeout=2) as ws:
+        offered = ["tavkit.v1", f"tavkit.token.{entered['socketToken']}"]
+        async with connect(
+            entered["socketUrl"],
+            proxy=None,
+            open_timeout=20,
+            close_timeout=2,
+            subprotocols=offered,  # type: ignore[arg-type]
+        ) as ws:
             assert json.loads(await ws.recv())["type"] == "welcome"
             await ws.send(json.dumps({"type": "ping", "t": 1}))
             assert json.loads(await ws.recv())["type"] == "pong"

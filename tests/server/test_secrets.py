@@ -63,14 +63,26 @@ async def test_the_token_rides_in_the_subprotocol_header(sqlite_server: RunningS
         assert closed.value.rcvd is not None and closed.value.rcvd.code == CloseCode.UNAUTHORISED
 
 
-async def test_the_deprecated_query_token_still_opens_the_socket(sqlite_server: RunningServer):
-    """``?token=`` keeps working for one release (clients now send the header)."""
+async def test_a_token_in_the_url_is_refused_with_where_it_goes(sqlite_server: RunningServer):
+    """``?token=`` (accepted for one release) is refused with 10005 and 4401, even next to a
+    good header: a URL lands in access logs and history, so the secret must not ride
+    there. The message names the header; the member can still open its socket properly."""
     server = sqlite_server
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         entered = await _enter(http, server.headers("bob"), 12)
-    url = f"{server.ws_url}?token={entered['socketToken']}"
-    async with connect(url, logger=_QUIET) as ws:  # type: ignore[arg-type]
-        assert ws.subprotocol is None
+    token = entered["socketToken"]
+    header = ["tavkit.v1", f"tavkit.token.{token}"]
+    for offered in (None, header):
+        url = f"{server.ws_url}?token={token}"
+        async with connect(url, logger=_QUIET, subprotocols=offered) as ws:  # type: ignore[arg-type]
+            error = json.loads(await ws.recv())
+            assert error["errorCode"] == 10005
+            assert "Sec-WebSocket-Protocol" in error["errorMsg"]
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == CloseCode.UNAUTHORISED
+    async with connect(server.ws_url, logger=_QUIET, subprotocols=header) as ws:  # type: ignore[arg-type]
         assert json.loads(await ws.recv())["type"] == "welcome"
 
 
@@ -142,7 +154,7 @@ async def test_no_log_line_of_a_full_call_holds_a_secret(
     level: str,
     fmt: str,
 ):
-    """A call (two Python clients, chat, logs, admin, the old ?token=) logs no secret."""
+    """A call (two Python clients, chat, logs, admin, a refused ?token=) logs no secret."""
     app_key, admin_key, turn_secret = random_key(), random_key(), random_key()
     served = LoggedServer(
         tmp_path,
@@ -198,7 +210,7 @@ async def test_no_log_line_of_a_full_call_holds_a_secret(
                     secrets[f"carol's TURN password {i}"] = server["credential"]
             ws_url = old_style["socketUrl"] + "?token=" + old_style["socketToken"]
             async with connect(ws_url, logger=_QUIET) as ws:  # type: ignore[arg-type]
-                assert json.loads(await ws.recv())["type"] == "welcome"
+                assert json.loads(await ws.recv())["errorCode"] == 10005
             bad = {**carol, "X-TAvKit-UserSig": carol_sig[:-6] + "AAAAAA"}
             refused = await http.post(f"/v1/rooms/{ROOM + 1}/heartbeat", headers=bad)
             assert refused.status_code == 401

@@ -61,9 +61,17 @@ async def enter(http: httpx.AsyncClient, server: RunningServer, user: str, room:
 async def socket(
     server: RunningServer, token: str | None, **options: Any
 ) -> AsyncIterator[ClientConnection]:
-    """A WebSocket to the server's signaling endpoint (``token=None``: no query at all)."""
-    url = server.ws_url if token is None else f"{server.ws_url}?token={token}"
-    async with connect(url, proxy=None, open_timeout=TIMEOUT, close_timeout=2, **options) as ws:
+    """A WebSocket to the server's signaling endpoint, offering ``token`` the way clients do
+    (``token=None``: no token offered at all)."""
+    offered = ["tavkit.v1"] if token is None else ["tavkit.v1", f"tavkit.token.{token}"]
+    async with connect(
+        server.ws_url,
+        proxy=None,
+        open_timeout=TIMEOUT,
+        close_timeout=2,
+        subprotocols=offered,  # type: ignore[arg-type]
+        **options,
+    ) as ws:
         yield ws
 
 

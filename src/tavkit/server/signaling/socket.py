@@ -3,9 +3,10 @@
 The token travels in the handshake's ``Sec-WebSocket-Protocol`` header: the client
 offers ``tavkit.v1`` and ``tavkit.token.<socketToken>``, and the server selects
 ``tavkit.v1`` (a browser fails a handshake whose answer names no offered protocol, and
-the token is never echoed back). Headers are in no access log; the URL is. The old
-``?token=`` query parameter still works for one release (deprecated): the log filter
-of :mod:`tavkit.server.logformat` redacts it from every line.
+the token is never echoed back). Headers are in no access log; the URL is, so a token
+in the URL (the old ``?token=`` query parameter, accepted for one release) is refused
+with a message that says where it goes, and the log filter of
+:mod:`tavkit.server.logformat` still redacts it from the access line.
 
 A socket is refused (one ``error`` frame, then close 4401) when its token is bad, or
 when the connection it names has left the room. A token past its first-connection
@@ -18,7 +19,6 @@ without entering again. Everything after that is
 
 from __future__ import annotations
 
-import logging
 from typing import Final
 from urllib.parse import unquote
 
@@ -39,7 +39,10 @@ from tavkit.server.signaling.tokens import (
 
 __all__ = ["SOCKET_PATH", "signaling_socket"]
 
-logger = logging.getLogger(__name__)
+URL_TOKEN_REFUSED: Final = (
+    "the socket token goes in the Sec-WebSocket-Protocol header (tavkit.token.<token>), "
+    "never in the URL"
+)
 
 SOCKET_PATH: Final = "/v1/ws"
 """Where the signaling socket is served (by :class:`~tavkit.server.signaling.lane.SocketLane`)."""
@@ -73,8 +76,8 @@ async def _authenticate(
 ) -> tuple[SocketClaims, SocketHistory] | None:
     """The token's claims and what the database says of its connection, if it opens a
     socket now; otherwise refuse and return None."""
-    token = _token(websocket)
     try:
+        token = _token(websocket)
         expired: ServerError | None = None
         try:
             claims = verify(ctx.socket_secret, token)
@@ -110,13 +113,17 @@ def _offered(websocket: WebSocket) -> list[str]:
 
 
 def _token(websocket: WebSocket) -> str:
-    """The socket token: from the offered subprotocols, else (deprecated) ``?token=``."""
+    """The socket token, from the offered subprotocols.
+
+    A token in the URL is refused even when the header carries one too: URLs land in
+    access logs, proxies' logs and browser history, so accepting it there would teach
+    clients to leak it.
+    """
+    if "token" in websocket.query_params:
+        raise ServerError(ServerCode.UNAUTHORISED, URL_TOKEN_REFUSED)
     for item in _offered(websocket):
         if item.startswith(TOKEN_SUBPROTOCOL_PREFIX):
             # Clients percent-encode the token so any token is a valid subprotocol; ours
             # never need it (tokens.TOKEN_ALPHABET), so this is a no-op for them.
             return unquote(item.removeprefix(TOKEN_SUBPROTOCOL_PREFIX))
-    token = websocket.query_params.get("token", "")
-    if token:
-        logger.info("a socket sent its token as ?token=, which is deprecated (use the header)")
-    return token
+    return ""
