@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from websockets.typing import Subprotocol
 
 from tavkit.server import AppConfig, Settings, create_app
+from tavkit.server.signaling.tokens import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 _START_TIMEOUT = 60.0
@@ -54,6 +56,12 @@ def tavkit_server(app_id: int, key: str, **settings: Any) -> Iterator[str]:
         finally:
             server.should_exit = True
             thread.join(30)
+
+
+def socket_offer(token: str) -> list[Subprotocol]:
+    """The subprotocols a client offers to open its signaling socket: the token rides in
+    the handshake header, never in the URL (the server refuses ``?token=``)."""
+    return [Subprotocol(SUBPROTOCOL), Subprotocol(TOKEN_SUBPROTOCOL_PREFIX + token)]
 
 
 def p95(values: list[float]) -> float:

@@ -44,7 +44,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import redis.asyncio as redis
-from _common import RESULTS, write_section
+from _common import RESULTS, socket_offer, write_section
 from _serve import ServeProcess, cpu_seconds, machine, p, raise_nofile, stamp
 from relay import OPEN, Load, Run, pump
 from websockets.asyncio.client import ClientConnection, connect
@@ -192,7 +192,8 @@ async def open_pairs(
                 body = response.json()
                 assert response.status_code == 200, body
                 ws = await connect(
-                    f"{body['socketUrl']}?token={body['socketToken']}",
+                    body["socketUrl"],
+                    subprotocols=socket_offer(body["socketToken"]),
                     ping_interval=None,
                     compression=None,
                     open_timeout=OPEN,

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import httpx
-from _common import RESULTS, write_section
+from _common import RESULTS, socket_offer, write_section
 from _serve import ServeProcess, machine, p, stamp
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -56,7 +56,10 @@ async def enter_and_open(url: str, key: str, room: int, user: str) -> ClientConn
         response = await http.post(f"/v1/rooms/{room}/enter", headers=headers)
         body = response.json()
     ws = await connect(
-        f"{body['socketUrl']}?token={body['socketToken']}", ping_interval=None, compression=None
+        body["socketUrl"],
+        subprotocols=socket_offer(body["socketToken"]),
+        ping_interval=None,
+        compression=None,
     )
     welcome = json.loads(await ws.recv())
     assert welcome["type"] == "welcome", welcome

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import RESULTS, write_section
+from _common import RESULTS, socket_offer, write_section
 from _serve import ServeProcess, machine, p, stamp
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
@@ -210,7 +210,8 @@ async def tavkit_pairs(url: str, key: str, pairs: int, tag: str, rooms: int) -> 
                 }
                 body = (await http.post(f"/v1/rooms/{rooms + n}/enter", headers=headers)).json()
                 ws = await connect(
-                    f"{body['socketUrl']}?token={body['socketToken']}",
+                    body["socketUrl"],
+                    subprotocols=socket_offer(body["socketToken"]),
                     ping_interval=None,
                     compression=None,
                     close_timeout=2,
