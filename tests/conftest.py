@@ -117,9 +117,12 @@ def sqlite_server(sqlite_server_factory: ServerFactory) -> RunningServer:
     return sqlite_server_factory()
 
 
-SERIAL_FOLDERS: frozenset[str] = frozenset({"browser", "web", "netlab", "sfu", "deploy"})
+SERIAL_FOLDERS: frozenset[str] = frozenset(
+    {"browser", "web", "netlab", "sfu", "deploy", "loadtest"}
+)
 """Test folders whose tests each load this 2-core machine by themselves: Chromium pages,
-network namespaces with coturn, Janus, or several replicas behind HAProxy. ``make test``
+network namespaces with coturn, Janus, several replicas behind HAProxy, or 200
+simulated participants (their runs timed out beside another test). ``make test``
 runs them (and any ``browser`` test elsewhere) one at a time, after the rest have run in
 two processes at once (``-n 2``: most other tests spend their time waiting on sockets
 and timers, not on a core)."""
