@@ -87,8 +87,14 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
+# The suite in two runs (see SERIAL_FOLDERS in tests/conftest.py): first everything but
+# the `serial` tests in two processes at once, then the serial ones alone. Both runs
+# always run, and `make test` fails if either did. A plain `pytest` runs it all serially.
 test: venv chromium netlab nginx haproxy redis janus lint typecheck
-	$(VENV)/bin/pytest
+	@$(VENV)/bin/pytest -n 2 --dist loadfile -m "not serial"; parallel=$$?; \
+	$(VENV)/bin/pytest -m serial; serial=$$?; \
+	echo "make test: parallel run exit $$parallel, serial run exit $$serial"; \
+	test $$parallel = 0 && test $$serial = 0
 
 serve: venv
 	$(VENV)/bin/tavkit serve --demo --host 127.0.0.1 --port 8080

@@ -117,6 +117,28 @@ def sqlite_server(sqlite_server_factory: ServerFactory) -> RunningServer:
     return sqlite_server_factory()
 
 
+SERIAL_FOLDERS: frozenset[str] = frozenset(
+    {"browser", "web", "netlab", "sfu", "deploy", "loadtest"}
+)
+"""Test folders whose tests each load this 2-core machine by themselves: Chromium pages,
+network namespaces with coturn, Janus, several replicas behind HAProxy, or 200
+simulated participants (their runs timed out beside another test). ``make test``
+runs them (and any ``browser`` test elsewhere) one at a time, after the rest have run in
+two processes at once (``-n 2``: most other tests spend their time waiting on sockets
+and timers, not on a core)."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by markers
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test of :data:`SERIAL_FOLDERS` and every ``browser`` test ``serial``,
+    so ``-m`` can split the suite."""
+    tests = Path(__file__).parent
+    for item in items:
+        parts = item.path.relative_to(tests).parts if item.path.is_relative_to(tests) else ()
+        if (parts and parts[0] in SERIAL_FOLDERS) or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.serial)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Free aiortc decoder threads a test left blocked, so the interpreter can exit.
 

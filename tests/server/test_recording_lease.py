@@ -29,8 +29,9 @@ from tavkit.server.store.recording_models import RecordingRow
 
 from ._util import APP, Clock, eventually, room_service
 
-TTL = 1.0
-"""The lease's TTL in these tests (renewed every third of it)."""
+TTL = 2.0
+"""The lease's TTL in these tests (renewed every third of it): long enough that a holder
+on a loaded machine (the suite runs two processes at once) still renews in time."""
 
 Replica = Callable[..., RecordingService]
 
