@@ -106,3 +106,60 @@ async def test_renew_by_hand_and_a_refused_renewal(sqlite_server_factory: Any) -
         assert not kit.closed
         sent = await kit.send_message("renewed")
         assert sent.text == "renewed"
+
+
+async def test_two_sockets_warned_together_ask_the_listener_once() -> None:
+    """A user's room socket and user socket (one userSig) are warned together: the
+    listener is asked once and each socket sends the answer, with its own key."""
+    import asyncio
+    import time
+
+    from tavkit.client._renewal import Renewal
+    from tavkit.protocol import ClientMessage, Expiring, Renew
+
+    class Sent:
+        """A socket that keeps what is sent on it (no server answers: only the ask is
+        under test here, the renewal round trip is above)."""
+
+        def __init__(self) -> None:
+            self.frames: list[ClientMessage] = []
+
+        async def send(self, message: ClientMessage, /) -> None:
+            self.frames.append(message)
+
+    class Asked:
+        def __init__(self) -> None:
+            self.times = 0
+
+        async def on_user_sig_expired(self) -> str:
+            self.times += 1
+            await asyncio.sleep(0.05)  # the app mints a signature
+            return "sig-new"
+
+    listener = Asked()
+    tasks: set[asyncio.Task[Any]] = set()
+    sockets = {"room": (Sent(), "pmk-room"), "user": (Sent(), None)}
+    renewals = [
+        Renewal(
+            socket=lambda sent=sent: sent,  # type: ignore[misc]
+            listener=lambda: listener,
+            current_key=lambda key=key: key,  # type: ignore[misc]
+            on_renewed=lambda *_: None,
+            report=lambda _: None,
+            spawn=lambda coro: tasks.add(asyncio.ensure_future(coro)),
+            timeout=0.2,
+        )
+        for sent, key in sockets.values()
+    ]
+    warning = Expiring(expires_at=time.time() + 30, deadline=time.time() + 40)
+    for renewal in renewals:
+        assert renewal.receive(warning)
+    await asyncio.gather(*tasks)
+    assert listener.times == 1
+    room, user = (sent.frames for sent, _ in sockets.values())
+    assert [(f.user_sig, f.private_map_key) for f in room if isinstance(f, Renew)] == [
+        ("sig-new", "pmk-room")
+    ]
+    assert [(f.user_sig, f.private_map_key) for f in user if isinstance(f, Renew)] == [
+        ("sig-new", None)
+    ]

@@ -45,6 +45,24 @@ for (const [name, listener] of Object.entries(listeners)) {
   await renewal.expiring({ type: "expiring", expiresAt: 0, deadline: Date.now() / 1000 + 2 });
   out[name] = sent.map(({ type, userSig, privateMapKey }) => ({ type, userSig, privateMapKey }));
 }
+let asked = 0;
+const shared = (cb) => { asked += 1; setTimeout(() => cb("sig-shared"), 20); };
+const sockets = ["room", "user"].map((name) => {
+  const sent = [];
+  const renewal = new Renewal({
+    listener: () => shared,
+    current: () => ({ userSig: "sig-old", privateMapKey: name === "room" ? "pmk-old" : "" }),
+    send: (frame) => { sent.push(frame); return true; },
+    onRenewed: () => {},
+    onRefused: () => {},
+  });
+  return { name, sent, renewal };
+});
+const warning = { type: "expiring", expiresAt: 0, deadline: Date.now() / 1000 + 2 };
+await sockets[0].renewal.expiring(warning);
+await sockets[1].renewal.expiring(warning);  // the user socket's warning, just after
+out.together = { asked, sent: Object.fromEntries(sockets.map((s) => [s.name, s.sent.map(
+  ({ type, userSig, privateMapKey }) => ({ type, userSig, privateMapKey }))])) };
 console.error = originalError;
 process.stdout.write(JSON.stringify(out));
 """
@@ -93,3 +111,14 @@ def test_a_pair_renews_the_key_too(sent: dict[str, Any]) -> None:
 def test_no_answer_sends_nothing(sent: dict[str, Any], case: str) -> None:
     """null, a throwing listener or no listener at all let the credentials run out."""
     assert sent[case] == []
+
+
+def test_two_sockets_warned_together_ask_the_page_once(sent: dict[str, Any]) -> None:
+    """The room and user sockets (one userSig) both warn: the listener is asked once and
+    each socket sends the answer with its own key."""
+    together = sent["together"]
+    assert together["asked"] == 1
+    assert together["sent"] == {
+        "room": [{"type": "renew", "userSig": "sig-shared", "privateMapKey": "pmk-old"}],
+        "user": [{"type": "renew", "userSig": "sig-shared"}],
+    }

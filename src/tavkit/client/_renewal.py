@@ -14,6 +14,10 @@ waits for the server's answer, matched by the frame's ``id``. The accepted
 credentials then replace the old ones everywhere the kit uses them (the REST calls,
 the log reporter, the socket token for resumes, the ICE servers for new peer
 connections) through ``on_renewed``. No secret is ever logged.
+
+A user's room socket and user socket carry the same userSig, so the server warns both
+at about the same time: the listener is asked once (:func:`_ask_once`), and each
+socket sends the answer with its own key.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ import asyncio
 import inspect
 import itertools
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
 
 from tavkit.errors import HttpCode, HttpError, ServerCode, ServerError, TAvKitError
 from tavkit.protocol import ClientMessage, ErrorFrame, Expiring, Renew, Renewed, ServerMessage
@@ -35,6 +41,21 @@ logger = logging.getLogger("tavkit.client.kit")
 _ids = itertools.count(1)
 
 NewCredentials = tuple[str, str | None]
+
+SHARED_FOR: Final = 5.0
+"""Seconds an answer of the listener is shared after it came (it is shared while
+the question is open too)."""
+
+
+@dataclass
+class _Question:
+    """One question to a listener: its answer, and when the answer came (loop time)."""
+
+    answer: asyncio.Future[NewCredentials | None]
+    settled_at: float | None = None
+
+
+_questions: weakref.WeakKeyDictionary[object, _Question] = weakref.WeakKeyDictionary()
 
 
 class Socket(Protocol):
@@ -158,14 +179,7 @@ class Renewal:
             if callback is None:
                 logger.info("the listener has no on_user_sig_expired: the membership will end")
                 return
-            try:
-                result = callback()
-                if inspect.isawaitable(result):
-                    result = await _awaited(result)
-                fresh = renewal_of(result)
-            except Exception:
-                logger.exception("on_user_sig_expired raised")
-                return
+            fresh = await _ask_once(self._listener(), callback)
             if fresh is None:
                 logger.info("on_user_sig_expired gave nothing: the membership will end")
                 return
@@ -175,6 +189,50 @@ class Renewal:
                 self._report(exc)
         finally:
             self._asking = False
+
+
+async def _ask_once(listener: object, callback: Callable[[], object]) -> NewCredentials | None:
+    """The listener's answer: asked now, or the one another socket asked for just now."""
+    loop = asyncio.get_running_loop()
+    try:
+        question = _questions.get(listener)
+    except TypeError:  # a listener that cannot be weakly referenced is asked every time
+        return await _answer(callback)
+    if (
+        question is not None
+        and question.answer.get_loop() is loop
+        and (question.settled_at is None or loop.time() - question.settled_at < SHARED_FOR)
+    ):
+        try:
+            return await asyncio.shield(question.answer)
+        except asyncio.CancelledError:
+            if not question.answer.cancelled():
+                raise  # this socket is going away
+            # The socket that asked went away before the answer came: ask from here.
+    question = _Question(loop.create_future())
+    _questions[listener] = question
+    try:
+        fresh = await _answer(callback)
+    except BaseException:
+        question.answer.cancel()
+        if _questions.get(listener) is question:
+            del _questions[listener]
+        raise
+    question.settled_at = loop.time()
+    question.answer.set_result(fresh)
+    return fresh
+
+
+async def _answer(callback: Callable[[], object]) -> NewCredentials | None:
+    """Call ``on_user_sig_expired`` (awaiting a coroutine's result); None if it raised."""
+    try:
+        result = callback()
+        if inspect.isawaitable(result):
+            result = await _awaited(result)
+        return renewal_of(result)
+    except Exception:
+        logger.exception("on_user_sig_expired raised")
+        return None
 
 
 async def _awaited(result: Awaitable[Any]) -> Any:

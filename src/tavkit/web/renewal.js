@@ -15,6 +15,12 @@
 
 let nextId = 1;
 
+// The room socket and the user socket of one user carry the same userSig, so the server
+// warns both at about the same time; the page is asked once and both sockets send its
+// answer. An answer is shared while the question is open and for SHARED_MS after.
+const SHARED_MS = 5000;
+const questions = new WeakMap(); // the page's listener -> {answer: Promise, settledAt}
+
 /** Asks the page for fresh credentials when the server warns, and sends them. */
 export class Renewal {
   /**
@@ -46,7 +52,7 @@ export class Renewal {
     this.asking = true;
     try {
       const waitMs = Math.max(0, Number(frame.deadline) * 1000 - Date.now());
-      const answer = await askPage(ask, waitMs);
+      const answer = await askOnce(ask, waitMs);
       if (this.closed) return;
       const fresh = credentialsOf(answer);
       if (!fresh) {
@@ -101,6 +107,21 @@ export class Renewal {
 export async function askForCredentials(ask, waitMs = 15000) {
   if (typeof ask !== "function") return null;
   return credentialsOf(await askPage(ask, waitMs));
+}
+
+/** `askPage`, unless another socket asked the same listener just now: its answer. */
+function askOnce(ask, waitMs) {
+  const open = questions.get(ask);
+  if (open && (open.settledAt === null || Date.now() - open.settledAt < SHARED_MS)) {
+    return open.answer;
+  }
+  const question = { answer: null, settledAt: null };
+  question.answer = askPage(ask, waitMs).then((value) => {
+    question.settledAt = Date.now();
+    return value;
+  });
+  questions.set(ask, question);
+  return question.answer;
 }
 
 /**
