@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from tavkit.server.bus import Bus
     from tavkit.server.settings import Network
 
-__all__ = ["MemberSocket", "SfuBridge"]
+__all__ = ["JanusRoom", "MemberSocket", "SfuBridge"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,16 @@ class MemberSocket(Protocol):
 
     def send(self, msg: ServerMessage) -> None:
         """Queue ``msg`` for the member."""
+
+
+@dataclass(frozen=True)
+class JanusRoom:
+    """Where a session's media is in Janus, for a handle of tavkit's own (the recorder's)."""
+
+    room: str
+    """The VideoRoom room's id (the session's UUID)."""
+    janus: JanusSession
+    """The Janus session the room lives in; its ``closed`` is set if Janus goes away."""
 
 
 @dataclass(eq=False)
@@ -243,6 +253,18 @@ class SfuBridge:
         if why is not None:
             raise _refused(msg, f"media-signal.data: {why}")
         await member.subscriber.start(description.sdp)
+
+    # --- tavkit's own subscribers -------------------------------------------------------
+
+    async def observe(self, room_uuid: object) -> JanusRoom:
+        """The session's room in Janus (made now if no member's socket has made it yet).
+
+        For tavkit's own subscribers, which are not members (the SFU recorder,
+        :mod:`tavkit.server.sfu.recorder`): they attach handles of their own to the room's
+        Janus session; the bridge keeps the room's lifetime (destroyed at ``room-closed``).
+        """
+        room = await self._room(str(room_uuid))
+        return JanusRoom(room.key, room.janus)
 
     # --- Janus's events -----------------------------------------------------------------
 
