@@ -50,6 +50,7 @@ from tavkit.protocol.sdp import refusal
 from tavkit.server.bus import session_channel
 from tavkit.server.events import MemberLeftEvent, RoomClosedEvent
 from tavkit.server.ice import filter_signal
+from tavkit.server.settings import SFU_MAX_MEMBERS
 from tavkit.server.sfu.janus import JanusError, JanusSession, VideoRoomHandle
 from tavkit.server.sfu.videoroom import Detached, Hangup, Leaving, Publishers, Unpublished
 
@@ -368,7 +369,7 @@ class SfuBridge:
                 return room
             janus, admin = await self._session()
             secret = secrets.token_urlsafe(24)
-            await admin.create_room(key, secret=secret, publishers=50)
+            await admin.create_room(key, secret=secret, publishers=SFU_MAX_MEMBERS)
             room = _Room(key, secret, janus)
             room.watcher = asyncio.create_task(self._watch_room(room), name=f"sfu-room-{key}")
             self._rooms[key] = room
