@@ -42,9 +42,11 @@ import os
 import queue
 import secrets
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -74,6 +76,8 @@ WAIT = 60.0
 WARMUP = 3.0
 WINDOW = 8.0
 STEPS = (4, 8, 16, 24, 32, 48, 64, 96, 128)
+FAILED: dict[str, int] = {}
+"""Rooms of each mode left out because a join, a first frame or the window timed out."""
 MEDIASOUP = "~500 consumers per worker (one core)"
 LIVEKIT = "~400 tracks in and out per CPU"
 
@@ -176,12 +180,13 @@ async def room_run(url: str, key: str, room: int, address: str, pids: dict[str, 
             kits.append(kit)
             user = f"m{n}"
             start = time.perf_counter()
-            await kit.start(
-                sdk_app_id=APP_ID,
-                user_id=user,
-                user_sig=gen_user_sig(APP_ID, key, user),
-                room_id=room,
-            )
+            async with asyncio.timeout(WAIT):  # a stuck join fails the run, never hangs it
+                await kit.start(
+                    sdk_app_id=APP_ID,
+                    user_id=user,
+                    user_sig=gen_user_sig(APP_ID, key, user),
+                    room_id=room,
+                )
             if n < 2:
                 continue
             others = {f"m{i}" for i in range(n)}
@@ -191,10 +196,13 @@ async def room_run(url: str, key: str, room: int, address: str, pids: dict[str, 
             run.grid[n + 1] = max(firsts[o] for o in others) - start
             run.first[n + 1] = min(firsts[o] for o in others) - start
         await asyncio.sleep(WARMUP)
-        await window(kits, pids, run)
+        async with asyncio.timeout(WINDOW + WAIT):
+            await window(kits, pids, run)
     finally:
         for kit in kits:
-            await kit.aclose()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(WAIT):
+                    await kit.aclose()
     return run
 
 
@@ -410,6 +418,7 @@ def report(
         f"process, a {WIDTH}x{HEIGHT} {FPS} fps test pattern and a tone, encode-once VP8 at "
         f"{BITRATE // 1000} kbit/s, gathering on the machine's address (Janus never pairs with "
         "loopback); the media never leaves the machine.",
+        *([f"Rooms left out (a step took over {WAIT:.0f} s): {FAILED}."] if FAILED else []),
         "",
         "**Time to first frame of the 3rd..6th joiner** (median over the rooms): from the "
         "joiner's `start()` until it has decoded a video frame from every member already "
@@ -447,7 +456,8 @@ def report(
     ):
         m = _med([r.cpu.get(name, 0.0) for r in mesh]) * 100
         s = _med([r.cpu.get(name, 0.0) for r in sfu]) * 100
-        ratio = f"{s / m:.2f}" if m > 0.05 else "-"
+        # A mesh has no SFU: its Janus column is an idle Janus, no baseline to divide by.
+        ratio = f"{s / m:.2f}" if name != "janus" and m > 0.05 else "-"
         lines.append(f"| {label} | {m:.1f} % | {s:.1f} % | {ratio} |")
     fps_m = _med([f for r in mesh for f in r.fps])
     fps_s = _med([f for r in sfu for f in r.fps])
@@ -535,7 +545,12 @@ async def rooms(janus: Janus, data: Path, runs: int) -> dict[str, list[RoomRun]]
         for n in range(runs):
             for mode, server in (("mesh", mesh), ("sfu", sfu)):
                 pids = {"server": server.pid, "janus": janus.pid}
-                run = await room_run(server.url, key, 2100 + n, janus.address, pids)
+                try:
+                    run = await room_run(server.url, key, 2100 + n, janus.address, pids)
+                except TimeoutError:
+                    print(f"  {mode:4} room {n}: a step took over {WAIT:.0f} s; left out")
+                    FAILED[mode] = FAILED.get(mode, 0) + 1
+                    continue
                 results[mode].append(run)
                 grid = " ".join(f"{j}:{t * 1000:.0f}" for j, t in run.grid.items())
                 print(
@@ -567,6 +582,8 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=6.0, help="seconds per capacity step")
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so Janus and the servers are stopped, not orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     section = asyncio.run(run_all(max(args.runs, 1), args.window))
     print()
     print(section)
