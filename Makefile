@@ -108,7 +108,7 @@ cluster: venv haproxy
 		--database-schema tavkit_cluster --redis-prefix tavkit-cluster: --port 8090
 
 # Rewrites its sections of bench/RESULTS.md; run on an otherwise idle machine.
-bench: venv chromium netlab haproxy
+bench: venv chromium netlab haproxy janus
 	$(PY) bench/ttff_python.py --phases
 	$(PY) bench/ttff_browser.py --phases
 	$(PY) bench/relay.py
@@ -120,6 +120,7 @@ bench: venv chromium netlab haproxy
 	$(PY) bench/network_browser.py
 	$(PY) bench/cluster.py
 	$(PY) bench/cluster.py --scaling
+	$(PY) bench/sfu.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist src/*.egg-info

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
@@ -86,11 +87,20 @@ def raise_nofile(wanted: int) -> int:
 class ServeProcess:
     """``tavkit serve`` as its own process (SQLite in ``data_dir``), so it can be measured."""
 
-    def __init__(self, data_dir: Path, app_id: int, key: str, *options: str) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        app_id: int,
+        key: str,
+        *options: str,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.app_id = app_id
         self.key = key
         self.options = options
+        self.env = dict(env or {})
+        """``TAVKIT_*`` variables for the server (a secret kept out of its command line)."""
         self.url = ""
         self.process: subprocess.Popen[str] | None = None
 
@@ -102,7 +112,7 @@ class ServeProcess:
 
     def start(self, port: int = 0) -> ServeProcess:
         """Start and wait until it prints the URL it serves on."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TAVKIT_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TAVKIT_")} | self.env
         self.process = subprocess.Popen(
             [
                 sys.executable,

@@ -22,7 +22,8 @@ def test_defaults_match_the_documentation():
         Path("./tavkit-data"),
     )
     assert (settings.heartbeat_interval, settings.heartbeat_timeout) == (5.0, 15.0)
-    assert (settings.max_members, settings.admin_user, settings.demo) == (6, "administrator", False)
+    assert (settings.max_members_of("mesh"), settings.max_members_of("sfu")) == (6, 50)
+    assert (settings.admin_user, settings.demo) == ("administrator", False)
     assert settings.ice_servers == () and settings.ice_allowed_networks == ()
     assert settings.effective_database_url.startswith("sqlite+aiosqlite:///")
     assert settings.effective_database_url.endswith("tavkit-data/tavkit.db")
@@ -124,6 +125,18 @@ def test_bad_values_are_refused_with_the_variable_named(variable, value):
     """An unreadable or inconsistent value raises ValueError (naming the variable if parsing)."""
     with pytest.raises(ValueError):
         Settings.from_env({variable: value})
+
+
+def test_an_sfu_room_of_more_than_50_is_refused_saying_why():
+    """TAVKIT_MAX_MEMBERS above 50 in SFU mode is refused, naming the SFU's ceiling; up to
+    50 is taken as it is, and a mesh keeps whatever size the operator chose."""
+    sfu = {"TAVKIT_MEDIA_MODE": "sfu", "TAVKIT_JANUS_URL": "ws://127.0.0.1:8188"}
+    with pytest.raises(
+        ValueError, match="max_members 51 is more than an SFU room holds: at most 50"
+    ):
+        Settings.from_env({**sfu, "TAVKIT_MAX_MEMBERS": "51"})
+    assert Settings.from_env({**sfu, "TAVKIT_MAX_MEMBERS": "50"}).max_members_of("sfu") == 50
+    assert Settings.from_env({"TAVKIT_MAX_MEMBERS": "9"}).max_members_of("mesh") == 9
 
 
 def test_demo_mode_refuses_a_public_host_and_keeps_its_app(tmp_path):

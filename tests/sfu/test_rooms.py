@@ -53,8 +53,9 @@ def tavkit_server(janus: RunningJanus, tmp_path: Path) -> Iterator[TavkitServer]
 
 
 @contextmanager
-def sfu_server(janus: RunningJanus, tmp_path: Path) -> Iterator[TavkitServer]:
-    """A real tavkit server on 127.0.0.1 in ``--media-mode sfu`` in front of ``janus``."""
+def sfu_server(janus: RunningJanus, tmp_path: Path, **overrides: Any) -> Iterator[TavkitServer]:
+    """A real tavkit server on 127.0.0.1 in ``--media-mode sfu`` in front of ``janus``
+    (``overrides``: other settings, e.g. ``recording="auto"``)."""
     database = make_database(tmp_path)
     settings = Settings(
         host="127.0.0.1",
@@ -66,7 +67,7 @@ def sfu_server(janus: RunningJanus, tmp_path: Path) -> Iterator[TavkitServer]:
         media_mode="sfu",
         janus_url=janus.url,
         janus_api_secret=janus.api_secret,
-        **FAST_TIMERS,
+        **{**FAST_TIMERS, **overrides},
     )
     server = TavkitServer(settings, database)
     try:

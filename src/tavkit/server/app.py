@@ -221,18 +221,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 if not settings.apps:
                     logger.warning("no app is configured: every call will be refused (use --app)")
                 sockets: SocketRegistry[SignalingConnection] = SocketRegistry()
-                recordings = RecordingService(
-                    settings=settings,
-                    store=store,
-                    bus=bus,
-                    rooms=rooms,
-                    listening=sockets.listening,
-                )
-                await configure_from_settings(store, settings)
-                webhooks = Dispatcher(store, settings)
-                calls = CallService(store, bus, rooms, settings)
-                config = forwarder_config(settings)
-                forwarder = Forwarder(config) if config is not None else None
                 sfu = None
                 if settings.media_mode == "sfu":
                     from tavkit.server.sfu.bridge import SfuBridge
@@ -244,8 +232,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         bus=bus,
                         allowed_networks=settings.ice_allowed_networks,
                     )
-                    # Before the bus closes: its rooms are destroyed in Janus.
+                    # Before the bus closes, after the recorder: its rooms are destroyed in Janus.
                     await running.enter_async_context(sfu)
+                recordings = RecordingService(
+                    settings=settings,
+                    store=store,
+                    bus=bus,
+                    rooms=rooms,
+                    listening=sockets.listening,
+                    sfu=sfu,
+                )
+                await configure_from_settings(store, settings)
+                webhooks = Dispatcher(store, settings)
+                calls = CallService(store, bus, rooms, settings)
+                config = forwarder_config(settings)
+                forwarder = Forwarder(config) if config is not None else None
                 app.state.tavkit = ServerContext(
                     settings=settings,
                     store=store,

@@ -202,7 +202,11 @@ def serve(
         float | None, typer.Option(help=f"Seconds (default 15). {_env('HEARTBEAT_TIMEOUT')}")
     ] = None,
     max_members: Annotated[
-        int | None, typer.Option(help=f"Members per room (default 6). {_env('MAX_MEMBERS')}")
+        int | None,
+        typer.Option(
+            help="Members per room (default 6 in a mesh, 50 in SFU mode, at most 50 there)."
+            f" {_env('MAX_MEMBERS')}"
+        ),
     ] = None,
     close_grace: Annotated[
         float | None,

@@ -25,7 +25,7 @@ Environment variables (all optional)::
     TAVKIT_ADMIN_KEY             key admin userSigs sign with (none: no admin API)
     TAVKIT_HEARTBEAT_INTERVAL    seconds                      5
     TAVKIT_HEARTBEAT_TIMEOUT     seconds                      15
-    TAVKIT_MAX_MEMBERS           members per room             6
+    TAVKIT_MAX_MEMBERS           members per room             6 (mesh), 50 (sfu, at most 50)
     TAVKIT_MEDIA_MODE            mesh | sfu (docs/sfu.md)     mesh
     TAVKIT_JANUS_URL             Janus API, ws://host:port    (none; sfu needs it)
     TAVKIT_JANUS_API_SECRET      Janus's api_secret           (none)
@@ -123,6 +123,12 @@ IceServerEntry = str | Mapping[str, Any]
 
 U32_MAX: Final = 0xFFFF_FFFF
 RECORDING_POLICIES: Final = ("off", "auto", "on-demand")
+MESH_MAX_MEMBERS: Final = 6
+"""A mesh room's size unless ``max_members`` says otherwise: each member uploads its
+media once per other member, which a phone on mobile data stops keeping up with here."""
+SFU_MAX_MEMBERS: Final = 50
+"""An SFU room's size and its ceiling: the publishers a Janus VideoRoom room is made for
+(:mod:`tavkit.server.sfu.bridge`). Each member uploads once whatever the room's size."""
 """The recording policies, in the order the CLI lists them."""
 _KEY_RE: Final = re.compile(r"[0-9A-Za-z]{16,128}")
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
@@ -280,8 +286,10 @@ class Settings:
     """How often clients are told to send a heartbeat."""
     heartbeat_timeout: float = 15.0
     """A member silent this long is removed with reason ``timeout``."""
-    max_members: int = 6
-    """Members per room; entering a full room is server 14000."""
+    max_members: int | None = None
+    """Members per room; entering a full room is server 14000. None: the media mode's
+    size (:data:`MESH_MAX_MEMBERS`, :data:`SFU_MAX_MEMBERS`); above 50 is refused in
+    SFU mode (see :meth:`max_members_of`)."""
     close_grace: float = 2.0
     """An empty session stays open this long, so a quick re-enter keeps its UUID."""
     sweep_interval: float = 1.0
@@ -410,10 +418,15 @@ class Settings:
             )
         if not (math.isfinite(self.close_grace) and self.close_grace >= 0):
             raise ValueError(f"close_grace must be zero or more seconds, not {self.close_grace}")
-        if self.max_members < 1:
-            raise ValueError(f"max_members must be at least 1, not {self.max_members}")
         if self.media_mode not in ("mesh", "sfu"):
             raise ValueError(f"media_mode must be 'mesh' or 'sfu', not {self.media_mode!r}")
+        if self.max_members is not None and self.max_members < 1:
+            raise ValueError(f"max_members must be at least 1, not {self.max_members}")
+        if self.media_mode == "sfu" and (self.max_members or 0) > SFU_MAX_MEMBERS:
+            raise ValueError(
+                f"max_members {self.max_members} is more than an SFU room holds: at most"
+                f" {SFU_MAX_MEMBERS} (the publishers of a Janus VideoRoom room)"
+            )
         if self.media_mode == "sfu" and not self.janus_url:
             raise ValueError("media mode sfu needs a Janus: give --janus-url (TAVKIT_JANUS_URL)")
         if self.ice_transport_policy not in ("all", "relay"):
@@ -511,6 +524,17 @@ class Settings:
     def admin_key_of(self, app: AppConfig) -> str | None:
         """The key ``app``'s admin userSigs are signed with: its own, else the server's."""
         return app.admin_key if app.admin_key is not None else self.admin_key
+
+    def max_members_of(self, media_mode: Literal["mesh", "sfu"]) -> int:
+        """How many members a room of ``media_mode`` holds: ``max_members``, else the
+        mode's own size (6 in a mesh, 50 through the SFU).
+
+        A mesh has no ceiling but its default: a larger one (a test's nine-tile grid, a
+        presence load test) is the operator's choice. The SFU's 50 is the Janus room's.
+        """
+        if self.max_members is not None:
+            return self.max_members
+        return SFU_MAX_MEMBERS if media_mode == "sfu" else MESH_MAX_MEMBERS
 
     def recording_limits_of(self, sdk_app_id: int) -> tuple[float, float]:
         """The app's (longest file, longest session recording) in seconds; 0: no limit."""

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from aiortc import MediaStreamTrack, RTCConfiguration
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection
 from av.frame import Frame
 
 from tavkit.client.peer import PeerLink
@@ -338,7 +338,7 @@ class SessionRecorder:
             return
         old = stint.file
         receivers = old.writer.detach()
-        pc = stint.link.pc if stint.link is not None else None
+        pc = self._pc_of(stint)
         current = {id(t.receiver) for t in pc.getTransceivers()} if pc is not None else set()
         stint.file = self._new_file(stint.user_id)
         for receiver, track in receivers:
@@ -378,14 +378,13 @@ class SessionRecorder:
     async def _abandon(self, user_id: str, file: _File) -> None:
         """A file that cannot be recorded: hang up on the member, drop the writer."""
         stint = self._stints.get(user_id)
-        if stint is not None and stint.file is file and stint.link is not None:
-            await stint.link.aclose()
+        if stint is not None and stint.file is file:
+            await self._hang_up(stint)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(file.writer.stop(), STOP_TIMEOUT)
 
     def _on_track(self, stint: _Stint, track: MediaStreamTrack) -> None:
-        link = stint.link
-        pc = link.pc if link is not None else None
+        pc = self._pc_of(stint)
         if pc is None:
             return
         for transceiver in pc.getTransceivers():
@@ -400,8 +399,7 @@ class SessionRecorder:
             file.limit.cancel()
         if file.opened is not None:
             await asyncio.wait({file.opened})  # the row exists before the link goes
-        if stint.link is not None:
-            await stint.link.aclose()
+        await self._hang_up(stint)
         await self._close_file(stint.user_id, file, reason)
 
     async def _close_file(self, user_id: str, file: _File, reason: str) -> None:
@@ -450,6 +448,17 @@ class SessionRecorder:
             self._spawn_finish(stint, reason)
         while self._closing:
             await asyncio.gather(*list(self._closing), return_exceptions=True)
+
+    # -- the stint's connection (the SFU's recorder has its own) -------------------------
+
+    def _pc_of(self, stint: _Stint) -> RTCPeerConnection | None:
+        """The connection the stint's media arrives on, if it has one now."""
+        return stint.link.pc if stint.link is not None else None
+
+    async def _hang_up(self, stint: _Stint) -> None:
+        """Close the stint's connection (its file is closed apart)."""
+        if stint.link is not None:
+            await stint.link.aclose()
 
     # -- signaling ----------------------------------------------------------------------
 

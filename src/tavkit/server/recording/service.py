@@ -51,7 +51,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 from tavkit.errors import ServerError, TAvKitError
 from tavkit.protocol import RoomId
@@ -64,6 +64,9 @@ from tavkit.server.rooms.service import RoomService
 from tavkit.server.settings import RECORDING_POLICIES, Settings
 from tavkit.server.store.db import Store
 from tavkit.server.store.recording_models import RecordingRow
+
+if TYPE_CHECKING:
+    from tavkit.server.sfu.bridge import SfuBridge
 
 __all__ = [
     "DiskFloorError",
@@ -100,6 +103,7 @@ class RecordingService:
         disk_check_interval: float = DISK_CHECK_INTERVAL,
         lease_ttl: float = LEASE_TTL,
         clustered: bool | None = None,
+        sfu: SfuBridge | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -123,6 +127,9 @@ class RecordingService:
         self.clustered = settings.redis_url is not None if clustered is None else clustered
         """Whether other replicas may share the sessions (a shared bus): then leases are
         respected at start-up, and lapsed ones taken over."""
+        self.sfu = sfu
+        """The server's Janus in ``--media-mode sfu``: sessions are then recorded from it
+        (:mod:`tavkit.server.sfu.recorder`), not by a hidden mesh participant."""
         self._recorders: dict[uuid.UUID, SessionRecorder] = {}
         self._leases: set[uuid.UUID] = set()  # held: renewed until released
         self._to_release: set[uuid.UUID] = set()  # done with, to release (retried)
@@ -251,7 +258,7 @@ class RecordingService:
                 # A previous holder's unfinished files (it will never close them), listed
                 # before ours exist; closed once we record, since reading them takes a while.
                 left_over = [] if ours else await rows.unfinished(self.store, room_uuid)
-                recorder = SessionRecorder(self, sdk_app_id, room, room_uuid)
+                recorder = self._recorder(sdk_app_id, room, room_uuid)
                 await recorder.start()
             except BaseException:
                 self._to_release.add(room_uuid)
@@ -410,6 +417,14 @@ class RecordingService:
             self._leases.discard(room_uuid)
 
     # -- helpers ------------------------------------------------------------------------
+
+    def _recorder(self, sdk_app_id: int, room: RoomId, room_uuid: uuid.UUID) -> SessionRecorder:
+        """The session's recorder: from the SFU in an SFU server, else a mesh participant."""
+        if self.sfu is not None:
+            from tavkit.server.sfu.recorder import SfuSessionRecorder
+
+            return SfuSessionRecorder(self, sdk_app_id, room, room_uuid, self.sfu)
+        return SessionRecorder(self, sdk_app_id, room, room_uuid)
 
     def _session_opened(self, sdk_app_id: int, room: RoomId, room_uuid: uuid.UUID) -> None:
         if not self._closed:

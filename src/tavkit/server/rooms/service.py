@@ -273,10 +273,11 @@ class RoomService:
                     for row in await live_rows(s, session.id)
                     if row.user_id != user_id
                 ]
-                if len(others) >= self._settings.max_members:
+                limit = self._settings.max_members_of(self._settings.media_mode)
+                if len(others) >= limit:
                     raise ServerError(
                         ServerCode.ENTER_FAILED,
-                        f"room {room_label(room)} is full ({self._settings.max_members} members)",
+                        f"room {room_label(room)} is full ({limit} members)",
                     )
             if current is not None:
                 reason = "replaced" if same_session else "moved"

@@ -4,6 +4,8 @@
   typed events).
 * :mod:`tavkit.server.sfu.bridge`: rooms and handles on members' behalf
   (``--media-mode sfu``, ``ServerContext.sfu``).
+* :mod:`tavkit.server.sfu.recorder`: recording an SFU session from Janus (one
+  subscription per publisher, the mesh recorder's files).
 * :mod:`tavkit.server.sfu.config`: the Janus configuration folder
   (``tavkit janus config``, :mod:`tavkit.server.sfu.cli`).
 

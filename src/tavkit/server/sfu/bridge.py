@@ -50,6 +50,7 @@ from tavkit.protocol.sdp import refusal
 from tavkit.server.bus import session_channel
 from tavkit.server.events import MemberLeftEvent, RoomClosedEvent
 from tavkit.server.ice import filter_signal
+from tavkit.server.settings import SFU_MAX_MEMBERS
 from tavkit.server.sfu.janus import JanusError, JanusSession, VideoRoomHandle
 from tavkit.server.sfu.videoroom import Detached, Hangup, Leaving, Publishers, Unpublished
 
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     from tavkit.server.bus import Bus
     from tavkit.server.settings import Network
 
-__all__ = ["MemberSocket", "SfuBridge"]
+__all__ = ["JanusRoom", "MemberSocket", "SfuBridge"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,16 @@ class MemberSocket(Protocol):
 
     def send(self, msg: ServerMessage) -> None:
         """Queue ``msg`` for the member."""
+
+
+@dataclass(frozen=True)
+class JanusRoom:
+    """Where a session's media is in Janus, for a handle of tavkit's own (the recorder's)."""
+
+    room: str
+    """The VideoRoom room's id (the session's UUID)."""
+    janus: JanusSession
+    """The Janus session the room lives in; its ``closed`` is set if Janus goes away."""
 
 
 @dataclass(eq=False)
@@ -244,6 +255,18 @@ class SfuBridge:
             raise _refused(msg, f"media-signal.data: {why}")
         await member.subscriber.start(description.sdp)
 
+    # --- tavkit's own subscribers -------------------------------------------------------
+
+    async def observe(self, room_uuid: object) -> JanusRoom:
+        """The session's room in Janus (made now if no member's socket has made it yet).
+
+        For tavkit's own subscribers, which are not members (the SFU recorder,
+        :mod:`tavkit.server.sfu.recorder`): they attach handles of their own to the room's
+        Janus session; the bridge keeps the room's lifetime (destroyed at ``room-closed``).
+        """
+        room = await self._room(str(room_uuid))
+        return JanusRoom(room.key, room.janus)
+
     # --- Janus's events -----------------------------------------------------------------
 
     async def _read(self, room: _Room, member: _Member) -> None:
@@ -346,7 +369,7 @@ class SfuBridge:
                 return room
             janus, admin = await self._session()
             secret = secrets.token_urlsafe(24)
-            await admin.create_room(key, secret=secret, publishers=50)
+            await admin.create_room(key, secret=secret, publishers=SFU_MAX_MEMBERS)
             room = _Room(key, secret, janus)
             room.watcher = asyncio.create_task(self._watch_room(room), name=f"sfu-room-{key}")
             self._rooms[key] = room

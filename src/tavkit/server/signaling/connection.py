@@ -539,11 +539,11 @@ class SignalingConnection:
     async def _relay(self, msg: SignalTo) -> None:
         if msg.to == self.user_id:
             raise FrameError(ServerCode.INVALID_PARAMETER, "signal.to: that is you", ref=msg.id)
-        hidden = msg.to == recorder_id(self.room_uuid)  # never a member, always addressable
-        if self._ctx.sfu is not None and not hidden:
+        if self._ctx.sfu is not None:
             # A client that only knows the mesh (today's browser component) would half
-            # work; it is told why instead. The recorder still links to each member.
+            # work; it is told why instead. The recorder records from the SFU.
             raise FrameError(ServerCode.INVALID_PARAMETER, MESH_SIGNAL_REFUSED, ref=msg.id)
+        hidden = msg.to == recorder_id(self.room_uuid)  # never a member, always addressable
         if not hidden and msg.to not in self._others and not await self._is_member(msg.to):
             raise FrameError(
                 ServerCode.INVALID_PARAMETER,
