@@ -18,8 +18,8 @@ A SQLite database with no tables at all is not migrated: its tables are created 
 the models and stamped with the newest revision (:data:`HEAD_REVISION`), which gives
 the same schema (``tests/server/test_migrations.py`` compares the two, column order
 included) without importing Alembic (with Mako and, when present, Pygments) or
-replaying every migration's table rebuilds: about half a second of a fresh test
-server's start. Every other database, and every PostgreSQL one, goes through Alembic.
+replaying every migration's table rebuilds: a few hundred milliseconds of a fresh
+test server's start. Every other database, and every PostgreSQL one, goes through Alembic.
 
 :func:`storage_errors` is the one place where the database's exceptions become the
 seed's server 10006, so callers never see SQLAlchemy's types.
