@@ -41,6 +41,22 @@ def test_first_connection_asks_for_the_whole_history() -> None:
     assert log.connected(ROOM) == [Sync(after=0)]
 
 
+def test_nothing_stored_past_what_was_delivered_needs_no_sync() -> None:
+    """A welcome whose ``lastSeq`` is no further than what was delivered asks for no
+    ``sync`` (a new session, a resume that missed nothing); unacknowledged sends still go,
+    and a gap in what then comes live still asks for one."""
+    log = MessageLog("alice")
+    assert log.connected(ROOM, last_seq=0) == []
+    assert delivered_seqs(log, [msg(1), msg(2)]) == [1, 2]
+    frame = log.compose("text", "hi")
+    assert log.connected(ROOM, last_seq=2) == [frame]  # resumed, nothing missed
+    assert log.connected(ROOM, last_seq=3) == [Sync(after=2), frame]  # missed one
+    log.synced()
+    assert log.connected(OTHER_ROOM, last_seq=0) == [frame]
+    gap = log.receive(msg(2))
+    assert gap.deliver == [] and gap.send == [Sync(after=0)]
+
+
 def test_in_order_messages_are_delivered_at_once() -> None:
     """Consecutive seqs are delivered as they come."""
     log = MessageLog("alice")

@@ -159,3 +159,16 @@ async def test_a_connection_another_replica_removed_is_told_after_the_next_flush
     await rooms.aclose()  # writes what was heard, as the timer or a sweep would
     assert not await rooms.touch(member.room_uuid, "bob", member.connection_id)
     assert not await rooms.touch(member.room_uuid, "bob", member.connection_id)
+
+
+async def test_a_first_socket_recorded_lets_its_first_touch_skip_the_write(rooms, writes):
+    """Once a connection's first socket is recorded (a live membership), its first frame's
+    touch is answered without a transaction of its own; an unrecorded one still writes."""
+    alice = await rooms.enter(APP, 4, "alice", privileges=255)
+    bob = await rooms.enter(APP, 4, "bob", privileges=255)
+    assert await rooms.socket_opened(alice.room_uuid, "alice", alice.connection_id)
+    writes.clear()
+    assert await rooms.touch(alice.room_uuid, "alice", alice.connection_id)
+    assert writes == []
+    assert await rooms.touch(bob.room_uuid, "bob", bob.connection_id)
+    assert writes == [1]

@@ -109,18 +109,24 @@ class MessageLog:
         self._unacked[client_msg_id] = frame
         return frame
 
-    def connected(self, room_uuid: str) -> list[ClientMessage]:
+    def connected(self, room_uuid: str, last_seq: int | None = None) -> list[ClientMessage]:
         """The socket is open (first time, resumed, or a new membership): frames to send.
 
         A ``sync`` for everything after what was delivered, then every unacknowledged
         message again. Joining a different session starts its numbering afresh.
+        ``last_seq`` is the ``welcome``'s: when nothing past what was delivered is
+        stored (a new session's first socket, a resume that missed nothing) there is
+        no ``sync``, since later messages come live. That keeps the server's history
+        read out of a join: a socket's frames are served in order, so a ``sync``
+        sent first would hold up the offer behind it.
         """
         if self.room_uuid is not None and room_uuid != self.room_uuid:
             self.delivered = 0
             self._held.clear()
         self.room_uuid = room_uuid
-        self._syncing = True
-        return [Sync(after=self.delivered), *self._unacked.values()]
+        self._syncing = last_seq is None or last_seq > self.delivered
+        sync: list[ClientMessage] = [Sync(after=self.delivered)] if self._syncing else []
+        return [*sync, *self._unacked.values()]
 
     def receive(self, message: ChatMessage) -> Inbound:
         """A ``message`` frame: what to deliver and which sends it acknowledges."""

@@ -121,7 +121,7 @@ class Outbox:
             self._send_soon(log.synced())
             return True
         if isinstance(message, Welcome):
-            self._send_soon(log.connected(message.room_uuid))
+            self._send_soon(log.connected(message.room_uuid, message.last_seq))
             return False
         if isinstance(message, ErrorFrame) and log.refused(message.ref):
             assert message.ref is not None

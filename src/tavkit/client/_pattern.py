@@ -109,8 +109,11 @@ class PatternVideoTrack(MediaStreamTrack):
 class ToneAudioTrack(MediaStreamTrack):
     """A sine tone in 20 ms mono s16 frames at 48 kHz.
 
-    One second of samples is computed once (a whole number of periods for any
-    integer frequency, so it loops without a click) and served in slices.
+    One second of samples (a whole number of periods for any integer frequency, so it
+    loops without a click) is made once and served in slices. Only the shortest
+    stretch that repeats exactly is computed (1200 samples for 440 Hz) and the second
+    is copies of it: the tone is made inside a join, on the event loop, where
+    computing all 48,000 samples took 30-100 ms.
     """
 
     kind = "audio"
@@ -122,14 +125,16 @@ class ToneAudioTrack(MediaStreamTrack):
         if not 0.0 <= volume <= 1.0:
             raise ValueError("volume must be between 0 and 1")
         amplitude = int(32767 * volume)
+        # frequency * period / AUDIO_RATE whole periods: the samples repeat exactly.
+        period = AUDIO_RATE // math.gcd(frequency, AUDIO_RATE)
         samples = array.array(
             "h",
             (
                 int(amplitude * math.sin(2 * math.pi * frequency * n / AUDIO_RATE))
-                for n in range(AUDIO_RATE)
+                for n in range(period)
             ),
         )
-        self._second = samples.tobytes()
+        self._second = samples.tobytes() * (AUDIO_RATE // period)
         self._chunk = _SAMPLES * 2
         self._pts = 0
         self._pacer = Pacer(AUDIO_RATE)

@@ -17,9 +17,11 @@ sweeper ever removes a member another replica is hearing.
 A touch also tells its socket whether the connection is still live. The store says so
 with every write; a connection it confirmed less than ``trust_for`` ago is taken as live
 at once (a flush that finds it gone makes its next touch False, and the bus has told the
-socket why by then anyway). Any other touch -- a connection's first, or one back from a
-long silence -- waits for a write of its own, group-committed with every other touch
-that waits: one transaction for all that arrive while one is being written.
+socket why by then anyway), and so is one whose first socket was just recorded
+(:meth:`Liveness.confirmed`). Any other touch -- one back from a long silence, a
+connection this replica knows nothing of -- waits for a write of its own,
+group-committed with every other touch that waits: one transaction for all that arrive
+while one is being written.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -120,6 +123,15 @@ class Liveness:
             self._heard_since = since
             raise
         self._learn(heard, live, since)
+
+    def confirmed(self, connection_id: str, at: float) -> None:
+        """Another write found ``connection_id`` live at ``at`` (its socket's first opening
+        is recorded on a live membership only): its touches are answered from memory from
+        then on, as after a write of ours, instead of each socket's first frame (in a join,
+        the offer or the answer) waiting for a heartbeat write of its own."""
+        if at > self._confirmed.get(connection_id, -math.inf):
+            self._confirmed.pop(connection_id, None)  # re-insert: keep write order
+            self._confirmed[connection_id] = at
 
     def forget(self, connection_id: str) -> None:
         """The connection left the room (this replica wrote it): nothing more to write."""

@@ -632,7 +632,10 @@ class RoomService:
             )
             return bool(getattr(result, "rowcount", 0))
 
-        return await self._transaction("recording the socket", ServerCode.INTERNAL, run)
+        recorded = await self._transaction("recording the socket", ServerCode.INTERNAL, run)
+        if recorded:  # the membership was live at ``now``
+            self._liveness.confirmed(connection_id, now)
+        return recorded
 
     async def room_members(
         self, sdk_app_id: int, room: RoomId, user_id: str

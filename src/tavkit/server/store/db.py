@@ -14,6 +14,13 @@ it); SQLite gives its ``-wal`` and ``-shm`` files the database file's mode.
 PostgreSQL (asyncpg) needs nothing special; ``database_schema`` puts the tables in
 a schema of their own through the connection's ``search_path``.
 
+A SQLite database with no tables at all is not migrated: its tables are created from
+the models and stamped with the newest revision (:data:`HEAD_REVISION`), which gives
+the same schema (``tests/server/test_migrations.py`` compares the two, column order
+included) without importing Alembic (with Mako and, when present, Pygments) or
+replaying every migration's table rebuilds: a few hundred milliseconds of a fresh
+test server's start. Every other database, and every PostgreSQL one, goes through Alembic.
+
 :func:`storage_errors` is the one place where the database's exceptions become the
 seed's server 10006, so callers never see SQLAlchemy's types.
 """
@@ -28,11 +35,18 @@ import pkgutil
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Connection, MetaData, event, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    event,
+    text,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
@@ -44,7 +58,18 @@ from sqlalchemy.ext.asyncio import (
 
 from tavkit.errors import ServerCode, ServerError
 
-__all__ = ["MIGRATIONS_DIR", "Store", "alembic_config", "all_metadata", "storage_errors", "upgrade"]
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+__all__ = [
+    "HEAD_REVISION",
+    "MIGRATIONS_DIR",
+    "Store",
+    "alembic_config",
+    "all_metadata",
+    "storage_errors",
+    "upgrade",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +81,9 @@ _PG_CONNECT_TIMEOUT: Final = 10.0
 _PG_COMMAND_TIMEOUT: Final = 30.0
 # Any constant works; it only has to be the same for every tavkit replica.
 _MIGRATION_LOCK_KEY: Final = 0x7A4B17
+HEAD_REVISION: Final = "0011_calls"
+"""The newest migration's revision, stamped on a SQLite database created from the
+models; a test checks that it is Alembic's head (a new migration must change it)."""
 _READONLY: Final = "tavkit_readonly"
 
 
@@ -140,7 +168,7 @@ class Store:
                 await conn.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
                 )
-            await conn.run_sync(_upgrade)
+            await conn.run_sync(_create_or_upgrade)
 
     async def ping(self) -> None:
         """Check that the database answers and holds tavkit's tables; raise 10006 if not."""
@@ -155,6 +183,8 @@ class Store:
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic configuration for the packaged migrations, optionally bound to ``connection``."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if connection is not None:
@@ -162,7 +192,39 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+def _create_or_upgrade(connection: Connection) -> None:
+    """Create an empty SQLite database's tables from the models, else migrate."""
+    if connection.dialect.name == "sqlite" and _is_empty(connection):
+        _create_from_models(connection)
+    else:
+        _upgrade(connection)
+
+
+def _is_empty(connection: Connection) -> bool:
+    # Inside the caller's BEGIN IMMEDIATE: a process that starts alongside waits for
+    # this one's tables and then sees them.
+    objects: int = connection.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar_one()
+    return objects == 0
+
+
+def _create_from_models(connection: Connection) -> None:
+    """Create every table from the models and stamp :data:`HEAD_REVISION`, as
+    ``alembic upgrade head`` would leave an empty database."""
+    all_metadata().create_all(connection)
+    # Alembic's own version table, as Alembic creates it.
+    versions = Table(
+        "alembic_version",
+        MetaData(),
+        Column("version_num", String(32), nullable=False),
+        PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+    )
+    versions.create(connection)
+    connection.execute(versions.insert().values(version_num=HEAD_REVISION))
+
+
 def _upgrade(connection: Connection) -> None:
+    from alembic import command  # only a database that needs migrating pays for Alembic
+
     command.upgrade(alembic_config(connection), "head")
 
 

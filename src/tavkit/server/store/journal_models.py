@@ -18,7 +18,7 @@ import uuid
 from sqlalchemy import BigInteger, Double, ForeignKey, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tavkit.server.store.models import Base
+from tavkit.server.store.models import ADDED_LATER, Base
 
 __all__ = ["JournalRow"]
 
@@ -37,7 +37,9 @@ class JournalRow(Base):
     session_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("room_sessions.id"))
     session_seq: Mapped[int] = mapped_column(Integer)
     room_id: Mapped[int] = mapped_column(BigInteger)
-    room_str: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    room_str: Mapped[str] = mapped_column(
+        String(64), default="", server_default="", sort_order=ADDED_LATER
+    )
     """With ``room_id``, the session's room (:func:`tavkit.protocol.room_from_columns`)."""
     type: Mapped[str] = mapped_column(String(32))
     at: Mapped[float] = mapped_column(Double)

@@ -70,6 +70,11 @@ _ROOM_KIND_CHECK = (
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants a bigint.
 _SERIAL = BigInteger().with_variant(Integer(), "sqlite")
 
+ADDED_LATER = 1
+"""``sort_order`` of a column a migration added to an existing table: it goes last in
+the table, where ``ALTER TABLE ... ADD COLUMN`` put it, so a fresh database created
+from the models has the columns in the migrated database's order (see ``store.db``)."""
+
 
 class Base(DeclarativeBase):
     """Declarative base carrying the naming convention."""
@@ -103,7 +108,9 @@ class SessionRow(Base):
     sdk_app_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("apps.sdk_app_id"))
     room_id: Mapped[int] = mapped_column(BigInteger)
     """The numeric room; 0 for a string room."""
-    room_str: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    room_str: Mapped[str] = mapped_column(
+        String(64), default="", server_default="", sort_order=ADDED_LATER
+    )
     """The string room (TRTC's ``strRoomId``); ``""`` for a numeric room."""
     opened_at: Mapped[float] = mapped_column(Double)
     empty_since: Mapped[float | None] = mapped_column(Double, default=None)
@@ -154,7 +161,9 @@ class MemberRow(Base):
     sdk_app_id: Mapped[int] = mapped_column(BigInteger)
     """Copied from the session so the one-room-per-user index can name it."""
     room_id: Mapped[int] = mapped_column(BigInteger)
-    room_str: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    room_str: Mapped[str] = mapped_column(
+        String(64), default="", server_default="", sort_order=ADDED_LATER
+    )
     """With ``room_id``, the session's room, as in :class:`SessionRow`."""
     user_id: Mapped[str] = mapped_column(String(64))
     connection_id: Mapped[str] = mapped_column(String(40), unique=True)
