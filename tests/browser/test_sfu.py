@@ -26,7 +26,7 @@ from sfu.conftest import RunningJanus, launch, stop_janus
 from tavkit.auth import Privilege
 
 from .conftest import CHROMIUM, FLAGS
-from .pages import INSTRUMENT, CallPage, Server
+from .pages import _FRAMES_DECODED, INSTRUMENT, CallPage, Server
 
 pytestmark = pytest.mark.browser
 
@@ -162,8 +162,15 @@ class Members:
             text=True,
         )
 
+    def joined(self, user_id: str) -> None:
+        """Wait until member ``user_id`` is in the room."""
+        assert self._line(user_id) == {"joined": user_id}
+
     def report(self, user_id: str) -> dict[str, Any]:
-        """The member's one-line report: frames decoded twice, what it uploads."""
+        """The member's report: frames decoded twice, the frame rates, what it uploads."""
+        return self._line(user_id)
+
+    def _line(self, user_id: str) -> dict[str, Any]:
         process = self.processes[user_id]
         assert process.stdout is not None
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
@@ -215,6 +222,12 @@ def uploads(page: CallPage) -> list[tuple[str, str, int]]:
     return [tuple(row) for row in page.page.evaluate(_UPLOADS)]
 
 
+def sending(page: CallPage) -> dict[tuple[str, str], int]:
+    """Packets ``page`` has sent per (kind, rid), over all its open connections, of the
+    streams that sent any."""
+    return {(kind, rid): n for kind, rid, n in uploads(page) if n > 0}
+
+
 def frame_width(page: CallPage, user_id: str) -> int:
     """The width of ``user_id``'s video as ``page`` receives it now."""
     return int(page.page.evaluate(_FRAME_WIDTH, user_id))
@@ -235,6 +248,8 @@ def test_pages_and_python_members_of_an_sfu_room_receive_everyone_and_upload_onc
     for i, user_id in enumerate(python):
         others = [o for o in everyone if o != user_id]
         members.join(user_id, room, i, others, [p.user_id for p in pages])
+    for user_id in python:
+        members.joined(user_id)
 
     for page in pages:
         for other in everyone:
@@ -242,20 +257,20 @@ def test_pages_and_python_members_of_an_sfu_room_receive_everyone_and_upload_onc
                 page.wait_video_decoding(other, frames=10)
     for user_id in python:
         report = members.report(user_id)
+        print(f"{user_id} decodes frames per second from each: {report.get('fps')}")
         assert "error" not in report, report
         assert all(report["last"][o] > n >= 10 for o, n in report["first"].items()), report
         assert report["uploads"] == ["audio", "video"], report
     for page in pages:
-        media = page.call("(el) => ({subscription: el.sfuMedia().subscription})")
-        assert media["subscription"] >= 1
+        assert page.call("(el) => el.sfuMedia().subscription") >= 1
+        before = sending(page)
         wait_until(
-            f"{page.user_id} to send every layer",
-            lambda p=page: (
-                {r for k, r, n in uploads(p) if k == "video" and n > 0} == {"h", "m", "l"}
-            ),
+            f"{page.user_id}'s audio and three layers to advance",
+            lambda p=page, b=before: all(n > b.get(key, 0) for key, n in sending(p).items()),
+            explain=lambda p=page, b=before: (b, sending(p)),
         )
-        sent = sorted((kind, rid) for kind, rid, packets in uploads(page) if packets > 0)
-        assert sent == [("audio", ""), ("video", "h"), ("video", "l"), ("video", "m")], sent
+        kinds = sorted(sending(page))
+        assert kinds == [("audio", ""), ("video", "h"), ("video", "l"), ("video", "m")]
         publish = page.call(
             """async (el) => {
                 const rids = [];
@@ -266,3 +281,67 @@ def test_pages_and_python_members_of_an_sfu_room_receive_everyone_and_upload_onc
             }"""
         )
         assert publish == ["h", "l", "m"]  # the three layers share one connection
+
+
+def wait_width(page: CallPage, user_id: str, fits: Callable[[int], bool], what: str) -> int:
+    """Wait until the width of ``user_id``'s video at ``page`` ``fits``; return it."""
+    widths: list[int] = []
+
+    def check() -> bool:
+        widths.append(frame_width(page, user_id))
+        return fits(widths[-1])
+
+    wait_until(what, check, explain=lambda: f"widths seen {sorted(set(widths))}")
+    return widths[-1]
+
+
+def test_a_page_receives_the_simulcast_layer_its_tile_needs(
+    open_page: Callable[..., CallPage], sfu_server: Server, room: int
+) -> None:
+    """A page showing a member big receives that member's high layer; when the tile
+    shrinks to a thumbnail the SFU switches it to the low layer (the received
+    frameWidth drops to a quarter or less), and back up when the tile grows again;
+    a tile that is not shown at all is paused (no more frames decoded)."""
+    sender = open_page("sender")
+    viewer = open_page("viewer")
+    assert sender.join(sfu_server, room) is True
+    assert viewer.join(sfu_server, room) is True
+    viewer.wait_video_decoding("sender", frames=10)
+    big = wait_width(viewer, "sender", lambda w: w >= 960, "the high layer")
+
+    viewer.call("(el) => { el.style.width = '200px'; el.style.height = '300px'; }")
+    small = wait_width(viewer, "sender", lambda w: 0 < w <= big // 3, "the low layer")
+    assert viewer.call("(el) => el.sfuMedia().layers")  # it asked, by mid
+    assert set(viewer.call("(el) => Object.values(el.sfuMedia().layers)")) == {"low"}
+
+    viewer.call("(el) => { el.style.width = ''; el.style.height = ''; }")
+    again = wait_width(viewer, "sender", lambda w: w >= 960, "the high layer again")
+    print(f"sender's video at the viewer: {big} px wide big, {small} small, {again} big again")
+
+    viewer.call("(el) => { el.style.display = 'none'; }")
+    wait_until(
+        "the paused layer",
+        lambda: set(viewer.call("(el) => Object.values(el.sfuMedia().layers)")) == {"paused"},
+    )
+    time.sleep(1.0)  # what was in flight
+    before = int(viewer.page.evaluate(_FRAMES_DECODED, "sender"))
+    time.sleep(2.0)
+    assert int(viewer.page.evaluate(_FRAMES_DECODED, "sender")) - before <= 2
+
+
+def test_an_audience_page_receives_and_publishes_nothing(
+    open_page: Callable[..., CallPage], members: Members, sfu_server: Server, room: int
+) -> None:
+    """An audience member's page (privileges 42) in an SFU room decodes the others'
+    video, makes no publishing connection and uploads nothing, and shows no tile of
+    its own."""
+    members.join("py0", room, 0, [], [])
+    members.joined("py0")  # it opens the room: an audience member may not
+    viewer = open_page("viewer")
+    key = sfu_server.pmk("viewer", room, AUDIENCE)
+    assert viewer.join(sfu_server, room, privateMapKey=key) is True
+    viewer.wait_video_decoding("py0", frames=10)
+    assert viewer.call("(el) => el.sfuMedia().publish") is None
+    assert [row for row in uploads(viewer) if row[2] > 0] == []
+    assert viewer.tile_ids() == ["py0"]
+    assert viewer.tv("gum") == 0

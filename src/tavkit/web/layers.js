@@ -4,18 +4,17 @@
 // and quarter resolution, rids h/m/l) and the SFU forwards each receiver one layer of
 // each member, the one that receiver asks for in `media-layers` (protocol.md section
 // 3b). The receiver asks from what it shows: the size a tile takes on the screen, in
-// device pixels, picks the smallest layer that still fills it (a 1v1's big picture or
-// a few large grid tiles get the high layer, a phone's grid or a thumbnail the low
-// one), and a tile that is not on the screen at all (scrolled away, hidden, zero-sized)
+// device pixels, picks the smallest layer at least as wide as the tile (a 1v1's big
+// picture gets the high layer, a desktop grid's tiles the medium one, a phone's grid
+// or a thumbnail the low one), and a tile that is not on the screen at all (scrolled away, hidden, zero-sized)
 // gets nothing: its stream is paused at the SFU, so nobody's uplink nor our downlink
 // pays for pixels nobody sees. A tile not drawn yet keeps what it has.
 // The layer names are MEDIA_LAYERS (protocol.js).
 
-// A tile wider than this many device pixels is worth the next layer up. The camera is
-// captured at 640×480 (media.js), so the layers are 640, 320 and 160 pixels wide: a
-// layer is kept until the tile is 1.5 times its width, past which it would look soft.
-const HIGH_FROM = 480;
-const MEDIUM_FROM = 240;
+// The layers' widths in device pixels: the camera is asked for 1280×720 in SFU rooms
+// (sfu.js), sent whole, halved and quartered. A tile wider than a layer gets the next.
+const MEDIUM_WIDTH = 640;
+const LOW_WIDTH = 320;
 
 /**
  * The layer for a tile shown as `view` = {width, height, visible} (device pixels);
@@ -26,8 +25,8 @@ export function layerFor(view) {
   if (!view.visible || view.width <= 0 || view.height <= 0) return "paused";
   // The width decides: a video is shown whole (fit.js) unless a crop keeps nearly all
   // of it, so it is never drawn much wider than its tile.
-  if (view.width > HIGH_FROM) return "high";
-  if (view.width > MEDIUM_FROM) return "medium";
+  if (view.width > MEDIUM_WIDTH) return "high";
+  if (view.width > LOW_WIDTH) return "medium";
   return "low";
 }
 

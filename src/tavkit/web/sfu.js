@@ -8,8 +8,12 @@
 // * publish: one RTCPeerConnection sends our microphone and camera, whoever is in the
 //   room, as `media-signal` {pc: "publish"}; the camera goes out in three simulcast
 //   layers (rids h, m, l at full, half and quarter resolution), so the SFU can give
-//   each receiver the one its screen needs. What we may not send (privileges.js) is
-//   not in the offer; an audience member publishes nothing and has no such connection.
+//   each receiver the one its screen needs. The camera is asked for 1280×720 first
+//   (CAPTURE): each member uploads once here, and Chromium sends all three layers
+//   only from about 960×540 up (fewer below, its simulcast layer limit); the encoder
+//   keeps the resolution under load and drops frames instead, which would otherwise
+//   also cost layers. What we may not send (privileges.js) is not in the offer; an
+//   audience member publishes nothing and has no such connection.
 // * subscribe: the server offers one connection carrying every other publisher (an
 //   audio and a video m-line each), with `streams` saying which member is on which
 //   mid; we answer, and each member's tracks become that member's stream for its tile.
@@ -31,10 +35,12 @@ import { PRIVILEGE } from "./protocol.js";
 
 /** The camera's simulcast layers, high first (the SFU orders them itself). */
 export const SIMULCAST = Object.freeze([
-  { rid: "h", scaleResolutionDownBy: 1, maxBitrate: 900_000 },
-  { rid: "m", scaleResolutionDownBy: 2, maxBitrate: 300_000 },
-  { rid: "l", scaleResolutionDownBy: 4, maxBitrate: 100_000 },
+  { rid: "h", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+  { rid: "m", scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: "l", scaleResolutionDownBy: 4, maxBitrate: 150_000 },
 ]);
+/** What the camera is asked for in an SFU room (layers.js's widths follow from it). */
+export const CAPTURE = Object.freeze({ width: { ideal: 1280 }, height: { ideal: 720 } });
 const GATHER_MS = 3000; // longest wait for our candidates before the SDP goes anyway
 const LAYER_POLL_MS = 500;
 
@@ -53,6 +59,13 @@ function gathered(pc) {
     }
     pc.addEventListener("icegatheringstatechange", check);
   });
+}
+
+/** Under load, drop frames rather than resolution (a smaller input loses layers). */
+async function keepResolution(sender) {
+  const params = sender.getParameters();
+  params.degradationPreference = "maintain-resolution";
+  await sender.setParameters(params);
 }
 
 /** Prefer VP8, the codec the server's SFU rooms forward (with its RTX). */
@@ -257,9 +270,15 @@ export class SfuMedia {
       const track = tracks.find((t) => t.kind === kind);
       if (!track) continue;
       const init = { direction: "sendonly", streams: [stream] };
-      if (kind === "video") init.sendEncodings = SIMULCAST.map((e) => ({ ...e }));
+      if (kind === "video") {
+        init.sendEncodings = SIMULCAST.map((e) => ({ ...e }));
+        await track.applyConstraints(CAPTURE).catch((err) => this.log("camera size", err));
+      }
       const transceiver = pc.addTransceiver(track, init);
-      if (kind === "video") preferVp8(transceiver);
+      if (kind === "video") {
+        preferVp8(transceiver);
+        await keepResolution(transceiver.sender).catch((err) => this.log("degradation", err));
+      }
     }
     pc.onconnectionstatechange = () => this.log("SFU publish", pc.connectionState);
     await pc.setLocalDescription();
