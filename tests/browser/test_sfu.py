@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import subprocess
 import sys
 import time
@@ -32,8 +33,10 @@ pytestmark = pytest.mark.browser
 
 WAIT = 40.0
 MEMBER = Path(__file__).with_name("sfu_member.py")
-PYTHON_MEMBERS = 4
-"""Python members beside the two pages (the issue asks for six; see the report)."""
+PYTHON_MEMBERS = int(os.environ.get("TAVKIT_TEST_SFU_PYTHON_MEMBERS", "4"))
+"""Python members beside the two pages. The issue asks for six; four is the default
+because two cores shared with other test runs kept every stream advancing with four
+(``docs/sfu.md``); a bigger machine sets the variable to 6."""
 AUDIENCE = int(Privilege.ENTER | Privilege.RECV_AUDIO | Privilege.RECV_VIDEO)  # 42
 
 # Every RTCPeerConnection the page makes, so a test can add up what all of them send.
@@ -235,8 +238,8 @@ def frame_width(page: CallPage, user_id: str) -> int:
 def test_pages_and_python_members_of_an_sfu_room_receive_everyone_and_upload_once(
     open_page: Callable[..., CallPage], members: Members, sfu_server: Server, room: int
 ) -> None:
-    """Two Chromium pages and four Python members in one SFU room: every one of them
-    decodes ever more video frames from every other; each page sends its camera once,
+    """Two Chromium pages and PYTHON_MEMBERS (4) Python members in one SFU room: every
+    one of them decodes ever more video frames from every other; each page sends its camera once,
     on one connection, as three simulcast layers (rids h, m, l) plus its microphone,
     and each Python member one audio and one video stream."""
     pages = [open_page(name) for name in ("ann", "ben")]
