@@ -239,9 +239,9 @@ def test_pages_and_python_members_of_an_sfu_room_receive_everyone_and_upload_onc
     open_page: Callable[..., CallPage], members: Members, sfu_server: Server, room: int
 ) -> None:
     """Two Chromium pages and PYTHON_MEMBERS (4) Python members in one SFU room: every
-    one of them decodes ever more video frames from every other; each page sends its camera once,
-    on one connection, as three simulcast layers (rids h, m, l) plus its microphone,
-    and each Python member one audio and one video stream."""
+    one of them decodes ever more video frames from every other; each page sends its
+    camera once, on one connection, as three simulcast layers (rids h, m, l) plus its
+    microphone, and each Python member one audio and one video stream."""
     pages = [open_page(name) for name in ("ann", "ben")]
     for page in pages:
         assert page.join(sfu_server, room) is True
