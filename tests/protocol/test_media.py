@@ -12,10 +12,12 @@ from tavkit.protocol import (
     CandidateData,
     DescriptionData,
     FrameError,
+    MediaLayers,
     MediaSignalFrom,
     MediaSignalTo,
     MediaStream,
     SessionDescription,
+    StreamLayer,
     Welcome,
     encode,
     parse_client_frame,
@@ -88,3 +90,42 @@ def test_welcome_says_the_media_mode_and_an_older_server_means_mesh() -> None:
     older = json.loads(encode(welcome))
     del older["mediaMode"]
     assert parse_server_frame(json.dumps(older)).media_mode == "mesh"  # type: ignore[union-attr]
+
+
+def test_media_layers_read_back_as_they_were_written() -> None:
+    """A ``media-layers`` frame survives encode and parse, every layer and a pause included."""
+    msg = MediaLayers(
+        2,
+        (StreamLayer("1", "high"), StreamLayer("3", "low"), StreamLayer("5", "paused")),
+        id="l1",
+    )
+    assert parse_client_frame(encode(msg)) == msg
+    assert json.loads(encode(msg))["layers"][2] == {"mid": "5", "layer": "paused"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "where"),
+    [
+        ({"layers": []}, "subscription"),
+        ({"subscription": 0, "layers": []}, "subscription"),
+        ({"subscription": 1}, "layers"),
+        ({"subscription": 1, "layers": [{"mid": "1", "layer": "huge"}]}, "layers[0].layer"),
+        ({"subscription": 1, "layers": [{"mid": "", "layer": "low"}]}, "layers[0].mid"),
+        (
+            {"subscription": 1, "layers": [{"mid": "1", "layer": "low"}] * 2},
+            "layers[1].mid",
+        ),
+        (
+            {"subscription": 1, "layers": [{"mid": str(i), "layer": "low"} for i in range(101)]},
+            "layers",
+        ),
+    ],
+)
+def test_a_bad_media_layers_frame_is_refused_naming_the_field(
+    fields: dict[str, Any], where: str
+) -> None:
+    """Missing or wrong fields, an unknown layer, a mid named twice or too many: 10004."""
+    with pytest.raises(FrameError) as caught:
+        parse_client_frame(json.dumps({"type": "media-layers", **fields}))
+    assert caught.value.code == ServerCode.INVALID_PARAMETER
+    assert where in caught.value.message

@@ -27,9 +27,11 @@ from tavkit.auth import Privilege, gen_user_sig
 from tavkit.client.media import TestPattern
 from tavkit.protocol import (
     DescriptionData,
+    MediaLayers,
     MediaSignalTo,
     SessionDescription,
     SignalTo,
+    StreamLayer,
     encode,
 )
 from tavkit.server import AppConfig, Settings
@@ -309,3 +311,44 @@ async def test_members_are_told_when_janus_dies(participant: Any, tmp_path: Path
                 await alice.aclose()
     finally:
         stop_janus(process)
+
+
+async def test_a_member_pauses_and_resumes_a_stream_and_bad_layer_choices_are_refused(
+    participant: Any, janus: RunningJanus
+) -> None:
+    """``media-layers`` on a member's own subscription: ``paused`` stops a member's video
+    at Janus and ``high`` brings it back; a mid the subscription lacks and an audio mid
+    are refused with server 10004 naming the field; a choice for an old subscription
+    is ignored."""
+    await participant("alice", host_addresses=[janus.address], source=small_pattern(0))
+    bob = await participant("bob", host_addresses=[janus.address], source=small_pattern(1))
+    await bob.wait_for_video_from("alice", FRAMES, within=WITHIN)
+    room = bob.kit._room
+    assert room is not None and room.socket is not None and room.sfu is not None
+    sfu, socket = room.sfu, room.socket
+    pc = sfu.receiving
+    assert pc is not None
+    kinds = {t.mid: t.kind for t in pc.getTransceivers()}
+    video = next(mid for mid, kind in kinds.items() if kind == "video")
+    audio = next(mid for mid, kind in kinds.items() if kind == "audio")
+    number = sfu._subscription
+
+    await socket.send(MediaLayers(number, (StreamLayer(video, "paused"),)))
+    await asyncio.sleep(1.0)  # what was in flight
+    before = bob.video_frames_from("alice")
+    await asyncio.sleep(1.5)
+    assert bob.video_frames_from("alice") - before <= 1
+    await socket.send(MediaLayers(number, (StreamLayer(video, "high"),)))
+    await bob.wait_for_video_from("alice", FRAMES, more=True, within=WITHIN)
+
+    await socket.send(MediaLayers(number, (StreamLayer("99", "low"),), id="no-such"))
+    await socket.send(MediaLayers(number, (StreamLayer(audio, "low"),), id="audio"))
+    await socket.send(MediaLayers(number + 5, (StreamLayer("99", "low"),), id="old"))
+    await bob.wait_for(lambda: len(bob.errors) >= 2, "the refusals")
+    await asyncio.sleep(0.5)  # a third (for "old") would have come by now
+    first, second = bob.errors
+    assert (first["module"], first["errorCode"]) == ("server", 10004)
+    assert "media-layers.layers[0].mid" in first["errorMsg"] and "'99'" in first["errorMsg"]
+    assert (second["module"], second["errorCode"]) == ("server", 10004)
+    assert "is audio, not video" in second["errorMsg"]
+    assert len(bob.errors) == 2

@@ -22,6 +22,7 @@ from tavkit.auth import Privilege
 from tavkit.errors import ErrorModule, all_codes
 from tavkit.protocol import (
     MAX_FRAME_BYTES,
+    MEDIA_LAYERS,
     PUBLISH_ALL,
     ROOM_ID_MAX,
     STR_ROOM_ID_RE,
@@ -65,6 +66,7 @@ process.stdout.write(JSON.stringify({
   userId: { source: protocol.USER_ID.source, flags: protocol.USER_ID.flags },
   strRoomId: { source: protocol.STR_ROOM_ID.source, flags: protocol.STR_ROOM_ID.flags },
   maxRoomId: protocol.MAX_ROOM_ID,
+  mediaLayers: protocol.MEDIA_LAYERS,
 }));
 """
 
@@ -145,3 +147,8 @@ def test_allowed_directions_are_tavkit_protocol_sdps(web: dict[str, Any]) -> Non
 def test_publish_all_is_tavkit_protocols(web: dict[str, Any]) -> None:
     """PUBLISH_ALL (a member object without ``publish``) is tavkit.protocol.PUBLISH_ALL."""
     assert web["publishAll"] == PUBLISH_ALL
+
+
+def test_media_layers_are_tavkit_protocols(web: dict[str, Any]) -> None:
+    """MEDIA_LAYERS (what ``media-layers`` may ask) is tavkit.protocol.MEDIA_LAYERS."""
+    assert tuple(web["mediaLayers"]) == MEDIA_LAYERS

@@ -8,11 +8,15 @@ sockets elsewhere. The contract itself is ``docs/protocol.md`` sections 2 and 5.
 from tavkit.protocol._fields import USER_ID_RE
 from tavkit.protocol._jsonlimits import MAX_JSON_DEPTH, json_problem, load_json
 from tavkit.protocol.media import (
+    MEDIA_LAYERS,
     MEDIA_MODES,
+    MediaLayer,
+    MediaLayers,
     MediaMode,
     MediaSignalFrom,
     MediaSignalTo,
     MediaStream,
+    StreamLayer,
 )
 from tavkit.protocol.messages import (
     CLIENT_MSG_ID_RE,
@@ -110,6 +114,7 @@ __all__ = [
     "MAX_SDP_BYTES",
     "MAX_SEQ",
     "MAX_TEXT_CHARS",
+    "MEDIA_LAYERS",
     "MEDIA_MODES",
     "MESSAGE_KINDS",
     "PROTOCOL_VERSION",
@@ -130,6 +135,8 @@ __all__ = [
     "JoinPhase",
     "Leave",
     "LeaveReason",
+    "MediaLayer",
+    "MediaLayers",
     "MediaMode",
     "MediaSignalFrom",
     "MediaSignalTo",
@@ -156,6 +163,7 @@ __all__ = [
     "SignalFrom",
     "SignalTo",
     "State",
+    "StreamLayer",
     "Sync",
     "Synced",
     "TokenBucket",

@@ -13,6 +13,11 @@ connections, each named by ``pc``:
 
 The member never sees the SFU's API nor its secrets: the server speaks for it. The
 ``data`` is the mesh ``signal``'s (:data:`~tavkit.protocol.messages.SignalData`).
+
+A member that publishes simulcast (the browser: three layers) has every video stream
+forwarded at the layer each receiver asks for with ``media-layers``
+(:class:`MediaLayers`): a receiver knows how big it shows each member, the server does
+not, so the receiver chooses and the server only checks and applies the choice.
 """
 
 from __future__ import annotations
@@ -24,13 +29,17 @@ if TYPE_CHECKING:
     from tavkit.protocol.messages import SignalData
 
 __all__ = [
+    "MEDIA_LAYERS",
     "MEDIA_MODES",
     "MEDIA_PCS",
+    "MediaLayer",
+    "MediaLayers",
     "MediaMode",
     "MediaPc",
     "MediaSignalFrom",
     "MediaSignalTo",
     "MediaStream",
+    "StreamLayer",
 ]
 
 MediaMode = Literal["mesh", "sfu"]
@@ -38,6 +47,12 @@ MEDIA_MODES: Final[tuple[str, ...]] = ("mesh", "sfu")
 """``mesh``: members send to each other; ``sfu``: each member sends once, to the SFU."""
 MediaPc = Literal["publish", "subscribe"]
 MEDIA_PCS: Final[frozenset[str]] = frozenset({"publish", "subscribe"})
+MediaLayer = Literal["high", "medium", "low", "paused"]
+MEDIA_LAYERS: Final[tuple[str, ...]] = ("high", "medium", "low", "paused")
+"""A simulcast publisher's full, half and quarter resolution, or nothing (``paused``).
+
+A publisher that sends one layer (the Python client) sends it whatever is asked, but
+``paused`` still stops it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,4 +108,42 @@ class MediaSignalFrom:
         if self.subscription is not None:
             wire["subscription"] = self.subscription
             wire["streams"] = [s.to_wire() for s in self.streams]
+        return wire
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLayer:
+    """The layer a member wants of the video that arrives on ``mid`` of its subscription."""
+
+    mid: str
+    layer: MediaLayer
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{"mid", "layer"}``."""
+        return {"mid": self.mid, "layer": self.layer}
+
+
+@dataclass(frozen=True, slots=True)
+class MediaLayers:
+    """A member's choice of layer for video streams of its subscription number ``subscription``.
+
+    Streams it does not name keep the layer they had (a new subscription starts every
+    stream at ``high``). Only video streams of the member's own current subscription may
+    be named; a choice for an older subscription is ignored.
+    """
+
+    type: ClassVar[str] = "media-layers"
+    subscription: int
+    layers: tuple[StreamLayer, ...]
+    id: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``media-layers`` frame a client sends."""
+        wire: dict[str, Any] = {
+            "type": self.type,
+            "subscription": self.subscription,
+            "layers": [layer.to_wire() for layer in self.layers],
+        }
+        if self.id is not None:
+            wire["id"] = self.id
         return wire

@@ -9,13 +9,14 @@ values instead of hand-written dicts. Parsing (the strict direction) lives in
 Two families::
 
     ClientMessage   SignalTo · State · Ping · Leave · SendMessage · Sync ·
-                    Renew · MediaSignalTo                               client -> server
+                    Renew · MediaSignalTo · MediaLayers                 client -> server
     ServerMessage   Welcome · MemberJoined · MemberLeft · MemberState ·
                     MemberConnection · SignalFrom · Pong · ErrorFrame · Replaced ·
                     Removed · RoomClosed · MessageFrom · Synced · Expiring · Renewed ·
                     MediaSignalFrom
 
-The ``media-signal`` frames (a member's SDP with the SFU) are in :mod:`tavkit.protocol.media`.
+The ``media-signal`` frames (a member's SDP with the SFU) and ``media-layers`` are in
+:mod:`tavkit.protocol.media`.
 
 ``signal`` frames carry :data:`SignalData`: a session description or an ICE candidate
 (``None`` = end of candidates), with the browser's JSON field names on the wire.
@@ -35,7 +36,7 @@ from typing import Any, ClassVar, Final, Literal
 
 from tavkit.auth.grants import Privilege
 from tavkit.errors import ServerCode, ServerError, TAvKitError
-from tavkit.protocol.media import MediaMode, MediaSignalFrom, MediaSignalTo
+from tavkit.protocol.media import MediaLayers, MediaMode, MediaSignalFrom, MediaSignalTo
 
 __all__ = [
     "CLIENT_MSG_ID_RE",
@@ -378,7 +379,9 @@ class Renew:
         return _with_id(wire, self.id)
 
 
-ClientMessage = SignalTo | State | Ping | Leave | SendMessage | Sync | Renew | MediaSignalTo
+ClientMessage = (
+    SignalTo | State | Ping | Leave | SendMessage | Sync | Renew | MediaSignalTo | MediaLayers
+)
 
 
 # --- server -> client ------------------------------------------------------------------

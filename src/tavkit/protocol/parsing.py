@@ -22,13 +22,17 @@ from tavkit.errors import ErrorModule, ServerCode, ServerError
 from tavkit.protocol._fields import Fields
 from tavkit.protocol._jsonlimits import decode_json, json_problem
 from tavkit.protocol.media import (
+    MEDIA_LAYERS,
     MEDIA_MODES,
     MEDIA_PCS,
+    MediaLayer,
+    MediaLayers,
     MediaMode,
     MediaPc,
     MediaSignalFrom,
     MediaSignalTo,
     MediaStream,
+    StreamLayer,
 )
 from tavkit.protocol.messages import (
     CLIENT_MSG_ID_RE,
@@ -105,6 +109,9 @@ _MESSAGE_FIELDS: Final = frozenset({"type", "id", "clientMsgId", "kind", "text",
 _SERVER_SET: Final = ("from", "seq", "sentAt")
 _TYPE_RE: Final = re.compile(r"[a-z][a-z-]{0,31}")
 _KINDS: Final = frozenset({"audio", "video"})
+_LAYERS: Final = frozenset(MEDIA_LAYERS)
+_MAX_LAYERS: Final = 100
+"""Streams named in one ``media-layers``: twice an SFU room's 50 publishers."""
 
 
 def parse_client_frame(text: str | bytes) -> ClientMessage:
@@ -239,6 +246,20 @@ def _media_signal_to(f: Fields, ref: str | None) -> MediaSignalTo:
     return MediaSignalTo(pc, _signal_data(f.sub("data")), subscription, id=ref)
 
 
+def _media_layers(f: Fields, ref: str | None) -> MediaLayers:
+    subscription = f.integer("subscription", minimum=1, maximum=MAX_SEQ)
+    layers: list[StreamLayer] = []
+    for i, item in enumerate(f.array("layers", max_items=_MAX_LAYERS)):
+        s = Fields(item, f"{f.path}.layers[{i}]", ref=ref)
+        mid = s.string("mid", max_bytes=_MAX_MID_BYTES, min_len=1)
+        if any(layer.mid == mid for layer in layers):
+            raise s.fail("mid", "a mid not named before in this frame")
+        layers.append(
+            StreamLayer(mid, cast(MediaLayer, s.choice("layer", frozenset(MEDIA_LAYERS))))
+        )
+    return MediaLayers(subscription, tuple(layers), id=ref)
+
+
 def _client_msg_id(f: Fields) -> str:
     value = f.raw("clientMsgId")
     if not isinstance(value, str) or not CLIENT_MSG_ID_RE.fullmatch(value):
@@ -292,6 +313,7 @@ _CLIENT_PARSERS: Final[dict[str, Callable[[Fields, str | None], ClientMessage]]]
     "sync": _sync,
     "renew": _renew,
     "media-signal": _media_signal_to,
+    "media-layers": _media_layers,
 }
 
 

@@ -72,6 +72,12 @@
 // out beside the camera, on a video m-line of its own (mesh.js); our state frames
 // say `screen: true` meanwhile, and a member's says when its share starts and stops
 // (the `tavkit:remote-share` event, {userId, sharing}; false too when a sharer leaves).
+//
+// Rooms whose media goes through the server's SFU (the enter response's `mediaMode:
+// "sfu"`) get an SfuMedia (sfu.js) where a mesh room gets a Mesh: the same calls, so
+// the rest of the call does not tell them apart, except that the SFU's `media-signal`
+// frames go to it, it publishes once at the welcome, and it asks the element how big
+// each member's tile is (`viewOf`) to pick the simulcast layer it receives.
 
 import { ApiClient } from "./api.js";
 import { Chat } from "./chat.js";
@@ -80,6 +86,7 @@ import { Heartbeat } from "./heartbeat.js";
 import { recall, remember } from "./devices.js";
 import { countCameras, openCamera, openDevice, openLocalMedia } from "./media.js";
 import { Mesh, isHidden } from "./mesh.js";
+import { SfuMedia } from "./sfu.js";
 import { checkOptions, pickListener } from "./options.js";
 import { maySend, privilegesOf, publishes } from "./privileges.js";
 import { CLOSE, PRIVILEGE } from "./protocol.js";
@@ -191,6 +198,9 @@ export class CallController extends EventTarget {
     this.mostMembers = 0; // the most members this call had at once, us included
     this.prepared = null; // media a pre-join check opened for the next start()
     this.screen = null; // the shared screen's track while sharing
+    // userId → its tile's {width, height, visible} in device pixels, or null; the
+    // element sets it (an SFU room picks each member's simulcast layer from it).
+    this.viewOf = () => null;
   }
 
   /** Whether a call is being set up or is up. */
@@ -220,7 +230,9 @@ export class CallController extends EventTarget {
 
   /** Whether we may share our screen now (share.js: the browser and our privileges). */
   get mayShare() {
-    return this.active && this.publishing && mayShareScreen(this.privileges);
+    // Not in SFU rooms yet (sfu.js).
+    const sfu = this.room?.mediaMode === "sfu";
+    return this.active && this.publishing && !sfu && mayShareScreen(this.privileges);
   }
 
   /**
@@ -351,17 +363,27 @@ export class CallController extends EventTarget {
   /** The mesh, the queued frames and the heartbeat of one membership (the devices are open). */
   async #relink(gen, welcomed, first = false) {
     const room = this.room;
-    this.mesh = new Mesh({
+    const common = {
       selfId: this.self.userId,
       privileges: this.privileges,
       iceServers: room.iceServers,
       iceTransportPolicy: room.iceTransportPolicy,
-      send: (to, data) => this.signaling?.send({ type: "signal", to, data }),
       onChange: (userId) => this.#peerChanged(userId),
-      onLost: (userId) => this.#report(callError("trtc", -1307, this.lang, `media to ${userId}`)),
       mark: (phase, userId) => this.clock.mark(phase, userId),
       log: this.log,
-    });
+    };
+    this.mesh =
+      room.mediaMode === "sfu"
+        ? new SfuMedia({
+            ...common,
+            send: (frame) => this.signaling?.send(frame),
+            viewOf: (userId) => this.viewOf(userId),
+          })
+        : new Mesh({
+            ...common,
+            send: (to, data) => this.signaling?.send({ type: "signal", to, data }),
+            onLost: (userId) => this.#report(callError("trtc", -1307, this.lang, `media to ${userId}`)),
+          });
     this.mesh.localStream = this.localStream;
     this.mesh.screen = this.screen;
     this.#changed();
@@ -625,8 +647,10 @@ export class CallController extends EventTarget {
           if (frame.data?.description?.type !== "offer") return undefined;
           this.#addPeer({ userId: frame.from, publish: null });
         }
-        this.mesh?.handleSignal(frame.from, frame.data);
+        this.mesh?.handleSignal?.(frame.from, frame.data); // none in an SFU room
         return undefined;
+      case "media-signal":
+        return this.mesh?.handleMediaSignal?.(frame); // an SFU room's (sfu.js)
       case "replaced":
         return this.#end(
           callError("trtc", -1019, this.lang, "entered the room elsewhere"),
@@ -679,6 +703,7 @@ export class CallController extends EventTarget {
         this.#addPeer(member);
         this.mesh.connect(member.userId);
       }
+      this.mesh.start?.(); // an SFU room publishes once, whoever is there (sfu.js)
     } else {
       // Resumed: the server's list is the truth; offer to anyone we missed.
       const present = new Set(members.map((m) => m.userId));

@@ -4,8 +4,9 @@
 // CLOSE is tavkit.protocol.CloseCode, PRIVILEGE is tavkit.auth.Privilege (the
 // privateMapKey bits, as the enter response's `privileges` carries them),
 // MAX_FRAME_BYTES is tavkit.protocol.MAX_FRAME_BYTES, USER_ID the contract's
-// userId pattern, STR_ROOM_ID tavkit.protocol.STR_ROOM_ID_RE and MAX_ROOM_ID
-// tavkit.protocol.ROOM_ID_MAX. Change them there first.
+// userId pattern, STR_ROOM_ID tavkit.protocol.STR_ROOM_ID_RE, MAX_ROOM_ID
+// tavkit.protocol.ROOM_ID_MAX and MEDIA_LAYERS tavkit.protocol.MEDIA_LAYERS. Change
+// them there first.
 
 /** How and why the server closes the signaling socket. */
 export const CLOSE = Object.freeze({
@@ -36,6 +37,9 @@ export const PRIVILEGE = Object.freeze({
 
 /** The largest frame the server accepts on the socket (UTF-8 bytes); larger ones close it. */
 export const MAX_FRAME_BYTES = 64 * 1024;
+
+/** The layers a receiver may ask the SFU for, per video stream (`media-layers`); "paused" stops it. */
+export const MEDIA_LAYERS = Object.freeze(["high", "medium", "low", "paused"]);
 
 /** A userId: 1-64 characters of A-Z a-z 0-9 _ . @ - (no flags: safe to share). */
 export const USER_ID = /^[A-Za-z0-9_.@-]{1,64}$/;

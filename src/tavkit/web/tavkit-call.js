@@ -139,6 +139,7 @@ export class TavkitCall extends HTMLElement {
         if (globalThis.localStorage?.getItem("tavkit:debug")) console.debug("tavkit", ...args);
       },
     });
+    this.#controller.viewOf = (userId) => this.#tileView(userId);
     this.#controller.addEventListener("change", () => this.#scheduleRender());
     this.#controller.addEventListener("permission", (e) => this.#permissionHelp(e.detail));
     this.#controller.addEventListener("notice", (e) => this.#showNotice(e.detail));
@@ -309,6 +310,15 @@ export class TavkitCall extends HTMLElement {
   /** userId → RTCPeerConnection of the current call (for tests and diagnostics). */
   peerConnections() {
     return this.#controller.peerConnections();
+  }
+
+  /**
+   * In an SFU room, {publish, subscribe, subscription, streams, layers}: our two
+   * connections, who is on which mid and the layers asked (sfu.js); else null. For
+   * tests and diagnostics.
+   */
+  sfuMedia() {
+    return this.#controller.mesh?.snapshot?.() || null;
   }
 
   /**
@@ -694,6 +704,26 @@ export class TavkitCall extends HTMLElement {
       shares.push({ userId: peer.userId, name: peer.userName || peer.userId, stream: peer.screenStream });
     }
     return shares;
+  }
+
+  /**
+   * How `userId`'s tile is shown now: {width, height} in device pixels and whether
+   * any of it is on the screen; null when it has no tile. An SFU room picks the
+   * simulcast layer it receives from this (layers.js).
+   */
+  #tileView(userId) {
+    const tile = this.shadowRoot?.querySelector(`.tv-tile[data-user-id="${CSS.escape(userId)}"]`);
+    if (!tile) return null;
+    const rect = tile.getBoundingClientRect();
+    const scale = globalThis.devicePixelRatio || 1;
+    const onScreen =
+      rect.width > 0 &&
+      rect.height > 0 &&
+      rect.bottom > 0 &&
+      rect.right > 0 &&
+      rect.top < globalThis.innerHeight &&
+      rect.left < globalThis.innerWidth;
+    return { width: rect.width * scale, height: rect.height * scale, visible: onScreen };
   }
 
   #renderTiles(root, c, t, layout) {

@@ -13,6 +13,8 @@ It speaks for the members to Janus; the members only ever see ``media-signal`` f
     Janus: publishers change   the member's subscription is made again (every other
                                publisher, one PeerConnection): media-signal subscribe
     media-signal subscribe     the member's answer starts the forwarding
+    media-layers               the simulcast layer (or a pause) per video stream of the
+                               member's own subscription: VideoRoom configure
     member-left (the bus)      the member's handles are detached (Janus tells the others)
     room-closed (the bus)      the VideoRoom room is destroyed
     Janus session dies         every member is told (server 10000); the rooms are gone
@@ -39,6 +41,8 @@ from tavkit.protocol import (
     DescriptionData,
     ErrorFrame,
     FrameError,
+    MediaLayer,
+    MediaLayers,
     MediaSignalFrom,
     MediaSignalTo,
     MediaStream,
@@ -67,6 +71,8 @@ RESUBSCRIBE_AFTER: Final = 0.2
 _RESUBSCRIBE_TRIES: Final = 3
 _TEARDOWN_TIMEOUT: Final = 5.0
 _SEND_BITS: Final = Privilege.SEND_AUDIO | Privilege.SEND_VIDEO
+_SUBSTREAMS: Final[dict[MediaLayer, int]] = {"high": 2, "medium": 1, "low": 0}
+"""VideoRoom's ``substream``: 0 is the lowest layer, whatever order the rids came in."""
 
 
 class MemberSocket(Protocol):
@@ -103,6 +109,10 @@ class _Member:
     hangups_expected: int = 0
     subscriber: VideoRoomHandle | None = None
     subscription: int = 0
+    kinds: dict[str, str] = field(default_factory=dict)
+    """The current subscription's streams: mid -> kind."""
+    layers: dict[str, MediaLayer] = field(default_factory=dict)
+    """What the member asked of each video mid of the current subscription (else high)."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     resubscribe: asyncio.Task[None] | None = None
     dirty: bool = False
@@ -255,6 +265,38 @@ class SfuBridge:
             raise _refused(msg, f"media-signal.data: {why}")
         await member.subscriber.start(description.sdp)
 
+    # --- layers ---------------------------------------------------------------------------
+
+    async def set_layers(self, room_uuid: object, socket: MemberSocket, msg: MediaLayers) -> None:
+        """Apply a member's ``media-layers`` to its own subscription (VideoRoom configure).
+
+        Refusals raise :class:`FrameError` (10004, naming the field); a choice for an
+        older subscription is ignored, as an answer to one is.
+        """
+        room = self._rooms.get(str(room_uuid))
+        member = room.members.get(socket.user_id) if room is not None else None
+        if room is None or member is None or member.connection_id != socket.connection_id:
+            raise FrameError(ServerCode.INTERNAL, "SFU: not joined to the room's media", ref=msg.id)
+        if msg.subscription != member.subscription or member.subscriber is None:
+            logger.info("SFU: %s chose layers of an old subscription; ignored", member.user_id)
+            return
+        changes: list[dict[str, object]] = []
+        for i, choice in enumerate(msg.layers):
+            kind = member.kinds.get(choice.mid)
+            where = f"media-layers.layers[{i}].mid"
+            if kind is None:
+                why = f"{where}: subscription {member.subscription} has no stream {choice.mid!r}"
+                raise _refused_layers(msg, why)
+            if kind != "video":
+                raise _refused_layers(msg, f"{where}: stream {choice.mid!r} is {kind}, not video")
+            if member.layers.get(choice.mid, "high") != choice.layer:
+                changes.append(_configure_entry(choice.mid, choice.layer))
+        if not changes:
+            return
+        await member.subscriber.configure_streams(changes)
+        for choice in msg.layers:
+            member.layers[choice.mid] = choice.layer
+
     # --- tavkit's own subscribers -------------------------------------------------------
 
     async def observe(self, room_uuid: object) -> JanusRoom:
@@ -346,6 +388,8 @@ class SfuBridge:
                 await handle.detach()
             return True
         member.subscriber = handle
+        member.kinds = {s.mid: s.type for s in offer.streams}
+        member.layers = {}
         streams = tuple(
             MediaStream(s.mid, s.feed, s.type)
             for s in offer.streams
@@ -464,6 +508,17 @@ class SfuBridge:
 
 def _refused(msg: MediaSignalTo, why: str) -> FrameError:
     return FrameError(ServerCode.INVALID_PARAMETER, why, ref=msg.id)
+
+
+def _refused_layers(msg: MediaLayers, why: str) -> FrameError:
+    return FrameError(ServerCode.INVALID_PARAMETER, why, ref=msg.id)
+
+
+def _configure_entry(mid: str, layer: MediaLayer) -> dict[str, object]:
+    """VideoRoom's ``configure`` entry for one stream: paused, or sent at a layer."""
+    if layer == "paused":
+        return {"mid": mid, "send": False}
+    return {"mid": mid, "send": True, "substream": _SUBSTREAMS[layer]}
 
 
 def _tell(member: _Member, why: str) -> None:

@@ -448,6 +448,15 @@ class VideoRoomHandle:
             streams=tuple(FeedStream.parse(s) for s in data.get("streams", ()) if "feed_id" in s),
         )
 
+    async def configure_streams(self, streams: list[dict[str, Any]]) -> None:
+        """Change what a subscriber handle forwards, per stream of its PeerConnection.
+
+        Each entry names a ``mid`` of the subscription and says ``send`` (False pauses
+        the stream) and/or ``substream`` (the simulcast layer: 0 the lowest, 2 the
+        highest, whatever order the publisher listed its rids in).
+        """
+        await self._message({"request": "configure", "streams": streams})
+
     async def start(self, answer_sdp: str, *, trickle: bool = False) -> None:
         """Send the subscriber's SDP answer: Janus starts forwarding."""
         await self._message(

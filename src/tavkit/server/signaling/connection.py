@@ -49,6 +49,7 @@ from tavkit.protocol import (
     FrameError,
     Leave,
     LeaveReason,
+    MediaLayers,
     MediaSignalTo,
     MemberJoined,
     MemberLeft,
@@ -512,6 +513,11 @@ class SignalingConnection:
                 why = "media-signal: this server's rooms are a mesh (mediaMode mesh); use signal"
                 raise FrameError(ServerCode.INVALID_PARAMETER, why, ref=msg.id)
             await self._ctx.sfu.media_signal(self.room_uuid, self, msg)
+        elif isinstance(msg, MediaLayers):
+            if self._ctx.sfu is None:
+                why = "media-layers: this server's rooms are a mesh (mediaMode mesh)"
+                raise FrameError(ServerCode.INVALID_PARAMETER, why, ref=msg.id)
+            await self._ctx.sfu.set_layers(self.room_uuid, self, msg)
         elif isinstance(msg, Leave):
             # A client may drop its end right after `leave` (a closing tab does); the
             # writer then fails and the supervisor cancels this reader. The exit must

@@ -1,0 +1,375 @@
+// Media in an SFU room (protocol.md section 3b): one connection up, one down.
+//
+// When the enter response says `mediaMode: "sfu"`, the controller uses an SfuMedia
+// where a mesh room uses a Mesh (mesh.js); both answer the same calls (connect, get,
+// remove, heal, renewed, replaceTrack, connections, close), so the roster, the tiles
+// and the layout do not know which one is there. Only the server speaks to the SFU:
+//
+// * publish: one RTCPeerConnection sends our microphone and camera, whoever is in the
+//   room, as `media-signal` {pc: "publish"}; the camera goes out in three simulcast
+//   layers (rids h, m, l at full, half and quarter resolution), so the SFU can give
+//   each receiver the one its screen needs. The camera is asked for 1280×720 first
+//   (CAPTURE): each member uploads once here, and Chromium sends all three layers
+//   only from about 960×540 up (fewer below, its simulcast layer limit); the encoder
+//   keeps the resolution under load and drops frames instead, which would otherwise
+//   also cost layers. What we may not send (privileges.js) is not in the offer; an
+//   audience member publishes nothing and has no such connection.
+// * subscribe: the server offers one connection carrying every other publisher (an
+//   audio and a video m-line each), with `streams` saying which member is on which
+//   mid; we answer, and each member's tracks become that member's stream for its tile.
+//   A higher `subscription` number replaces the connection (someone started or
+//   stopped publishing); no `data` means nobody else publishes.
+// * layers: twice a second the tiles' sizes (`viewOf`, measured by the element) pick
+//   a layer per member's video (layers.js), and what changed goes as `media-layers`.
+//
+// Both sides put every candidate in their SDP (Janus is half-trickle): we wait for
+// gathering to end (a few ms on a LAN, bounded by GATHER_MS) and send no candidates.
+//
+// Not here yet: a shared screen (Share is not offered in SFU rooms), ICE restarts of
+// the two connections (a publish connection that fails is made again when the socket
+// resumes, heal()).
+
+import { LayerPlan, layerFor } from "./layers.js";
+import { allowedDirection, maySend } from "./privileges.js";
+import { PRIVILEGE } from "./protocol.js";
+
+/** The camera's simulcast layers, high first (the SFU orders them itself). */
+export const SIMULCAST = Object.freeze([
+  { rid: "h", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+  { rid: "m", scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: "l", scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+]);
+/** What the camera is asked for in an SFU room (layers.js's widths follow from it). */
+export const CAPTURE = Object.freeze({ width: { ideal: 1280 }, height: { ideal: 720 } });
+const GATHER_MS = 3000; // longest wait for our candidates before the SDP goes anyway
+const LAYER_POLL_MS = 500;
+
+/** Resolve once `pc` has gathered its candidates, or after GATHER_MS. */
+function gathered(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, GATHER_MS);
+    function done() {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", check);
+      resolve();
+    }
+    function check() {
+      if (pc.iceGatheringState === "complete") done();
+    }
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}
+
+/** Under load, drop frames rather than resolution (a smaller input loses layers). */
+async function keepResolution(sender) {
+  const params = sender.getParameters();
+  params.degradationPreference = "maintain-resolution";
+  await sender.setParameters(params);
+}
+
+/** Prefer VP8, the codec the server's SFU rooms forward (with its RTX). */
+function preferVp8(transceiver) {
+  const codecs = globalThis.RTCRtpSender?.getCapabilities?.("video")?.codecs;
+  if (!codecs || !transceiver.setCodecPreferences) return;
+  const vp8 = codecs.filter((c) => /\/(VP8|rtx)$/i.test(c.mimeType));
+  if (vp8.length) transceiver.setCodecPreferences(vp8);
+}
+
+/**
+ * One member's share of the subscription, shaped like the RTCPeerConnection a mesh
+ * gives per member, for the reporter, the speaking monitor and tests: its receivers
+ * and its inbound stats only (the transport's too), our senders.
+ */
+class MemberView {
+  constructor(sfu, userId) {
+    this.sfu = sfu;
+    this.userId = userId;
+  }
+
+  get connectionState() {
+    return this.sfu.receiving?.connectionState || "closed";
+  }
+
+  getReceivers() {
+    const mids = this.sfu.midsOf(this.userId);
+    return (this.sfu.receiving?.getTransceivers() || [])
+      .filter((t) => mids.has(t.mid))
+      .map((t) => t.receiver);
+  }
+
+  getSenders() {
+    return this.sfu.publishing?.getSenders() || [];
+  }
+
+  async getStats() {
+    const pc = this.sfu.receiving;
+    const out = new Map();
+    if (!pc) return out;
+    const tracks = new Set(this.getReceivers().map((r) => r.track.id));
+    for (const [id, report] of await pc.getStats()) {
+      if (report.type === "inbound-rtp" && !tracks.has(report.trackIdentifier)) continue;
+      out.set(id, report);
+    }
+    return out;
+  }
+}
+
+/** Our two connections with the SFU; the same outward shape as a Mesh. */
+export class SfuMedia {
+  /**
+   * `send(frame)` sends a frame on the socket; `onChange(userId)` is told when a
+   * member's stream or status changes; `viewOf(userId)` measures its tile
+   * ({width, height, visible} in device pixels, or null); `privileges` bound what we
+   * publish and receive; `mark(phase, userId)` hears join phases (timeline.js).
+   */
+  constructor({ selfId, iceServers, iceTransportPolicy, send, onChange, log, privileges, mark, viewOf }) {
+    this.selfId = selfId;
+    this.privileges = Number.isInteger(privileges) ? privileges : PRIVILEGE.ALL;
+    this.rtcConfig = {
+      iceServers: Array.isArray(iceServers) ? iceServers : [],
+      iceTransportPolicy: iceTransportPolicy === "relay" ? "relay" : "all",
+      bundlePolicy: "max-bundle", // the SFU requires BUNDLE
+    };
+    this.sendFrame = send;
+    this.onChange = onChange;
+    this.log = log || (() => {});
+    this.mark = mark || null;
+    this.viewOf = viewOf || (() => null);
+    this.localStream = null;
+    this.screen = null; // not sent in SFU rooms (see the module comment)
+    this.publishing = null;
+    this.receiving = null;
+    this.subscription = 0;
+    this.feeds = new Map(); // mid → {userId, kind} of the current subscription
+    this.streams = new Map(); // userId → MediaStream of its tracks
+    this.members = new Set(); // the other members the controller told us of
+    this.plan = null;
+    this.chain = Promise.resolve();
+    this.layerTimer = setInterval(() => this.#chooseLayers(), LAYER_POLL_MS);
+    this.closed = false;
+  }
+
+  // -- the Mesh's shape ---------------------------------------------------------
+
+  /** Publish what we may send (nothing for an audience member); once welcomed. */
+  start() {
+    this.#queue(() => this.#publish());
+  }
+
+  /** A member is in the room: its tile learns its status (its media comes by subscription). */
+  connect(userId) {
+    this.members.add(userId);
+    this.onChange?.(userId);
+    return this.get(userId);
+  }
+
+  /** A member's {status, stream, screenStream}, as the roster wants it from a Mesh. */
+  get(userId) {
+    const stream = this.streams.get(userId) || null;
+    let status = "connecting";
+    if (stream) {
+      const state = this.receiving?.connectionState;
+      if (state === "connected") status = "connected";
+      else if (state === "disconnected" || state === "failed") status = "reconnecting";
+    }
+    return { status, stream, screenStream: null };
+  }
+
+  /** How many other members we know of. */
+  size() {
+    return this.members.size;
+  }
+
+  remove(userId) {
+    this.members.delete(userId);
+    this.streams.delete(userId);
+  }
+
+  /** The socket resumed: an offer of ours may be lost, a broken publication is made again. */
+  heal() {
+    const pc = this.publishing;
+    if (!pc) return;
+    const broken = ["failed", "closed"].includes(pc.connectionState);
+    if (broken || pc.signalingState === "have-local-offer") this.start();
+  }
+
+  /** Renewed credentials: fresh TURN for new connections; narrower privileges republish. */
+  renewed({ iceServers, privileges }) {
+    if (Array.isArray(iceServers)) this.rtcConfig = { ...this.rtcConfig, iceServers };
+    if (Number.isInteger(privileges) && privileges !== this.privileges) {
+      this.privileges = privileges;
+      this.start();
+    }
+  }
+
+  /** Screens are not shared in SFU rooms yet; Share is not offered there. */
+  async setScreen(screen) {
+    this.screen = screen || null;
+  }
+
+  /** Swap the outgoing track of one kind (camera switch); no renegotiation. */
+  async replaceTrack(kind, track) {
+    const senders = this.publishing?.getSenders() || [];
+    await Promise.all(senders.filter((s) => s.track?.kind === kind).map((s) => s.replaceTrack(track)));
+  }
+
+  /** userId → its view of the subscription (MemberView), for stats and speaking. */
+  connections() {
+    return new Map([...this.streams.keys()].map((userId) => [userId, new MemberView(this, userId)]));
+  }
+
+  close() {
+    this.closed = true;
+    clearInterval(this.layerTimer);
+    this.publishing?.close();
+    this.publishing = null;
+    this.#dropReceiving();
+  }
+
+  // -- frames from the server ---------------------------------------------------
+
+  /** A `media-signal` frame: the answer to our publish, or a subscription. */
+  handleMediaSignal(frame) {
+    if (frame.pc === "publish") return this.#queue(() => this.#published(frame));
+    if (frame.pc === "subscribe") return this.#queue(() => this.#subscribe(frame));
+    return undefined;
+  }
+
+  /** The mids of `userId`'s streams in the current subscription. */
+  midsOf(userId) {
+    return new Set([...this.feeds].filter(([, f]) => f.userId === userId).map(([mid]) => mid));
+  }
+
+  /** For tests and diagnostics: both connections and who is on which mid. */
+  snapshot() {
+    return {
+      publish: this.publishing,
+      subscribe: this.receiving,
+      subscription: this.subscription,
+      streams: [...this.feeds].map(([mid, f]) => ({ mid, ...f })),
+      layers: this.plan ? Object.fromEntries(this.plan.asked) : {},
+    };
+  }
+
+  // -- the steps, one at a time -------------------------------------------------
+
+  #queue(step) {
+    this.chain = this.chain.then(() => (this.closed ? undefined : step())).catch((err) => this.log("SFU media", err));
+    return this.chain;
+  }
+
+  async #publish() {
+    this.publishing?.close();
+    this.publishing = null;
+    const stream = this.localStream;
+    const tracks = (stream?.getTracks() || []).filter((t) => maySend(t.kind, this.privileges));
+    if (!tracks.length) return; // an audience member, or no device opened
+    const pc = (this.publishing = new RTCPeerConnection(this.rtcConfig));
+    for (const kind of ["audio", "video"]) {
+      const track = tracks.find((t) => t.kind === kind);
+      if (!track) continue;
+      const init = { direction: "sendonly", streams: [stream] };
+      if (kind === "video") {
+        init.sendEncodings = SIMULCAST.map((e) => ({ ...e }));
+        await track.applyConstraints(CAPTURE).catch((err) => this.log("camera size", err));
+      }
+      const transceiver = pc.addTransceiver(track, init);
+      if (kind === "video") {
+        preferVp8(transceiver);
+        await keepResolution(transceiver.sender).catch((err) => this.log("degradation", err));
+      }
+    }
+    pc.onconnectionstatechange = () => this.log("SFU publish", pc.connectionState);
+    await pc.setLocalDescription();
+    await gathered(pc);
+    if (pc !== this.publishing) return;
+    this.#send("publish", { description: pc.localDescription.toJSON() });
+  }
+
+  async #published(frame) {
+    const pc = this.publishing;
+    const description = frame.data?.description;
+    if (!pc || !description || pc.signalingState !== "have-local-offer") return;
+    await pc.setRemoteDescription(description);
+  }
+
+  async #subscribe(frame) {
+    const number = Number(frame.subscription) || 0;
+    if (number <= this.subscription) return;
+    this.subscription = number;
+    const had = [...this.streams.keys()];
+    this.#dropReceiving();
+    const description = frame.data?.description;
+    if (!description) {
+      for (const userId of had) this.onChange?.(userId);
+      return; // nobody else publishes
+    }
+    this.feeds = new Map((frame.streams || []).map((s) => [s.mid, { userId: s.userId, kind: s.kind }]));
+    this.plan = new LayerPlan(number);
+    const pc = (this.receiving = new RTCPeerConnection(this.rtcConfig));
+    pc.ontrack = ({ track, transceiver }) => this.#track(pc, track, transceiver);
+    pc.onconnectionstatechange = () => {
+      if (pc !== this.receiving) return;
+      this.log("SFU subscription", number, pc.connectionState);
+      const users = new Set([...this.feeds.values()].map((f) => f.userId));
+      for (const userId of users) {
+        if (pc.connectionState === "connected") this.mark?.("dtls-connected", userId);
+        this.onChange?.(userId);
+      }
+    };
+    await pc.setRemoteDescription(description);
+    for (const transceiver of pc.getTransceivers()) {
+      const kind = transceiver.receiver.track.kind;
+      transceiver.direction = allowedDirection(kind, this.privileges, false);
+    }
+    await pc.setLocalDescription();
+    await gathered(pc);
+    if (pc !== this.receiving) return;
+    this.#send("subscribe", { description: pc.localDescription.toJSON() }, number);
+    for (const userId of had) {
+      if (!this.streams.has(userId)) this.onChange?.(userId); // it stopped publishing
+    }
+  }
+
+  #track(pc, track, transceiver) {
+    if (pc !== this.receiving) return;
+    const feed = this.feeds.get(transceiver?.mid);
+    if (!feed) return;
+    const { userId } = feed;
+    if (!this.streams.has(userId)) this.streams.set(userId, new MediaStream());
+    this.streams.get(userId).addTrack(track);
+    // A remote track is muted until its first RTP packet arrives.
+    if (!track.muted) this.mark?.("first-rtp", userId);
+    else track.addEventListener("unmute", () => this.mark?.("first-rtp", userId), { once: true });
+    this.onChange?.(userId);
+  }
+
+  #send(pcName, data, subscription) {
+    const frame = { type: "media-signal", pc: pcName, data };
+    if (subscription) frame.subscription = subscription;
+    this.sendFrame(frame);
+  }
+
+  /** Ask for the layer each member's tile needs now (layers.js); only what changed. */
+  #chooseLayers() {
+    const pc = this.receiving;
+    if (!pc || !this.plan || pc.connectionState !== "connected") return;
+    const wanted = [];
+    for (const [mid, feed] of this.feeds) {
+      if (feed.kind === "video") wanted.push([mid, layerFor(this.viewOf(feed.userId))]);
+    }
+    const layers = this.plan.changes(wanted);
+    if (!layers.length) return;
+    this.log("SFU layers", layers);
+    this.sendFrame({ type: "media-layers", subscription: this.plan.subscription, layers });
+  }
+
+  #dropReceiving() {
+    this.receiving?.close();
+    this.receiving = null;
+    this.feeds = new Map();
+    this.streams = new Map();
+    this.plan = null;
+  }
+}

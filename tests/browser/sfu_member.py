@@ -1,0 +1,122 @@
+"""A Python member of an SFU room, in a process of its own, for ``test_sfu.py``.
+
+Run as ``python sfu_member.py CONFIG_JSON``. It enters the room sending a small test
+pattern (and says so in a first JSON line), waits until it has decoded video from
+every member in ``expect`` and then until each of those streams has advanced, prints
+one JSON line (what it decoded at both moments, the frame rate from each just after,
+the kinds of the streams it sends over all its connections, or the error), and stays
+in the call until its standard input closes. A process each, so that several members
+do not share one interpreter's lock with the test's server and with each other, as
+real clients would not.
+
+The Python client takes every stream at the layer the SFU starts it at (the
+highest); this member asks for the low layer of the ``thumbnails`` members' video
+(the pages, which publish three), as a receiver showing them small would, so that
+decoding 1280×720 twice over does not starve it on a busy machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+from tavkit.client import TAvKit, TestPattern
+from tavkit.protocol import MediaLayers, StreamLayer
+
+FRAMES = 10
+LAYER = "low"
+"""What this member asks of the thumbnails' video."""
+RATE_WINDOW = 3.0
+"""Seconds over which the report measures the frame rate from each member."""
+
+
+async def decoded(kit: TAvKit, others: list[str]) -> dict[str, int]:
+    """Video frames decoded so far from each of ``others``."""
+    seen = kit.peers_seen
+    return {o: seen[o].video_frames if o in seen else 0 for o in others}
+
+
+async def uploads(kit: TAvKit) -> list[str]:
+    """The kinds of the streams this member sends, over all its connections."""
+    room = kit._room
+    assert room is not None
+    pcs = [link.pc for link in room.links.values()]
+    if room.sfu is not None:
+        pcs += [room.sfu.publishing, room.sfu.receiving]
+    sent = []
+    for pc in pcs:
+        if pc is None:
+            continue
+        for stat in (await pc.getStats()).values():
+            if getattr(stat, "type", "") == "outbound-rtp" and stat.packetsSent > 0:
+                sent.append(str(stat.kind))
+    return sorted(sent)
+
+
+async def ask_low_layers(kit: TAvKit, thumbnails: set[str]) -> None:
+    """For each new subscription, ask for the low layer of ``thumbnails``' video."""
+    asked = 0
+    while True:
+        await asyncio.sleep(0.5)
+        room = kit._room
+        sfu = room.sfu if room is not None else None
+        pc = sfu.receiving if sfu is not None else None
+        if room is None or room.socket is None or sfu is None or pc is None:
+            continue
+        number = sfu._subscription
+        if number == asked:
+            continue
+        mids = [
+            t.mid
+            for t in pc.getTransceivers()
+            if t.kind == "video" and sfu.feeds.get(t.mid or "") in thumbnails
+        ]
+        layers = tuple(StreamLayer(mid, LAYER) for mid in mids if mid)
+        if layers:
+            await room.socket.send(MediaLayers(number, layers))
+        asked = number
+
+
+async def main(config: dict[str, Any]) -> None:
+    """Enter, wait for everyone's frames twice, report, stay until stdin closes."""
+    others: list[str] = config["expect"]
+    report: dict[str, Any] = {"userId": config["userId"]}
+    kit = TAvKit(
+        config["server"],
+        source=TestPattern(width=160, height=120, fps=15, variant=config["variant"]),
+        host_addresses=[config["address"]],
+    )
+    try:
+        await kit.start(
+            sdk_app_id=config["sdkAppId"],
+            user_id=config["userId"],
+            user_sig=config["userSig"],
+            room_id=config["roomId"],
+        )
+        print(json.dumps({"joined": config["userId"]}), flush=True)
+        chooser = asyncio.create_task(ask_low_layers(kit, set(config["thumbnails"])))
+        try:
+            async with asyncio.timeout(config["within"]):
+                while others and min((await decoded(kit, others)).values()) < FRAMES:  # noqa: ASYNC110
+                    await asyncio.sleep(0.2)
+                report["first"] = first = await decoded(kit, others)
+                while any(n <= first[o] for o, n in (await decoded(kit, others)).items()):  # noqa: ASYNC110
+                    await asyncio.sleep(0.2)
+        except TimeoutError:
+            report["error"] = "timed out"
+        report["last"] = last = await decoded(kit, others)
+        await asyncio.sleep(RATE_WINDOW)
+        now = await decoded(kit, others)
+        report["fps"] = {o: round((now[o] - last[o]) / RATE_WINDOW, 1) for o in others}
+        report["uploads"] = await uploads(kit)
+        print(json.dumps(report), flush=True)
+        await asyncio.to_thread(sys.stdin.read)  # the test closes it when it is done
+        chooser.cancel()
+    finally:
+        await kit.aclose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(json.loads(sys.argv[1])))

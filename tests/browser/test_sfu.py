@@ -1,0 +1,352 @@
+"""``<tavkit-call>`` in SFU rooms: a real Janus, real Chromium pages and Python members.
+
+The server runs ``--media-mode sfu`` in front of a Janus this module starts
+(``tests/sfu/conftest.py``'s ``launch``); the pages come from that server. Janus
+gathers only on this machine's first non-loopback IPv4 address, so the Python members
+gather there too (Chromium gathers on every interface). The fake camera runs at 15 fps
+here, not the other modules' 30, so two pages, four Python members and Janus fit on
+two busy cores.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, sync_playwright
+from sfu.conftest import RunningJanus, launch, stop_janus
+
+from tavkit.auth import Privilege
+
+from .conftest import CHROMIUM, FLAGS
+from .pages import _FRAMES_DECODED, INSTRUMENT, CallPage, Server
+
+pytestmark = pytest.mark.browser
+
+WAIT = 40.0
+MEMBER = Path(__file__).with_name("sfu_member.py")
+PYTHON_MEMBERS = int(os.environ.get("TAVKIT_TEST_SFU_PYTHON_MEMBERS", "4"))
+"""Python members beside the two pages. The issue asks for six; four is the default
+because two cores shared with other test runs kept every stream advancing with four
+(``docs/sfu.md``); a bigger machine sets the variable to 6."""
+AUDIENCE = int(Privilege.ENTER | Privilege.RECV_AUDIO | Privilege.RECV_VIDEO)  # 42
+
+# Every RTCPeerConnection the page makes, so a test can add up what all of them send.
+KEEP_PCS = """
+(() => {
+  const tv = window.__tv;
+  tv.allPcs = [];
+  const Counted = window.RTCPeerConnection;
+  window.RTCPeerConnection = class extends Counted {
+    constructor(...args) { super(...args); tv.allPcs.push(this); }
+  };
+})();
+"""
+
+# What the page uploads, over every connection it has open: [kind, rid, packetsSent].
+_UPLOADS = """
+async () => {
+  const out = [];
+  for (const pc of window.__tv.allPcs) {
+    if (pc.connectionState === "closed") continue;
+    for (const r of (await pc.getStats()).values()) {
+      if (r.type === "outbound-rtp") out.push([r.kind, r.rid || "", r.packetsSent || 0]);
+    }
+  }
+  return out;
+}
+"""
+
+# The width of the video the page receives from a member now (inbound-rtp frameWidth).
+_FRAME_WIDTH = """
+async (id) => {
+  const pc = document.getElementById("call").peerConnections().get(id);
+  if (!pc) return 0;
+  for (const r of (await pc.getStats()).values()) {
+    if (r.type === "inbound-rtp" && r.kind === "video") return r.frameWidth || 0;
+  }
+  return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def janus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningJanus]:
+    """A Janus of this module's own, on free ports."""
+    running, process = launch(tmp_path_factory.mktemp("janus"))
+    try:
+        yield running
+    finally:
+        stop_janus(process)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium whose fake camera runs at 15 fps (see the module docstring)."""
+    flags = [f for f in FLAGS if not f.startswith("--use-fake-device-for-media-stream")]
+    flags.append("--use-fake-device-for-media-stream=fps=15")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def sfu_server(sqlite_server_factory: Callable[..., Server], janus: RunningJanus) -> Server:
+    """A real tavkit server whose rooms go through the module's Janus (default heartbeats:
+    a member process starved for a second or two on a busy machine is not marked away)."""
+    return sqlite_server_factory(
+        media_mode="sfu",
+        janus_url=janus.url,
+        janus_api_secret=janus.api_secret,
+        max_members=10,
+    )
+
+
+@pytest.fixture
+def open_page(browser: Browser, sfu_server: Server) -> Iterator[Callable[..., CallPage]]:
+    """``open_page(user_id)``: a 1280×800 tab of its own from the SFU server."""
+    contexts: list[BrowserContext] = []
+
+    def open_one(user_id: str, **viewport: int) -> CallPage:
+        ctx = browser.new_context(viewport=viewport or {"width": 1280, "height": 800})
+        ctx.add_init_script(INSTRUMENT)
+        ctx.add_init_script(KEEP_PCS)
+        contexts.append(ctx)
+        return CallPage(ctx.new_page(), sfu_server.url, user_id)
+
+    try:
+        yield open_one
+    finally:
+        for ctx in contexts:
+            ctx.close()
+
+
+class Members:
+    """Python members, each a process of its own (``sfu_member.py``)."""
+
+    def __init__(self, server: Server, address: str) -> None:
+        self.server = server
+        self.address = address
+        self.processes: dict[str, subprocess.Popen[str]] = {}
+
+    def join(
+        self, user_id: str, room: int, variant: int, expect: list[str], thumbnails: list[str]
+    ) -> None:
+        """Start member ``user_id``, who will wait for frames from everyone in ``expect``
+        and take the low layer of ``thumbnails``' video."""
+        config = {
+            "server": self.server.url,
+            "sdkAppId": self.server.app_id,
+            "userId": user_id,
+            "userSig": self.server.sig(user_id),
+            "roomId": room,
+            "address": self.address,
+            "variant": variant,
+            "expect": expect,
+            "thumbnails": thumbnails,
+            "within": WAIT,
+        }
+        self.processes[user_id] = subprocess.Popen(
+            [sys.executable, str(MEMBER), json.dumps(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def joined(self, user_id: str) -> None:
+        """Wait until member ``user_id`` is in the room."""
+        assert self._line(user_id) == {"joined": user_id}
+
+    def report(self, user_id: str) -> dict[str, Any]:
+        """The member's report: frames decoded twice, the frame rates, what it uploads."""
+        return self._line(user_id)
+
+    def _line(self, user_id: str) -> dict[str, Any]:
+        process = self.processes[user_id]
+        assert process.stdout is not None
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            line = pool.submit(process.stdout.readline).result(WAIT + 30)
+        assert line, f"{user_id} exited with {process.poll()} before reporting"
+        report: dict[str, Any] = json.loads(line)
+        return report
+
+    def close(self) -> None:
+        """Hang every member up (closing its standard input) and wait for it."""
+        for process in self.processes.values():
+            if process.stdin is not None:
+                process.stdin.close()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+
+
+@pytest.fixture
+def members(sfu_server: Server, janus: RunningJanus) -> Iterator[Members]:
+    """Python members of the test, hung up afterwards."""
+    started = Members(sfu_server, janus.address)
+    try:
+        yield started
+    finally:
+        started.close()
+
+
+def wait_until(
+    what: str,
+    condition: Callable[[], bool],
+    within: float = WAIT,
+    explain: Callable[[], object] = lambda: "",
+) -> None:
+    """Poll ``condition`` (a check across pages and members) until it holds; on a
+    timeout the message says ``what`` and what ``explain()`` shows then."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}: {explain()}")
+        time.sleep(0.2)
+
+
+def uploads(page: CallPage) -> list[tuple[str, str, int]]:
+    """What ``page`` sends over all its open connections: (kind, rid, packets)."""
+    return [tuple(row) for row in page.page.evaluate(_UPLOADS)]
+
+
+def sending(page: CallPage) -> dict[tuple[str, str], int]:
+    """Packets ``page`` has sent per (kind, rid), over all its open connections, of the
+    streams that sent any."""
+    return {(kind, rid): n for kind, rid, n in uploads(page) if n > 0}
+
+
+def frame_width(page: CallPage, user_id: str) -> int:
+    """The width of ``user_id``'s video as ``page`` receives it now."""
+    return int(page.page.evaluate(_FRAME_WIDTH, user_id))
+
+
+def test_pages_and_python_members_of_an_sfu_room_receive_everyone_and_upload_once(
+    open_page: Callable[..., CallPage], members: Members, sfu_server: Server, room: int
+) -> None:
+    """Two Chromium pages and PYTHON_MEMBERS (4) Python members in one SFU room: every
+    one of them decodes ever more video frames from every other; each page sends its
+    camera once, on one connection, as three simulcast layers (rids h, m, l) plus its
+    microphone, and each Python member one audio and one video stream."""
+    pages = [open_page(name) for name in ("ann", "ben")]
+    for page in pages:
+        assert page.join(sfu_server, room) is True
+    python = [f"py{i}" for i in range(PYTHON_MEMBERS)]
+    everyone = [p.user_id for p in pages] + python
+    for i, user_id in enumerate(python):
+        others = [o for o in everyone if o != user_id]
+        members.join(user_id, room, i, others, [p.user_id for p in pages])
+    for user_id in python:
+        members.joined(user_id)
+
+    for page in pages:
+        for other in everyone:
+            if other != page.user_id:
+                page.wait_video_decoding(other, frames=10)
+    for user_id in python:
+        report = members.report(user_id)
+        print(f"{user_id} decodes frames per second from each: {report.get('fps')}")
+        assert "error" not in report, report
+        assert all(report["last"][o] > n >= 10 for o, n in report["first"].items()), report
+        assert report["uploads"] == ["audio", "video"], report
+    for page in pages:
+        assert page.call("(el) => el.sfuMedia().subscription") >= 1
+        before = sending(page)
+        wait_until(
+            f"{page.user_id}'s audio and three layers to advance",
+            lambda p=page, b=before: all(n > b.get(key, 0) for key, n in sending(p).items()),
+            explain=lambda p=page, b=before: (b, sending(p)),
+        )
+        kinds = sorted(sending(page))
+        assert kinds == [("audio", ""), ("video", "h"), ("video", "l"), ("video", "m")]
+        publish = page.call(
+            """async (el) => {
+                const rids = [];
+                for (const r of (await el.sfuMedia().publish.getStats()).values()) {
+                  if (r.type === "outbound-rtp" && r.kind === "video") rids.push(r.rid);
+                }
+                return rids.sort();
+            }"""
+        )
+        assert publish == ["h", "l", "m"]  # the three layers share one connection
+
+
+def wait_width(page: CallPage, user_id: str, fits: Callable[[int], bool], what: str) -> int:
+    """Wait until the width of ``user_id``'s video at ``page`` ``fits``; return it."""
+    widths: list[int] = []
+
+    def check() -> bool:
+        widths.append(frame_width(page, user_id))
+        return fits(widths[-1])
+
+    wait_until(what, check, explain=lambda: f"widths seen {sorted(set(widths))}")
+    return widths[-1]
+
+
+def test_a_page_receives_the_simulcast_layer_its_tile_needs(
+    open_page: Callable[..., CallPage], sfu_server: Server, room: int
+) -> None:
+    """A page showing a member big receives that member's high layer (or the medium one
+    while the sender's bandwidth allows no more); when the tile shrinks to a thumbnail
+    the SFU switches it to the low layer (the received frameWidth drops to 320 px, at
+    most half), and back up when the tile grows again;
+    a tile that is not shown at all is paused (no more frames decoded)."""
+    sender = open_page("sender")
+    viewer = open_page("viewer")
+    assert sender.join(sfu_server, room) is True
+    assert viewer.join(sfu_server, room) is True
+    viewer.wait_video_decoding("sender", frames=10)
+    # The high layer (1280) once the sender's bandwidth estimate allows it; on a loaded
+    # machine the SFU may still forward the medium one (640), a layer down: either is big.
+    big = wait_width(viewer, "sender", lambda w: w >= 640, "a big layer")
+
+    viewer.call("(el) => { el.style.width = '200px'; el.style.height = '300px'; }")
+    small = wait_width(viewer, "sender", lambda w: 0 < w <= min(big // 2, 320), "the low layer")
+    assert viewer.call("(el) => el.sfuMedia().layers")  # it asked, by mid
+    assert set(viewer.call("(el) => Object.values(el.sfuMedia().layers)")) == {"low"}
+
+    viewer.call("(el) => { el.style.width = ''; el.style.height = ''; }")
+    again = wait_width(viewer, "sender", lambda w: w >= 640, "a big layer again")
+    print(f"sender's video at the viewer: {big} px wide big, {small} small, {again} big again")
+
+    viewer.call("(el) => { el.style.display = 'none'; }")
+    wait_until(
+        "the paused layer",
+        lambda: set(viewer.call("(el) => Object.values(el.sfuMedia().layers)")) == {"paused"},
+    )
+    time.sleep(1.0)  # what was in flight
+    before = int(viewer.page.evaluate(_FRAMES_DECODED, "sender"))
+    time.sleep(2.0)
+    assert int(viewer.page.evaluate(_FRAMES_DECODED, "sender")) - before <= 2
+
+
+def test_an_audience_page_receives_and_publishes_nothing(
+    open_page: Callable[..., CallPage], members: Members, sfu_server: Server, room: int
+) -> None:
+    """An audience member's page (privileges 42) in an SFU room decodes the others'
+    video, makes no publishing connection and uploads nothing, and shows no tile of
+    its own."""
+    members.join("py0", room, 0, [], [])
+    members.joined("py0")  # it opens the room: an audience member may not
+    viewer = open_page("viewer")
+    key = sfu_server.pmk("viewer", room, AUDIENCE)
+    assert viewer.join(sfu_server, room, privateMapKey=key) is True
+    viewer.wait_video_decoding("py0", frames=10)
+    assert viewer.call("(el) => el.sfuMedia().publish") is None
+    assert [row for row in uploads(viewer) if row[2] > 0] == []
+    assert viewer.tile_ids() == ["py0"]
+    assert viewer.tv("gum") == 0
