@@ -21,6 +21,11 @@ publishers each retransmission is dropped, a lost packet is never repaired, and 
 video's jitter buffer waits behind the gap until 512 packets have piled up (half a
 minute at 15 fps): frames stop while packets keep arriving. Without RTX, Janus
 resends a NACKed packet on the stream's own SSRC, which aiortc routes.
+
+That one socket also receives every other member's streams (a mesh spreads them over
+one socket per link), so it gets a 4 MB kernel buffer
+(:func:`~tavkit.ice.enlarge_receive_buffers`): with the default 200 KB, six members
+in one busy process lost a quarter of their packets in the kernel.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from tavkit.client._publish import Publisher
 from tavkit.client.peer import _prefer_vp8
 from tavkit.client.sinks import PeerStats
 from tavkit.errors import ServerCode, ServerError, TAvKitError
-from tavkit.ice import gather_on
+from tavkit.ice import enlarge_receive_buffers, gather_on
 from tavkit.protocol import (
     DescriptionData,
     MediaSignalFrom,
@@ -54,6 +59,8 @@ logger = logging.getLogger(__name__)
 
 _STEP_TIMEOUT: Final = 20.0
 _CLOSE_TIMEOUT: Final = 5.0
+_RECEIVE_BUFFER: Final = 4 * 1024 * 1024
+"""Bytes of kernel buffer asked for the subscription's socket (see the module docstring)."""
 
 
 class SfuMedia:
@@ -206,6 +213,7 @@ class SfuMedia:
         if self._hosts is not None:
             gather_on(pc, self._hosts)
         await pc.setLocalDescription(await pc.createAnswer())
+        enlarge_receive_buffers(pc, _RECEIVE_BUFFER)
         answer = DescriptionData(SessionDescription("answer", pc.localDescription.sdp))
         await self._send(MediaSignalTo("subscribe", answer, subscription=number))
 
