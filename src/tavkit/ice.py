@@ -16,13 +16,19 @@ the step that picks the host addresses, so they gather on exactly the addresses 
 caller named (loopback included). Nothing global is patched: other peer connections
 in the same process, and other libraries using aioice, are untouched. It relies on
 aioice 0.9+'s ``Connection`` internals (checked by :func:`check_supported`).
+
+:func:`enlarge_receive_buffers` gives a connection's UDP sockets a larger kernel
+receive buffer, for a connection that carries many streams at once (an SFU
+subscription) where a busy event loop would otherwise lose packets in bulk.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ipaddress
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -30,7 +36,13 @@ from aioice import TransportPolicy
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
-__all__ = ["check_supported", "configuration", "gather_on", "validate_addresses"]
+__all__ = [
+    "check_supported",
+    "configuration",
+    "enlarge_receive_buffers",
+    "gather_on",
+    "validate_addresses",
+]
 
 # Attribute we set on an aioice Connection once its gathering is redirected.
 _MARK = "_tavkit_host_addresses"
@@ -142,3 +154,32 @@ async def _gather_candidates(connection: Any, addresses: tuple[str, ...]) -> Non
     for candidates in results:
         connection._local_candidates += candidates
     connection._local_candidates_end = True
+
+
+def enlarge_receive_buffers(pc: RTCPeerConnection, size: int) -> int:
+    """Ask for a ``size``-byte kernel receive buffer on each socket ``pc`` gathered on.
+
+    aioice leaves its sockets at the system default (``net.core.rmem_default``, about
+    200 KB): a connection carrying ten streams fills that within half a second of an
+    event loop too busy to read, and the kernel then drops packets in bulk, more than
+    NACKs can repair. The kernel caps ``size`` at ``net.core.rmem_max`` without an
+    error. Call it after ``setLocalDescription`` (which gathers, so the sockets exist).
+    Returns how many sockets were changed.
+    """
+    changed = 0
+    connections = {
+        id(c): c
+        for c in (
+            t.receiver.transport.transport.iceGatherer._connection for t in pc.getTransceivers()
+        )
+    }
+    for connection in connections.values():
+        for protocol in getattr(connection, "_protocols", ()):
+            transport = getattr(protocol, "transport", None)
+            sock = transport.get_extra_info("socket") if transport is not None else None
+            if sock is None:
+                continue
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+                changed += 1
+    return changed
