@@ -72,7 +72,8 @@ TIMER = """(() => {
 _READY = """
 (n) => {
   const videos = [...document.getElementById('call').shadowRoot.querySelectorAll('.tv-tile video')];
-  return videos.length === n && videos.every((v) => v.videoWidth > 0 && v.dataset.fit);
+  return videos.length === n
+    && videos.every((v) => v.videoWidth > 0 && v.videoHeight > 0 && v.dataset.fit);
 }
 """
 
@@ -84,16 +85,30 @@ def overlap(a: dict[str, float], b: dict[str, float]) -> float:
     return max(0.0, w) * max(0.0, h)
 
 
+def measure(page: CallPage, members: int) -> dict[str, Any]:
+    """The page's layout once every member's picture has a size, measured after two frames.
+
+    A Python member that turns its camera off just after joining can leave a video with
+    no size for a moment after it had one (seen once in a clean run, nine members), so
+    a measurement that catches such a video waits for the pictures again.
+    """
+    for _ in range(5):
+        page.page.wait_for_function(_READY, arg=members, timeout=20_000, polling=POLL)
+        page.page.evaluate(
+            "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
+        )
+        m: dict[str, Any] = page.call(_MEASURE)
+        if all(v["w"] > 0 and v["h"] > 0 for v in m["videos"]):
+            return m
+    raise AssertionError(f"a video kept losing its size: {m['videos']}")
+
+
 def check(page: CallPage, members: int, name: str) -> list[dict[str, Any]]:
     """Measure ``page`` at each viewport; assert the layout rules; screenshot each."""
     seen = []
     for width, height in VIEWPORTS:
         page.page.set_viewport_size({"width": width, "height": height})
-        page.page.wait_for_function(_READY, arg=members, timeout=20_000, polling=POLL)
-        page.page.evaluate(
-            "() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))"
-        )
-        m = page.call(_MEASURE)
+        m = measure(page, members)
         where = f"{name} with {members} at {width}x{height}"
         page.screenshot(f"layout-{members}-{name}-{width}x{height}.png")
         phone = min(width, height) < 500

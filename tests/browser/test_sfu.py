@@ -230,6 +230,15 @@ def sending(page: CallPage) -> dict[tuple[str, str], int]:
     return {(kind, rid): n for kind, rid, n in uploads(page) if n > 0}
 
 
+LAYERS = {("video", "h"), ("video", "m"), ("video", "l")}
+
+
+def advancing(before: dict[tuple[str, str], int], now: dict[tuple[str, str], int]) -> bool:
+    """Whether the audio and at least two simulcast layers sent more since ``before``."""
+    more = {key for key, n in now.items() if n > before.get(key, 0)}
+    return ("audio", "") in more and len(more & LAYERS) >= 2
+
+
 def frame_width(page: CallPage, user_id: str) -> int:
     """The width of ``user_id``'s video as ``page`` receives it now."""
     return int(page.page.evaluate(_FRAME_WIDTH, user_id))
@@ -266,13 +275,17 @@ def test_pages_and_python_members_of_an_sfu_room_receive_everyone_and_upload_onc
     for page in pages:
         assert page.call("(el) => el.sfuMedia().subscription") >= 1
         before = sending(page)
+        # Chromium's simulcast allocator decides which layers it sends: in one clean run of
+        # the suite it left the quarter layer at one packet while the other two went on, so
+        # the check is the audio and at least two layers advancing, and (below) all three
+        # layers negotiated on the one publish connection.
         wait_until(
-            f"{page.user_id}'s audio and three layers to advance",
-            lambda p=page, b=before: all(n > b.get(key, 0) for key, n in sending(p).items()),
+            f"{page.user_id}'s audio and two of its layers to advance",
+            lambda p=page, b=before: advancing(b, sending(p)),
             explain=lambda p=page, b=before: (b, sending(p)),
         )
-        kinds = sorted(sending(page))
-        assert kinds == [("audio", ""), ("video", "h"), ("video", "l"), ("video", "m")]
+        kinds = set(sending(page))
+        assert ("audio", "") in kinds and kinds <= {("audio", ""), *LAYERS}, kinds
         publish = page.call(
             """async (el) => {
                 const rids = [];
