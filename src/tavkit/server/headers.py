@@ -9,8 +9,8 @@ header                          why
 ==============================  ===========================================================
 ``X-Content-Type-Options``      ``nosniff``: a JSON answer or an uploaded-looking download is
                                 never guessed into HTML or script
-``Referrer-Policy``             ``no-referrer``: page URLs (demo fragments, old ``?token=``
-                                socket URLs) never leak to another site
+``Referrer-Policy``             ``no-referrer``: page URLs (the demo's fragments) never
+                                leak to another site
 ``X-Frame-Options``,            ``DENY`` / ``frame-ancestors 'none'``: no page of ours runs
 ``Content-Security-Policy``     inside another site's frame (a camera prompt is a
                                 clickjacking target); anything that is not HTML also gets
