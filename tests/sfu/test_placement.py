@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -26,13 +26,22 @@ from websockets.asyncio.client import ClientConnection, connect
 from tavkit.auth import gen_user_sig
 from tavkit.server import AppConfig, Settings
 from tavkit.server.sfu.janus import JanusSession, VideoRoomHandle
-from tavkit.server.sfu.placement import choose, room_secret, shown
+from tavkit.server.sfu.placement import Placements, choose, room_secret, shown
+from tavkit.server.store.db import Store
+from tavkit.server.store.models import AppRow, MemberRow, SessionRow
+from tavkit.server.store.sfu_models import SfuRoomRow
+from tavkit.server.store.unit_of_work import Outbox, transaction
 from tavkit.testing import Participant, TavkitServer
 from tavkit.testing.plugin import APP_ID
 from tavkit.testing.server import FAST_TIMERS, make_database, random_key
 
 from .conftest import RunningJanus, launch, stop_janus
 from .test_rooms import FRAMES, WITHIN, served_url, small_pattern, start_tavkit
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from tavkit.testing.server import Database
 
 
 def test_least_loaded_janus_first_ties_in_the_order_given() -> None:
@@ -299,3 +308,69 @@ async def _gone(inspector: VideoRoomHandle, room: str) -> bool:
 async def _no_rows(database: Path) -> bool:
     with sqlite3.connect(database, timeout=15) as conn:
         return conn.execute("SELECT COUNT(*) FROM sfu_rooms").fetchone()[0] == 0
+
+
+async def test_the_placement_table_counts_loads_and_keeps_live_rows_on_both_databases(
+    database: Database,
+) -> None:
+    """On SQLite and PostgreSQL: each Janus's load is its open sessions' open members; a
+    row names where a room is; moving a row off a dead Janus works, one on a live Janus
+    is kept (another replica placed it); the sweep deletes the row of a closed session
+    whose Janus is no longer configured, and leaves open sessions' rows alone."""
+    a, b = "ws://10.0.0.1:8188", "ws://10.0.0.2:8188"
+    s1, s2, s3 = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    store = Store.open(database.url, schema=database.schema)
+    try:
+        await store.migrate()
+        now = time.time()
+
+        async def populate(s: AsyncSession, _: Outbox) -> None:
+            await s.merge(AppRow(sdk_app_id=APP_ID, created_at=now))
+            for sid, room in ((s1, 1), (s2, 2)):
+                s.add(SessionRow(id=sid, sdk_app_id=APP_ID, room_id=room, opened_at=now))
+            s.add(
+                SessionRow(
+                    id=s3,
+                    sdk_app_id=APP_ID,
+                    room_id=3,
+                    opened_at=now,
+                    closed_at=now,
+                    close_reason="empty",
+                )
+            )
+            await s.flush()
+            members = [(s1, 1, "alice", None), (s1, 1, "bob", None), (s1, 1, "carl", now)]
+            members += [(s2, 2, "dave", None)]
+            for sid, room, user, left in members:
+                s.add(
+                    MemberRow(
+                        session_id=sid,
+                        sdk_app_id=APP_ID,
+                        room_id=room,
+                        user_id=user,
+                        connection_id=f"c-{user}",
+                        joined_at=now,
+                        last_heartbeat=now,
+                        left_at=left,
+                        leave_reason="exit" if left else None,
+                    )
+                )
+            s.add(SfuRoomRow(session_id=s1, janus_url=a, placed_at=now))
+            s.add(SfuRoomRow(session_id=s2, janus_url=b, placed_at=now))
+            s.add(SfuRoomRow(session_id=s3, janus_url="ws://gone:1", placed_at=now))
+
+        await transaction(store, "populating", populate)
+        placements = Placements((a, b), api_secret="hush", store=store)
+        assert await placements.loads() == {a: 2, b: 1}
+        assert await placements.where(str(s1)) == a
+        assert await placements.where(str(uuid.uuid4())) is None
+        assert await placements._record(str(s2), a, dead=set()) == b  # b is alive: kept
+        assert await placements._record(str(s1), b, dead={a}) == b  # a died: moved
+        assert await placements.loads() == {b: 3}
+        assert await placements.sweep() == 1
+        assert await placements.where(str(s3)) is None
+        assert await placements.where(str(s2)) == b
+        await placements.forget(str(s2))
+        assert await placements.where(str(s2)) is None
+    finally:
+        await store.close()
