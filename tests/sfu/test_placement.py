@@ -33,7 +33,7 @@ from tavkit.server.store.sfu_models import SfuRoomRow
 from tavkit.server.store.unit_of_work import Outbox, transaction
 from tavkit.testing import Participant, TavkitServer
 from tavkit.testing.plugin import APP_ID
-from tavkit.testing.server import FAST_TIMERS, make_database, random_key
+from tavkit.testing.server import FAST_TIMERS, Database, make_database, random_key
 
 from .conftest import RunningJanus, launch, stop_janus
 from .test_rooms import FRAMES, WITHIN, served_url, small_pattern, start_tavkit
@@ -41,7 +41,7 @@ from .test_rooms import FRAMES, WITHIN, served_url, small_pattern, start_tavkit
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from tavkit.testing.server import Database
+REDIS_URL = os.environ.get("TAVKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def test_least_loaded_janus_first_ties_in_the_order_given() -> None:
@@ -68,21 +68,29 @@ def test_a_room_secret_is_the_same_everywhere_and_differs_per_room_and_api_secre
 
 @contextmanager
 def two_janus_server(
-    tmp_path: Path, urls: tuple[str, ...], secret: str, **overrides: Any
+    tmp_path: Path,
+    urls: tuple[str, ...],
+    secret: str,
+    database: Database | None = None,
+    **overrides: Any,
 ) -> Iterator[TavkitServer]:
-    """A real tavkit server in SFU mode in front of several Janus (sharing ``secret``)."""
-    database = make_database(tmp_path)
+    """A real tavkit server in SFU mode in front of several Janus (sharing ``secret``), on
+    a fresh SQLite database or on ``database`` (another replica's)."""
+    database = database or make_database(tmp_path)
+    defaults: dict[str, Any] = {
+        "apps": (AppConfig(APP_ID, random_key()),),
+        "admin_key": random_key(),
+        **FAST_TIMERS,
+    }
     settings = Settings(
         host="127.0.0.1",
         port=0,
         data_dir=tmp_path / "data",
         database_url=database.url,
-        apps=(AppConfig(APP_ID, random_key()),),
-        admin_key=random_key(),
         media_mode="sfu",
         janus_urls=urls,
         janus_api_secret=secret,
-        **{**FAST_TIMERS, **overrides},
+        **{**defaults, **overrides},
     )
     server = TavkitServer(settings, database)
     try:
@@ -171,6 +179,49 @@ async def test_rooms_go_to_the_janus_with_fewest_members_and_the_store_says_wher
                             uuid.UUID(room2): other.url,
                             uuid.UUID(room3): other.url,
                         }
+
+
+async def test_two_replicas_put_a_session_on_the_janus_its_row_names(
+    janus: RunningJanus, second_janus: tuple[RunningJanus, Any], tmp_path: Path
+) -> None:
+    """Two replicas on one database and Redis, each given both Janus: alice enters through
+    the first, bob the same room through the second, which reads where the room is and
+    joins it there (not on the emptier Janus); each receives the other's video."""
+    other, _ = second_janus
+    urls = (janus.url, other.url)
+    prefix = f"tavkit-test-{uuid.uuid4().hex[:8]}:"
+    shared = {"redis_url": REDIS_URL, "redis_prefix": prefix}
+    with two_janus_server(
+        tmp_path / "one", urls, janus.api_secret, replica_name="one", **shared
+    ) as first:
+        same = {"apps": first.settings.apps, "admin_key": first.settings.admin_key}
+        with two_janus_server(
+            tmp_path / "two",
+            urls,
+            janus.api_secret,
+            first.database,
+            replica_name="two",
+            **shared,
+            **same,
+        ) as second:
+            alice = await Participant.enter(
+                first, "alice", host_addresses=[janus.address], source=small_pattern(0)
+            )
+            try:
+                bob = await Participant.enter(
+                    second, "bob", host_addresses=[janus.address], source=small_pattern(1)
+                )
+                try:
+                    await bob.wait_for_video_from("alice", FRAMES, within=WITHIN)
+                    await alice.wait_for_video_from("bob", FRAMES, within=WITHIN)
+                    room = str(alice.room_uuid)
+                    async with inspecting(janus) as there, inspecting(other) as elsewhere:
+                        assert sorted(await there.participants(room)) == ["alice", "bob"]
+                        assert not await elsewhere.room_exists(room)
+                finally:
+                    await bob.aclose()
+            finally:
+                await alice.aclose()
 
 
 async def _has_participants(handle: VideoRoomHandle, room: str, count: int) -> bool:
