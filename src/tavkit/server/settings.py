@@ -28,7 +28,7 @@ Environment variables (all optional)::
     TAVKIT_MAX_MEMBERS           members per room             6 (mesh), 50 (sfu, at most 50)
     TAVKIT_MEDIA_MODE            mesh | sfu (docs/sfu.md)     mesh
     TAVKIT_JANUS_URL             Janus APIs, ws://host:port,… (none; sfu needs one)
-    TAVKIT_JANUS_API_SECRET      Janus's api_secret           (none)
+    TAVKIT_JANUS_API_SECRET      the api_secret all Janus use (none)
     TAVKIT_CLOSE_GRACE           seconds an empty room stays  2
     TAVKIT_SWEEP_INTERVAL        seconds between sweeps       1
     TAVKIT_SOCKET_TOKEN_TTL      seconds                      60
