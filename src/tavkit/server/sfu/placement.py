@@ -168,7 +168,8 @@ class Placements:
             placed = await self._record(room, url, excluded)
             if placed != url and placed in self.urls and placed not in excluded:
                 return await self.connect(placed)  # another replica placed it first
-            logger.info("SFU: room %s placed on %s (load %s)", room, shown(url), loads)
+            counts = {shown(u): n for u, n in loads.items()}
+            logger.info("SFU: room %s placed on %s (members: %s)", room, shown(url), counts)
             return instance
         raise JanusUnavailable("no Janus can be reached")
 
