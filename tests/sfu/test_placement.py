@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -229,11 +230,13 @@ async def _has_participants(handle: VideoRoomHandle, room: str, count: int) -> b
 
 
 async def test_members_move_to_another_janus_when_theirs_dies(
-    janus: RunningJanus, tmp_path: Path
+    janus: RunningJanus, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Janus killed mid-call with another one up: the three members' room is made again
     on the other, each republishes and resubscribes, and frames from everyone advance
-    again, with no error; the test prints the gap it measured."""
+    again, with no error; neither the API secret nor the room's secret is logged. The
+    test prints the gap it measured."""
+    caplog.set_level(logging.INFO, logger="tavkit")
     doomed, process = launch(tmp_path / "doomed", janus.api_secret)
     names = ("alice", "bob", "carol")
     try:
@@ -267,6 +270,9 @@ async def test_members_move_to_another_janus_when_theirs_dies(
                 assert [m.errors for m in members] == [[], [], []]
                 (row,) = server.database.execute("SELECT janus_url FROM sfu_rooms")
                 assert row == (janus.url,)
+                assert "moved to" in caplog.text
+                for secret in (janus.api_secret, room_secret(janus.api_secret, str(room))):
+                    assert secret not in caplog.text
                 print(
                     "\nJanus killed -> first frame again from every other member: "
                     + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(gaps.items()))
