@@ -107,7 +107,7 @@ def sfu_server(sqlite_server_factory: Callable[..., Server], janus: RunningJanus
     a member process starved for a second or two on a busy machine is not marked away)."""
     return sqlite_server_factory(
         media_mode="sfu",
-        janus_url=janus.url,
+        janus_urls=(janus.url,),
         janus_api_secret=janus.api_secret,
         max_members=10,
     )

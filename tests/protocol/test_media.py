@@ -35,7 +35,8 @@ def text(**fields: Any) -> str:
 
 
 def test_media_signal_frames_read_back_as_they_were_written() -> None:
-    """Both directions of ``media-signal`` survive encode and parse, ``streams`` and all."""
+    """Both directions of ``media-signal`` survive encode and parse, ``streams`` and all,
+    and the server's bare ``publish`` (publish again) too."""
     sent = [
         MediaSignalTo("publish", OFFER, id="p1"),
         MediaSignalTo("subscribe", ANSWER, subscription=3),
@@ -48,6 +49,7 @@ def test_media_signal_frames_read_back_as_they_were_written() -> None:
         MediaSignalFrom("publish", ANSWER),
         MediaSignalFrom("subscribe", OFFER, 2, streams),
         MediaSignalFrom("subscribe", None, 4),  # nobody else publishes
+        MediaSignalFrom("publish", None),  # publish again: the room moved to another Janus
     ]
     for answer in received:
         assert parse_server_frame(encode(answer)) == answer

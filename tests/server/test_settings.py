@@ -191,8 +191,9 @@ def test_webhook_settings_are_read_checked_and_hidden():
 
 
 def test_media_mode_is_mesh_unless_told_and_sfu_needs_a_janus():
-    """The media mode is mesh by default; sfu reads Janus's URL and secret (hidden in repr)
-    and is refused without a URL, or for a mode that does not exist."""
+    """The media mode is mesh by default; sfu reads Janus's URLs (several, comma-separated,
+    none twice) and their shared secret (hidden in repr), and is refused without a URL,
+    or for a mode that does not exist."""
     assert Settings.from_env({}).media_mode == "mesh"
     settings = Settings.from_env(
         {
@@ -201,7 +202,13 @@ def test_media_mode_is_mesh_unless_told_and_sfu_needs_a_janus():
             "TAVKIT_JANUS_API_SECRET": "janus-hush",
         }
     )
-    assert (settings.media_mode, settings.janus_url) == ("sfu", "ws://127.0.0.1:8188")
+    assert (settings.media_mode, settings.janus_urls) == ("sfu", ("ws://127.0.0.1:8188",))
+    several = Settings.from_env(
+        {"TAVKIT_MEDIA_MODE": "sfu", "TAVKIT_JANUS_URL": "ws://10.0.0.1:8188, ws://10.0.0.2:8188"}
+    )
+    assert several.janus_urls == ("ws://10.0.0.1:8188", "ws://10.0.0.2:8188")
+    with pytest.raises(ValueError, match="a Janus is named twice"):
+        Settings.from_env({"TAVKIT_MEDIA_MODE": "sfu", "TAVKIT_JANUS_URL": "ws://a:1,ws://a:1"})
     assert settings.janus_api_secret == "janus-hush" and "janus-hush" not in repr(settings)
     with pytest.raises(ValueError, match="needs a Janus: give --janus-url"):
         Settings.from_env({"TAVKIT_MEDIA_MODE": "sfu"})

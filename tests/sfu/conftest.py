@@ -111,8 +111,11 @@ def tail(log: Path) -> str:
     return "\n".join(lines[-LOG_TAIL:])
 
 
-def launch(parent: Path) -> tuple[RunningJanus, subprocess.Popen[bytes]]:
-    """Write a configuration under ``parent`` and start a Janus on it, on free ports."""
+def launch(
+    parent: Path, api_secret: str | None = None
+) -> tuple[RunningJanus, subprocess.Popen[bytes]]:
+    """Write a configuration under ``parent`` and start a Janus on it, on free ports
+    (with ``api_secret``, as several Janus behind one tavkit share one; else a new one)."""
     libraries = find_janus_libraries()
     address = host_address()
     if libraries is None:
@@ -122,7 +125,7 @@ def launch(parent: Path) -> tuple[RunningJanus, subprocess.Popen[bytes]]:
         pytest.fail("no non-loopback IPv4 address: Janus gathers on none other")
     directory = parent / "conf"
     port = free_port()
-    api_secret = secrets.token_urlsafe(24)
+    api_secret = api_secret or secrets.token_urlsafe(24)
     options = JanusOptions(
         api_secret=api_secret,
         library_dir=libraries,

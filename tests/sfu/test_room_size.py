@@ -69,7 +69,7 @@ def test_a_mesh_room_refuses_the_seventh_member(tmp_path: Path) -> None:
 def test_an_sfu_room_takes_more_than_six_up_to_its_size(tmp_path: Path) -> None:
     """In SFU mode a room takes more than a mesh's six: with ``max_members`` 9 nine enter
     (all listed as members) and the tenth is refused; by default the room holds 50."""
-    sfu = {"media_mode": "sfu", "janus_url": "ws://127.0.0.1:9"}  # never reached: no socket
+    sfu = {"media_mode": "sfu", "janus_urls": ("ws://127.0.0.1:9",)}  # never reached: no socket
     with server_in(tmp_path / "nine", **sfu, max_members=9) as server:
         answers = enter_all(server, 10)
         with httpx.Client(base_url=server.url, timeout=30) as http:

@@ -67,7 +67,7 @@ def sfu_server(janus: RunningJanus, tmp_path: Path, **overrides: Any) -> Iterato
         apps=(AppConfig(APP_ID, random_key()),),
         admin_key=random_key(),
         media_mode="sfu",
-        janus_url=janus.url,
+        janus_urls=(janus.url,),
         janus_api_secret=janus.api_secret,
         **{**FAST_TIMERS, **overrides},
     )

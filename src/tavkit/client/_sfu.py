@@ -10,6 +10,10 @@ In a room with ``mediaMode: "sfu"`` (``docs/protocol.md`` section 3b) there is n
   the connection (someone started or stopped publishing); frames from each member go
   to the same callbacks as a mesh link's, counted under that member.
 
+A ``publish`` with no ``data`` says "publish again": the room moved to another Janus
+(the one it was on died), so we make the publish connection anew; the server sends a
+new subscription as the others publish there.
+
 aiortc gathers every candidate before ``setLocalDescription`` returns and Janus puts
 its own in its SDP, so no candidate is trickled either way.
 
@@ -168,6 +172,10 @@ class SfuMedia:
         await self._send(MediaSignalTo("publish", offer))
 
     async def _published(self, msg: MediaSignalFrom) -> None:
+        if msg.data is None:  # the room moved to another Janus: our publication is gone
+            if self._publishers:
+                await self._publish()
+            return
         pc = self.publishing
         if pc is None or not isinstance(msg.data, DescriptionData):
             return  # candidates: Janus's are in its answer

@@ -96,7 +96,9 @@ class MediaSignalFrom:
     type: ClassVar[str] = "media-signal"
     pc: MediaPc
     data: SignalData | None
-    """None only for a subscription with no streams: nobody else publishes."""
+    """None for a subscription with no streams (nobody else publishes) or, on ``publish``,
+    "publish again": the room moved to another SFU (its Janus died), so the old
+    publication is gone; a new subscription follows as the others publish there."""
     subscription: int | None = None
     streams: tuple[MediaStream, ...] = ()
 

@@ -415,7 +415,7 @@ def _media_signal_from(f: Fields) -> MediaSignalFrom:
     if not f.has("data") and streams:
         raise f.fail("data", "the subscription's offer")
     data = _signal_data(f.sub("data")) if f.has("data") else None
-    if data is None and subscription is None:
+    if data is None and subscription is None and pc != "publish":
         raise f.fail("data", "a description or a candidate")
     return MediaSignalFrom(pc, data, subscription, tuple(streams))
 

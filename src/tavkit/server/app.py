@@ -225,12 +225,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 if settings.media_mode == "sfu":
                     from tavkit.server.sfu.bridge import SfuBridge
 
-                    assert settings.janus_url is not None  # Settings refuses sfu without it
                     sfu = SfuBridge(
-                        settings.janus_url,
+                        settings.janus_urls,  # Settings refuses sfu without one
                         api_secret=settings.janus_api_secret,
                         bus=bus,
+                        store=store,
                         allowed_networks=settings.ice_allowed_networks,
+                        # Ten sweeps of the rooms: 10 s by default, 1 s with a test's timers.
+                        sweep_every=max(1.0, 10 * settings.sweep_interval),
                     )
                     # Before the bus closes, after the recorder: its rooms are destroyed in Janus.
                     await running.enter_async_context(sfu)

@@ -221,12 +221,16 @@ def serve(
         ),
     ] = None,
     janus_url: Annotated[
-        str | None,
-        typer.Option(help=f"Janus's WebSocket API, ws://host:port. {_env('JANUS_URL')}"),
+        list[str] | None,
+        typer.Option(
+            help="A Janus's WebSocket API, ws://host:port; repeat it for several (a new "
+            "room goes to the reachable one with the fewest members, and a dying one's "
+            f"members move to another). {_env('JANUS_URL')} (commas between URLs)"
+        ),
     ] = None,
     janus_secret: Annotated[
         str | None,
-        typer.Option(help=f"Janus's api_secret. {_env('JANUS_API_SECRET')}"),
+        typer.Option(help=f"The api_secret every Janus shares. {_env('JANUS_API_SECRET')}"),
     ] = None,
     sweep_interval: Annotated[
         float | None, typer.Option(help=f"Seconds (default 1). {_env('SWEEP_INTERVAL')}")
@@ -381,7 +385,7 @@ def serve(
         "max_members": max_members,
         "close_grace": close_grace,
         "media_mode": media_mode,
-        "janus_url": janus_url,
+        "janus_urls": tuple(janus_url) if janus_url else None,
         "janus_api_secret": janus_secret,
         "sweep_interval": sweep_interval,
         "renew_grace": renew_grace,

@@ -27,8 +27,8 @@ Environment variables (all optional)::
     TAVKIT_HEARTBEAT_TIMEOUT     seconds                      15
     TAVKIT_MAX_MEMBERS           members per room             6 (mesh), 50 (sfu, at most 50)
     TAVKIT_MEDIA_MODE            mesh | sfu (docs/sfu.md)     mesh
-    TAVKIT_JANUS_URL             Janus API, ws://host:port    (none; sfu needs it)
-    TAVKIT_JANUS_API_SECRET      Janus's api_secret           (none)
+    TAVKIT_JANUS_URL             Janus APIs, ws://host:port,… (none; sfu needs one)
+    TAVKIT_JANUS_API_SECRET      the api_secret all Janus use (none)
     TAVKIT_CLOSE_GRACE           seconds an empty room stays  2
     TAVKIT_SWEEP_INTERVAL        seconds between sweeps       1
     TAVKIT_SOCKET_TOKEN_TTL      seconds                      60
@@ -140,9 +140,9 @@ _REDIS_PREFIX_RE: Final = re.compile(r"[\x21-\x7e]{1,64}")
 _SECRET_FIELDS: Final = frozenset(
     {"turn_secret", "admin_key", "metrics_token", "webhook_secret", "janus_api_secret"}
 )
-_URL_FIELDS: Final = frozenset(
-    {"database_url", "log_forward_url", "redis_url", "webhook_url", "janus_url"}
-)
+_URL_FIELDS: Final = frozenset({"database_url", "log_forward_url", "redis_url", "webhook_url"})
+_ENV_NAMES: Final = {"janus_urls": "TAVKIT_JANUS_URL"}
+"""Fields whose variable is not ``TAVKIT_`` + the field's name in capitals."""
 _APP_LIMIT_KEYS: Final = ("recordingMaxFileSeconds", "recordingMaxSessionSeconds")
 _APP_COUNT_KEYS: Final = {"retentionDays": "retention_days", "logDailyCap": "log_daily_cap"}
 _APP_FILE_KEYS: Final = frozenset(
@@ -300,11 +300,14 @@ class Settings:
     """A member whose userSig or privateMapKey ended may still ``renew`` for this long;
     then it is removed with reason ``expired`` (``docs/protocol.md`` section 2)."""
     media_mode: Literal["mesh", "sfu"] = "mesh"
-    """``sfu``: every room's media goes through Janus (``docs/sfu.md``); needs ``janus_url``."""
-    janus_url: str | None = None
-    """Janus's WebSocket API (``ws://127.0.0.1:8188``), which only tavkit talks to."""
+    """``sfu``: every room's media goes through Janus (``docs/sfu.md``); needs ``janus_urls``."""
+    janus_urls: tuple[str, ...] = ()
+    """Every Janus's WebSocket API (``ws://127.0.0.1:8188``), which only tavkit talks to.
+    A new session's room goes to the reachable one with the fewest members
+    (:mod:`tavkit.server.sfu.placement`); ``TAVKIT_JANUS_URL`` lists them with commas."""
     janus_api_secret: str | None = None
-    """Janus's ``api_secret`` (``tavkit janus config`` writes it); None if it has none."""
+    """The ``api_secret`` every Janus shares (``tavkit janus config`` writes it; give each
+    instance's folder the same ``TAVKIT_JANUS_API_SECRET``); None if they have none."""
 
     # ICE
     ice_servers: tuple[IceServerEntry, ...] = ()
@@ -427,8 +430,10 @@ class Settings:
                 f"max_members {self.max_members} is more than an SFU room holds: at most"
                 f" {SFU_MAX_MEMBERS} (the publishers of a Janus VideoRoom room)"
             )
-        if self.media_mode == "sfu" and not self.janus_url:
+        if self.media_mode == "sfu" and not self.janus_urls:
             raise ValueError("media mode sfu needs a Janus: give --janus-url (TAVKIT_JANUS_URL)")
+        if len(set(self.janus_urls)) != len(self.janus_urls):
+            raise ValueError("janus_urls: a Janus is named twice")
         if self.ice_transport_policy not in ("all", "relay"):
             raise ValueError("ice_transport_policy must be 'all' or 'relay'")
         if self.log_forward_flavor not in ("elasticsearch", "opensearch"):
@@ -579,6 +584,8 @@ class Settings:
                 shown = "'***'"
             elif f.name in _URL_FIELDS and value is not None:
                 shown = repr(_mask_url(value))
+            elif f.name == "janus_urls":
+                shown = repr(tuple(_mask_url(url) for url in value))
             elif f.name == "ice_servers":
                 shown = repr(tuple(_mask_ice(entry) for entry in value))
             else:
@@ -623,7 +630,7 @@ class Settings:
             "socket_token_ttl": float,
             "renew_grace": float,
             "media_mode": str,
-            "janus_url": str,
+            "janus_urls": _split,
             "janus_api_secret": str,
             "ice_servers": parse_ice_servers,
             "ice_transport_policy": str,
@@ -653,7 +660,7 @@ class Settings:
             "webhook_poll_interval": float,
         }
         for name, read in readers.items():
-            variable = f"TAVKIT_{name.upper()}"
+            variable = _ENV_NAMES.get(name, f"TAVKIT_{name.upper()}")
             raw = environ.get(variable)
             if raw is None or (raw.strip() == "" and name not in ("demo", "unsafe_demo")):
                 continue

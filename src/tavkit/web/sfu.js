@@ -19,6 +19,8 @@
 //   mid; we answer, and each member's tracks become that member's stream for its tile.
 //   A higher `subscription` number replaces the connection (someone started or
 //   stopped publishing); no `data` means nobody else publishes.
+// * a `publish` with no `data`: the room moved to another Janus (its own died); the
+//   publication is made again there, and new subscriptions follow.
 // * layers: twice a second the tiles' sizes (`viewOf`, measured by the element) pick
 //   a layer per member's video (layers.js), and what changed goes as `media-layers`.
 //
@@ -288,6 +290,7 @@ export class SfuMedia {
   }
 
   async #published(frame) {
+    if (!frame.data) return this.#publish(); // the room moved to another Janus: publish again
     const pc = this.publishing;
     const description = frame.data?.description;
     if (!pc || !description || pc.signalingState !== "have-local-offer") return;

@@ -16,12 +16,23 @@ It speaks for the members to Janus; the members only ever see ``media-signal`` f
     media-layers               the simulcast layer (or a pause) per video stream of the
                                member's own subscription: VideoRoom configure
     member-left (the bus)      the member's handles are detached (Janus tells the others)
-    room-closed (the bus)      the VideoRoom room is destroyed
-    Janus session dies         every member is told (server 10000); the rooms are gone
+    room-closed (the bus)      the VideoRoom room is destroyed, its placement row goes
+    Janus session dies         each of its rooms moves to another Janus (below); with
+                               none reachable, every member is told (server 10000)
 
-One process: the rooms are this replica's (rooms across replicas are issue 21's
-"several Janus" step). Janus's ICE candidates pass the same ``ice_allowed_networks``
-filter as the mesh's.
+Several Janus (``--janus-url`` given more than once): which one holds a session's room
+is :mod:`tavkit.server.sfu.placement`'s choice (the least loaded reachable one), kept
+in the store so replicas agree. When a Janus dies mid-call, each of its rooms is made
+again on another: every member joins it anew (fresh handles, the same subscription
+numbering) and gets a bare ``media-signal publish`` ("publish again"); as they publish
+there, Janus tells the others and their subscriptions are made again as usual. A
+periodic sweep destroys the rooms of closed sessions (``sweep_every``), so a replica
+killed mid-call leaves no ghost rooms in Janus.
+
+The members' live handles are this replica's; a room's members are all on the replica
+whose sockets they hold (another replica taking a resumed socket joins the same Janus
+room, which the placement row names). Janus's ICE candidates pass the same
+``ice_allowed_networks`` filter as the mesh's.
 """
 
 from __future__ import annotations
@@ -29,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Protocol
@@ -56,11 +66,13 @@ from tavkit.server.events import MemberLeftEvent, RoomClosedEvent
 from tavkit.server.ice import filter_signal
 from tavkit.server.settings import SFU_MAX_MEMBERS
 from tavkit.server.sfu.janus import JanusError, JanusSession, VideoRoomHandle
+from tavkit.server.sfu.placement import Instance, Placements, shown
 from tavkit.server.sfu.videoroom import Detached, Hangup, Leaving, Publishers, Unpublished
 
 if TYPE_CHECKING:
     from tavkit.server.bus import Bus
     from tavkit.server.settings import Network
+    from tavkit.server.store.db import Store
 
 __all__ = ["JanusRoom", "MemberSocket", "SfuBridge"]
 
@@ -70,6 +82,10 @@ RESUBSCRIBE_AFTER: Final = 0.2
 """Seconds a change of publishers waits, so several joining at once cost one subscription."""
 _RESUBSCRIBE_TRIES: Final = 3
 _TEARDOWN_TIMEOUT: Final = 5.0
+_NO_SUCH_ROOM: Final = 426
+_ROOM_EXISTS: Final = 427
+SWEEP_EVERY: Final = 10.0
+"""Seconds between sweeps for rooms of closed sessions (the first sweep is at start)."""
 _SEND_BITS: Final = Privilege.SEND_AUDIO | Privilege.SEND_VIDEO
 _SUBSTREAMS: Final[dict[MediaLayer, int]] = {"high": 2, "medium": 1, "low": 0}
 """VideoRoom's ``substream``: 0 is the lowest layer, whatever order the rids came in."""
@@ -125,50 +141,56 @@ class _Room:
     key: str
     secret: str = field(repr=False)
     janus: JanusSession
+    url: str
+    """The Janus the room is on (moves when that one dies)."""
     members: dict[str, _Member] = field(default_factory=dict)
     watcher: asyncio.Task[None] | None = None
 
 
 class SfuBridge:
-    """The server's Janus: a session, a VideoRoom room per SFU session, handles per member.
+    """The server's Janus: sessions with each, a VideoRoom room per SFU session, handles
+    per member.
 
-    Use as an async context manager (the app's lifespan): leaving it destroys the rooms
-    it made and closes the Janus session.
+    Use as an async context manager (the app's lifespan): entering it starts the sweep
+    for rooms of closed sessions; leaving it destroys the rooms it made and closes the
+    Janus sessions.
     """
 
     def __init__(
         self,
-        url: str,
+        urls: Sequence[str],
         *,
         api_secret: str | None,
         bus: Bus,
+        store: Store,
         allowed_networks: Sequence[Network] = (),
+        sweep_every: float = SWEEP_EVERY,
     ) -> None:
-        self._url = url
-        self._secret = api_secret
+        self._placements = Placements(urls, api_secret=api_secret, store=store)
         self._bus = bus
         self._networks = tuple(allowed_networks)
-        self._janus: JanusSession | None = None
-        self._admin: VideoRoomHandle | None = None
-        self._connecting = asyncio.Lock()
+        self._sweep_every = sweep_every
         self._rooms: dict[str, _Room] = {}
         self._opening: dict[str, asyncio.Lock] = {}
-        self._watch: asyncio.Task[None] | None = None
+        self._watches: dict[JanusSession, asyncio.Task[None]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> SfuBridge:
+        self._sweeper = asyncio.create_task(self._sweep(), name="sfu-sweep")
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Destroy every room this bridge made and close the Janus session."""
+        """Destroy every room this bridge made and close the Janus sessions."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for key in list(self._rooms):
             await self._close_room(key)
-        if self._watch is not None:
-            self._watch.cancel()
-        if self._janus is not None:
-            await self._janus.close()
+        for watch in self._watches.values():
+            watch.cancel()
+        await self._placements.aclose()
 
     def rooms(self) -> list[str]:
         """The VideoRoom rooms this bridge holds (tavkit session UUIDs)."""
@@ -190,6 +212,14 @@ class SfuBridge:
             return
         if member is not None:  # the user entered again from a new connection
             await self._drop_member(room, member)
+        await self._join(room, socket)
+
+    async def _join(self, room: _Room, socket: MemberSocket, subscription: int = 0) -> _Member:
+        """Join the member to the room's VideoRoom as a publisher (publishing nothing yet).
+
+        ``subscription``: the number its last subscription had (in a room that moved),
+        so the next one is higher and the client takes it.
+        """
         handle = await room.janus.attach_videoroom()
         try:
             joined = await handle.join_publisher(room.key, id=socket.user_id)
@@ -204,6 +234,7 @@ class SfuBridge:
             publisher=handle,
             private_id=joined.private_id,
             feeds={p.id for p in joined.publishers if p.id != socket.user_id},
+            subscription=subscription,
         )
         room.members[member.user_id] = member
         reader = asyncio.create_task(self._read(room, member), name=f"sfu-{member.user_id}")
@@ -211,6 +242,7 @@ class SfuBridge:
         logger.info("SFU: %s joined room %s", member.user_id, room.key)
         if member.feeds:
             self._schedule_resubscribe(room, member)
+        return member
 
     async def media_signal(
         self, room_uuid: object, socket: MemberSocket, msg: MediaSignalTo
@@ -411,14 +443,24 @@ class SfuBridge:
             room = self._rooms.get(key)
             if room is not None and not room.janus.closed.is_set():
                 return room
-            janus, admin = await self._session()
-            secret = secrets.token_urlsafe(24)
-            await admin.create_room(key, secret=secret, publishers=SFU_MAX_MEMBERS)
-            room = _Room(key, secret, janus)
+            instance = await self._session(key)
+            room = _Room(key, self._placements.secret_of(key), instance.janus, instance.url)
+            await self._create(instance, room)
             room.watcher = asyncio.create_task(self._watch_room(room), name=f"sfu-room-{key}")
             self._rooms[key] = room
-            logger.info("SFU: room %s created", key)
             return room
+
+    async def _create(self, instance: Instance, room: _Room) -> None:
+        """Make the room on ``instance``; one already there (another replica's) is taken."""
+        try:
+            await instance.admin.create_room(
+                room.key, secret=room.secret, publishers=SFU_MAX_MEMBERS
+            )
+            logger.info("SFU: room %s created on %s", room.key, shown(instance.url))
+        except JanusError as exc:
+            if exc.janus_code != _ROOM_EXISTS:
+                raise
+            logger.info("SFU: room %s already on %s; joining it", room.key, shown(instance.url))
 
     async def _watch_room(self, room: _Room) -> None:
         """Follow the tavkit session: members leaving, the session closing."""
@@ -448,14 +490,29 @@ class SfuBridge:
         await self._teardown(room)
 
     async def _teardown(self, room: _Room) -> None:
+        """Drop the members, destroy the room and delete its placement row.
+
+        A room that could not be destroyed keeps its row: once its session is closed,
+        the sweep destroys it (or learns that its Janus lost it).
+        """
         for member in list(room.members.values()):
             await self._drop_member(room, member)
-        if self._admin is not None and not room.janus.closed.is_set():
-            try:
-                await self._admin.destroy_room(room.key, secret=room.secret)
-                logger.info("SFU: room %s destroyed", room.key)
-            except JanusError as exc:
+        if room.janus.closed.is_set():
+            return  # its Janus went away: the sweep settles the row
+        admin = next((i.admin for i in self._placements.connected() if i.janus is room.janus), None)
+        if admin is None:
+            return
+        try:
+            await admin.destroy_room(room.key, secret=room.secret)
+            logger.info("SFU: room %s destroyed", room.key)
+        except JanusError as exc:
+            if exc.janus_code != _NO_SUCH_ROOM:  # 426: the sweep was first
                 logger.warning("SFU: room %s not destroyed: %s", room.key, exc.reason)
+                return
+        try:
+            await self._placements.forget(room.key)
+        except TAvKitError as exc:  # the store is away: the sweep deletes it later
+            logger.warning("SFU: placement of room %s kept: %s", room.key, exc)
 
     async def _drop_member(self, room: _Room, member: _Member) -> None:
         member.gone = True
@@ -474,33 +531,71 @@ class SfuBridge:
 
     # --- the Janus session --------------------------------------------------------------
 
-    async def _session(self) -> tuple[JanusSession, VideoRoomHandle]:
-        async with self._connecting:
-            if self._janus is None or self._janus.closed.is_set() or self._admin is None:
-                self._janus = await JanusSession.connect(self._url, api_secret=self._secret)
-                self._admin = await self._janus.attach_videoroom()
-                if self._watch is not None:
-                    self._watch.cancel()
-                self._watch = asyncio.create_task(
-                    self._watch_session(self._janus), name="sfu-session"
-                )
-            return self._janus, self._admin
+    async def _session(self, key: str, exclude: Sequence[str] = ()) -> Instance:
+        """The Janus for room ``key`` (placed by load, or where the store says), watched."""
+        instance = await self._placements.place(key, exclude=exclude)
+        if instance.janus not in self._watches:
+            for janus in [j for j, task in self._watches.items() if task.done()]:
+                del self._watches[janus]
+            self._watches[instance.janus] = asyncio.create_task(
+                self._watch_session(instance), name=f"sfu-session-{shown(instance.url)}"
+            )
+        return instance
 
-    async def _watch_session(self, janus: JanusSession) -> None:
-        """Janus went away: its rooms are gone; every member in them is told."""
-        await janus.closed.wait()
+    async def _watch_session(self, instance: Instance) -> None:
+        """A Janus went away: each of its rooms moves to another, or its members are told."""
+        await instance.janus.closed.wait()
+        logger.warning("SFU: the session with Janus %s ended", shown(instance.url))
         for key, room in list(self._rooms.items()):
-            if room.janus is not janus:
+            if room.janus is not instance.janus:
                 continue
-            self._rooms.pop(key, None)
-            if room.watcher is not None:
-                room.watcher.cancel()
-            for member in room.members.values():
-                member.gone = True
-                for task in member.tasks:
-                    task.cancel()
-                _tell(member, "SFU: the media server went away; media stopped")
-        logger.warning("SFU: the Janus session ended; its rooms are gone")
+            async with self._opening.setdefault(key, asyncio.Lock()):
+                if self._rooms.get(key) is not room:
+                    continue
+                try:
+                    await self._move(room, instance.url)
+                except TAvKitError as exc:
+                    logger.warning("SFU: room %s not moved: %s; its media stopped", key, exc)
+                    self._rooms.pop(key, None)
+                    if room.watcher is not None:
+                        room.watcher.cancel()
+                    for member in list(room.members.values()):
+                        _abandon(member)
+                        _tell(member, "SFU: the media server went away; media stopped")
+
+    async def _move(self, room: _Room, dead: str) -> None:
+        """Make the room again on another Janus; every member joins it and publishes again.
+
+        Raises :class:`TAvKitError` when no other Janus can take it.
+        """
+        for member in room.members.values():
+            _abandon(member)  # its handles died with the Janus
+        moving = list(room.members.values())
+        instance = await self._session(room.key, exclude=(dead,))
+        await self._create(instance, room)
+        room.janus, room.url, room.members = instance.janus, instance.url, {}
+        logger.warning(
+            "SFU: room %s moved to %s with %d members", room.key, shown(instance.url), len(moving)
+        )
+        for old in moving:
+            try:
+                member = await self._join(room, old.socket, old.subscription)
+            except JanusError as exc:
+                logger.warning("SFU: %s not moved: %s", old.user_id, exc.reason)
+                _tell(old, "SFU: the media server went away; media stopped")
+                continue
+            member.socket.send(MediaSignalFrom("publish", None))
+
+    async def _sweep(self) -> None:
+        """Destroy the rooms of closed sessions now and every ``sweep_every`` seconds."""
+        while True:
+            try:
+                cleaned = await self._placements.sweep()
+                if cleaned:
+                    logger.info("SFU: %d rooms of closed sessions cleaned", cleaned)
+            except TAvKitError as exc:
+                logger.warning("SFU: sweep for rooms of closed sessions failed: %s", exc)
+            await asyncio.sleep(self._sweep_every)
 
     def _filtered(self, data: SignalData) -> SignalData | None:
         return filter_signal(data, self._networks)
@@ -519,6 +614,13 @@ def _configure_entry(mid: str, layer: MediaLayer) -> dict[str, object]:
     if layer == "paused":
         return {"mid": mid, "send": False}
     return {"mid": mid, "send": True, "substream": _SUBSTREAMS[layer]}
+
+
+def _abandon(member: _Member) -> None:
+    """Stop the member's tasks; its handles are not detached (their Janus is gone)."""
+    member.gone = True
+    for task in list(member.tasks):
+        task.cancel()
 
 
 def _tell(member: _Member, why: str) -> None:

@@ -23,7 +23,8 @@ only how a member's media arrives.
   interrupts the others' files. Unpublishing, leaving (Janus, or ``member-left`` on the
   bus) ends the stint; ``room-closed`` ends them all.
 * **Janus gone.** The recorder's handle is detached: every file is finalised
-  (``stop_reason`` ``error``), as the members are told by the bridge.
+  (``stop_reason`` ``error``). The bridge may move the members to another Janus
+  (several Janus); the recording does not follow them there yet.
 
 ICE: the recorder gathers where aioice chooses (every non-loopback address): Janus
 never pairs with a loopback candidate, so the mesh recorder's loopback-only gathering
