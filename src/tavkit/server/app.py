@@ -64,6 +64,7 @@ from tavkit.server.rooms import routes as rooms_routes
 from tavkit.server.rooms.service import RoomService
 from tavkit.server.rooms.sweeper import Sweeper
 from tavkit.server.settings import AppConfig, Settings
+from tavkit.server.sfu.modes import MediaModes
 from tavkit.server.signaling.connection import SignalingConnection
 from tavkit.server.signaling.lane import SocketLane
 from tavkit.server.signaling.registry import SocketRegistry
@@ -222,10 +223,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     logger.warning("no app is configured: every call will be refused (use --app)")
                 sockets: SocketRegistry[SignalingConnection] = SocketRegistry()
                 sfu = None
-                if settings.media_mode == "sfu":
+                if settings.uses_sfu:
                     from tavkit.server.sfu.bridge import SfuBridge
 
-                    assert settings.janus_url is not None  # Settings refuses sfu without it
+                    assert settings.janus_url is not None  # Settings refuses sfu/auto without it
                     sfu = SfuBridge(
                         settings.janus_url,
                         api_secret=settings.janus_api_secret,
@@ -245,6 +246,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await configure_from_settings(store, settings)
                 webhooks = Dispatcher(store, settings)
                 calls = CallService(store, bus, rooms, settings)
+                media_modes = await running.enter_async_context(MediaModes(settings, bus))
                 config = forwarder_config(settings)
                 forwarder = Forwarder(config) if config is not None else None
                 app.state.tavkit = ServerContext(
@@ -264,6 +266,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     metrics=metrics,
                     limits=RateLimits.for_settings(settings),
                     calls=calls,
+                    media_modes=media_modes,
                     socket_secret=socket_secret,
                     drain=drain,
                     webhooks=webhooks,
