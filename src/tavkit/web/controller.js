@@ -375,14 +375,14 @@ export class CallController extends EventTarget {
       mark: (phase, userId) => this.clock.mark(phase, userId),
       log: this.log,
     };
-    this.mesh =
-      room.mediaMode === "sfu"
-        ? this.#sfuMedia(null)
-        : new Mesh({
-            ...common,
-            send: (to, data) => this.signaling?.send({ type: "signal", to, data }),
-            onLost: (userId) => this.#report(callError("trtc", -1307, this.lang, `media to ${userId}`)),
-          });
+    const mesh = new Mesh({
+      ...common,
+      send: (to, data) => this.signaling?.send({ type: "signal", to, data }),
+      onLost: (userId) => this.#report(callError("trtc", -1307, this.lang, `media to ${userId}`)),
+    });
+    // In an SFU room the Mesh only ever answers the mesh recorder of an auto room that
+    // switched before we came (it records such a room for its whole life; sfu.js).
+    this.mesh = room.mediaMode === "sfu" ? this.#sfuMedia(mesh) : mesh;
     this.mesh.localStream = this.localStream;
     this.mesh.screen = this.screen;
     this.#changed();
