@@ -13,6 +13,7 @@ from tavkit.protocol import (
     DescriptionData,
     FrameError,
     MediaLayers,
+    MediaModeChanged,
     MediaSignalFrom,
     MediaSignalTo,
     MediaStream,
@@ -92,6 +93,18 @@ def test_welcome_says_the_media_mode_and_an_older_server_means_mesh() -> None:
     older = json.loads(encode(welcome))
     del older["mediaMode"]
     assert parse_server_frame(json.dumps(older)).media_mode == "mesh"  # type: ignore[union-attr]
+
+
+def test_media_mode_tells_a_member_the_room_switched_and_refuses_a_mode_that_is_not() -> None:
+    """``media-mode`` (an auto room switching) reads back as written; a mode that does not
+    exist (or ``auto``, which is an app's setting, never a room's state) is refused naming
+    ``mediaMode``."""
+    frame = MediaModeChanged("sfu")
+    assert json.loads(encode(frame)) == {"type": "media-mode", "mediaMode": "sfu"}
+    assert parse_server_frame(encode(frame)) == frame
+    for mode in ("auto", "p2p", None):
+        with pytest.raises(FrameError, match="mediaMode"):
+            parse_server_frame(json.dumps({"type": "media-mode", "mediaMode": mode}))
 
 
 def test_media_layers_read_back_as_they_were_written() -> None:

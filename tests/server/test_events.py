@@ -21,6 +21,7 @@ from tavkit.server.events import (
     WIRE_VERSION,
     CallEvent,
     Event,
+    MediaModeEvent,
     MemberJoinedEvent,
     MemberLeftEvent,
     MemberLinkEvent,
@@ -86,6 +87,7 @@ EXAMPLES: list[tuple[Event, dict[str, Any]]] = [
         MemberLinkEvent("alice", "c1", up=True),
         {"kind": "member-link", "userId": "alice", "connectionId": "c1", "up": True},
     ),
+    (MediaModeEvent("sfu"), {"kind": "media-mode", "mediaMode": "sfu"}),
     (
         MemberLinkEvent("alice", "c1", up=False, socket_id="s1"),
         {
@@ -150,6 +152,7 @@ def test_the_public_api_is_the_event_types_and_their_codec():
     """``__all__`` lists exactly the event classes, the union, the version and the codec."""
     assert set(events.__all__) == {
         "Event",
+        "MediaModeEvent",
         "MemberJoinedEvent",
         "MemberLeftEvent",
         "MemberLinkEvent",

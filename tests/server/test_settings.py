@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import json
+import re
 from pathlib import Path
 
 import pytest
 
 from tavkit.server.app import is_loopback, prepare
-from tavkit.server.settings import AppConfig, Settings
+from tavkit.server.settings import AppConfig, Settings, read_apps_file
 
 KEY = "ab" * 32
 
@@ -212,5 +214,64 @@ def test_media_mode_is_mesh_unless_told_and_sfu_needs_a_janus():
     assert settings.janus_api_secret == "janus-hush" and "janus-hush" not in repr(settings)
     with pytest.raises(ValueError, match="needs a Janus: give --janus-url"):
         Settings.from_env({"TAVKIT_MEDIA_MODE": "sfu"})
-    with pytest.raises(ValueError, match="media_mode must be"):
+    with pytest.raises(ValueError, match="media_mode must be mesh, sfu or auto"):
+        Settings.from_env({"TAVKIT_MEDIA_MODE": "p2p"})
+
+
+JANUS = {"TAVKIT_JANUS_URL": "ws://127.0.0.1:8188"}
+
+
+def test_auto_reads_its_threshold_and_needs_a_janus():
+    """TAVKIT_MEDIA_MODE=auto with TAVKIT_SFU_ABOVE switches rooms above that many members
+    (2 unless told); without a Janus it is refused at startup saying what to give, and a
+    threshold an SFU room cannot grow past is refused."""
+    settings = Settings.from_env({**JANUS, "TAVKIT_MEDIA_MODE": "auto", "TAVKIT_SFU_ABOVE": "3"})
+    assert (settings.media_mode, settings.sfu_above, settings.uses_sfu) == ("auto", 3, True)
+    assert settings.max_members_of("auto") == 50  # the room it becomes
+    assert Settings.from_env({**JANUS, "TAVKIT_MEDIA_MODE": "auto"}).sfu_above == 2
+    with pytest.raises(ValueError, match="media mode auto needs a Janus: give --janus-url"):
         Settings.from_env({"TAVKIT_MEDIA_MODE": "auto"})
+    for above in ("0", "50"):
+        with pytest.raises(ValueError, match="sfu_above must be a whole number, 1 to 49"):
+            Settings.from_env({**JANUS, "TAVKIT_MEDIA_MODE": "auto", "TAVKIT_SFU_ABOVE": above})
+    assert not Settings.from_env({}).uses_sfu  # `make serve`: mesh, no Janus needed
+
+
+def test_an_app_may_have_a_media_mode_of_its_own(tmp_path: Path):
+    """The apps file's mediaMode and sfuAbove override the server's mode for that app's rooms
+    only; an app asking for sfu or auto on a server without a Janus is refused at startup,
+    naming the app."""
+    apps = tmp_path / "apps.json"
+    entries = [
+        {"sdkAppId": 1, "key": KEY, "mediaMode": "sfu"},
+        {"sdkAppId": 2, "key": KEY, "mediaMode": "auto", "sfuAbove": 4},
+        {"sdkAppId": 3, "key": KEY},
+    ]
+    apps.write_text(json.dumps(entries))
+    settings = Settings.from_env({**JANUS, "TAVKIT_APPS_FILE": str(apps)})
+    assert [settings.media_mode_of(app) for app in (1, 2, 3, 99)] == ["sfu", "auto", "mesh", "mesh"]
+    assert [settings.sfu_above_of(app) for app in (2, 3)] == [4, 2]
+    assert settings.uses_sfu and settings.media_mode == "mesh"
+    with pytest.raises(ValueError, match="app 1 asks for media mode sfu, which needs a Janus"):
+        Settings.from_env({"TAVKIT_APPS_FILE": str(apps)})
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"mediaMode": "p2p"}, 'app [0]: mediaMode must be "mesh", "sfu" or "auto"'),
+        ({"mediaMode": "auto", "sfuAbove": 0}, "app [0]: sfuAbove must be a whole number, 1 to 49"),
+        ({"mediaMode": "auto", "sfuAbove": True}, "app [0]: sfuAbove must be a whole number"),
+        ({"mediaMode": "sfu", "sfuAbove": 3}, 'app [0]: sfuAbove goes with "mediaMode": "auto"'),
+    ],
+)
+def test_a_bad_media_mode_in_the_apps_file_names_the_entry_and_field(
+    tmp_path: Path, entry: dict[str, object], message: str
+):
+    """A mediaMode that does not exist, or an sfuAbove that is no threshold or comes
+    without auto, is refused naming the entry and the field (never the key)."""
+    apps = tmp_path / "apps.json"
+    apps.write_text(json.dumps([{"sdkAppId": 1, "key": KEY, **entry}]))
+    with pytest.raises(ValueError, match=re.escape(message)) as caught:
+        read_apps_file(apps)
+    assert KEY not in str(caught.value)

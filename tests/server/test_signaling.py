@@ -253,7 +253,7 @@ async def test_a_mesh_room_says_so_and_refuses_media_signal(loopback_server, htt
         )
         error, _ = await until(alice, "error")
         assert (error["errorCode"], error["ref"]) == (10004, "m1")
-        assert "rooms are a mesh" in error["errorMsg"]
+        assert "media is a mesh" in error["errorMsg"]
         await alice.send(json.dumps({"type": "ping", "t": 1}))
         await until(alice, "pong")
 

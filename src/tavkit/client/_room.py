@@ -7,6 +7,13 @@ closes the link. It also decides what the socket's final end means: our own
 ``leave``; an end of the call (replaced, removed by an admin, room closed); or a
 membership the server dropped while we were away (resume refused or too late),
 after which :class:`~tavkit.client.TAvKit` enters the room again.
+
+In an SFU room (``welcome.mediaMode``) there are no mesh links: :class:`SfuMedia` sends
+and receives. An ``auto`` room switches while we are in it (``media-mode``, or a
+resumed ``welcome`` saying ``sfu``): we start the SFU media beside the mesh links and
+close each member's link once that member's media arrives through the SFU, so the
+switch costs a short freeze, not a blank. A mesh signal of ours refused because the
+room switched while it was in flight is no error of the call.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from tavkit.protocol import (
     DescriptionData,
     ErrorFrame,
     Leave,
+    MediaModeChanged,
     MediaSignalFrom,
     MediaSignalTo,
     Member,
@@ -316,6 +324,9 @@ class RoomState:
         elif isinstance(message, MediaSignalFrom):
             if self.sfu is not None:
                 self.sfu.handle(message)
+        elif isinstance(message, MediaModeChanged):
+            if message.media_mode == "sfu":
+                self._start_sfu(self.socket)
         elif isinstance(message, MemberJoined):
             self._joined(message.member)
         elif isinstance(message, MemberLeft):
@@ -328,6 +339,9 @@ class RoomState:
         elif isinstance(message, Welcome):
             self._resumed(message)
         elif isinstance(message, ErrorFrame):
+            if self.sfu is not None and _mesh_signal_refused(message):
+                logger.info("%s: a mesh signal in flight at the switch was refused", self.user_id)
+                return
             self._report(_error_of(message))
         elif isinstance(message, Replaced):
             self._ending = ServerError(ServerCode.USER_EXITED, "entered the room again elsewhere")
@@ -396,6 +410,8 @@ class RoomState:
 
     def _resumed(self, welcome: Welcome) -> None:
         """After a resume: reconcile with the members the server lists now."""
+        if welcome.media_mode == "sfu" and self.socket is not None:
+            self._start_sfu(self.socket)  # the room switched while our socket was away
         present = {m.user_id: m for m in welcome.members if m.user_id != self.user_id}
         for link in self.links.values():
             link.kick()  # our path may have changed while the socket was down
@@ -444,8 +460,16 @@ class RoomState:
             on_track=self._on_track,
             stats_of=stats_of,
             report=self._report,
+            on_receiving=self._receiving_through_sfu,
         )
         self.sfu.start()
+
+    def _receiving_through_sfu(self, user_id: str) -> None:
+        """``user_id``'s media arrives through the SFU: its mesh link (if any) can go."""
+        link = self.links.pop(user_id, None)
+        if link is not None:
+            logger.info("%s: %s now comes through the SFU; mesh link closed", self.user_id, user_id)
+            self._spawn(link.aclose())
 
     # -- the mesh ---------------------------------------------------------------------
 
@@ -460,6 +484,10 @@ class RoomState:
         if link is None:
             if not is_offer:
                 logger.info("ignoring a first signal from %s that is not an offer", sender)
+                return
+            if self.sfu is not None and not _is_hidden(sender):
+                # Sent before the room switched: the SFU carries that member's media now.
+                logger.info("ignoring a mesh offer from %s: the room goes through the SFU", sender)
                 return
             link = self._link(sender, initiator=False)
         link.handle(data)
@@ -532,6 +560,17 @@ class RoomState:
 def _is_hidden(user_id: str) -> bool:
     """Whether ``user_id`` is the server's own participant (``__`` prefix, the recorder)."""
     return user_id.startswith("__")
+
+
+def _mesh_signal_refused(frame: ErrorFrame) -> bool:
+    """Whether ``frame`` refuses a mesh ``signal`` because the room's media goes through
+    the SFU (server 10004, about ``signal``)."""
+    return (
+        frame.module == "server"
+        and frame.error_code == ServerCode.INVALID_PARAMETER
+        and frame.error_msg.startswith("signal: ")
+        and "SFU" in frame.error_msg
+    )
 
 
 def _error_of(frame: ErrorFrame) -> TAvKitError:

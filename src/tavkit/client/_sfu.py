@@ -42,6 +42,7 @@ from typing import Final
 
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
+from av import VideoFrame
 from av.frame import Frame
 
 from tavkit.client._publish import Publisher
@@ -83,6 +84,7 @@ class SfuMedia:
         on_track: Callable[[str, MediaStreamTrack], None],
         stats_of: Callable[[str], PeerStats],
         report: Callable[[TAvKitError], None],
+        on_receiving: Callable[[str], None] | None = None,
     ) -> None:
         self.user_id = user_id
         self._configuration = configuration
@@ -94,6 +96,11 @@ class SfuMedia:
         self._on_track = on_track
         self._stats_of = stats_of
         self._report = report
+        #: Called with a member's userId at the first frame of theirs we decode through
+        #: the SFU, a picture if they send video (an ``auto`` room then closes its mesh
+        #: link with them).
+        self._on_receiving = on_receiving
+        self._with_video: set[str] = set()
         self.publishing: RTCPeerConnection | None = None
         self.receiving: RTCPeerConnection | None = None
         #: Who is on which mid of the current subscription: mid -> userId.
@@ -191,6 +198,7 @@ class SfuMedia:
         if not isinstance(msg.data, DescriptionData):
             return  # nobody else publishes
         feeds = {s.mid: s.user_id for s in msg.streams}
+        self._with_video = {s.user_id for s in msg.streams if s.kind == "video"}
         pc = self.receiving = RTCPeerConnection(self._configuration())
         self.feeds = feeds
 
@@ -226,14 +234,21 @@ class SfuMedia:
         await self._send(MediaSignalTo("subscribe", answer, subscription=number))
 
     async def _consume(self, user_id: str, track: MediaStreamTrack) -> None:
-        stats = self._stats_of(user_id)
+        first = True
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 return
             if isinstance(frame, Frame):
-                stats.count(frame)
+                if (
+                    first
+                    and self._on_receiving is not None
+                    and (isinstance(frame, VideoFrame) or user_id not in self._with_video)
+                ):
+                    self._on_receiving(user_id)
+                    first = False
+                self._stats_of(user_id).count(frame)  # looked up each time: a switch moves it
                 self._on_frame(user_id, frame)
 
     async def _drop_receiving(self) -> None:

@@ -18,6 +18,11 @@ A member that publishes simulcast (the browser: three layers) has every video st
 forwarded at the layer each receiver asks for with ``media-layers``
 (:class:`MediaLayers`): a receiver knows how big it shows each member, the server does
 not, so the receiver chooses and the server only checks and applies the choice.
+
+A room of an ``auto`` app (``docs/sfu.md``) starts as a mesh and may become an SFU
+room while it is live: :class:`MediaModeChanged` (``media-mode``) tells each member,
+once the server has joined it to the SFU, that it should publish and subscribe there,
+then close its mesh connections.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ __all__ = [
     "MediaLayer",
     "MediaLayers",
     "MediaMode",
+    "MediaModeChanged",
     "MediaPc",
     "MediaSignalFrom",
     "MediaSignalTo",
@@ -149,3 +155,22 @@ class MediaLayers:
         if self.id is not None:
             wire["id"] = self.id
         return wire
+
+
+@dataclass(frozen=True, slots=True)
+class MediaModeChanged:
+    """The room's media goes another way from now on (``media-mode``): today only ``sfu``.
+
+    Sent to each member of an ``auto`` room whose session has just grown past its
+    threshold, after the server has joined that member to the SFU, so its ``media-signal
+    publish`` is taken at once. The member publishes, answers its subscription, and only
+    then closes its mesh connections: the others' media freezes for about one
+    subscription's setup instead of going blank. A session never goes back to the mesh.
+    """
+
+    type: ClassVar[str] = "media-mode"
+    media_mode: MediaMode
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{"type": "media-mode", "mediaMode"}``."""
+        return {"type": self.type, "mediaMode": self.media_mode}

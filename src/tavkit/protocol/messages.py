@@ -13,7 +13,7 @@ Two families::
     ServerMessage   Welcome · MemberJoined · MemberLeft · MemberState ·
                     MemberConnection · SignalFrom · Pong · ErrorFrame · Replaced ·
                     Removed · RoomClosed · MessageFrom · Synced · Expiring · Renewed ·
-                    MediaSignalFrom
+                    MediaSignalFrom · MediaModeChanged
 
 The ``media-signal`` frames (a member's SDP with the SFU) and ``media-layers`` are in
 :mod:`tavkit.protocol.media`.
@@ -36,7 +36,13 @@ from typing import Any, ClassVar, Final, Literal
 
 from tavkit.auth.grants import Privilege
 from tavkit.errors import ServerCode, ServerError, TAvKitError
-from tavkit.protocol.media import MediaLayers, MediaMode, MediaSignalFrom, MediaSignalTo
+from tavkit.protocol.media import (
+    MediaLayers,
+    MediaMode,
+    MediaModeChanged,
+    MediaSignalFrom,
+    MediaSignalTo,
+)
 
 __all__ = [
     "CLIENT_MSG_ID_RE",
@@ -716,6 +722,7 @@ ServerMessage = (
     | Expiring
     | Renewed
     | MediaSignalFrom
+    | MediaModeChanged
 )
 
 

@@ -28,6 +28,7 @@ from tavkit.protocol.media import (
     MediaLayer,
     MediaLayers,
     MediaMode,
+    MediaModeChanged,
     MediaPc,
     MediaSignalFrom,
     MediaSignalTo,
@@ -525,4 +526,7 @@ _SERVER_PARSERS: Final[dict[str, Callable[[Fields], ServerMessage]]] = {
     ),
     "renewed": _renewed,
     "media-signal": _media_signal_from,
+    "media-mode": lambda f: MediaModeChanged(
+        cast(MediaMode, f.choice("mediaMode", frozenset(MEDIA_MODES)))
+    ),
 }

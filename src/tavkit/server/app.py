@@ -64,6 +64,7 @@ from tavkit.server.rooms import routes as rooms_routes
 from tavkit.server.rooms.service import RoomService
 from tavkit.server.rooms.sweeper import Sweeper
 from tavkit.server.settings import AppConfig, Settings
+from tavkit.server.sfu.modes import MediaModes
 from tavkit.server.signaling.connection import SignalingConnection
 from tavkit.server.signaling.lane import SocketLane
 from tavkit.server.signaling.registry import SocketRegistry
@@ -222,11 +223,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     logger.warning("no app is configured: every call will be refused (use --app)")
                 sockets: SocketRegistry[SignalingConnection] = SocketRegistry()
                 sfu = None
-                if settings.media_mode == "sfu":
+                if settings.uses_sfu:
                     from tavkit.server.sfu.bridge import SfuBridge
 
                     sfu = SfuBridge(
-                        settings.janus_urls,  # Settings refuses sfu without one
+                        settings.janus_urls,  # Settings refuses sfu/auto without one
                         api_secret=settings.janus_api_secret,
                         bus=bus,
                         store=store,
@@ -247,6 +248,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await configure_from_settings(store, settings)
                 webhooks = Dispatcher(store, settings)
                 calls = CallService(store, bus, rooms, settings)
+                media_modes = await running.enter_async_context(MediaModes(settings, bus))
                 config = forwarder_config(settings)
                 forwarder = Forwarder(config) if config is not None else None
                 app.state.tavkit = ServerContext(
@@ -266,6 +268,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     metrics=metrics,
                     limits=RateLimits.for_settings(settings),
                     calls=calls,
+                    media_modes=media_modes,
                     socket_secret=socket_secret,
                     drain=drain,
                     webhooks=webhooks,

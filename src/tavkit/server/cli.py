@@ -216,8 +216,16 @@ def serve(
     media_mode: Annotated[
         str | None,
         typer.Option(
-            help="mesh (members send to each other) or sfu (through Janus; needs "
-            f"--janus-url). Default mesh. {_env('MEDIA_MODE')}"
+            help="mesh (members send to each other), sfu (through Janus; needs "
+            "--janus-url) or auto (a mesh until a room has more than --sfu-above members, "
+            f"then through Janus for the rest of its session). Default mesh. {_env('MEDIA_MODE')}"
+        ),
+    ] = None,
+    sfu_above: Annotated[
+        int | None,
+        typer.Option(
+            help="In auto: a room switches to the SFU when it has more than this many "
+            f"members (default 2: the third member switches it). {_env('SFU_ABOVE')}"
         ),
     ] = None,
     janus_url: Annotated[
@@ -385,6 +393,7 @@ def serve(
         "max_members": max_members,
         "close_grace": close_grace,
         "media_mode": media_mode,
+        "sfu_above": sfu_above,
         "janus_urls": tuple(janus_url) if janus_url else None,
         "janus_api_secret": janus_secret,
         "sweep_interval": sweep_interval,

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from tavkit.server.rooms.service import RoomService
     from tavkit.server.settings import Settings
     from tavkit.server.sfu.bridge import SfuBridge
+    from tavkit.server.sfu.modes import MediaModes
     from tavkit.server.signaling.connection import SignalingConnection
     from tavkit.server.store.db import Store
     from tavkit.server.webhooks import Dispatcher
@@ -53,6 +54,8 @@ class ServerContext:
     """The REST API's token buckets (:mod:`tavkit.server.ratelimit`)."""
     calls: CallService
     """Calls: ringing, answers, records (:mod:`tavkit.server.calls.service`)."""
+    media_modes: MediaModes
+    """Each session's media mode, and ``auto``'s switches (:mod:`tavkit.server.sfu.modes`)."""
     socket_secret: bytes = field(repr=False)
     """The data directory's secret for socket tokens (:mod:`tavkit.server.signaling.tokens`)."""
     drain: Drain = field(default_factory=Drain)
@@ -64,7 +67,8 @@ class ServerContext:
     webhooks: Dispatcher | None = None
     """The webhook dispatcher (:mod:`tavkit.server.webhooks`); None outside a lifespan."""
     sfu: SfuBridge | None = None
-    """Janus, in ``--media-mode sfu`` (:mod:`tavkit.server.sfu.bridge`); None in a mesh."""
+    """Janus, when any room may go through it (media mode ``sfu`` or ``auto``, the server's
+    or an app's: :mod:`tavkit.server.sfu.bridge`); None when every room is a mesh."""
 
 
 def context_of(connection: Any) -> ServerContext:

@@ -26,6 +26,9 @@ the wire shape below is a contract between replicas: the keys must not change.
                    still in the session went silent or lost its socket without ``leave``
                    (``up: false``), or was heard again (``up: true``)
                    (:class:`MemberLinkEvent`)
+``media-mode``     ``mediaMode`` (``sfu``): an ``auto`` session grew past its threshold;
+                   every socket joins its member to the SFU and tells it
+                   (:class:`MediaModeEvent`)
 ``call``           ``frame`` (the protocol's ``call-*`` frame), on a user's channel
                    (:func:`~tavkit.server.bus.user_channel`): every user socket of
                    that user sends it on (:class:`CallEvent`)
@@ -59,9 +62,11 @@ from typing import Any, ClassVar, Final, NoReturn, TypeAlias, TypeVar, cast
 
 from tavkit.protocol import (
     LEAVE_REASONS,
+    MEDIA_MODES,
     ChatMessage,
     FrameError,
     LeaveReason,
+    MediaMode,
     Member,
     SignalData,
     parse_chat_message,
@@ -74,6 +79,7 @@ __all__ = [
     "WIRE_VERSION",
     "CallEvent",
     "Event",
+    "MediaModeEvent",
     "MemberJoinedEvent",
     "MemberLeftEvent",
     "MemberLinkEvent",
@@ -163,6 +169,18 @@ class RoomClosedEvent:
     def to_wire(self) -> dict[str, Any]:
         """``{"kind", "reason"}``."""
         return {"kind": self.kind, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class MediaModeEvent:
+    """The session's media goes through ``media_mode`` from now on (an ``auto`` switch)."""
+
+    kind: ClassVar[str] = "media-mode"
+    media_mode: MediaMode
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{"kind", "mediaMode"}``."""
+        return {"kind": self.kind, "mediaMode": self.media_mode}
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +302,7 @@ Event: TypeAlias = (
     | MessageEvent
     | SocketOpenEvent
     | MemberLinkEvent
+    | MediaModeEvent
     | CallEvent
     | UserSocketEvent
 )
@@ -385,6 +404,13 @@ def _member_left(f: _Fields) -> MemberLeftEvent:
     return MemberLeftEvent(f.text("userId"), cast(LeaveReason, reason), f.text("connectionId"))
 
 
+def _media_mode(f: _Fields) -> MediaModeEvent:
+    mode = f.text("mediaMode")
+    if mode not in MEDIA_MODES:
+        f.fail("mediaMode", "one of " + ", ".join(MEDIA_MODES))
+    return MediaModeEvent(cast(MediaMode, mode))
+
+
 _PARSERS: Final[dict[str, Callable[[_Fields], Event]]] = {
     "member-joined": lambda f: MemberJoinedEvent(f.member("member"), f.text("connectionId")),
     "member-left": _member_left,
@@ -395,6 +421,7 @@ _PARSERS: Final[dict[str, Callable[[_Fields], Event]]] = {
         f.boolean("screen") if "screen" in f.obj else False,
     ),
     "room-closed": lambda f: RoomClosedEvent(f.text("reason")),
+    "media-mode": _media_mode,
     "signal": lambda f: SignalEvent(
         f.text("from"), f.text("to"), f.protocol("data", parse_signal_data)
     ),

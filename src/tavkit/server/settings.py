@@ -26,8 +26,9 @@ Environment variables (all optional)::
     TAVKIT_HEARTBEAT_INTERVAL    seconds                      5
     TAVKIT_HEARTBEAT_TIMEOUT     seconds                      15
     TAVKIT_MAX_MEMBERS           members per room             6 (mesh), 50 (sfu, at most 50)
-    TAVKIT_MEDIA_MODE            mesh | sfu (docs/sfu.md)     mesh
-    TAVKIT_JANUS_URL             Janus APIs, ws://host:port,… (none; sfu needs one)
+    TAVKIT_MEDIA_MODE            mesh | sfu | auto (sfu.md)   mesh
+    TAVKIT_SFU_ABOVE             auto: SFU above N members    2
+    TAVKIT_JANUS_URL             Janus APIs, ws://host:port,… (none; sfu/auto need one)
     TAVKIT_JANUS_API_SECRET      the api_secret all Janus use (none)
     TAVKIT_CLOSE_GRACE           seconds an empty room stays  2
     TAVKIT_SWEEP_INTERVAL        seconds between sweeps       1
@@ -80,8 +81,10 @@ app's own admin key and overrides ``TAVKIT_ADMIN_KEY``; ``recordingMaxFileSecond
 ``recordingMaxSessionSeconds`` (optional numbers, 0: no limit) override the server's
 recording limits for that app; ``retentionDays`` (whole days, 0: keep forever) and
 ``logDailyCap`` (0: no cap) its retention and daily log cap; ``iceTransportPolicy``
-(``"all"`` or ``"relay"``) whether its members may meet directly. Apps from the file come
-after those of ``TAVKIT_APPS``.
+(``"all"`` or ``"relay"``) whether its members may meet directly; ``mediaMode``
+(``"mesh"``, ``"sfu"``, ``"auto"``) and ``sfuAbove`` (with ``auto``) its rooms' media
+mode, which needs a Janus unless mesh. Apps from the file come after those of
+``TAVKIT_APPS``.
 
 The admin is not just a name: an admin request is the admin userId with a userSig
 signed with the *admin* key (:meth:`Settings.admin_key_of`). The same userId signed
@@ -103,9 +106,11 @@ from types import MappingProxyType
 from typing import Any, Final, Literal
 
 __all__ = [
+    "MEDIA_MODE_SETTINGS",
     "RECORDING_POLICIES",
     "AppConfig",
     "IceServerEntry",
+    "MediaModeSetting",
     "Network",
     "Settings",
     "check_webhook_secret",
@@ -130,6 +135,12 @@ SFU_MAX_MEMBERS: Final = 50
 """An SFU room's size and its ceiling: the publishers a Janus VideoRoom room is made for
 (:mod:`tavkit.server.sfu.bridge`). Each member uploads once whatever the room's size."""
 """The recording policies, in the order the CLI lists them."""
+MediaModeSetting = Literal["mesh", "sfu", "auto"]
+MEDIA_MODE_SETTINGS: Final = ("mesh", "sfu", "auto")
+"""What a server or an app asks of its rooms: ``mesh``, ``sfu``, or ``auto`` (a mesh that
+becomes an SFU room for good when it grows past ``sfu_above`` members, ``docs/sfu.md``)."""
+SFU_ABOVE: Final = 2
+"""An ``auto`` room's default threshold: a 1v1 is a mesh, the third member switches it."""
 _KEY_RE: Final = re.compile(r"[0-9A-Za-z]{16,128}")
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"", "0", "false", "no", "off"})
@@ -152,6 +163,8 @@ _APP_FILE_KEYS: Final = frozenset(
         "requirePrivateMapKey",
         "adminKey",
         "iceTransportPolicy",
+        "mediaMode",
+        "sfuAbove",
         *_APP_LIMIT_KEYS,
         *_APP_COUNT_KEYS,
     }
@@ -179,6 +192,10 @@ class AppConfig:
     """Log items this app may store a UTC day (0: no cap); None: the server's."""
     ice_transport_policy: Literal["all", "relay"] | None = None
     """``relay``: this app's members only ever meet over TURN (None: the server's)."""
+    media_mode: MediaModeSetting | None = None
+    """This app's rooms' media mode (None: the server's ``media_mode``)."""
+    sfu_above: int | None = None
+    """This app's ``auto`` threshold (None: the server's ``sfu_above``)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.sdk_app_id, bool) or not 1 <= self.sdk_app_id <= U32_MAX:
@@ -198,6 +215,13 @@ class AppConfig:
                 raise ValueError(f"{name} of app {self.sdk_app_id} must be 0 or more seconds")
         if self.ice_transport_policy not in (None, "all", "relay"):
             raise ValueError(f"iceTransportPolicy of app {self.sdk_app_id} must be all or relay")
+        if self.media_mode not in (None, *MEDIA_MODE_SETTINGS):
+            raise ValueError(f"mediaMode of app {self.sdk_app_id} must be mesh, sfu or auto")
+        if self.sfu_above is not None and not _threshold(self.sfu_above):
+            most = SFU_MAX_MEMBERS - 1
+            raise ValueError(
+                f"sfuAbove of app {self.sdk_app_id} must be a whole number, 1 to {most}"
+            )
         for name in ("retention_days", "log_daily_cap"):
             value = getattr(self, name)
             if value is not None and (
@@ -299,8 +323,13 @@ class Settings:
     renew_grace: float = 30.0
     """A member whose userSig or privateMapKey ended may still ``renew`` for this long;
     then it is removed with reason ``expired`` (``docs/protocol.md`` section 2)."""
-    media_mode: Literal["mesh", "sfu"] = "mesh"
-    """``sfu``: every room's media goes through Janus (``docs/sfu.md``); needs ``janus_urls``."""
+    media_mode: MediaModeSetting = "mesh"
+    """``sfu``: every room's media goes through Janus (``docs/sfu.md``); ``auto``: a room is
+    a mesh until it has more than ``sfu_above`` members, then goes through Janus for the
+    rest of its session. Both need ``janus_urls``. An app's own ``media_mode`` wins."""
+    sfu_above: int = SFU_ABOVE
+    """In ``auto``: a member entering a room of more than this many members (itself
+    included) switches the session to the SFU."""
     janus_urls: tuple[str, ...] = ()
     """Every Janus's WebSocket API (``ws://127.0.0.1:8188``), which only tavkit talks to.
     A new session's room goes to the reachable one with the fewest members
@@ -421,19 +450,7 @@ class Settings:
             )
         if not (math.isfinite(self.close_grace) and self.close_grace >= 0):
             raise ValueError(f"close_grace must be zero or more seconds, not {self.close_grace}")
-        if self.media_mode not in ("mesh", "sfu"):
-            raise ValueError(f"media_mode must be 'mesh' or 'sfu', not {self.media_mode!r}")
-        if self.max_members is not None and self.max_members < 1:
-            raise ValueError(f"max_members must be at least 1, not {self.max_members}")
-        if self.media_mode == "sfu" and (self.max_members or 0) > SFU_MAX_MEMBERS:
-            raise ValueError(
-                f"max_members {self.max_members} is more than an SFU room holds: at most"
-                f" {SFU_MAX_MEMBERS} (the publishers of a Janus VideoRoom room)"
-            )
-        if self.media_mode == "sfu" and not self.janus_urls:
-            raise ValueError("media mode sfu needs a Janus: give --janus-url (TAVKIT_JANUS_URL)")
-        if len(set(self.janus_urls)) != len(self.janus_urls):
-            raise ValueError("janus_urls: a Janus is named twice")
+        self._check_media_modes()
         if self.ice_transport_policy not in ("all", "relay"):
             raise ValueError("ice_transport_policy must be 'all' or 'relay'")
         if self.log_forward_flavor not in ("elasticsearch", "opensearch"):
@@ -475,6 +492,33 @@ class Settings:
             for entry in self.ice_servers
         )
         object.__setattr__(self, "ice_servers", frozen)
+
+    def _check_media_modes(self) -> None:
+        """The server's and the apps' media modes: every mode but mesh needs a Janus."""
+        if self.media_mode not in MEDIA_MODE_SETTINGS:
+            raise ValueError(f"media_mode must be mesh, sfu or auto, not {self.media_mode!r}")
+        if not _threshold(self.sfu_above):
+            most = SFU_MAX_MEMBERS - 1
+            raise ValueError(f"sfu_above must be a whole number, 1 to {most}, not {self.sfu_above}")
+        if self.max_members is not None and self.max_members < 1:
+            raise ValueError(f"max_members must be at least 1, not {self.max_members}")
+        if self.media_mode != "mesh" and (self.max_members or 0) > SFU_MAX_MEMBERS:
+            raise ValueError(
+                f"max_members {self.max_members} is more than an SFU room holds: at most"
+                f" {SFU_MAX_MEMBERS} (the publishers of a Janus VideoRoom room)"
+            )
+        if len(set(self.janus_urls)) != len(self.janus_urls):
+            raise ValueError("janus_urls: a Janus is named twice")
+        if self.media_mode != "mesh" and not self.janus_urls:
+            raise ValueError(
+                f"media mode {self.media_mode} needs a Janus: give --janus-url (TAVKIT_JANUS_URL)"
+            )
+        for app in self.apps:
+            if app.media_mode not in (None, "mesh") and not self.janus_urls:
+                raise ValueError(
+                    f"app {app.sdk_app_id} asks for media mode {app.media_mode}, which needs a"
+                    " Janus: give --janus-url (TAVKIT_JANUS_URL)"
+                )
 
     def _check_limits(self) -> None:
         """The limits' and retention's fields (see :mod:`tavkit.server.ratelimit`)."""
@@ -530,16 +574,38 @@ class Settings:
         """The key ``app``'s admin userSigs are signed with: its own, else the server's."""
         return app.admin_key if app.admin_key is not None else self.admin_key
 
-    def max_members_of(self, media_mode: Literal["mesh", "sfu"]) -> int:
+    def max_members_of(self, media_mode: MediaModeSetting) -> int:
         """How many members a room of ``media_mode`` holds: ``max_members``, else the
-        mode's own size (6 in a mesh, 50 through the SFU).
+        mode's own size (6 in a mesh, 50 through the SFU or in ``auto``, which takes the
+        SFU's room once it grows).
 
         A mesh has no ceiling but its default: a larger one (a test's nine-tile grid, a
         presence load test) is the operator's choice. The SFU's 50 is the Janus room's.
         """
         if self.max_members is not None:
             return self.max_members
-        return SFU_MAX_MEMBERS if media_mode == "sfu" else MESH_MAX_MEMBERS
+        return MESH_MAX_MEMBERS if media_mode == "mesh" else SFU_MAX_MEMBERS
+
+    def media_mode_of(self, sdk_app_id: int) -> MediaModeSetting:
+        """The media mode of ``sdk_app_id``'s rooms: the app's own, else the server's."""
+        app = self.app(sdk_app_id)
+        if app is not None and app.media_mode is not None:
+            return app.media_mode
+        return self.media_mode
+
+    def sfu_above_of(self, sdk_app_id: int) -> int:
+        """``sdk_app_id``'s ``auto`` threshold: the app's own, else the server's."""
+        app = self.app(sdk_app_id)
+        if app is not None and app.sfu_above is not None:
+            return app.sfu_above
+        return self.sfu_above
+
+    @property
+    def uses_sfu(self) -> bool:
+        """Whether any room may go through Janus (the server's mode or an app's)."""
+        return self.media_mode != "mesh" or any(
+            app.media_mode not in (None, "mesh") for app in self.apps
+        )
 
     def recording_limits_of(self, sdk_app_id: int) -> tuple[float, float]:
         """The app's (longest file, longest session recording) in seconds; 0: no limit."""
@@ -630,6 +696,7 @@ class Settings:
             "socket_token_ttl": float,
             "renew_grace": float,
             "media_mode": str,
+            "sfu_above": int,
             "janus_urls": _split,
             "janus_api_secret": str,
             "ice_servers": parse_ice_servers,
@@ -736,6 +803,15 @@ def read_apps_file(path: Path) -> tuple[AppConfig, ...]:
         policy = entry.get("iceTransportPolicy")
         if policy not in (None, "all", "relay"):
             raise ValueError(f'{where}: iceTransportPolicy must be "all" or "relay"')
+        media_mode, sfu_above = entry.get("mediaMode"), entry.get("sfuAbove")
+        if media_mode not in (None, *MEDIA_MODE_SETTINGS):
+            raise ValueError(f'{where}: mediaMode must be "mesh", "sfu" or "auto"')
+        if sfu_above is not None and not _threshold(sfu_above):
+            raise ValueError(
+                f"{where}: sfuAbove must be a whole number, 1 to {SFU_MAX_MEMBERS - 1}"
+            )
+        if sfu_above is not None and media_mode != "auto":
+            raise ValueError(f'{where}: sfuAbove goes with "mediaMode": "auto"')
         try:
             apps.append(
                 AppConfig(
@@ -746,6 +822,8 @@ def read_apps_file(path: Path) -> tuple[AppConfig, ...]:
                     recording_max_file_seconds=limits[0],
                     recording_max_session_seconds=limits[1],
                     ice_transport_policy=policy,
+                    media_mode=media_mode,
+                    sfu_above=sfu_above,
                     **counts,
                 )
             )
@@ -794,6 +872,12 @@ def _seconds_or_zero(value: object) -> bool:
         and math.isfinite(value)
         and value >= 0
     )
+
+
+def _threshold(value: object) -> bool:
+    """Whether ``value`` is an ``auto`` threshold: a whole number of members an SFU room
+    can grow past."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value < SFU_MAX_MEMBERS
 
 
 def _recording_policy(text: str) -> str:

@@ -78,6 +78,9 @@
 // the rest of the call does not tell them apart, except that the SFU's `media-signal`
 // frames go to it, it publishes once at the welcome, and it asks the element how big
 // each member's tile is (`viewOf`) to pick the simulcast layer it receives.
+// An `auto` room switches from the first to the second while we are in it: a
+// `media-mode` frame (or a welcome saying `sfu`, the switch having come between enter
+// and socket) puts an SfuMedia in place of the Mesh, which it drains (sfu.js).
 
 import { ApiClient } from "./api.js";
 import { Chat } from "./chat.js";
@@ -372,18 +375,14 @@ export class CallController extends EventTarget {
       mark: (phase, userId) => this.clock.mark(phase, userId),
       log: this.log,
     };
-    this.mesh =
-      room.mediaMode === "sfu"
-        ? new SfuMedia({
-            ...common,
-            send: (frame) => this.signaling?.send(frame),
-            viewOf: (userId) => this.viewOf(userId),
-          })
-        : new Mesh({
-            ...common,
-            send: (to, data) => this.signaling?.send({ type: "signal", to, data }),
-            onLost: (userId) => this.#report(callError("trtc", -1307, this.lang, `media to ${userId}`)),
-          });
+    const mesh = new Mesh({
+      ...common,
+      send: (to, data) => this.signaling?.send({ type: "signal", to, data }),
+      onLost: (userId) => this.#report(callError("trtc", -1307, this.lang, `media to ${userId}`)),
+    });
+    // In an SFU room the Mesh only ever answers the mesh recorder of an auto room that
+    // switched before we came (it records such a room for its whole life; sfu.js).
+    this.mesh = room.mediaMode === "sfu" ? this.#sfuMedia(mesh) : mesh;
     this.mesh.localStream = this.localStream;
     this.mesh.screen = this.screen;
     this.#changed();
@@ -408,6 +407,36 @@ export class CallController extends EventTarget {
     this.heartbeat.start(room.heartbeatInterval, () => gen === this.generation);
     if (this.self.muted || !this.self.camera || this.screen) this.#sendState();
     return true;
+  }
+
+  /** Our media with the SFU; `previous`: the Mesh of an auto room that switched (sfu.js). */
+  #sfuMedia(previous) {
+    const room = this.room;
+    return new SfuMedia({
+      selfId: this.self.userId,
+      privileges: this.privileges,
+      iceServers: room.iceServers,
+      iceTransportPolicy: room.iceTransportPolicy,
+      onChange: (userId) => this.#peerChanged(userId),
+      mark: (phase, userId) => this.clock.mark(phase, userId),
+      log: this.log,
+      send: (frame) => this.signaling?.send(frame),
+      viewOf: (userId) => this.viewOf(userId),
+      previous,
+    });
+  }
+
+  /** An auto room's media now goes through the SFU (a `media-mode` frame or a welcome). */
+  #switchToSfu() {
+    if (!this.mesh || this.mesh instanceof SfuMedia) return;
+    this.room.mediaMode = "sfu";
+    this.reporter?.log("info", "media-mode", { mediaMode: "sfu" });
+    const previous = this.mesh;
+    this.mesh = this.#sfuMedia(previous);
+    this.mesh.localStream = this.localStream;
+    for (const userId of this.peers.keys()) this.mesh.connect(userId);
+    if (this.joinedAt) this.mesh.start(); // else the welcome starts it
+    this.#changed();
   }
 
   /** Leave the room at the user's request; see the module comment for the events. */
@@ -639,6 +668,9 @@ export class CallController extends EventTarget {
       case "member-connection":
         return this.#memberConnection(frame);
       case "signal":
+        if (this.mesh instanceof SfuMedia) {
+          return this.mesh.handleSignal(frame.from, frame.data); // an auto room's leftovers
+        }
         if (!this.peers.has(frame.from) && !isHidden(frame.from)) {
           // An offer can outrun its sender's member-joined; anything else from an
           // unknown member is a straggler of someone who already left. The server's
@@ -651,6 +683,9 @@ export class CallController extends EventTarget {
         return undefined;
       case "media-signal":
         return this.mesh?.handleMediaSignal?.(frame); // an SFU room's (sfu.js)
+      case "media-mode":
+        if (frame.mediaMode === "sfu") this.#switchToSfu();
+        return undefined;
       case "replaced":
         return this.#end(
           callError("trtc", -1019, this.lang, "entered the room elsewhere"),
@@ -685,6 +720,7 @@ export class CallController extends EventTarget {
 
   #welcome(frame) {
     const members = Array.isArray(frame.members) ? frame.members : [];
+    if (frame.mediaMode === "sfu") this.#switchToSfu(); // an auto room switched meanwhile
     if (frame.roomUuid && this.room.roomUuid && frame.roomUuid !== this.room.roomUuid) {
       // Entered again into a fresh session: its messages are numbered afresh.
       this.room.roomUuid = frame.roomUuid;

@@ -27,11 +27,21 @@
 // Both sides put every candidate in their SDP (Janus is half-trickle): we wait for
 // gathering to end (a few ms on a LAN, bounded by GATHER_MS) and send no candidates.
 //
+// An `auto` room (docs/sfu.md) starts as a mesh and may switch while we are in it: the
+// server's `media-mode` frame (or a welcome saying `sfu`) makes the controller put an
+// SfuMedia in place of its Mesh, handing it the Mesh as `previous`. Each member's tile
+// keeps the mesh's stream until that member's video arrives through the SFU (its first
+// RTP packet: the track unmutes), then that member's mesh connection is closed, so the
+// switch is a short freeze, not a blank. Signals still arriving for the old connections
+// (sent before the switch) go to them; the server's hidden peer (the mesh recorder,
+// which records an auto room for its whole life) keeps its connection.
+//
 // Not here yet: a shared screen (Share is not offered in SFU rooms), ICE restarts of
 // the two connections (a publish connection that fails is made again when the socket
 // resumes, heal()).
 
 import { LayerPlan, layerFor } from "./layers.js";
+import { isHidden } from "./mesh.js";
 import { allowedDirection, maySend } from "./privileges.js";
 import { PRIVILEGE } from "./protocol.js";
 
@@ -123,9 +133,10 @@ export class SfuMedia {
    * `send(frame)` sends a frame on the socket; `onChange(userId)` is told when a
    * member's stream or status changes; `viewOf(userId)` measures its tile
    * ({width, height, visible} in device pixels, or null); `privileges` bound what we
-   * publish and receive; `mark(phase, userId)` hears join phases (timeline.js).
+   * publish and receive; `mark(phase, userId)` hears join phases (timeline.js);
+   * `previous` is the Mesh of an auto room that just switched (see the module comment).
    */
-  constructor({ selfId, iceServers, iceTransportPolicy, send, onChange, log, privileges, mark, viewOf }) {
+  constructor({ selfId, iceServers, iceTransportPolicy, send, onChange, log, privileges, mark, viewOf, previous }) {
     this.selfId = selfId;
     this.privileges = Number.isInteger(privileges) ? privileges : PRIVILEGE.ALL;
     this.rtcConfig = {
@@ -150,6 +161,8 @@ export class SfuMedia {
     this.chain = Promise.resolve();
     this.layerTimer = setInterval(() => this.#chooseLayers(), LAYER_POLL_MS);
     this.closed = false;
+    this.previous = previous || null; // an auto room's mesh, drained member by member
+    this.arrived = new Set(); // members whose media came through the SFU since the switch
   }
 
   // -- the Mesh's shape ---------------------------------------------------------
@@ -168,6 +181,8 @@ export class SfuMedia {
 
   /** A member's {status, stream, screenStream}, as the roster wants it from a Mesh. */
   get(userId) {
+    const old = this.previous?.get(userId);
+    if (old) return old; // the mesh's picture until the SFU's arrives
     const stream = this.streams.get(userId) || null;
     let status = "connecting";
     if (stream) {
@@ -186,10 +201,12 @@ export class SfuMedia {
   remove(userId) {
     this.members.delete(userId);
     this.streams.delete(userId);
+    this.previous?.remove(userId);
   }
 
   /** The socket resumed: an offer of ours may be lost, a broken publication is made again. */
   heal() {
+    this.previous?.heal();
     const pc = this.publishing;
     if (!pc) return;
     const broken = ["failed", "closed"].includes(pc.connectionState);
@@ -198,6 +215,7 @@ export class SfuMedia {
 
   /** Renewed credentials: fresh TURN for new connections; narrower privileges republish. */
   renewed({ iceServers, privileges }) {
+    this.previous?.renewed({ iceServers, privileges });
     if (Array.isArray(iceServers)) this.rtcConfig = { ...this.rtcConfig, iceServers };
     if (Number.isInteger(privileges) && privileges !== this.privileges) {
       this.privileges = privileges;
@@ -213,15 +231,32 @@ export class SfuMedia {
   /** Swap the outgoing track of one kind (camera switch); no renegotiation. */
   async replaceTrack(kind, track) {
     const senders = this.publishing?.getSenders() || [];
-    await Promise.all(senders.filter((s) => s.track?.kind === kind).map((s) => s.replaceTrack(track)));
+    await Promise.all([
+      ...senders.filter((s) => s.track?.kind === kind).map((s) => s.replaceTrack(track)),
+      this.previous?.replaceTrack(kind, track),
+    ]);
   }
 
-  /** userId → its view of the subscription (MemberView), for stats and speaking. */
+  /** userId → its view of the subscription (MemberView), or its mesh connection while
+   * the switch of an auto room has not reached it yet; for stats and speaking. */
   connections() {
-    return new Map([...this.streams.keys()].map((userId) => [userId, new MemberView(this, userId)]));
+    const views = new Map(this.previous?.connections() || []);
+    for (const userId of this.streams.keys()) {
+      if (!views.has(userId)) views.set(userId, new MemberView(this, userId));
+    }
+    return views;
+  }
+
+  /** A mesh `signal` after an auto room switched: for a connection still open, else dropped. */
+  handleSignal(from, data) {
+    if (!this.previous) return null;
+    if (!isHidden(from) && !this.previous.get(from)) return null; // its media comes from the SFU
+    return this.previous.handleSignal(from, data);
   }
 
   close() {
+    this.previous?.close();
+    this.previous = null;
     this.closed = true;
     clearInterval(this.layerTimer);
     this.publishing?.close();
@@ -343,9 +378,28 @@ export class SfuMedia {
     if (!this.streams.has(userId)) this.streams.set(userId, new MediaStream());
     this.streams.get(userId).addTrack(track);
     // A remote track is muted until its first RTP packet arrives.
-    if (!track.muted) this.mark?.("first-rtp", userId);
-    else track.addEventListener("unmute", () => this.mark?.("first-rtp", userId), { once: true });
+    const arrived = () => {
+      this.mark?.("first-rtp", userId);
+      if (track.kind === "video" || !this.#sendsVideo(userId)) this.#arrived(userId);
+    };
+    if (!track.muted) arrived();
+    else track.addEventListener("unmute", arrived, { once: true });
     this.onChange?.(userId);
+  }
+
+  #sendsVideo(userId) {
+    return [...this.feeds.values()].some((f) => f.userId === userId && f.kind === "video");
+  }
+
+  /** `userId`'s media comes through the SFU: an auto room's mesh connection with it goes. */
+  #arrived(userId) {
+    if (this.arrived.has(userId)) return;
+    this.arrived.add(userId);
+    if (this.previous?.get(userId)) {
+      this.log("SFU: media of", userId, "arrived; mesh connection closed");
+      this.previous.remove(userId);
+      this.onChange?.(userId);
+    }
   }
 
   #send(pcName, data, subscription) {

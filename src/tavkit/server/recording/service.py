@@ -419,8 +419,12 @@ class RecordingService:
     # -- helpers ------------------------------------------------------------------------
 
     def _recorder(self, sdk_app_id: int, room: RoomId, room_uuid: uuid.UUID) -> SessionRecorder:
-        """The session's recorder: from the SFU in an SFU server, else a mesh participant."""
-        if self.sfu is not None:
+        """The session's recorder: from the SFU in an SFU app, else a mesh participant.
+
+        An ``auto`` session is recorded by the mesh participant for its whole life: its
+        members keep their connection with it after they switch to the SFU.
+        """
+        if self.sfu is not None and self.settings.media_mode_of(sdk_app_id) == "sfu":
             from tavkit.server.sfu.recorder import SfuSessionRecorder
 
             return SfuSessionRecorder(self, sdk_app_id, room, room_uuid, self.sfu)

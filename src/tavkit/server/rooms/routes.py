@@ -51,6 +51,8 @@ class EnterResponse(BaseModel):
     iceTransportPolicy: Literal["all", "relay"]
     mediaMode: Literal["mesh", "sfu"] = Field(
         description="sfu: media goes through the SFU (media-signal frames), never the mesh."
+        " In an auto room, mesh until the room grows past its threshold (then a media-mode"
+        " frame on the socket)."
     )
     privileges: int
     socketUrl: str
@@ -139,6 +141,10 @@ async def enter(request: Request, room: RoomInPath, creds: CredentialsDep) -> di
         may_open=lambda: ctx.limits.user("session", caller),
     )
     settings = ctx.settings
+    # An auto room switches to the SFU here, as the member past its threshold enters.
+    media_mode = await ctx.media_modes.entered(
+        caller.sdk_app_id, result.room_uuid, len(result.members) + 1
+    )
     token = mint(
         ctx.socket_secret,
         sdk_app_id=caller.sdk_app_id,
@@ -164,7 +170,7 @@ async def enter(request: Request, room: RoomInPath, creds: CredentialsDep) -> di
         "heartbeatTimeout": settings.heartbeat_timeout,
         "iceServers": ice_servers_for(settings, caller.user_id, time.time(), until=turn_until),
         "iceTransportPolicy": settings.ice_transport_policy_of(caller.sdk_app_id),
-        "mediaMode": settings.media_mode,
+        "mediaMode": media_mode,
         "privileges": caller.privileges,
         "socketUrl": socket_url(request, settings.public_url),
         "socketToken": token,

@@ -273,7 +273,7 @@ class RoomService:
                     for row in await live_rows(s, session.id)
                     if row.user_id != user_id
                 ]
-                limit = self._settings.max_members_of(self._settings.media_mode)
+                limit = self._settings.max_members_of(self._settings.media_mode_of(sdk_app_id))
                 if len(others) >= limit:
                     raise ServerError(
                         ServerCode.ENTER_FAILED,

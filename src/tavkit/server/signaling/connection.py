@@ -50,6 +50,8 @@ from tavkit.protocol import (
     Leave,
     LeaveReason,
     MediaLayers,
+    MediaMode,
+    MediaModeChanged,
     MediaSignalTo,
     MemberJoined,
     MemberLeft,
@@ -78,6 +80,7 @@ from tavkit.server.bus import session_channel
 from tavkit.server.context import ServerContext
 from tavkit.server.events import (
     Event,
+    MediaModeEvent,
     MemberJoinedEvent,
     MemberLeftEvent,
     MemberLinkEvent,
@@ -168,6 +171,7 @@ class SignalingConnection:
         "_last_touch",
         "_leaving",
         "_links",
+        "_media_mode",
         "_metrics",
         "_others",
         "_outbox",
@@ -232,6 +236,9 @@ class SignalingConnection:
             clock,
         )
         self._resumed = resumed
+        # What this member's client was told (welcome, then media-mode): its mesh signals
+        # are refused only once it knows, so one already in flight at a switch is relayed.
+        self._media_mode: MediaMode = "mesh"
         self.socket_id = secrets.token_hex(8)
         """This socket's name in its ``socket-open`` event (one connection may have several)."""
         self._heard_own_open = False  # our socket-open came back from the bus
@@ -303,6 +310,7 @@ class SignalingConnection:
             await self._mark_opened()
         others = [m for m in members if m.user_id != self.user_id]
         self._others = {m.user_id: m.joined_at for m in others}
+        self._media_mode = self._ctx.media_modes.mode_of(self._claims.sdk_app_id, self.room_uuid)
         self.send(
             Welcome(
                 room_uuid=str(self.room_uuid),
@@ -313,7 +321,7 @@ class SignalingConnection:
                 heartbeat_timeout=self._settings.heartbeat_timeout,
                 resumed=self._resumed,
                 last_seq=last_seq,
-                media_mode=self._settings.media_mode,
+                media_mode=self._media_mode,
             )
         )
 
@@ -453,6 +461,9 @@ class SignalingConnection:
                 self._log(logging.WARNING, "session events lost (%r): closing to resync", exc)
                 self.close(CloseCode.SERVER_ERROR, "events lost; reconnect")
                 return
+            if isinstance(event, MediaModeEvent):  # awaited: later frames follow its frame
+                await self._switch_media(event.media_mode)
+                continue
             self._on_event(event)
 
     # -- inbound frames ------------------------------------------------------------------
@@ -509,13 +520,13 @@ class SignalingConnection:
         elif isinstance(msg, Renew):
             self._renew(msg)
         elif isinstance(msg, MediaSignalTo):
-            if self._ctx.sfu is None:
-                why = "media-signal: this server's rooms are a mesh (mediaMode mesh); use signal"
+            if self._ctx.sfu is None or self._media_mode != "sfu":
+                why = "media-signal: this room's media is a mesh (mediaMode mesh); use signal"
                 raise FrameError(ServerCode.INVALID_PARAMETER, why, ref=msg.id)
             await self._ctx.sfu.media_signal(self.room_uuid, self, msg)
         elif isinstance(msg, MediaLayers):
-            if self._ctx.sfu is None:
-                why = "media-layers: this server's rooms are a mesh (mediaMode mesh)"
+            if self._ctx.sfu is None or self._media_mode != "sfu":
+                why = "media-layers: this room's media is a mesh (mediaMode mesh)"
                 raise FrameError(ServerCode.INVALID_PARAMETER, why, ref=msg.id)
             await self._ctx.sfu.set_layers(self.room_uuid, self, msg)
         elif isinstance(msg, Leave):
@@ -534,6 +545,10 @@ class SignalingConnection:
 
     async def _join_sfu(self) -> None:
         """In an SFU room, join the member to the room's media (errors go to the member)."""
+        if self._media_mode == "sfu":
+            await self._open_sfu()
+
+    async def _open_sfu(self) -> None:
         if self._ctx.sfu is None:
             return
         try:
@@ -542,14 +557,29 @@ class SignalingConnection:
             self._log(logging.WARNING, "not joined to the SFU: %s", exc)
             self.send(ErrorFrame.from_error(exc))
 
+    async def _switch_media(self, mode: MediaMode) -> None:
+        """The ``auto`` session switched (:mod:`tavkit.server.sfu.modes`): join the member
+        to the SFU first, then tell its client, whose ``media-signal publish`` is then
+        taken at once. A welcome that already said so (the switch came before it) is
+        not repeated. Until the frame is queued the member's mesh signals are relayed:
+        its client cannot know yet, and a refusal would reach it before the news."""
+        if mode == self._media_mode or self._ctx.sfu is None:
+            return
+        await self._open_sfu()
+        self._media_mode = mode
+        self._log(logging.INFO, "media mode now %s", mode)
+        self.send(MediaModeChanged(mode))
+
     async def _relay(self, msg: SignalTo) -> None:
         if msg.to == self.user_id:
             raise FrameError(ServerCode.INVALID_PARAMETER, "signal.to: that is you", ref=msg.id)
-        if self._ctx.sfu is not None:
-            # A client that only knows the mesh (today's browser component) would half
-            # work; it is told why instead. The recorder records from the SFU.
-            raise FrameError(ServerCode.INVALID_PARAMETER, MESH_SIGNAL_REFUSED, ref=msg.id)
         hidden = msg.to == recorder_id(self.room_uuid)  # never a member, always addressable
+        # The mesh recorder keeps recording an auto session that switched (its links stay).
+        keeps_recorder = hidden and self._settings.media_mode_of(self._claims.sdk_app_id) == "auto"
+        if self._media_mode == "sfu" and not keeps_recorder:
+            # A client that only knows the mesh would half work; it is told why instead.
+            # An SFU app's recorder records from the SFU.
+            raise FrameError(ServerCode.INVALID_PARAMETER, MESH_SIGNAL_REFUSED, ref=msg.id)
         if not hidden and msg.to not in self._others and not await self._is_member(msg.to):
             raise FrameError(
                 ServerCode.INVALID_PARAMETER,
