@@ -67,6 +67,32 @@ def test_ten_line_test_makes_a_two_participant_call(pytester: pytest.Pytester) -
     )
 
 
+def test_pytest_rewrites_the_assertion_helpers_not_the_library(pytester: pytest.Pytester) -> None:
+    """With the plugin loaded, pytest's assertion rewriting keeps to
+    ``tavkit.testing.assertions`` (whose failures explain themselves); the library's
+    modules load from their bytecode instead of being parsed and compiled again."""
+    run_integrator_test(
+        pytester,
+        """
+        import sys
+
+        from _pytest.assertion.rewrite import AssertionRewritingHook
+
+        def rewritten(name):
+            return isinstance(sys.modules[name].__loader__, AssertionRewritingHook)
+
+        def test_loaders():
+            import tavkit.auth.signature
+            import tavkit.protocol
+            import tavkit.testing.assertions
+
+            assert rewritten("tavkit.testing.assertions")
+            assert not rewritten("tavkit.auth.signature")
+            assert not rewritten("tavkit.protocol")
+        """,
+    )
+
+
 def test_a_message_reaches_the_other_participant_on_postgresql(
     pytester: pytest.Pytester,
 ) -> None:

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import pytest_asyncio
 
+from tavkit.testing._rewrite import narrow_assertion_rewriting
+
 if TYPE_CHECKING:
     from tavkit.testing.browser import BrowserParticipant
     from tavkit.testing.participant import Participant
@@ -42,8 +44,14 @@ APP_ID = 1400000001
 """The sdkAppId of the ``tavkit_server``'s app."""
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    """``--tavkit-database-url``: run ``tavkit_server`` on PostgreSQL instead of SQLite."""
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """``--tavkit-database-url``: run ``tavkit_server`` on PostgreSQL instead of SQLite.
+
+    Also the earliest moment the plugin runs: pytest has marked all of tavkit for
+    assertion rewriting and nothing of it but the plugin is imported yet, so the marks
+    are narrowed to the assertion helpers here (:mod:`tavkit.testing._rewrite` says why).
+    """
+    narrow_assertion_rewriting(pluginmanager)
     group = parser.getgroup("tavkit", "tavkit call testing")
     group.addoption(
         "--tavkit-database-url",
