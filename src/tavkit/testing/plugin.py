@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import pytest_asyncio
 
-from tavkit.testing._rewrite import narrow_assertion_rewriting
+from tavkit.testing._imports import importing, narrow_assertion_rewriting
 
 if TYPE_CHECKING:
     from tavkit.testing.browser import BrowserParticipant
@@ -49,7 +49,7 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
 
     Also the earliest moment the plugin runs: pytest has marked all of tavkit for
     assertion rewriting and nothing of it but the plugin is imported yet, so the marks
-    are narrowed to the assertion helpers here (:mod:`tavkit.testing._rewrite` says why).
+    are narrowed to the assertion helpers here (:mod:`tavkit.testing._imports` says why).
     """
     narrow_assertion_rewriting(pluginmanager)
     group = parser.getgroup("tavkit", "tavkit call testing")
@@ -74,15 +74,16 @@ def pytest_configure(config: pytest.Config) -> None:
 def tavkit_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TavkitServer]:
     """A real tavkit server on 127.0.0.1 with a fresh database, an app, its admin and a
     webhook receiver; stopped after the test."""
-    from tavkit.server import AppConfig, Settings
-    from tavkit.testing.server import (
-        FAST_TIMERS,
-        TavkitServer,
-        drop_database,
-        make_database,
-        random_key,
-    )
-    from tavkit.testing.webhooks import WebhookReceiver
+    with importing():
+        from tavkit.server import AppConfig, Settings
+        from tavkit.testing.server import (
+            FAST_TIMERS,
+            TavkitServer,
+            drop_database,
+            make_database,
+            random_key,
+        )
+        from tavkit.testing.webhooks import WebhookReceiver
 
     marker = request.node.get_closest_marker("tavkit_server")
     overrides: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
@@ -118,7 +119,8 @@ async def participant(tavkit_server: TavkitServer) -> AsyncIterator[ParticipantF
     Options are :meth:`Participant.enter`'s (``colour``, ``file``, ``source``,
     ``privilege``, ``user_sig``, TAvKit's keywords). Everyone is hung up after the test.
     """
-    from tavkit.testing.participant import Participant
+    with importing():
+        from tavkit.testing.participant import Participant
 
     made: list[Participant] = []
 
