@@ -67,6 +67,37 @@ def test_ten_line_test_makes_a_two_participant_call(pytester: pytest.Pytester) -
     )
 
 
+def test_the_server_stack_loads_cheaply_and_leaves_python_as_it_was(
+    pytester: pytest.Pytester,
+) -> None:
+    """With the plugin loaded, pytest's assertion rewriting keeps to
+    ``tavkit.testing.assertions`` (whose failures explain themselves) while the server
+    stack loads from its bytecode; the fixture imports it with the garbage collector
+    paused, then leaves the collector on with what it loaded frozen."""
+    run_integrator_test(
+        pytester,
+        """
+        import gc
+        import sys
+
+        from _pytest.assertion.rewrite import AssertionRewritingHook
+
+        def rewritten(name):
+            return isinstance(sys.modules[name].__loader__, AssertionRewritingHook)
+
+        def test_loaders(tavkit_server):
+            import tavkit.testing.assertions
+
+            assert tavkit_server.sessions() == []
+            assert rewritten("tavkit.testing.assertions")
+            assert not rewritten("tavkit.server.app")
+            assert not rewritten("tavkit.protocol")
+            assert gc.isenabled()
+            assert gc.get_freeze_count() > 10_000
+        """,
+    )
+
+
 def test_a_message_reaches_the_other_participant_on_postgresql(
     pytester: pytest.Pytester,
 ) -> None:

@@ -51,6 +51,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit import __version__
+from tavkit.client.api import plain_http_transport
 from tavkit.errors import ServerCode, ServerError, TAvKitError
 from tavkit.server.journal import JournalEntry, read_entries
 from tavkit.server.settings import Settings, check_webhook_secret, check_webhook_url
@@ -369,14 +370,9 @@ class Dispatcher:
         self._clock = clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._http: httpx.AsyncClient | None = None
+        self._clients: dict[bool, httpx.AsyncClient] = {}  # by "the URL is plain http"
 
     async def __aenter__(self) -> Self:
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(self._timeout),
-            follow_redirects=False,
-            headers={"User-Agent": f"tavkit/{__version__}"},
-        )
         self._task = asyncio.create_task(self._run(), name="tavkit-webhooks")
         return self
 
@@ -391,8 +387,9 @@ class Dispatcher:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(task, _STOP_TIMEOUT)
-        if self._http is not None:
-            await self._http.aclose()
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
         with contextlib.suppress(TAvKitError):
             await self._release()
 
@@ -524,9 +521,26 @@ class Dispatcher:
                     return  # replayed, or another replica took over: the next pass rereads
                 position, attempts, failing_since = entry.id, 0, None
 
+    def _client_for(self, url: str) -> httpx.AsyncClient:
+        """The HTTP client for ``url``'s scheme, made on first use.
+
+        A certificate-verifying client loads the CA bundle as it is made (60-100 ms of
+        CPU on the server's loop, in every start-up when made eagerly); an endpoint on
+        plain ``http://`` (a test's receiver, a sidecar) never needs it.
+        """
+        plain = url.lower().startswith("http://")
+        client = self._clients.get(plain)
+        if client is None:
+            client = self._clients[plain] = httpx.AsyncClient(
+                timeout=httpx.Timeout(self._timeout),
+                follow_redirects=False,
+                headers={"User-Agent": f"tavkit/{__version__}"},
+                transport=plain_http_transport(url),
+            )
+        return client
+
     async def _post(self, target: _Target, entry: JournalEntry) -> str | None:
         """POST one entry; None on a 2xx, else what went wrong (for ``last_error``)."""
-        assert self._http is not None
         body = json.dumps(entry.to_wire(), separators=(",", ":"), allow_nan=False).encode()
         headers = {
             "Content-Type": "application/json",
@@ -535,7 +549,7 @@ class Dispatcher:
         }
         try:
             async with asyncio.timeout(self._timeout):
-                async with self._http.stream(
+                async with self._client_for(target.url).stream(
                     "POST", target.url, content=body, headers=headers
                 ) as response:
                     status = response.status_code

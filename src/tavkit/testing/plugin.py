@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import pytest_asyncio
 
+from tavkit.testing._imports import importing, narrow_assertion_rewriting
+
 if TYPE_CHECKING:
     from tavkit.testing.browser import BrowserParticipant
     from tavkit.testing.participant import Participant
@@ -42,8 +44,14 @@ APP_ID = 1400000001
 """The sdkAppId of the ``tavkit_server``'s app."""
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    """``--tavkit-database-url``: run ``tavkit_server`` on PostgreSQL instead of SQLite."""
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """``--tavkit-database-url``: run ``tavkit_server`` on PostgreSQL instead of SQLite.
+
+    Also the earliest moment the plugin runs: pytest has marked all of tavkit for
+    assertion rewriting and nothing of it but the plugin is imported yet, so the marks
+    are narrowed to the assertion helpers here (:mod:`tavkit.testing._imports` says why).
+    """
+    narrow_assertion_rewriting(pluginmanager)
     group = parser.getgroup("tavkit", "tavkit call testing")
     group.addoption(
         "--tavkit-database-url",
@@ -66,15 +74,16 @@ def pytest_configure(config: pytest.Config) -> None:
 def tavkit_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TavkitServer]:
     """A real tavkit server on 127.0.0.1 with a fresh database, an app, its admin and a
     webhook receiver; stopped after the test."""
-    from tavkit.server import AppConfig, Settings
-    from tavkit.testing.server import (
-        FAST_TIMERS,
-        TavkitServer,
-        drop_database,
-        make_database,
-        random_key,
-    )
-    from tavkit.testing.webhooks import WebhookReceiver
+    with importing():
+        from tavkit.server import AppConfig, Settings
+        from tavkit.testing.server import (
+            FAST_TIMERS,
+            TavkitServer,
+            drop_database,
+            make_database,
+            random_key,
+        )
+        from tavkit.testing.webhooks import WebhookReceiver
 
     marker = request.node.get_closest_marker("tavkit_server")
     overrides: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
@@ -110,7 +119,8 @@ async def participant(tavkit_server: TavkitServer) -> AsyncIterator[ParticipantF
     Options are :meth:`Participant.enter`'s (``colour``, ``file``, ``source``,
     ``privilege``, ``user_sig``, TAvKit's keywords). Everyone is hung up after the test.
     """
-    from tavkit.testing.participant import Participant
+    with importing():
+        from tavkit.testing.participant import Participant
 
     made: list[Participant] = []
 
