@@ -297,11 +297,19 @@ class SignalingConnection:
             self._log(logging.INFO, "closed (%d)", self._close_code)
 
     async def _welcome(self) -> None:
-        """Read the snapshot, mark the connection as having had a socket, queue ``welcome``."""
-        members = await self._ctx.rooms.members(self.room_uuid)
-        last_seq = await self._im.last_seq(self.room_uuid)
-        if not self._resumed:
-            await self._mark_opened()
+        """Read the snapshot, mark the connection as having had a socket, queue ``welcome``.
+
+        The mark (a write) runs while the snapshot is read, not after it: a join waits
+        for the slower of the two. It is still written before ``welcome`` goes out, so a
+        socket opened once the client has its ``welcome`` resumes (``resumed`` true).
+        """
+        marking = None if self._resumed else asyncio.ensure_future(self._mark_opened())
+        try:
+            members = await self._ctx.rooms.members(self.room_uuid)
+            last_seq = await self._im.last_seq(self.room_uuid)
+        finally:
+            if marking is not None:
+                await marking
         others = [m for m in members if m.user_id != self.user_id]
         self._others = {m.user_id: m.joined_at for m in others}
         self.send(
