@@ -20,10 +20,11 @@ if TYPE_CHECKING:
 
 def _held_signaling_sockets() -> list[LeanWebSocketProtocol]:
     """The server side of every open signaling socket in this process."""
+    # type(), not isinstance(): the heap may hold dead weak proxies, which raise on it.
     return [
         held
         for held in gc.get_objects()
-        if isinstance(held, LeanWebSocketProtocol)
+        if type(held) is LeanWebSocketProtocol
         and held.handshake_complete
         and not held.disconnected
         and str(held.scope.get("path", "")).endswith("/v1/ws")

@@ -299,15 +299,21 @@ class SignalingConnection:
     async def _welcome(self) -> None:
         """Read the snapshot, mark the connection as having had a socket, queue ``welcome``.
 
-        The mark (a write) runs while the snapshot is read, not after it: a join waits
-        for the slower of the two. It is still written before ``welcome`` goes out, so a
-        socket opened once the client has its ``welcome`` resumes (``resumed`` true).
+        The mark (a write) and the snapshot's two reads run at once, not in turn: each is
+        a round trip to the database's thread (or server), and a join waits for the
+        slowest. The mark is still written before ``welcome`` goes out, so a socket
+        opened once the client has its ``welcome`` resumes (``resumed`` true).
         """
         marking = None if self._resumed else asyncio.ensure_future(self._mark_opened())
+        reading = asyncio.ensure_future(self._im.last_seq(self.room_uuid))
         try:
             members = await self._ctx.rooms.members(self.room_uuid)
-            last_seq = await self._im.last_seq(self.room_uuid)
+            last_seq = await reading
         finally:
+            if not reading.done():  # the members' read failed: the error is that one's
+                reading.cancel()
+            with suppress(asyncio.CancelledError, TAvKitError):
+                await reading  # done by now; its own failure, if any, is retrieved
             if marking is not None:
                 await marking
         others = [m for m in members if m.user_id != self.user_id]
