@@ -9,7 +9,7 @@ from typing import Any
 
 import av
 import pytest
-from aiortc import RTCPeerConnection
+from aiortc import MediaStreamTrack, RTCPeerConnection
 from av import AudioFrame, VideoFrame
 from av.packet import Packet
 
@@ -166,3 +166,56 @@ async def test_recording_writes_one_file_per_participant(
             for frame in container.decode(*container.streams):
                 counts["video" if isinstance(frame, VideoFrame) else "audio"] += 1
         assert counts["video"] >= 10 and counts["audio"] >= 20, (name, counts)
+
+
+class _OneFrameThenStall(MediaStreamTrack):
+    """A camera that delivers one frame and then nothing more (a stalled device)."""
+
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read = asyncio.Event()
+        self._sent = False
+
+    async def recv(self) -> VideoFrame:
+        if self._sent:
+            await asyncio.Event().wait()
+        self._sent = True
+        frame = VideoFrame(width=160, height=120, format="yuv420p")
+        frame.pts, frame.time_base = 0, fractions.Fraction(1, 90_000)
+        self.read.set()
+        return frame
+
+
+async def test_the_first_reader_gets_the_frame_read_before_anyone_listened() -> None:
+    """A frame the publisher read while nobody was subscribed is encoded for its first
+    reader as a keyframe, without waiting for the source's next frame."""
+    source = _OneFrameThenStall()
+    publisher = Publisher("video", source, video_bitrate=300_000)
+    publisher.start()
+    try:
+        await asyncio.wait_for(source.read.wait(), 10)
+        await asyncio.sleep(0)  # the pump takes the frame in
+        reader = publisher.subscribe()
+        packet = await asyncio.wait_for(reader.recv(), 10)
+        assert isinstance(packet, Packet) and packet.is_keyframe
+    finally:
+        await publisher.aclose()
+
+
+async def test_a_frame_read_before_the_camera_went_off_is_never_sent() -> None:
+    """With the camera off, the frame read before it went off is not what the first
+    reader gets: it waits for the next (black) frame instead."""
+    source = _OneFrameThenStall()
+    publisher = Publisher("video", source, video_bitrate=300_000)
+    publisher.start()
+    try:
+        await asyncio.wait_for(source.read.wait(), 10)
+        await asyncio.sleep(0)
+        publisher.blank = True
+        reader = publisher.subscribe()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reader.recv(), 0.5)
+    finally:
+        await publisher.aclose()

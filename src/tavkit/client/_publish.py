@@ -146,6 +146,8 @@ class Publisher:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: VideoFrame | None = None
+        # The newest video frame read while nobody was subscribed (never encoded).
+        self._unsent: VideoFrame | None = None
         self._frame_ready = asyncio.Event()
         self.frames_dropped = 0
         self._clock_origin: float | None = None
@@ -217,9 +219,18 @@ class Publisher:
         return self._delivered_before + live
 
     def _activate(self, track: PublishedTrack) -> None:
+        first = not self._subscribers
         self._waiting.discard(track)
         self._subscribers.add(track)
         self.request_keyframe()
+        unsent, self._unsent = self._unsent, None
+        if first and unsent is not None and self._pending is None and not self.blank:
+            # The first reader (a call's first peer, as DTLS comes up) would otherwise
+            # wait up to a frame interval for the source's next frame: the newest one,
+            # read while nobody listened and never encoded, becomes its keyframe now.
+            # Not while the camera is off: that frame may predate the switch.
+            self._pending = unsent
+            self._frame_ready.set()
 
     def _unsubscribe(self, track: PublishedTrack) -> None:
         if track in self._subscribers or track in self._waiting:
@@ -249,7 +260,10 @@ class Publisher:
             frame = self._prepare(frame, loop.time())
             self.frames_out += 1
             if not self._subscribers:
+                if self._encoder is not None and isinstance(frame, VideoFrame):
+                    self._unsent = frame
                 continue
+            self._unsent = None
             if isinstance(self._encoder, OpusPacketEncoder) and isinstance(frame, AudioFrame):
                 self._fan_out(list(self._encoder.encode(frame)))  # ~0.1 ms: inline
             elif isinstance(frame, VideoFrame) and self._encoder is not None:

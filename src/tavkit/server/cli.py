@@ -475,6 +475,7 @@ async def _serve(settings: Settings, log_level: str) -> int:
     import uvicorn
 
     from tavkit.server.app import create_app, drain_app
+    from tavkit.server.wsprotocol import LeanWebSocketProtocol
 
     class _Server(uvicorn.Server):
         """uvicorn's server with an event set once the app has started and listens, and
@@ -540,6 +541,8 @@ async def _serve(settings: Settings, log_level: str) -> int:
         # Frames are small JSON; per-message deflate would keep a zlib compressor and
         # decompressor per socket (tens of KiB each) and compress every frame.
         ws_per_message_deflate=False,
+        # uvicorn's websockets-sansio protocol without what a held socket never uses.
+        ws=LeanWebSocketProtocol,
         # The app reads X-Forwarded-* itself, from --trusted-proxies only
         # (tavkit.server.proxies); uvicorn's own reader would trust 127.0.0.1.
         proxy_headers=False,

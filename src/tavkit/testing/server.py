@@ -35,6 +35,7 @@ import uvicorn
 from tavkit.auth import gen_private_map_key, gen_user_sig
 from tavkit.protocol import MAX_FRAME_BYTES
 from tavkit.server import AppConfig, Settings, create_app
+from tavkit.server.wsprotocol import LeanWebSocketProtocol
 from tavkit.testing.assertions import ServerLogErrors
 from tavkit.testing.webhooks import WebhookReceiver
 
@@ -252,6 +253,7 @@ class RunningServer:
             lifespan="on",
             loop="asyncio",
             ws_max_size=MAX_FRAME_BYTES,
+            ws=LeanWebSocketProtocol,  # as `tavkit serve`
             proxy_headers=False,  # as `tavkit serve`: only --trusted-proxies are believed
         )
         server = _ThreadServer(config)

@@ -30,7 +30,7 @@ import math
 import secrets
 import time
 from collections.abc import AsyncIterable, Callable
-from contextlib import AsyncExitStack, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Final
 
@@ -269,27 +269,28 @@ class SignalingConnection:
         self._registry.attach(self)
         self._log(logging.INFO, "open (resumed=%s)", self._resumed)
         try:
-            async with AsyncExitStack() as subscribed:
-                try:
-                    events = await subscribed.enter_async_context(
-                        self._ctx.bus.subscribe(self._channel)
-                    )
-                    # Subscribed before the snapshot, so no change falls between the two.
-                    await self._welcome()
-                    # After the welcome, in the channel's order on every replica: the
-                    # recorder offers to a member once its socket can hear the offer, and
-                    # an older socket of this connection, wherever it is, steps down.
-                    opened = SocketOpenEvent(self.user_id, self.connection_id, self.socket_id)
-                    await self._ctx.bus.publish(self._channel, opened)
-                except TAvKitError as exc:  # the database or the bus (Redis) is away
-                    self._log(logging.WARNING, "refused: %s", exc)
-                    await refuse(self._ws, exc, CloseCode.SERVER_ERROR, self._metrics)
-                    return
+            # A plain `async with` (no AsyncExitStack: its deque would be held, empty,
+            # for the socket's whole life); a refusal comes once unsubscribed.
+            async with self._ctx.bus.subscribe(self._channel) as events:
+                # Subscribed before the snapshot, so no change falls between the two.
+                await self._welcome()
+                # After the welcome, in the channel's order on every replica: the
+                # recorder offers to a member once its socket can hear the offer, and
+                # an older socket of this connection, wherever it is, steps down.
+                opened = SocketOpenEvent(self.user_id, self.connection_id, self.socket_id)
+                await self._ctx.bus.publish(self._channel, opened)
                 self._announced = True  # the registry's listening() counts on it
                 if self._resumed:  # the others may have been told we were reconnecting
                     await self._publish_link(up=True)
                 await self._join_sfu()
                 await self._serve(events)
+        except TAvKitError as exc:
+            if self._announced:
+                raise
+            # Subscribing, the snapshot or socket-open: the database or the bus (Redis)
+            # is away.
+            self._log(logging.WARNING, "refused: %s", exc)
+            await refuse(self._ws, exc, CloseCode.SERVER_ERROR, self._metrics)
         finally:
             if self._leaving is not None:
                 with suppress(TimeoutError, TAvKitError):
@@ -303,11 +304,25 @@ class SignalingConnection:
             self._log(logging.INFO, "closed (%d)", self._close_code)
 
     async def _welcome(self) -> None:
-        """Read the snapshot, mark the connection as having had a socket, queue ``welcome``."""
-        members = await self._ctx.rooms.members(self.room_uuid)
-        last_seq = await self._im.last_seq(self.room_uuid)
-        if not self._resumed:
-            await self._mark_opened()
+        """Read the snapshot, mark the connection as having had a socket, queue ``welcome``.
+
+        The mark (a write) and the snapshot's two reads run at once, not in turn: each is
+        a round trip to the database's thread (or server), and a join waits for the
+        slowest. The mark is still written before ``welcome`` goes out, so a socket
+        opened once the client has its ``welcome`` resumes (``resumed`` true).
+        """
+        marking = None if self._resumed else asyncio.ensure_future(self._mark_opened())
+        reading = asyncio.ensure_future(self._im.last_seq(self.room_uuid))
+        try:
+            members = await self._ctx.rooms.members(self.room_uuid)
+            last_seq = await reading
+        finally:
+            if not reading.done():  # the members' read failed: the error is that one's
+                reading.cancel()
+            with suppress(asyncio.CancelledError, TAvKitError):
+                await reading  # done by now; its own failure, if any, is retrieved
+            if marking is not None:
+                await marking
         others = [m for m in members if m.user_id != self.user_id]
         self._others = {m.user_id: m.joined_at for m in others}
         self._media_mode = self._ctx.media_modes.mode_of(self._claims.sdk_app_id, self.room_uuid)
@@ -343,15 +358,22 @@ class SignalingConnection:
         pump = asyncio.create_task(self._pump(events), name=f"{self._tag} pump")
         tasks = (reader, pump, writer)
         self._expiry.watch(self._claims.credentials_expire_at)
+        # Done callbacks rather than a loop over asyncio.wait(), whose waiter, sets and
+        # callbacks would be held for the socket's whole life.
+        written = Flag()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                self._log(logging.ERROR, "%s failed", task.get_name(), exc_info=exc)
+            # Reader and pump only stop after asking to close; this is a backstop.
+            self.close(CloseCode.SERVER_ERROR, "server error")
+            if task is writer:
+                written.set()
+
+        for task in tasks:
+            task.add_done_callback(finished)
         try:
-            pending: set[asyncio.Task[None]] = set(tasks)
-            while writer in pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    if not task.cancelled() and (exc := task.exception()) is not None:
-                        self._log(logging.ERROR, "%s failed", task.get_name(), exc_info=exc)
-                    # Reader and pump only stop after asking to close; this is a backstop.
-                    self.close(CloseCode.SERVER_ERROR, "server error")
+            await written.wait()
         finally:
             await self._expiry.aclose()
             for task in tasks:

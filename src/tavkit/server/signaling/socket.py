@@ -62,6 +62,7 @@ async def signaling_socket(websocket: WebSocket, *, replica_header: tuple[bytes,
         subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None, headers=[replica_header]
     )
     admitted = await _authenticate(websocket, ctx, metrics)
+    _forget_handshake(websocket)
     if admitted is not None:
         claims, history = admitted
         resumed = history is SocketHistory.RESUMING
@@ -104,6 +105,20 @@ async def _authenticate(
         await refuse(websocket, exc, code, metrics)
         return None
     return claims, history
+
+
+def _forget_handshake(websocket: WebSocket) -> None:
+    """Empty the scope's handshake headers and offered subprotocols once they are read.
+
+    Nothing reads them after the token is checked, and the socket keeps its scope for
+    as long as it lives: they would keep the socket token in memory that long, and
+    about 2 KiB per held socket (uvicorn builds these lists for the handshake and hands
+    the same objects to every layer, so they are emptied in place).
+    """
+    for key in ("headers", "subprotocols"):
+        held = websocket.scope.get(key)
+        if isinstance(held, list):
+            held.clear()
 
 
 def _offered(websocket: WebSocket) -> list[str]:

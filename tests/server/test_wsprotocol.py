@@ -1,0 +1,54 @@
+"""The WebSocket protocol tavkit serves sockets with: what a held socket keeps of its handshake."""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+from typing import TYPE_CHECKING
+
+import httpx
+
+from tavkit.server.wsprotocol import LeanWebSocketProtocol
+
+from .test_signaling import enter, frame
+from .test_socket_resume import socket
+
+if TYPE_CHECKING:
+    from conftest import RunningServer
+
+
+def _held_signaling_sockets() -> list[LeanWebSocketProtocol]:
+    """The server side of every open signaling socket in this process."""
+    # type(), not isinstance(): the heap may hold dead weak proxies, which raise on it.
+    return [
+        held
+        for held in gc.get_objects()
+        if type(held) is LeanWebSocketProtocol
+        and held.handshake_complete
+        and not held.disconnected
+        and str(held.scope.get("path", "")).endswith("/v1/ws")
+    ]
+
+
+async def test_a_held_socket_keeps_neither_its_handshake_nor_its_token(
+    sqlite_server: RunningServer,
+) -> None:
+    """Once welcomed, the server side of a socket holds no handshake header and no copy
+    of the socket token it opened with, and frames still flow both ways."""
+    async with httpx.AsyncClient(base_url=sqlite_server.url, timeout=30) as http:
+        entered = await enter(http, sqlite_server, "alice", 71)
+        token = entered["socketToken"]
+        async with socket(sqlite_server, token) as ws:
+            assert (await frame(ws))["type"] == "welcome"
+            t = time.time()
+            await ws.send(json.dumps({"type": "ping", "t": t}))
+            assert await frame(ws) == {"type": "pong", "t": t}
+            held = _held_signaling_sockets()
+            assert held, "no signaling socket found on the server side"
+            for protocol in held:
+                assert len(protocol.request.headers) == 0
+                assert len(protocol.response.headers) == 0
+                assert protocol.scope["headers"] == []
+                assert protocol.scope["subprotocols"] == []
+                assert token not in repr(protocol.scope)
