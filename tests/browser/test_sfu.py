@@ -271,8 +271,7 @@ def test_pages_and_python_members_of_an_sfu_room_receive_everyone_and_upload_onc
     everyone = [p.user_id for p in pages] + python
     for i, user_id in enumerate(python):
         others = [o for o in everyone if o != user_id]
-        layer = "low" if i < PYTHON_MEMBERS // 2 else "medium"
-        members.join(user_id, room, i, others, [p.user_id for p in pages], layer)
+        members.join(user_id, room, i, others, [p.user_id for p in pages])
     for user_id in python:
         members.joined(user_id)
 
