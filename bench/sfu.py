@@ -237,17 +237,9 @@ def _frames(kit: TAvKit) -> dict[str, int]:
 
 async def _bytes_sent(kit: TAvKit) -> float:
     """RTP bytes the member sent, over all its connections (mesh links or the SFU's)."""
-    room = kit._room
-    if room is None:
-        return 0.0
-    pcs = [link.pc for link in room.links.values()]
-    if room.sfu is not None:
-        pcs += [room.sfu.publishing, room.sfu.receiving]
     total = 0.0
-    for pc in pcs:
-        if pc is None:
-            continue
-        for stat in (await pc.getStats()).values():
+    for connection in kit.connections():
+        for stat in (await connection.pc.getStats()).values():
             if getattr(stat, "type", "") == "outbound-rtp":
                 total += float(stat.bytesSent)
     return total

@@ -9,9 +9,9 @@ in the call until its standard input closes. A process each, so that several mem
 do not share one interpreter's lock with the test's server and with each other, as
 real clients would not.
 
-The Python client takes every stream at the layer the SFU starts it at (the
-highest); this member asks for the low layer of the ``thumbnails`` members' video
-(the pages, which publish three), as a receiver showing them small would, so that
+The SFU starts every stream at its highest layer; this member asks
+(``kit.choose_layers``) for the low layer of the ``thumbnails`` members' video (the
+pages, which publish three), as a receiver showing them small would, so that
 decoding 1280×720 twice over does not starve it on a busy machine.
 """
 
@@ -23,11 +23,12 @@ import sys
 from typing import Any
 
 from tavkit.client import TAvKit, TestPattern
-from tavkit.protocol import MediaLayers, StreamLayer
+from tavkit.client.connections import sent_streams
+from tavkit.protocol import MediaLayer
 
 FRAMES = 10
-LAYER = "low"
-"""What this member asks of the thumbnails' video."""
+LAYER: MediaLayer = "low"
+"""What this member asks of the thumbnails' video unless its config says ``layer``."""
 RATE_WINDOW = 3.0
 """Seconds over which the report measures the frame rate from each member."""
 
@@ -40,43 +41,7 @@ async def decoded(kit: TAvKit, others: list[str]) -> dict[str, int]:
 
 async def uploads(kit: TAvKit) -> list[str]:
     """The kinds of the streams this member sends, over all its connections."""
-    room = kit._room
-    assert room is not None
-    pcs = [link.pc for link in room.links.values()]
-    if room.sfu is not None:
-        pcs += [room.sfu.publishing, room.sfu.receiving]
-    sent = []
-    for pc in pcs:
-        if pc is None:
-            continue
-        for stat in (await pc.getStats()).values():
-            if getattr(stat, "type", "") == "outbound-rtp" and stat.packetsSent > 0:
-                sent.append(str(stat.kind))
-    return sorted(sent)
-
-
-async def ask_low_layers(kit: TAvKit, thumbnails: set[str]) -> None:
-    """For each new subscription, ask for the low layer of ``thumbnails``' video."""
-    asked = 0
-    while True:
-        await asyncio.sleep(0.5)
-        room = kit._room
-        sfu = room.sfu if room is not None else None
-        pc = sfu.receiving if sfu is not None else None
-        if room is None or room.socket is None or sfu is None or pc is None:
-            continue
-        number = sfu._subscription
-        if number == asked:
-            continue
-        mids = [
-            t.mid
-            for t in pc.getTransceivers()
-            if t.kind == "video" and sfu.feeds.get(t.mid or "") in thumbnails
-        ]
-        layers = tuple(StreamLayer(mid, LAYER) for mid in mids if mid)
-        if layers:
-            await room.socket.send(MediaLayers(number, layers))
-        asked = number
+    return [kind for kind, _ in await sent_streams(kit.connections())]
 
 
 async def main(config: dict[str, Any]) -> None:
@@ -96,7 +61,8 @@ async def main(config: dict[str, Any]) -> None:
             room_id=config["roomId"],
         )
         print(json.dumps({"joined": config["userId"]}), flush=True)
-        chooser = asyncio.create_task(ask_low_layers(kit, set(config["thumbnails"])))
+        layer = config.get("layer", LAYER)
+        kit.choose_layers({user_id: layer for user_id in config["thumbnails"]})
         try:
             async with asyncio.timeout(config["within"]):
                 while others and min((await decoded(kit, others)).values()) < FRAMES:  # noqa: ASYNC110
@@ -113,7 +79,6 @@ async def main(config: dict[str, Any]) -> None:
         report["uploads"] = await uploads(kit)
         print(json.dumps(report), flush=True)
         await asyncio.to_thread(sys.stdin.read)  # the test closes it when it is done
-        chooser.cancel()
     finally:
         await kit.aclose()
 

@@ -33,10 +33,14 @@ pytestmark = pytest.mark.browser
 
 WAIT = 40.0
 MEMBER = Path(__file__).with_name("sfu_member.py")
+PAGES = int(os.environ.get("TAVKIT_TEST_SFU_PAGES", "2"))
+"""Chromium pages in the first test (3, with six Python members, is the nine-tile grid)."""
 PYTHON_MEMBERS = int(os.environ.get("TAVKIT_TEST_SFU_PYTHON_MEMBERS", "4"))
-"""Python members beside the two pages. The issue asks for six; four is the default
-because two cores shared with other test runs kept every stream advancing with four
-(``docs/sfu.md``); a bigger machine sets the variable to 6."""
+"""Python members beside the pages. The issue asks for six; with six, on two cores, the
+machine's load reached 28-32 and the pages' own checks failed (``docs/sfu.md`` has the
+figures), so four is the default and a bigger machine sets 6 (and PAGES 3 for nine)."""
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
 AUDIENCE = int(Privilege.ENTER | Privilege.RECV_AUDIO | Privilege.RECV_VIDEO)  # 42
 
 # Every RTCPeerConnection the page makes, so a test can add up what all of them send.
@@ -119,7 +123,7 @@ def open_page(browser: Browser, sfu_server: Server) -> Iterator[Callable[..., Ca
     contexts: list[BrowserContext] = []
 
     def open_one(user_id: str, **viewport: int) -> CallPage:
-        ctx = browser.new_context(viewport=viewport or {"width": 1280, "height": 800})
+        ctx = browser.new_context(viewport=viewport or DESKTOP)
         ctx.add_init_script(INSTRUMENT)
         ctx.add_init_script(KEEP_PCS)
         contexts.append(ctx)
@@ -141,10 +145,16 @@ class Members:
         self.processes: dict[str, subprocess.Popen[str]] = {}
 
     def join(
-        self, user_id: str, room: int, variant: int, expect: list[str], thumbnails: list[str]
+        self,
+        user_id: str,
+        room: int,
+        variant: int,
+        expect: list[str],
+        thumbnails: list[str],
+        layer: str = "low",
     ) -> None:
         """Start member ``user_id``, who will wait for frames from everyone in ``expect``
-        and take the low layer of ``thumbnails``' video."""
+        and take the ``layer`` of ``thumbnails``' video."""
         config = {
             "server": self.server.url,
             "sdkAppId": self.server.app_id,
@@ -155,6 +165,7 @@ class Members:
             "variant": variant,
             "expect": expect,
             "thumbnails": thumbnails,
+            "layer": layer,
             "within": WAIT,
         }
         self.processes[user_id] = subprocess.Popen(
@@ -247,11 +258,13 @@ def frame_width(page: CallPage, user_id: str) -> int:
 def test_pages_and_python_members_of_an_sfu_room_receive_everyone_and_upload_once(
     open_page: Callable[..., CallPage], members: Members, sfu_server: Server, room: int
 ) -> None:
-    """Two Chromium pages and PYTHON_MEMBERS (4) Python members in one SFU room: every
-    one of them decodes ever more video frames from every other; each page sends its
+    """PAGES (2) Chromium pages and PYTHON_MEMBERS (4) Python members in one SFU room:
+    every one decodes ever more video frames from every other; each page sends its
     camera once, on one connection, as three simulcast layers (rids h, m, l) plus its
-    microphone, and each Python member one audio and one video stream."""
-    pages = [open_page(name) for name in ("ann", "ben")]
+    microphone, and each Python member one audio and one video stream. Each page shows
+    every member's tile in the grid and asks for a small layer for them (medium on a
+    1280×800 desktop, low on a 390×844 phone); screenshots of both go to test-artifacts/."""
+    pages = [open_page(f"page{i}") for i in range(PAGES)]
     for page in pages:
         assert page.join(sfu_server, room) is True
     python = [f"py{i}" for i in range(PYTHON_MEMBERS)]
@@ -266,9 +279,14 @@ def test_pages_and_python_members_of_an_sfu_room_receive_everyone_and_upload_onc
         for other in everyone:
             if other != page.user_id:
                 page.wait_video_decoding(other, frames=10)
-    for user_id in python:
-        report = members.report(user_id)
+    for page in pages:
+        state = page.call("(el) => el.sfuMedia().publish?.connectionState")
+        print(f"{page.user_id} publishes ({state}) packets per (kind, rid): {sending(page)}")
+    reports = {user_id: members.report(user_id) for user_id in python}
+    for user_id, report in reports.items():
         print(f"{user_id} decodes frames per second from each: {report.get('fps')}")
+    print(f"load average {os.getloadavg()}")
+    for report in reports.values():
         assert "error" not in report, report
         assert all(report["last"][o] > n >= 10 for o, n in report["first"].items()), report
         assert report["uploads"] == ["audio", "video"], report
@@ -296,6 +314,31 @@ def test_pages_and_python_members_of_an_sfu_room_receive_everyone_and_upload_onc
             }"""
         )
         assert publish == ["h", "l", "m"]  # the three layers share one connection
+        assert page.layout() == "grid"
+        assert sorted(page.tile_ids()) == sorted(everyone)
+        wait_until(
+            f"{page.user_id} to ask for the medium layer of every tile",
+            lambda p=page: video_layers(p) == {"medium"},
+            explain=lambda p=page: video_layers(p),
+        )
+
+    viewer = pages[0]
+    viewer.screenshot("sfu-grid-desktop.png")
+    viewer.page.set_viewport_size(PHONE)
+    wait_until(
+        "the phone's grid to ask for the low layer of every tile",
+        lambda: video_layers(viewer) == {"low"},
+        explain=lambda: video_layers(viewer),
+    )
+    assert sorted(viewer.tile_ids()) == sorted(everyone)
+    for other in everyone[1:]:
+        viewer.wait_video_decoding(other, frames=5)
+    viewer.screenshot("sfu-grid-phone.png")
+
+
+def video_layers(page: CallPage) -> set[str]:
+    """The layers ``page`` asked for its members' video (one per video mid)."""
+    return set(page.call("(el) => Object.values(el.sfuMedia().layers)"))
 
 
 def wait_width(page: CallPage, user_id: str, fits: Callable[[int], bool], what: str) -> int:

@@ -73,6 +73,7 @@ def test_client_all_is_the_public_api() -> None:
         "JoinTimeline",
         "Listener",
         "ListenerProtocol",
+        "MediaConnection",
         "MediaSource",
         "PeerStats",
         "RoomApi",

@@ -11,6 +11,7 @@ from av import AudioFrame, VideoFrame
 
 from tavkit.auth import Privilege
 from tavkit.client import TAvKit
+from tavkit.client.connections import sent_streams
 
 from ._util import (
     RecordingListener,
@@ -151,7 +152,9 @@ async def test_switch_camera_changes_source_without_renegotiating(
 
 
 async def test_three_clients_form_a_mesh(sqlite_server_factory: Any) -> None:
-    """With three members every client decodes both others (one peer connection per pair)."""
+    """With three members every client decodes both others (one peer connection per pair:
+    ``kit.connections()`` lists a ``mesh`` connection per other member, and each sends
+    audio and video on both)."""
     server = sqlite_server_factory()
     kits = [make_kit(server.url) for _ in range(3)]
     names = ["ann", "ben", "cat"]
@@ -163,6 +166,13 @@ async def test_three_clients_form_a_mesh(sqlite_server_factory: Any) -> None:
                 if other != name:
                     await until(receiving(kit, other), f"{name} decodes {other}")
         assert sorted(kits[0].members) == ["ben", "cat"]
+        connections = kits[0].connections()
+        assert [(c.role, c.user_ids) for c in connections] == [
+            ("mesh", ("ben",)),
+            ("mesh", ("cat",)),
+        ]
+        sent = [kind for kind, _ in await sent_streams(connections)]
+        assert sent == ["audio", "audio", "video", "video"]
     finally:
         for kit in kits:
             await kit.aclose()

@@ -24,6 +24,7 @@ from aiortc import RTCPeerConnection
 from websockets.asyncio.client import connect
 
 from tavkit.auth import Privilege, gen_user_sig
+from tavkit.client.connections import sent_streams
 from tavkit.client.media import TestPattern
 from tavkit.protocol import (
     DescriptionData,
@@ -95,19 +96,7 @@ def small_pattern(variant: int) -> TestPattern:
 
 async def uploads(member: Participant) -> list[tuple[str, int]]:
     """Every stream the member sends, over all its peer connections: (kind, packets)."""
-    room = member.kit._room
-    assert room is not None
-    pcs = [link.pc for link in room.links.values()]
-    if room.sfu is not None:
-        pcs += [room.sfu.publishing, room.sfu.receiving]
-    sent = []
-    for pc in pcs:
-        if pc is None:
-            continue
-        for stat in (await pc.getStats()).values():
-            if getattr(stat, "type", "") == "outbound-rtp" and stat.packetsSent > 0:
-                sent.append((stat.kind, int(stat.packetsSent)))
-    return sorted(sent)
+    return await sent_streams(member.kit.connections())
 
 
 async def test_members_of_an_sfu_room_receive_each_other_and_upload_once(
@@ -141,9 +130,10 @@ async def test_members_of_an_sfu_room_receive_each_other_and_upload_once(
     await carol.leave()
     for member in (alice, bob):
         await member.wait_for_event("on_user_leave", "carol", "exit")
-        room = member.kit._room
-        assert room is not None
-        await member.wait_for(lambda r=room: not r.receives_from("carol"), "carol's media gone")
+        await member.wait_for(
+            lambda m=member: all("carol" not in c.user_ids for c in m.kit.connections()),
+            "carol's media gone",
+        )
     assert sorted(await inspector.participants(room_uuid)) == ["alice", "bob"]
     await bob.wait_for_video_from("alice", FRAMES, more=True, within=WITHIN)
 
@@ -316,31 +306,32 @@ async def test_members_are_told_when_janus_dies(participant: Any, tmp_path: Path
 async def test_a_member_pauses_and_resumes_a_stream_and_bad_layer_choices_are_refused(
     participant: Any, janus: RunningJanus
 ) -> None:
-    """``media-layers`` on a member's own subscription: ``paused`` stops a member's video
-    at Janus and ``high`` brings it back; a mid the subscription lacks and an audio mid
-    are refused with server 10004 naming the field; a choice for an old subscription
-    is ignored."""
+    """``media-layers`` on a member's own subscription: ``paused`` (``kit.choose_layers``)
+    stops a member's video at Janus and ``high`` brings it back; a mid the subscription
+    lacks and an audio mid are refused with server 10004 naming the field; a choice for
+    an old subscription is ignored."""
     await participant("alice", host_addresses=[janus.address], source=small_pattern(0))
     bob = await participant("bob", host_addresses=[janus.address], source=small_pattern(1))
     await bob.wait_for_video_from("alice", FRAMES, within=WITHIN)
-    room = bob.kit._room
-    assert room is not None and room.socket is not None and room.sfu is not None
-    sfu, socket = room.sfu, room.socket
-    pc = sfu.receiving
-    assert pc is not None
-    kinds = {t.mid: t.kind for t in pc.getTransceivers()}
+    (subscription,) = [c for c in bob.kit.connections() if c.role == "subscription"]
+    assert subscription.user_ids == ("alice",) and subscription.subscription is not None
+    kinds = {t.mid: t.kind for t in subscription.pc.getTransceivers()}
     video = next(mid for mid, kind in kinds.items() if kind == "video")
     audio = next(mid for mid, kind in kinds.items() if kind == "audio")
-    number = sfu._subscription
+    assert subscription.feeds[video] == "alice"
+    number = subscription.subscription
 
-    await socket.send(MediaLayers(number, (StreamLayer(video, "paused"),)))
+    bob.kit.choose_layers({"alice": "paused"})
     await asyncio.sleep(1.0)  # what was in flight
     before = bob.video_frames_from("alice")
     await asyncio.sleep(1.5)
     assert bob.video_frames_from("alice") - before <= 1
-    await socket.send(MediaLayers(number, (StreamLayer(video, "high"),)))
+    bob.kit.choose_layers({"alice": "high"})
     await bob.wait_for_video_from("alice", FRAMES, more=True, within=WITHIN)
 
+    room = bob.kit._room  # the kit never sends a bad choice: these go on its socket raw
+    assert room is not None and room.socket is not None
+    socket = room.socket
     await socket.send(MediaLayers(number, (StreamLayer("99", "low"),), id="no-such"))
     await socket.send(MediaLayers(number, (StreamLayer(audio, "low"),), id="audio"))
     await socket.send(MediaLayers(number + 5, (StreamLayer("99", "low"),), id="old"))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tavkit.client.api import Credentials, EnterResult, RoomApi
+    from tavkit.client.connections import MediaConnection
     from tavkit.client.kit import TAvKit
     from tavkit.client.listener import Listener, ListenerProtocol, UserInfo
     from tavkit.client.media import DeviceSource, FileSource, MediaSource, TestPattern
@@ -35,6 +36,7 @@ __all__ = [
     "JoinTimeline",
     "Listener",
     "ListenerProtocol",
+    "MediaConnection",
     "MediaSource",
     "PeerStats",
     "RoomApi",
@@ -49,6 +51,7 @@ _HOME = {
     "EnterResult": "api",
     "RoomApi": "api",
     "TAvKit": "kit",
+    "MediaConnection": "connections",
     "Listener": "listener",
     "ListenerProtocol": "listener",
     "UserInfo": "listener",

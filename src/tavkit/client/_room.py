@@ -32,6 +32,7 @@ from av.frame import Frame
 from tavkit.client._publish import Publisher
 from tavkit.client._sfu import SfuMedia
 from tavkit.client.api import EnterResult, RateLimitedError, RoomApi
+from tavkit.client.connections import MediaConnection
 from tavkit.client.listener import UserInfo
 from tavkit.client.peer import STALL_AFTER, PeerLink
 from tavkit.client.session import SignalingSocket
@@ -43,6 +44,7 @@ from tavkit.protocol import (
     DescriptionData,
     ErrorFrame,
     Leave,
+    MediaLayers,
     MediaModeChanged,
     MediaSignalFrom,
     MediaSignalTo,
@@ -261,6 +263,15 @@ class RoomState:
             return {uid: self.seen[uid] for uid in self.members if self.sfu.receives_from(uid)}
         return {uid: link.stats for uid, link in self.links.items()}
 
+    def connections(self) -> list[MediaConnection]:
+        """Every open peer connection: the mesh links, or our two SFU connections."""
+        found = [
+            MediaConnection("mesh", link.pc, (uid,))
+            for uid, link in sorted(self.links.items())
+            if link.pc is not None
+        ]
+        return found + (self.sfu.connections() if self.sfu is not None else [])
+
     def receives_from(self, user_id: str) -> bool:
         """Whether ``user_id``'s media reaches us now (a link, or the SFU's subscription)."""
         return user_id in self.links or (self.sfu is not None and self.sfu.receives_from(user_id))
@@ -443,7 +454,7 @@ class RoomState:
         if self.sfu is not None:  # a resumed socket: the server subscribes us again
             return
 
-        async def send(msg: MediaSignalTo) -> None:
+        async def send(msg: MediaSignalTo | MediaLayers) -> None:
             await socket.send(msg)
 
         def stats_of(user_id: str) -> PeerStats:

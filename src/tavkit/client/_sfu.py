@@ -29,7 +29,9 @@ resends a NACKed packet on the stream's own SSRC, which aiortc routes.
 That one socket also receives every other member's streams (a mesh spreads them over
 one socket per link), so it gets a 4 MB kernel buffer
 (:func:`~tavkit.ice.enlarge_receive_buffers`): with the default 200 KB, six members
-in one busy process lost a quarter of their packets in the kernel.
+in one busy process lost a quarter of their packets in the kernel. A packet lost all
+the same (its retransmission too) holds a video back for half a second, not for 512
+packets (:mod:`tavkit.client._jitter`).
 """
 
 from __future__ import annotations
@@ -37,24 +39,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Final
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Final, Literal
 
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 from av.frame import Frame
 
+from tavkit.client._jitter import skip_stuck_gaps
 from tavkit.client._publish import Publisher
+from tavkit.client.connections import MediaConnection
 from tavkit.client.peer import _prefer_vp8
 from tavkit.client.sinks import PeerStats
 from tavkit.errors import ServerCode, ServerError, TAvKitError
 from tavkit.ice import enlarge_receive_buffers, gather_on
 from tavkit.protocol import (
     DescriptionData,
+    MediaLayer,
+    MediaLayers,
     MediaSignalFrom,
     MediaSignalTo,
     SessionDescription,
+    StreamLayer,
 )
 from tavkit.protocol.sdp import allowed_direction, may_send
 
@@ -79,7 +86,7 @@ class SfuMedia:
         host_addresses: Sequence[str] | None,
         publishers: Sequence[Publisher],
         privileges: int,
-        send: Callable[[MediaSignalTo], Awaitable[None]],
+        send: Callable[[MediaSignalTo | MediaLayers], Awaitable[None]],
         on_frame: Callable[[str, Frame], None],
         on_track: Callable[[str, MediaStreamTrack], None],
         stats_of: Callable[[str], PeerStats],
@@ -106,7 +113,10 @@ class SfuMedia:
         #: Who is on which mid of the current subscription: mid -> userId.
         self.feeds: dict[str, str] = {}
         self._subscription = 0
-        self._steps: asyncio.Queue[MediaSignalFrom | None] = asyncio.Queue()
+        #: The layer we want of members' video (``choose_layers``), kept for each new
+        #: subscription; a member not named gets what Janus starts with (high).
+        self._layers: dict[str, MediaLayer] = {}
+        self._steps: asyncio.Queue[MediaSignalFrom | Literal["layers"] | None] = asyncio.Queue()
         self._readers: set[asyncio.Task[None]] = set()
         self._worker = asyncio.create_task(self._work(), name=f"tavkit-sfu-{user_id}")
 
@@ -122,6 +132,29 @@ class SfuMedia:
     def receives_from(self, user_id: str) -> bool:
         """Whether the current subscription carries ``user_id``'s media."""
         return user_id in self.feeds.values()
+
+    def choose_layers(self, layers: Mapping[str, MediaLayer]) -> None:
+        """Ask for a simulcast layer (or a pause) of members' video: userId -> layer.
+
+        Kept and sent again for every new subscription (a member's join or leave makes
+        one, whose streams Janus starts at high).
+        """
+        self._layers.update(layers)
+        self._steps.put_nowait("layers")
+
+    def connections(self) -> list[MediaConnection]:
+        """Our publish connection and the current subscription, those that exist."""
+        found = []
+        if self.publishing is not None:
+            found.append(MediaConnection("publish", self.publishing))
+        if self.receiving is not None:
+            members = tuple(sorted(set(self.feeds.values())))
+            found.append(
+                MediaConnection(
+                    "subscription", self.receiving, members, self._subscription, dict(self.feeds)
+                )
+            )
+        return found
 
     async def aclose(self) -> None:
         """Close both connections and stop every task."""
@@ -152,6 +185,8 @@ class SfuMedia:
                 async with asyncio.timeout(_STEP_TIMEOUT):
                     if msg is None:
                         await self._publish()
+                    elif isinstance(msg, str):  # "layers"
+                        await self._ask_layers()
                     elif msg.pc == "publish":
                         await self._published(msg)
                     else:
@@ -204,10 +239,12 @@ class SfuMedia:
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
-            mid = next((t.mid for t in pc.getTransceivers() if t.receiver.track is track), None)
-            user_id = feeds.get(mid or "")
-            if user_id is None:
+            transceiver = next((t for t in pc.getTransceivers() if t.receiver.track is track), None)
+            user_id = feeds.get(transceiver.mid or "") if transceiver is not None else None
+            if transceiver is None or user_id is None:
                 return
+            if track.kind == "video":  # a lost packet costs half a second, not 512 packets
+                skip_stuck_gaps(transceiver.receiver)
             self._on_track(user_id, track)
             reader = asyncio.create_task(self._consume(user_id, track))
             self._readers.add(reader)
@@ -232,6 +269,20 @@ class SfuMedia:
         enlarge_receive_buffers(pc, _RECEIVE_BUFFER)
         answer = DescriptionData(SessionDescription("answer", pc.localDescription.sdp))
         await self._send(MediaSignalTo("subscribe", answer, subscription=number))
+        await self._ask_layers()
+
+    async def _ask_layers(self) -> None:
+        """Send the chosen layers of the current subscription's video (after its answer)."""
+        pc = self.receiving
+        if pc is None or not self._layers:
+            return
+        choices = tuple(
+            StreamLayer(t.mid, self._layers[self.feeds[t.mid]])
+            for t in pc.getTransceivers()
+            if t.kind == "video" and t.mid is not None and self.feeds.get(t.mid) in self._layers
+        )
+        if choices:
+            await self._send(MediaLayers(self._subscription, choices))
 
     async def _consume(self, user_id: str, track: MediaStreamTrack) -> None:
         first = True

@@ -72,6 +72,7 @@ from tavkit.client._renewal import Renewal
 from tavkit.client._room import RoomState
 from tavkit.client.api import Credentials, EnterResult, RoomApi
 from tavkit.client.calls import FINAL_STATES, Invitation, OutgoingCall, UserSocket
+from tavkit.client.connections import MediaConnection
 from tavkit.client.listener import UserInfo
 from tavkit.client.media import MediaSource, TestPattern
 from tavkit.client.reporter import Reporter
@@ -82,6 +83,7 @@ from tavkit.protocol import (
     JOIN_TIMELINE_EVENT,
     ChatMessage,
     Leave,
+    MediaLayer,
     Renewed,
     RoomId,
     ServerMessage,
@@ -537,6 +539,28 @@ class TAvKit:
     def frames_delivered(self) -> dict[str, int]:
         """Frames (encoded packets with ``encode_once``) taken by the peers' senders, summed."""
         return {kind: pub.delivered for kind, pub in self._publishers.items()}
+
+    def connections(self) -> list[MediaConnection]:
+        """Every open aiortc peer connection now, mesh and SFU alike (a snapshot).
+
+        A mesh room gives one ``mesh`` connection per linked member; an SFU room our
+        ``publish`` connection and the current ``subscription`` (with its number and
+        which member is on which mid). For statistics: ``connection.pc.getStats()``.
+        """
+        return self._room.connections() if self._room is not None else []
+
+    def choose_layers(self, layers: dict[str, MediaLayer]) -> None:
+        """In an SFU room, ask for a simulcast layer of members' video: userId -> layer.
+
+        ``"low"`` (320 px wide from a browser), ``"medium"``, ``"high"``, or
+        ``"paused"`` (no video at all). The choice holds for the rest of the call, each
+        new subscription included; members not named get the high layer. A mesh room
+        has no layers (raises ``RuntimeError``, as does a call not yet entered).
+        """
+        sfu = self._room.sfu if self._room is not None else None
+        if sfu is None:
+            raise RuntimeError("choose_layers() needs a call in an SFU room")
+        sfu.choose_layers(layers)
 
     async def quality(self) -> dict[str, dict[str, float]]:
         """Per peer: RTT (s) and bytes received/sent, from aiortc's statistics."""
