@@ -22,6 +22,7 @@ from websockets.typing import Subprotocol
 
 from tavkit.server import AppConfig, Settings, create_app
 from tavkit.server.signaling.tokens import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX
+from tavkit.server.wsprotocol import LeanWebSocketProtocol
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 _START_TIMEOUT = 60.0
@@ -41,7 +42,10 @@ def tavkit_server(app_id: int, key: str, **settings: Any) -> Iterator[str]:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(create_app(config), log_level="warning"))
+        uv_config = uvicorn.Config(
+            create_app(config), log_level="warning", ws=LeanWebSocketProtocol
+        )
+        server = uvicorn.Server(uv_config)  # the socket protocol `tavkit serve` runs
         thread = threading.Thread(
             target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True
         )
