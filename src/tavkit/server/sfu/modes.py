@@ -24,8 +24,9 @@ way. Staying is also what makes the state small enough to hold here.
 The switched sessions are this process's memory, not the store's: SFU rooms are held by
 one replica today (the bridge's rooms are too), and a replica that restarts forgets
 which live sessions switched (their members keep their SFU media; newcomers would be
-told mesh). Left: the ``sfu_rooms`` table (:mod:`tavkit.server.sfu.placement`) already
-says which sessions have a Janus room; reading the switch from it would share it.
+told mesh). Left: a column on the session's row would share it; the ``sfu_rooms``
+table (:mod:`tavkit.server.sfu.placement`) would not, since a replica stopping
+gracefully deletes its rows, open sessions' included.
 """
 
 from __future__ import annotations
