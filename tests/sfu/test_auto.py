@@ -204,3 +204,29 @@ async def test_each_app_gets_its_own_media_mode_on_one_server(
         refused = await frame_of(ws, "error")
     assert (refused["errorCode"], refused["ref"]) == (10004, "late")
     assert "goes through the SFU" in refused["errorMsg"]
+
+
+async def test_a_switched_auto_session_is_still_an_sfu_room_after_a_restart(
+    apps_server: TavkitServer, inspector: Any
+) -> None:
+    """The switch is on the session's row, not only in the server's memory: after the
+    server restarts, a member's socket opening again is welcomed as in an SFU room, and
+    after another restart the next member's enter is told so (the row was marked
+    already, and stays the one mark)."""
+    first = await enter(apps_server, AUTO_APP, "ann", 8)
+    async with socket(first) as ws:
+        assert (await frame_of(ws, "welcome"))["mediaMode"] == "mesh"
+        second = await enter(apps_server, AUTO_APP, "ben", 8)
+        assert second["mediaMode"] == "sfu"
+        assert (await frame_of(ws, "media-mode"))["mediaMode"] == "sfu"
+    marked = "SELECT COUNT(*) FROM room_sessions WHERE sfu_since IS NOT NULL"
+    assert apps_server.database.execute(marked) == [(1,)]  # the one session, ann's
+
+    await asyncio.to_thread(apps_server.restart)
+    async with socket({**first, "socketUrl": apps_server.ws_url}) as ws:
+        welcome = await frame_of(ws, "welcome")
+    assert (welcome["roomUuid"], welcome["mediaMode"]) == (first["roomUuid"], "sfu")
+    await asyncio.to_thread(apps_server.restart)
+    carl = await enter(apps_server, AUTO_APP, "carl", 8)
+    assert (carl["roomUuid"], carl["mediaMode"]) == (first["roomUuid"], "sfu")
+    assert apps_server.database.execute(marked) == [(1,)]

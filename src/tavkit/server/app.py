@@ -248,7 +248,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await configure_from_settings(store, settings)
                 webhooks = Dispatcher(store, settings)
                 calls = CallService(store, bus, rooms, settings)
-                media_modes = await running.enter_async_context(MediaModes(settings, bus))
+                media_modes = await running.enter_async_context(MediaModes(settings, bus, store))
                 config = forwarder_config(settings)
                 forwarder = Forwarder(config) if config is not None else None
                 app.state.tavkit = ServerContext(

@@ -21,12 +21,12 @@ room hovering around its threshold would flap between the two with a freeze each
 the Janus room is already made, and an SFU 1v1 costs Janus one forwarded stream each
 way. Staying is also what makes the state small enough to hold here.
 
-The switched sessions are this process's memory, not the store's: SFU rooms are held by
-one replica today (the bridge's rooms are too), and a replica that restarts forgets
-which live sessions switched (their members keep their SFU media; newcomers would be
-told mesh). Left: a column on the session's row would share it; the ``sfu_rooms``
-table (:mod:`tavkit.server.sfu.placement`) would not, since a replica stopping
-gracefully deletes its rows, open sessions' included.
+The switch is kept on the session's row (``room_sessions.sfu_since``), so every replica
+and a restarted one agree: the replica whose enter crosses the threshold marks the row
+(once: a second replica crossing it too finds it marked and publishes nothing), and a
+replica that does not remember a session reads the row. What each replica learned is
+kept in memory until the session closes, so a switched session's row is read once per
+replica; a session still a mesh costs one read by primary key per enter and welcome.
 """
 
 from __future__ import annotations
@@ -34,16 +34,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+import uuid
 from typing import TYPE_CHECKING
+
+from sqlalchemy import select, update
 
 from tavkit.errors import TAvKitError
 from tavkit.protocol import MediaMode
 from tavkit.server.bus import session_channel
 from tavkit.server.events import MediaModeEvent, RoomClosedEvent
+from tavkit.server.store.models import SessionRow
+from tavkit.server.store.unit_of_work import transaction
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from tavkit.server.bus import Bus
     from tavkit.server.settings import Settings
+    from tavkit.server.store.db import Store
+    from tavkit.server.store.unit_of_work import Outbox
 
 __all__ = ["MediaModes"]
 
@@ -57,9 +67,10 @@ class MediaModes:
     forget a switched session when it closes.
     """
 
-    def __init__(self, settings: Settings, bus: Bus) -> None:
+    def __init__(self, settings: Settings, bus: Bus, store: Store) -> None:
         self._settings = settings
         self._bus = bus
+        self._store = store
         self._switched: dict[str, asyncio.Task[None]] = {}
         """Switched ``auto`` sessions (UUID) -> the task forgetting each at ``room-closed``."""
 
@@ -79,19 +90,23 @@ class MediaModes:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def mode_of(self, sdk_app_id: int, room_uuid: object) -> MediaMode:
+    async def mode_of(self, sdk_app_id: int, room_uuid: object) -> MediaMode:
         """The way ``room_uuid``'s media goes now: ``sfu`` for an SFU app and a switched
-        ``auto`` session, else ``mesh``."""
+        ``auto`` session (remembered, else read from its row), else ``mesh``."""
         mode = self._settings.media_mode_of(sdk_app_id)
-        if mode == "auto":
-            return "sfu" if str(room_uuid) in self._switched else "mesh"
-        return mode
+        if mode != "auto":
+            return mode
+        key = str(room_uuid)
+        if key not in self._switched and await self._marked(key):
+            self._remember(key)
+        return "sfu" if key in self._switched else "mesh"
 
     async def entered(self, sdk_app_id: int, room_uuid: object, members: int) -> MediaMode:
         """A member entered ``room_uuid``, which now has ``members`` (the newcomer included).
 
-        In an ``auto`` app's session past its threshold, switch the session (once): every
-        socket of the session hears it on the bus. Returns the mode the newcomer is told.
+        In an ``auto`` app's session past its threshold, switch the session (once, across
+        replicas: the row is marked first): every socket of the session hears it on the
+        bus. Returns the mode the newcomer is told.
         """
         key = str(room_uuid)
         above = self._settings.sfu_above_of(sdk_app_id)
@@ -100,14 +115,45 @@ class MediaModes:
             and key not in self._switched
             and members > above
         ):
+            first = await self._mark(key)
+            self._remember(key)
+            if first:
+                logger.info(
+                    "session %s has %d members (more than %d): now an SFU room", key, members, above
+                )
+                await self._bus.publish(session_channel(key), MediaModeEvent("sfu"))
+        return await self.mode_of(sdk_app_id, room_uuid)
+
+    def _remember(self, key: str) -> None:
+        """Hold ``key`` as switched until its session closes."""
+        if key not in self._switched:
             self._switched[key] = asyncio.create_task(
                 self._forget_at_close(key), name=f"media-mode-{key}"
             )
-            logger.info(
-                "session %s has %d members (more than %d): now an SFU room", key, members, above
+
+    async def _mark(self, key: str) -> bool:
+        """Mark the session's row switched; whether this call did (not another replica)."""
+
+        async def body(session: AsyncSession, _: Outbox) -> bool:
+            marked = await session.execute(
+                update(SessionRow)
+                .where(SessionRow.id == uuid.UUID(key), SessionRow.sfu_since.is_(None))
+                .values(sfu_since=time.time())
             )
-            await self._bus.publish(session_channel(key), MediaModeEvent("sfu"))
-        return self.mode_of(sdk_app_id, room_uuid)
+            return bool(getattr(marked, "rowcount", 0))
+
+        return await transaction(self._store, "switching the room to the SFU", body)
+
+    async def _marked(self, key: str) -> bool:
+        """Whether the session's row says it switched (another replica, or before a restart)."""
+
+        async def body(session: AsyncSession, _: Outbox) -> bool:
+            since = await session.scalar(
+                select(SessionRow.sfu_since).where(SessionRow.id == uuid.UUID(key))
+            )
+            return since is not None
+
+        return await transaction(self._store, "reading the room's media mode", body, readonly=True)
 
     def switched(self) -> list[str]:
         """The ``auto`` sessions that switched to the SFU and are still open (UUIDs)."""

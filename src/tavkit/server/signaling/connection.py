@@ -325,7 +325,9 @@ class SignalingConnection:
                 await marking
         others = [m for m in members if m.user_id != self.user_id]
         self._others = {m.user_id: m.joined_at for m in others}
-        self._media_mode = self._ctx.media_modes.mode_of(self._claims.sdk_app_id, self.room_uuid)
+        self._media_mode = await self._ctx.media_modes.mode_of(
+            self._claims.sdk_app_id, self.room_uuid
+        )
         self.send(
             Welcome(
                 room_uuid=str(self.room_uuid),

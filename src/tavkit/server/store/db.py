@@ -81,7 +81,7 @@ _PG_CONNECT_TIMEOUT: Final = 10.0
 _PG_COMMAND_TIMEOUT: Final = 30.0
 # Any constant works; it only has to be the same for every tavkit replica.
 _MIGRATION_LOCK_KEY: Final = 0x7A4B17
-HEAD_REVISION: Final = "0012_sfu_rooms"
+HEAD_REVISION: Final = "0013_session_sfu_since"
 """The newest migration's revision, stamped on a SQLite database created from the
 models; a test checks that it is Alembic's head (a new migration must change it)."""
 _READONLY: Final = "tavkit_readonly"

@@ -123,6 +123,9 @@ class SessionRow(Base):
     """The replica holding the session's recording lease (None: nobody records it)."""
     recorder_lease_until: Mapped[float | None] = mapped_column(Double, default=None)
     """When that lease ends unless its holder renews it; another replica may then take over."""
+    sfu_since: Mapped[float | None] = mapped_column(Double, default=None, sort_order=ADDED_LATER)
+    """When an ``auto`` session switched to the SFU (None: it has not; see
+    :mod:`tavkit.server.sfu.modes`). On the row, so every replica and a restart agree."""
 
     @property
     def room(self) -> RoomId:
