@@ -275,3 +275,26 @@ def test_a_bad_media_mode_in_the_apps_file_names_the_entry_and_field(
     with pytest.raises(ValueError, match=re.escape(message)) as caught:
         read_apps_file(apps)
     assert KEY not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "name", ["admin_key", "turn_secret", "metrics_token", "webhook_secret", "janus_api_secret"]
+)
+def test_each_secret_may_come_from_a_file(tmp_path: Path, name: str):
+    """TAVKIT_<SECRET>_FILE names a file holding the secret (its final newline dropped), as
+    container secrets are mounted; giving the variable too, or a file that is missing or
+    empty, is refused naming the variable and the file, never the secret."""
+    variable = f"TAVKIT_{name.upper()}"
+    secret = "S3cr3tFromAFile0123456789"
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(f"  {secret}\n")
+    env = {"TAVKIT_WEBHOOK_URL": "http://127.0.0.1:9/hooks"} if name == "webhook_secret" else {}
+    settings = Settings.from_env({**env, f"{variable}_FILE": str(secret_file)})
+    assert getattr(settings, name) == secret
+    with pytest.raises(ValueError, match=f"{variable}_FILE: give it or {variable}, not both"):
+        Settings.from_env({**env, variable: secret, f"{variable}_FILE": str(secret_file)})
+    (tmp_path / "empty").write_text("\n")
+    for path, why in ((tmp_path / "missing", "cannot read"), (tmp_path / "empty", "is empty")):
+        with pytest.raises(ValueError, match=f"{variable}_FILE: .*{why}") as caught:
+            Settings.from_env({**env, f"{variable}_FILE": str(path)})
+        assert str(path) in str(caught.value) and secret not in str(caught.value)

@@ -205,14 +205,18 @@ async def test_a_mesh_only_client_is_told_the_room_goes_through_the_sfu(
 async def test_serve_in_sfu_mode_uses_the_janus_it_is_given(
     janus: RunningJanus, inspector: Any, tmp_path: Path
 ) -> None:
-    """``tavkit serve --media-mode sfu --janus-url URL`` with TAVKIT_JANUS_API_SECRET
-    answers enter and welcome with mediaMode sfu, makes the session's room in that Janus
-    when a member's socket opens, and destroys it when the server stops."""
+    """``tavkit serve --media-mode sfu --janus-url URL --janus-secret-file FILE`` (the
+    secret out of the process list and the environment) answers enter and welcome with
+    mediaMode sfu, makes the session's room in that Janus when a member's socket opens,
+    and destroys it when the server stops."""
     key = random_key()
+    secret_file = tmp_path / "api_secret"
+    secret_file.write_text(janus.api_secret + "\n")
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TAVKIT_")}
-    env = {**clean, "TAVKIT_DATA_DIR": str(tmp_path), "TAVKIT_JANUS_API_SECRET": janus.api_secret}
+    env = {**clean, "TAVKIT_DATA_DIR": str(tmp_path)}
     args = ["serve", "--port", "0", "--app", f"{APP_ID}:{key}", "--log-level", "warning"]
     args += ["--media-mode", "sfu", "--janus-url", janus.url]
+    args += ["--janus-secret-file", str(secret_file)]
     process = start_tavkit(args, env)
     try:
         url = await asyncio.wait_for(asyncio.to_thread(served_url, process), 60)

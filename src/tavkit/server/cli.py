@@ -45,6 +45,7 @@ from tavkit.server.settings import (
     parse_networks,
     parse_size,
     read_apps_file,
+    read_secret_file,
 )
 
 if TYPE_CHECKING:
@@ -240,6 +241,13 @@ def serve(
         str | None,
         typer.Option(help=f"The api_secret every Janus shares. {_env('JANUS_API_SECRET')}"),
     ] = None,
+    janus_secret_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="A file holding that api_secret (`tavkit janus config` writes DIR/api_secret),"
+            f" kept out of the process list. {_env('JANUS_API_SECRET_FILE')}"
+        ),
+    ] = None,
     sweep_interval: Annotated[
         float | None, typer.Option(help=f"Seconds (default 1). {_env('SWEEP_INTERVAL')}")
     ] = None,
@@ -430,6 +438,13 @@ def serve(
         if app or apps_file is not None:
             from_cli = parse_apps(",".join(app)) if app else ()
             given["apps"] = from_cli + (read_apps_file(apps_file) if apps_file else ())
+        if janus_secret_file is not None:
+            if janus_secret:
+                raise ValueError("give --janus-secret or --janus-secret-file, not both")
+            try:
+                given["janus_api_secret"] = read_secret_file(janus_secret_file)
+            except ValueError as exc:
+                raise ValueError(f"--janus-secret-file: {exc}") from None
         if ice_servers is not None:
             given["ice_servers"] = parse_ice_servers(ice_servers)
         if trusted_proxies is not None:

@@ -72,6 +72,13 @@ Environment variables (all optional)::
     TAVKIT_WEBHOOK_GIVE_UP       seconds an event is retried  86400 (then it is dead)
     TAVKIT_WEBHOOK_POLL_INTERVAL seconds between journal polls 0.5
 
+Each secret can also come from a file, which keeps it out of the environment (and so
+out of ``/proc/<pid>/environ`` and crash reports) as Docker and Kubernetes secrets are
+mounted: ``TAVKIT_ADMIN_KEY_FILE``, ``TAVKIT_TURN_SECRET_FILE``,
+``TAVKIT_METRICS_TOKEN_FILE``, ``TAVKIT_WEBHOOK_SECRET_FILE``,
+``TAVKIT_JANUS_API_SECRET_FILE`` name a file holding the secret (surrounding whitespace
+dropped; :func:`read_secret_file`). Giving both the variable and its ``_FILE`` is refused.
+
 An app entry ``ID:KEY:pmk`` makes privateMapKey mandatory on entry to that app's rooms.
 
 The apps file (:func:`read_apps_file`) keeps keys out of the process list and the
@@ -120,6 +127,7 @@ __all__ = [
     "parse_networks",
     "parse_size",
     "read_apps_file",
+    "read_secret_file",
 ]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -152,6 +160,14 @@ _SECRET_FIELDS: Final = frozenset(
     {"turn_secret", "admin_key", "metrics_token", "webhook_secret", "janus_api_secret"}
 )
 _URL_FIELDS: Final = frozenset({"database_url", "log_forward_url", "redis_url", "webhook_url"})
+SECRET_FILE_SETTINGS: Final = (
+    "admin_key",
+    "turn_secret",
+    "metrics_token",
+    "webhook_secret",
+    "janus_api_secret",
+)
+"""The secrets that may come from a file (``TAVKIT_<NAME>_FILE``), as container secrets do."""
 _ENV_NAMES: Final = {"janus_urls": "TAVKIT_JANUS_URL"}
 """Fields whose variable is not ``TAVKIT_`` + the field's name in capitals."""
 _APP_LIMIT_KEYS: Final = ("recordingMaxFileSeconds", "recordingMaxSessionSeconds")
@@ -735,6 +751,17 @@ class Settings:
                 values[name] = read(raw.strip())
             except ValueError as exc:
                 raise ValueError(f"{variable}: {exc}") from None
+        for name in SECRET_FILE_SETTINGS:
+            variable = f"TAVKIT_{name.upper()}_FILE"
+            secret_file = environ.get(variable, "").strip()
+            if not secret_file:
+                continue
+            if name in values:
+                raise ValueError(f"{variable}: give it or TAVKIT_{name.upper()}, not both")
+            try:
+                values[name] = read_secret_file(Path(secret_file))
+            except ValueError as exc:
+                raise ValueError(f"{variable}: {exc}") from None
         apps_file = environ.get("TAVKIT_APPS_FILE", "").strip()
         if apps_file and "apps" not in overrides:
             try:
@@ -743,6 +770,22 @@ class Settings:
                 raise ValueError(f"TAVKIT_APPS_FILE: {exc}") from None
         values.update(overrides)
         return cls(**values)
+
+
+def read_secret_file(path: Path) -> str:
+    """The secret held in ``path``, surrounding whitespace (a final newline) dropped.
+
+    Errors name the file, never its content: it is a secret.
+    """
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a UTF-8 text file") from None
+    if not secret:
+        raise ValueError(f"{path} is empty")
+    return secret
 
 
 def parse_apps(text: str) -> tuple[AppConfig, ...]:
