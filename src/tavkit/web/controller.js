@@ -366,17 +366,8 @@ export class CallController extends EventTarget {
   /** The mesh, the queued frames and the heartbeat of one membership (the devices are open). */
   async #relink(gen, welcomed, first = false) {
     const room = this.room;
-    const common = {
-      selfId: this.self.userId,
-      privileges: this.privileges,
-      iceServers: room.iceServers,
-      iceTransportPolicy: room.iceTransportPolicy,
-      onChange: (userId) => this.#peerChanged(userId),
-      mark: (phase, userId) => this.clock.mark(phase, userId),
-      log: this.log,
-    };
     const mesh = new Mesh({
-      ...common,
+      ...this.#mediaOptions(),
       send: (to, data) => this.signaling?.send({ type: "signal", to, data }),
       onLost: (userId) => this.#report(callError("trtc", -1307, this.lang, `media to ${userId}`)),
     });
@@ -409,10 +400,10 @@ export class CallController extends EventTarget {
     return true;
   }
 
-  /** Our media with the SFU; `previous`: the Mesh of an auto room that switched (sfu.js). */
-  #sfuMedia(previous) {
+  /** What a Mesh and an SfuMedia both take: who we are, our ICE, and the callbacks. */
+  #mediaOptions() {
     const room = this.room;
-    return new SfuMedia({
+    return {
       selfId: this.self.userId,
       privileges: this.privileges,
       iceServers: room.iceServers,
@@ -420,6 +411,13 @@ export class CallController extends EventTarget {
       onChange: (userId) => this.#peerChanged(userId),
       mark: (phase, userId) => this.clock.mark(phase, userId),
       log: this.log,
+    };
+  }
+
+  /** Our media with the SFU; `previous`: the Mesh of an auto room that switched (sfu.js). */
+  #sfuMedia(previous) {
+    return new SfuMedia({
+      ...this.#mediaOptions(),
       send: (frame) => this.signaling?.send(frame),
       viewOf: (userId) => this.viewOf(userId),
       previous,
