@@ -12,17 +12,18 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext
+from playwright.sync_api import Browser
 from sfu.conftest import RunningJanus
 
-from .pages import INSTRUMENT, CallPage, Server
+from .pages import CallPage, Server
 from .test_sfu import (
-    KEEP_PCS,
     LAYERS,
     Members,
     advancing,
     browser,
     janus,
+    page_opener,
+    python_members,
     sending,
     wait_until,
 )
@@ -64,30 +65,15 @@ def auto_server(sqlite_server_factory: Callable[..., Server], janus: RunningJanu
 @pytest.fixture
 def open_page(browser: Browser, auto_server: Server) -> Iterator[Callable[..., CallPage]]:
     """``open_page(user_id)``: a 1280×800 tab of its own from the auto server."""
-    contexts: list[BrowserContext] = []
-
-    def open_one(user_id: str) -> CallPage:
-        ctx = browser.new_context(viewport={"width": 1280, "height": 800})
-        ctx.add_init_script(INSTRUMENT)
-        ctx.add_init_script(KEEP_PCS)
-        contexts.append(ctx)
-        return CallPage(ctx.new_page(), auto_server.url, user_id)
-
-    try:
+    with page_opener(browser, auto_server) as open_one:
         yield open_one
-    finally:
-        for ctx in contexts:
-            ctx.close()
 
 
 @pytest.fixture
 def members(auto_server: Server, janus: RunningJanus) -> Iterator[Members]:
     """Python members of the test, hung up afterwards."""
-    started = Members(auto_server, janus.address)
-    try:
+    with python_members(auto_server, janus) as started:
         yield started
-    finally:
-        started.close()
 
 
 def test_two_pages_in_an_auto_room_move_to_the_sfu_when_a_third_member_enters(

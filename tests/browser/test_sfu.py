@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -117,9 +118,10 @@ def sfu_server(sqlite_server_factory: Callable[..., Server], janus: RunningJanus
     )
 
 
-@pytest.fixture
-def open_page(browser: Browser, sfu_server: Server) -> Iterator[Callable[..., CallPage]]:
-    """``open_page(user_id)``: a 1280×800 tab of its own from the SFU server."""
+@contextmanager
+def page_opener(browser: Browser, server: Server) -> Iterator[Callable[..., CallPage]]:
+    """``open_page(user_id, **viewport)``: a tab of its own from ``server`` (1280×800
+    unless told), every connection it makes kept for the checks; all closed after."""
     contexts: list[BrowserContext] = []
 
     def open_one(user_id: str, **viewport: int) -> CallPage:
@@ -127,13 +129,20 @@ def open_page(browser: Browser, sfu_server: Server) -> Iterator[Callable[..., Ca
         ctx.add_init_script(INSTRUMENT)
         ctx.add_init_script(KEEP_PCS)
         contexts.append(ctx)
-        return CallPage(ctx.new_page(), sfu_server.url, user_id)
+        return CallPage(ctx.new_page(), server.url, user_id)
 
     try:
         yield open_one
     finally:
         for ctx in contexts:
             ctx.close()
+
+
+@pytest.fixture
+def open_page(browser: Browser, sfu_server: Server) -> Iterator[Callable[..., CallPage]]:
+    """``open_page(user_id)``: a tab of its own from the SFU server."""
+    with page_opener(browser, sfu_server) as open_one:
+        yield open_one
 
 
 class Members:
@@ -205,14 +214,21 @@ class Members:
                 process.wait(timeout=5)
 
 
-@pytest.fixture
-def members(sfu_server: Server, janus: RunningJanus) -> Iterator[Members]:
-    """Python members of the test, hung up afterwards."""
-    started = Members(sfu_server, janus.address)
+@contextmanager
+def python_members(server: Server, janus: RunningJanus) -> Iterator[Members]:
+    """Python members of ``server``'s rooms, hung up afterwards."""
+    started = Members(server, janus.address)
     try:
         yield started
     finally:
         started.close()
+
+
+@pytest.fixture
+def members(sfu_server: Server, janus: RunningJanus) -> Iterator[Members]:
+    """Python members of the test, hung up afterwards."""
+    with python_members(sfu_server, janus) as started:
+        yield started
 
 
 def wait_until(
