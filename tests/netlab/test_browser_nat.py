@@ -55,6 +55,10 @@ def join(tab: CallPage, server: LabServer, room: int) -> float:
     return started
 
 
+PAIR_WAIT = 5.0
+"""Seconds to wait for the stats to name the candidate pair in use, once media flows."""
+
+
 def receive(tab: CallPage, peer: str, started: float) -> Report:
     """Wait until ``tab`` renders ``peer``'s video and its audio arrives; what it used.
 
@@ -68,7 +72,12 @@ def receive(tab: CallPage, peer: str, started: float) -> Report:
     tab.wait_audio_rising(peer, timeout=CONNECT_WAIT * 1000)
     arrived = frames["frames"] >= FRAMES and frames["last"] > frames["first"]
     report: Report = {"userId": tab.user_id, "arrived": arrived, "firstVideoMs": first}
-    return {**report, **selected_pair(tab, peer), "errors": tab.tv("errors")}
+    # Chromium's stats name no selected pair for a moment while a peer-reflexive pair
+    # takes over (seen once, with the video already flowing): ask again, a few times.
+    deadline = time.monotonic() + PAIR_WAIT
+    while (pair := selected_pair(tab, peer))["pair"] is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return {**report, **pair, "errors": tab.tv("errors")}
 
 
 def relayed(report: Report) -> bool:
