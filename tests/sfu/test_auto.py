@@ -21,12 +21,13 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tavkit.protocol import DescriptionData, MediaSignalTo, SessionDescription, SignalTo, encode
-from tavkit.server import AppConfig, Settings
+from tavkit.server import AppConfig
 from tavkit.testing import Participant, TavkitServer
 from tavkit.testing.plugin import APP_ID
-from tavkit.testing.server import FAST_TIMERS, make_database, random_key
+from tavkit.testing.server import random_key
 
 from .conftest import RunningJanus
+from .test_room_size import server_in
 from .test_rooms import FRAMES, WITHIN, inspector, small_pattern, uploads
 
 __all__ = ["inspector"]  # the fixture, shared with test_rooms
@@ -40,25 +41,14 @@ def janus_server(
     janus: RunningJanus, tmp_path: Path, *, apps: tuple[AppConfig, ...], **settings: Any
 ) -> Iterator[TavkitServer]:
     """A real tavkit server on 127.0.0.1 in front of ``janus`` with ``apps`` and ``settings``."""
-    database = make_database(tmp_path)
-    server = TavkitServer(
-        Settings(
-            host="127.0.0.1",
-            port=0,
-            data_dir=tmp_path / "data",
-            database_url=database.url,
-            apps=apps,
-            admin_key=random_key(),
-            janus_urls=(janus.url,),
-            janus_api_secret=janus.api_secret,
-            **{**FAST_TIMERS, **settings},
-        ),
-        database,
-    )
-    try:
+    with server_in(
+        tmp_path,
+        apps=apps,
+        janus_urls=(janus.url,),
+        janus_api_secret=janus.api_secret,
+        **settings,
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -25,8 +25,11 @@ ROOM = 21
 
 
 @contextmanager
-def server_in(tmp_path: Path, **settings: Any) -> Iterator[TavkitServer]:
-    """A real tavkit server on 127.0.0.1 with ``settings`` (and no Janus behind it)."""
+def server_in(
+    tmp_path: Path, *, apps: tuple[AppConfig, ...] | None = None, **settings: Any
+) -> Iterator[TavkitServer]:
+    """A real tavkit server on 127.0.0.1 with ``settings`` and ``apps`` (one app unless
+    told; no Janus behind it unless ``settings`` name one)."""
     database = make_database(tmp_path)
     server = TavkitServer(
         Settings(
@@ -34,7 +37,7 @@ def server_in(tmp_path: Path, **settings: Any) -> Iterator[TavkitServer]:
             port=0,
             data_dir=tmp_path / "data",
             database_url=database.url,
-            apps=(AppConfig(APP_ID, random_key()),),
+            apps=apps or (AppConfig(APP_ID, random_key()),),
             admin_key=random_key(),
             **{**FAST_TIMERS, **settings},
         ),
