@@ -144,6 +144,30 @@ async def test_members_of_an_sfu_room_receive_each_other_and_upload_once(
             await asyncio.sleep(0.1)
 
 
+async def test_a_broken_publish_connection_is_made_again_without_an_error(
+    participant: Any, janus: RunningJanus
+) -> None:
+    """When the connection a member publishes on ends under it (here closed, so Janus gets
+    a DTLS alert and hangs it up, as when a starved client's ICE or DTLS gives up), the
+    server asks it to publish again: its video reaches the others again and it is told of
+    no error. Before, it got error 10000 and its media stayed off for the rest of the call."""
+    alice, bob = [
+        await participant(name, host_addresses=[janus.address], source=small_pattern(i))
+        for i, name in enumerate(("alice", "bob"))
+    ]
+    await bob.wait_for_video_from("alice", FRAMES, within=WITHIN)
+    (publish,) = [c.pc for c in alice.kit.connections() if c.role == "publish"]
+    await publish.close()
+    await alice.wait_for(
+        lambda: any(c.role == "publish" and c.pc is not publish for c in alice.kit.connections()),
+        "a new publish connection",
+        within=WITHIN,
+    )
+    await bob.wait_for_video_from("alice", FRAMES, more=True, within=WITHIN)
+    await alice.wait_for_video_from("bob", FRAMES, more=True, within=WITHIN)
+    assert alice.errors == [], alice.errors
+
+
 async def test_an_audience_member_receives_but_may_not_publish(
     participant: Any, janus: RunningJanus, inspector: Any
 ) -> None:

@@ -15,6 +15,10 @@ It speaks for the members to Janus; the members only ever see ``media-signal`` f
     media-signal subscribe     the member's answer starts the forwarding
     media-layers               the simulcast layer (or a pause) per video stream of the
                                member's own subscription: VideoRoom configure
+    Janus: publisher hung up   the member's publish connection broke (ICE or DTLS gave
+                               up, e.g. a starved client): a bare media-signal publish
+                               asks it to publish again, at most REPUBLISH_LIMIT times
+                               a REPUBLISH_WINDOW; past that the member is told (10000)
     member-left (the bus)      the member's handles are detached (Janus tells the others)
     room-closed (the bus)      the VideoRoom room is destroyed, its placement row goes
     Janus session dies         each of its rooms moves to another Janus (below); with
@@ -40,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Protocol
@@ -82,6 +87,10 @@ RESUBSCRIBE_AFTER: Final = 0.2
 """Seconds a change of publishers waits, so several joining at once cost one subscription."""
 _RESUBSCRIBE_TRIES: Final = 3
 _TEARDOWN_TIMEOUT: Final = 5.0
+REPUBLISH_LIMIT: Final = 3
+REPUBLISH_WINDOW: Final = 60.0
+"""A member is asked to publish again after at most REPUBLISH_LIMIT hangups of its publish
+connection in REPUBLISH_WINDOW seconds (:func:`_may_republish`)."""
 _NO_SUCH_ROOM: Final = 426
 _ROOM_EXISTS: Final = 427
 SWEEP_EVERY: Final = 10.0
@@ -123,6 +132,8 @@ class _Member:
     """The other members publishing in the room, as Janus told us."""
     published: bool = False
     hangups_expected: int = 0
+    republished: list[float] = field(default_factory=list)
+    """When the member was last asked to publish again after a hangup (monotonic)."""
     subscriber: VideoRoomHandle | None = None
     subscription: int = 0
     kinds: dict[str, str] = field(default_factory=dict)
@@ -361,7 +372,17 @@ class SfuBridge:
                 member.hangups_expected -= 1
             elif isinstance(event, Hangup) and not member.gone:
                 member.published = False
-                _tell(member, f"SFU: the connection publishing your media ended ({event.reason})")
+                if _may_republish(member):
+                    logger.info(
+                        "SFU: %s's publish connection ended (%s); asked to publish again",
+                        member.user_id,
+                        event.reason,
+                    )
+                    member.socket.send(MediaSignalFrom("publish", None))
+                else:
+                    _tell(
+                        member, f"SFU: the connection publishing your media ended ({event.reason})"
+                    )
             elif isinstance(event, Detached):
                 return  # our own teardown, or the Janus session died (_watch_session)
 
@@ -621,6 +642,22 @@ def _abandon(member: _Member) -> None:
     member.gone = True
     for task in list(member.tasks):
         task.cancel()
+
+
+def _may_republish(member: _Member) -> bool:
+    """Whether a member whose publish connection Janus hung up is asked to publish again.
+
+    A connection that breaks now and then (a starved or roaming client) is made again
+    without the member noticing more than a freeze; one that breaks every time it is made
+    (a network that passes signaling but no media) would loop, so after REPUBLISH_LIMIT
+    tries within REPUBLISH_WINDOW seconds the member is told instead.
+    """
+    now = time.monotonic()
+    member.republished = [t for t in member.republished if now - t < REPUBLISH_WINDOW]
+    if len(member.republished) >= REPUBLISH_LIMIT:
+        return False
+    member.republished.append(now)
+    return True
 
 
 def _tell(member: _Member, why: str) -> None:
