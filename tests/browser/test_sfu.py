@@ -28,7 +28,8 @@ from sfu.conftest import RunningJanus, launch, stop_janus
 from tavkit.auth import Privilege
 
 from .conftest import CHROMIUM, FLAGS
-from .pages import _FRAMES_DECODED, INSTRUMENT, CallPage, Server
+from .pages import _FRAMES_DECODED, INSTRUMENT, SHORT_HEARTBEAT_TIMEOUT, CallPage, Server
+from .test_outage import RelayThread
 
 pytestmark = pytest.mark.browser
 
@@ -121,15 +122,16 @@ def sfu_server(sqlite_server_factory: Callable[..., Server], janus: RunningJanus
 @contextmanager
 def page_opener(browser: Browser, server: Server) -> Iterator[Callable[..., CallPage]]:
     """``open_page(user_id, **viewport)``: a tab of its own from ``server`` (1280×800
-    unless told), every connection it makes kept for the checks; all closed after."""
+    unless told; from the URL ``via`` if given, a relay to it), every connection it makes
+    kept for the checks; all closed after."""
     contexts: list[BrowserContext] = []
 
-    def open_one(user_id: str, **viewport: int) -> CallPage:
+    def open_one(user_id: str, via: str | None = None, **viewport: int) -> CallPage:
         ctx = browser.new_context(viewport=viewport or DESKTOP)
         ctx.add_init_script(INSTRUMENT)
         ctx.add_init_script(KEEP_PCS)
         contexts.append(ctx)
-        return CallPage(ctx.new_page(), server.url, user_id)
+        return CallPage(ctx.new_page(), via or server.url, user_id)
 
     try:
         yield open_one
@@ -422,3 +424,48 @@ def test_an_audience_page_receives_and_publishes_nothing(
     assert [row for row in uploads(viewer) if row[2] > 0] == []
     assert viewer.tile_ids() == ["py0"]
     assert viewer.tv("gum") == 0
+
+
+def test_a_page_that_enters_the_room_again_publishes_again(
+    browser: Browser,
+    sqlite_server_factory: Callable[..., Server],
+    janus: RunningJanus,
+    room: int,
+) -> None:
+    """A page whose network is down past its heartbeat timeout enters the SFU room again
+    by itself, and publishes again: the other page decodes its video once more, and it
+    decodes the other's. Before, the page that came back had no publish connection (the
+    welcome said "resumed" to a media object that had never published) and the others
+    saw its picture frozen for the rest of the call."""
+    server = sqlite_server_factory(
+        media_mode="sfu",
+        janus_urls=(janus.url,),
+        janus_api_secret=janus.api_secret,
+        heartbeat_timeout=SHORT_HEARTBEAT_TIMEOUT,
+    )
+    relay = RelayThread(server)
+    try:
+        with page_opener(browser, server) as open_one:
+            bob = open_one("bob")
+            assert bob.join(server, room) is True
+            ann = open_one("ann", via=relay.url)  # REST and signaling through the relay
+            assert ann.join(server, room) is True
+            bob.wait_video_decoding("ann", frames=10)
+
+            relay.down()
+            ann.page.wait_for_function(
+                "() => window.__tv.events.some((e) => e.type === 'tavkit:rejoining')",
+                timeout=(SHORT_HEARTBEAT_TIMEOUT + 15) * 1000,
+            )
+            relay.up()
+            ann.wait_state("in-call", timeout=WAIT * 1000)
+            assert len(ann.events("tavkit:rejoined")) == 1
+            wait_until(
+                "ann's new publish connection to connect",
+                lambda: ann.call("(el) => el.sfuMedia().publish?.connectionState") == "connected",
+                explain=lambda: ann.call("(el) => el.sfuMedia().publish?.connectionState"),
+            )
+            bob.wait_video_decoding("ann", frames=10)
+            ann.wait_video_decoding("bob", frames=10)
+    finally:
+        relay.close()

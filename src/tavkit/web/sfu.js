@@ -36,9 +36,14 @@
 // (sent before the switch) go to them; the server's hidden peer (the mesh recorder,
 // which records an auto room for its whole life) keeps its connection.
 //
+// A publish connection that breaks is made again: when Janus hangs it up the server
+// says "publish again" (a `publish` with no data, as after a move); when it fails on
+// our side (ICE or DTLS gave up, e.g. a starved tab) we publish again ourselves after
+// REPUBLISH_MS (longer each time until it connects); a socket resume checks it too
+// (heal()).
+//
 // Not here yet: a shared screen (Share is not offered in SFU rooms), ICE restarts of
-// the two connections (a publish connection that fails is made again when the socket
-// resumes, heal()).
+// the two connections, the repair of a failed subscription short of a resume.
 
 import { LayerPlan, layerFor } from "./layers.js";
 import { isHidden } from "./mesh.js";
@@ -55,6 +60,8 @@ export const SIMULCAST = Object.freeze([
 export const CAPTURE = Object.freeze({ width: { ideal: 1280 }, height: { ideal: 720 } });
 const GATHER_MS = 3000; // longest wait for our candidates before the SDP goes anyway
 const LAYER_POLL_MS = 500;
+/** Waits before publishing again after our publish connection failed, one per try in a row. */
+export const REPUBLISH_MS = Object.freeze([1000, 2000, 5000, 10000]);
 
 /** Resolve once `pc` has gathered its candidates, or after GATHER_MS. */
 function gathered(pc) {
@@ -163,12 +170,15 @@ export class SfuMedia {
     this.closed = false;
     this.previous = previous || null; // an auto room's mesh, drained member by member
     this.arrived = new Set(); // members whose media came through the SFU since the switch
+    this.failures = 0; // publish connections that failed in a row (REPUBLISH_MS)
+    this.started = false; // start() was called: we publish (or may not)
   }
 
   // -- the Mesh's shape ---------------------------------------------------------
 
   /** Publish what we may send (nothing for an audience member); once welcomed. */
   start() {
+    this.started = true;
     this.#queue(() => this.#publish());
   }
 
@@ -204,13 +214,17 @@ export class SfuMedia {
     this.previous?.remove(userId);
   }
 
-  /** The socket resumed: an offer of ours may be lost, a broken publication is made again. */
+  /** The socket resumed: an offer of ours may be lost, a broken publication is made again.
+   * After the tab entered the room again (its membership had timed out) this SfuMedia is
+   * new and the welcome says "resumed": it has never published, so it publishes now. */
   heal() {
     this.previous?.heal();
+    if (!this.started) return this.start();
     const pc = this.publishing;
-    if (!pc) return;
+    if (!pc) return undefined;
     const broken = ["failed", "closed"].includes(pc.connectionState);
     if (broken || pc.signalingState === "have-local-offer") this.start();
+    return undefined;
   }
 
   /** Renewed credentials: fresh TURN for new connections; narrower privileges republish. */
@@ -317,11 +331,26 @@ export class SfuMedia {
         await keepResolution(transceiver.sender).catch((err) => this.log("degradation", err));
       }
     }
-    pc.onconnectionstatechange = () => this.log("SFU publish", pc.connectionState);
+    pc.onconnectionstatechange = () => {
+      this.log("SFU publish", pc.connectionState);
+      if (pc.connectionState === "connected") this.failures = 0;
+      if (pc.connectionState === "failed") this.#republishLater(pc);
+    };
     await pc.setLocalDescription();
     await gathered(pc);
     if (pc !== this.publishing) return;
     this.#send("publish", { description: pc.localDescription.toJSON() });
+  }
+
+  /** Publish again if `pc` is still ours and still failed after a wait. */
+  #republishLater(pc) {
+    const wait = REPUBLISH_MS[Math.min(this.failures, REPUBLISH_MS.length - 1)];
+    this.failures += 1;
+    setTimeout(() => {
+      if (this.closed || this.publishing !== pc || pc.connectionState !== "failed") return;
+      this.log("SFU publish: publishing again");
+      this.start();
+    }, wait);
   }
 
   async #published(frame) {
