@@ -366,7 +366,10 @@ class Dispatcher:
         self._cap = settings.webhook_retry_cap
         self._give_up = settings.webhook_give_up
         self._poll = settings.webhook_poll_interval
-        self._lease = max(30.0, 3 * settings.webhook_timeout)
+        # Renewed with every delivery, so it need only outlast one (the timeout) with room
+        # to spare; it is how long a dead replica's endpoints wait for another (30 s by
+        # default).
+        self._lease = max(5.0, 3 * settings.webhook_timeout)
         self._clock = clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
