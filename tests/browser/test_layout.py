@@ -212,9 +212,7 @@ def nine_server(sqlite_server_factory: Any) -> Server:
     return server
 
 
-SEND_ONLY = int(
-    Privilege.CREATE | Privilege.ENTER | Privilege.SEND_AUDIO | Privilege.SEND_VIDEO
-)
+SEND_ONLY = int(Privilege.CREATE | Privilege.ENTER | Privilege.SEND_AUDIO | Privilege.SEND_VIDEO)
 """The Python members' privileges: they send and receive nothing. Only the tab's layout is
 measured, and eight members decoding each other and the tab's camera in one process kept
 the nine-member grid from filling within 20 s on a loaded CI machine."""
