@@ -28,7 +28,14 @@ from sfu.conftest import RunningJanus, launch, stop_janus
 from tavkit.auth import Privilege
 
 from .conftest import CHROMIUM, FLAGS
-from .pages import _FRAMES_DECODED, INSTRUMENT, SHORT_HEARTBEAT_TIMEOUT, CallPage, Server
+from .pages import (
+    _FRAMES_DECODED,
+    HEARTBEAT_INTERVAL,
+    INSTRUMENT,
+    SHORT_HEARTBEAT_TIMEOUT,
+    CallPage,
+    Server,
+)
 from .test_outage import RelayThread
 
 pytestmark = pytest.mark.browser
@@ -441,6 +448,7 @@ def test_a_page_that_enters_the_room_again_publishes_again(
         media_mode="sfu",
         janus_urls=(janus.url,),
         janus_api_secret=janus.api_secret,
+        heartbeat_interval=HEARTBEAT_INTERVAL,
         heartbeat_timeout=SHORT_HEARTBEAT_TIMEOUT,
     )
     relay = RelayThread(server)
