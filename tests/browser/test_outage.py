@@ -104,6 +104,18 @@ def shorten_rejoin(tab: CallPage, ms: int) -> None:
     )
 
 
+def come_back(tab: CallPage, relay: RelayThread) -> None:
+    """With ``relay`` down past the tab's heartbeat timeout: wait until the tab starts to
+    enter again, bring the network back, and wait until it is in the call, entered once."""
+    tab.page.wait_for_function(
+        "() => window.__tv.events.some((e) => e.type === 'tavkit:rejoining')",
+        timeout=(SHORT_HEARTBEAT_TIMEOUT + 15) * 1000,
+    )
+    relay.up()
+    tab.wait_state("in-call", timeout=WAIT * 1000)
+    assert len(tab.events("tavkit:rejoined")) == 1
+
+
 def test_a_short_outage_shows_reconnecting_on_both_sides_and_resumes(
     context: BrowserContext, short_timeout_server: Server, relayed: RelayThread, room: int
 ) -> None:
@@ -139,13 +151,7 @@ def test_away_past_the_timeout_the_tab_enters_again_by_itself(
     assert alice.events("tavkit:user-leave") == [{"userId": "bob", "reason": "timeout"}]
     assert bob.state() == "reconnecting"  # still on the call screen, never "ended"
 
-    bob.page.wait_for_function(
-        "() => window.__tv.events.some((e) => e.type === 'tavkit:rejoining')",
-        timeout=(SHORT_HEARTBEAT_TIMEOUT + 15) * 1000,
-    )
-    relayed.up()
-    bob.wait_state("in-call", timeout=WAIT * 1000)
-    assert len(bob.events("tavkit:rejoined")) == 1
+    come_back(bob, relayed)
     alice.wait_connected("bob")
     bob.wait_connected("alice")
     for viewer, other in ((alice, "bob"), (bob, "alice")):

@@ -36,7 +36,7 @@ from .pages import (
     CallPage,
     Server,
 )
-from .test_outage import RelayThread
+from .test_outage import RelayThread, come_back
 
 pytestmark = pytest.mark.browser
 
@@ -461,13 +461,7 @@ def test_a_page_that_enters_the_room_again_publishes_again(
             bob.wait_video_decoding("ann", frames=10)
 
             relay.down()
-            ann.page.wait_for_function(
-                "() => window.__tv.events.some((e) => e.type === 'tavkit:rejoining')",
-                timeout=(SHORT_HEARTBEAT_TIMEOUT + 15) * 1000,
-            )
-            relay.up()
-            ann.wait_state("in-call", timeout=WAIT * 1000)
-            assert len(ann.events("tavkit:rejoined")) == 1
+            come_back(ann, relay)
             wait_until(
                 "ann's new publish connection to connect",
                 lambda: ann.call("(el) => el.sfuMedia().publish?.connectionState") == "connected",
