@@ -327,7 +327,9 @@ async def hold(
                 APP_ID,
                 key,
                 participants=args.members,
-                rooms=args.members // 6,
+                # Six to a room at most (the mesh's limit): 800 // 6 rooms put seven in two
+                # of them, whose seventh member was refused 14000 (room full) every run.
+                rooms=-(-args.members // 6),
                 ramp=args.ramp,
                 duration=args.hold,
                 signal_interval=0,

@@ -104,7 +104,7 @@ async def measure(args: argparse.Namespace) -> None:
                 APP_ID,
                 key,
                 participants=args.sockets,
-                rooms=max(args.sockets // 6, 1),
+                rooms=-(-args.sockets // 6),  # six to a room at most (the mesh's limit)
                 ramp=args.ramp,
                 duration=args.hold,
                 signal_interval=0,
