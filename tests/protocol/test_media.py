@@ -86,6 +86,27 @@ def test_a_subscription_with_streams_must_carry_its_offer() -> None:
         parse_server_frame(text(pc="subscribe", subscription=1, streams=streams))
 
 
+def test_a_screen_stream_says_so_and_an_older_server_means_a_camera() -> None:
+    """A subscription's screen stream carries ``screen: true`` and reads back as a screen; a
+    stream without the field (an older server) is a camera; ``screen`` on audio is refused."""
+    streams = (
+        MediaStream("1", "alice", "video"),
+        MediaStream("2", "alice", "video", screen=True),
+    )
+    wire = json.loads(encode(MediaSignalFrom("subscribe", OFFER, 5, streams)))
+    assert wire["streams"] == [
+        {"mid": "1", "userId": "alice", "kind": "video"},
+        {"mid": "2", "userId": "alice", "kind": "video", "screen": True},
+    ]
+    parsed = parse_server_frame(json.dumps(wire))
+    assert isinstance(parsed, MediaSignalFrom)
+    assert [s.screen for s in parsed.streams] == [False, True]
+    wire["streams"][1]["kind"] = "audio"
+    with pytest.raises(FrameError) as info:
+        parse_server_frame(json.dumps(wire))
+    assert "streams[1].screen" in info.value.message
+
+
 def test_welcome_says_the_media_mode_and_an_older_server_means_mesh() -> None:
     """``welcome.mediaMode`` round-trips; a welcome without it is a mesh room."""
     welcome = Welcome(UUID, "bob", "c1", (), 5.0, 15.0, media_mode="sfu")

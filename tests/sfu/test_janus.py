@@ -294,3 +294,20 @@ def test_streams_and_publishers_parse_janus_s_shapes() -> None:
     assert JanusPublisher.parse(entry) == JanusPublisher(
         "alice", "Alice", (Stream("0", "audio", "opus"), Stream("1", "video", "vp8"))
     )
+
+
+def test_a_stream_described_as_a_screen_reads_as_one() -> None:
+    """A publisher's stream keeps the description it was published with, and a
+    subscription's video whose ``feed_description`` is ``screen`` is a screen (an audio or
+    an undescribed video is not)."""
+    from tavkit.server.sfu.videoroom import SCREEN, FeedStream
+
+    entry = {"type": "video", "mid": "2", "codec": "vp8", "description": SCREEN}
+    assert Stream.parse(entry) == Stream("2", "video", "vp8", SCREEN)
+    shapes = [
+        ({"mid": "3", "feed_id": "ann", "type": "video", "feed_description": SCREEN}, True),
+        ({"mid": "2", "feed_id": "ann", "type": "video"}, False),
+        ({"mid": "1", "feed_id": "ann", "type": "audio", "feed_description": SCREEN}, False),
+    ]
+    for data, screen in shapes:
+        assert FeedStream.parse(data).screen is screen, data

@@ -16,6 +16,7 @@ from typing import Any
 import av
 import pytest
 
+from tavkit.client.media import TestPattern
 from tavkit.server.rooms.service import recorder_id
 from tavkit.testing import TavkitServer
 
@@ -95,3 +96,41 @@ async def test_an_sfu_room_is_recorded_from_janus_to_playable_files(
         # Loose bounds (the mesh recorder's test's): a busy machine sends fewer frames.
         assert video > 10 and audio > 20, (rec["userId"], video, audio)
         assert CALL * 0.5 <= seconds <= call + 10, (rec["userId"], seconds, call)
+
+
+def video_sizes(path: Path) -> set[tuple[int, int]]:
+    """The (width, height) of every video frame PyAV decodes from ``path``."""
+    with av.open(str(path)) as container:
+        return {(f.width, f.height) for f in container.decode(video=0)}
+
+
+async def test_a_shared_screen_is_not_recorded_and_the_camera_goes_on_being(
+    participant: Any, janus: RunningJanus, tavkit_server: TavkitServer
+) -> None:
+    """A member of a recorded SFU room who shares its (320x180) screen goes on being
+    recorded from its (160x120) camera: its publication with the screen starts its next
+    file, which holds the camera's frames only, as the mesh recorder never records a
+    screen."""
+    alice, bob = [
+        await participant(name, host_addresses=[janus.address], source=small_pattern(i))
+        for i, name in enumerate(("alice", "bob"))
+    ]
+    room_uuid = alice.room_uuid
+    assert room_uuid is not None
+    await bob.wait_for_video_from("alice", FRAMES, within=WITHIN)
+    screen = TestPattern(width=320, height=180, fps=5, variant=3, audio=False)
+    await alice.kit.share_screen(screen)
+    await bob.wait_for_screen_from("alice", 5, within=WITHIN)
+    await bob.wait_for_video_from("alice", FRAMES, more=True, within=WITHIN)
+    await asyncio.sleep(1.0)  # a second of the new file
+    for member in (alice, bob):
+        await member.leave()
+
+    async with asyncio.timeout(40):
+        while True:
+            listed = [r for r in tavkit_server.recordings(room_uuid) if r["userId"] == "alice"]
+            if len(listed) >= 2 and all(r["status"] == "complete" for r in listed):
+                break
+            await asyncio.sleep(0.2)
+    path = tavkit_server.settings.data_dir / "recordings" / room_uuid / "alice-2.mkv"
+    assert await asyncio.to_thread(video_sizes, path) == {(160, 120)}

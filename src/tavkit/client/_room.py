@@ -63,6 +63,7 @@ from tavkit.protocol import (
     SignalData,
     SignalFrom,
     SignalTo,
+    State,
     Welcome,
     silence_after,
 )
@@ -124,6 +125,9 @@ class RoomState:
         self._on_screen_frame = on_screen_frame
         #: Members sharing a screen (their member-state says ``screen``).
         self.sharing: set[str] = set()
+        #: Our last ``state`` frame; said again to each newcomer while it shares a screen
+        #: (the server does not store ``screen``, so a welcome cannot say it).
+        self.state = State(muted=False, camera=True)
         self._on_gone = on_gone
         self._on_left = on_left
         self._store_info = store_info
@@ -384,6 +388,8 @@ class RoomState:
         stale = self.links.pop(member.user_id, None)
         if stale is not None:
             self._spawn(stale.aclose())
+        if self.state.screen and self.socket is not None:
+            self._spawn(self.socket.send(self.state))
         self._add_member(member)
         self._announce([member.user_id])
 
@@ -472,6 +478,7 @@ class RoomState:
             stats_of=stats_of,
             report=self._report,
             on_receiving=self._receiving_through_sfu,
+            on_screen_frame=self._on_screen_frame,
         )
         self.sfu.start()
 

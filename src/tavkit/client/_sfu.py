@@ -10,6 +10,13 @@ In a room with ``mediaMode: "sfu"`` (``docs/protocol.md`` section 3b) there is n
   the connection (someone started or stopped publishing); frames from each member go
   to the same callbacks as a mesh link's, counted under that member.
 
+A shared screen (:meth:`SfuMedia.share`) is one more video on the publish connection,
+marked ``a=content:slides`` (it needs SEND_SUB); starting or stopping it makes the
+publish connection anew (the others' subscriptions are made again, a short freeze of
+our camera for them). A member's screen arrives on a video of the subscription whose
+``streams`` entry says ``screen``: its frames go to ``on_screen_frame`` and
+``PeerStats.screen_frames``, never to ``on_frame``, as in the mesh.
+
 A ``publish`` with no ``data`` says "publish again": the room moved to another Janus
 (the one it was on died), so we make the publish connection anew; the server sends a
 new subscription as the others publish there.
@@ -63,7 +70,7 @@ from tavkit.protocol import (
     SessionDescription,
     StreamLayer,
 )
-from tavkit.protocol.sdp import allowed_direction, may_send
+from tavkit.protocol.sdp import allowed_direction, mark_slides, may_send
 
 __all__ = ["SfuMedia", "without_rtx"]
 
@@ -92,6 +99,7 @@ class SfuMedia:
         stats_of: Callable[[str], PeerStats],
         report: Callable[[TAvKitError], None],
         on_receiving: Callable[[str], None] | None = None,
+        on_screen_frame: Callable[[str, Frame], None] = lambda user_id, frame: None,
     ) -> None:
         self.user_id = user_id
         self._configuration = configuration
@@ -107,6 +115,11 @@ class SfuMedia:
         #: the SFU, a picture if they send video (an ``auto`` room then closes its mesh
         #: link with them).
         self._on_receiving = on_receiving
+        self._on_screen_frame = on_screen_frame
+        #: Our shared screen's publisher while we share (:meth:`share`).
+        self._screen: Publisher | None = None
+        #: Publish connections replaced by a new one not answered yet (:meth:`_publish`).
+        self._retiring: list[RTCPeerConnection] = []
         self._with_video: set[str] = set()
         self.publishing: RTCPeerConnection | None = None
         self.receiving: RTCPeerConnection | None = None
@@ -122,8 +135,14 @@ class SfuMedia:
 
     def start(self) -> None:
         """Publish what we may send (nothing for an audience member)."""
-        if self._publishers:
+        if self._publishers or self._screen is not None:
             self._steps.put_nowait(None)
+
+    def share(self, screen: Publisher | None) -> None:
+        """Publish ``screen`` beside our camera, or (None) stop: the publish connection is
+        made again with it or without it. The caller checks SEND_SUB first."""
+        self._screen = screen
+        self._steps.put_nowait(None)
 
     def handle(self, msg: MediaSignalFrom) -> None:
         """Take one ``media-signal`` from the server (in order, on our task)."""
@@ -162,6 +181,7 @@ class SfuMedia:
         with contextlib.suppress(asyncio.CancelledError):
             await self._worker
         await self._drop_receiving()
+        await self._retire()
         if self.publishing is not None:
             pc, self.publishing = self.publishing, None
             await _close(pc)
@@ -196,26 +216,41 @@ class SfuMedia:
                 self._report(ServerError(ServerCode.INTERNAL, f"SFU media: {exc}"))
 
     async def _publish(self) -> None:
+        # The connection we replace stays open until the new one is answered: closed
+        # first, its DTLS alert could reach Janus before our new offer reached the
+        # server, which would then hear of a broken publication and ask for another.
         if self.publishing is not None:
-            await _close(self.publishing)
+            self._retiring.append(self.publishing)
+            self.publishing = None
+        publishers = [*self._publishers, *([self._screen] if self._screen else [])]
+        if not publishers:
+            await self._retire()  # an audience member that stopped sharing: nothing to publish
+            return
         pc = self.publishing = RTCPeerConnection(self._configuration())
-        for publisher in self._publishers:
-            sender = pc.addTransceiver(publisher.subscribe(), direction="sendonly").sender
+        screen = None
+        for publisher in publishers:
+            transceiver = pc.addTransceiver(publisher.subscribe(), direction="sendonly")
+            if publisher is self._screen:
+                screen = transceiver
             if publisher.encoded and publisher.kind == "video":
                 # Janus asks for a keyframe (PLI/FIR) for each new subscriber: the shared
                 # encoder makes it, as in the mesh (peer.py).
+                sender = transceiver.sender
                 setattr(sender, "_send_keyframe", publisher.request_keyframe)  # noqa: B010
-        if any(p.encoded and p.kind == "video" for p in self._publishers):
+        if any(p.encoded and p.kind == "video" for p in publishers):
             _prefer_vp8(pc)
         if self._hosts is not None:
             gather_on(pc, self._hosts)
         await pc.setLocalDescription(await pc.createOffer())
-        offer = DescriptionData(SessionDescription("offer", pc.localDescription.sdp))
+        sdp = pc.localDescription.sdp
+        if screen is not None and screen.mid is not None:
+            sdp = mark_slides(sdp, {screen.mid})  # the server checks it against SEND_SUB
+        offer = DescriptionData(SessionDescription("offer", sdp))
         await self._send(MediaSignalTo("publish", offer))
 
     async def _published(self, msg: MediaSignalFrom) -> None:
         if msg.data is None:  # the room moved to another Janus: our publication is gone
-            if self._publishers:
+            if self._publishers or self._screen is not None:
                 await self._publish()
             return
         pc = self.publishing
@@ -223,6 +258,13 @@ class SfuMedia:
             return  # candidates: Janus's are in its answer
         description = msg.data.description
         await pc.setRemoteDescription(RTCSessionDescription(description.sdp, description.type))
+        await self._retire()  # the server unpublished it before this answer
+
+    async def _retire(self) -> None:
+        """Close the publish connections we replaced."""
+        retiring, self._retiring = self._retiring, []
+        for pc in retiring:
+            await _close(pc)
 
     async def _subscribe(self, msg: MediaSignalFrom) -> None:
         number = msg.subscription or 0
@@ -233,7 +275,8 @@ class SfuMedia:
         if not isinstance(msg.data, DescriptionData):
             return  # nobody else publishes
         feeds = {s.mid: s.user_id for s in msg.streams}
-        self._with_video = {s.user_id for s in msg.streams if s.kind == "video"}
+        screens = {s.mid for s in msg.streams if s.screen}
+        self._with_video = {s.user_id for s in msg.streams if s.kind == "video" and not s.screen}
         pc = self.receiving = RTCPeerConnection(self._configuration())
         self.feeds = feeds
 
@@ -245,8 +288,11 @@ class SfuMedia:
                 return
             if track.kind == "video":  # a lost packet costs half a second, not 512 packets
                 skip_stuck_gaps(transceiver.receiver)
-            self._on_track(user_id, track)
-            reader = asyncio.create_task(self._consume(user_id, track))
+            if transceiver.mid in screens:
+                reader = asyncio.create_task(self._consume_screen(user_id, track))
+            else:
+                self._on_track(user_id, track)
+                reader = asyncio.create_task(self._consume(user_id, track))
             self._readers.add(reader)
             reader.add_done_callback(self._readers.discard)
 
@@ -260,9 +306,8 @@ class SfuMedia:
         offer = RTCSessionDescription(without_rtx(description.sdp), description.type)
         await pc.setRemoteDescription(offer)
         for transceiver in pc.getTransceivers():  # "inactive" for a kind we may not receive
-            transceiver.direction = allowed_direction(
-                transceiver.kind, self._privileges, sending=False
-            )
+            kind = "sub" if transceiver.mid in screens else transceiver.kind
+            transceiver.direction = allowed_direction(kind, self._privileges, sending=False)
         if self._hosts is not None:
             gather_on(pc, self._hosts)
         await pc.setLocalDescription(await pc.createAnswer())
@@ -301,6 +346,16 @@ class SfuMedia:
                     first = False
                 self._stats_of(user_id).count(frame)  # looked up each time: a switch moves it
                 self._on_frame(user_id, frame)
+
+    async def _consume_screen(self, user_id: str, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            if isinstance(frame, VideoFrame):
+                self._stats_of(user_id).count_screen(frame)
+                self._on_screen_frame(user_id, frame)
 
     async def _drop_receiving(self) -> None:
         readers, self._readers = list(self._readers), set()

@@ -193,6 +193,7 @@ class TAvKit:
         self.muted = False
         self.camera = True
         self.front = True
+        self._screen: tuple[MediaSource, Publisher] | None = None
 
     # -- the seed's API -----------------------------------------------------------------
 
@@ -417,6 +418,52 @@ class TAvKit:
         self._dispatch.emit("on_switch_camera", self.front)
         return self.front
 
+    @property
+    def sharing(self) -> bool:
+        """Whether we share a screen now (:meth:`share_screen`)."""
+        return self._screen is not None
+
+    async def share_screen(self, source: MediaSource | None = None) -> None:
+        """Share ``source``'s video as our screen, beside the camera (SFU rooms).
+
+        The others receive it as its own stream (their ``on_screen_frame``) and hear
+        ``on_screen_share``. ``source`` defaults to a 1280x720 test pattern at 5 fps;
+        only its video is used, and it is closed when the share stops. Sharing needs
+        the SEND_SUB privilege (64) and a call in an SFU room (a mesh room's Python
+        member shares no screen): otherwise ``RuntimeError``, with nothing sent.
+        Sharing again replaces the screen.
+        """
+        room = self._room
+        if room is None or room.sfu is None:
+            raise RuntimeError("share_screen() needs a call in an SFU room")
+        if not room.entered.privileges & Privilege.SEND_SUB:
+            raise RuntimeError("share_screen() needs the SEND_SUB privilege (64)")
+        screen = source if source is not None else TestPattern(width=1280, height=720, fps=5)
+        await screen.open_kinds(audio=False, video=True)
+        if screen.video is None:
+            await screen.close()
+            raise ValueError(f"{screen!r} has no video to share")
+        publisher = Publisher(
+            "video", screen.video, encoded=self._encode_once, video_bitrate=self._video_bitrate
+        )
+        publisher.start()
+        old, self._screen = self._screen, (screen, publisher)
+        room.sfu.share(publisher)
+        await self._send_state()
+        if old is not None:
+            await _close_screen(*old)
+
+    async def stop_screen(self) -> None:
+        """Stop sharing the screen (nothing happens when we do not share)."""
+        old, self._screen = self._screen, None
+        if old is None:
+            return
+        room = self._room
+        if room is not None and room.sfu is not None:
+            room.sfu.share(None)
+        await self._send_state()
+        await _close_screen(*old)
+
     async def send_message(self, text: str) -> ChatMessage:
         """Send a text message to the room; return it as the server stored it (with ``seq``).
 
@@ -639,7 +686,9 @@ class TAvKit:
         await room.connect(self._api, self._room_id, prepare)
         self._joined_at = asyncio.get_running_loop().time()
         await self._start_reporter(entered.room_uuid)
-        if self.muted or not self.camera:
+        if self._screen is not None and room.sfu is not None:  # a rejoin: share again
+            room.sfu.share(self._screen[1])
+        if self.muted or not self.camera or self.sharing:
             await self._send_state()
 
     async def _enter(self, room_id: RoomId) -> None:
@@ -734,8 +783,11 @@ class TAvKit:
             self._room.renewed(answer)
 
     async def _send_state(self) -> None:
-        if self._room is not None and self._room.socket is not None:
-            await self._room.socket.send(State(muted=self.muted, camera=self.camera))
+        room = self._room
+        if room is not None:
+            room.state = State(muted=self.muted, camera=self.camera, screen=self.sharing)
+            if room.socket is not None:
+                await room.socket.send(room.state)
 
     async def _send_chat(self, kind: str, value: Any) -> ChatMessage:
         outbox = self._outbox
@@ -752,7 +804,7 @@ class TAvKit:
 
     def _screen_frame(self, user_id: str, frame: Frame) -> None:
         room = self._room
-        if self._on_screen_frame is not None and room is not None and user_id in room.links:
+        if self._on_screen_frame is not None and room is not None and room.receives_from(user_id):
             self._dispatch.call(self._on_screen_frame, user_id, frame)
 
     def _track(self, user_id: str, track: MediaStreamTrack) -> None:
@@ -839,12 +891,20 @@ class TAvKit:
             await room.aclose()
         for publisher in self._publishers.values():
             await publisher.aclose()
+        screen, self._screen = self._screen, None
+        if screen is not None:
+            await _close_screen(*screen)
         for source in (self._source, self._back_source):
             if source is not None:
                 await source.close()
         await self._media.aclose()
         if self._api is not None:
             await self._api.aclose()
+
+
+async def _close_screen(source: MediaSource, publisher: Publisher) -> None:
+    await publisher.aclose()
+    await source.close()
 
 
 def _numeric(room: RoomId) -> int | None:

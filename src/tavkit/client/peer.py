@@ -55,7 +55,8 @@ descriptions mark ``a=content:slides`` (:func:`~tavkit.protocol.sdp.slides_mids`
 Such a section gets the sub-stream's direction (``recvonly`` with bit 128, else
 ``inactive``), our answers carry the same mark (the server checks them with bits
 64/128), and its track's frames go to ``on_screen_frame`` and ``stats.screen_frames``,
-never to ``on_frame``. The Python client shares no screen itself.
+never to ``on_frame``. The Python client shares no screen in a mesh (in an SFU room
+it does: ``TAvKit.share_screen``, ``_sfu.py``).
 
 All negotiation steps run in order on one task per peer, so a signal never races
 another signal; every step has a timeout.

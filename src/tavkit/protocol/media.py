@@ -6,7 +6,8 @@ connections, each named by ``pc``:
 
 * ``publish``: the member offers what it sends; the server answers for the SFU;
 * ``subscribe``: the server offers what the member receives (every other publisher,
-  one audio and one video m-line each, ``streams`` says whose), numbered by
+  one audio and one video m-line each, and one more video for a shared screen;
+  ``streams`` says whose, and which video is a screen), numbered by
   ``subscription``; the member answers that number. A new number replaces the
   previous subscription (someone started or stopped publishing); ``streams`` empty and
   no ``data`` means nobody else publishes: close the subscription.
@@ -63,15 +64,24 @@ A publisher that sends one layer (the Python client) sends it whatever is asked,
 
 @dataclass(frozen=True, slots=True)
 class MediaStream:
-    """One stream of a subscription: member ``user_id``'s ``kind`` arrives on ``mid``."""
+    """One stream of a subscription: member ``user_id``'s ``kind`` arrives on ``mid``.
+
+    ``screen``: this video is the member's shared screen, not its camera (a member
+    publishes at most one of each). On the wire only when true, so a client that
+    does not know the field reads a screen as a second video of the member's.
+    """
 
     mid: str
     user_id: str
     kind: str
+    screen: bool = False
 
     def to_wire(self) -> dict[str, Any]:
-        """``{"mid", "userId", "kind"}``."""
-        return {"mid": self.mid, "userId": self.user_id, "kind": self.kind}
+        """``{"mid", "userId", "kind"[, "screen": true]}``."""
+        wire: dict[str, Any] = {"mid": self.mid, "userId": self.user_id, "kind": self.kind}
+        if self.screen:
+            wire["screen"] = True
+        return wire
 
 
 @dataclass(frozen=True, slots=True)

@@ -412,7 +412,11 @@ def _media_signal_from(f: Fields) -> MediaSignalFrom:
         for i, item in enumerate(f.array("streams", max_items=_MAX_MEMBERS)):
             s = Fields(item, f"{f.path}.streams[{i}]", ref=f.ref)
             mid = s.string("mid", max_bytes=_MAX_MID_BYTES, min_len=1)
-            streams.append(MediaStream(mid, s.user_id("userId"), s.choice("kind", _KINDS)))
+            kind = s.choice("kind", _KINDS)
+            screen = s.boolean("screen") if s.has("screen") else False
+            if screen and kind != "video":
+                raise s.fail("screen", "true only on a video stream")
+            streams.append(MediaStream(mid, s.user_id("userId"), kind, screen))
     if not f.has("data") and streams:
         raise f.fail("data", "the subscription's offer")
     data = _signal_data(f.sub("data")) if f.has("data") else None

@@ -233,9 +233,7 @@ export class CallController extends EventTarget {
 
   /** Whether we may share our screen now (share.js: the browser and our privileges). */
   get mayShare() {
-    // Not in SFU rooms yet (sfu.js).
-    const sfu = this.room?.mediaMode === "sfu";
-    return this.active && this.publishing && !sfu && mayShareScreen(this.privileges);
+    return this.active && this.publishing && mayShareScreen(this.privileges);
   }
 
   /**
@@ -432,6 +430,7 @@ export class CallController extends EventTarget {
     const previous = this.mesh;
     this.mesh = this.#sfuMedia(previous);
     this.mesh.localStream = this.localStream;
+    this.mesh.screen = this.screen; // a share under way goes on through the SFU
     for (const userId of this.peers.keys()) this.mesh.connect(userId);
     if (this.joinedAt) this.mesh.start(); // else the welcome starts it
     this.#changed();

@@ -15,8 +15,10 @@
 //   also cost layers. What we may not send (privileges.js) is not in the offer; an
 //   audience member publishes nothing and has no such connection.
 // * subscribe: the server offers one connection carrying every other publisher (an
-//   audio and a video m-line each), with `streams` saying which member is on which
-//   mid; we answer, and each member's tracks become that member's stream for its tile.
+//   audio and a video m-line each, one more video for a shared screen), with
+//   `streams` saying which member is on which mid and which video is a screen
+//   (`screen: true`); we answer, and each member's tracks become that member's stream
+//   for its tile, its screen its screenStream (the screen tile, as in a mesh).
 //   A higher `subscription` number replaces the connection (someone started or
 //   stopped publishing); no `data` means nobody else publishes.
 // * a `publish` with no `data`: the room moved to another Janus (its own died); the
@@ -42,13 +44,21 @@
 // REPUBLISH_MS (longer each time until it connects); a socket resume checks it too
 // (heal()).
 //
-// Not here yet: a shared screen (Share is not offered in SFU rooms), ICE restarts of
-// the two connections, the repair of a failed subscription short of a resume.
+// A shared screen (setScreen) is one more video m-line on the publish connection, one
+// layer (the screen is shown big: simulcast would only cost), marked `a=content:slides`
+// (slides.js) so the server checks it against SEND_SUB (64) and tells the SFU it is a
+// screen. Starting or stopping a share publishes again (a new publish connection):
+// the others' subscriptions are made anew, a short freeze of our camera for them.
+// A member without RECV_SUB (128) is given no screens by the server at all.
+//
+// Not here yet: ICE restarts of the two connections, the repair of a failed
+// subscription short of a resume, adding the screen without a new publish connection.
 
 import { LayerPlan, layerFor } from "./layers.js";
 import { isHidden } from "./mesh.js";
 import { allowedDirection, maySend } from "./privileges.js";
 import { PRIVILEGE } from "./protocol.js";
+import { markSlides } from "./slides.js";
 
 /** The camera's simulcast layers, high first (the SFU orders them itself). */
 export const SIMULCAST = Object.freeze([
@@ -157,12 +167,15 @@ export class SfuMedia {
     this.mark = mark || null;
     this.viewOf = viewOf || (() => null);
     this.localStream = null;
-    this.screen = null; // not sent in SFU rooms (see the module comment)
+    this.screen = null; // our shared screen's track, published beside the camera
+    this.screenSender = null; // its sender on the publish connection
     this.publishing = null;
+    this.retiring = []; // publish connections replaced, closed once the new one is answered
     this.receiving = null;
     this.subscription = 0;
-    this.feeds = new Map(); // mid → {userId, kind} of the current subscription
+    this.feeds = new Map(); // mid → {userId, kind, screen} of the current subscription
     this.streams = new Map(); // userId → MediaStream of its tracks
+    this.screens = new Map(); // userId → MediaStream of its shared screen
     this.members = new Set(); // the other members the controller told us of
     this.plan = null;
     this.chain = Promise.resolve();
@@ -200,7 +213,7 @@ export class SfuMedia {
       if (state === "connected") status = "connected";
       else if (state === "disconnected" || state === "failed") status = "reconnecting";
     }
-    return { status, stream, screenStream: null };
+    return { status, stream, screenStream: this.screens.get(userId) || null };
   }
 
   /** How many other members we know of. */
@@ -211,6 +224,7 @@ export class SfuMedia {
   remove(userId) {
     this.members.delete(userId);
     this.streams.delete(userId);
+    this.screens.delete(userId);
     this.previous?.remove(userId);
   }
 
@@ -237,14 +251,15 @@ export class SfuMedia {
     }
   }
 
-  /** Screens are not shared in SFU rooms yet; Share is not offered there. */
+  /** Share `screen` beside the camera, or stop (null): publish again with it or without. */
   async setScreen(screen) {
     this.screen = screen || null;
+    if (this.started) this.start(); // else the welcome publishes it
   }
 
   /** Swap the outgoing track of one kind (camera switch); no renegotiation. */
   async replaceTrack(kind, track) {
-    const senders = this.publishing?.getSenders() || [];
+    const senders = (this.publishing?.getSenders() || []).filter((s) => s !== this.screenSender);
     await Promise.all([
       ...senders.filter((s) => s.track?.kind === kind).map((s) => s.replaceTrack(track)),
       this.previous?.replaceTrack(kind, track),
@@ -275,6 +290,7 @@ export class SfuMedia {
     clearInterval(this.layerTimer);
     this.publishing?.close();
     this.publishing = null;
+    this.#retire();
     this.#dropReceiving();
   }
 
@@ -311,11 +327,16 @@ export class SfuMedia {
   }
 
   async #publish() {
-    this.publishing?.close();
+    // The connection we replace stays open until the new one is answered: closed first,
+    // its DTLS alert could reach the SFU before our new offer reached the server, which
+    // would then hear of a broken publication and ask for another.
+    if (this.publishing) this.retiring.push(this.publishing);
     this.publishing = null;
+    this.screenSender = null;
     const stream = this.localStream;
     const tracks = (stream?.getTracks() || []).filter((t) => maySend(t.kind, this.privileges));
-    if (!tracks.length) return; // an audience member, or no device opened
+    const screen = this.screen && maySend("sub", this.privileges) ? this.screen : null;
+    if (!tracks.length && !screen) return this.#retire(); // an audience member, or no device opened
     const pc = (this.publishing = new RTCPeerConnection(this.rtcConfig));
     for (const kind of ["audio", "video"]) {
       const track = tracks.find((t) => t.kind === kind);
@@ -331,6 +352,14 @@ export class SfuMedia {
         await keepResolution(transceiver.sender).catch((err) => this.log("degradation", err));
       }
     }
+    let screenTx = null;
+    if (screen) {
+      // One layer: the screen is shown big, and its text must stay sharp.
+      screenTx = pc.addTransceiver(screen, { direction: "sendonly", streams: [new MediaStream([screen])] });
+      preferVp8(screenTx);
+      await keepResolution(screenTx.sender).catch((err) => this.log("degradation", err));
+      this.screenSender = screenTx.sender;
+    }
     pc.onconnectionstatechange = () => {
       this.log("SFU publish", pc.connectionState);
       if (pc.connectionState === "connected") this.failures = 0;
@@ -339,7 +368,10 @@ export class SfuMedia {
     await pc.setLocalDescription();
     await gathered(pc);
     if (pc !== this.publishing) return;
-    this.#send("publish", { description: pc.localDescription.toJSON() });
+    const description = pc.localDescription.toJSON();
+    // The server checks the marked section against SEND_SUB and tells the SFU it is a screen.
+    if (screenTx?.mid) description.sdp = markSlides(description.sdp, new Set([screenTx.mid]));
+    this.#send("publish", { description });
   }
 
   /** Publish again if `pc` is still ours and still failed after a wait. */
@@ -359,6 +391,12 @@ export class SfuMedia {
     const description = frame.data?.description;
     if (!pc || !description || pc.signalingState !== "have-local-offer") return;
     await pc.setRemoteDescription(description);
+    this.#retire(); // the server unpublished it before this answer
+  }
+
+  /** Close the publish connections a new one replaced. */
+  #retire() {
+    for (const pc of this.retiring.splice(0)) pc.close();
   }
 
   async #subscribe(frame) {
@@ -372,7 +410,9 @@ export class SfuMedia {
       for (const userId of had) this.onChange?.(userId);
       return; // nobody else publishes
     }
-    this.feeds = new Map((frame.streams || []).map((s) => [s.mid, { userId: s.userId, kind: s.kind }]));
+    this.feeds = new Map(
+      (frame.streams || []).map((s) => [s.mid, { userId: s.userId, kind: s.kind, screen: s.screen === true }]),
+    );
     this.plan = new LayerPlan(number);
     const pc = (this.receiving = new RTCPeerConnection(this.rtcConfig));
     pc.ontrack = ({ track, transceiver }) => this.#track(pc, track, transceiver);
@@ -387,7 +427,8 @@ export class SfuMedia {
     };
     await pc.setRemoteDescription(description);
     for (const transceiver of pc.getTransceivers()) {
-      const kind = transceiver.receiver.track.kind;
+      const screen = this.feeds.get(transceiver.mid)?.screen;
+      const kind = screen ? "sub" : transceiver.receiver.track.kind;
       transceiver.direction = allowedDirection(kind, this.privileges, false);
     }
     await pc.setLocalDescription();
@@ -404,6 +445,11 @@ export class SfuMedia {
     const feed = this.feeds.get(transceiver?.mid);
     if (!feed) return;
     const { userId } = feed;
+    if (feed.screen) {
+      this.screens.set(userId, new MediaStream([track])); // its own tile (screen-tiles.js)
+      this.onChange?.(userId);
+      return;
+    }
     if (!this.streams.has(userId)) this.streams.set(userId, new MediaStream());
     this.streams.get(userId).addTrack(track);
     // A remote track is muted until its first RTP packet arrives.
@@ -417,7 +463,7 @@ export class SfuMedia {
   }
 
   #sendsVideo(userId) {
-    return [...this.feeds.values()].some((f) => f.userId === userId && f.kind === "video");
+    return [...this.feeds.values()].some((f) => f.userId === userId && f.kind === "video" && !f.screen);
   }
 
   /** `userId`'s media comes through the SFU: an auto room's mesh connection with it goes. */
@@ -443,7 +489,8 @@ export class SfuMedia {
     if (!pc || !this.plan || pc.connectionState !== "connected") return;
     const wanted = [];
     for (const [mid, feed] of this.feeds) {
-      if (feed.kind === "video") wanted.push([mid, layerFor(this.viewOf(feed.userId))]);
+      // A screen has one layer, and its tile is not the camera's that viewOf measures.
+      if (feed.kind === "video" && !feed.screen) wanted.push([mid, layerFor(this.viewOf(feed.userId))]);
     }
     const layers = this.plan.changes(wanted);
     if (!layers.length) return;
@@ -456,6 +503,7 @@ export class SfuMedia {
     this.receiving = null;
     this.feeds = new Map();
     this.streams = new Map();
+    this.screens = new Map();
     this.plan = null;
   }
 }

@@ -9,9 +9,13 @@ It speaks for the members to Janus; the members only ever see ``media-signal`` f
                                (not publishing: every member needs a private_id)
     media-signal publish       privileges checked here; the offer goes to Janus, the
                                answer comes back. An audience member is refused before
-                               Janus: tavkit never asks Janus to let it publish
+                               Janus: tavkit never asks Janus to let it publish. A
+                               video marked a=content:slides is the member's screen:
+                               it needs SEND_SUB, and Janus is told it is a screen
     Janus: publishers change   the member's subscription is made again (every other
-                               publisher, one PeerConnection): media-signal subscribe
+                               publisher, one PeerConnection): media-signal subscribe,
+                               whose streams say which video is a screen (none for a
+                               member without RECV_SUB: Janus is not asked for them)
     media-signal subscribe     the member's answer starts the forwarding
     media-layers               the simulcast layer (or a pause) per video stream of the
                                member's own subscription: VideoRoom configure
@@ -65,14 +69,23 @@ from tavkit.protocol import (
     SessionDescription,
     SignalData,
 )
-from tavkit.protocol.sdp import refusal
+from tavkit.protocol.sdp import refusal, slides_mids
 from tavkit.server.bus import session_channel
 from tavkit.server.events import MemberLeftEvent, RoomClosedEvent
 from tavkit.server.ice import filter_signal
 from tavkit.server.settings import SFU_MAX_MEMBERS
 from tavkit.server.sfu.janus import JanusError, JanusSession, VideoRoomHandle
 from tavkit.server.sfu.placement import Instance, Placements, shown
-from tavkit.server.sfu.videoroom import Detached, Hangup, Leaving, Publishers, Unpublished
+from tavkit.server.sfu.videoroom import (
+    SCREEN,
+    Detached,
+    Hangup,
+    Leaving,
+    Publisher,
+    Publishers,
+    Stream,
+    Unpublished,
+)
 
 if TYPE_CHECKING:
     from tavkit.server.bus import Bus
@@ -87,6 +100,7 @@ RESUBSCRIBE_AFTER: Final = 0.2
 """Seconds a change of publishers waits, so several joining at once cost one subscription."""
 _RESUBSCRIBE_TRIES: Final = 3
 _TEARDOWN_TIMEOUT: Final = 5.0
+_UNPUBLISH_TIMEOUT: Final = 2.0
 REPUBLISH_LIMIT: Final = 3
 REPUBLISH_WINDOW: Final = 60.0
 """A member is asked to publish again after at most REPUBLISH_LIMIT hangups of its publish
@@ -130,14 +144,20 @@ class _Member:
     private_id: int | None
     feeds: set[str] = field(default_factory=set)
     """The other members publishing in the room, as Janus told us."""
+    streams_of: dict[str, tuple[Stream, ...]] = field(default_factory=dict)
+    """What each of ``feeds`` publishes, as Janus last told us (its screen included)."""
     published: bool = False
     hangups_expected: int = 0
+    hung_up: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by the hangup of a connection we unpublished (see ``_publish``)."""
     republished: list[float] = field(default_factory=list)
     """When the member was last asked to publish again after a hangup (monotonic)."""
     subscriber: VideoRoomHandle | None = None
     subscription: int = 0
     kinds: dict[str, str] = field(default_factory=dict)
     """The current subscription's streams: mid -> kind."""
+    screens: set[str] = field(default_factory=set)
+    """The current subscription's mids that carry a member's screen (checked as such)."""
     layers: dict[str, MediaLayer] = field(default_factory=dict)
     """What the member asked of each video mid of the current subscription (else high)."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -244,9 +264,9 @@ class SfuBridge:
             socket=socket,
             publisher=handle,
             private_id=joined.private_id,
-            feeds={p.id for p in joined.publishers if p.id != socket.user_id},
             subscription=subscription,
         )
+        _note_publishers(member, joined.publishers)
         room.members[member.user_id] = member
         reader = asyncio.create_task(self._read(room, member), name=f"sfu-{member.user_id}")
         member.tasks.add(reader)
@@ -282,13 +302,27 @@ class SfuBridge:
         why = refusal(description.sdp, member.socket.privileges)
         if why is not None:
             raise _refused(msg, f"media-signal.data: {why}")
+        # The marked sections passed the check as screens (SEND_SUB); Janus is told
+        # which they are, and tells every subscriber (any replica's) in turn.
+        screens = dict.fromkeys(slides_mids(description.sdp), SCREEN)
         if member.published:  # a new publish connection (the client rebuilt it)
             member.hangups_expected += 1  # the old connection's, which is no news
+            member.hung_up.clear()
             with contextlib.suppress(JanusError):
                 await member.publisher.unpublish()
-        answer = await member.publisher.publish(description.sdp)
+            # Janus tears the old connection down after answering; a publish before that
+            # is answered but never announced to the others. Its hangup says it is done.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_UNPUBLISH_TIMEOUT):
+                    await member.hung_up.wait()
+        answer = await member.publisher.publish(description.sdp, descriptions=screens)
         member.published = True
-        logger.info("SFU: %s publishes in room %s", member.user_id, room.key)
+        logger.info(
+            "SFU: %s publishes in room %s%s",
+            member.user_id,
+            room.key,
+            " with a screen" if screens else "",
+        )
         data = self._filtered(DescriptionData(SessionDescription("answer", answer)))
         if data is not None:
             member.socket.send(MediaSignalFrom("publish", data))
@@ -303,7 +337,8 @@ class SfuBridge:
         description = msg.data.description
         if description.type != "answer":
             raise _refused(msg, "media-signal.data: a subscription takes an answer")
-        why = refusal(description.sdp, member.socket.privileges)
+        # Answers keep no a=content mark: the screens are the mids the offer said.
+        why = refusal(description.sdp, member.socket.privileges, screens=member.screens)
         if why is not None:
             raise _refused(msg, f"media-signal.data: {why}")
         await member.subscriber.start(description.sdp)
@@ -362,14 +397,16 @@ class SfuBridge:
             except TimeoutError:
                 continue
             if isinstance(event, Publishers):
-                member.feeds |= {p.id for p in event.publishers if p.id != member.user_id}
+                _note_publishers(member, event.publishers)
                 self._schedule_resubscribe(room, member)
             elif isinstance(event, Unpublished | Leaving) and event.id != member.user_id:
+                member.streams_of.pop(event.id, None)
                 if event.id in member.feeds:
                     member.feeds.discard(event.id)
                     self._schedule_resubscribe(room, member)
             elif isinstance(event, Hangup) and member.hangups_expected:
                 member.hangups_expected -= 1
+                member.hung_up.set()
             elif isinstance(event, Hangup) and not member.gone:
                 member.published = False
                 if _may_republish(member):
@@ -423,13 +460,13 @@ class SfuBridge:
             with contextlib.suppress(JanusError):
                 await old.detach()
         member.subscription += 1
-        feeds = sorted(member.feeds)
+        feeds, only = _wanted(member)
         if not feeds:
             member.socket.send(MediaSignalFrom("subscribe", None, member.subscription))
             return True
         handle = await room.janus.attach_videoroom()
         try:
-            offer = await handle.subscribe(room.key, feeds, private_id=member.private_id)
+            offer = await handle.subscribe(room.key, feeds, private_id=member.private_id, only=only)
         except JanusError as exc:
             with contextlib.suppress(JanusError):
                 await handle.detach()
@@ -442,9 +479,10 @@ class SfuBridge:
             return True
         member.subscriber = handle
         member.kinds = {s.mid: s.type for s in offer.streams}
+        member.screens = {s.mid for s in offer.streams if s.screen}
         member.layers = {}
         streams = tuple(
-            MediaStream(s.mid, s.feed, s.type)
+            MediaStream(s.mid, s.feed, s.type, s.screen)
             for s in offer.streams
             if s.type in ("audio", "video")
         )
@@ -635,6 +673,28 @@ def _configure_entry(mid: str, layer: MediaLayer) -> dict[str, object]:
     if layer == "paused":
         return {"mid": mid, "send": False}
     return {"mid": mid, "send": True, "substream": _SUBSTREAMS[layer]}
+
+
+def _note_publishers(member: _Member, publishers: Sequence[Publisher]) -> None:
+    """Take Janus's word on who (else) publishes what."""
+    for publisher in publishers:
+        if publisher.id != member.user_id:
+            member.feeds.add(publisher.id)
+            member.streams_of[publisher.id] = publisher.streams
+
+
+def _wanted(member: _Member) -> tuple[list[str], dict[str, list[str]]]:
+    """The feeds of the member's next subscription, and (``only``) for which just some
+    streams: a member without RECV_SUB is not given the others' screens at all."""
+    feeds = sorted(member.feeds)
+    if member.socket.privileges & Privilege.RECV_SUB:
+        return feeds, {}
+    only: dict[str, list[str]] = {}
+    for feed in feeds:
+        streams = member.streams_of.get(feed, ())
+        if any(s.type == "video" and s.description == SCREEN for s in streams):
+            only[feed] = [s.mid for s in streams if s.description != SCREEN]
+    return [f for f in feeds if only.get(f, True)], only
 
 
 def _abandon(member: _Member) -> None:

@@ -39,7 +39,7 @@ import itertools
 import json
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -406,14 +406,25 @@ class VideoRoomHandle:
             raise JanusError("the join was not answered with joined")
         return joined
 
-    async def publish(self, offer_sdp: str, *, trickle: bool = False) -> str:
+    async def publish(
+        self,
+        offer_sdp: str,
+        *,
+        trickle: bool = False,
+        descriptions: Mapping[str, str] | None = None,
+    ) -> str:
         """Send the publisher's SDP offer; return Janus's answer.
 
         ``trickle=False`` tells Janus every candidate is in the offer (aiortc's way).
+        ``descriptions``: mid -> what the stream is (e.g. ``screen``), which Janus lists
+        with the publisher's streams and gives each subscriber (``feed_description``).
         """
-        answer = await self._message(
-            {"request": "publish"}, {"type": "offer", "sdp": offer_sdp, "trickle": trickle}
-        )
+        body: dict[str, Any] = {"request": "publish"}
+        if descriptions:
+            body["descriptions"] = [
+                {"mid": mid, "description": text} for mid, text in sorted(descriptions.items())
+            ]
+        answer = await self._message(body, {"type": "offer", "sdp": offer_sdp, "trickle": trickle})
         return _sdp(answer, "answer")
 
     async def unpublish(self) -> None:
@@ -423,20 +434,33 @@ class VideoRoomHandle:
     # --- subscriber ------------------------------------------------------------------
 
     async def subscribe(
-        self, room: str, feeds: list[str], *, private_id: int | None = None
+        self,
+        room: str,
+        feeds: list[str],
+        *,
+        private_id: int | None = None,
+        only: Mapping[str, Sequence[str]] | None = None,
     ) -> Subscription:
         """Join ``room`` as a subscriber to ``feeds`` (publisher ids), all in one
         PeerConnection: Janus's SDP offer and which feed is on which mid.
 
         ``private_id`` is the subscribing member's own publisher handle's (from
         :class:`~tavkit.server.sfu.videoroom.Joined`), which the rooms require
-        (``require_pvtid``). Answer with :meth:`start`.
+        (``require_pvtid``). ``only``: for the feeds it names, just these of their
+        streams (publisher mids); the other feeds whole. Answer with :meth:`start`.
         """
+        wanted: list[dict[str, str]] = []
+        for feed in feeds:
+            mids = (only or {}).get(feed)
+            if mids is None:
+                wanted.append({"feed": feed})
+            else:
+                wanted.extend({"feed": feed, "mid": mid} for mid in mids)
         body: dict[str, Any] = {
             "request": "join",
             "ptype": "subscriber",
             "room": room,
-            "streams": [{"feed": feed} for feed in feeds],
+            "streams": wanted,
         }
         if private_id is not None:
             body["private_id"] = private_id

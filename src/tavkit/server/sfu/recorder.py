@@ -48,7 +48,14 @@ from tavkit.server.bus import Subscription
 from tavkit.server.events import MemberJoinedEvent, MemberLeftEvent, RoomClosedEvent
 from tavkit.server.recording.recorder import SessionRecorder, _Stint
 from tavkit.server.sfu.janus import JanusError, VideoRoomHandle
-from tavkit.server.sfu.videoroom import Detached, Leaving, Publisher, Publishers, Unpublished
+from tavkit.server.sfu.videoroom import (
+    SCREEN,
+    Detached,
+    Leaving,
+    Publisher,
+    Publishers,
+    Unpublished,
+)
 
 if TYPE_CHECKING:
     from tavkit.server.recording.service import RecordingService
@@ -68,6 +75,8 @@ class _Feed:
     """The recorder's subscription to one member's feed, for one stint."""
 
     stint: _Stint
+    mids: list[str] | None = None
+    """The feed's streams to record (its screen left out, as in the mesh); None: all."""
     handle: VideoRoomHandle | None = None
     pc: RTCPeerConnection | None = None
     task: asyncio.Task[None] | None = None
@@ -181,7 +190,9 @@ class SfuSessionRecorder(SessionRecorder):
         stint = _Stint(user_id, self._members.get(user_id, ""), self._new_file(user_id))
         self._stints[user_id] = stint
         self._arm(stint)
-        feed = self._feeds[user_id] = _Feed(stint)
+        camera = [s.mid for s in publisher.streams if s.description != SCREEN]
+        mids = camera if len(camera) < len(publisher.streams) else None
+        feed = self._feeds[user_id] = _Feed(stint, mids)
         feed.task = asyncio.create_task(self._subscribe(feed), name=f"{self._tag} {user_id}")
         self._log(logging.INFO, "recording %s (file %d)", user_id, stint.file.n)
 
@@ -200,7 +211,10 @@ class SfuSessionRecorder(SessionRecorder):
             async with asyncio.timeout(_STEP_TIMEOUT):
                 feed.handle = await room.janus.attach_videoroom()
                 offer = await feed.handle.subscribe(
-                    room.room, [user_id], private_id=self._private_id
+                    room.room,
+                    [user_id],
+                    private_id=self._private_id,
+                    only=None if feed.mids is None else {user_id: feed.mids},
                 )
                 pc = feed.pc = RTCPeerConnection(self._configuration())
 

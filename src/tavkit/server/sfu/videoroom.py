@@ -5,7 +5,8 @@ Janus 1.x's VideoRoom (multistream) tells a publisher's handle who publishes
 leaves (``leaving``); Janus's core tells each handle about its PeerConnection
 (``webrtcup``, ``media``, ``hangup``, ``detached``). :func:`parse_event` reads one
 message into one of the frozen dataclasses below (:data:`Event`), so the rest of tavkit
-never reads Janus's JSON. Ids are strings: the rooms use ``string_ids`` (tavkit's room
+never reads Janus's JSON. A shared screen is a video stream its publisher described
+as :data:`SCREEN`. Ids are strings: the rooms use ``string_ids`` (tavkit's room
 and user ids), see :mod:`tavkit.server.sfu.config`.
 """
 
@@ -13,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 __all__ = [
+    "SCREEN",
     "Detached",
     "Event",
     "FeedStream",
@@ -32,6 +34,11 @@ __all__ = [
     "parse_event",
 ]
 
+SCREEN: Final = "screen"
+"""The description tavkit gives a publisher's shared-screen stream (``publish``'s
+``descriptions``); Janus repeats it to every subscriber (``feed_description``), so any
+replica tells a screen from a camera."""
+
 
 @dataclass(frozen=True)
 class Stream:
@@ -41,15 +48,20 @@ class Stream:
     type: str
     """``audio``, ``video`` or ``data``."""
     codec: str | None = None
+    description: str | None = None
+    """What the publisher said the stream is (``publish``'s ``descriptions``): tavkit
+    says ``screen`` for a shared screen (:data:`SCREEN`)."""
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> Stream:
         """Read a ``streams`` entry; unknown keys are ignored."""
         codec = data.get("codec")
+        description = data.get("description")
         return cls(
             mid=str(data.get("mid", "")),
             type=str(data.get("type", "")),
             codec=None if codec is None else str(codec),
+            description=None if description is None else str(description),
         )
 
 
@@ -85,17 +97,26 @@ class FeedStream:
     type: str
     feed_mid: str | None = None
     """The mid of the stream in the publisher's own PeerConnection."""
+    description: str | None = None
+    """The publisher's description of the stream (:data:`SCREEN` for a shared screen)."""
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> FeedStream:
         """Read an ``attached`` event's ``streams`` entry."""
         feed_mid = data.get("feed_mid")
+        description = data.get("feed_description")
         return cls(
             mid=str(data.get("mid", "")),
             feed=str(data.get("feed_id", "")),
             type=str(data.get("type", "")),
             feed_mid=None if feed_mid is None else str(feed_mid),
+            description=None if description is None else str(description),
         )
+
+    @property
+    def screen(self) -> bool:
+        """Whether this is the publisher's shared screen (a video it described so)."""
+        return self.type == "video" and self.description == SCREEN
 
 
 @dataclass(frozen=True)
