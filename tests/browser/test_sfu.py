@@ -61,8 +61,9 @@ SEND_ONLY = int(Privilege.CREATE | Privilege.ENTER | Privilege.SEND_AUDIO | Priv
 """The other Python members' privileges: they send audio and video and receive nothing."""
 DESKTOP = {"width": 1280, "height": 800}
 GRID_DESKTOP = {"width": 1920, "height": 1080}
-"""The nine-member grid's desktop. At 1280×800 a 3×3 grid's tiles are under 320 px wide
-and ask for the low layer; a full-HD screen's are over 320 and ask for the medium one."""
+"""The nine-member grid's desktop. At 1280×800 a 3×3 grid's tiles would be about 300 px
+wide (layout.js's arithmetic) and ask for the low layer; a full-HD screen's measure
+430×300 and ask for the medium one."""
 PHONE = {"width": 390, "height": 844}
 AUDIENCE = int(Privilege.ENTER | Privilege.RECV_AUDIO | Privilege.RECV_VIDEO)  # 42
 
