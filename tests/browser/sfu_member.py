@@ -2,10 +2,12 @@
 
 Run as ``python sfu_member.py CONFIG_JSON``. It enters the room sending a small test
 pattern (and says so in a first JSON line), waits until it has decoded video from
-every member in ``expect`` and then until each of those streams has advanced, prints
-one JSON line (what it decoded at both moments, the frame rate from each just after,
-the kinds of the streams it sends over all its connections, or the error), and stays
-in the call until its standard input closes. A process each, so that several members
+every member in ``expect`` and then until each of those streams has advanced, and
+until it sends both audio and video, prints one JSON line (what it decoded at both
+moments, the frame rate from each just after, the kinds of the streams it sends over
+all its connections, or the error), and stays in the call until its standard input
+closes. With a ``privateMapKey`` it enters with that key's privileges (one that may
+only send expects no one: it decodes nothing). A process each, so that several members
 do not share one interpreter's lock with the test's server and with each other, as
 real clients would not.
 
@@ -59,6 +61,7 @@ async def main(config: dict[str, Any]) -> None:
             user_id=config["userId"],
             user_sig=config["userSig"],
             room_id=config["roomId"],
+            private_map_key=config.get("privateMapKey"),
         )
         print(json.dumps({"joined": config["userId"]}), flush=True)
         layer = config.get("layer", LAYER)
@@ -69,6 +72,8 @@ async def main(config: dict[str, Any]) -> None:
                     await asyncio.sleep(0.2)
                 report["first"] = first = await decoded(kit, others)
                 while any(n <= first[o] for o, n in (await decoded(kit, others)).items()):  # noqa: ASYNC110
+                    await asyncio.sleep(0.2)
+                while not {"audio", "video"} <= set(await uploads(kit)):  # noqa: ASYNC110
                     await asyncio.sleep(0.2)
         except TimeoutError:
             report["error"] = "timed out"
