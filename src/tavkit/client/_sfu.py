@@ -50,7 +50,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Final, Literal
 
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
 from av.frame import Frame
 
@@ -58,7 +57,7 @@ from tavkit.client._jitter import skip_stuck_gaps
 from tavkit.client._publish import Publisher
 from tavkit.client.connections import MediaConnection
 from tavkit.client.peer import _prefer_vp8
-from tavkit.client.sinks import PeerStats
+from tavkit.client.sinks import PeerStats, received_frames
 from tavkit.errors import ServerCode, ServerError, TAvKitError
 from tavkit.ice import enlarge_receive_buffers, gather_on
 from tavkit.protocol import (
@@ -331,28 +330,19 @@ class SfuMedia:
 
     async def _consume(self, user_id: str, track: MediaStreamTrack) -> None:
         first = True
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            if isinstance(frame, Frame):
-                if (
-                    first
-                    and self._on_receiving is not None
-                    and (isinstance(frame, VideoFrame) or user_id not in self._with_video)
-                ):
-                    self._on_receiving(user_id)
-                    first = False
-                self._stats_of(user_id).count(frame)  # looked up each time: a switch moves it
-                self._on_frame(user_id, frame)
+        async for frame in received_frames(track):
+            if (
+                first
+                and self._on_receiving is not None
+                and (isinstance(frame, VideoFrame) or user_id not in self._with_video)
+            ):
+                self._on_receiving(user_id)
+                first = False
+            self._stats_of(user_id).count(frame)  # looked up each time: a switch moves it
+            self._on_frame(user_id, frame)
 
     async def _consume_screen(self, user_id: str, track: MediaStreamTrack) -> None:
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
+        async for frame in received_frames(track):
             if isinstance(frame, VideoFrame):
                 self._stats_of(user_id).count_screen(frame)
                 self._on_screen_frame(user_id, frame)

@@ -81,7 +81,6 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
-from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
 from av import VideoFrame
 from av.frame import Frame
@@ -89,7 +88,7 @@ from av.frame import Frame
 from tavkit.auth import Privilege
 from tavkit.client._publish import Publisher
 from tavkit.client.dtls import retransmit_early
-from tavkit.client.sinks import PeerStats
+from tavkit.client.sinks import PeerStats, received_frames
 from tavkit.ice import gather_on
 from tavkit.protocol import (
     CandidateData,
@@ -451,24 +450,14 @@ class PeerLink:
             self._log.warning("closing the peer connection timed out")
 
     async def _consume(self, track: MediaStreamTrack) -> None:
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            if not isinstance(frame, Frame):
-                continue  # remote tracks are decoded; packets never arrive here
+        async for frame in received_frames(track):
             self.stats.count(frame)
             if isinstance(frame, VideoFrame):
                 self._mark("first-frame")
             self._on_frame(self.remote_id, frame)
 
     async def _consume_screen(self, track: MediaStreamTrack) -> None:
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
+        async for frame in received_frames(track):
             if isinstance(frame, VideoFrame):
                 self.stats.count_screen(frame)
                 self._on_screen_frame(self.remote_id, frame)

@@ -23,6 +23,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -32,7 +33,7 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
 from av.frame import Frame
 
-__all__ = ["FrameTap", "ParticipantRecorder", "PeerStats"]
+__all__ = ["FrameTap", "ParticipantRecorder", "PeerStats", "received_frames"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,21 @@ _HEADER_WAIT: Final = 3.0
 _QUEUE_FRAMES: Final = 300
 _TAP_FRAMES: Final = 30
 _CLOSE_WAIT: Final = 10.0
+
+
+async def received_frames(track: MediaStreamTrack) -> AsyncIterator[Frame]:
+    """The decoded frames of a remote track until it ends (mesh link and SFU alike).
+
+    aiortc's remote tracks yield decoded frames and raise ``MediaStreamError`` once the
+    receiver stops; anything else (a packet) is skipped, so readers see frames only.
+    """
+    while True:
+        try:
+            frame = await track.recv()
+        except MediaStreamError:
+            return
+        if isinstance(frame, Frame):
+            yield frame
 
 
 @dataclass
