@@ -30,6 +30,7 @@ from typing import Any
 
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 
 from tavkit.server.mailbox import Flag, Mailbox
 
@@ -54,6 +55,18 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         writable = Flag()
         writable.set()
         self.writable = writable  # type: ignore[assignment]
+
+    def shutdown(self) -> None:
+        """uvicorn's shutdown of one connection, which raised for a socket whose client had
+        just hung up: its close frame answered, the transport closing, not yet gone from
+        the server's connections (one turn of the loop). ``websockets`` refuses a second
+        close frame (``InvalidState``), and the exception ended the server's shutdown
+        there, skipping the other connections and the lifespan's shutdown. Such a socket
+        only needs its transport closed."""
+        try:
+            super().shutdown()
+        except InvalidState:
+            self.transport.close()
 
     async def send(self, message: ASGISendEvent) -> None:
         """uvicorn's ``send``; once the handshake's answer is out, forget the handshake."""
