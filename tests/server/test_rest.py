@@ -162,9 +162,10 @@ async def test_an_unknown_app_is_88_on_enter_and_10005_elsewhere(client, server)
 
 
 async def test_bodies_that_cannot_be_read_are_refused(client, server):
-    """Non-JSON is 10003; JSON that is not an object is 10001; an empty body is fine."""
+    """Non-JSON (whitespace alone included) is 10003; JSON that is not an object is
+    10001; an empty body is fine."""
     headers = server.headers("alice")
-    for raw in (b"{not json", b"\xff\xfe", b"{'single': 1}"):
+    for raw in (b"{not json", b"\xff\xfe", b"{'single': 1}", b"\t", b"  "):
         response = await client.post(
             "/v1/rooms/1/enter",
             content=raw,
@@ -176,8 +177,10 @@ async def test_bodies_that_cannot_be_read_are_refused(client, server):
         expect_error(response, ServerCode.BAD_REQUEST)
     ok = await client.post("/v1/rooms/1/enter", json={}, headers=headers)
     assert ok.status_code == 200
-    ok = await client.post("/v1/rooms/1/heartbeat", content=b"  ", headers=headers)
+    ok = await client.post("/v1/rooms/1/heartbeat", content=b"", headers=headers)
     assert ok.status_code == 200
+    response = await client.post("/v1/rooms/1/heartbeat", content=b"\t", headers=headers)
+    expect_error(response, ServerCode.JSON_DECODE)
 
 
 async def test_a_body_over_64_kib_is_10001(client, server):

@@ -184,7 +184,7 @@ COMMON_ERRORS = error_responses(400, 401, 422, 503)
 
 
 async def json_body(request: Request) -> dict[str, Any] | None:
-    """The request's JSON object, None when there is no body.
+    """The request's JSON object, None when there is no body (zero bytes).
 
     Server 10003 when the body is not JSON at all, 10001 when it is JSON but not an
     object, 10004 when it is JSON the server would not be able to store and read back
@@ -193,7 +193,7 @@ async def json_body(request: Request) -> dict[str, Any] | None:
     the guard middleware.
     """
     raw = await request.body()
-    if not raw.strip():
+    if not raw:  # whitespace alone is not "no body": it is not JSON either (10003)
         return None
     data = load_json(raw, "body")
     if not isinstance(data, dict):
