@@ -476,8 +476,9 @@ def test_a_page_receives_the_simulcast_layer_its_tile_needs(
 ) -> None:
     """A page showing a member big receives that member's high layer (or the medium one
     while the sender's bandwidth allows no more); when the tile shrinks to a thumbnail
-    the SFU switches it to the low layer (the received frameWidth drops to 320 px, at
-    most half), and back up when the tile grows again;
+    the page asks for the low layer and the SFU switches it down (the received
+    frameWidth drops to 320 px whenever the sender sends that layer, else to the
+    smallest one it sends, at most half), and back up when the tile grows again;
     a tile that is not shown at all is paused (no more frames decoded)."""
     sender = open_page("sender")
     viewer = open_page("viewer")
@@ -489,9 +490,19 @@ def test_a_page_receives_the_simulcast_layer_its_tile_needs(
     big = wait_width(viewer, "sender", lambda w: w >= 640, "a big layer")
 
     viewer.call("(el) => { el.style.width = '200px'; el.style.height = '300px'; }")
-    small = wait_width(viewer, "sender", lambda w: 0 < w <= min(big // 2, 320), "the low layer")
+    small = wait_width(viewer, "sender", lambda w: 0 < w <= big // 2, "a smaller layer")
     assert viewer.call("(el) => el.sfuMedia().layers")  # it asked, by mid
     assert set(viewer.call("(el) => Object.values(el.sfuMedia().layers)")) == {"low"}
+    if small > 320:
+        # Janus forwards the low layer once a keyframe of it arrives, so only if the
+        # sender sends it: on a loaded machine Chromium's allocator has left the quarter
+        # layer at a packet or two (seen in CI), and the medium one is then the smallest.
+        low_before = sending(sender).get(("video", "l"), 0)
+        time.sleep(2.0)
+        low_sent = sending(sender).get(("video", "l"), 0) - low_before
+        print(f"the sender sent {low_sent} packets of its low layer in 2 s")
+        if low_sent > 10:
+            small = wait_width(viewer, "sender", lambda w: 0 < w <= 320, "the low layer")
 
     viewer.call("(el) => { el.style.width = ''; el.style.height = ''; }")
     again = wait_width(viewer, "sender", lambda w: w >= 640, "a big layer again")
