@@ -183,6 +183,34 @@ async def test_the_socket_leaving_exits_the_member(rooms):
     assert await rooms.members(alice.room_uuid) == []
 
 
+async def test_many_members_hanging_up_at_once_all_leave_and_each_room_empties(rooms, clock):
+    """Thirty members of ten rooms hanging up at once (written in batches) all leave:
+    each room's others hear every leave, and every room starts its close grace."""
+    entered = [
+        (await rooms.enter(APP, 40 + n // 3, f"user{n}", privileges=255), f"user{n}")
+        for n in range(30)
+    ]
+    sessions = sorted({admission.room_uuid for admission, _ in entered}, key=str)
+    assert len(sessions) == 10
+    bus = bus_of(rooms)
+    async with bus.subscribe(session_channel(sessions[0])) as events:
+        await asyncio.gather(
+            *(
+                rooms.leave_connection(
+                    admission.room_uuid, user, admission.connection_id, "exit", sdk_app_id=APP
+                )
+                for admission, user in entered
+            )
+        )
+        got = await drain(events)
+    for room_uuid in sessions:
+        assert await rooms.members(room_uuid) == []
+    firsts = [(user, a.connection_id) for a, user in entered if a.room_uuid == sessions[0]]
+    assert [(e.user_id, e.connection_id) for e in got if isinstance(e, MemberLeftEvent)] == firsts
+    clock.now += 2.1  # the close grace
+    assert (await rooms.sweep()).closed == 10
+
+
 async def test_concurrent_enters_never_overfill_a_room(rooms):
     """Many users entering one room at once: exactly max_members get in, the rest 14000."""
     results = await asyncio.gather(

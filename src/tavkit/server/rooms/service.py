@@ -28,7 +28,7 @@ import enum
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar, cast
 
@@ -52,6 +52,7 @@ from tavkit.server.journal import (
     RoomClosedNotice,
     RoomOpenedNotice,
 )
+from tavkit.server.rooms.departures import Departure, Departures
 from tavkit.server.rooms.heartbeats import Liveness, flush_interval
 from tavkit.server.rooms.queries import (
     has_live_members,
@@ -187,6 +188,8 @@ class RoomService:
             flush_every=flush_interval(settings.heartbeat_interval, settings.heartbeat_timeout),
             trust_for=settings.heartbeat_timeout / 2,
         )
+        # Members who hang up, written in one transaction per batch (see leave_connection()).
+        self._departures = Departures(self._leave_many)
         self._open_listeners: list[Callable[[int, RoomId, uuid.UUID], None]] = []
         self._emptied_hooks: list[EmptiedHook] = []
 
@@ -461,7 +464,9 @@ class RoomService:
         return await self._liveness.touch(room_uuid, user_id, connection_id)
 
     async def aclose(self) -> None:
-        """Write the heartbeats heard since the last flush (before the store closes)."""
+        """Write the leaves queued and the heartbeats heard since the last flush (before
+        the store closes)."""
+        await self._departures.aclose()
         await self._liveness.aclose()
 
     async def _touch_many(self, wanted: dict[str, tuple[uuid.UUID, str]], at: float) -> set[str]:
@@ -489,23 +494,64 @@ class RoomService:
         return await self._transaction("updating the heartbeat", ServerCode.HEARTBEAT_FAILED, run)
 
     async def leave_connection(
-        self, room_uuid: uuid.UUID, user_id: str, connection_id: str, reason: str
+        self,
+        room_uuid: uuid.UUID,
+        user_id: str,
+        connection_id: str,
+        reason: str,
+        *,
+        sdk_app_id: int | None = None,
     ) -> None:
-        """The socket hung up for its member; a no-op once that connection was replaced."""
+        """The socket hung up for its member; a no-op once that connection was replaced.
+
+        Written with the app's other leaves queued at the same time, in one transaction
+        (:mod:`tavkit.server.rooms.departures`). A caller that knows the session's app
+        (a socket does) saves the read that finds it.
+        """
         if reason not in _LEAVE_EVENT:
             raise ValueError(f"unknown leave reason {reason!r}")
-        sdk_app_id = await self._app_of(room_uuid)
         if sdk_app_id is None:
-            return
+            sdk_app_id = await self._app_of(room_uuid)
+            if sdk_app_id is None:
+                return
+        departure = Departure(room_uuid, user_id, connection_id, reason)
+        await self._departures.leave(sdk_app_id, departure)
+
+    async def _leave_many(self, sdk_app_id: int, departures: Sequence[Departure]) -> None:
+        """Write ``departures`` (one app's) in one transaction under the app's lock."""
 
         async def run(s: AsyncSession, out: Outbox) -> None:
-            member = await s.scalar(
+            now = self._clock()
+            wanted = {d.connection_id: d for d in departures}
+            rows = await s.scalars(
                 select(MemberRow)
-                .where(*live_connection(room_uuid, user_id, connection_id))
+                .where(MemberRow.connection_id.in_(wanted), MemberRow.left_at.is_(None))
+                .order_by(MemberRow.id)
                 .with_for_update()
             )
-            if member is not None:
-                await self._leave(s, out, member, reason, self._clock())
+            left: dict[uuid.UUID, None] = {}  # the sessions left, in order
+            for member in rows:
+                departure = wanted[member.connection_id]
+                if (member.session_id, member.user_id) != (
+                    departure.room_uuid,
+                    departure.user_id,
+                ):
+                    continue  # the id with another session or user: not that member's
+                self._mark_left(s, out, member, departure.reason, now)
+                left[member.session_id] = None
+            await s.flush()  # the updates and inserts of every leave together
+            if not left:
+                return
+            still = set(
+                await s.scalars(
+                    select(MemberRow.session_id)
+                    .where(MemberRow.session_id.in_(left), MemberRow.left_at.is_(None))
+                    .distinct()
+                )
+            )
+            for session_id in left:
+                if session_id not in still:
+                    await self._emptied(s, out, session_id, now)
 
         await self._write(sdk_app_id, "leaving the room", ServerCode.EXIT_FAILED, run)
 
@@ -776,6 +822,15 @@ class RoomService:
         ``rejoining`` skips the emptiness check when the caller refills or closes the
         session itself in the same transaction.
         """
+        self._mark_left(s, out, member, reason, now)
+        await s.flush()
+        if not rejoining and not await live_rows(s, member.session_id):
+            await self._emptied(s, out, member.session_id, now)
+
+    def _mark_left(
+        self, s: AsyncSession, out: Outbox, member: MemberRow, reason: str, now: float
+    ) -> None:
+        """Mark ``member`` gone, log it and announce it (written at the next flush)."""
         member.left_at = now
         member.leave_reason = reason
         self._liveness.forget(member.connection_id)
@@ -785,10 +840,12 @@ class RoomService:
         # Every caller checked ``reason`` against _LEAVE_EVENT (the lookup above too).
         left = MemberLeftEvent(member.user_id, cast(LeaveReason, reason), member.connection_id)
         out.append((session_channel(member.session_id), left))
-        await s.flush()
-        if rejoining or await live_rows(s, member.session_id):
-            return
-        session = await s.get(SessionRow, member.session_id, with_for_update=True)
+
+    async def _emptied(
+        self, s: AsyncSession, out: Outbox, session_id: uuid.UUID, now: float
+    ) -> None:
+        """The session's last live member has left: start its close grace (or close it)."""
+        session = await s.get(SessionRow, session_id, with_for_update=True)
         if session is None or session.closed_at is not None:
             return
         for hook in self._emptied_hooks:

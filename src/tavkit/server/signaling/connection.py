@@ -558,7 +558,13 @@ class SignalingConnection:
             # writer then fails and the supervisor cancels this reader. The exit must
             # still happen, so it runs as a task of its own that run() waits for.
             self._leaving = asyncio.create_task(
-                rooms.leave_connection(self.room_uuid, self.user_id, self.connection_id, "exit"),
+                rooms.leave_connection(
+                    self.room_uuid,
+                    self.user_id,
+                    self.connection_id,
+                    "exit",
+                    sdk_app_id=self._claims.sdk_app_id,
+                ),
                 name=f"{self._tag} leave",
             )
             try:
@@ -643,7 +649,11 @@ class SignalingConnection:
         self._log(logging.INFO, "credentials ended and were not renewed: removing")
         try:
             await self._ctx.rooms.leave_connection(
-                self.room_uuid, self.user_id, self.connection_id, "expired"
+                self.room_uuid,
+                self.user_id,
+                self.connection_id,
+                "expired",
+                sdk_app_id=self._claims.sdk_app_id,
             )
         except TAvKitError as exc:  # the heartbeat timeout will take the member out
             self._log(logging.WARNING, "expired member not removed: %s", exc)
