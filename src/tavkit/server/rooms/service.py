@@ -536,21 +536,19 @@ class RoomService:
                     departure.room_uuid,
                     departure.user_id,
                 ):
-                    continue  # the id with another session or user: not that member's
+                    continue  # not the connection's live member (see live_connection)
                 self._mark_left(s, out, member, departure.reason, now)
                 left[member.session_id] = None
             await s.flush()  # the updates and inserts of every leave together
             if not left:
                 return
-            still = set(
+            emptied = set(
                 await s.scalars(
-                    select(MemberRow.session_id)
-                    .where(MemberRow.session_id.in_(left), MemberRow.left_at.is_(None))
-                    .distinct()
+                    select(SessionRow.id).where(SessionRow.id.in_(left), ~has_live_members())
                 )
             )
             for session_id in left:
-                if session_id not in still:
+                if session_id in emptied:
                     await self._emptied(s, out, session_id, now)
 
         await self._write(sdk_app_id, "leaving the room", ServerCode.EXIT_FAILED, run)
