@@ -7,7 +7,6 @@ markers, so scripts can be re-run one at a time without clobbering the others.
 from __future__ import annotations
 
 import asyncio
-import socket
 import statistics
 import tempfile
 import threading
@@ -21,6 +20,7 @@ import uvicorn
 from websockets.typing import Subprotocol
 
 from tavkit.server import AppConfig, Settings, create_app
+from tavkit.server.listen import listening_socket
 from tavkit.server.signaling.tokens import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX
 from tavkit.server.wsprotocol import LeanWebSocketProtocol
 
@@ -39,8 +39,7 @@ def tavkit_server(app_id: int, key: str, **settings: Any) -> Iterator[str]:
             apps=(AppConfig(app_id, key),),
             **settings,
         )
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
+        sock = listening_socket("127.0.0.1", 0)
         port = sock.getsockname()[1]
         uv_config = uvicorn.Config(
             create_app(config), log_level="warning", ws=LeanWebSocketProtocol

@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tavkit.auth import gen_user_sig
+from tavkit.server.listen import listening_socket
 
 APP_ID = 1400000091
 OPEN = 30.0
@@ -96,8 +96,7 @@ def serve_baseline() -> None:
         except WebSocketDisconnect:
             peers.pop(user, None)
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = listening_socket("127.0.0.1", 0)  # as tavkit's: the same TCP options
     print(sock.getsockname()[1], flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     asyncio.run(server.serve(sockets=[sock]))

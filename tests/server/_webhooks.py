@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from tavkit.server.listen import listening_socket
+
 from ._util import eventually
 
 if TYPE_CHECKING:
@@ -60,12 +62,9 @@ class Receiver:
     stall: Callable[[str, int], float] = lambda _id, _attempt: 0.0
     """(event id, how many times this id came before) -> seconds to wait before answering."""
     deliveries: list[Delivery] = field(default_factory=list)
-    sock: socket.socket = field(default_factory=socket.socket)
+    sock: socket.socket = field(default_factory=lambda: listening_socket("127.0.0.1", 0))
     _server: uvicorn.Server | None = None
     _task: asyncio.Task[None] | None = None
-
-    def __post_init__(self) -> None:
-        self.sock.bind(("127.0.0.1", 0))
 
     @property
     def url(self) -> str:

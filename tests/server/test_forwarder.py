@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -17,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from tavkit.server.listen import listening_socket
 from tavkit.server.logs.forwarder import Forwarder, ForwarderConfig
 from tavkit.server.logs.routes import forwarder_config
 from tavkit.server.settings import Settings
@@ -99,9 +99,7 @@ class FakeCluster:
 
     async def start(self) -> None:
         """Serve on ``self.port`` (a fresh one the first time, the same one after a stop)."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
+        sock = listening_socket("127.0.0.1", self.port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(self.app, log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)

@@ -490,6 +490,7 @@ async def _serve(settings: Settings, log_level: str) -> int:
     import uvicorn
 
     from tavkit.server.app import create_app, drain_app
+    from tavkit.server.listen import listening_socket
     from tavkit.server.wsprotocol import LeanWebSocketProtocol
 
     class _Server(uvicorn.Server):
@@ -530,14 +531,10 @@ async def _serve(settings: Settings, log_level: str) -> int:
             finally:
                 self.should_exit = True
 
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((settings.host.strip("[]"), settings.port))
+        sock = listening_socket(settings.host, settings.port)
     except OSError as exc:
         typer.echo(f"tavkit serve: cannot bind {settings.host}:{settings.port}: {exc}", err=True)
-        sock.close()
         return 1
     port = sock.getsockname()[1]
     # log_config=None: uvicorn's loggers propagate to ours (configure_logging).
@@ -574,7 +571,7 @@ async def _serve(settings: Settings, log_level: str) -> int:
         # long as the process: keep it out of the collector's full passes, which would
         # otherwise walk it all and stall the event loop for every socket at once.
         gc.freeze()
-        host = f"[{settings.host}]" if family == socket.AF_INET6 else settings.host
+        host = f"[{settings.host}]" if sock.family == socket.AF_INET6 else settings.host
         url = f"{'https' if cert else 'http'}://{host}:{port}"
         typer.echo(f"tavkit serving on {url}")
         for other in _lan_urls(settings.host, port, "https" if cert else "http"):

@@ -35,6 +35,7 @@ import uvicorn
 from tavkit.auth import gen_private_map_key, gen_user_sig
 from tavkit.protocol import MAX_FRAME_BYTES
 from tavkit.server import AppConfig, Settings, create_app
+from tavkit.server.listen import listening_socket
 from tavkit.server.wsprotocol import LeanWebSocketProtocol
 from tavkit.testing.assertions import ServerLogErrors
 from tavkit.testing.webhooks import WebhookReceiver
@@ -242,8 +243,7 @@ class RunningServer:
 
     def start(self) -> None:
         """Start serving (again) on a fresh port; raises if the app fails to start."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
+        sock = listening_socket("127.0.0.1", 0)
         self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         build = self.app_factory or create_app
