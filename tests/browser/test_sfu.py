@@ -72,7 +72,7 @@ production 15. In the nine-member grid (load 14-25 on two cores) the Chromium un
 went 15 s and more without a heartbeat reaching the server, both pages at once, while the
 server answered the Python members' heartbeats within a second (measured on 7 Dec from
 the server's handler times); the server removed a page, which entered again mid-check and
-failed the test on its closed connections (3 of 5 runs here). A browser that stalls that
+failed the test on its closed connections (6 of 12 runs here). A browser that stalls that
 long on a real machine is gone and rightly removed; here the stall is the test machine's,
 so the rule's timing is tested elsewhere (``test_outage.py``, ``tests/server``)."""
 MEMBER_NICENESS = 5
