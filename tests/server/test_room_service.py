@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from tavkit.errors import ServerCode, ServerError
 from tavkit.server.bus import InProcessBus, session_channel
@@ -124,6 +125,32 @@ async def test_an_empty_session_closes_only_after_the_grace(rooms, clock):
     assert got == [RoomClosedEvent("empty")]
     again = await rooms.enter(APP, 9, "alice", privileges=255)
     assert again.room_uuid != alice.room_uuid
+
+
+async def test_a_sweep_inside_the_grace_writes_nothing(rooms, clock, store):
+    """A session emptied less than the grace ago is not even tried: the sweep begins no
+    write transaction for it (it used to take the app's lock and the writer at every
+    sweep to find it not due), and it still closes at the first sweep past the grace."""
+    await rooms.enter(APP, 11, "alice", privileges=255)
+    await rooms.exit(APP, 11, "alice")
+    writes: list[str] = []
+
+    def began(conn: Any) -> None:
+        if not conn.get_execution_options().get("tavkit_readonly", False):
+            writes.append("write")
+
+    engine = store.engine.sync_engine
+    event.listen(engine, "begin", began)
+    try:
+        for _ in range(3):
+            clock.now += 0.5
+            assert (await rooms.sweep()).closed == 0
+        assert writes == []
+        clock.now += 0.6
+        assert (await rooms.sweep()).closed == 1
+        assert writes == ["write"]
+    finally:
+        event.remove(engine, "begin", began)
 
 
 async def test_state_changes_are_stored_and_published(rooms):

@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.auth import Privilege
@@ -716,10 +716,17 @@ class RoomService:
                         )
                     )
                 ).all()
+                # Only sessions whose grace is over: one still inside it would cost a
+                # write transaction under its app's lock at every sweep (two or three a
+                # session with the defaults), queued with the enters, to decide nothing.
+                empty_since = func.coalesce(SessionRow.empty_since, SessionRow.opened_at)
+                due = now - self._settings.close_grace
                 empty = (
                     await s.execute(
                         select(SessionRow.sdk_app_id, SessionRow.id).where(
-                            SessionRow.closed_at.is_(None), ~has_live_members()
+                            SessionRow.closed_at.is_(None),
+                            empty_since <= due,
+                            ~has_live_members(),
                         )
                     )
                 ).all()
