@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, select
+from sqlalchemy import ColumnElement, and_, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.errors import ServerCode, ServerError
@@ -19,6 +19,7 @@ from tavkit.protocol.rooms import RoomId, room_label
 from tavkit.server.store.models import EventRow, MemberRow, SessionRow
 
 __all__ = [
+    "empty_since_by",
     "has_live_members",
     "live_connection",
     "live_member",
@@ -32,6 +33,13 @@ __all__ = [
 def has_live_members() -> Any:
     """A correlated ``EXISTS``: the session row in the outer query has a live member."""
     return exists().where(and_(MemberRow.session_id == SessionRow.id, MemberRow.left_at.is_(None)))
+
+
+def empty_since_by(cutoff: float) -> ColumnElement[bool]:
+    """The session row has been empty since ``cutoff`` or earlier: its ``empty_since``, or
+    its ``opened_at`` when no one ever left it (a session whose only enter was withdrawn).
+    The sweeper reads with it and the close checks again with it under the lock."""
+    return func.coalesce(SessionRow.empty_since, SessionRow.opened_at) <= cutoff
 
 
 def live_connection(

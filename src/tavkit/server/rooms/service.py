@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tavkit.auth import Privilege
@@ -55,6 +55,7 @@ from tavkit.server.journal import (
 from tavkit.server.rooms.departures import Departure, Departures
 from tavkit.server.rooms.heartbeats import Liveness, flush_interval
 from tavkit.server.rooms.queries import (
+    empty_since_by,
     has_live_members,
     live_connection,
     live_member,
@@ -719,13 +720,11 @@ class RoomService:
                 # Only sessions whose grace is over: one still inside it would cost a
                 # write transaction under its app's lock at every sweep (two or three a
                 # session with the defaults), queued with the enters, to decide nothing.
-                empty_since = func.coalesce(SessionRow.empty_since, SessionRow.opened_at)
-                due = now - self._settings.close_grace
                 empty = (
                     await s.execute(
                         select(SessionRow.sdk_app_id, SessionRow.id).where(
                             SessionRow.closed_at.is_(None),
-                            empty_since <= due,
+                            empty_since_by(now - self._settings.close_grace),
                             ~has_live_members(),
                         )
                     )
@@ -764,14 +763,12 @@ class RoomService:
                 .where(
                     SessionRow.id == session_id,
                     SessionRow.closed_at.is_(None),
+                    empty_since_by(now - grace),
                     ~has_live_members(),
                 )
                 .with_for_update()
             )
-            if session is None:
-                return 0
-            since = session.empty_since if session.empty_since is not None else session.opened_at
-            if since > now - grace:
+            if session is None:  # someone entered, or it was closed, since the sweep read
                 return 0
             await self._close(s, out, session, "empty", self._clock())
             return 1
