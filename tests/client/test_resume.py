@@ -24,7 +24,10 @@ async def test_killed_socket_resumes_and_the_peer_sees_no_leave(
 ) -> None:
     """Resetting the signaling connection mid-call: it resumes, media flows, nobody left.
 
-    The peer is told the member is reconnecting, then connected: never that it left.
+    The peer is never told the member left. It is told the member is reconnecting and
+    then connected when the server notices the drop before the resume, and nothing when
+    the resumed socket is already up by then (the old one's late report is stale news);
+    either way it ends with the member connected.
     """
     server = sqlite_server_factory(heartbeat_interval=1.0, heartbeat_timeout=6.0)
     bob_events = RecordingListener()
@@ -50,14 +53,11 @@ async def test_killed_socket_resumes_and_the_peer_sees_no_leave(
         )
         assert "on_user_leave" not in bob_events.names()
         assert bob.members == ["alice"] and not alice.closed
-        # Bob was told alice's link dropped and came back, in that order, and nothing more.
-        await until(
-            lambda: ("on_user_connection", "alice", "connected") in bob_events.events,
-            "bob hears alice is connected again",
-        )
+        # The link events travel the session's channel ahead of the mute: by now bob has
+        # heard that alice dropped and came back, in that order, or nothing at all.
         assert bob.reconnecting == []
         links = [e[1:] for e in bob_events.events if e[0] == "on_user_connection"]
-        assert links == [("alice", "reconnecting"), ("alice", "connected")]
+        assert links in ([], [("alice", "reconnecting"), ("alice", "connected")])
         assert alice.errors == []
 
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:

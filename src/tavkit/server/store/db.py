@@ -1,12 +1,13 @@
 """The database handle: one async engine, its session factory, and the migrations.
 
-SQLite (the default, through aiosqlite) is set up for a server rather than a script:
-WAL so readers never wait for the writer, a busy timeout so writers queue instead
-of failing, foreign keys on, and ``BEGIN IMMEDIATE`` for every transaction. The
-last point matters for writers: Python's sqlite3 starts a transaction lazily at the first write,
-so a transaction that reads, then writes, can find its snapshot stale and fail with
-"database is locked" no matter how long the busy timeout is; taking the write lock
-up front makes SQLite queue such transactions instead.
+SQLite (the default, through SQLAlchemy's aiosqlite dialect) is set up for a server
+rather than a script: statements run on the event loop's thread, and a call that finds
+the database locked waits for it in a worker thread (:mod:`.inline_sqlite`), WAL so
+readers never wait for the writer, foreign keys on, and ``BEGIN IMMEDIATE`` for every
+transaction. The last point matters for writers: Python's sqlite3 starts a transaction
+lazily at the first write, so a transaction that reads, then writes, can find its
+snapshot stale and fail with "database is locked" no matter how long it waits; taking
+the write lock up front makes such transactions queue instead.
 
 A new SQLite file is created owner-only (0600, in a 0700 directory if tavkit makes
 it); SQLite gives its ``-wal`` and ``-shm`` files the database file's mode.
@@ -57,6 +58,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from tavkit.errors import ServerCode, ServerError
+from tavkit.server.store import inline_sqlite
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -76,7 +78,6 @@ logger = logging.getLogger(__name__)
 MIGRATIONS_DIR: Final = Path(__file__).parent / "migrations"
 """The Alembic script directory; it ships inside the package."""
 
-_SQLITE_BUSY_TIMEOUT: Final = 15.0
 _PG_CONNECT_TIMEOUT: Final = 10.0
 _PG_COMMAND_TIMEOUT: Final = 30.0
 # Any constant works; it only has to be the same for every tavkit replica.
@@ -236,7 +237,11 @@ def _sqlite_engine(url: str) -> AsyncEngine:
         # Created here, not by SQLite, which would use 0644 (less the umask).
         with suppress(FileExistsError):
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    engine = create_async_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT})
+    # Statements run on the loop's thread (store.inline_sqlite says why); a call that
+    # finds the database locked waits in a worker thread instead, so SQLite's own busy
+    # timeout is zero here.
+    target = database or ":memory:"
+    engine = create_async_engine(url, async_creator=lambda: inline_sqlite.connect(target))
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -247,7 +252,7 @@ def _sqlite_engine(url: str) -> AsyncEngine:
             "PRAGMA journal_mode=WAL",
             "PRAGMA synchronous=NORMAL",
             "PRAGMA foreign_keys=ON",
-            f"PRAGMA busy_timeout={int(_SQLITE_BUSY_TIMEOUT * 1000)}",
+            "PRAGMA busy_timeout=0",
         ):
             cursor.execute(pragma)
         cursor.close()
