@@ -26,7 +26,8 @@ safe.
 What it costs: the CPU of a statement is now spent on the loop's thread rather than
 beside it (the server's statements are small and indexed), and an automatic WAL
 checkpoint, which SQLite runs inside the commit that fills the log past 1,000 pages,
-happens there too.
+happens there too: 4-7 ms on the build machine's disk (with ``synchronous=NORMAL``),
+once per 4 MB written, against tens of microseconds for an ordinary commit.
 
 It subclasses aiosqlite's ``Connection`` and replaces its worker queue; the tests in
 ``tests/server/test_inline_sqlite.py`` pin the aiosqlite behaviour it relies on.
@@ -49,11 +50,14 @@ BUSY_TIMEOUT: Final = 15.0
 
 
 def _locked(exc: BaseException) -> bool:
-    """Whether SQLite refused a call because another connection holds a lock."""
+    """Whether SQLite refused a call because another connection holds a lock (SQLITE_BUSY,
+    with any extended code such as a WAL recovery in progress)."""
     if not isinstance(exc, sqlite3.OperationalError):
         return False
-    text = str(exc).lower()
-    return "database is locked" in text or "database is busy" in text
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF == sqlite3.SQLITE_BUSY
+    return "database is locked" in str(exc).lower()
 
 
 class _InlineQueue:
