@@ -29,8 +29,9 @@ checkpoint, which SQLite runs inside the commit that fills the log past 1,000 pa
 happens there too: 4-7 ms on the build machine's disk (with ``synchronous=NORMAL``),
 once per 4 MB written, against tens of microseconds for an ordinary commit.
 
-It subclasses aiosqlite's ``Connection`` and replaces its worker queue; the tests in
-``tests/server/test_inline_sqlite.py`` pin the aiosqlite behaviour it relies on.
+It subclasses aiosqlite's ``Connection`` and replaces its worker queue (private
+attributes of aiosqlite 0.22, which ``pyproject.toml`` pins to that series); the tests
+in ``tests/server/test_inline_sqlite.py`` fail if a release changes what it relies on.
 """
 
 from __future__ import annotations
