@@ -94,13 +94,6 @@ class InlineConnection(aiosqlite.Connection):
         super().__init__(connector, iter_chunk_size=64)
         self._tx = _InlineQueue(self)  # type: ignore[assignment]
 
-    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if not self._running or not self._connection:
-            raise ValueError("Connection closed")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._tx.put_nowait((future, lambda: fn(*args, **kwargs)))
-        return await future
-
     def __await__(self) -> Generator[Any, None, aiosqlite.Connection]:
         return self._connect().__await__()  # no worker thread to start
 
