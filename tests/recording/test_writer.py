@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
@@ -18,6 +19,7 @@ from av import AudioFrame, VideoFrame
 
 from tavkit.errors import ServerCode, ServerError
 from tavkit.recording import ParticipantRecorder, RecordingInfo, probe
+from tavkit.recording._mkv import vp8_intact
 from tavkit.recording.info import TAG_STARTED_AT, TAG_USER_ID
 
 from ._peers import linked_peers
@@ -162,6 +164,69 @@ async def test_joining_mid_stream_starts_at_a_requested_keyframe(tmp_path: Path)
     decoded = decode(path)
     assert decoded.first_video_keyframe is True
     assert decoded.video_frames >= 8
+
+
+def headless(data: bytes) -> bytes:
+    """``data`` from a later packet boundary on, as if its first packet were lost: the
+    first cut past a third of it whose bytes do not pass for a VP8 header (about one
+    in a thousand would, and then no recorder could tell)."""
+    cut = len(data) // 3
+    while vp8_intact(data[cut:]):
+        cut += 1
+    return data[cut:]
+
+
+def decode_errors(path: Path) -> tuple[int, int]:
+    """(video frames decoded, packets the decoder refused) over the whole file."""
+    frames = refused = 0
+    with av.open(str(path)) as container:
+        for packet in container.demux(video=0):
+            if packet.size == 0:
+                continue
+            try:
+                frames += len(packet.decode())
+            except av.FFmpegError:
+                refused += 1
+    return frames, refused
+
+
+async def test_a_frame_that_lost_its_head_is_left_out_until_the_next_keyframe(
+    tmp_path: Path,
+) -> None:
+    """A video frame handed over without its first bytes (what aiortc's jitter buffer gives
+    after losing a frame's first packet) is not written, nor are the frames after it until
+    the keyframe the recorder asks for: every video packet of the file decodes, and the
+    picture goes on after the damage."""
+    path = tmp_path / "damaged.mkv"
+    async with linked_peers() as link:
+        recorder = ParticipantRecorder(path, user_id="dave")
+        for receiver, track in link.received:
+            recorder.add_receiver(receiver, track)
+        video = next(r for r, t in link.received if t.kind == "video")
+        decoder_queue = video._RTCRtpReceiver__decoder_queue  # type: ignore[attr-defined]
+        hooked = decoder_queue.put  # the recorder's tap
+        seen: list[int] = []
+        cut_at = 20  # frames: past the first keyframe, over a second into the call
+
+        def damaging(item: Any, block: bool = True, timeout: float | None = None) -> None:
+            if item is not None:
+                seen.append(len(seen))
+                if len(seen) in (cut_at, cut_at + 1):  # a frame without its head, twice
+                    frame = item[1]
+                    frame.data = headless(frame.data)
+            hooked(item, block, timeout)
+
+        decoder_queue.put = damaging
+        await recorder.start()
+        async with asyncio.timeout(TIMEOUT):
+            while len(seen) < cut_at + 30:  # noqa: ASYNC110 (two seconds of frames)
+                await asyncio.sleep(0.05)
+        info = await recorder.stop()
+    assert recorder.damaged == 2
+    frames, refused = decode_errors(path)
+    assert refused == 0, f"{refused} packets refused by the decoder"
+    assert frames >= cut_at + 15, frames  # the frames before, and most of those after
+    assert info.has_video
 
 
 def test_a_killed_recording_still_decodes(tmp_path: Path) -> None:

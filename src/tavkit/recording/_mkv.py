@@ -36,6 +36,7 @@ __all__ = [
     "EncodedItem",
     "FrameItem",
     "MkvWriter",
+    "vp8_intact",
     "vp8_size",
 ]
 
@@ -102,6 +103,25 @@ def vp8_size(data: bytes) -> tuple[int, int] | None:
     width = int.from_bytes(data[6:8], "little") & 0x3FFF
     height = int.from_bytes(data[8:10], "little") & 0x3FFF
     return (width, height) if width and height else None
+
+
+def vp8_intact(data: bytes) -> bool:
+    """Whether ``data`` starts like a whole VP8 frame (RFC 6386 9.1): a version FFmpeg
+    knows, a first partition that fits, and for a keyframe the start code and a size.
+
+    aiortc's jitter buffer, after a loss it cannot wait out, may hand over a frame that
+    begins at a later packet than its first: a frame with no header. Half of those read
+    as keyframes by their first bit, and a decoder refuses them (FFmpeg: invalid data),
+    so such a frame must not reach a file. A random first three bytes pass this check
+    about once in three hundred (the partition size must fit the frame)."""
+    if len(data) < 3:
+        return False
+    tag = int.from_bytes(data[:3], "little")
+    version = (tag >> 1) & 0b111
+    first_partition = tag >> 5
+    if tag & 1:  # an interframe
+        return version <= 3 and 0 < first_partition <= len(data) - 3
+    return version <= 3 and vp8_size(data) is not None and first_partition <= len(data) - 10
 
 
 class MkvWriter:

@@ -17,7 +17,9 @@ arrival time relative to the participant's first packet, so audio and video stay
 aligned and the file's time 0 is the wall-clock ``started_at`` stored in it.
 
 VP8 can only be decoded from a keyframe: until one arrives, video frames are dropped
-and the sender is asked for one with an RTCP picture-loss indication.
+and the sender is asked for one with an RTCP picture-loss indication. The same happens
+after a frame that arrives damaged (no VP8 header: aiortc's jitter buffer lost its first
+packet), since the frames after it refer to a picture the file would not have.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from tavkit.recording._mkv import (
     EncodedItem,
     FrameItem,
     MkvWriter,
+    vp8_intact,
 )
 from tavkit.recording.info import RecordingInfo, file_digest
 
@@ -78,6 +81,9 @@ class ParticipantRecorder:
         self._stop_lock = asyncio.Lock()
         self._info: RecordingInfo | None = None
         self.dropped = 0
+        """Frames dropped because the writer thread was this far behind."""
+        self.damaged = 0
+        """Video frames that arrived without a whole VP8 header, left out of the file."""
 
     @property
     def started_at(self) -> datetime | None:
@@ -164,6 +170,11 @@ class ParticipantRecorder:
         if codec_clock and codec_clock != clock:
             timestamp = timestamp * clock // codec_clock  # G.711 and G.722 tick at 8 kHz
         stored = codec == STORED[tap.kind]
+        if tap.kind == "video" and stored and not vp8_intact(data):
+            self.damaged += 1
+            tap.wants_keyframe = True
+            self._ask_keyframe(tap)
+            return
         keyframe = tap.kind == "audio" or (stored and not data[0] & 1)
         if tap.kind == "video" and tap.wants_keyframe:
             if stored and not keyframe:
