@@ -201,6 +201,18 @@ async def test_a_body_over_64_kib_is_10001(client, server):
     expect_error(response, ServerCode.ROOM_MISMATCH)
 
 
+async def test_a_query_parameter_given_twice_is_10004_naming_it(client, server):
+    """``?limit=5&limit=6`` is refused (10004, naming ``limit``) rather than read as one of
+    the two, whatever the parameter; each parameter once is answered as usual."""
+    headers = server.headers("alice")
+    response = await client.get("/v1/calls?limit=5&limit=6", headers=headers)
+    assert "'limit'" in expect_error(response, ServerCode.INVALID_PARAMETER)
+    response = await client.get("/v1/rooms/1/users?x=1&y=2&x=", headers=headers)
+    assert "'x'" in expect_error(response, ServerCode.INVALID_PARAMETER)
+    ok = await client.get("/v1/calls?limit=5&since=0", headers=headers)
+    assert ok.status_code == 200, ok.text
+
+
 @pytest.mark.parametrize("room", ["abc", "0", "-1", "1.5", "4294967296", "99999999999999999999"])
 async def test_bad_room_ids_are_10004(client, server, room):
     """A roomId that is not an integer in 1..2^32-1 is server 10004 naming roomId."""

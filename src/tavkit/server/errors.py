@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any, Final, Literal
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -118,8 +119,24 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_middleware(GuardMiddleware)
 
 
+def repeated_parameter(query_string: bytes) -> str | None:
+    """The first query parameter named twice in ``query_string`` (decoded), else None.
+
+    No operation takes a list in its query, and a scalar given twice is ambiguous: the
+    framework reads the last value, a proxy or a log reader may read the first (the
+    old trick of hiding a value behind another). So it is refused rather than picked.
+    """
+    seen: set[str] = set()
+    for name, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
 class GuardMiddleware:
-    """Caps request bodies at 64 KiB and turns an unhandled exception into server 10000.
+    """Caps request bodies at 64 KiB and turns an unhandled exception into server 10000;
+    refuses a query parameter given twice (server 10004, :func:`repeated_parameter`).
 
     The body is read up front (at most 64 KiB of it) and replayed to the app, so the
     cap holds for chunked uploads with no ``Content-Length`` too. An exception that
@@ -133,6 +150,14 @@ class GuardMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        repeated = repeated_parameter(scope.get("query_string", b""))
+        if repeated is not None:
+            twice = ServerError(
+                ServerCode.INVALID_PARAMETER,
+                f"{repeated[:64]!r}: a query parameter may be given once",
+            )
+            await error_response(twice)(scope, receive, send)
             return
         started = False
 
