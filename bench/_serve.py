@@ -7,22 +7,34 @@ machine line of RESULTS.md from ``/proc/cpuinfo`` and ``/proc/meminfo``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import re
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from tavkit.loadtest.report import percentile
+from tavkit.server.cli import event_loop_factory, uvicorn_config
 
-__all__ = ["ServeProcess", "cpu_seconds", "machine", "p", "raise_nofile", "rss_kib", "stamp"]
+__all__ = [
+    "ServeProcess",
+    "cpu_seconds",
+    "machine",
+    "p",
+    "raise_nofile",
+    "rss_kib",
+    "serve_like_tavkit",
+    "stamp",
+]
 
 _TICKS: Final = os.sysconf("SC_CLK_TCK")
 _START_TIMEOUT: Final = 120.0
@@ -82,6 +94,17 @@ def raise_nofile(wanted: int) -> int:
     if soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def serve_like_tavkit(app: Any, sock: socket.socket) -> None:
+    """Serve the ASGI ``app`` on ``sock`` until killed, as ``tavkit serve`` serves its own
+    (:func:`~tavkit.server.cli.uvicorn_config`, the same event loop). The benchmarks'
+    baselines run on this, so that a ratio measures tavkit's work, not a slower stack."""
+    import uvicorn
+
+    config = uvicorn_config(app, "warning")
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(uvicorn.Server(config).serve(sockets=[sock]))
 
 
 class ServeProcess:

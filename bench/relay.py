@@ -15,8 +15,9 @@ cannot relay promptly instead of queueing it). The default loads are a light one
 saturating (200 pairs x 50/s, 10,000 frames/s; since the socket lane tavkit keeps up
 with it) and an overload (400 pairs x 50/s, 20,000 frames/s: more than tavkit relays
 on one core, so it sheds, while the bare relay just keeps up). The baseline is a bare FastAPI
-WebSocket relay served by uvicorn (parse the JSON, look up the peer, send it on; no
-auth, no bus, no heartbeat bookkeeping), with the same pairs and the same frames.
+WebSocket relay served by uvicorn on tavkit's own stack (uvloop, tavkit's WebSocket
+protocol and options) that parses the JSON, looks up the peer and sends it on (no auth,
+no bus, no heartbeat bookkeeping), with the same pairs and the same frames.
 Both servers run as their own process (tavkit: ``tavkit serve`` on SQLite in a
 temporary directory); the clients run here. The two are measured one after the
 other, twice each, alternating; the better run is kept.
@@ -41,7 +42,7 @@ from typing import Any
 
 import httpx
 from _common import RESULTS, socket_offer, write_section
-from _serve import ServeProcess, machine, p, stamp
+from _serve import ServeProcess, machine, p, serve_like_tavkit, stamp
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -77,7 +78,6 @@ class Run:
 
 def serve_baseline() -> None:
     """Subprocess side: a minimal FastAPI relay; prints its port, then serves."""
-    import uvicorn
 
     app = FastAPI()
     peers: dict[str, WebSocket] = {}
@@ -98,8 +98,9 @@ def serve_baseline() -> None:
 
     sock = listening_socket("127.0.0.1", 0)  # as tavkit's: the same TCP options
     print(sock.getsockname()[1], flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    asyncio.run(server.serve(sockets=[sock]))
+    # On tavkit's stack. Until 7 Dec this relay ran on asyncio's own loop with uvicorn's
+    # defaults while tavkit ran on uvloop: a slower baseline than tavkit's own.
+    serve_like_tavkit(app, sock)
 
 
 class BaselineProcess:

@@ -49,9 +49,11 @@ from tavkit.server.settings import (
 )
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from tavkit.server.retention import GcReport
 
-__all__ = ["db_app", "server_app", "turn_app"]
+__all__ = ["db_app", "event_loop_factory", "server_app", "turn_app", "uvicorn_config"]
 
 _START_TIMEOUT: Final = 180.0
 
@@ -467,12 +469,12 @@ def serve(
         typer.echo("tavkit serve: --log-format must be text or json", err=True)
         raise typer.Exit(2)
     configure_logging(log_level, "json" if log_format == "json" else "text")
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         code = runner.run(_serve(settings, log_level))
     raise typer.Exit(code)
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's event loop when it is installed (``uvicorn[standard]`` brings it), else None.
 
     Every socket frame passes through the event loop several times (read, bus, write),
@@ -485,13 +487,45 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+def uvicorn_config(
+    app: Any, log_level: str, cert: str | None = None, key: str | None = None
+) -> uvicorn.Config:
+    """How ``tavkit serve`` runs ``app`` under uvicorn (the benchmarks' baselines run on
+    the same, so that a ratio measures tavkit's work rather than a different stack)."""
+    import uvicorn
+
+    from tavkit.server.wsprotocol import LeanWebSocketProtocol
+
+    # log_config=None: uvicorn's loggers propagate to ours (configure_logging).
+    return uvicorn.Config(
+        app,
+        log_level=log_level,
+        lifespan="on",
+        log_config=None,
+        # uvicorn would otherwise buffer frames up to 16 MiB before the socket sees them.
+        ws_max_size=MAX_FRAME_BYTES,
+        # Liveness is the protocol's own `ping` frame and the heartbeat timeout: uvicorn's
+        # keepalive pings would add a frame each way per socket every 20 s, and a timer.
+        ws_ping_interval=None,
+        # Frames are small JSON; per-message deflate would keep a zlib compressor and
+        # decompressor per socket (tens of KiB each) and compress every frame.
+        ws_per_message_deflate=False,
+        # uvicorn's websockets-sansio protocol without what a held socket never uses.
+        ws=LeanWebSocketProtocol,
+        # The app reads X-Forwarded-* itself, from --trusted-proxies only
+        # (tavkit.server.proxies); uvicorn's own reader would trust 127.0.0.1.
+        proxy_headers=False,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
+    )
+
+
 async def _serve(settings: Settings, log_level: str) -> int:
     """Serve until a signal; 1 if the app failed to start."""
     import uvicorn
 
     from tavkit.server.app import create_app, drain_app
     from tavkit.server.listen import listening_socket
-    from tavkit.server.wsprotocol import LeanWebSocketProtocol
 
     class _Server(uvicorn.Server):
         """uvicorn's server with an event set once the app has started and listens, and
@@ -537,30 +571,9 @@ async def _serve(settings: Settings, log_level: str) -> int:
         typer.echo(f"tavkit serve: cannot bind {settings.host}:{settings.port}: {exc}", err=True)
         return 1
     port = sock.getsockname()[1]
-    # log_config=None: uvicorn's loggers propagate to ours (configure_logging).
-    # uvicorn would otherwise buffer frames up to 16 MiB before the socket sees them.
     cert, key = _tls_files(settings)
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        log_level=log_level,
-        lifespan="on",
-        log_config=None,
-        ws_max_size=MAX_FRAME_BYTES,
-        # Liveness is the protocol's own `ping` frame and the heartbeat timeout: uvicorn's
-        # keepalive pings would add a frame each way per socket every 20 s, and a timer.
-        ws_ping_interval=None,
-        # Frames are small JSON; per-message deflate would keep a zlib compressor and
-        # decompressor per socket (tens of KiB each) and compress every frame.
-        ws_per_message_deflate=False,
-        # uvicorn's websockets-sansio protocol without what a held socket never uses.
-        ws=LeanWebSocketProtocol,
-        # The app reads X-Forwarded-* itself, from --trusted-proxies only
-        # (tavkit.server.proxies); uvicorn's own reader would trust 127.0.0.1.
-        proxy_headers=False,
-        ssl_certfile=cert,
-        ssl_keyfile=key,
-    )
+    config = uvicorn_config(app, log_level, cert, key)
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     ready = asyncio.create_task(server.ready.wait())
