@@ -258,8 +258,9 @@ def report(results: dict[Load, dict[str, Run]], seconds: float) -> str:
         "that many sender/receiver pairs (one room each), each sender offering that many "
         f"`signal` frames/s (tavkit allows 50/s per socket) for {seconds:g} s; the clients "
         "run in the bench process, each server in its own process. Baseline: a bare FastAPI "
-        "WebSocket relay on uvicorn (parse, look up the peer, send) with the same pairs and "
-        "frames. Two runs each, alternating; the run with more frames delivered is shown. "
+        "WebSocket relay (parse, look up the peer, send) on tavkit's own stack (uvicorn with "
+        "tavkit's settings, uvloop) with the same pairs and frames. Two runs each, "
+        "alternating; the run with more frames delivered is shown. "
         "*Refused* counts the `error` frames the senders got back: a frame tavkit sheds "
         "at saturation is answered with one instead of being queued.",
         "",
