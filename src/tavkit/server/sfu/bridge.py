@@ -100,7 +100,11 @@ RESUBSCRIBE_AFTER: Final = 0.2
 """Seconds a change of publishers waits, so several joining at once cost one subscription."""
 _RESUBSCRIBE_TRIES: Final = 3
 _TEARDOWN_TIMEOUT: Final = 5.0
-_UNPUBLISH_TIMEOUT: Final = 2.0
+_UNPUBLISH_TIMEOUT: Final = 5.0
+"""Seconds a new publication waits for the hangup of the one it replaces (see ``_publish``).
+2 s until 7 Dec: a rehearsal of the suite once saw a Python member's new publication
+(its screen) never reach a page, a publish made too early being one explanation; the
+member's reader waits this long at most, well inside the heartbeat's slack."""
 REPUBLISH_LIMIT: Final = 3
 REPUBLISH_WINDOW: Final = 60.0
 """A member is asked to publish again after at most REPUBLISH_LIMIT hangups of its publish
@@ -312,9 +316,16 @@ class SfuBridge:
                 await member.publisher.unpublish()
             # Janus tears the old connection down after answering; a publish before that
             # is answered but never announced to the others. Its hangup says it is done.
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(_UNPUBLISH_TIMEOUT):
                     await member.hung_up.wait()
+            except TimeoutError:
+                logger.warning(
+                    "SFU: %s's old publication not hung up within %g s; publishing anyway "
+                    "(Janus may not announce it to the others)",
+                    member.user_id,
+                    _UNPUBLISH_TIMEOUT,
+                )
         answer = await member.publisher.publish(description.sdp, descriptions=screens)
         member.published = True
         logger.info(
