@@ -147,13 +147,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     report (``tests/server/_threads.py`` fails the recorder tests that leak one). Each
     thread released here is named on stderr, so the leak is still seen.
     """
-    import queue
     import sys
+
+    from server._threads import release
 
     for thread in threading.enumerate():
         if thread.daemon or not thread.name.endswith("-decoder"):
             continue
-        for argument in getattr(thread, "_args", ()):
-            if isinstance(argument, queue.Queue):
-                argument.put(None)  # what RTCRtpReceiver.stop() sends it
+        release(thread)  # what RTCRtpReceiver.stop() sends it
         print(f"tavkit tests: released a stranded aiortc {thread.name} thread", file=sys.stderr)

@@ -15,6 +15,8 @@ import queue
 import threading
 import time
 
+from tavkit.client._decode import InlineDecoding
+
 __all__ = ["media_threads", "no_decoder_threads_left", "release"]
 
 
@@ -31,10 +33,11 @@ def release(thread: threading.Thread) -> bool:
     """End a stranded decoder thread as its receiver's ``stop()`` would (a None on its queue).
 
     aiortc's ``decoder_worker(loop, input_q, output_q, decode_error)`` leaves its loop on
-    None; the thread keeps its arguments in ``_args``. False if there was no queue.
+    None; the thread keeps its arguments in ``_args`` (the queue may be tavkit's
+    :class:`InlineDecoding`, which ends the same way). False if there was no queue.
     """
     for argument in getattr(thread, "_args", ()):
-        if isinstance(argument, queue.Queue):
+        if isinstance(argument, queue.Queue | InlineDecoding):
             argument.put(None)
             return True
     return False

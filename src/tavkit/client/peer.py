@@ -86,6 +86,7 @@ from av import VideoFrame
 from av.frame import Frame
 
 from tavkit.auth import Privilege
+from tavkit.client._decode import decode_audio_inline
 from tavkit.client._publish import Publisher
 from tavkit.client.dtls import retransmit_early
 from tavkit.client.sinks import PeerStats, received_frames
@@ -387,6 +388,9 @@ class PeerLink:
                 self._consumers.add(asyncio.create_task(self._consume_screen(track)))
                 return
             self._watch_first_rtp(pc)  # an answerer's receivers are made by the offer
+            for transceiver in pc.getTransceivers():
+                if transceiver.receiver.track is track:
+                    decode_audio_inline(transceiver.receiver)  # no thread hop per 20 ms
             self._consumers.add(asyncio.create_task(self._consume(track)))
             self._on_track(self.remote_id, track)
 
