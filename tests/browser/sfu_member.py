@@ -4,7 +4,8 @@ Run as ``python sfu_member.py CONFIG_JSON``. It enters the room sending a small 
 pattern (and says so in a first JSON line), waits until it has decoded video from
 every member in ``expect`` and then until each of those streams has advanced, and
 until it sends both audio and video, prints one JSON line (what it decoded at both
-moments, the frame rate from each just after, the kinds of the streams it sends over
+moments, the frame rate from each just after, the audio frames decoded from each
+at the first moment and after that rate's window, the kinds of the streams it sends over
 all its connections, or the error), and stays in the call until its standard input
 closes. With a ``privateMapKey`` it enters with that key's privileges (one that may
 only send expects no one: it decodes nothing). A process each, so that several members
@@ -41,6 +42,12 @@ async def decoded(kit: TAvKit, others: list[str]) -> dict[str, int]:
     return {o: seen[o].video_frames if o in seen else 0 for o in others}
 
 
+async def heard(kit: TAvKit, others: list[str]) -> dict[str, int]:
+    """Audio frames decoded so far from each of ``others``."""
+    seen = kit.peers_seen
+    return {o: seen[o].audio_frames if o in seen else 0 for o in others}
+
+
 async def uploads(kit: TAvKit) -> list[str]:
     """The kinds of the streams this member sends, over all its connections."""
     return [kind for kind, _ in await sent_streams(kit.connections())]
@@ -71,6 +78,7 @@ async def main(config: dict[str, Any]) -> None:
                 while others and min((await decoded(kit, others)).values()) < FRAMES:  # noqa: ASYNC110
                     await asyncio.sleep(0.2)
                 report["first"] = first = await decoded(kit, others)
+                report["heardFirst"] = await heard(kit, others)
                 while any(n <= first[o] for o, n in (await decoded(kit, others)).items()):  # noqa: ASYNC110
                     await asyncio.sleep(0.2)
                 while not {"audio", "video"} <= set(await uploads(kit)):  # noqa: ASYNC110
@@ -80,6 +88,7 @@ async def main(config: dict[str, Any]) -> None:
         report["last"] = last = await decoded(kit, others)
         await asyncio.sleep(RATE_WINDOW)
         now = await decoded(kit, others)
+        report["heardLast"] = await heard(kit, others)  # 3 s on at least: it must have grown
         report["fps"] = {o: round((now[o] - last[o]) / RATE_WINDOW, 1) for o in others}
         report["uploads"] = await uploads(kit)
         print(json.dumps(report), flush=True)
