@@ -194,8 +194,9 @@ def test_webhook_settings_are_read_checked_and_hidden():
 
 def test_media_mode_is_mesh_unless_told_and_sfu_needs_a_janus():
     """The media mode is mesh by default; sfu reads Janus's URLs (several, comma-separated,
-    none twice) and their shared secret (hidden in repr), and is refused without a URL,
-    or for a mode that does not exist."""
+    none twice, each a ws:// or wss:// WebSocket API: Janus's HTTP API is refused saying
+    so, without the URL's credentials) and their shared secret (hidden in repr), and is
+    refused without a URL, or for a mode that does not exist."""
     assert Settings.from_env({}).media_mode == "mesh"
     settings = Settings.from_env(
         {
@@ -211,6 +212,14 @@ def test_media_mode_is_mesh_unless_told_and_sfu_needs_a_janus():
     assert several.janus_urls == ("ws://10.0.0.1:8188", "ws://10.0.0.2:8188")
     with pytest.raises(ValueError, match="a Janus is named twice"):
         Settings.from_env({"TAVKIT_MEDIA_MODE": "sfu", "TAVKIT_JANUS_URL": "ws://a:1,ws://a:1"})
+    assert Settings(media_mode="sfu", janus_urls=("wss://janus.example:8989",)).janus_urls
+    http = "http://admin:hush@10.0.0.1:8088/janus"
+    with pytest.raises(ValueError, match="HTTP API; tavkit speaks its WebSocket") as refused:
+        Settings.from_env({"TAVKIT_MEDIA_MODE": "sfu", "TAVKIT_JANUS_URL": http})
+    assert "hush" not in str(refused.value) and "http://10.0.0.1:8088" in str(refused.value)
+    for junk in ("10.0.0.1:8188", "ws://", "tcp://10.0.0.1:8188"):
+        with pytest.raises(ValueError, match="is not a ws:// or wss:// URL with a host"):
+            Settings(media_mode="sfu", janus_urls=(junk,))
     assert settings.janus_api_secret == "janus-hush" and "janus-hush" not in repr(settings)
     with pytest.raises(ValueError, match="needs a Janus: give --janus-url"):
         Settings.from_env({"TAVKIT_MEDIA_MODE": "sfu"})

@@ -525,6 +525,8 @@ class Settings:
             )
         if len(set(self.janus_urls)) != len(self.janus_urls):
             raise ValueError("janus_urls: a Janus is named twice")
+        for url in self.janus_urls:
+            _check_janus_url(url)
         if self.media_mode != "mesh" and not self.janus_urls:
             raise ValueError(
                 f"media mode {self.media_mode} needs a Janus: give --janus-url (TAVKIT_JANUS_URL)"
@@ -931,6 +933,26 @@ def _recording_policy(text: str) -> str:
 
 def _split(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _check_janus_url(url: str) -> None:
+    """Raise ``ValueError`` unless ``url`` is a Janus WebSocket API address (ws or wss).
+
+    Janus also has an HTTP API (long-polling for its events); tavkit speaks only the
+    WebSocket one, which pushes every event on the socket tavkit already holds, and
+    ``tavkit janus config`` loads no other transport. An ``http://`` URL would pass
+    startup and fail at the first room, so it is refused here, saying what to give.
+    """
+    from tavkit.server.sfu.placement import shown as shown_url  # no credentials in the error
+
+    scheme, sep, rest = url.partition("://")
+    if scheme.lower() in ("http", "https"):
+        raise ValueError(
+            f"janus_urls: {shown_url(url)} is Janus's HTTP API; tavkit speaks its WebSocket"
+            " API: give ws://host:8188 (the port `tavkit janus config` opens)"
+        )
+    if not sep or scheme.lower() not in ("ws", "wss") or not rest.split("/", 1)[0]:
+        raise ValueError(f"janus_urls: {shown_url(url)} is not a ws:// or wss:// URL with a host")
 
 
 def check_webhook_url(url: str) -> None:
