@@ -20,9 +20,9 @@ import uvicorn
 from websockets.typing import Subprotocol
 
 from tavkit.server import AppConfig, Settings, create_app
+from tavkit.server.cli import event_loop_factory, uvicorn_config
 from tavkit.server.listen import listening_socket
 from tavkit.server.signaling.tokens import SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX
-from tavkit.server.wsprotocol import LeanWebSocketProtocol
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 _START_TIMEOUT = 60.0
@@ -41,13 +41,15 @@ def tavkit_server(app_id: int, key: str, **settings: Any) -> Iterator[str]:
         )
         sock = listening_socket("127.0.0.1", 0)
         port = sock.getsockname()[1]
-        uv_config = uvicorn.Config(
-            create_app(config), log_level="warning", ws=LeanWebSocketProtocol
-        )
-        server = uvicorn.Server(uv_config)  # the socket protocol `tavkit serve` runs
-        thread = threading.Thread(
-            target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True
-        )
+        # As `tavkit serve` runs it: its uvicorn settings and its event loop (uvloop).
+        # Until 8 Dec this server ran on asyncio's own loop with uvicorn's defaults.
+        server = uvicorn.Server(uvicorn_config(create_app(config), "warning"))
+
+        def run() -> None:
+            with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+                runner.run(server.serve(sockets=[sock]))
+
+        thread = threading.Thread(target=run, daemon=True)
         thread.start()
         deadline = time.monotonic() + _START_TIMEOUT
         while not server.started:
