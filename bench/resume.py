@@ -5,7 +5,7 @@ Run from the repository root::
     .venv/bin/python bench/resume.py [--runs 30] [--no-write]
 
 A ``tavkit serve`` process (SQLite) and, between it and client A, the TCP relay the
-client tests use (``tests/client/_proxy.py``), which can reset every connection at
+client tests use (``tavkit.testing.relay.TcpRelay``), which can reset every connection at
 once. A enters through the relay and holds its socket with the Python client's
 :class:`~tavkit.client.session.SignalingSocket`, which reconnects with the same token
 when its connection drops. Member B, connected directly, sends A a ``signal`` every
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import secrets
 import statistics
 import tempfile
@@ -40,21 +39,12 @@ from tavkit.auth import gen_user_sig
 from tavkit.client.session import SignalingSocket
 from tavkit.protocol import Leave, ServerMessage, SignalFrom, SignalTo, Welcome
 from tavkit.protocol.messages import CandidateData, IceCandidate
+from tavkit.testing.relay import TcpRelay
 
 APP_ID = 1400000093
 ROOM = 4242
 WAIT = 30.0
 SIGNAL_EVERY = 0.025
-
-
-def _relay_class() -> Any:
-    """The client tests' TCP relay, loaded from its file (tests/ is not a package on the path)."""
-    path = Path(__file__).resolve().parent.parent / "tests" / "client" / "_proxy.py"
-    spec = importlib.util.spec_from_file_location("tavkit_test_proxy", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.TcpRelay
 
 
 async def enter(http: httpx.AsyncClient, key: str, user: str, room: int) -> dict[str, Any]:
@@ -97,14 +87,13 @@ class Watcher:
 async def run_all(runs: int) -> dict[str, list[float]]:
     key = secrets.token_hex(32)
     results: dict[str, list[float]] = {"resume": [], "first": [], "fresh": []}
-    relay_class = _relay_class()
     with (
         tempfile.TemporaryDirectory(prefix="tavkit-resume-") as data,
         ServeProcess(Path(data) / "data", APP_ID, key) as serve,
     ):
         port = int(serve.url.rsplit(":", 1)[1])
         async with (
-            relay_class("127.0.0.1", port) as relay,
+            TcpRelay("127.0.0.1", port) as relay,
             httpx.AsyncClient(base_url=relay.url, timeout=WAIT) as via_relay,
             httpx.AsyncClient(base_url=serve.url, timeout=WAIT) as direct,
         ):
