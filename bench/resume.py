@@ -45,6 +45,11 @@ APP_ID = 1400000093
 ROOM = 4242
 WAIT = 30.0
 SIGNAL_EVERY = 0.025
+BETWEEN = 1.2
+"""Seconds between two cuts: more than the client's ``_STABLE_AFTER`` (1 s). A socket
+dropped sooner after a resume counts as a server dropping it at once and backs off
+(0.1, 0.2, ... 2 s): at 0.2 s apart the runs measured that backoff, then the socket
+gave up."""
 
 
 async def enter(http: httpx.AsyncClient, key: str, user: str, room: int) -> dict[str, Any]:
@@ -141,7 +146,7 @@ async def run_all(runs: int) -> dict[str, list[float]]:
                         f"  run {run}: resumed {(back - cut) * 1000:.1f} ms, first signal "
                         f"{(first - cut) * 1000:.1f} ms, fresh open {fresh * 1000:.1f} ms"
                     )
-                    await asyncio.sleep(0.2)
+                    await asyncio.sleep(BETWEEN)
             finally:
                 talker.cancel()
                 await a.aclose()
