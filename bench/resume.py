@@ -37,7 +37,7 @@ from _serve import ServeProcess, machine, p, stamp
 
 from tavkit.auth import gen_user_sig
 from tavkit.client.session import SignalingSocket
-from tavkit.protocol import Leave, ServerMessage, SignalFrom, SignalTo, Welcome
+from tavkit.protocol import Leave, Ping, ServerMessage, SignalFrom, SignalTo, Welcome
 from tavkit.protocol.messages import CandidateData, IceCandidate
 from tavkit.testing.relay import TcpRelay
 
@@ -45,6 +45,7 @@ APP_ID = 1400000093
 ROOM = 4242
 WAIT = 30.0
 SIGNAL_EVERY = 0.025
+HEARTBEAT_EVERY = 2.0
 BETWEEN = 1.2
 """Seconds between two cuts: more than the client's ``_STABLE_AFTER`` (1 s). A socket
 dropped sooner after a resume counts as a server dropping it at once and backs off
@@ -127,7 +128,15 @@ async def run_all(runs: int) -> dict[str, list[float]]:
                     await b.send(SignalTo("a", probe))
                     await asyncio.sleep(SIGNAL_EVERY)
 
+            async def heartbeat() -> None:
+                # A's contract heartbeat, as TAvKit's heartbeat task sends it: the runs
+                # now last longer than the server's heartbeat timeout (15 s).
+                while True:
+                    await a.send(Ping(time.time()))
+                    await asyncio.sleep(HEARTBEAT_EVERY)
+
             talker = asyncio.create_task(chatter())
+            beating = asyncio.create_task(heartbeat())
             try:
                 await watcher.first_after(0, SignalFrom)
                 for run in range(runs + 1):
@@ -149,6 +158,7 @@ async def run_all(runs: int) -> dict[str, list[float]]:
                     await asyncio.sleep(BETWEEN)
             finally:
                 talker.cancel()
+                beating.cancel()
                 await a.aclose()
                 await b.aclose()
     return results
